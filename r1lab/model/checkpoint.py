@@ -1,0 +1,260 @@
+"""Hugging Face checkpoints: `config.json` (model_type deepseek_v3) + `model.safetensors`.
+
+A checkpoint written here loads with `transformers.AutoModelForCausalLM.from_pretrained(path)`
+and no remote code; one written by transformers' `DeepseekV3ForCausalLM.save_pretrained` loads
+here. Two layouts differ from r1lab's modules and are converted:
+- routed experts: stacked `experts.gate_up_proj` (E, 2I, D) / `experts.down_proj` (E, D, I) here,
+  one `experts.{e}.{gate,up,down}_proj.weight` per expert on disk (the published layout);
+- MTP module k: `mtp.{k}.*` here, `model.layers.{num_hidden_layers + k}.*` on disk, with
+  `shared_head.norm` for the output norm (the published names), written to `mtp.safetensors`
+  so that transformers, which has no MTP, reads `model.safetensors` alone.
+  The published checkpoint also stores copies of the embedding and head per MTP module; they
+  are shared, so they are skipped on load and not written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from r1lab.model.config import ModelConfig
+from r1lab.model.transformer import Transformer
+
+_R1LAB_EXTRAS = ("mtp_loss_weight", "bias_update_speed", "seq_aux_loss_alpha")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def to_hf_config(config: ModelConfig, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    c = config
+    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": c.rope_theta}
+    if c.rope_factor > 1.0:
+        rope.update(rope_type="yarn", factor=c.rope_factor, beta_fast=c.beta_fast, beta_slow=c.beta_slow,
+                    mscale=c.mscale, mscale_all_dim=c.mscale_all_dim,
+                    original_max_position_embeddings=c.original_max_position_embeddings)
+    return {
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+        "vocab_size": c.vocab_size, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+        "moe_intermediate_size": c.moe_intermediate_size, "num_hidden_layers": c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_attention_heads,
+        "q_lora_rank": c.q_lora_rank or None, "kv_lora_rank": c.kv_lora_rank,
+        "qk_nope_head_dim": c.qk_nope_head_dim, "qk_rope_head_dim": c.qk_rope_head_dim, "v_head_dim": c.v_head_dim,
+        "first_k_dense_replace": c.first_k_dense_replace if c.n_routed_experts else c.num_hidden_layers,
+        "n_shared_experts": c.n_shared_experts, "n_routed_experts": c.n_routed_experts,
+        "num_experts_per_tok": c.num_experts_per_tok, "n_group": c.n_group, "topk_group": c.topk_group,
+        "topk_method": "noaux_tc", "scoring_func": c.scoring_func, "norm_topk_prob": c.norm_topk_prob,
+        "routed_scaling_factor": c.routed_scaling_factor, "num_nextn_predict_layers": c.num_nextn_predict_layers,
+        "max_position_embeddings": c.max_position_embeddings, "rope_theta": c.rope_theta,
+        "rope_parameters": rope, "rope_interleave": c.rope_interleave, "rms_norm_eps": c.rms_norm_eps,
+        "hidden_act": "silu", "attention_bias": False, "attention_dropout": 0.0,
+        "tie_word_embeddings": c.tie_word_embeddings, "initializer_range": c.initializer_range,
+        "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
+        "dtype": str(dtype).removeprefix("torch."),
+        "r1lab": {k: getattr(c, k) for k in _R1LAB_EXTRAS},
+    }
+
+
+def _unsupported(field: str, value: Any, why: str) -> ValueError:
+    return ValueError(f"config.json field {field}={value!r} is not supported: {why}")
+
+
+def from_hf_config(d: dict[str, Any]) -> ModelConfig:
+    """ModelConfig from a config.json dict; anything r1lab cannot represent is a clear error."""
+    if d.get("model_type") != "deepseek_v3":
+        raise _unsupported("model_type", d.get("model_type"), "r1lab reads deepseek_v3 checkpoints")
+    checks = [("hidden_act", "silu"), ("attention_bias", False), ("topk_method", "noaux_tc"),
+              ("pretraining_tp", 1), ("quantization_config", None)]
+    for field, ok in checks:
+        if field in d and d[field] != ok:
+            raise _unsupported(field, d[field], f"only {ok!r} is implemented")
+    heads = d["num_attention_heads"]
+    if d.get("num_key_value_heads") not in (None, heads):
+        raise _unsupported("num_key_value_heads", d["num_key_value_heads"], "MLA uses one KV latent for all heads")
+    rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "yarn"):
+        raise _unsupported("rope_parameters.rope_type", rope_type, "only default RoPE and YaRN are implemented")
+    yarn = rope_type == "yarn"
+    n_routed = d.get("n_routed_experts") or 0
+    extras = d.get("r1lab", {})
+    return ModelConfig(
+        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
+        moe_intermediate_size=d.get("moe_intermediate_size", 0), num_hidden_layers=d["num_hidden_layers"],
+        num_attention_heads=heads, q_lora_rank=d.get("q_lora_rank") or 0, kv_lora_rank=d["kv_lora_rank"],
+        qk_nope_head_dim=d["qk_nope_head_dim"], qk_rope_head_dim=d["qk_rope_head_dim"], v_head_dim=d["v_head_dim"],
+        first_k_dense_replace=min(d.get("first_k_dense_replace", 0), d["num_hidden_layers"]),
+        n_shared_experts=d.get("n_shared_experts") or 0, n_routed_experts=n_routed,
+        num_experts_per_tok=d.get("num_experts_per_tok") or 1, n_group=d.get("n_group") or 1,
+        topk_group=d.get("topk_group") or 1, scoring_func=d.get("scoring_func", "sigmoid"),
+        norm_topk_prob=d.get("norm_topk_prob", True), routed_scaling_factor=d.get("routed_scaling_factor", 1.0),
+        num_nextn_predict_layers=d.get("num_nextn_predict_layers", 0),
+        max_position_embeddings=d.get("max_position_embeddings", 4096),
+        rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
+        rope_factor=rope.get("factor", 1.0) if yarn else 1.0,
+        original_max_position_embeddings=rope.get("original_max_position_embeddings", 4096),
+        beta_fast=rope.get("beta_fast", 32.0), beta_slow=rope.get("beta_slow", 1.0),
+        mscale=rope.get("mscale", 1.0), mscale_all_dim=rope.get("mscale_all_dim", 0.0) if yarn else 1.0,
+        rope_interleave=d.get("rope_interleave", True), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+        tie_word_embeddings=d.get("tie_word_embeddings", False), initializer_range=d.get("initializer_range", 0.02),
+        bos_token_id=d.get("bos_token_id", 0), eos_token_id=_first(d.get("eos_token_id", 1)),
+        pad_token_id=d.get("pad_token_id"), **{k: extras[k] for k in _R1LAB_EXTRAS if k in extras},
+    )
+
+
+def _first(x: Any) -> Any:
+    return x[0] if isinstance(x, list) else x
+
+
+# ----------------------------------------------------------------------------- weights
+
+_EXPERT_STACK = re.compile(r"(.*\.experts)\.(gate_up_proj|down_proj)$")
+_EXPERT_ONE = re.compile(r"(.*\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+_MTP_LOCAL = re.compile(r"mtp\.(\d+)\.(.*)$")
+_LAYER = re.compile(r"model\.layers\.(\d+)\.(.*)$")
+
+
+def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    config, out = model.config, {}
+    for name, t in model.state_dict().items():
+        if config.tie_word_embeddings and name == "lm_head.weight":
+            continue  # tied: transformers re-ties it from the embedding
+        m = _MTP_LOCAL.match(name)
+        if m:
+            layer, rest = config.num_hidden_layers + int(m.group(1)), m.group(2)
+            rest = {"norm.weight": "shared_head.norm.weight"}.get(rest, rest.removeprefix("block."))
+            name = f"model.layers.{layer}.{rest}"
+        m = _EXPERT_STACK.match(name)
+        if m and m.group(2) == "gate_up_proj":
+            gates, ups = t.chunk(2, dim=1)  # (E, I, D) each
+            for e in range(t.shape[0]):
+                out[f"{m.group(1)}.{e}.gate_proj.weight"] = gates[e].contiguous()
+                out[f"{m.group(1)}.{e}.up_proj.weight"] = ups[e].contiguous()
+        elif m:
+            for e in range(t.shape[0]):
+                out[f"{m.group(1)}.{e}.down_proj.weight"] = t[e].contiguous()
+        else:
+            out[name] = t.contiguous()
+    return out
+
+
+def from_hf_state_dict(sd: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Maps checkpoint names to r1lab's, stacking per-expert weights; unknown names pass through
+    (and are then reported by the strict load)."""
+    n, out = config.num_hidden_layers, {}
+    experts: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
+    for name, t in sd.items():
+        m = _LAYER.match(name)
+        if m and int(m.group(1)) >= n:  # an MTP module
+            k, rest = int(m.group(1)) - n, m.group(2)
+            if rest in ("embed_tokens.weight", "shared_head.head.weight"):
+                continue  # copies of the shared embedding / head in the published checkpoint
+            if rest == "shared_head.norm.weight":
+                name = f"mtp.{k}.norm.weight"
+            elif rest.split(".")[0] in ("enorm", "hnorm", "eh_proj"):
+                name = f"mtp.{k}.{rest}"
+            else:
+                name = f"mtp.{k}.block.{rest}"
+        m = _EXPERT_ONE.match(name)
+        if m:
+            experts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[m.group(3)] = t
+        else:
+            out[name] = t
+    for prefix, per_expert in experts.items():
+        ids = sorted(per_expert)
+        out[f"{prefix}.gate_up_proj"] = torch.stack(
+            [torch.cat([per_expert[e]["gate_proj"], per_expert[e]["up_proj"]], dim=0) for e in ids])
+        out[f"{prefix}.down_proj"] = torch.stack([per_expert[e]["down_proj"] for e in ids])
+    if config.tie_word_embeddings:
+        out.pop("lm_head.weight", None)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _is_mtp_key(name: str, config: ModelConfig) -> bool:
+    m = _LAYER.match(name)
+    return bool(m) and int(m.group(1)) >= config.num_hidden_layers
+
+
+def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch.dtype | None = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
+    """Writes config.json + model.safetensors (+ extra text files) atomically: the directory
+    appears complete or not at all, so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    dtype = dtype or model.lm_head.weight.dtype
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
+               for k, v in to_hf_state_dict(model).items()}
+    tensors = {k: v.float() if k.endswith("e_score_correction_bias") else v for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        mtp = {k: v for k, v in tensors.items() if _is_mtp_key(k, model.config)}
+        main = {k: v for k, v in tensors.items() if k not in mtp}
+        save_file(main, tmp / "model.safetensors", metadata={"format": "pt"})
+        if mtp:  # a file of its own: transformers reads model.safetensors only and stays quiet
+            save_file(mtp, tmp / "mtp.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(to_hf_config(model.config, dtype), indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_config(path: str | os.PathLike) -> ModelConfig:
+    file = Path(path) / "config.json"
+    if not file.exists():
+        raise FileNotFoundError(f"no config.json in {path}")
+    return from_hf_config(json.loads(file.read_text()))
+
+
+def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Transformer:
+    """Loads a deepseek_v3 checkpoint (r1lab's or transformers') into an r1lab Transformer."""
+    path = Path(path)
+    config = load_config(path)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {path}")
+    sd: dict[str, torch.Tensor] = {}
+    for f in files:
+        sd.update(load_file(f))
+    if config.num_nextn_predict_layers and not any(_is_mtp_key(k, config) for k in sd):
+        # transformers has no MTP: its checkpoints keep num_nextn_predict_layers but no weights
+        config = config.replace(num_nextn_predict_layers=0)
+    with torch.device("meta"):
+        model = Transformer(config)
+    state = from_hf_state_dict(sd, config)
+    expected = set(model.state_dict()) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith("e_score_correction_bias") else v
+             for k, v in state.items()}
+    model.load_state_dict(state, assign=True, strict=not config.tie_word_embeddings)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.rotary = type(model.rotary)(config)  # buffers are not in the checkpoint: rebuild off meta
+    for moe in model.moe_layers():
+        moe.gate.expert_load = torch.zeros(config.n_routed_experts)
+    return model.to(device)

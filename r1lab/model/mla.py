@@ -1,0 +1,157 @@
+"""Multi-head Latent Attention (DeepSeek-V2 §2.1, V3 §2.1.1).
+
+Keys and values are not projected from the hidden state directly: it is first compressed into
+a small latent c_KV (`kv_lora_rank` wide), from which per-head keys and values are expanded.
+Positional information rides on a separate, decoupled RoPE key (`qk_rope_head_dim` wide) that
+all heads share. Queries are optionally low-rank too (`q_lora_rank`, 0 = full rank).
+
+Decoding caches only c_KV and the RoPE key per token and layer: (kv_lora_rank + qk_rope_head_dim)
+values instead of 2 * heads * head_dim for multi-head attention of the same heads. For V3
+(512 + 64 against 2 * 128 * 128) that is 576 vs 32,768 values, 1,152 vs 65,536 bytes per token
+per layer in bf16: 57x less. At decode time the key/value up-projections are absorbed into the
+query and the output ("weight absorption"), so the per-head keys and values are never rebuilt.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from r1lab.model.config import ModelConfig
+from r1lab.model.layers import RMSNorm
+from r1lab.model.rope import apply_rope
+
+
+class KVCache:
+    """The latent decode cache of every layer, preallocated for `max_len` positions.
+
+    Slot s of every row holds the s-th token fed to the model (prompts are left-padded, so pad
+    slots are masked by the caller's `attention_mask`). `length` counts filled slots.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        n_layers = config.num_hidden_layers
+        self.latent = torch.zeros(n_layers, batch_size, max_len, config.kv_lora_rank, device=device, dtype=dtype)
+        self.k_rope = torch.zeros(n_layers, batch_size, max_len, config.qk_rope_head_dim, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.latent.shape[2]
+
+    def bytes_per_token(self) -> int:
+        """Bytes cached per token, all layers together."""
+        per_layer = self.latent.shape[-1] + self.k_rope.shape[-1]
+        return per_layer * self.latent.shape[0] * self.latent.element_size()
+
+    def repeat_interleave(self, n: int) -> "KVCache":
+        """Each row repeated n times: a prompt prefilled once serves n samples (GRPO groups)."""
+        out = object.__new__(KVCache)
+        out.latent = self.latent.repeat_interleave(n, dim=1)
+        out.k_rope = self.k_rope.repeat_interleave(n, dim=1)
+        out.length = self.length
+        return out
+
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """Keeps only the given rows (e.g. drop finished sequences)."""
+        out = object.__new__(KVCache)
+        out.latent, out.k_rope, out.length = self.latent[:, rows], self.k_rope[:, rows], self.length
+        return out
+
+
+class MLA(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads = config.num_attention_heads
+        self.d_nope, self.d_rope, self.d_v = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+        self.kv_rank = config.kv_lora_rank
+        self.scale = config.softmax_scale
+        self.interleave = config.rope_interleave
+        d, h, d_qk = config.hidden_size, self.n_heads, config.qk_head_dim
+        if config.q_lora_rank > 0:  # W_DQ, norm, W_UQ (V3 eq. 6-8)
+            self.q_a_proj = nn.Linear(d, config.q_lora_rank, bias=False)
+            self.q_a_layernorm = RMSNorm(config.q_lora_rank)
+            self.q_b_proj = nn.Linear(config.q_lora_rank, h * d_qk, bias=False)
+        else:
+            self.q_proj = nn.Linear(d, h * d_qk, bias=False)
+        # W_DKV and W_KR fused: hidden -> [c_KV ; k_rope]   (V3 eq. 1, 3)
+        self.kv_a_proj_with_mqa = nn.Linear(d, self.kv_rank + self.d_rope, bias=False)
+        self.kv_a_layernorm = RMSNorm(self.kv_rank)
+        # W_UK and W_UV fused: c_KV -> per-head [k_nope ; v]   (V3 eq. 2, 5)
+        self.kv_b_proj = nn.Linear(self.kv_rank, h * (self.d_nope + self.d_v), bias=False)
+        self.o_proj = nn.Linear(h * self.d_v, d, bias=False)
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "q_proj"):
+            return self.q_proj(x)
+        return self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """x: (B, T, D); cos/sin: (B, T, d_rope/2); attention_mask: (B, S) bool over every key
+        position so far (cache slots included), True = real token; returns (B, T, D)."""
+        B, T, _ = x.shape
+        q = self._query(x).view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, H, T, d_nope + d_rope)
+        q_nope, q_rope = q.split([self.d_nope, self.d_rope], dim=-1)
+        q_rope = apply_rope(q_rope, cos, sin, self.interleave)
+        latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.d_rope], dim=-1)
+        latent = self.kv_a_layernorm(latent)  # (B, T, c)
+        k_rope = apply_rope(k_rope[:, None], cos, sin, self.interleave)[:, 0]  # (B, T, d_rope)
+
+        start = 0
+        if cache is not None:  # write this step's latents, then attend over everything cached
+            start = cache.length
+            cache.latent[self.layer_idx, :, start:start + T] = latent.to(cache.latent.dtype)
+            cache.k_rope[self.layer_idx, :, start:start + T] = k_rope.to(cache.k_rope.dtype)
+            latent = cache.latent[self.layer_idx, :, :start + T].to(x.dtype)
+            k_rope = cache.k_rope[self.layer_idx, :, :start + T].to(x.dtype)
+        mask = _attention_mask(attention_mask, start, T, latent.shape[1], x.device)
+        if cache is not None and T == 1:
+            out = self._attend_absorbed(q_nope, q_rope, latent, k_rope, mask)
+        else:
+            out = self._attend_expanded(q_nope, q_rope, latent, k_rope, mask)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.d_v))
+
+    def _attend_expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
+                         k_rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Training/prefill: rebuild per-head keys and values from the latent, then SDPA."""
+        B, S, _ = latent.shape
+        kv = self.kv_b_proj(latent).view(B, S, self.n_heads, self.d_nope + self.d_v).transpose(1, 2)
+        k_nope, v = kv.split([self.d_nope, self.d_v], dim=-1)  # (B, H, S, d_nope), (B, H, S, d_v)
+        k = torch.cat([k_nope, k_rope[:, None].expand(-1, self.n_heads, -1, -1)], dim=-1)
+        q = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, T, d_qk)
+        is_causal = mask is None and q.shape[2] == S
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
+
+    def _attend_absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
+                         k_rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Decode: q·k = (q_nope W_UK)·c_KV + q_rope·k_rope, and o = (p·c_KV) W_UV, so only the
+        latent is ever read (DeepSeek-V2 §2.1.2, "absorbed" into the projections)."""
+        w = self.kv_b_proj.weight.view(self.n_heads, self.d_nope + self.d_v, self.kv_rank)
+        w_uk, w_uv = w[:, :self.d_nope], w[:, self.d_nope:]  # (H, d_nope, c), (H, d_v, c)
+        q_latent = torch.einsum("bhtd,hdc->bhtc", q_nope, w_uk)  # (B, H, T, c)
+        scores = (q_latent @ latent[:, None].transpose(-1, -2)
+                  + q_rope @ k_rope[:, None].transpose(-1, -2)).float() * self.scale  # (B, H, T, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(dim=-1).to(latent.dtype)
+        out_latent = probs @ latent[:, None]  # (B, H, T, c)
+        return torch.einsum("bhtc,hvc->bhtv", out_latent, w_uv)  # (B, H, T, d_v)
+
+
+def _attention_mask(key_valid: torch.Tensor | None, start: int, T: int, S: int,
+                    device: torch.device) -> torch.Tensor | None:
+    """(B, 1, T, S) bool: query t (at slot start + t) sees key s if s <= start + t and the key is
+    real. A query always sees itself, so padded query rows stay finite. None = plain causal."""
+    if key_valid is None and start == 0:
+        return None
+    q_pos = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
+    mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, S)
+    if key_valid is not None:
+        mask = mask & key_valid[:, None, None, :S].bool()
+        mask = mask | (k_pos == q_pos)[None, None]
+    return mask

@@ -1,0 +1,141 @@
+"""DeepSeekMoE with auxiliary-loss-free load balancing (V3 §2.1.2).
+
+Each token goes through `n_shared_experts` shared experts and `num_experts_per_tok` of the
+`n_routed_experts` routed ones. Routing (V3 eq. 12-16):
+  s_i  = sigmoid(u · e_i)                        affinity of the token to expert i
+  choose the top `topk_group` of `n_group` groups by the sum of each group's top-2 (s_i + b_i),
+  then the top-K experts inside them by s_i + b_i,
+  g_i  = s_i / sum_{chosen} s_j * routed_scaling_factor     (the bias never enters g_i)
+The bias b_i balances load without an auxiliary loss: after each optimizer step,
+b_i += bias_update_speed * sign(mean load - load_i)  (`MoE.update_bias`). An optional
+sequence-wise balance loss (V3 eq. 17-20, weight `seq_aux_loss_alpha`) complements it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from r1lab.model.config import ModelConfig
+from r1lab.model.layers import MLP
+
+
+@dataclass
+class Routing:
+    weights: torch.Tensor  # (N, K) float32 gate values g
+    indices: torch.Tensor  # (N, K) chosen experts
+    scores: torch.Tensor  # (N, E) float32 affinities s (unbiased)
+
+
+def route(logits: torch.Tensor, bias: torch.Tensor, *, top_k: int, n_group: int, topk_group: int,
+          scoring_func: str = "sigmoid", norm_topk_prob: bool = True, scaling: float = 1.0) -> Routing:
+    """Group-limited top-k routing on (N, E) router logits; pure function of its inputs."""
+    N, E = logits.shape
+    scores = logits.float().sigmoid() if scoring_func == "sigmoid" else logits.float().softmax(dim=-1)
+    biased = scores + bias.float()  # (N, E): the bias only decides *which* experts
+    if n_group > 1:
+        group_scores = biased.view(N, n_group, E // n_group).topk(2, dim=-1).values.sum(-1)  # (N, G)
+        top_groups = group_scores.topk(topk_group, dim=-1).indices  # (N, topk_group)
+        group_mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, top_groups, True)
+        biased = biased.masked_fill(~group_mask.repeat_interleave(E // n_group, dim=1), float("-inf"))
+    indices = biased.topk(top_k, dim=-1).indices  # (N, K)
+    weights = scores.gather(1, indices)  # (N, K): from the unbiased affinities
+    if norm_topk_prob:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return Routing(weights=weights * scaling, indices=indices, scores=scores)
+
+
+class Router(nn.Module):
+    """The gate: expert centroids e_i and the balancing bias b_i (`e_score_correction_bias`)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
+        self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts))
+        # tokens routed to each expert since the last bias update (not saved in checkpoints)
+        self.register_buffer("expert_load", torch.zeros(config.n_routed_experts), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> Routing:
+        c = self.config
+        logits = F.linear(x.float(), self.weight.float())  # (N, E), routing always in float32
+        routing = route(logits, self.e_score_correction_bias, top_k=c.num_experts_per_tok, n_group=c.n_group,
+                        topk_group=c.topk_group, scoring_func=c.scoring_func,
+                        norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
+        if self.training:
+            with torch.no_grad():
+                self.expert_load += torch.bincount(routing.indices.flatten(), minlength=c.n_routed_experts)
+        return routing
+
+
+class Experts(nn.Module):
+    """All routed experts' SwiGLU weights as stacked tensors (E, ...), dispatched without a
+    Python loop over tokens: tokens are sorted by expert and each expert runs one matmul."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        E, D, I = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, D))  # [gate ; up] per expert
+        self.down_proj = nn.Parameter(torch.empty(E, D, I))
+
+    def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        N, K = routing.indices.shape
+        flat = routing.indices.flatten()  # (N*K,)
+        order = flat.argsort(stable=True)
+        token_of = order // K  # which token each sorted slot belongs to
+        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
+        xs = x[token_of]  # (N*K, D), grouped by expert
+        outs = []
+        for e, chunk in enumerate(xs.split(counts)):
+            if chunk.shape[0] == 0:
+                continue
+            gate, up = (chunk @ self.gate_up_proj[e].t()).chunk(2, dim=-1)
+            outs.append((F.silu(gate) * up) @ self.down_proj[e].t())
+        ys = torch.cat(outs) * routing.weights.flatten()[order, None].to(x.dtype)  # (N*K, D)
+        return torch.zeros_like(x).index_add_(0, token_of, ys)
+
+
+class MoE(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.gate = Router(config)
+        self.experts = Experts(config)
+        self.shared_experts = (MLP(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
+                               if config.n_shared_experts > 0 else None)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, D) -> (output (B, T, D), sequence-wise balance loss or None)."""
+        B, T, D = x.shape
+        flat = x.reshape(B * T, D)
+        routing = self.gate(flat)
+        out = self.experts(flat, routing).view(B, T, D)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        aux = None
+        if self.training and self.config.seq_aux_loss_alpha > 0:
+            aux = sequence_balance_loss(routing, B, T, self.config.num_experts_per_tok) * self.config.seq_aux_loss_alpha
+        return out, aux
+
+    @torch.no_grad()
+    def update_bias(self) -> None:
+        """b_i += gamma * sign(mean load - load_i), then reset the load counter (V3 §2.1.2)."""
+        load = self.gate.expert_load
+        if load.sum() > 0:
+            self.gate.e_score_correction_bias += self.config.bias_update_speed * torch.sign(load.mean() - load)
+        load.zero_()
+
+
+def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int) -> torch.Tensor:
+    """sum_i f_i * P_i per sequence, averaged over the batch (V3 eq. 17-20, without alpha).
+
+    f_i = E / (K T) * #tokens of the sequence routed to i;  P_i = mean_t s_i,t / sum_j s_j,t.
+    """
+    E = routing.scores.shape[-1]
+    chosen = torch.zeros_like(routing.scores).scatter_(1, routing.indices, 1.0).view(B, T, E)
+    f = chosen.sum(1) * E / (top_k * T)  # (B, E), no gradient (counts)
+    p = (routing.scores / routing.scores.sum(-1, keepdim=True)).view(B, T, E).mean(1)  # (B, E)
+    return (f * p).sum(-1).mean()

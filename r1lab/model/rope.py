@@ -1,0 +1,72 @@
+"""Rotary position embeddings with DeepSeek-V3's YaRN context extension (V3 §4.3).
+
+YaRN (arXiv 2309.00071) keeps the high-frequency RoPE dimensions as they are (extrapolation),
+divides the low-frequency ones by `rope_factor` (interpolation), and blends the two with a
+linear ramp between `beta_fast` and `beta_slow` rotations over the original context. It also
+rescales attention: cos/sin are multiplied by mscale(factor, mscale)/mscale(factor, mscale_all_dim)
+and the softmax scale by mscale(factor, mscale_all_dim)^2 (see `ModelConfig.softmax_scale`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from r1lab.model.config import ModelConfig
+
+
+def _yarn_mscale(factor: float, mscale: float) -> float:
+    return 1.0 if factor <= 1.0 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def rope_frequencies(config: ModelConfig) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies (qk_rope_head_dim/2,) and the cos/sin amplitude factor."""
+    dim, base = config.qk_rope_head_dim, config.rope_theta
+    inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
+    if config.rope_factor <= 1.0:
+        return inv_freq, 1.0
+    factor, orig = config.rope_factor, config.original_max_position_embeddings
+
+    def correction_dim(rotations: float) -> float:  # the dim whose wavelength fits `rotations` times
+        return dim * math.log(orig / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(math.floor(correction_dim(config.beta_fast)), 0)
+    high = min(math.ceil(correction_dim(config.beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001  # avoid a zero-width ramp
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    extrapolate = 1.0 - ramp  # 1 for fast (high-frequency) dims, 0 for slow ones
+    inv_freq = inv_freq / factor * (1 - extrapolate) + inv_freq * extrapolate
+    amplitude = _yarn_mscale(factor, config.mscale) / _yarn_mscale(factor, config.mscale_all_dim)
+    return inv_freq, amplitude
+
+
+class RotaryEmbedding(torch.nn.Module):
+    """Computes (cos, sin) for given positions; applied by `apply_rope`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        inv_freq, amplitude = rope_frequencies(config)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.amplitude = amplitude
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # position_ids: (B, T) -> cos, sin: (B, T, rope_dim/2), float32
+        freqs = position_ids.float()[..., None] * self.inv_freq.to(position_ids.device)
+        return freqs.cos() * self.amplitude, freqs.sin() * self.amplitude
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave: bool) -> torch.Tensor:
+    """Rotates pairs of dims of x (B, H, T, d) by the angles in cos/sin (B, T, d/2).
+
+    DeepSeek lays the pairs out interleaved, (x0, x1), (x2, x3), ... (`interleave=True`); the
+    Llama layout pairs dim i with dim i + d/2. Either way q·k only depends on the relative angle.
+    """
+    cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)  # (B, 1, T, d/2)
+    if interleave:
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)

@@ -1,0 +1,191 @@
+"""The DeepSeek-V3 transformer: embedding, `first_k_dense_replace` dense blocks, MoE blocks,
+final norm, output head, and the multi-token-prediction modules (V3 §2.2).
+
+Module names match Hugging Face's `DeepseekV3ForCausalLM` (`model.layers.3.self_attn.kv_b_proj`,
+...), so checkpoints map one to one except for the stacked expert weights (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from r1lab.model.config import ModelConfig
+from r1lab.model.layers import MLP, RMSNorm
+from r1lab.model.mla import MLA, KVCache
+from r1lab.model.moe import MoE
+from r1lab.model.rope import RotaryEmbedding
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then + ffn(norm(x)); the FFN is dense or MoE."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = MLA(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp: nn.Module = (MoE(config) if config.is_moe_layer(layer_idx)
+                               else MLP(config.hidden_size, config.intermediate_size))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attention_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention_mask, cache)
+        h = self.post_attention_layernorm(x)
+        if isinstance(self.mlp, MoE):
+            out, aux = self.mlp(h)
+            return x + out, aux
+        return x + self.mlp(h), None
+
+
+class MTPModule(nn.Module):
+    """One MTP depth k: h'_i = W[norm(Emb(t_{i+k})); norm(h_i^{k-1})], then a block, predicting
+    t_{i+k+1} with the shared output head (V3 eq. 21-23). The [embedding; hidden] order follows
+    the published checkpoint's `eh_proj`."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.enorm = RMSNorm(d, config.rms_norm_eps)
+        self.hnorm = RMSNorm(d, config.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * d, d, bias=False)
+        self.block = Block(config, layer_idx)
+        self.norm = RMSNorm(d, config.rms_norm_eps)  # `shared_head.norm` in the checkpoint
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # what to backpropagate: ce + mtp_loss_weight * mtp + aux
+    ce: torch.Tensor  # next-token cross-entropy (mean over target tokens)
+    mtp: torch.Tensor | None  # mean MTP cross-entropy over depths, None without MTP
+    aux: torch.Tensor | None  # sequence-wise balance loss (already times alpha), None if off
+
+
+class DecoderModel(nn.Module):
+    """The body, named like HF's `DeepseekV3Model`: embed_tokens, layers, norm."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = DecoderModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        n = config.num_hidden_layers
+        self.mtp = nn.ModuleList(MTPModule(config, n + k) for k in range(config.num_nextn_predict_layers))
+        self.rotary = RotaryEmbedding(config)
+        if self.lm_head.weight.device.type != "meta":
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """Normal(0, initializer_range) for matrices, ones for norms, zero balancing bias."""
+        std = self.config.initializer_range
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, std, generator=generator)
+        for m in self.modules():
+            if hasattr(m, "e_score_correction_bias"):
+                m.e_score_correction_bias.zero_()
+
+    # ------------------------------------------------------------------ forward
+
+    def hidden_states(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
+                      attention_mask: torch.Tensor | None = None,
+                      cache: KVCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """input_ids (B, T) -> final hidden states before the output norm (B, T, D) and the
+        MoE balance losses. attention_mask (B, S): True for real tokens over all positions seen
+        so far (cache included); position_ids (B, T) default to cache.length + arange(T)."""
+        B, T = input_ids.shape
+        if position_ids is None:
+            start = cache.length if cache is not None else 0
+            position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+        cos, sin = self.rotary(position_ids)
+        x = self.model.embed_tokens(input_ids)
+        aux: list[torch.Tensor] = []
+        for layer in self.model.layers:
+            x, a = layer(x, cos, sin, attention_mask, cache)
+            if a is not None:
+                aux.append(a)
+        if cache is not None:
+            cache.length += T
+        return x, aux
+
+    def forward(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, vocab)."""
+        h, _ = self.hidden_states(input_ids, position_ids=position_ids, attention_mask=attention_mask, cache=cache)
+        return self.lm_head(self.model.norm(h))
+
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *,
+             attention_mask: torch.Tensor | None = None) -> LossOutput:
+        """Next-token + MTP loss. labels (B, T): the target of each position (input shifted by
+        one), -100 where no loss is taken."""
+        h, aux = self.hidden_states(input_ids, attention_mask=attention_mask)
+        logits = self.lm_head(self.model.norm(h))
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        mtp = self._mtp_loss(h, input_ids, labels, attention_mask) if len(self.mtp) else None
+        total = ce
+        if mtp is not None:
+            total = total + self.config.mtp_loss_weight * mtp
+        aux_total = torch.stack(aux).sum() if aux else None
+        if aux_total is not None:
+            total = total + aux_total
+        return LossOutput(loss=total, ce=ce, mtp=mtp, aux=aux_total)
+
+    def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
+                  attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}."""
+        losses = []
+        for k, module in enumerate(self.mtp, start=1):
+            T = h.shape[1] - 1  # each depth predicts one token further, so one position fewer
+            if T <= 0:
+                break
+            emb = self.model.embed_tokens(input_ids[:, k:k + T])  # (B, T, D) = Emb(t_{i+k})
+            x = module.eh_proj(torch.cat([module.enorm(emb), module.hnorm(h[:, :T])], dim=-1))
+            pos = torch.arange(T, device=h.device).expand(h.shape[0], T)
+            cos, sin = self.rotary(pos)
+            mask = attention_mask[:, k:k + T] if attention_mask is not None else None
+            h, _ = module.block(x, cos, sin, mask)
+            logits = self.lm_head(module.norm(h))
+            losses.append(F.cross_entropy(logits.flatten(0, 1).float(), labels[:, k:k + T].flatten(),
+                                          ignore_index=-100))
+        return torch.stack(losses).mean()
+
+    # ------------------------------------------------------------------ MoE balancing
+
+    def moe_layers(self) -> list[MoE]:
+        return [m for m in self.modules() if isinstance(m, MoE)]
+
+    def update_router_bias(self) -> None:
+        """Call after each optimizer step: aux-loss-free balancing (V3 §2.1.2)."""
+        for moe in self.moe_layers():
+            moe.update_bias()
+
+    def expert_load(self) -> list[torch.Tensor]:
+        """Tokens routed to each expert since the last bias update, one (E,) tensor per MoE layer."""
+        return [moe.gate.expert_load.clone() for moe in self.moe_layers()]
+
+    def make_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
+        p = self.lm_head.weight
+        return KVCache(self.config, batch_size, max_len, device=p.device, dtype=dtype or p.dtype)
+
+
+def max_mean_load_ratio(loads: list[torch.Tensor]) -> float:
+    """Balance metric: max over layers of (max expert load / mean expert load); 1.0 = balanced."""
+    ratios = [float(l.max() / l.mean()) for l in loads if l.sum() > 0]
+    return max(ratios) if ratios else 1.0

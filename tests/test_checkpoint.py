@@ -1,0 +1,115 @@
+"""Hugging Face interop: r1lab <-> transformers' DeepseekV3ForCausalLM, logits equal both ways."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
+
+from r1lab.model import Transformer, from_pretrained, preset, save_pretrained
+from r1lab.model.checkpoint import to_hf_config
+
+CONFIGS = {
+    "full-rank-q+moe+groups": dict(q_lora_rank=0, n_group=4, topk_group=2),
+    "low-rank-q+moe": dict(q_lora_rank=16, n_group=1, topk_group=1),
+    "dense-only": dict(n_routed_experts=0, q_lora_rank=8),
+    "yarn+tied+no-interleave": dict(rope_factor=4.0, original_max_position_embeddings=16, mscale=0.9,
+                                    mscale_all_dim=0.8, tie_word_embeddings=True, rope_interleave=False),
+    "two-dense-then-moe+2-mtp": dict(first_k_dense_replace=2, num_nextn_predict_layers=2, n_group=2, topk_group=1),
+}
+
+
+def make_config(**changes):
+    base = dict(vocab_size=96, hidden_size=32, intermediate_size=48, moe_intermediate_size=16,
+                num_hidden_layers=3, num_attention_heads=4, kv_lora_rank=16, qk_nope_head_dim=8,
+                qk_rope_head_dim=4, v_head_dim=6, n_routed_experts=8, num_experts_per_tok=2,
+                first_k_dense_replace=1, routed_scaling_factor=2.5, max_position_embeddings=64,
+                rope_factor=1.0)
+    base.update(changes)
+    return preset("tiny").replace(**base)
+
+
+def randomize_bias(model: torch.nn.Module) -> None:
+    for name, buf in model.named_buffers():
+        if name.endswith("e_score_correction_bias"):
+            buf.copy_(torch.randn_like(buf) * 0.05)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_r1lab_checkpoint_loads_in_transformers(name, tmp_path):
+    model = Transformer(make_config(**CONFIGS[name])).eval()
+    randomize_bias(model)
+    save_pretrained(model, tmp_path / "ck")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ck").eval()
+    assert type(hf).__name__ == "DeepseekV3ForCausalLM"
+    x = torch.randint(0, 96, (2, 24))
+    with torch.no_grad():
+        diff = (model(x) - hf(x).logits).abs().max().item()
+    assert diff <= 1e-4
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_transformers_checkpoint_loads_in_r1lab(name, tmp_path):
+    hf_config = DeepseekV3Config(**{k: v for k, v in to_hf_config(make_config(**CONFIGS[name])).items()
+                                    if k not in ("architectures", "model_type", "r1lab", "dtype")})
+    hf = DeepseekV3ForCausalLM(hf_config).eval()
+    with torch.no_grad():
+        randomize_bias(hf)
+        assert any(b.abs().sum() > 0 for n, b in hf.named_buffers() if "e_score" in n) or not CONFIGS[name].get(
+            "n_routed_experts", 8)
+    hf.save_pretrained(tmp_path / "hf")
+    model = from_pretrained(tmp_path / "hf").eval()
+    x = torch.randint(0, 96, (2, 24))
+    with torch.no_grad():
+        diff = (model(x) - hf(x).logits).abs().max().item()
+    assert diff <= 1e-4
+
+
+def test_roundtrip_is_exact_including_mtp_and_bias(tmp_path):
+    model = Transformer(make_config(num_nextn_predict_layers=2)).eval()
+    randomize_bias(model)
+    save_pretrained(model, tmp_path / "ck")
+    again = from_pretrained(tmp_path / "ck")
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["model_type"] == "deepseek_v3"
+
+
+def test_save_replaces_existing_checkpoint_atomically(tmp_path):
+    first, second = Transformer(make_config()), Transformer(make_config())
+    save_pretrained(first, tmp_path / "ck")
+    save_pretrained(second, tmp_path / "ck")
+    loaded = from_pretrained(tmp_path / "ck")
+    assert torch.equal(loaded.lm_head.weight, second.lm_head.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary directories left
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model_type", "llama", "model_type"),
+    ("hidden_act", "gelu", "hidden_act"),
+    ("topk_method", "greedy", "topk_method"),
+    ("num_key_value_heads", 1, "num_key_value_heads"),
+    ("rope_parameters", {"rope_type": "linear", "factor": 2.0}, "rope_type"),
+])
+def test_unsupported_checkpoint_is_a_one_line_error_naming_the_field(tmp_path, field, value, match):
+    save_pretrained(Transformer(make_config()), tmp_path / "ck")
+    cfg_file = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg[field] = value
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=match) as err:
+        from_pretrained(tmp_path / "ck")
+    assert "\n" not in str(err.value)
+
+
+def test_weights_that_do_not_match_the_config_are_an_error(tmp_path):
+    save_pretrained(Transformer(make_config()), tmp_path / "ck")
+    cfg_file = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["num_hidden_layers"] = 4
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="missing"):
+        from_pretrained(tmp_path / "ck")

@@ -1,0 +1,164 @@
+"""DeepSeek-V3 model behaviour: routing, balancing, latent-cache decoding, MTP, gradients."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from r1lab.model import KVCache, Transformer, max_mean_load_ratio, preset
+from r1lab.model.info import count_parameters
+from r1lab.model.moe import route
+
+
+def small_config(**changes):
+    base = dict(vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
+                num_hidden_layers=3, num_attention_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
+                qk_rope_head_dim=4, v_head_dim=8, n_routed_experts=8, n_group=4, topk_group=2,
+                num_experts_per_tok=2, first_k_dense_replace=1, max_position_embeddings=128,
+                rope_factor=1.0)
+    base.update(changes)
+    return preset("tiny").replace(**base)
+
+
+def brute_force_route(scores, bias, top_k, n_group, topk_group):
+    """For each token: the best `topk_group` groups by top-2 sums, then top-k inside them."""
+    N, E = scores.shape
+    per = E // n_group
+    chosen = []
+    for t in range(N):
+        biased = (scores[t] + bias).tolist()
+        group_score = [sum(sorted(biased[g * per:(g + 1) * per], reverse=True)[:2]) for g in range(n_group)]
+        best_groups = max(itertools.combinations(range(n_group), topk_group),
+                          key=lambda gs: sum(group_score[g] for g in gs))
+        allowed = [e for g in best_groups for e in range(g * per, (g + 1) * per)]
+        chosen.append(set(sorted(allowed, key=lambda e: -biased[e])[:top_k]))
+    return chosen
+
+
+def test_group_limited_topk_matches_brute_force():
+    logits = torch.randn(200, 16)
+    bias = torch.randn(16) * 0.1
+    r = route(logits, bias, top_k=3, n_group=4, topk_group=2, scaling=2.5)
+    expected = brute_force_route(logits.sigmoid(), bias, 3, 4, 2)
+    assert [set(row.tolist()) for row in r.indices] == expected
+    # weights: the unbiased affinities of the chosen experts, normalised, times the scaling factor
+    s = logits.sigmoid().gather(1, r.indices)
+    torch.testing.assert_close(r.weights, s / s.sum(-1, keepdim=True) * 2.5)
+
+
+def test_bias_changes_choice_not_weights():
+    logits = torch.randn(100, 8)
+    zero = route(logits, torch.zeros(8), top_k=2, n_group=1, topk_group=1, norm_topk_prob=False)
+    bias = torch.zeros(8)
+    bias[7] = 10.0  # expert 7 is now always chosen
+    biased = route(logits, bias, top_k=2, n_group=1, topk_group=1, norm_topk_prob=False)
+    assert (biased.indices == 7).any(-1).all()
+    assert not torch.equal(zero.indices.sort(-1).values, biased.indices.sort(-1).values)
+    # the weight of a chosen expert is its unbiased affinity, whatever the bias
+    torch.testing.assert_close(biased.weights, logits.sigmoid().gather(1, biased.indices))
+
+
+def test_bias_moves_toward_balance_on_skewed_batch():
+    config = small_config(n_group=1, topk_group=1, bias_update_speed=0.01)
+    model = Transformer(config)
+    moe = model.moe_layers()[0]
+    with torch.no_grad():  # skew the router: every token strongly prefers expert 0
+        moe.gate.weight.normal_(0, 0.3)
+        moe.gate.weight[0] += 0.5
+    x = torch.randn(4, 64, config.hidden_size) + 1.0
+    model.train()
+    ratios = []
+    for _ in range(60):
+        moe(x)
+        ratios.append(max_mean_load_ratio([moe.gate.expert_load]))
+        moe.update_bias()
+    bias = moe.gate.e_score_correction_bias
+    assert bias[0] < 0 and bias[1:].mean() > 0  # overloaded expert pushed down, others up
+    assert ratios[-1] < ratios[0] / 2
+
+
+def test_sequence_balance_loss_is_added_when_alpha_positive():
+    model = Transformer(small_config(seq_aux_loss_alpha=0.01))
+    model.train()
+    x = torch.randint(0, 64, (2, 10))
+    out = model.loss(x, torch.roll(x, -1, 1))
+    assert out.aux is not None and out.aux.item() > 0
+    assert out.loss.item() == pytest.approx((out.ce + 0.3 * out.mtp + out.aux).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("q_lora_rank", [0, 8])
+def test_latent_cache_decode_equals_full_forward(q_lora_rank):
+    config = small_config(q_lora_rank=q_lora_rank, rope_factor=4.0, original_max_position_embeddings=8)
+    model = Transformer(config).eval()
+    x = torch.randint(0, 64, (3, 12))
+    with torch.no_grad():
+        full = model(x)  # (B, T, V)
+        cache = model.make_cache(3, 12)
+        steps = [model(x[:, :5], cache=cache)]  # prefill 5 tokens, then one token at a time
+        steps += [model(x[:, t:t + 1], cache=cache) for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_batch_matches_unpadded_rows():
+    model = Transformer(small_config()).eval()
+    a, b = torch.randint(2, 64, (1, 9)), torch.randint(2, 64, (1, 6))
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    batch = torch.cat([a, torch.cat([pad, b], 1)])  # (2, 9), row 1 left-padded
+    mask = batch != 0
+    mask[0] = True
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        cache = model.make_cache(2, 11)
+        logits = model(batch, position_ids=pos, attention_mask=mask, cache=cache)
+        nxt = torch.tensor([[5], [7]])
+        mask2 = torch.cat([mask, torch.ones(2, 1, dtype=torch.bool)], 1)
+        step = model(nxt, position_ids=pos[:, -1:] + 1, attention_mask=mask2, cache=cache)
+        ref_b = model(torch.cat([b, nxt[1:]], 1))
+        ref_a = model(torch.cat([a, nxt[:1]], 1))
+    torch.testing.assert_close(logits[1, 3:], ref_b[0, :6], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[1, 0], ref_b[0, 6], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[0, 0], ref_a[0, 9], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_latent_only():
+    config = preset("deepseek-v3-671b")
+    cache = KVCache(config.replace(num_hidden_layers=1), 1, 1, device="meta", dtype=torch.bfloat16)
+    assert cache.bytes_per_token() == (512 + 64) * 2  # 1,152 bytes per token per layer
+    mha = 2 * config.num_attention_heads * 128 * 2  # K and V of 128 heads x 128 dims
+    assert mha / cache.bytes_per_token() > 50
+
+
+def test_mtp_loss_present_finite_and_gradients_reach_every_parameter():
+    model = Transformer(small_config(seq_aux_loss_alpha=0.001, q_lora_rank=8))
+    model.train()
+    x = torch.randint(0, 64, (2, 16))
+    out = model.loss(x, torch.roll(x, -1, 1))
+    assert out.mtp is not None and torch.isfinite(out.mtp) and out.mtp.item() > 0
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_dense_only_model_and_no_mtp():
+    model = Transformer(small_config(n_routed_experts=0, num_nextn_predict_layers=0))
+    x = torch.randint(0, 64, (2, 8))
+    out = model.loss(x, torch.roll(x, -1, 1))
+    assert out.mtp is None and model.moe_layers() == []
+
+
+def test_published_config_counts_671b_and_37b_active():
+    counts = count_parameters(preset("deepseek-v3-671b"))
+    assert abs(counts["total"] - 671e9) / 671e9 < 0.005
+    assert 36e9 < counts["active"] < 38e9
+    assert 11e9 < counts["mtp"] < 12.5e9
+    tiny = count_parameters(preset("tiny"))
+    assert 1e6 <= tiny["total"] <= 5e6
+
+
+def test_invalid_config_is_rejected_with_field_name():
+    with pytest.raises(ValueError, match="topk_group"):
+        small_config(topk_group=5)
+    with pytest.raises(ValueError, match="qk_rope_head_dim"):
+        small_config(qk_rope_head_dim=3)
