@@ -1,0 +1,122 @@
+"""Forward+backward training throughput: r1lab's model against transformers' DeepseekV3ForCausalLM.
+
+Same weights (the r1lab checkpoint loaded by transformers), same batches, same thread count, in
+one process; float32 and bf16 autocast; the `tiny` preset and a mid-size CPU config. Each result
+is also given as a share of this machine's measured matmul peak (a large square matmul, timed here).
+Model FLOPs per token: 6 x (activated matmul parameters) + causal attention (6 x T x H x (d_qk + d_v)
+per layer, halved for the causal mask).
+
+Prints a table to stderr and ends with one JSON line; `ratio` is r1lab's tokens/s over
+transformers' for the bf16 mid-size case.
+
+    .venv/bin/python benchmarks/model_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from r1lab.model import Transformer, preset, save_pretrained
+from r1lab.model.config import ModelConfig
+from r1lab.model.info import count_parameters
+
+
+def mid_config() -> ModelConfig:
+    return preset("tiny").replace(vocab_size=4096, hidden_size=512, intermediate_size=1536,
+                                  moe_intermediate_size=384, num_hidden_layers=6, num_attention_heads=8,
+                                  kv_lora_rank=128, q_lora_rank=192, qk_nope_head_dim=64, qk_rope_head_dim=32,
+                                  v_head_dim=64, n_routed_experts=16, num_experts_per_tok=2, n_group=4,
+                                  topk_group=2, num_nextn_predict_layers=0)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def flops_per_token(config: ModelConfig, seq_len: int) -> float:
+    counts = count_parameters(config.replace(num_nextn_predict_layers=0))
+    matmul_params = counts["active"] - config.vocab_size * config.hidden_size  # the embedding is a lookup
+    attn = 6 * seq_len * config.num_attention_heads * (config.qk_head_dim + config.v_head_dim) / 2
+    return 6 * matmul_params + config.num_hidden_layers * attn
+
+
+def step_time(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bool, reps: int) -> float:
+    """Median seconds of one forward+backward on `batch` (B, T+1)."""
+    x, y = batch[:, :-1], batch[:, 1:]
+    times = []
+    for i in range(reps + 1):
+        start = time.perf_counter()
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            if is_hf:
+                loss = model(input_ids=x, labels=batch[:, :-1].clone()).loss  # HF shifts internally
+            else:
+                loss = model.loss(x, y).ce
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        if i:  # the first run warms up
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_case(name: str, config: ModelConfig, batch_size: int, seq_len: int, reps: int,
+               peaks: dict[str, float]) -> list[dict]:
+    config = config.replace(num_nextn_predict_layers=0)  # transformers has no MTP: same work both sides
+    torch.manual_seed(0)
+    ours = Transformer(config).train()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(ours, tmp)
+        theirs = AutoModelForCausalLM.from_pretrained(tmp).train()
+    batch = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1))
+    tokens = batch_size * seq_len
+    fpt = flops_per_token(config, seq_len)
+    rows = []
+    for precision in ("fp32", "bf16"):
+        bf16 = precision == "bf16"
+        t_ours = step_time(ours, batch, bf16, False, reps)
+        t_hf = step_time(theirs, batch, bf16, True, reps)
+        row = {"case": name, "precision": precision, "tokens": tokens,
+               "r1lab_tok_s": tokens / t_ours, "hf_tok_s": tokens / t_hf, "ratio": t_hf / t_ours,
+               "r1lab_peak_share": tokens / t_ours * fpt / peaks[precision],
+               "hf_peak_share": tokens / t_hf * fpt / peaks[precision]}
+        rows.append(row)
+        print(f"{name:>5} {precision}: r1lab {row['r1lab_tok_s']:9.0f} tok/s ({row['r1lab_peak_share']:.1%} of peak)"
+              f"  transformers {row['hf_tok_s']:9.0f} tok/s ({row['hf_peak_share']:.1%})  ratio {row['ratio']:.2f}",
+              file=sys.stderr)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    reps = 2 if args.quick else 5
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s "
+          f"({args.threads} threads)", file=sys.stderr)
+    rows = bench_case("tiny", preset("tiny"), 16, 128, reps, peaks)
+    rows += bench_case("mid", mid_config(), 8, 256, reps, peaks)
+    mid_bf16 = next(r for r in rows if r["case"] == "mid" and r["precision"] == "bf16")
+    print(json.dumps({"benchmark": "model_speed", "threads": args.threads,
+                      "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+                      "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+                      "ratio": round(mid_bf16["ratio"], 3)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Batched sampling with MLA's latent KV cache. Knows nothing about training.
+
+`Engine.generate(prompts, SamplingParams(n=G, ...))` left-pads the prompts, prefills them once,
+then shares each prompt's cache among its `n` samples (GRPO samples groups of G per question,
+R1 §2.2.1) and decodes all rows together, dropping rows from the batch as they finish.
+Sampling is seeded: the same seed, prompts and model give the same samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+
+from r1lab.model import Transformer
+
+
+class TokenizerLike(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(kw_only=True)
+class SamplingParams:
+    max_new_tokens: int = 256  # tokens generated per sample at most
+    temperature: float = 1.0  # softmax temperature; 0 = greedy. R1 eval: 0.6; R1-Zero RL: 1.0
+    top_p: float = 1.0  # nucleus sampling mass; R1 eval: 0.95
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
+    n: int = 1  # samples per prompt (GRPO's group size G)
+    stop_token_ids: tuple[int, ...] = ()  # a sampled id here ends the row (kept in the output)
+    stop_strings: tuple[str, ...] = ()  # text that ends the row (kept in the output); needs a tokenizer
+    seed: int = 0  # seed of the sampling generator
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.n < 1:
+            raise ValueError("top_k must be >= 0 and n >= 1")
+
+
+@dataclass
+class Completion:
+    prompt_index: int  # which prompt this sample answers
+    token_ids: list[int]  # generated ids (stop token included)
+    logprobs: list[float]  # log-prob of each generated id under the sampling distribution (after temperature)
+    finish_reason: str  # "stop" (stop token or string) or "length" (max_new_tokens reached)
+    text: str = ""  # decoded token_ids ("" without a tokenizer)
+
+
+@dataclass
+class _Batch:
+    """Decode state of the rows still running."""
+    rows: torch.Tensor  # (R,) index of each running row in the output
+    positions: torch.Tensor  # (R,) position id of the next token
+    mask: torch.Tensor  # (R, S_max) bool, True on real tokens
+    out_ids: list[list[int]] = field(default_factory=list)
+    out_logprobs: list[list[float]] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: TokenizerLike | None = None, *,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.autocast_dtype = autocast_dtype  # e.g. torch.bfloat16 on AMX CPUs and GPUs
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
+                 params: SamplingParams) -> list[list[Completion]]:
+        """Returns, for each prompt, its `params.n` completions."""
+        if params.stop_strings and self.tokenizer is None:
+            raise ValueError("stop_strings need a tokenizer")
+        ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]  # type: ignore[union-attr]
+        if not ids or any(len(x) == 0 for x in ids):
+            raise ValueError("every prompt needs at least one token")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._autocast():
+                flat = self._generate(ids, params)
+        finally:
+            self.model.train(was_training)
+        return [flat[i * params.n:(i + 1) * params.n] for i in range(len(ids))]
+
+    def _generate(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        n, P = params.n, max(len(x) for x in ids)
+        S = P + params.max_new_tokens
+        pad = self.model.config.pad_token_id or 0
+        tokens = torch.full((len(ids), P), pad, dtype=torch.long)
+        mask = torch.zeros(len(ids), S, dtype=torch.bool)
+        for i, x in enumerate(ids):  # left padding: every prompt ends at slot P - 1
+            tokens[i, P - len(x):] = torch.tensor(x)
+            mask[i, P - len(x):P] = True
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        positions = (mask[:, :P].long().cumsum(-1) - 1).clamp(min=0)  # (B, P)
+        cache = self.model.make_cache(len(ids), S)
+        logits = self.model(tokens, position_ids=positions, attention_mask=mask[:, :P], cache=cache)[:, -1]
+        # one prefill per prompt, shared by its n samples
+        cache = cache.repeat_interleave(n)
+        logits = logits.float().repeat_interleave(n, dim=0)  # (B*n, V)
+        batch = _Batch(rows=torch.arange(len(ids) * n, device=self.device),
+                       positions=positions[:, -1].repeat_interleave(n) + 1, mask=mask.repeat_interleave(n, dim=0))
+        batch.out_ids = [[] for _ in range(len(ids) * n)]
+        batch.out_logprobs = [[] for _ in range(len(ids) * n)]
+        finish = ["length"] * (len(ids) * n)
+        gen = torch.Generator(device=self.device).manual_seed(params.seed)
+        stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=self.device)
+        for step in range(params.max_new_tokens):
+            token, logprob = sample(logits, params, gen)  # (R,), (R,)
+            done = torch.isin(token, stop_ids) if len(stop_ids) else torch.zeros_like(token, dtype=torch.bool)
+            for r, t, lp in zip(batch.rows.tolist(), token.tolist(), logprob.tolist()):
+                batch.out_ids[r].append(t)
+                batch.out_logprobs[r].append(lp)
+            if params.stop_strings:
+                done |= self._hit_stop_string(batch, params.stop_strings)
+            for r in batch.rows[done].tolist():
+                finish[r] = "stop"
+            if step == params.max_new_tokens - 1:
+                break
+            keep = ~done
+            if not keep.any():
+                break
+            if not keep.all():  # finished rows leave the batch (and the cache)
+                cache = cache.select(keep.nonzero().squeeze(1))
+                batch.rows, batch.positions, batch.mask = batch.rows[keep], batch.positions[keep], batch.mask[keep]
+                token = token[keep]
+            batch.mask[:, P + step] = True
+            logits = self.model(token[:, None], position_ids=batch.positions[:, None],
+                                attention_mask=batch.mask[:, :P + step + 1], cache=cache)[:, -1].float()
+            batch.positions = batch.positions + 1
+        return [self._completion(r // n, batch.out_ids[r], batch.out_logprobs[r], finish[r], params)
+                for r in range(len(ids) * n)]
+
+    def _hit_stop_string(self, batch: _Batch, stops: tuple[str, ...]) -> torch.Tensor:
+        """Checks the decoded tail of each running row (enough tokens to cover any stop string)."""
+        window = max(len(s) for s in stops) + 2  # a token is at least one character
+        hits = [any(s in self.tokenizer.decode(batch.out_ids[r][-window:]) for s in stops)  # type: ignore[union-attr]
+                for r in batch.rows.tolist()]
+        return torch.tensor(hits, dtype=torch.bool, device=self.device)
+
+    def _completion(self, prompt_index: int, ids: list[int], logprobs: list[float], finish: str,
+                    params: SamplingParams) -> Completion:
+        text = self.tokenizer.decode(ids) if self.tokenizer is not None else ""
+        if finish == "stop" and params.stop_strings and not (ids and ids[-1] in params.stop_token_ids):
+            cut = min((text.find(s) + len(s) for s in params.stop_strings if s in text), default=len(text))
+            text = text[:cut]
+        return Completion(prompt_index=prompt_index, token_ids=ids, logprobs=logprobs, finish_reason=finish, text=text)
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (R, V) float32 -> sampled ids (R,) and their log-probs under softmax(logits / T).
+
+    top-k and top-p truncate the distribution that is sampled from; the returned log-prob is that
+    of the untruncated tempered distribution, the policy's own probability of the token."""
+    if params.temperature == 0:
+        token = logits.argmax(-1)
+        return token, logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+    logp = (logits / params.temperature).log_softmax(-1)  # (R, V)
+    probs = logp.exp()
+    if params.top_k > 0:
+        kth = probs.topk(min(params.top_k, probs.shape[-1]), dim=-1).values[:, -1:]
+        probs = probs.masked_fill(probs < kth, 0.0)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p > params.top_p  # mass before this token already > p
+        probs = probs.scatter(1, order, sorted_p.masked_fill(outside, 0.0))
+    token = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+    return token, logp.gather(1, token[:, None]).squeeze(1)

@@ -1,0 +1,113 @@
+"""Generation engine: cache decoding equals full forwards, seeded sampling, stops, groups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from r1lab.engine import Engine, SamplingParams, sample
+from r1lab.model import Transformer, preset
+
+
+class CharTokenizer:
+    """ids 0..1 special, then one id per printable character."""
+
+    def encode(self, text):
+        return [ord(c) - 30 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i + 30) for i in ids if i >= 2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    config = preset("tiny").replace(vocab_size=100, num_hidden_layers=2, hidden_size=64, num_attention_heads=2,
+                                    kv_lora_rank=32, q_lora_rank=0, num_nextn_predict_layers=0)
+    m = Transformer(config)
+    with torch.no_grad():  # a peaky output distribution so samples differ visibly from noise
+        m.lm_head.weight.mul_(20)
+    return m.eval()
+
+
+def greedy_reference(model, prompt, steps):
+    ids = list(prompt)
+    for _ in range(steps):
+        with torch.no_grad():
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+def test_greedy_equals_full_forward_for_ragged_prompts(model):
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    out = Engine(model).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8))
+    for prompt, (completion,) in zip(prompts, out):
+        assert completion.token_ids == greedy_reference(model, prompt, 8)
+        assert completion.finish_reason == "length"
+
+
+def test_logprobs_are_those_of_the_full_forward(model):
+    prompt = [5, 6, 7]
+    (completion,), = Engine(model).generate([prompt], SamplingParams(temperature=0.7, max_new_tokens=6, seed=3))
+    ids = torch.tensor([prompt + completion.token_ids])
+    with torch.no_grad():
+        logp = (model(ids)[0, len(prompt) - 1:-1] / 0.7).log_softmax(-1)
+    expected = logp.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1)
+    torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_same_seed_same_samples_and_group_of_n(model):
+    params = SamplingParams(temperature=1.0, max_new_tokens=10, n=4, seed=7)
+    a = Engine(model).generate([[5, 6], [7, 8, 9]], params)
+    b = Engine(model).generate([[5, 6], [7, 8, 9]], params)
+    assert [[c.token_ids for c in g] for g in a] == [[c.token_ids for c in g] for g in b]
+    assert [len(g) for g in a] == [4, 4] and all(c.prompt_index == i for i, g in enumerate(a) for c in g)
+    assert len({tuple(c.token_ids) for c in a[0]}) > 1  # the group's samples differ
+    c = Engine(model).generate([[5, 6], [7, 8, 9]], SamplingParams(temperature=1.0, max_new_tokens=10, n=4, seed=8))
+    assert [[x.token_ids for x in g] for g in a] != [[x.token_ids for x in g] for g in c]
+
+
+def test_shared_prefill_group_matches_greedy_of_each_row(model):
+    out = Engine(model).generate([[20, 21, 22]], SamplingParams(temperature=0, max_new_tokens=5, n=3))
+    ref = greedy_reference(model, [20, 21, 22], 5)
+    assert all(c.token_ids == ref for c in out[0])
+
+
+def test_stop_token_ends_row_and_others_continue(model):
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12]]
+    free = Engine(model).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8))
+    stop = free[0][0].token_ids[2]
+    out = Engine(model).generate(prompts, SamplingParams(temperature=0, max_new_tokens=8, stop_token_ids=(stop,)))
+    first = out[0][0]
+    assert first.finish_reason == "stop" and first.token_ids == free[0][0].token_ids[:free[0][0].token_ids.index(stop) + 1]
+    other = out[1][0]
+    cut = other.token_ids.index(stop) + 1 if stop in other.token_ids else len(other.token_ids)
+    assert other.token_ids == free[1][0].token_ids[:cut]
+
+
+def test_stop_string_truncates_text(model):
+    tok = CharTokenizer()
+    free = Engine(model, tok).generate(["ab"], SamplingParams(temperature=0, max_new_tokens=12))[0][0]
+    text = free.text
+    assert len(text) >= 4
+    stop = text[2:4]
+    out = Engine(model, tok).generate(["ab"], SamplingParams(temperature=0, max_new_tokens=12, stop_strings=(stop,)))[0][0]
+    assert out.finish_reason == "stop" and out.text.endswith(stop) and out.text == text[:text.find(stop) + 2]
+
+
+def test_top_k_one_is_greedy_and_top_p_truncates():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]] * 500)
+    gen = torch.Generator().manual_seed(0)
+    tok, _ = sample(logits, SamplingParams(top_k=1), gen)
+    assert (tok == 0).all()
+    probs = logits[0].softmax(-1)  # 0.61, 0.22, 0.14, 0.03: top_p=0.7 keeps the first two
+    tok, lp = sample(logits, SamplingParams(top_p=0.7), gen)
+    assert set(tok.tolist()) == {0, 1}
+    torch.testing.assert_close(lp, probs.log()[tok])
+
+
+def test_bad_params_are_rejected():
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        SamplingParams(max_new_tokens=0)
