@@ -12,15 +12,38 @@ command's heavy imports never slow another.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
+from typing import Any, TypeVar
+
+C = TypeVar("C")
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("r1lab.model.info", "count a preset's parameters (total, activated, MTP) without allocating them"),
     "demo": ("r1lab.demo", "run the main job on the embedded miniature world"),
+    "pretrain": ("r1lab.stages.pretrain", "pretrain a base model on the miniature world's corpus"),
     "eval": ("r1lab.stages.evaluate", "score completions (or sample a checkpoint) with pass@1, pass@k and cons@k"),
 }
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One --flag per field of a stage's config dataclass (bools get --x/--no-x); the field's
+    comment in the source is the documentation, `r1lab CMD --help` shows the defaults."""
+    kinds = {"int": int, "float": float, "str": str}
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if str(f.type) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif str(f.type) in kinds:
+            parser.add_argument(flag, type=kinds[str(f.type)], default=default, help=f"(default: {default})")
+
+
+def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    return config_cls(**{**values, **overrides})
 
 
 def build_parser() -> argparse.ArgumentParser:

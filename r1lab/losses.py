@@ -1,0 +1,115 @@
+"""Losses and advantages as small pure tensor functions (no modules, no state).
+
+Shapes: G samples per prompt, N = rows (prompts x G), T = completion tokens (right-padded, with
+a 0/1 `mask`). Sources: R1 §2.2.1 (GRPO), Dr. GRPO (arXiv 2503.20783), DAPO (arXiv 2503.14476);
+see ../shared/R1-FACTS.md, "GRPO".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+LOSS_AGGREGATIONS = ("seq_mean", "token_mean", "constant")
+
+
+def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """rewards (P, G) -> advantages (P, G): A_i = (r_i - mean(r)) / (std(r) + eps) within each group
+    (R1 §2.2.1). `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose rewards are all
+    equal gets advantage 0 for every sample."""
+    centered = rewards - rewards.mean(dim=-1, keepdim=True)
+    if not scale_by_std:
+        return centered
+    return centered / (rewards.std(dim=-1, keepdim=True, unbiased=True) + eps)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(pi_theta || pi_ref): r - log r - 1 with r = pi_ref / pi_theta;
+    unbiased and always >= 0 (R1 §2.2.1)."""
+    log_ratio = (ref_logp - logp).clamp(-20, 20)
+    return log_ratio.exp() - log_ratio - 1
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int | None = None) -> torch.Tensor:
+    """(N, T) per-token losses -> scalar.
+
+    seq_mean:   mean over each sequence's tokens, then over sequences (GRPO as in the paper);
+    token_mean: mean over every token of the batch (DAPO: long answers weigh by their length);
+    constant:   sum over tokens / (N * max_len), a length-independent normaliser (Dr. GRPO)."""
+    if how == "seq_mean":
+        return masked_mean(per_token, mask, dim=-1).mean()
+    if how == "token_mean":
+        return masked_mean(per_token, mask)
+    if how == "constant":
+        return (per_token * mask).sum() / (per_token.shape[0] * (max_len or per_token.shape[1]))
+    raise ValueError(f"loss aggregation must be one of {LOSS_AGGREGATIONS}, got {how!r}")
+
+
+@dataclass
+class PolicyLoss:
+    loss: torch.Tensor  # scalar to minimise
+    policy_loss: torch.Tensor  # the clipped surrogate part (detached)
+    kl: torch.Tensor  # mean k3 KL to the reference (detached; 0 without a reference)
+    clip_fraction: torch.Tensor  # share of tokens whose ratio was clipped (detached)
+    ratio_mean: torch.Tensor  # mean pi_theta / pi_old (detached)
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+              clip_eps_low: float = 0.2, clip_eps_high: float = 0.2, kl_coef: float = 0.0,
+              ref_logp: torch.Tensor | None = None, aggregation: str = "seq_mean",
+              max_len: int | None = None) -> PolicyLoss:
+    """GRPO's clipped objective, negated for minimisation (R1 §2.2.1, per token):
+
+        -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) + kl_coef * KL_k3(pi_theta || pi_ref)
+
+    logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). rho = exp(logp - old_logp).
+    eps_high > eps_low is DAPO's clip-higher."""
+    adv = advantages[:, None]  # (N, 1): every token of a sample shares its advantage
+    ratio = (logp - old_logp).exp()  # (N, T)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)
+    kl = torch.zeros_like(per_token)
+    if ref_logp is not None and kl_coef > 0:
+        kl = kl_k3(logp, ref_logp)
+        per_token = per_token + kl_coef * kl
+    loss = aggregate(per_token, mask, aggregation, max_len)
+    with torch.no_grad():
+        was_clipped = (clipped < unclipped).float()  # the min picked the clipped term
+        stats = dict(policy_loss=aggregate(-torch.minimum(unclipped, clipped), mask, aggregation, max_len),
+                     kl=masked_mean(kl, mask), clip_fraction=masked_mean(was_clipped, mask),
+                     ratio_mean=masked_mean(ratio, mask))
+    return PolicyLoss(loss=loss, **stats)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """logits (N, T, V), tokens (N, T) -> log pi(token) (N, T), float32, under softmax(logits / T)."""
+    logp = (logits.float() / temperature).log_softmax(-1)
+    return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T)."""
+    logp = (logits.float() / temperature).log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on response tokens only: logits (N, T, V), labels (N, T) (already shifted),
+    mask (N, T) 1 where the label is a response token; mean over those tokens."""
+    ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
+    return masked_mean(ce, mask.float())
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Reward-model loss on preference pairs: -log sigmoid(r_chosen - r_rejected), mean over pairs
+    (R1 §2.3.4's helpfulness reward model is trained on such pairs)."""
+    return -F.logsigmoid(chosen - rejected).mean()

@@ -1,0 +1,162 @@
+"""`r1lab pretrain`: the base model R1 starts from, pretrained on the miniature world's corpus.
+
+Next-token + multi-token-prediction loss (V3 §2.2) on packed documents, AdamW with warmup and
+cosine decay, gradient clipping, bf16 autocast, aux-loss-free MoE balancing after every step.
+Checkpoints are Hugging Face directories (weights + tokenizer + this config); `--resume`
+continues from the newest one with the optimizer, RNG and data position restored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from r1lab import training
+from r1lab.cli import add_config_arguments, config_from_args
+from r1lab.model import Transformer, max_mean_load_ratio, preset
+from r1lab.tokenizer import Tokenizer, world_tokenizer
+
+
+@dataclass(kw_only=True)
+class PretrainConfig:
+    out_dir: str = "runs/base"  # run directory: checkpoints/, metrics.jsonl, final checkpoint in base/
+    model: str = "tiny"  # model preset (r1lab.model.PRESETS)
+    seed: int = 0  # seeds the corpus, the init and the batch order
+    n_docs: int = 120_000  # corpus documents (~50 tokens each)
+    vocab_size: int = 1024  # tokenizer vocabulary
+    seq_len: int = 256  # tokens per training row
+    batch_size: int = 32  # rows per step
+    max_steps: int = 1500  # optimizer steps
+    lr: float = 3e-3  # peak learning rate (tiny models tolerate a high one)
+    min_lr_ratio: float = 0.1  # cosine decays to lr * this
+    warmup_steps: int = 50  # linear warmup steps
+    weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
+    grad_clip: float = 1.0  # max global gradient norm
+    bf16: bool = True  # bf16 autocast (AMX on recent CPUs)
+    eval_every: int = 250  # steps between held-out loss evaluations
+    save_every: int = 500  # steps between resumable checkpoints
+    keep_checkpoints: int = 2  # resumable checkpoints kept on disk
+    threads: int = 0  # torch threads; 0 = torch's default
+    resume: bool = False  # continue from the newest checkpoint in out_dir
+
+    def __post_init__(self) -> None:
+        for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("PretrainConfig.min_lr_ratio must be in [0, 1]")
+
+
+def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
+    """One long stream: <bos> doc <eos> <bos> doc <eos> ... (the model learns where answers end)."""
+    stream: list[int] = []
+    for ids in tokenizer.encode_batch(texts):
+        stream += [tokenizer.bos_id, *ids, tokenizer.eos_id]
+    return torch.tensor(stream, dtype=torch.long)
+
+
+def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows, a pure function of (seed, step): a resumed run sees the same batches."""
+    g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
+    rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()])  # (B, T+1)
+    return rows[:, :-1], rows[:, 1:]
+
+
+@torch.no_grad()
+def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfig, n_batches: int = 4) -> float:
+    model.eval()
+    losses = []
+    for i in range(n_batches):
+        x, y = batch_at(stream, -1 - i, config)
+        with training.autocast(config.bf16):
+            losses.append(model.loss(x, y).ce.item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def run(config: PretrainConfig) -> Path:
+    """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
+    training.set_threads(config.threads)
+    training.seed_everything(config.seed)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    training.save_config(config, out / "pretrain_config.json")
+    from r1lab.world import pretraining_corpus  # the world is only needed here
+
+    tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)
+    print(f"building corpus: {config.n_docs:,} documents (seed {config.seed})")
+    stream = pack(tokenizer, pretraining_corpus(config.seed, config.n_docs))
+    val_stream = pack(tokenizer, pretraining_corpus(config.seed + 10_007, max(500, config.n_docs // 100)))
+    print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")
+
+    model_config = preset(config.model).replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
+                                               eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
+    model = Transformer(model_config).train()
+    optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
+    metrics = training.MetricsLog(out / "metrics.jsonl")
+    start_step = 0
+    if config.resume and (ck := training.latest_checkpoint(out / "checkpoints")) is not None:
+        model = training.resume_model(ck).train()
+        optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
+        start_step = training.load_training_state(ck, optimizer)["step"]
+        metrics.truncate_after(start_step)
+        print(f"resumed from {ck} at step {start_step}")
+    elif not config.resume:
+        metrics.path.write_text("")
+
+    speed = training.Throughput()
+    bar = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,
+               desc="pretrain", dynamic_ncols=True)
+    for step in bar:
+        lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
+                            min_lr_ratio=config.min_lr_ratio)
+        training.set_lr(optimizer, lr)
+        x, y = batch_at(stream, step, config)
+        with training.autocast(config.bf16):
+            out_loss = model.loss(x, y)
+        out_loss.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        balance = max_mean_load_ratio(model.expert_load())
+        model.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
+        speed.add(x.numel())
+        record = {"step": step + 1, "loss": out_loss.ce.item(), "lr": lr, "grad_norm": float(grad_norm),
+                  "expert_load_max_mean": balance}
+        if out_loss.mtp is not None:
+            record["mtp_loss"] = out_loss.mtp.item()
+        if (step + 1) % 10 == 0:
+            record["tokens_per_s"] = speed.rate()
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.max_steps:
+            record["heldout_loss"] = heldout_loss(model, val_stream, config)
+            bar.write(f"step {step + 1}: loss {record['loss']:.3f}, held-out loss {record['heldout_loss']:.3f}")
+        metrics.write(record)
+        if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
+            training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
+                                     config=config, optimizer=optimizer, tokenizer=tokenizer)
+            training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+    final = training.save_checkpoint(model, out / "base", step=config.max_steps, config=config, tokenizer=tokenizer)
+    print(f"base model saved to {final}")
+    return final
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, PretrainConfig)
+
+
+def main(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    run(config_from_args(PretrainConfig, args))
+    print(f"done in {math.ceil(time.perf_counter() - start)} s")
+    return 0

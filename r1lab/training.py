@@ -1,0 +1,152 @@
+"""What every trainer shares: optimizer, LR schedule, precision, metrics log, checkpoints + resume.
+
+Kept apart from the stages so each stage's `run(config)` reads as its algorithm alone. Nothing
+here knows about parallelism either: a distributed launcher wraps the model (FSDP2's
+`fully_shard`) before handing it to a stage, and these helpers work on whatever module they get.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from r1lab.model import Transformer, from_pretrained, save_pretrained
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def autocast(enabled: bool, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast (AMX on recent CPUs, tensor cores on GPUs); a no-op when disabled."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+    """AdamW; no weight decay on norms, biases and embeddings-like 1-D tensors."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=1e-8)
+
+
+def lr_at(step: int, *, lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at `total_steps`.
+
+    R1's SFT stages: 5e-5 -> 5e-6 (min_lr_ratio 0.1) by cosine (R1-FACTS.md, "Cold start and SFT")."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class MetricsLog:
+    """Appends one JSON object per line; flushed at every write so a crash loses nothing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop records of steps after the checkpoint (they will be redone)."""
+        keep = [r for r in self.read() if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+
+
+def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, config: Any,
+                    optimizer: torch.optim.Optimizer | None = None, tokenizer: Any = None,
+                    extra_state: dict[str, Any] | None = None) -> Path:
+    """A Hugging Face checkpoint (+ tokenizer, + the stage's resolved config as `r1lab_config.json`)
+    and, for resuming, `trainer_state.pt` with the optimizer and RNG states."""
+    directory = Path(directory)
+    extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n"}
+    path = save_pretrained(model, directory, extra_files=extra)
+    if tokenizer is not None:
+        tokenizer.save(path)
+    if optimizer is not None:
+        state = {"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "python_rng": random.getstate(), **(extra_state or {})}
+        tmp = path / "trainer_state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path / "trainer_state.pt")
+    return path
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest `step_NNNNNN` directory that has a complete trainer state."""
+    candidates = sorted(Path(checkpoint_dir).glob("step_*/trainer_state.pt"))
+    return candidates[-1].parent if candidates else None
+
+
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return state
+
+
+def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
+    for old in sorted(Path(checkpoint_dir).glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resume_model(path: Path, device: str | torch.device = "cpu") -> Transformer:
+    return from_pretrained(path, device=device)
+
+
+class Throughput:
+    """Tokens per second over the last interval."""
+
+    def __init__(self) -> None:
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        rate = self.tokens / elapsed if elapsed > 0 else 0.0
+        self.start, self.tokens = time.perf_counter(), 0
+        return rate
+
+
+def batches_of(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,92 @@
+"""Losses and advantages against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from r1lab.losses import (aggregate, bradley_terry_loss, entropy, group_advantages, grpo_loss, kl_k3, sft_loss,
+                          token_logprobs)
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5]])
+    std = math.sqrt(1 / 3)  # unbiased std of (1, 0, 0, 1)
+    a = group_advantages(r, eps=0.0 + 1e-12)
+    torch.testing.assert_close(a[0], torch.tensor([0.5, -0.5, -0.5, 0.5]) / std)
+    assert torch.equal(a[1], torch.zeros(4))  # equal rewards: zero advantage
+    torch.testing.assert_close(group_advantages(r, scale_by_std=False)[0], torch.tensor([0.5, -0.5, -0.5, 0.5]))
+
+
+def test_kl_k3_by_hand_and_zero_at_equality():
+    logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    r = 0.25 / 0.5
+    torch.testing.assert_close(kl_k3(logp, ref), torch.tensor([r - math.log(r) - 1]))
+    assert kl_k3(ref, ref).abs().max() == 0
+
+
+def test_ratio_one_and_kl_zero_when_policy_equals_old_and_reference():
+    logp = torch.log(torch.rand(3, 5))
+    adv = torch.tensor([1.0, -2.0, 0.5])
+    mask = torch.ones(3, 5)
+    out = grpo_loss(logp, logp.clone(), adv, mask, kl_coef=0.1, ref_logp=logp.clone())
+    assert out.ratio_mean.item() == pytest.approx(1.0)
+    assert out.kl.item() == 0 and out.clip_fraction.item() == 0
+    assert out.loss.item() == pytest.approx(-adv.mean().item())  # -mean(A) with seq_mean
+
+
+def test_clipping_by_hand():
+    old = torch.log(torch.full((2, 1), 0.5))
+    new = torch.log(torch.tensor([[0.9], [0.1]]))  # ratios 1.8 and 0.2
+    adv = torch.tensor([1.0, -1.0])
+    out = grpo_loss(new, old, adv, torch.ones(2, 1), clip_eps_low=0.2, clip_eps_high=0.28)
+    # row 0: min(1.8, 1.28) * 1 = 1.28; row 1: min(0.2 * -1, 0.8 * -1) = -0.8 -> loss = -(1.28 - 0.8) / 2
+    assert out.loss.item() == pytest.approx(-(1.28 - 0.8) / 2, abs=1e-6)
+    assert out.clip_fraction.item() == pytest.approx(1.0)
+
+
+def test_raising_logprob_of_positive_advantage_lowers_loss():
+    old = torch.log(torch.full((2, 3), 0.3))
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.ones(2, 3)
+    base = grpo_loss(old.clone(), old, adv, mask).loss
+    up = old.clone()
+    up[0] += 0.05  # more likely: the good sample
+    assert grpo_loss(up, old, adv, mask).loss < base
+    logp = old.clone().requires_grad_(True)
+    grpo_loss(logp, old, adv, mask).loss.backward()
+    assert (logp.grad[0] < 0).all() and (logp.grad[1] > 0).all()  # descent raises the good, lowers the bad
+
+
+def test_aggregations_by_hand():
+    per_token = torch.tensor([[1.0, 1.0, 0.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert aggregate(per_token, mask, "seq_mean").item() == pytest.approx((1.0 + 4.0) / 2)
+    assert aggregate(per_token, mask, "token_mean").item() == pytest.approx(6.0 / 3)
+    assert aggregate(per_token, mask, "constant", max_len=4).item() == pytest.approx(6.0 / (2 * 4))
+    with pytest.raises(ValueError, match="aggregation"):
+        aggregate(per_token, mask, "sum")
+
+
+def test_masked_tokens_do_not_count():
+    logp = torch.log(torch.rand(2, 4))
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    other = logp.clone()
+    other[0, 2:] = 0.0  # change only masked positions
+    adv = torch.tensor([1.0, -1.0])
+    a = grpo_loss(logp, logp.detach() - 0.1, adv, mask).loss
+    b = grpo_loss(other, logp.detach() - 0.1, adv, mask).loss
+    assert a.item() == pytest.approx(b.item())
+
+
+def test_token_logprobs_entropy_sft_and_bradley_terry():
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # (1, 2, 2)
+    tokens = torch.tensor([[1, 0]])
+    torch.testing.assert_close(token_logprobs(logits, tokens), torch.tensor([[math.log(0.5), math.log(0.75)]]))
+    torch.testing.assert_close(entropy(logits)[0, 0], torch.tensor(math.log(2.0)))
+    mask = torch.tensor([[0.0, 1.0]])  # only the second token is a response token
+    assert sft_loss(logits, tokens, mask).item() == pytest.approx(-math.log(0.75))
+    assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(
+        -math.log(1 / (1 + math.exp(-2.0))))
