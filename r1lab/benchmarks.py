@@ -1,0 +1,94 @@
+"""Benchmark problems: one `Problem` type for every source, and loaders for the public files.
+
+R1 reports math reasoning on AIME 2024 and MATH-500 (shared/R1-FACTS.md, "Evaluation
+protocol"); GSM8K is the usual small-model check. The files keep their own formats
+(shared/data/CONVENTIONS.md), told apart by their fields:
+
+* GSM8K: ``question``, ``answer`` = rationale ending in ``#### N``; the gold is the text
+  after the last ``####`` with thousands commas removed;
+* MATH-500 and AIME: ``problem``, ``answer`` (the final answer only);
+* generic: ``prompt``, ``answer`` (e.g. a dump of the miniature world's held-out split,
+  whose problems are `Problem` objects too).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """One question with a rule-checkable answer, whatever its source."""
+
+    id: str  # stable within its source (a record's own id, else its 0-based position)
+    prompt: str  # the question text, without any instruction or chat template
+    answer: str  # the gold final answer, as text ("18", "\\frac{1}{2}", "025")
+    source: str  # where it came from, e.g. "gsm8k/test" or "world/held-out"
+
+
+def load_problems(path: str | Path) -> list[Problem]:
+    """All problems of a benchmark jsonl file, in file order (blank lines skipped).
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file and line,
+    for a line that is not a JSON object or has no known format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    source = f"{path.resolve().parent.name}/{path.stem}"
+    problems: list[Problem] = []
+    with path.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if line.strip():
+                record = read_json_object(line, path, line_no)
+                problems.append(_problem_from_record(record, len(problems), source, f"{path}:{line_no}"))
+    if not problems:
+        raise ValueError(f"{path}: no records")
+    return problems
+
+
+def read_json_object(line: str, path: Path, line_no: int) -> dict[str, Any]:
+    """One jsonl line as a dict, or a ValueError that names the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _problem_from_record(record: dict[str, Any], position: int, source: str, where: str) -> Problem:
+    """A `Problem` from one record, its format told by its fields."""
+    own_id = record.get("unique_id", record.get("id"))
+    problem_id = str(own_id) if own_id is not None else str(position)
+    answer = record.get("answer")
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        answer = str(answer)  # some AIME copies store the answer as a number
+    if not isinstance(answer, str):
+        raise ValueError(f"{where}: needs a text field 'answer'; fields are {sorted(record)}")
+    if isinstance(record.get("problem"), str):  # MATH-500, AIME
+        prompt = record["problem"]
+    elif isinstance(record.get("question"), str) and "####" in answer:  # GSM8K
+        prompt, answer = record["question"], gsm8k_gold(answer)
+    elif isinstance(record.get("prompt"), str):  # generic
+        prompt = record["prompt"]
+    else:
+        raise ValueError(f"{where}: unknown format: fields {sorted(record)}; expected "
+                         "'question'+'answer' with '#### N' (GSM8K), 'problem'+'answer' (MATH/AIME) "
+                         "or 'prompt'+'answer'")
+    if not answer.strip():
+        raise ValueError(f"{where}: empty gold answer")
+    return Problem(id=problem_id, prompt=prompt, answer=answer.strip(), source=source)
+
+
+def gsm8k_gold(rationale: str) -> str:
+    """The gold of a GSM8K answer: after the last ``####``, commas removed (CONVENTIONS.md).
+
+    >>> gsm8k_gold("2 + 3 = <<2+3=5>>5 boxes\\n#### 2,125")
+    '2125'
+    """
+    return rationale.rsplit("####", 1)[-1].strip().replace(",", "")

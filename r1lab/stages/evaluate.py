@@ -1,0 +1,282 @@
+"""Evaluation: pass@1, pass@k and cons@k over k sampled completions per problem.
+
+The R1 protocol (R1 §3 and shared/R1-FACTS.md, "Evaluation protocol"): sample k
+completions per problem at temperature 0.6, top-p 0.95; pass@1 is the mean correctness
+over the k samples, cons@k the majority vote over their k final answers. pass@k is the
+unbiased estimator of Chen et al. 2021 (Codex, arXiv 2107.03374, §2.1).
+
+Scoring never needs a model: `score_completions` takes the completions as text. Where
+they come from is `collect_completions`'s business; today that means a jsonl file of
+``{"index": i, "completion": "..."}`` lines, and a sampling path (``--checkpoint``) can be
+added there without touching the scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from r1lab.benchmarks import Problem, load_problems, read_json_object
+from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
+
+# Sampling settings of the protocol, for the sampling path (R1-FACTS.md, "Evaluation protocol").
+TEMPERATURE = 0.6
+TOP_P = 0.95
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def eval_prompt(problem: Problem) -> str:
+    """The user turn for a math problem: no system prompt, the instruction appended (R1 README)."""
+    return f"{problem.prompt}\n{MATH_INSTRUCTION}"
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chance that at least one of k samples, drawn without replacement from n samples of
+    which c are correct, is correct: 1 - C(n-c, k) / C(n, k) (unbiased; Codex paper §2.1).
+
+    >>> pass_at_k(4, 1, 1), pass_at_k(4, 1, 2), pass_at_k(4, 0, 4), pass_at_k(4, 1, 4)
+    (0.25, 0.5, 0.0, 1.0)
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_vote(answers: Sequence[str | None]) -> int | None:
+    """Position of the answer chosen by majority vote, or None when no sample has an answer.
+
+    Answers vote together when their normal forms (`canonical_answer`) agree, so "1,000"
+    and "1000.0" count as one; samples without an answer do not vote; a tie goes to the
+    answer that appeared first. The returned position is that answer's first occurrence.
+
+    >>> majority_vote(["3", None, "5", "5.0", "3"]), majority_vote(["4", "7"]), majority_vote([None])
+    (0, 0, None)
+    """
+    votes: dict[str, int] = {}
+    first_at: dict[str, int] = {}
+    for position, answer in enumerate(answers):
+        if answer is not None:
+            key = canonical_answer(answer)
+            votes[key] = votes.get(key, 0) + 1
+            first_at.setdefault(key, position)
+    if not votes:
+        return None
+    winner = max(votes, key=lambda key: (votes[key], -first_at[key]))
+    return first_at[winner]
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProblemScore:
+    """How one problem's samples fared."""
+
+    index: int  # position of the problem in the data file
+    id: str
+    gold: str
+    answers: list[str | None]  # extracted final answer of each sample (None: none found)
+    correct: list[bool]  # per sample
+    pass_at_1: float  # mean correctness over all samples
+    pass_at_k: float  # unbiased estimate from all samples
+    majority: str | None  # the voted answer over the first k samples
+    cons_correct: bool  # whether the voted answer is correct
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """Per-problem scores and their means; rates are fractions in [0, 1]."""
+
+    name: str  # what was evaluated, e.g. "math500/test"
+    k: int
+    problems: list[ProblemScore]
+    n_data: int  # problems in the data file (problems scored may be fewer)
+    settings: dict[str, Any] = field(default_factory=dict)  # how the completions were made
+
+    def summary(self) -> dict[str, Any]:
+        """The aggregate numbers, as one flat JSON-ready dict."""
+        answers = [a for p in self.problems for a in p.answers]
+        return {
+            "name": self.name,
+            "k": self.k,
+            "n_problems": len(self.problems),
+            "n_data": self.n_data,
+            "n_samples": len(answers),
+            "pass@1": _mean([p.pass_at_1 for p in self.problems]),
+            "pass@k": _mean([p.pass_at_k for p in self.problems]),
+            "cons@k": _mean([float(p.cons_correct) for p in self.problems]),
+            "no_answer": _mean([float(a is None) for a in answers]),
+            **self.settings,
+        }
+
+    def to_json(self) -> str:
+        """The summary plus every problem's score, as a JSON document."""
+        return json.dumps({**self.summary(), "problems": [asdict(p) for p in self.problems]}, indent=1)
+
+    def to_markdown(self) -> str:
+        """A one-row markdown table of the summary, in percent."""
+        s, k = self.summary(), self.k
+        head = f"| data | problems | samples | pass@1 | pass@{k} | cons@{k} | no answer |"
+        row = (f"| {s['name']} | {s['n_problems']} | {s['n_samples']} | {100 * s['pass@1']:.1f} | "
+               f"{100 * s['pass@k']:.1f} | {100 * s['cons@k']:.1f} | {100 * s['no_answer']:.1f} |")
+        note = (f"pass@1: mean correctness over the samples; pass@{k}: unbiased estimate; "
+                f"cons@{k}: majority vote over {k} final answers. Values in %.")
+        return "\n".join([head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |", row, "", note]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+
+
+def score_completions(problems: Sequence[Problem], completions_by_index: Mapping[int, Sequence[str]],
+                      k: int | None = None, *, name: str | None = None) -> EvalResult:
+    """Score the completions of each problem that has some (indices into `problems`).
+
+    `k` defaults to the fewest samples any scored problem has; every scored problem needs
+    at least k. pass@1 uses all samples, pass@k the unbiased estimator over all samples,
+    cons@k the vote over the first k. All answers are checked in one parallel batch.
+    """
+    indices = sorted(i for i, texts in completions_by_index.items() if len(texts) > 0)
+    for i in indices:
+        if not 0 <= i < len(problems):
+            raise ValueError(f"completion index {i} out of range: there are {len(problems)} problems")
+    if not indices:
+        raise ValueError("no completions to score")
+    fewest = min(len(completions_by_index[i]) for i in indices)
+    k = fewest if k is None else k
+    if not 1 <= k <= fewest:
+        raise ValueError(f"k must be from 1 to {fewest} (the fewest samples any problem has), got {k}")
+
+    answers = {i: [extract_answer(text) for text in completions_by_index[i]] for i in indices}
+    flat = [(i, a) for i in indices for a in answers[i]]
+    verdicts = check_answers([a for _, a in flat], [problems[i].answer for i, _ in flat])
+    correct: dict[int, list[bool]] = {i: [] for i in indices}
+    for (i, _), ok in zip(flat, verdicts):
+        correct[i].append(ok)
+
+    scores = [_problem_score(i, problems[i], answers[i], correct[i], k) for i in indices]
+    return EvalResult(name=name or problems[0].source, k=k, problems=scores, n_data=len(problems))
+
+
+def _problem_score(index: int, problem: Problem, answers: list[str | None], correct: list[bool],
+                   k: int) -> ProblemScore:
+    n, c = len(correct), sum(correct)
+    voted = majority_vote(answers[:k])
+    return ProblemScore(
+        index=index, id=problem.id, gold=problem.answer, answers=answers, correct=correct,
+        pass_at_1=c / n, pass_at_k=pass_at_k(n, c, k),
+        majority=None if voted is None else answers[voted],
+        cons_correct=voted is not None and correct[voted],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Where completions come from
+# ---------------------------------------------------------------------------------------
+
+
+def read_completions(path: str | Path, n_problems: int) -> dict[int, list[str]]:
+    """Completions from a jsonl file of ``{"index": i, "completion": "..."}`` lines.
+
+    Several lines may share an index (k samples), kept in file order. Bad lines raise
+    ValueError naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"completions file not found: {path}")
+    by_index: dict[int, list[str]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            record = read_json_object(line, path, line_no)
+            index, text = record.get("index"), record.get("completion")
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise ValueError(f"{path}:{line_no}: 'index' must be an integer, got {index!r}")
+            if not isinstance(text, str):
+                raise ValueError(f"{path}:{line_no}: 'completion' must be a string")
+            if not 0 <= index < n_problems:
+                raise ValueError(f"{path}:{line_no}: index {index} out of range: the data has {n_problems} problems")
+            by_index.setdefault(index, []).append(text)
+    if not by_index:
+        raise ValueError(f"{path}: no completions")
+    return by_index
+
+
+def collect_completions(args: argparse.Namespace,
+                        problems: Sequence[Problem]) -> tuple[dict[int, list[str]], dict[str, Any]]:
+    """The completions to score and how they were made.
+
+    The boundary for the sampling path: a ``--checkpoint`` branch would sample k
+    completions per problem here (prompt `eval_prompt`, output forced to start with
+    "<think>\\n", TEMPERATURE, TOP_P) and return them in the same shape.
+    """
+    if args.completions is None:
+        raise ValueError("--completions FILE.jsonl is required (sampling a checkpoint is not available yet)")
+    return read_completions(args.completions, len(problems)), {"completions": str(args.completions)}
+
+
+# ---------------------------------------------------------------------------------------
+# The `r1lab eval` command
+# ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path,
+                        help="benchmark jsonl: GSM8K (question, answer '#### N'), MATH-500/AIME (problem, answer) "
+                             "or generic (prompt, answer)")
+    parser.add_argument("--completions", type=Path,
+                        help='jsonl of {"index": i, "completion": "..."}; i is the 0-based record of --data; '
+                             "repeat an index for k samples")
+    parser.add_argument("--k", type=int, default=None,
+                        help="k of pass@k and cons@k (default: the fewest samples any problem has)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not a table")
+    parser.add_argument("--out", type=Path, help="also write eval.json (with per-problem scores) and eval.md here")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a directory")
+    problems = load_problems(args.data)
+    completions, settings = collect_completions(args, problems)
+    result = score_completions(problems, completions, args.k)
+    result = replace(result, settings={"data": str(args.data), **settings})
+    if len(result.problems) < len(problems):
+        print(f"r1lab eval: warning: completions cover {len(result.problems)} of {len(problems)} problems; "
+              "scoring those only", file=sys.stderr)
+    if args.out is not None:
+        _write_atomically(args.out / "eval.json", result.to_json() + "\n")
+        _write_atomically(args.out / "eval.md", result.to_markdown())
+    print(json.dumps(result.summary()) if args.json else result.to_markdown(), end="\n" if args.json else "")
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
+                                     prefix=f".{path.name}.") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)

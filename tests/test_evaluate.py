@@ -1,0 +1,225 @@
+"""Evaluation (r1lab.stages.evaluate, r1lab.benchmarks): metrics against hand-computed values,
+the `r1lab eval` command, and the checker's proof on the real GSM8K, MATH-500 and AIME files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from r1lab import cli
+from r1lab.benchmarks import Problem, load_problems
+from r1lab.stages.evaluate import majority_vote, pass_at_k, read_completions, score_completions
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark copies not found at {DATA} (shared/ beside the repo)")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def r1_completion(reasoning: str, answer: str) -> str:
+    """What a released R1 model writes: reasoning in <think>, then the boxed answer."""
+    return f"<think>\n{reasoning}\n</think>\n\nThe final answer is $\\boxed{{{answer}}}$."
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, c, k, expected", [
+    (10, 3, 1, 0.3),
+    (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
+    (4, 1, 2, 1 - 3 / 6),  # 1 - C(3,2)/C(4,2)
+    (4, 3, 2, 1.0),  # fewer than k wrong samples: some draw is always right
+    (4, 0, 2, 0.0),
+    (64, 1, 64, 1.0),
+])
+def test_pass_at_k(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n, c, k", [(4, 5, 1), (4, 1, 5), (4, 1, 0), (4, -1, 1)])
+def test_pass_at_k_rejects_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+@pytest.mark.parametrize("answers, winner", [
+    (["5", "3", "5"], 0),
+    (["3", "5"], 0),  # a tie goes to the first answer
+    (["x", "1,000", "1000.0"], 1),  # equal numbers vote together
+    ([None, None, "4"], 2),  # samples without an answer do not vote
+    ([None, None], None),
+])
+def test_majority_vote(answers, winner):
+    assert majority_vote(answers) == winner
+
+
+PROBLEMS = [Problem(id=str(i), prompt=f"q{i}", answer=a, source="hand") for i, a in enumerate(["4", "7", "\\frac{1}{2}"])]
+SAMPLES = {
+    0: [r1_completion("", "4"), r1_completion("", "4"), r1_completion("", "5"), "<think>\nI give up"],  # 2 of 4
+    1: [r1_completion("", "6"), r1_completion("", "6"), r1_completion("", "7"), r1_completion("", "8")],  # 1 of 4, vote wrong
+    2: [r1_completion("", "0.5"), r1_completion("", "0.50"), r1_completion("", "1/3"), "<answer>\\frac12</answer>"],  # 3 of 4
+}
+
+
+def test_score_completions_by_hand():
+    result = score_completions(PROBLEMS, SAMPLES)
+    summary = result.summary()
+    assert (summary["k"], summary["n_problems"], summary["n_samples"]) == (4, 3, 12)
+    assert [p.correct for p in result.problems] == [[True, True, False, False], [False, False, True, False],
+                                                    [True, True, False, True]]
+    assert summary["pass@1"] == pytest.approx((2 / 4 + 1 / 4 + 3 / 4) / 3)
+    assert summary["pass@k"] == pytest.approx(1.0)  # n = k = 4 and every problem has a right sample
+    assert summary["cons@k"] == pytest.approx(2 / 3)  # "4" right, "6" wrong, "0.5"+"0.50" right
+    assert summary["no_answer"] == pytest.approx(1 / 12)
+    assert [p.majority for p in result.problems] == ["4", "6", "0.5"]
+
+
+def test_score_completions_with_k_below_the_sample_count():
+    summary = score_completions(PROBLEMS, SAMPLES, k=2).summary()
+    assert summary["pass@1"] == pytest.approx(0.5)  # pass@1 still uses all 4 samples
+    assert summary["pass@k"] == pytest.approx(((1 - 1 / 6) + (1 - 3 / 6) + 1.0) / 3)
+    assert summary["cons@k"] == pytest.approx(2 / 3)  # votes over the first 2: [4,4] [6,6] [0.5,0.50]
+
+
+def test_score_completions_rejects_bad_k_and_indices():
+    with pytest.raises(ValueError, match=r"k must be from 1 to 4 \(the fewest samples any problem has\), got 5"):
+        score_completions(PROBLEMS, SAMPLES, k=5)
+    with pytest.raises(ValueError, match="index 3 out of range"):
+        score_completions(PROBLEMS, {3: ["\\boxed{1}"]})
+    with pytest.raises(ValueError, match="no completions"):
+        score_completions(PROBLEMS, {})
+
+
+def test_report_formats():
+    result = score_completions(PROBLEMS, SAMPLES)
+    table = result.to_markdown()
+    assert "| data | problems | samples | pass@1 | pass@4 | cons@4 | no answer |" in table
+    assert "| hand | 3 | 12 | 50.0 | 100.0 | 66.7 | 8.3 |" in table
+    document = json.loads(result.to_json())
+    assert document["cons@k"] == pytest.approx(2 / 3)
+    assert document["problems"][2]["answers"] == ["0.5", "0.50", "1/3", "\\frac12"]
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+def test_load_problems_formats_and_errors(tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"question": "How many?", "answer": "2 + 3 = 5 boxes\n#### 1,250"},
+        {"problem": "Find x.", "answer": "\\frac{1}{2}", "unique_id": "test/algebra/1.json"},
+        {"id": 61, "problem": "AIME", "answer": "025"},
+        {"prompt": "3+4-2=?", "answer": "5"},
+    ])
+    problems = load_problems(path)
+    assert [(p.id, p.answer) for p in problems] == [
+        ("0", "1250"), ("test/algebra/1.json", "\\frac{1}{2}"), ("61", "025"), ("3", "5")]
+    assert problems[0].prompt == "How many?" and problems[0].source == f"{tmp_path.name}/mixed"
+
+    (tmp_path / "bad.jsonl").write_text('{"problem": "a", "answer": "1"}\n\n{"problem": "b", "answer": \n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: not valid JSON"):
+        load_problems(tmp_path / "bad.jsonl")
+    write_jsonl(tmp_path / "odd.jsonl", [{"text": "a", "answer": "1"}])
+    with pytest.raises(ValueError, match=r"odd.jsonl:1: unknown format"):
+        load_problems(tmp_path / "odd.jsonl")
+    with pytest.raises(FileNotFoundError, match="data file not found"):
+        load_problems(tmp_path / "missing.jsonl")
+
+
+@needs_data
+def test_load_real_benchmarks():
+    gsm8k, math500, aime = (load_problems(DATA / name / "test.jsonl") for name in ("gsm8k", "math500", "aime24"))
+    assert (len(gsm8k), len(math500), len(aime)) == (1319, 500, 30)
+    assert gsm8k[0].answer == "18" and all(p.answer.lstrip("-").isdigit() for p in gsm8k)
+    assert math500[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)" and math500[0].id == "test/precalculus/807.json"
+    assert aime[7].answer == "025" and aime[0].source == "aime24/test"
+
+
+def test_read_completions_errors_name_the_line(tmp_path):
+    good = write_jsonl(tmp_path / "c.jsonl", [{"index": 1, "completion": "a"}, {"index": 1, "completion": "b"}])
+    assert read_completions(good, 2) == {1: ["a", "b"]}
+    cases = {
+        '{"index": 0, "completion": "a"}\n{"index": 0, "completion": \n': "c1.jsonl:2: not valid JSON",
+        '{"index": 0, "completion": "a"}\n{"index": 9, "completion": "b"}\n': "c2.jsonl:2: index 9 out of range",
+        '{"completion": "a"}\n': "c3.jsonl:1: 'index' must be an integer",
+        '{"index": 0, "completion": 5}\n': "c4.jsonl:1: 'completion' must be a string",
+        '[1, 2]\n': "c5.jsonl:1: expected a JSON object",
+    }
+    for number, (text, message) in enumerate(cases.items(), start=1):
+        (tmp_path / f"c{number}.jsonl").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_completions(tmp_path / f"c{number}.jsonl", 2)
+
+
+# --- the `r1lab eval` command ----------------------------------------------------------------
+
+@pytest.fixture
+def hand_files(tmp_path):
+    data = write_jsonl(tmp_path / "data.jsonl", [{"prompt": p.prompt, "answer": p.answer} for p in PROBLEMS])
+    completions = write_jsonl(tmp_path / "completions.jsonl",
+                              [{"index": i, "completion": text} for i, texts in SAMPLES.items() for text in texts])
+    return data, completions
+
+
+def test_cli_json_and_out(hand_files, tmp_path, capsys):
+    data, completions = hand_files
+    out = tmp_path / "report"
+    assert cli.main(["eval", "--data", str(data), "--completions", str(completions), "--json", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pass@1"] == pytest.approx(0.5) and summary["cons@k"] == pytest.approx(2 / 3)
+    assert (summary["k"], summary["n_problems"], summary["pass@k"]) == (4, 3, 1.0)
+    assert len(json.loads((out / "eval.json").read_text())["problems"]) == 3
+    assert "| 50.0 | 100.0 | 66.7 |" in (out / "eval.md").read_text()
+
+    assert cli.main(["eval", "--data", str(data), "--completions", str(completions), "--k", "2"]) == 0
+    assert "| pass@1 | pass@2 | cons@2 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--completions FILE.jsonl is required"),
+    (["--completions", "nowhere.jsonl"], "completions file not found: nowhere.jsonl"),
+    (["--completions", "{completions}", "--k", "9"], "k must be from 1 to 4"),
+])
+def test_cli_bad_input_is_one_line(hand_files, tmp_path, capsys, extra, message):
+    data, completions = hand_files
+    argv = ["eval", "--data", str(data), *[a.format(completions=completions) for a in extra], "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+# --- proof of the checker on the real benchmarks ------------------------------------------
+
+def _wrong_answer(problems: list[Problem], i: int) -> str:
+    """A certainly wrong answer: gold + 1 for integer golds, else the next problem's gold that
+    is neither a plain number nor written the same way."""
+    gold = problems[i].answer
+    if gold.replace(",", "").lstrip("-").isdigit():
+        return str(int(gold.replace(",", "")) + 1)
+    j = (i + 1) % len(problems)
+    while problems[j].answer.replace(",", "").lstrip("-").isdigit() or problems[j].answer == gold:
+        j = (j + 1) % len(problems)
+    return problems[j].answer
+
+
+@needs_data
+@pytest.mark.parametrize("name, count", [("gsm8k", 1319), ("math500", 500), ("aime24", 30)])
+def test_gold_solutions_score_100_and_wrong_answers_0(name, count, tmp_path, capsys):
+    """Each record's reference solution as the reasoning (its own '#### N' or boxed answer sits
+    inside <think>), then the gold boxed: 100%. The same reasoning with a wrong final answer: 0%."""
+    path = DATA / name / "test.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    problems = load_problems(path)
+    assert len(problems) == count
+    variants = [("gold", lambda i: problems[i].answer, 1.0), ("wrong", lambda i: _wrong_answer(problems, i), 0.0)]
+    for variant, answer_of, expected in variants:
+        completions = write_jsonl(tmp_path / f"{variant}.jsonl", [
+            {"index": i, "completion": r1_completion(record.get("solution", record["answer"]), answer_of(i))}
+            for i, record in enumerate(records)])
+        assert cli.main(["eval", "--data", str(path), "--completions", str(completions), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["n_problems"] == count
+        assert (summary["pass@1"], summary["pass@k"], summary["cons@k"]) == (expected, expected, expected), variant

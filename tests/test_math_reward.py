@@ -1,0 +1,185 @@
+"""Answer extraction and equivalence (r1lab.rewards.math): unit cases by hand, and math-verify
+checked against the real MATH-500 and AIME 2024 golds."""
+
+from __future__ import annotations
+
+import doctest
+import logging
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+import r1lab.rewards.math as rm
+from r1lab.benchmarks import Problem, load_problems
+from r1lab.rewards.math import accuracy_reward, accuracy_rewards, answers_equal, canonical_answer, check_answers, extract_answer
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark copies not found at {DATA} (shared/ beside the repo)")
+
+
+# --- extraction ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>\nmaybe \\boxed{3}\n</think>\n\nSo the answer is $\\boxed{5}$.", "5"),  # after the last </think>
+    ("<think>a</think> draft \\boxed{1} <think>b</think> final \\boxed{2}", "2"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # nested braces
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are not braces
+    ("\\fbox{7}", "7"),
+    ("first \\boxed{1}, then \\boxed{ 2 }", "2"),  # the last one, stripped
+    ("\\boxed{1} and then \\boxed{2", "1"),  # an unclosed last box falls back to the complete one
+    ("\\boxed 5$", "5"),  # MATH-style box without braces
+    ("\\boxed{}", None),
+    ("\\boxedx{3}", None),  # not a box
+    ("<think>x</think> <answer>\n 12 \n</answer>", "12"),
+    ("<answer>1</answer> <answer>2</answer>", "2"),
+    ("<answer>so \\boxed{3}</answer>", "3"),  # a box wins over the tag around it
+    ("<answer>5", None),  # unclosed tag
+    ("She pays 3 + 2 = 5.\n#### 1,234\nThanks", "1,234"),
+    ("<think>\n#### 18\n</think>\n\nI am not sure.", None),  # answers inside the reasoning do not count
+    ("\\boxed{3}", "3"),  # no </think>: the whole text is read
+    ("", None),
+    ("The answer is 42.", None),  # no last-number fallback: the format is part of the protocol
+])
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+@pytest.mark.parametrize("not_text", [None, 17, b"\\boxed{1}", ["\\boxed{1}"]])
+def test_extract_answer_returns_none_for_non_text(not_text):
+    assert extract_answer(not_text) is None
+
+
+def test_extraction_is_linear_on_degenerate_text():
+    """A model stuck in a loop can emit huge runs of openers; reading them must stay fast."""
+    texts = ["\\boxed{" * 50_000, "<answer>" * 50_000 + "</answer>" * 3, "{" * 200_000 + "\\boxed{1}", "####" * 50_000]
+    start = time.perf_counter()
+    results = [extract_answer(t) for t in texts]
+    assert results[0] is None and results[2] == "1"
+    assert time.perf_counter() - start < 2.0
+
+
+def test_random_garbage_never_raises():
+    rng = random.Random(0)
+    pieces = ["\\boxed", "\\fbox", "{", "}", "\\{", "\\", "<think>", "</think>", "<answer>", "</answer>",
+              "####", "$", "1", "-2.5", "x", "\\frac", "^", " ", "\n", ",", "é"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40))) for _ in range(2000)]
+    answers = [extract_answer(t) for t in texts]
+    assert all(a is None or isinstance(a, str) for a in answers)
+    sample = [a for a in answers if a][:40]
+    assert len(check_answers(sample, ["\\frac{1}{2}"] * len(sample))) == len(sample)
+
+
+# --- equivalence -------------------------------------------------------------------------
+
+FAST_CASES = [
+    ("18", "18", True), ("1,000", "1000", True), ("025", "25", True), ("-3.0", "-3", True),
+    ("$18$", "18", True), ("\\$18.00", "18", True), ("18.", "18", True), ("10,\\!080", "10080", True),
+    ("0.5", ".50", True), ("\\left( 1, 2 \\right)", "(1,2)", True), ("\\dfrac{1}{2}", "\\frac{1}{2}", True),
+    ("7", "8", False), ("1,001", "1000", False), ("-18", "18", False), ("0.3333", "0.333333", False),
+    (None, "18", False), ("", "18", False), ("   ", "18", False),
+]
+
+
+@pytest.mark.parametrize("pred, gold, expected", FAST_CASES)
+def test_fast_path_decides_without_math_verify(pred, gold, expected, monkeypatch):
+    def no_math_verify(*args, **kwargs):
+        raise AssertionError("math-verify was called on the fast path")
+
+    monkeypatch.setattr(rm, "_math_verify_many", no_math_verify)
+    assert answers_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("\\frac12", "0.5", True),
+    ("\\dfrac{2}{4}", "\\frac{1}{2}", True),
+    ("\\frac{10}{2}", "5", True),  # a plain-number gold, a non-plain prediction
+    ("2\\sqrt{2}", "\\sqrt{8}", True),
+    ("(3,\\pi/2)", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
+    ("Evelyn", "\\text{Evelyn}", True),
+    ("q - p", "p - q", False),
+    ("\\frac{9}{2}", "4", False),
+    ("}{\\frac", "\\frac{1}{2}", False),  # unparsable model text scores False
+])
+def test_math_verify_path(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_check_answers_matches_single_checks_and_validates_lengths():
+    preds, golds = ["\\frac12", "7", None, "x"], ["0.5", "8", "1", "x"]
+    assert check_answers(preds, golds) == [answers_equal(p, g) for p, g in zip(preds, golds)] == [True, False, False, True]
+    with pytest.raises(ValueError, match="2 predictions but 1 gold"):
+        check_answers(["1", "2"], ["1"])
+
+
+def test_canonical_answer_groups_equal_numbers():
+    assert canonical_answer("1,000.0") == canonical_answer("1000") == "1000"
+    assert canonical_answer("$0.5$") == "1/2"
+    assert canonical_answer("\\text{(C)}") == "\\text{(C)}"
+
+
+def test_a_hung_worker_is_replaced(caplog):
+    """A comparison that outlives the outer timeout scores False and the pool starts afresh;
+    the pairs queued behind it are still checked. (9^{9^9} keeps sympy busy past the 1 s alarm.)"""
+    pairs = [("2", "2"), ("9^{9^{9}}", "5"), ("\\frac{4}{2}", "2"), ("1", "3")]
+    with caplog.at_level(logging.WARNING, logger="r1lab.rewards.math"):
+        assert rm._math_verify_many(pairs, timeout=1, stall_after=0.3) == [True, False, True, False]
+    assert "hung" in caplog.text
+    assert answers_equal("\\frac{6}{2}", "3")  # the fresh pool works
+
+
+# --- the reward ----------------------------------------------------------------------------
+
+def test_doctests():
+    assert doctest.testmod(rm).failed == 0
+
+
+def test_accuracy_reward_takes_problems_mappings_and_strings():
+    completion = "<think>\n12 * 2 = 24\n</think>\n\nSo she has $\\boxed{24}$ apples."
+    problem = Problem(id="0", prompt="...", answer="24", source="test")
+    assert accuracy_reward(completion, problem) == accuracy_reward(completion, {"answer": "24"}) == 1.0
+    assert accuracy_reward(completion, "25") == 0.0
+
+
+def test_accuracy_rewards_batch_equals_single_calls():
+    completions = ["\\boxed{24}", "<answer>\\frac{48}{2}</answer>", "\\boxed{25}", "nothing", "<think>\\boxed{24}</think>"]
+    examples = [{"answer": "24"}] * 5
+    assert accuracy_rewards(completions, examples) == [accuracy_reward(c, e) for c, e in zip(completions, examples)] \
+        == [1.0, 1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="2 completions but 1 examples"):
+        accuracy_rewards(["a", "b"], [{"answer": "1"}])
+
+
+@pytest.mark.parametrize("completion", [None, 3, "", "\\boxed{", "</think>" * 3, "\\boxed{\\frac{", "<answer></answer>"])
+def test_accuracy_reward_scores_malformed_text_zero(completion, caplog):
+    with caplog.at_level(logging.DEBUG, logger="r1lab.rewards.math"):
+        assert accuracy_reward(completion, {"answer": "24"}) == 0.0
+    assert "no final answer" in caplog.text
+
+
+# --- math-verify on the real golds ---------------------------------------------------------
+
+def _plain_number(answer: str) -> bool:
+    return rm._normal_form(answer)[1] is not None
+
+
+@needs_data
+def test_math_verify_accepts_every_non_numeric_math500_gold_as_itself():
+    """The fast path short-cuts identical answers, so check math-verify on its own here:
+    every MATH-500 gold that is not a plain number (tuples, intervals, matrices, text, ...)."""
+    golds = [p.answer for p in load_problems(DATA / "math500" / "test.jsonl") if not _plain_number(p.answer)]
+    assert len(golds) > 150
+    verdicts = rm._math_verify_many(list(zip(golds, golds)))
+    assert [g for g, ok in zip(golds, verdicts) if not ok] == []
+
+
+@needs_data
+def test_aime_golds_in_another_form():
+    """AIME golds ("025") against the same value as a fraction (math-verify path), and against
+    a wrong one."""
+    golds = [p.answer for p in load_problems(DATA / "aime24" / "test.jsonl")]
+    assert len(golds) == 30
+    same = [f"\\frac{{{2 * int(g)}}}{{2}}" for g in golds]
+    off_by_one = [f"\\frac{{{2 * int(g) + 2}}}{{2}}" for g in golds]
+    assert check_answers(same + off_by_one, golds + golds) == [True] * 30 + [False] * 30
