@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("r1lab.model.info", "count a preset's parameters (total, activated, MTP) without allocating them"),
     "demo": ("r1lab.demo", "run the main job on the embedded miniature world"),
     "pretrain": ("r1lab.stages.pretrain", "pretrain a base model on the miniature world's corpus"),
+    "zero": ("r1lab.stages.grpo", "R1-Zero: GRPO with rule-based rewards from a base model (also reasoning RL)"),
     "eval": ("r1lab.stages.evaluate", "score completions (or sample a checkpoint) with pass@1, pass@k and cons@k"),
 }
 

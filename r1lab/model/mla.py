@@ -124,7 +124,11 @@ class MLA(nn.Module):
         k = torch.cat([k_nope, k_rope[:, None].expand(-1, self.n_heads, -1, -1)], dim=-1)
         q = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, T, d_qk)
         is_causal = mask is None and q.shape[2] == S
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
+        d_qk = q.shape[-1]
+        if self.d_v < d_qk:  # PyTorch's fused (flash) kernels need equal q/k/v widths: zero-pad v
+            v = F.pad(v, (0, d_qk - self.d_v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=self.scale)
+        return out[..., :self.d_v]
 
     def _attend_absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
                          k_rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

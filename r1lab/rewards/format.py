@@ -1,0 +1,44 @@
+"""Format rewards for the R1-Zero template (R1 §2.2.2, Table 1): reasoning inside
+`<think>...</think>`, then the answer inside `<answer>...</answer>`.
+
+strict:  the whole completion (up to its end marker) is exactly <think>…</think> <answer>…</answer>,
+         each tag once, nothing around them but whitespace;
+lenient: a <think>…</think> block is followed somewhere later by an <answer>…</answer> block.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
+_STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*",
+                     re.DOTALL)
+_LENIENT = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)
+
+
+def _body(completion: Any) -> str:
+    return _END.split(completion, maxsplit=1)[0] if isinstance(completion, str) else ""
+
+
+def strict_format_reward(completion: str, example: Any = None) -> float:
+    """1.0 when the completion is exactly the R1-Zero format, else 0.0.
+
+    >>> strict_format_reward("<think> 3+4=7 </think> <answer> 7 </answer>")
+    1.0
+    >>> strict_format_reward("<think> 3+4=7 </think> 7")
+    0.0
+    """
+    return 1.0 if _STRICT.fullmatch(_body(completion)) else 0.0
+
+
+def lenient_format_reward(completion: str, example: Any = None) -> float:
+    """1.0 when a think block is followed by an answer block, whatever surrounds them.
+
+    >>> lenient_format_reward("Sure. <think> 3+4=7 </think> So: <answer> 7 </answer> done")
+    1.0
+    """
+    return 1.0 if _LENIENT.search(_body(completion)) else 0.0
+
+
+format_reward = strict_format_reward

@@ -1,0 +1,72 @@
+"""A rubric: named reward functions with weights, summed into the RL reward (R1 §2.2.2:
+accuracy + format with equal weights; §2.3.2 adds language consistency)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+
+class RewardFn(Protocol):
+    def __call__(self, completion: str, example: Any) -> float: ...
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    name: str  # shown in metrics as reward/<name>
+    fn: RewardFn  # (completion, example) -> float; may also have .batch(completions, examples)
+    weight: float = 1.0  # multiplies the term in the total
+
+
+@dataclass
+class RubricResult:
+    total: list[float]  # weighted sum per completion
+    per_term: dict[str, list[float]] = field(default_factory=dict)  # unweighted score of each term
+
+    def means(self) -> dict[str, float]:
+        out = {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.per_term.items()}
+        out["reward/total"] = sum(self.total) / max(len(self.total), 1)
+        return out
+
+
+def _safe(fn: RewardFn, completion: str, example: Any, name: str) -> float:
+    try:
+        return float(fn(completion, example))
+    except Exception as err:  # a reward must never take a run down on model text
+        log.debug("reward %s raised %r; scoring 0", name, err)
+        return 0.0
+
+
+class Rubric:
+    """Named reward functions with weights; `rubric(completions, examples)` scores a batch.
+
+    >>> from r1lab.rewards import Rubric, RewardTerm, strict_format_reward
+    >>> r = Rubric([RewardTerm("format", strict_format_reward, 1.0)])
+    >>> r(["<think>2+2=4</think> <answer>4</answer>", "4"], [None, None]).total
+    [1.0, 0.0]
+    """
+
+    def __init__(self, terms: Sequence[RewardTerm]) -> None:
+        if not terms:
+            raise ValueError("a rubric needs at least one reward term")
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward term names must be unique, got {names}")
+        self.terms = list(terms)
+
+    def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
+        if len(completions) != len(examples):
+            raise ValueError("completions and examples must have the same length")
+        per_term: dict[str, list[float]] = {}
+        for term in self.terms:
+            batch = getattr(term.fn, "batch", None)
+            if batch is not None:
+                scores = [float(s) for s in batch(list(completions), list(examples))]
+            else:
+                scores = [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
+            per_term[term.name] = scores
+        total = [sum(t.weight * per_term[t.name][i] for t in self.terms) for i in range(len(completions))]
+        return RubricResult(total=total, per_term=per_term)
