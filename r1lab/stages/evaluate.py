@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -151,12 +151,15 @@ class EvalResult:
 
 
 def score_completions(problems: Sequence[Problem], completions_by_index: Mapping[int, Sequence[str]],
-                      k: int | None = None, *, name: str | None = None) -> EvalResult:
+                      k: int | None = None, *, name: str | None = None,
+                      check: Callable[[int, str], tuple[str | None, bool]] | None = None) -> EvalResult:
     """Score the completions of each problem that has some (indices into `problems`).
 
     `k` defaults to the fewest samples any scored problem has; every scored problem needs
     at least k. pass@1 uses all samples, pass@k the unbiased estimator over all samples,
     cons@k the vote over the first k. All answers are checked in one parallel batch.
+    `check(index, completion) -> (answer, correct)` replaces the math checker (e.g. the
+    miniature world's rule, where countdown answers are expressions).
     """
     indices = sorted(i for i, texts in completions_by_index.items() if len(texts) > 0)
     for i in indices:
@@ -169,9 +172,15 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
     if not 1 <= k <= fewest:
         raise ValueError(f"k must be from 1 to {fewest} (the fewest samples any problem has), got {k}")
 
-    answers = {i: [extract_answer(text) for text in completions_by_index[i]] for i in indices}
-    flat = [(i, a) for i in indices for a in answers[i]]
-    verdicts = check_answers([a for _, a in flat], [problems[i].answer for i, _ in flat])
+    if check is not None:
+        checked = {i: [check(i, text) for text in completions_by_index[i]] for i in indices}
+        answers = {i: [a for a, _ in checked[i]] for i in indices}
+        flat = [(i, a) for i in indices for a in answers[i]]
+        verdicts = [ok for i in indices for _, ok in checked[i]]
+    else:
+        answers = {i: [extract_answer(text) for text in completions_by_index[i]] for i in indices}
+        flat = [(i, a) for i in indices for a in answers[i]]
+        verdicts = check_answers([a for _, a in flat], [problems[i].answer for i, _ in flat])
     correct: dict[int, list[bool]] = {i: [] for i in indices}
     for (i, _), ok in zip(flat, verdicts):
         correct[i].append(ok)
@@ -234,7 +243,7 @@ def collect_completions(args: argparse.Namespace,
     "<think>\\n", TEMPERATURE, TOP_P) and return them in the same shape.
     """
     if args.completions is None:
-        raise ValueError("--completions FILE.jsonl is required (sampling a checkpoint is not available yet)")
+        raise ValueError("--completions FILE.jsonl is required unless --checkpoint DIR is given")
     return read_completions(args.completions, len(problems)), {"completions": str(args.completions)}
 
 
@@ -244,9 +253,16 @@ def collect_completions(args: argparse.Namespace,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path,
-                        help="benchmark jsonl: GSM8K (question, answer '#### N'), MATH-500/AIME (problem, answer) "
-                             "or generic (prompt, answer)")
+    parser.add_argument("--data", required=True, type=str,
+                        help="'world' (the miniature world's held-out split) or a benchmark jsonl: GSM8K (question, "
+                             "answer '#### N'), MATH-500/AIME (problem, answer) or generic (prompt, answer)")
+    parser.add_argument("--checkpoint", type=Path, help="sample this checkpoint instead of reading --completions")
+    parser.add_argument("--samples", type=int, default=8, help="with --checkpoint: samples per problem (default 8)")
+    parser.add_argument("--n-problems", type=int, default=200, help="with --checkpoint: problems (default 200)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="with --checkpoint: tokens per sample")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="with --checkpoint (paper: 0.6)")
+    parser.add_argument("--top-p", type=float, default=TOP_P, help="with --checkpoint (paper: 0.95)")
+    parser.add_argument("--seed", type=int, default=0, help="with --checkpoint: sampling seed")
     parser.add_argument("--completions", type=Path,
                         help='jsonl of {"index": i, "completion": "..."}; i is the 0-based record of --data; '
                              "repeat an index for k samples")
@@ -259,10 +275,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a directory")
-    problems = load_problems(args.data)
-    completions, settings = collect_completions(args, problems)
-    result = score_completions(problems, completions, args.k)
-    result = replace(result, settings={"data": str(args.data), **settings})
+    if args.checkpoint is not None:
+        from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
+
+        result = evaluate_checkpoint(SampleEvalConfig(
+            checkpoint=str(args.checkpoint), data=args.data, n_problems=args.n_problems, k=args.samples,
+            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed))
+        problems = result.problems
+    else:
+        if args.data == "world":
+            raise ValueError("--data world needs --checkpoint (completion files index benchmark files)")
+        problems = load_problems(Path(args.data))
+        completions, settings = collect_completions(args, problems)
+        result = score_completions(problems, completions, args.k)
+        result = replace(result, settings={"data": str(args.data), **settings})
     if len(result.problems) < len(problems):
         print(f"r1lab eval: warning: completions cover {len(result.problems)} of {len(problems)} problems; "
               "scoring those only", file=sys.stderr)

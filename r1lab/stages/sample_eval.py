@@ -1,0 +1,137 @@
+"""Sampling a checkpoint for evaluation, the paper's way: k samples per problem at T = 0.6,
+top-p 0.95 (R1-FACTS.md, "Evaluation protocol"), scored by `evaluate.score_completions`.
+
+Two kinds of data:
+- the miniature world's held-out split (`data="world"`), prompted with the R1-Zero template
+  (R1 Table 1) and judged by the world's rule; it also reports what the R1 story needs to see:
+  format compliance, mean length, how often the model reasons step by step and how accurate
+  reasoning is against bare answers, and the language consistency of the reasoning;
+- a benchmark file (GSM8K, MATH-500, AIME), prompted as the R1 README recommends (no system
+  prompt, the step-by-step instruction in the user turn, output forced to start with "<think>\\n").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from r1lab.engine import Engine, SamplingParams
+from r1lab.model import from_pretrained
+from r1lab.rewards import strict_format_reward
+from r1lab.rewards.language import chain_of_thought, world_language_reward
+from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
+from r1lab.tokenizer import Tokenizer
+
+_STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*-?\d+")  # one worked step, e.g. "17-11=6"
+
+
+@dataclass(kw_only=True)
+class SampleEvalConfig:
+    checkpoint: str  # model + tokenizer directory
+    data: str = "world"  # "world" (held-out split) or a benchmark jsonl file
+    n_problems: int = 200  # problems evaluated (the first n of the file / of the split)
+    k: int = 8  # samples per problem; paper: 4-64
+    temperature: float = TEMPERATURE  # paper: 0.6
+    top_p: float = TOP_P  # paper: 0.95
+    max_new_tokens: int = 128  # per sample; paper: 32,768
+    seed: int = 0  # sampling seed and held-out problem draw
+    batch_problems: int = 32  # problems sampled together
+    bf16: bool = False  # bf16 autocast while sampling
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.n_problems < 1 or self.batch_problems < 1:
+            raise ValueError("SampleEvalConfig: k, n_problems and batch_problems must be >= 1")
+
+
+def is_reasoning(completion: str) -> bool:
+    """Whether the sample works the problem out step by step (at least one "a op b = c" step)."""
+    return bool(_STEP.search(chain_of_thought(completion)))
+
+
+def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
+                  lengths: dict[int, list[int]]) -> dict[str, float]:
+    """Format, length, reasoning share, accuracy of reasoning vs bare samples, language."""
+    from r1lab.world import check_completion
+
+    texts = [(i, t) for i, ts in completions.items() for t in ts]
+    right = [check_completion(world_problems[i], t) for i, t in texts]
+    reasons = [is_reasoning(t) for _, t in texts]
+    n_reason = sum(reasons)
+
+    def acc(sel: list[bool]) -> float:
+        chosen = [r for r, s in zip(right, sel) if s]
+        return sum(chosen) / len(chosen) if chosen else 0.0
+
+    reasoning_texts = [t for (_, t), r in zip(texts, reasons) if r]
+    return {
+        "format_rate": sum(strict_format_reward(t) for _, t in texts) / len(texts),
+        "length_mean": sum(sum(v) for v in lengths.values()) / len(texts),
+        "reasoning_share": n_reason / len(texts),
+        "accuracy_reasoning": acc(reasons),
+        "accuracy_bare": acc([not r for r in reasons]),
+        "language_consistency": (sum(world_language_reward(t) for t in reasoning_texts) / len(reasoning_texts)
+                                 if reasoning_texts else 1.0),
+    }
+
+
+def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list[list[int]], list | None]:
+    if config.data == "world":
+        from r1lab.world import format_r1_zero, heldout_problems
+
+        world = heldout_problems(config.n_problems, seed=config.seed)
+        prompts = [[tokenizer.bos_id, *tokenizer.encode(format_r1_zero(p.question))] for p in world]
+        return [p.to_problem() for p in world], prompts, world
+    from r1lab.benchmarks import load_problems
+
+    problems = load_problems(Path(config.data))[:config.n_problems]
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": eval_prompt(p)}], add_generation_prompt=True)
+             + tokenizer.encode("<think>\n") for p in problems]
+    return problems, chats, None
+
+
+def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
+    """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
+    model, tokenizer = from_pretrained(config.checkpoint), Tokenizer.load(config.checkpoint)
+    import torch
+
+    engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
+    problems, prompts, world = _prompts(config, tokenizer)
+    texts: dict[int, list[str]] = {}
+    lengths: dict[int, list[int]] = {}
+    bar = tqdm(range(0, len(prompts), config.batch_problems), desc=f"sampling k={config.k}", dynamic_ncols=True)
+    for start in bar:
+        chunk = prompts[start:start + config.batch_problems]
+        groups = engine.generate(chunk, SamplingParams(
+            n=config.k, temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 1_000_003 + start))
+        for j, group in enumerate(groups):
+            texts[start + j] = [c.text for c in group]
+            lengths[start + j] = [len(c.token_ids) for c in group]
+    return problems, texts, lengths, world
+
+
+def evaluate_checkpoint(config: SampleEvalConfig) -> EvalResult:
+    """Samples and scores; world runs carry their extra metrics in `settings`."""
+    problems, texts, lengths, world = sample_completions(config)
+    settings: dict[str, Any] = {"checkpoint": config.checkpoint, "temperature": config.temperature,
+                                "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed}
+    if world is None:
+        result = score_completions(problems, texts, config.k)
+        return replace(result, settings={**settings, "length_mean": _mean_len(lengths)})
+    from r1lab.world import check_completion, extract_final_answer
+
+    def check(i: int, text: str) -> tuple[str | None, bool]:
+        answer = extract_final_answer(text)
+        return (None if answer is None else str(answer)), check_completion(world[i], text)
+
+    result = score_completions(problems, texts, config.k, name="world/heldout", check=check)
+    return replace(result, settings={**settings, **world_metrics(world, texts, lengths)})
+
+
+def _mean_len(lengths: dict[int, list[int]]) -> float:
+    flat = [n for v in lengths.values() for n in v]
+    return sum(flat) / max(len(flat), 1)
