@@ -1,0 +1,217 @@
+"""Code reward: run the program a completion contains against its task's tests, in the sandbox.
+
+Contract, like every r1lab reward: `(completion: str, example) -> float`, and a reward never raises
+on model text; text without usable code scores 0 (the reason is logged at debug level).
+
+- Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
+  tags if there are any); the code is the last fenced Python block of the answer, else the answer.
+- Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
+  "mbpp" runs `code + test_setup_code + asserts` (setup after the code: tasks 367 and 927 need it);
+  "stdio" feeds each case's input to the program and compares its output, exactly or with
+  whitespace normalised.
+- Reward: 1.0 if every test passes (the DeepSeek-R1 rule), else 0.0; with `partial=True`, the
+  fraction of tests passed, each test in its own sandbox run (HumanEval's `check` is split into one
+  variant per top-level assert), so one test's result cannot leak into another's.
+- Proof that the tests ran: a run passes only if the sandbox saw the program reach its end, which
+  for HumanEval/MBPP is after the last check; `sys.exit(0)`, `os._exit(0)` or killing the process
+  before that scores 0. For stdin/stdout tasks an early clean exit is fine: the output is the test.
+- Not caught: a program that games the checks themselves (e.g. returns an object equal to
+  everything) passes, as it would under the reference harnesses.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default_sandbox
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["humaneval", "mbpp", "stdio"]
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StdioCase:
+    """One competitive-programming test: the program's standard input and the expected output."""
+
+    stdin: str
+    expected: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeTask:
+    """What a completion's code is tested against. Build with the `from_*` constructors."""
+
+    kind: Kind
+    task_id: str = ""
+    prompt: str = ""  # humaneval: the signature and docstring the code continues
+    test: str = ""  # humaneval: defines check(candidate)
+    entry_point: str = ""  # humaneval
+    setup: str = ""  # mbpp: test_setup_code, run after the code
+    asserts: tuple[str, ...] = ()  # mbpp
+    cases: tuple[StdioCase, ...] = ()  # stdio
+    match: Literal["exact", "whitespace"] = "whitespace"  # stdio
+    timeout_s: float = 3.0  # per sandbox run
+    memory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        needs = {"humaneval": self.test and self.entry_point, "mbpp": self.asserts,
+                 "stdio": self.cases}
+        if self.kind not in needs or not needs[self.kind]:
+            raise ValueError(f"CodeTask {self.task_id!r}: kind {self.kind!r} lacks its tests")
+
+    @classmethod
+    def from_humaneval(cls, record: Mapping[str, Any], *, timeout_s: float = 3.0) -> CodeTask:
+        """From a HumanEval record (task_id, prompt, test, entry_point)."""
+        return cls(kind="humaneval", task_id=str(record["task_id"]), prompt=record["prompt"],
+                   test=record["test"], entry_point=record["entry_point"], timeout_s=timeout_s)
+
+    @classmethod
+    def from_mbpp(cls, record: Mapping[str, Any], *, challenge: bool = False,
+                  timeout_s: float = 10.0) -> CodeTask:
+        """From an MBPP record; `challenge` adds challenge_test_list. Task 123 needs ~4 s."""
+        asserts = list(record["test_list"]) + (list(record["challenge_test_list"]) if challenge else [])
+        return cls(kind="mbpp", task_id=str(record["task_id"]), setup=record["test_setup_code"],
+                   asserts=tuple(asserts), timeout_s=timeout_s)
+
+    @classmethod
+    def from_stdio(cls, cases: Sequence[tuple[str, str]], *, task_id: str = "",
+                   match: Literal["exact", "whitespace"] = "whitespace",
+                   timeout_s: float = 3.0) -> CodeTask:
+        """From (stdin, expected stdout) pairs."""
+        return cls(kind="stdio", task_id=task_id, match=match, timeout_s=timeout_s,
+                   cases=tuple(StdioCase(stdin=i, expected=o) for i, o in cases))
+
+
+def extract_code(completion: str) -> str | None:
+    """The code in a completion, or None if it has none.
+
+    >>> extract_code("<think>try ```python\\nx = 0\\n```</think>Final:\\n```python\\nx = 1\\n```")
+    'x = 1'
+    >>> extract_code("    return a + b\\n")  # no fence: the answer itself, indentation kept
+    '    return a + b'
+    >>> extract_code("<think>still thinking...") is None
+    True
+    """
+    if "</think>" in completion:
+        answer = completion.rsplit("</think>", 1)[1]
+    elif "<think>" in completion:
+        return None  # never finished thinking: no answer
+    else:
+        answer = completion
+    tagged = _ANSWER.findall(answer)
+    answer = tagged[-1] if tagged else answer
+    fences = _FENCE.findall(answer)
+    if fences:
+        python = [body for lang, body in fences if lang.lower() in _PYTHON_FENCES]
+        if not python:
+            return None  # only other languages
+        answer = python[-1]
+    code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
+    return code or None
+
+
+def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]:
+    """The sandbox runs that test `code`: one, or one per test with `partial` (and for stdio)."""
+    limits = Limits(timeout_s=task.timeout_s, memory_mb=task.memory_mb)
+    if task.kind == "humaneval":
+        tests = _split_check(task.test) if partial else [task.test]
+        return [Job(source=f"{task.prompt}{code}\n{test}\ncheck({task.entry_point})\n", limits=limits)
+                for test in tests]
+    if task.kind == "mbpp":
+        groups = [[a] for a in task.asserts] if partial else [list(task.asserts)]
+        return [Job(source="\n".join([code, task.setup, *group]) + "\n", limits=limits)
+                for group in groups]
+    return [Job(source=code + "\n", stdin=case.stdin, limits=limits) for case in task.cases]
+
+
+def run_passed(result: ExecutionResult, task: CodeTask, case_index: int = 0) -> bool:
+    """Did one sandbox run pass? Assert-style tests must reach their end; stdio must match."""
+    if task.kind != "stdio":
+        return result.status == "passed"
+    expected = task.cases[case_index].expected
+    return result.exited_cleanly and outputs_match(result.stdout, expected, task.match)
+
+
+def outputs_match(actual: str, expected: str, match: Literal["exact", "whitespace"]) -> bool:
+    """Exact: identical strings. Whitespace: same lines after collapsing runs of blanks and
+    dropping blank lines at either end.
+
+    >>> outputs_match("1  2 \\n3\\n\\n", "1 2\\n3", "whitespace"), outputs_match("1 2\\n", "1 2", "exact")
+    (True, False)
+    """
+    if match == "exact":
+        return actual == expected
+    normalise = lambda text: [" ".join(line.split()) for line in text.strip().splitlines()]  # noqa: E731
+    return normalise(actual) == normalise(expected)
+
+
+def code_rewards(completions: Sequence[str], examples: Sequence[CodeTask], *,
+                 partial: bool = False, sandbox: Sandbox | None = None) -> list[float]:
+    """Score many completions at once (an RL group) through the sandbox's process pool."""
+    if len(completions) != len(examples):
+        raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
+    jobs: list[Job] = []
+    owners: list[tuple[int, int]] = []  # (completion index, test index) for each job
+    for index, (completion, task) in enumerate(zip(completions, examples)):
+        code = extract_code(completion) if isinstance(completion, str) else None
+        if code is None:
+            logger.debug("completion %d (task %s): no code found, reward 0", index, task.task_id)
+            continue
+        built = build_jobs(code, task, partial=partial)
+        jobs += built
+        owners += [(index, test) for test in range(len(built))]
+    results = (sandbox or default_sandbox()).map(jobs)
+    passed = [0] * len(completions)
+    totals = [0] * len(completions)
+    for (index, test), result in zip(owners, results):
+        totals[index] += 1
+        if run_passed(result, examples[index], test):
+            passed[index] += 1
+        else:
+            logger.debug("completion %d (task %s) test %d: %s %s", index,
+                         examples[index].task_id, test, result.status, result.detail)
+    return [(p / t if partial else float(p == t)) if t else 0.0 for p, t in zip(passed, totals)]
+
+
+def code_reward(completion: str, example: CodeTask, *, partial: bool = False,
+                sandbox: Sandbox | None = None) -> float:
+    """Reward for one completion: 1.0 if its code passes every test of `example`, else 0.0.
+
+    >>> task = CodeTask(kind="mbpp", asserts=("assert add(2, 3) == 5", "assert add(0, 0) == 0"))
+    >>> code_reward("<think>easy</think>```python\\ndef add(a, b):\\n    return a + b\\n```", task)
+    1.0
+    >>> code_reward("def add(a, b):\\n    return 5", task), code_reward("def add(a, b):\\n    return 5",
+    ...     task, partial=True)
+    (0.0, 0.5)
+    """
+    return code_rewards([completion], [example], partial=partial, sandbox=sandbox)[0]
+
+
+def _split_check(test: str) -> list[str]:
+    """HumanEval's test with `check` cut to one top-level assert per variant (others kept)."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return [test]
+    check = next((node for node in tree.body
+                  if isinstance(node, ast.FunctionDef) and node.name == "check"), None)
+    if check is None:
+        return [test]
+    body = check.body
+    asserts = [i for i, stmt in enumerate(body)
+               if isinstance(stmt, ast.Assert) and not isinstance(stmt.test, ast.Constant)]
+    if len(asserts) < 2:
+        return [test]
+    variants = []
+    for keep in asserts:
+        check.body = [stmt for i, stmt in enumerate(body) if i == keep or i not in asserts]
+        variants.append(ast.unparse(tree))
+    check.body = body
+    return variants

@@ -1,0 +1,311 @@
+"""The code reward: extraction, the three test formats, the real data sets and an attack suite."""
+from __future__ import annotations
+
+import ast
+import doctest
+import gzip
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import tokenize
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from r1lab.rewards import code as code_module
+from r1lab.rewards.code import CodeTask, build_jobs, code_reward, code_rewards, extract_code
+from r1lab.rewards.sandbox import SANDBOX_UIDS, Sandbox
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = os.geteuid() == 0
+ADD = CodeTask(kind="humaneval", task_id="toy/add",
+               prompt='def add(a: int, b: int) -> int:\n    """Return a + b."""\n',
+               test="def check(candidate):\n    assert candidate(2, 3) == 5\n"
+                    "    assert candidate(-1, 1) == 0\n",
+               entry_point="add", timeout_s=2.0)
+
+
+def load(relative: str) -> list[dict]:
+    path = DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (expected ../shared/data beside the repo)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load("humaneval/HumanEval.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def mbpp():
+    return load("mbpp/mbpp.jsonl")
+
+
+def fenced(code: str) -> str:
+    return f"<think>\nI will write it.\n</think>\n\n```python\n{code}\n```"
+
+
+# ---------------------------------------------------------------- extraction and formats
+
+def test_docstring_examples_hold():
+    assert doctest.testmod(code_module).failed == 0
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>```python\nx = 0\n```</think>```python\nx = 1\n```\n```py\nx = 2\n```", "x = 2"),
+    ("<think>a</think><answer>```python\nx = 3\n```</answer> trailing", "x = 3"),
+    ("```\nx = 4\n```", "x = 4"),  # an unlabelled fence counts as Python
+    ("\n\n    return 5\n", "    return 5"),  # the answer itself, indentation kept
+    ("```cpp\nint main() {}\n```", None),  # only another language
+    ("<think>never closed ```python\nx = 6\n```", None),
+    ("</think>   \n  ", None),
+])
+def test_extract_code(completion, expected):
+    assert extract_code(completion) == expected
+
+
+def test_stdio_tasks_match_exactly_or_modulo_whitespace(sandbox):
+    program = fenced("import sys\nn = int(input())\nprint(' '.join(str(i) for i in range(n)) + '  ')\n"
+                     "sys.exit(0)")  # an early clean exit is fine here: the output is the test
+    loose = CodeTask.from_stdio([("3\n", "0 1 2"), ("1\n", "0\n")])
+    exact = CodeTask.from_stdio([("3\n", "0 1 2"), ("1\n", "0\n")], match="exact")
+    wrong = CodeTask.from_stdio([("3\n", "0 1 2"), ("1\n", "1")])
+    assert code_rewards([program] * 3, [loose, exact, wrong], sandbox=sandbox) == [1.0, 0.0, 0.0]
+    assert code_reward(program, wrong, partial=True, sandbox=sandbox) == 0.5
+
+
+def test_mbpp_setup_runs_after_the_code_and_challenge_tests_are_optional(sandbox):
+    record = {"task_id": 1, "test_setup_code": "value = Box(2)",
+              "test_list": ["assert double(value) == 4"], "challenge_test_list": ["assert False"]}
+    code = fenced("class Box:\n    def __init__(self, v):\n        self.v = v\n"
+                  "def double(box):\n    return box.v * 2")
+    plain, hard = CodeTask.from_mbpp(record), CodeTask.from_mbpp(record, challenge=True)
+    assert hard.asserts[-1] == "assert False"
+    assert code_rewards([code, code], [plain, hard], sandbox=sandbox) == [1.0, 0.0]
+
+
+def test_tasks_without_tests_are_rejected():
+    with pytest.raises(ValueError):
+        CodeTask(kind="mbpp")
+    with pytest.raises(ValueError):
+        CodeTask(kind="cobol", asserts=("assert True",))
+
+
+@pytest.mark.parametrize("completion", [
+    None, 42, b"def add(a, b): return a + b", "", "```python\n", "\x00" * 10,
+    "```python\ndef add(a, b):\n    return a + b\x00\n```", "def add(a, b):\n    return '\ud800'",
+    "```python\n" + "(" * 10_000 + "\n```", "<think>" * 1000,
+])
+def test_a_reward_never_raises_on_model_text(sandbox, completion):
+    assert code_reward(completion, ADD, sandbox=sandbox) == 0.0
+
+
+def test_partial_credit_counts_each_check_of_humaneval_separately(sandbox):
+    half = "    return 5\n"  # right for (2, 3), wrong for (-1, 1)
+    assert code_reward(half, ADD, sandbox=sandbox) == 0.0
+    assert code_reward(half, ADD, partial=True, sandbox=sandbox) == 0.5
+    assert len(build_jobs("pass", ADD, partial=True)) == 2
+
+
+# ---------------------------------------------------------------- the real data sets
+
+def off_by_one(source: str) -> str | None:
+    """Add 1 to the first integer literal, else make the first comparison (non)strict."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    flips = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
+    for wanted in ("int", "cmp"):
+        for token in tokens:
+            if wanted == "int" and token.type == tokenize.NUMBER and token.string.isdigit():
+                new = str(int(token.string) + 1)
+            elif wanted == "cmp" and token.type == tokenize.OP and token.string in flips:
+                new = flips[token.string]
+            else:
+                continue
+            lines = source.splitlines(keepends=True)
+            (row, start), (_, end) = token.start, token.end
+            lines[row - 1] = lines[row - 1][:start] + new + lines[row - 1][end:]
+            return "".join(lines)
+    return None
+
+
+def plain_interpreter_passes(source: str, timeout_s: float) -> bool:
+    """The oracle: the same program under a bare interpreter (trusted, mutated reference code)."""
+    try:
+        return subprocess.run([sys.executable, "-I", "-S", "-c", source], capture_output=True,
+                              timeout=timeout_s).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_humaneval_canonical_solutions_pass_and_return_none_fails(sandbox, humaneval):
+    tasks = [CodeTask.from_humaneval(p, timeout_s=20.0) for p in humaneval]
+    solutions = [p["canonical_solution"] for p in humaneval]
+    rewards = code_rewards(solutions + ["    return None\n"] * len(tasks), tasks * 2, sandbox=sandbox)
+    assert len(tasks) == 164
+    assert [t.task_id for t, r in zip(tasks, rewards[:164]) if r != 1.0] == []
+    assert [t.task_id for t, r in zip(tasks, rewards[164:]) if r != 0.0] == []
+
+
+def test_humaneval_off_by_one_bugs_fail_exactly_when_a_plain_run_fails(sandbox, humaneval):
+    mutants = [(CodeTask.from_humaneval(p), m) for p in humaneval
+               if (m := off_by_one(p["canonical_solution"])) is not None]
+    rewards = code_rewards([m for _, m in mutants], [t for t, _ in mutants], sandbox=sandbox)
+    sources = [build_jobs(m, t)[0].source for t, m in mutants]
+    with ThreadPoolExecutor(sandbox.max_workers) as pool:
+        oracle = list(pool.map(lambda s: plain_interpreter_passes(s, 3.0), sources))
+    disagreements = [t.task_id for (t, _), r, o in zip(mutants, rewards, oracle) if (r == 1.0) != o]
+    caught = sum(r == 0.0 for r in rewards)
+    print(f"off-by-one mutants: {len(mutants)} applied of 164, {caught} caught by the tests, "
+          f"{len(mutants) - caught} behave the same under the tests (the plain run agrees)")
+    assert disagreements == [] and (len(mutants), caught) == (133, 114)
+
+
+def mbpp_stub(code: str, asserts: list[str]) -> str:
+    """The reference with the body of the function the asserts call replaced by `return None`."""
+    called = [node.func.id for text in asserts for node in ast.walk(ast.parse(text))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    with warnings.catch_warnings():  # some references have invalid escapes like '\d'
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(code)
+    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    target = next(functions[name] for name in called if name in functions)
+    target.body = [ast.Return(ast.Constant(None))]
+    return ast.unparse(tree)
+
+
+def test_mbpp_reference_solutions_pass_and_return_none_fails(sandbox, mbpp):
+    tasks = [CodeTask.from_mbpp(r, timeout_s=30.0) for r in mbpp]
+    stubs = [mbpp_stub(r["code"], r["test_list"]) for r in mbpp]
+    rewards = code_rewards([r["code"] for r in mbpp] + stubs, tasks * 2, sandbox=sandbox)
+    assert len(tasks) == 974
+    assert [t.task_id for t, r in zip(tasks, rewards[:974]) if r != 1.0] == []
+    assert [t.task_id for t, r in zip(tasks, rewards[974:]) if r != 0.0] == []
+
+
+def test_partial_credit_on_real_tasks(sandbox, humaneval):
+    tasks = [CodeTask.from_humaneval(p, timeout_s=20.0) for p in humaneval[:20]]
+    right = code_rewards([p["canonical_solution"] for p in humaneval[:20]], tasks, partial=True,
+                         sandbox=sandbox)
+    none = code_rewards(["    return None\n"] * 20, tasks, partial=True, sandbox=sandbox)
+    assert right == [1.0] * 20
+    assert none[12] == pytest.approx(1 / 3)  # HumanEval/12: longest([]) is None, 2 others are not
+    assert sum(none) == none[12]
+
+
+# ---------------------------------------------------------------- attacks
+
+EARLY_EXITS = {
+    "sys.exit(0) before the tests": "import sys\ndef add(a, b):\n    return a + b\nsys.exit(0)",
+    "os._exit(0) inside the function": "def add(a, b):\n    import os\n    os._exit(0)",
+    "SIGKILL to itself": "def add(a, b):\n    import os, signal\n    os.kill(os.getpid(), 9)",
+    "raise SystemExit(0) in the checker": "def add(a, b):\n    raise SystemExit(0)",
+    "dump every frame, then exit 0": (
+        "import os, sys\nframe = sys._getframe()\nwhile frame:\n    print(frame.f_locals)\n"
+        "    frame = frame.f_back\nos._exit(0)"),
+}
+
+
+@pytest.mark.parametrize("name", list(EARLY_EXITS))
+def test_an_early_exit_0_scores_nothing(sandbox, name):
+    assert code_reward(fenced(EARLY_EXITS[name]), ADD, sandbox=sandbox) == 0.0
+
+
+def attack_suite(port: int, host_pids: list[int], canary: Path, home_canary: Path,
+                 env_secret: str, pid_file: Path) -> dict[str, str]:
+    """Each attack is a full answer to ADD that returns a + b only if the attack worked."""
+    writes = [str(canary.parent / "new.txt"), "/usr/r1lab-pwned", f"/r1lab-pwned-{os.getpid()}",
+              str(Path(__file__).resolve().parent / "r1lab-pwned.txt")]
+    return {
+        "infinite loop": "def add(a, b):\n    while True:\n        pass",
+        "fork bomb": ("import os\ndef add(a, b):\n    while True:\n        try:\n"
+                      "            os.fork()\n        except OSError:\n            pass"),
+        "allocate 10 GB": "def add(a, b):\n    hog = bytearray(10 * 1024 ** 3)\n    return a + b",
+        "print 1 GB": ("import sys\ndef add(a, b):\n    for _ in range(1 << 20):\n"
+                       "        sys.stdout.write('x' * 1024)\n    return a + b"),
+        "write outside the working directory": (
+            f"def add(a, b):\n    done = 0\n    for path in {writes!r}:\n        try:\n"
+            "            open(path, 'w').write('pwned')\n            done += 1\n"
+            "        except OSError:\n            pass\n    return a + b if done else None"),
+        "read the host's environment and home": (
+            f"import os\ndef add(a, b):\n    found = {env_secret!r} in str(os.environ)\n"
+            f"    for path in [{str(home_canary)!r}, os.path.expanduser('~/{home_canary.name}')]:\n"
+            "        try:\n            found = found or 'host secret' in open(path).read()\n"
+            "        except OSError:\n            pass\n    return a + b if found else None"),
+        "open a network connection": (
+            f"import socket\ndef add(a, b):\n    s = socket.create_connection(('127.0.0.1', {port}), 1)\n"
+            "    s.sendall(b'leak')\n    return a + b"),
+        "signal the parent and the host": (
+            f"import os\ndef add(a, b):\n    hit = 0\n    for pid in {host_pids + [-1]!r}:\n"
+            "        try:\n            os.kill(pid, 9)\n            hit += 1\n"
+            "        except OSError:\n            pass\n    return a + b if hit else None"),
+        "daemon that outlives the run": (
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            f"        time.sleep(0.5)\n        open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+            "        time.sleep(60)\n    os._exit(0)\ndef add(a, b):\n    return a + b\nos._exit(0)"),
+        "delete files it can reach": (  # once, before the checks call add twice
+            f"import os, shutil\ndeleted = 0\n"
+            f"for remove, path in [(os.remove, {str(canary)!r}), (shutil.rmtree, {str(canary.parent)!r})]:\n"
+            "    try:\n        remove(path)\n        deleted += 1\n"
+            "    except OSError:\n        pass\ndef add(a, b):\n    return a + b if deleted else None"),
+    }
+
+
+@pytest.mark.skipif(not ROOT, reason="the full jail (and the leftover-process check) needs root")
+def test_attack_suite_scores_zero_and_leaves_the_host_untouched(tmp_path, monkeypatch):
+    tmp_path.chmod(0o777)
+    canary, home_canary = tmp_path / "canary.txt", Path.home() / f".r1lab-attack-canary-{os.getpid()}"
+    canary.write_text("keep me")
+    canary.chmod(0o666)
+    home_canary.write_text("host secret")
+    monkeypatch.setenv("R1LAB_ATTACK_SECRET", "env-secret-4711")
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        start = time.monotonic()
+        with Sandbox() as box:  # started with the secret in our environment
+            attacks = attack_suite(listener.getsockname()[1], [os.getpid(), box.server_pid],
+                                   canary, home_canary, "env-secret-4711", tmp_path / "daemon.pid")
+            rewards = code_rewards([fenced(a) for a in attacks.values()], [ADD] * len(attacks),
+                                   sandbox=box)
+            assert code_reward(fenced("def add(a, b):\n    return a + b"),
+                                                              ADD, sandbox=box) == 1.0
+        elapsed = time.monotonic() - start
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+        home_canary.unlink()
+    assert dict(zip(attacks, rewards)) == dict.fromkeys(attacks, 0.0)
+    assert elapsed < 30
+    assert canary.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt"]
+    assert not Path("/usr/r1lab-pwned").exists() and not Path(f"/r1lab-pwned-{os.getpid()}").exists()
+    assert not (Path(__file__).resolve().parent / "r1lab-pwned.txt").exists()
+    time.sleep(1.0)  # the daemon would have written its pid file by now
+    assert not (tmp_path / "daemon.pid").exists()
+    uids = [line.split()[1] for status in Path("/proc").glob("[0-9]*/status")
+            for line in _lines(status) if line.startswith("Uid:")]
+    assert [uid for uid in uids if int(uid) in SANDBOX_UIDS] == []
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []

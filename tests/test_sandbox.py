@@ -1,0 +1,255 @@
+"""The sandbox: statuses, limits, isolation and the pool, each checked by what a program can do."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from r1lab.rewards.sandbox import SANDBOX_UIDS, Job, Limits, Sandbox, execute
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="the jail (namespaces, chroot, own uid) needs root")
+
+
+def sandbox_processes() -> list[int]:
+    """Pids of live processes running under a sandbox uid (only runs as root get one)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue  # the process ended while we looked
+        if int(uid_line.split()[1]) in SANDBOX_UIDS:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox() as box:
+        yield box
+    assert sandbox_processes() == []
+
+
+def run(sandbox: Sandbox, source: str, **limits) -> object:
+    stdin = limits.pop("stdin", None)
+    return sandbox.execute(Job(source=source, stdin=stdin, limits=Limits(**limits)))
+
+
+def test_passed_program_gets_stdin_and_returns_stdout(sandbox):
+    result = run(sandbox, "import sys\nprint(sys.stdin.read().upper(), end='')", stdin="héllo")
+    assert (result.status, result.exit_code, result.stdout, result.stderr) == ("passed", 0, "HÉLLO", "")
+    assert result.exited_cleanly and 0 < result.duration_s < 5
+
+
+def test_exception_fails_with_the_programs_traceback(sandbox):
+    result = run(sandbox, "x = 1\nraise ValueError('boom')")
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert 'File "solution.py", line 2' in result.stderr and "ValueError: boom" in result.stderr
+    assert "sandbox.py" not in result.stderr
+
+
+@pytest.mark.parametrize("early_exit", [
+    "import sys; sys.exit(0)",
+    "raise SystemExit",
+    "import os; os._exit(0)",
+    "import os, signal; os.kill(os.getpid(), signal.SIGKILL); import sys; sys.exit(0)",
+])
+def test_exit_0_before_the_end_is_not_passed(sandbox, early_exit):
+    result = run(sandbox, f"print('started', flush=True)\n{early_exit}\nprint('the end')")
+    assert result.status == "failed" and result.exit_code == 0
+    assert result.stdout == "started\n"
+    assert result.exited_cleanly  # what stdin/stdout tasks accept
+
+
+def test_exit_code_and_syntax_error_are_failures(sandbox):
+    assert run(sandbox, "import sys; sys.exit(3)").exit_code == 3
+    result = run(sandbox, "def f(:\n  pass")
+    assert result.status == "failed" and "SyntaxError" in result.stderr
+
+
+def test_infinite_loop_times_out_on_the_wall_clock(sandbox):
+    start = time.monotonic()
+    result = run(sandbox, "while True:\n    pass", timeout_s=1.0)
+    assert result.status == "timeout" and not result.exited_cleanly
+    assert 1.0 <= time.monotonic() - start < 4.0
+
+
+def test_sleeping_program_times_out_too(sandbox):
+    result = run(sandbox, "import time\ntime.sleep(60)", timeout_s=0.5)
+    assert result.status == "timeout" and result.duration_s < 3.0
+
+
+def test_allocating_10_gb_hits_the_memory_limit(sandbox):
+    result = run(sandbox, "x = bytearray(10 * 1024 ** 3)\nprint('allocated')", memory_mb=512)
+    assert result.status == "memory" and "allocated" not in result.stdout
+
+
+def test_printing_1_gb_is_cut_at_the_output_cap(sandbox):
+    start = time.monotonic()
+    result = run(sandbox, "import sys\nfor _ in range(1 << 20):\n    sys.stdout.write('x' * 1024)",
+                 max_output_bytes=1 << 16, timeout_s=30)
+    assert result.status == "error" and "stdout exceeded" in result.detail
+    assert len(result.stdout) == 1 << 16 and time.monotonic() - start < 10
+
+
+def test_output_up_to_the_cap_passes_and_one_byte_more_does_not(sandbox):
+    result = run(sandbox, "print('y' * 1000, end='')", max_output_bytes=1000)
+    assert result.status == "passed" and result.stdout == "y" * 1000
+    result = run(sandbox, "import sys\nprint('y' * 1001, end='', file=sys.stderr)", max_output_bytes=1000)
+    assert result.status == "error" and result.stderr == "y" * 1000
+
+
+def test_large_files_are_refused_in_the_working_directory(sandbox):
+    source = ("f = open('big', 'wb')\ntry:\n    f.write(b'x' * (3 << 20)); f.flush()\n"
+              "except OSError as e:\n    print('refused', e.errno)\nelse:\n    print('wrote')")
+    assert run(sandbox, source, max_file_mb=1).stdout.startswith("refused")
+
+
+@needs_root
+def test_runs_report_the_full_jail(sandbox):
+    layers = set(run(sandbox, "pass").isolation)
+    assert {"session", "rlimits", "netns", "pidns", "mountns", "chroot", "uid"} <= layers
+    assert "socket-patch" not in layers
+
+
+def test_environment_is_scrubbed():
+    os.environ["R1LAB_TEST_CANARY"] = "secret-value"
+    try:
+        with Sandbox(max_workers=1) as box:  # a server started while the canary is set
+            result = box.execute(Job(source="import os, json\nprint(json.dumps(dict(os.environ)))"))
+    finally:
+        del os.environ["R1LAB_TEST_CANARY"]
+    assert set(json.loads(result.stdout)) <= {"PATH", "HOME", "TMPDIR", "LANG"}
+
+
+@pytest.fixture
+def home_canary():
+    path = Path.home() / f".r1lab-sandbox-canary-{os.getpid()}"
+    path.write_text("host secret")
+    yield path
+    path.unlink()
+
+
+@needs_root
+def test_host_files_are_neither_visible_nor_writable(sandbox, tmp_path, home_canary):
+    canary = tmp_path / "canary.txt"
+    canary.write_text("keep me")
+    canary.chmod(0o666)
+    tmp_path.chmod(0o777)
+    repo = Path(__file__).resolve().parents[1]
+    probes = [str(canary), str(repo / "pyproject.toml"), str(home_canary), "/etc/passwd", "/proc/1"]
+    source = f"""
+import os
+print([os.path.exists(p) for p in {probes!r}])
+for target in [{str(canary)!r}, '/usr/r1lab-pwned', '/r1lab-pwned', {str(tmp_path / 'new')!r}]:
+    try:
+        open(target, 'w').write('pwned')
+        print('wrote', target)
+    except OSError as error:
+        print('refused', error.strerror)
+open('mine.txt', 'w').write('ok')
+print(open('mine.txt').read(), os.getcwd())
+"""
+    result = run(sandbox, source)
+    lines = result.stdout.splitlines()
+    assert lines[0] == str([False] * len(probes)) and lines[-1] == "ok /tmp"
+    assert not any(line.startswith("wrote") for line in lines)
+    assert canary.read_text() == "keep me" and not (tmp_path / "new").exists()
+    assert not Path("/usr/r1lab-pwned").exists() and not Path("/r1lab-pwned").exists()
+
+
+@needs_root
+def test_each_run_gets_a_fresh_working_directory(sandbox):
+    first = run(sandbox, "open('left.txt', 'w').write('x')\nimport os\nprint(os.listdir('.'))")
+    second = run(sandbox, "import os\nprint(os.listdir('.'), os.getuid())")
+    assert first.stdout.strip() == "['left.txt']" and second.stdout.startswith("[] ")
+    assert int(second.stdout.split()[1]) in SANDBOX_UIDS
+
+
+def test_no_network_not_even_to_the_hosts_loopback(sandbox):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        source = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+                  "s.sendall(b'leak')\nprint('connected')")
+        result = run(sandbox, source)
+        assert result.status == "failed" and "connected" not in result.stdout
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_signalling_the_host_harms_nothing(sandbox):
+    targets = [os.getpid(), sandbox.server_pid, -1]
+    source = f"""
+import os, signal
+for pid in {targets!r}:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print('delivered', pid)
+    except OSError as error:
+        print('refused', pid, error.strerror)
+"""
+    result = run(sandbox, source)
+    assert "delivered" not in result.stdout and result.stdout.count("refused") == 3
+    assert run(sandbox, "print(1)").stdout == "1\n"  # the server is alive
+
+
+@needs_root
+def test_fork_bomb_is_contained_and_leaves_nothing(sandbox):
+    source = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    start = time.monotonic()
+    result = run(sandbox, source, timeout_s=1.5, max_processes=8)
+    assert result.status == "timeout" and time.monotonic() - start < 6
+    assert sandbox_processes() == []
+
+
+@needs_root
+def test_a_daemon_does_not_outlive_its_run(sandbox):
+    source = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
+time.sleep(0.2)
+print('parent done')
+"""
+    result = run(sandbox, source)
+    assert result.status == "passed" and result.duration_s < 5
+    assert sandbox_processes() == []
+
+
+def test_pool_runs_in_parallel_but_never_more_than_its_workers():
+    source = "import time\nstart = time.monotonic()\ntime.sleep(0.4)\nprint(start, time.monotonic())"
+    with Sandbox(max_workers=2) as box:
+        results = box.map([Job(source=source) for _ in range(6)])
+    spans = [tuple(map(float, r.stdout.split())) for r in results]
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap == 2  # two at once: parallel, and not oversubscribed
+
+
+def test_map_keeps_order_and_execute_uses_the_default_sandbox():
+    with Sandbox(max_workers=2) as box:
+        results = box.map([Job(source=f"print({i})") for i in range(10)])
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(10)]
+    assert execute("print('default')", timeout_s=5).stdout == "default\n"
+
+
+def test_working_directories_are_removed_when_the_sandbox_closes():
+    def ours() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("r1lab-*")}
+
+    before = ours()
+    with Sandbox(max_workers=2) as box:
+        box.map([Job(source="open('f', 'w').write('x')") for _ in range(4)])
+        assert len(ours() - before) >= 1  # the waiting supervisors' directories
+    assert ours() - before == set()
