@@ -88,12 +88,15 @@ class Experts(nn.Module):
         token_of = order // K  # which token each sorted slot belongs to
         counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
         xs = x[token_of]  # (N*K, D), grouped by expert
+        # unbind once: indexing the stacked weight per expert would make autograd build a full
+        # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
+        gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
         outs = []
         for e, chunk in enumerate(xs.split(counts)):
             if chunk.shape[0] == 0:
                 continue
-            gate, up = (chunk @ self.gate_up_proj[e].t()).chunk(2, dim=-1)
-            outs.append((F.silu(gate) * up) @ self.down_proj[e].t())
+            gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
+            outs.append(F.linear(F.silu(gate) * up, down[e]))
         ys = torch.cat(outs) * routing.weights.flatten()[order, None].to(x.dtype)  # (N*K, D)
         return torch.zeros_like(x).index_add_(0, token_of, ys)
 
