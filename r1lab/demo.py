@@ -1,57 +1,24 @@
-"""`r1lab demo`: the main job on the embedded default, end to end on a laptop CPU.
+"""`r1lab demo`: the R1 recipe on the embedded miniature world, on a laptop CPU, no download.
 
-For now: build the `tiny` DeepSeek-V3 model, train it a few steps on random-token data with the
-next-token + MTP loss (aux-loss-free balancing on), save it as a Hugging Face checkpoint, load it
-back with r1lab and with transformers, and check that both give the same logits.
+Runs `r1lab.pipeline`: base model -> evaluation -> R1-Zero -> evaluation, and prints one table.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-import torch
-
-from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset, save_pretrained
-from r1lab.model.info import count_parameters
+from r1lab.pipeline import PipelineConfig, run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps (default: 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
+    parser.add_argument("--pretrain", action="store_true", help="pretrain the base model even if one is shipped")
+    parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems per evaluation")
+    parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem (k)")
 
 
 def main(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
-    config = preset("tiny")
-    counts = count_parameters(config)
-    print(f"tiny DeepSeek-V3: {counts['total']:,} parameters ({counts['active']:,} active per token, "
-          f"+{counts['mtp']:,} MTP)")
-    model = Transformer(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    data = torch.randint(0, config.vocab_size, (8, 65))
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        x, y = data[:, :-1], data[:, 1:]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model.loss(x, y)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ratio = max_mean_load_ratio(model.expert_load())
-        model.update_router_bias()
-        if step % 5 == 0 or step == 1:
-            print(f"step {step:3d}  loss {out.ce.item():.3f}  mtp {out.mtp.item():.3f}  max/mean expert load {ratio:.2f}")
-    print(f"trained {args.steps} steps in {time.perf_counter() - start:.1f}s")
-    path = save_pretrained(model, Path(args.out) / "checkpoint")
-    size = sum(f.stat().st_size for f in path.iterdir())
-    again = from_pretrained(path)
-    from transformers import AutoModelForCausalLM
-    hf = AutoModelForCausalLM.from_pretrained(path)
-    with torch.no_grad():
-        ours, theirs = again(data[:2]), hf(data[:2]).logits
-    print(f"saved {path} ({size / 1e6:.1f} MB); reloaded by r1lab and transformers, "
-          f"max |logit difference| = {(ours - theirs).abs().max().item():.2e}")
+    run(PipelineConfig(out_dir=args.out, seed=args.seed, pretrain=args.pretrain, eval_problems=args.eval_problems,
+                       eval_samples=args.eval_samples))
     return 0

@@ -33,7 +33,7 @@ class GRPOConfig:
     init: str = "runs/base/base"  # checkpoint to start from (the base model for R1-Zero)
     out_dir: str = "runs/zero"  # run directory: checkpoints/, metrics.jsonl, samples.jsonl, final policy/
     seed: int = 0  # seeds prompt order, sampling and init of everything random
-    n_prompts: int = 4096  # RL prompt pool drawn from the world's rl split
+    n_prompts: int = 1024  # RL prompt pool drawn from the world's rl split
     prompts_per_step: int = 16  # questions per step; paper: 32
     group_size: int = 8  # G, completions per question; paper: 16
     max_steps: int = 150  # optimizer steps (rollout batches); paper: 10,400

@@ -1,0 +1,144 @@
+"""GRPO step time: r1lab against TRL's `GRPOTrainer`, the same work, in one process.
+
+Both sides train the same tiny DeepSeek-V3 (an r1lab checkpoint, randomly initialised, that TRL
+loads through transformers) on the same world prompts with the same reward (accuracy + format),
+G = 8 completions for each of 8 prompts per step, the same maximum completion length and
+temperature, the same `kl_coef` (TRL's beta), per-sequence loss averaging, one optimizer step per
+rollout batch. A random model rarely emits EOS, so both sides generate about the full length:
+equal work. TRL is an optional benchmark dependency (`pip install trl`), not a runtime one.
+
+Runs each side in float32 (same precision), then each at its fastest setting (r1lab: bf16
+autocast; TRL: its bf16 flag), and ends with one JSON line; `ratio` is TRL's median seconds per
+step over r1lab's, both in float32.
+
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 5] [--beta 0.04]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from r1lab.model import Transformer, preset, save_pretrained
+from r1lab.stages import grpo
+from r1lab.stages.rollout import world_rubric
+from r1lab.tokenizer import world_tokenizer
+
+PROMPTS_PER_STEP, GROUP = 8, 8
+
+
+def make_checkpoint(directory: Path) -> Path:
+    tokenizer = world_tokenizer(seed=0)
+    config = preset("tiny").replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
+                                    eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
+                                    num_nextn_predict_layers=0)
+    torch.manual_seed(0)
+    path = save_pretrained(Transformer(config), directory / "init")
+    tokenizer.save(path)
+    return path
+
+
+def run_r1lab(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict:
+    config = grpo.GRPOConfig(init=str(init), out_dir=str(out), prompts_per_step=PROMPTS_PER_STEP,
+                             group_size=GROUP, max_steps=args.steps + 1, max_new_tokens=args.max_tokens,
+                             temperature=1.0, lr=1e-5, kl_coef=args.beta, bf16=bf16, save_every=10_000,
+                             log_samples_every=10_000)
+    start = time.perf_counter()
+    grpo.run(config)
+    total = time.perf_counter() - start
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
+    return {"s_per_step": statistics.median(r["rollout_s"] + r["train_s"] for r in rows),
+            "generation_s": statistics.median(r["rollout_s"] for r in rows),
+            "training_s": statistics.median(r["train_s"] for r in rows),
+            "completion_tokens": statistics.mean(r["length_mean"] for r in rows), "wall_s": total}
+
+
+def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from r1lab.world import format_r1_zero, rl_prompts
+
+    problems = rl_prompts(PROMPTS_PER_STEP * (args.steps + 2), seed=0)
+    by_prompt = {f"<|bos|>{format_r1_zero(p.question)}": p for p in problems}
+    rubric = world_rubric(grpo.GRPOConfig())
+
+    def reward(prompts: list[str], completions: list[str], **_: object) -> list[float]:
+        return rubric(completions, [by_prompt[p] for p in prompts]).total
+
+    times: list[float] = []
+    gen_times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *a: object, **k: object) -> None:
+            self.t = time.perf_counter()
+
+        def on_step_end(self, *a: object, **k: object) -> None:
+            times.append(time.perf_counter() - self.t)
+
+    config = GRPOConfig(output_dir=str(out), per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
+                        num_generations=GROUP, max_completion_length=args.max_tokens, temperature=1.0,
+                        learning_rate=1e-5, beta=args.beta, loss_type="grpo", max_steps=args.steps + 1,
+                        logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=bf16,
+                        num_iterations=1, steps_per_generation=1, seed=0, disable_tqdm=True)
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, processing_class=tokenizer,
+                          train_dataset=Dataset.from_list([{"prompt": p} for p in by_prompt]),
+                          callbacks=[StepTimer()])
+    generate = trainer._generate_single_turn
+
+    def timed_generate(*a: object, **k: object):  # the generation share of a step
+        start = time.perf_counter()
+        result = generate(*a, **k)
+        gen_times.append(time.perf_counter() - start)
+        return result
+
+    trainer._generate_single_turn = timed_generate
+    start = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - start
+    step, gen = statistics.median(times[1:]), statistics.median(gen_times[1:])
+    return {"s_per_step": step, "generation_s": gen, "training_s": step - gen, "wall_s": total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per side (after one warm-up step)")
+    parser.add_argument("--beta", type=float, default=0.04, help="kl_coef / TRL beta (TRL's default 0.04)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
+    args = parser.parse_args()
+    try:
+        import trl
+    except ImportError:
+        print("benchmarks/grpo_vs_trl.py needs TRL: .venv/bin/pip install trl", file=sys.stderr)
+        raise SystemExit(2)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        init = make_checkpoint(Path(tmp))
+        for name, fn, bf16 in (("r1lab_fp32", run_r1lab, False), ("trl_fp32", run_trl, False),
+                               ("r1lab_bf16", run_r1lab, True), ("trl_bf16", run_trl, True)):
+            results[name] = {k: round(v, 3) for k, v in fn(init, args, bf16, Path(tmp) / name).items()}
+            print(f"{name}: {results[name]}", file=sys.stderr)
+    fastest_r1lab = min(results["r1lab_fp32"]["s_per_step"], results["r1lab_bf16"]["s_per_step"])
+    fastest_trl = min(results["trl_fp32"]["s_per_step"], results["trl_bf16"]["s_per_step"])
+    print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps,
+                      "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
+                      "beta": args.beta, **results,
+                      "ratio_fastest": round(fastest_trl / fastest_r1lab, 2),
+                      "ratio": round(results["trl_fp32"]["s_per_step"] / results["r1lab_fp32"]["s_per_step"], 2)}))
+
+
+if __name__ == "__main__":
+    main()
