@@ -162,3 +162,16 @@ def test_invalid_config_is_rejected_with_field_name():
         small_config(topk_group=5)
     with pytest.raises(ValueError, match="qk_rope_head_dim"):
         small_config(qk_rope_head_dim=3)
+
+
+def test_dense_decode_path_equals_dispatch():
+    from r1lab.model.moe import Experts, route
+
+    config = small_config()
+    experts = Experts(config)
+    torch.nn.init.normal_(experts.gate_up_proj, std=0.1)
+    torch.nn.init.normal_(experts.down_proj, std=0.1)
+    x = torch.randn(10, config.hidden_size)
+    r = route(torch.randn(10, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
+    with torch.no_grad():
+        torch.testing.assert_close(experts._dense(x, r), experts._dispatch(x, r), atol=1e-5, rtol=1e-5)

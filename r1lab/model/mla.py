@@ -92,7 +92,8 @@ class MLA(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         """x: (B, T, D); cos/sin: (B, T, d_rope/2); attention_mask: (B, S) bool over every key
-        position so far (cache slots included), True = real token; returns (B, T, D)."""
+        position so far (cache slots included), True = real token, or the (B, 1, T, S) mask
+        `attention_mask_4d` builds from it (the model builds it once for all layers); returns (B, T, D)."""
         B, T, _ = x.shape
         q = self._query(x).view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, H, T, d_nope + d_rope)
         q_nope, q_rope = q.split([self.d_nope, self.d_rope], dim=-1)
@@ -108,7 +109,8 @@ class MLA(nn.Module):
             cache.k_rope[self.layer_idx, :, start:start + T] = k_rope.to(cache.k_rope.dtype)
             latent = cache.latent[self.layer_idx, :, :start + T].to(x.dtype)
             k_rope = cache.k_rope[self.layer_idx, :, :start + T].to(x.dtype)
-        mask = _attention_mask(attention_mask, start, T, latent.shape[1], x.device)
+        mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
+            attention_mask_4d(attention_mask, start, T, latent.shape[1], x.device)
         if cache is not None and T == 1:
             out = self._attend_absorbed(q_nope, q_rope, latent, k_rope, mask)
         else:
@@ -146,7 +148,7 @@ class MLA(nn.Module):
         return torch.einsum("bhtc,hvc->bhtv", out_latent, w_uv)  # (B, H, T, d_v)
 
 
-def _attention_mask(key_valid: torch.Tensor | None, start: int, T: int, S: int,
+def attention_mask_4d(key_valid: torch.Tensor | None, start: int, T: int, S: int,
                     device: torch.device) -> torch.Tensor | None:
     """(B, 1, T, S) bool: query t (at slot start + t) sees key s if s <= start + t and the key is
     real. A query always sees itself, so padded query rows stay finite. None = plain causal."""

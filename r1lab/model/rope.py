@@ -63,10 +63,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
     DeepSeek lays the pairs out interleaved, (x0, x1), (x2, x3), ... (`interleave=True`); the
     Llama layout pairs dim i with dim i + d/2. Either way q·k only depends on the relative angle.
     """
+    if interleave:  # pairs as complex numbers, rotated by e^{i theta} in float32: one multiply
+        pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, H, T, d/2)
+        rotated = pairs * torch.complex(cos, sin)[:, None]
+        return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
     cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)  # (B, 1, T, d/2)
-    if interleave:
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)

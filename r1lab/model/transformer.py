@@ -15,7 +15,7 @@ from torch import nn
 
 from r1lab.model.config import ModelConfig
 from r1lab.model.layers import MLP, RMSNorm
-from r1lab.model.mla import MLA, KVCache
+from r1lab.model.mla import MLA, KVCache, attention_mask_4d
 from r1lab.model.moe import MoE
 from r1lab.model.rope import RotaryEmbedding
 
@@ -115,10 +115,12 @@ class Transformer(nn.Module):
             start = cache.length if cache is not None else 0
             position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         cos, sin = self.rotary(position_ids)
+        start = cache.length if cache is not None else 0
+        mask = attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
-            x, a = layer(x, cos, sin, attention_mask, cache)
+            x, a = layer(x, cos, sin, mask, cache)
             if a is not None:
                 aux.append(a)
         if cache is not None:
