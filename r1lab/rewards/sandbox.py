@@ -1,7 +1,7 @@
 """Run untrusted Python (what a model wrote) in a separate, isolated, time- and memory-limited process.
 
-Design. A small *fork server* (this file run as `python -I -S sandbox.py --serve`, stdlib only) is
-started once per `Sandbox`. It keeps a few *supervisors* forked ahead of time, each already in
+Design. A small *fork server* (`_jail.py`, run as `python -I -S _jail.py --serve`, stdlib only)
+is started once per `Sandbox`. It keeps a few *supervisors* forked ahead of time, each already in
 fresh namespaces with its read-only tree built, blocked on a shared request socket; the first free
 one takes a request, forks the *program* (pid 1 of its pid namespace) and reports its exit status
 straight to the caller. A run therefore costs two forks and no interpreter start. A pool of at most
@@ -41,6 +41,10 @@ NPROC is not set because it would count all the caller's processes). Namespaces 
 rlimits, own uid when root, a `mkdtemp` directory and the socket patch: the program then sees the
 host's files as that uid may, and a child calling `setsid()` can outlive the run.
 
+The server side of all this (supervisors, namespaces, the read-only tree, dropping privileges,
+limits, running the source) lives in `_jail.py`; this module is the caller's side: it sends the
+requests, collects the output under the caps and the wall clock, and classifies the outcome.
+
 `ExecutionResult.isolation` lists the layers a run actually got. `"passed"` means the program ran
 to its end (proven by a per-run secret the sandbox writes only after the program's code returned,
 and keeps out of the program's source, argv and environment), exited 0, and hit no limit. A
@@ -49,15 +53,10 @@ targeted exploit, not an early `sys.exit(0)` or `os._exit(0)`.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import marshal
 import os
-import resource
-import select
 import secrets
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
@@ -65,20 +64,16 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Literal, NoReturn, Sequence
+from typing import Literal, Sequence
+
+# Re-exported here; imported only in the caller's process (the server runs _jail.py as a script).
+from r1lab.rewards._jail import SANDBOX_UIDS as SANDBOX_UIDS
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
-SANDBOX_UIDS = range(1_500_000_000, 2_000_000_000)  # each run (as root) gets a random one
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_DEVICES = ("null", "zero", "random", "urandom")
-(NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET) = (
-    0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
-(MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE) = (
-    1, 2, 4, 32, 4096, 16384, 1 << 18)
+_SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_jail.py")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,7 +180,7 @@ class Sandbox:
     def _start_server(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._server = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), "--serve", str(child.fileno()),
+            [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
              str(self.max_workers + 1)],
             pass_fds=[child.fileno()], env={}, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True)
@@ -336,269 +331,6 @@ def _verdict(run: _Collector, reached_end: bool, err: bytes, limits: Limits
     return "passed", "", code
 
 
-# ---------------------------------------------------------------- the fork server (its own process)
-
-def _serve(control_fd: int, warm: int) -> NoReturn:
-    """Keep `warm` supervisors waiting on the request socket, replace each one that takes a
-    request, reap them and delete their directories; stop when the caller closes our stdin."""
-    control = socket.socket(fileno=control_fd)
-    took_r, took_w = os.pipe()
-    sel = selectors.DefaultSelector()
-    sel.register(0, selectors.EVENT_READ, "caller")
-    sel.register(took_r, selectors.EVENT_READ, "took")
-    children: dict[int, tuple[int, str]] = {}  # pid -> (pidfd, directory)
-
-    def spawn() -> None:
-        workdir = tempfile.mkdtemp(prefix="r1lab-")
-        pid = os.fork()
-        if pid == 0:
-            _supervise(control, took_w, workdir)
-        children[pid] = (os.pidfd_open(pid), workdir)
-        sel.register(children[pid][0], selectors.EVENT_READ, pid)
-
-    for _ in range(warm):
-        spawn()
-    while True:
-        for key, _ in sel.select():
-            if key.data == "caller" and not os.read(0, 64):
-                for pid, (_, workdir) in children.items():
-                    _kill_group(pid)
-                    os.waitpid(pid, 0)
-                    shutil.rmtree(workdir, ignore_errors=True)
-                os._exit(0)
-            elif key.data == "took":
-                for _ in os.read(took_r, 256):
-                    spawn()
-            elif isinstance(key.data, int):
-                pidfd, workdir = children.pop(key.data)
-                os.waitpid(key.data, 0)
-                sel.unregister(pidfd)
-                os.close(pidfd)
-                shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _supervise(control: socket.socket, took_w: int, workdir: str) -> NoReturn:
-    """One run's root-side supervisor, forked ahead of time: enter fresh namespaces and build
-    the read-only tree, then take one request from the shared socket and see it through."""
-    try:
-        os.setsid()
-        _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the server
-        uid = secrets.choice(SANDBOX_UIDS) if os.geteuid() == 0 else None
-        try:
-            layers, cwd, failure = *_isolate(workdir, uid), ""
-        except Exception:  # fail closed: the request this one takes gets the error
-            layers, cwd, failure = [], workdir, traceback.format_exc()
-        message, fds, _, _ = socket.recv_fds(control, 1 << 16, 8)
-        if not message:  # the sandbox was closed
-            os._exit(0)
-        os.write(took_w, b"+")
-        _run_request(marshal.loads(message), fds, layers, cwd, uid, failure, workdir)
-    except BaseException:
-        traceback.print_exc()  # the run's stderr, once it has one
-    finally:
-        os._exit(0)  # the caller learnt the outcome from the channel, or from its silence
-
-
-def _run_request(request: dict, fds: list[int], layers: list[str], cwd: str, uid: int | None,
-                 failure: str, workdir: str) -> None:
-    """Wire the request's files to fds 0-3, fork the program, kill it on request, report its end."""
-    chan, source_fd, stdin_fd, out_fd, err_fd = fds
-    with open(source_fd, encoding="utf-8", errors="surrogatepass") as f:
-        request["source"] = f.read()
-    for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2), (chan, 3)):
-        os.dup2(fd, target)
-    os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    if failure:
-        os.write(2, failure.encode())
-        return
-    limits = Limits(**request["limits"])
-    if "chroot" in layers:
-        _enter_jail(workdir, limits.disk_mb, uid)
-    os.write(3, marshal.dumps({"isolation": layers}))
-    pid = os.fork()
-    if pid == 0:
-        os.close(3)
-        _program(request, limits, uid, cwd, "socket-patch" in layers)
-    for fd in (0, 1, 2):  # the caller sees end-of-file as soon as the program's side is gone
-        os.close(fd)
-    pidfd, poller = os.pidfd_open(pid), select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(3, select.POLLIN)
-    while not any(fd == pidfd for fd, _ in poller.poll()):
-        with contextlib.suppress(OSError):  # leaving it unread would reset the caller's socket
-            os.read(3, 16)
-        poller.unregister(3)  # "kill", or the caller went away: either way, kill
-        _kill_group(pid)
-    status = os.waitpid(pid, 0)[1]  # with a pid namespace, everything else is dead by now
-    _kill_group(pid)  # without one, what is left of the program's process group
-    with contextlib.suppress(OSError):
-        os.write(3, marshal.dumps({"wait": status}))
-
-
-def _isolate(workdir: str, uid: int | None) -> tuple[list[str], str]:
-    """Enter whatever namespaces the kernel allows; return the layers applied and the cwd."""
-    layers = ["session", "rlimits", "wall-clock", "scrubbed-env", "output-cap"]
-    if uid is not None and _unshare(NEWNS | NEWNET | NEWPID | NEWIPC | NEWUTS):
-        _build_jail(workdir)
-        return layers + ["netns", "pidns", "ipcns", "utsns", "mountns", "chroot", "tmpfs", "uid"], "/tmp"
-    if uid is None and _unshare(NEWUSER | NEWNET | NEWPID | NEWIPC):
-        for name, line in (("setgroups", "deny"), ("uid_map", f"{os.getuid()} {os.getuid()} 1"),
-                           ("gid_map", f"{os.getgid()} {os.getgid()} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(line)
-        return layers + ["userns", "netns", "pidns", "ipcns", "tmpdir"], workdir
-    if uid is not None:
-        os.chown(workdir, uid, uid)
-        layers.append("uid")
-    return layers + ["tmpdir", "socket-patch"], workdir
-
-
-def _build_jail(root: str) -> None:
-    """A tree of read-only binds: system dirs, the interpreter's prefix and a few devices."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", root, "tmpfs", MS_NOSUID, "size=1m,mode=0755")
-    prefix = os.path.realpath(sys.base_prefix)
-    binds = [d for d in _SYSTEM_DIRS if os.path.lexists(d)]
-    if not any(prefix.startswith(d + "/") for d in binds):
-        binds.append(prefix)
-    for path in binds:
-        if os.path.islink(path):
-            os.symlink(os.readlink(path), root + path)
-        else:
-            os.makedirs(root + path)
-            _mount(path, root + path, None, MS_BIND | MS_REC)
-            _mount(None, root + path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.mkdir(root + "/dev")
-    for name in _DEVICES:
-        open(f"{root}/dev/{name}", "w").close()
-        _mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
-    os.mkdir(root + "/tmp")
-
-
-def _enter_jail(root: str, disk_mb: int, uid: int) -> None:
-    """A private size-limited tmpfs /tmp for the program, the tree made read-only, chroot."""
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}")
-    _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-    os.chroot(root)
-
-
-def _program(request: dict, limits: Limits, uid: int | None, cwd: str,
-             patch_socket: bool) -> NoReturn:
-    """The program's process (pid 1 of its namespace): drop privileges, set limits, run the code.
-
-    Being pid 1 means signals it sends itself without a handler are ignored and that the kernel
-    kills everything else in the namespace when it exits."""
-    code = 1
-    try:
-        os.setpgid(0, 0)  # its own group, so the supervisor can kill all of it
-        os.chdir(cwd)
-        libc = _libc()
-        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-        if uid is not None:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            # counted per uid, so only meaningful for a uid of the run's own
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes,) * 2)
-        libc.prctl(1, signal.SIGKILL)  # die with the supervisor (the uid change cleared it)
-        cpu, mb = int(limits.timeout_s) + 1, 1 << 20
-        for kind, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                            (resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2),
-                            (resource.RLIMIT_FSIZE, (limits.max_file_mb * mb,) * 2),
-                            (resource.RLIMIT_NOFILE, (limits.max_open_files,) * 2),
-                            (resource.RLIMIT_CORE, (0, 0))):
-            resource.setrlimit(kind, value)
-        os.environ.clear()
-        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=cwd, TMPDIR=cwd, LANG="C.UTF-8")
-        if patch_socket:
-            socket.socket = socket.create_connection = socket.socketpair = _no_network
-        code = _run_source(request["source"], _Secret(request["nonce"]))
-    finally:
-        os._exit(code)
-
-
-class _Secret:
-    """Holds the end-of-program secret without showing it in a repr or a frame dump."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: bytes) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-
-def _run_source(source: str, secret: _Secret) -> int:
-    """Emulate `python solution.py`: fresh __main__, then atexit, thread joins and flushes."""
-    import atexit
-    import types
-
-    atexit._clear()
-    main = sys.modules["__main__"] = types.ModuleType("__main__")
-    sys.argv = ["solution.py"]
-    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)
-    out = sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
-                                       closefd=False, buffering=1)
-    finished = False
-    try:
-        exec(compile(source, "solution.py", "exec"), main.__dict__)
-        code, finished = 0, True
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-        if not isinstance(stop.code, (int, type(None))):
-            print(stop.code, file=sys.stderr)
-    except BaseException as error:  # the traceback starts at the program, not at this function
-        traceback.print_exception(type(error), error, error.__traceback__.tb_next)
-        code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    try:
-        for stream in {out, sys.stdout, sys.stderr}:
-            stream.flush()
-    except Exception:
-        return 120  # what CPython returns when flushing stdout fails at exit
-    if finished and code == 0:
-        os.write(1, secret.value)
-    return code & 0xFF
-
-
-def _no_network(*args: object, **kwargs: object) -> NoReturn:
-    raise PermissionError("network access is disabled in the r1lab sandbox")
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-        _LIBC.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-    return _LIBC
-
-
-def _unshare(flags: int) -> bool:
-    return _libc().unshare(flags) == 0
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if _libc().mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
-
-
 # ---------------------------------------------------------------- module-level convenience API
 
 _DEFAULT: Sandbox | None = None
@@ -628,7 +360,3 @@ def execute(source: str, *, stdin: str | None = None, timeout_s: float = 5.0,
 def execute_many(jobs: Sequence[Job], *, sandbox: Sandbox | None = None) -> list[ExecutionResult]:
     """Run many jobs in parallel (at most one per usable core), results in order."""
     return (sandbox or default_sandbox()).map(jobs)
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    _serve(int(sys.argv[2]), int(sys.argv[3]))
