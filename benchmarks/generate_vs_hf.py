@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--bf16", action="store_true", help="run both in bfloat16 weights")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     config = preset(args.preset).replace(num_nextn_predict_layers=0)
@@ -63,7 +65,7 @@ def main() -> None:
     assert seqs.shape == (args.sequences, args.prompt_len + args.new_tokens)
 
     result = {"benchmark": "generate_vs_hf", "preset": args.preset, "device": args.device,
-              "dtype": str(dtype).removeprefix("torch."), "sequences": args.sequences, "new_tokens": args.new_tokens,
+              "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "sequences": args.sequences, "new_tokens": args.new_tokens,
               "r1lab_tok_s": round(work / t_ours, 1), "hf_tok_s": round(work / t_hf, 1),
               "r1lab_s": round(t_ours, 3), "hf_s": round(t_hf, 3), "ratio": round(t_hf / t_ours, 3)}
     print(f"r1lab {result['r1lab_tok_s']} tok/s, transformers {result['hf_tok_s']} tok/s", file=sys.stderr)
