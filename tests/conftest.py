@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Test tensors are small: one thread is faster than two fighting over OpenMP barriers (on a busy
+# 2-core machine, 2 threads made a toy pretraining run 25x slower), and it keeps runs deterministic.
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
