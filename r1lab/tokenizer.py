@@ -1,0 +1,197 @@
+"""A small byte-level BPE tokenizer for the miniature world, loadable by ``transformers``.
+
+DeepSeek-V3 uses a byte-level BPE with 128K tokens; at tiny scale the model has ~3M parameters
+and a context of a few hundred tokens, so the tokenizer is trained on the world's own text with
+a vocabulary of ~1K. Three choices make it fit R1 in miniature:
+
+* every digit is its own token, so an arithmetic step is the same digit-level computation
+  wherever it occurs and the model can learn it once;
+* merges may cross spaces but not punctuation (pieces end after ``. , : ; ? !`` and newlines),
+  so recurring phrases (the R1-Zero template's preamble, "So the answer is") compress to a few
+  tokens while a prompt ending in ``Assistant:`` ends on the same token boundary as in the corpus;
+* BOS/EOS/PAD and the turn markers are special tokens; the R1 tags ``<think>`` ``</think>``
+  ``<answer>`` ``</answer>`` are added tokens that are *not* special (as in DeepSeek-R1's own
+  tokenizer), so ``decode(..., skip_special_tokens=True)`` keeps them for the format reward.
+  Each is one id, never merged with its neighbours.
+
+Files: ``tokenizer.json`` (the ``tokenizers`` model) and ``tokenizer_config.json`` (special
+tokens, chat template, ``tokenizer_class: PreTrainedTokenizerFast``), enough for
+``transformers.AutoTokenizer.from_pretrained(dir)`` on a directory without any model files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as BackendTokenizer
+
+PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
+USER, ASSISTANT = "<|user|>", "<|assistant|>"
+THINK, THINK_END, ANSWER, ANSWER_END = "<think>", "</think>", "<answer>", "</answer>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, USER, ASSISTANT)  # control tokens, skipped by skip_special_tokens
+TAG_TOKENS: tuple[str, ...] = (THINK, THINK_END, ANSWER, ANSWER_END)  # single ids, but ordinary text when decoding
+RESERVED_TOKENS: tuple[str, ...] = SPECIAL_TOKENS + TAG_TOKENS  # ids 0..8, in this order
+DEFAULT_VOCAB_SIZE = 1024
+
+# The R1 conversation format (BOS, then turns; each assistant turn closed by EOS), in Jinja for
+# transformers' apply_chat_template and in Python (render_chat) for everything else.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}"
+    "{% elif message['role'] == 'user' %}{{ '<|user|>' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>' + message['content'] + '<|eos|>' }}"
+    "{% else %}{{ raise_exception('unknown role: ' + message['role']) }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+_RESERVED_SPLIT = re.compile("|".join(re.escape(token) for token in RESERVED_TOKENS))
+
+
+def render_chat(messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """``CHAT_TEMPLATE`` in Python: ``<|bos|>[system]<|user|>q<|assistant|>a<|eos|>...``."""
+    parts = [BOS]
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "system":
+            parts.append(content)
+        elif role == "user":
+            parts.append(USER + content)
+        elif role == "assistant":
+            parts.append(ASSISTANT + content + EOS)
+        else:
+            raise ValueError(f"unknown role: {role}")
+    if add_generation_prompt:
+        parts.append(ASSISTANT)
+    return "".join(parts)
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[.,:;?!\n]"), behavior="merged_with_previous"),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+class Tokenizer:
+    """A thin wrapper over a ``tokenizers.Tokenizer`` with the world's special tokens."""
+
+    def __init__(self, backend: BackendTokenizer) -> None:
+        self.backend = backend
+        missing = [token for token in RESERVED_TOKENS if backend.token_to_id(token) is None]
+        if missing:
+            raise ValueError(f"tokenizer lacks reserved tokens {missing}")
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; reserved-token strings in it map to their ids; no BOS/EOS added."""
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``, special tokens included, so ``decode(encode(t)) == t``."""
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    def token_id(self, token: str) -> int:
+        token_id = self.backend.token_to_id(token)
+        if token_id is None:
+            raise KeyError(token)
+        return token_id
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def pad_id(self) -> int:
+        return self.token_id(PAD)
+
+    @property
+    def bos_id(self) -> int:
+        return self.token_id(BOS)
+
+    @property
+    def eos_id(self) -> int:
+        return self.token_id(EOS)
+
+    @property
+    def reserved_ids(self) -> dict[str, int]:
+        """Id of every special and tag token, e.g. ``reserved_ids["</think>"]``."""
+        return {token: self.token_id(token) for token in RESERVED_TOKENS}
+
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
+        """Ids of a conversation in the chat format (same as transformers' ``apply_chat_template``)."""
+        return self.encode(render_chat(messages, add_generation_prompt))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json``; return the directory."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(directory / "tokenizer.json"), pretty=True)
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
+            "extra_special_tokens": [USER, ASSISTANT],
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1_000_000,
+            "chat_template": CHAT_TEMPLATE,
+        }
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Tokenizer:
+        return cls(BackendTokenizer.from_file(str(Path(directory) / "tokenizer.json")))
+
+
+def _training_pieces(texts: Iterable[str]) -> Iterable[str]:
+    """Texts cut at reserved tokens, as encoding will cut them, so no merge builds part of one."""
+    for text in texts:
+        yield from (piece for piece in _RESERVED_SPLIT.split(text) if piece)
+
+
+def _tags_not_special(backend: BackendTokenizer) -> BackendTokenizer:
+    """The same tokenizer with the tag tokens marked non-special (kept by skip_special_tokens)."""
+    spec = json.loads(backend.to_str())
+    for added in spec["added_tokens"]:
+        added["special"] = added["content"] not in TAG_TOKENS
+    return BackendTokenizer.from_str(json.dumps(spec))
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) -> Tokenizer:
+    """Train the byte-level BPE on ``texts`` (e.g. ``r1lab.world.tokenizer_training_texts()``).
+
+    Deterministic (BPE training has no randomness): the same texts give a byte-identical
+    ``tokenizer.json``. ``vocab_size`` counts the 256 byte tokens and the 9 reserved tokens,
+    which take ids 0..8 (``<|pad|>`` is 0).
+    """
+    if vocab_size < 256 + len(RESERVED_TOKENS):
+        raise ValueError(f"vocab_size must be at least {256 + len(RESERVED_TOKENS)} (bytes + reserved tokens)")
+    backend = BackendTokenizer(models.BPE())
+    backend.pre_tokenizer = _pre_tokenizer()
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(RESERVED_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_training_pieces(texts), trainer)
+    return Tokenizer(_tags_not_special(backend))
+
+
+def world_tokenizer(seed: int = 0, n_docs: int = 20_000, vocab_size: int = DEFAULT_VOCAB_SIZE) -> Tokenizer:
+    """The tokenizer of the miniature world: trained on ``r1lab.world.tokenizer_training_texts`` (~2 s)."""
+    from r1lab.world import tokenizer_training_texts  # noqa: PLC0415  (the world imports nothing from here)
+
+    return train_tokenizer(tokenizer_training_texts(seed, n_docs), vocab_size)

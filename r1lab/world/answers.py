@@ -1,0 +1,68 @@
+"""Reading answers out of completions, and the rule that says whether they are right.
+
+R1 uses rule-based rewards (R1 §2.2.2): an accuracy reward from a deterministic check of the final
+answer, and a format reward for putting the reasoning between ``<think>`` and ``</think>``. The
+answer is read from ``<answer>...</answer>`` when present, otherwise from what follows the last
+``</think>``, otherwise from the whole completion, so a base model that answers in plain text
+("So the answer is 151.") is scored on its merits before RL has taught it the tags. Nothing here
+raises on malformed text: a completion with no answer simply scores as wrong.
+"""
+
+from __future__ import annotations
+
+import re
+
+from r1lab.world.countdown import is_solution
+from r1lab.world.problems import ARITHMETIC, WorldProblem
+
+# A completion ends at the end-of-sequence token or where the model starts a new turn.
+_END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:Problem|Q):")
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_NUMBER = re.compile(r"(?<![\d)])-?\d+")  # a minus right after a digit or ")" is an operator
+_EXPRESSION = re.compile(r"[\d(][\d+\-*() ]*[\d)]")
+_R1_ZERO_FORMAT = re.compile(r"\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>).)*</answer>\s*", re.DOTALL)
+_MAX_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
+
+
+def completion_body(completion: str) -> str:
+    """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new document."""
+    if not isinstance(completion, str):
+        return ""
+    return _END.split(completion[:_MAX_CHARS], maxsplit=1)[0]
+
+
+def final_answer_span(completion: str) -> str:
+    """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``."""
+    body = completion_body(completion)
+    answers = _ANSWER.findall(body)
+    if answers:
+        return answers[-1]
+    if "</think>" in body:
+        return body.rsplit("</think>", 1)[1]
+    return body
+
+
+def extract_final_answer(completion: str) -> int | None:
+    """The final integer of a completion, or None; never raises."""
+    numbers = _NUMBER.findall(final_answer_span(completion))
+    return int(numbers[-1]) if numbers else None
+
+
+def extract_final_expression(completion: str) -> str | None:
+    """The last arithmetic expression (with at least one operator) in the answer span, or None."""
+    candidates = [m.strip() for m in _EXPRESSION.findall(final_answer_span(completion))]
+    candidates = [c for c in candidates if re.search(r"\d\s*[+\-*]", c)]
+    return candidates[-1] if candidates else None
+
+
+def follows_r1_zero_format(completion: str) -> bool:
+    """Whether the completion is exactly ``<think> ... </think> <answer> ... </answer>`` (R1 §2.2.2)."""
+    return _R1_ZERO_FORMAT.fullmatch(completion_body(completion)) is not None
+
+
+def check_completion(problem: WorldProblem, completion: str) -> bool:
+    """The accuracy rule: the right integer, or (countdown) an expression that reaches the target."""
+    if problem.kind == ARITHMETIC:
+        return extract_final_answer(completion) == problem.answer
+    expression = extract_final_expression(completion)
+    return expression is not None and is_solution(expression, problem.numbers, problem.answer)

@@ -1,0 +1,96 @@
+"""Problem sets for each stage, drawn from disjoint splits.
+
+The split of a problem is a property of the problem itself (a hash of its canonical string; see
+``problems.split_of``), so sampling for a split is rejection sampling: draw, keep the problem if
+it falls in the split. The pretraining corpus only ever keeps ``pretrain`` problems, R1-Zero and
+reasoning RL (R1 §2.2, §2.3.2) draw ``rl`` prompts, and evaluation uses ``heldout`` ones.
+"""
+
+from __future__ import annotations
+
+import random
+
+from r1lab.world.arithmetic import ArithmeticConfig, random_chain
+from r1lab.world.countdown import CountdownConfig, random_countdown
+from r1lab.world.problems import ARITHMETIC, COUNTDOWN, HELDOUT, KINDS, RL, SPLIT_PERCENT, WorldProblem, arithmetic_problem
+
+DEFAULT_DIFFICULTY: dict[str, tuple[int, ...]] = {ARITHMETIC: (3, 4), COUNTDOWN: (3,)}
+
+
+def sample_problem(
+    rng: random.Random,
+    split: str,
+    kind: str,
+    difficulty: int,
+    arithmetic: ArithmeticConfig = ArithmeticConfig(),
+    countdown: CountdownConfig = CountdownConfig(),
+) -> WorldProblem:
+    """A random problem of ``kind`` with ``difficulty`` operands/numbers from ``split``."""
+    if split not in SPLIT_PERCENT:
+        raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_PERCENT)}")
+    for _ in range(10_000):
+        if kind == ARITHMETIC:
+            problem = arithmetic_problem(random_chain(rng, difficulty, arithmetic))
+        elif kind == COUNTDOWN:
+            problem = random_countdown(rng, difficulty, countdown)
+        else:
+            raise ValueError(f"unknown problem kind {kind!r}; expected one of {KINDS}")
+        if problem.split == split:
+            return problem
+    raise RuntimeError(f"no {kind} problem of difficulty {difficulty} found in split {split!r}")
+
+
+def problem_set(
+    split: str,
+    n: int,
+    seed: int = 0,
+    kinds: tuple[str, ...] = (ARITHMETIC,),
+    difficulties: dict[str, tuple[int, ...]] | None = None,
+    arithmetic: ArithmeticConfig = ArithmeticConfig(),
+    countdown: CountdownConfig = CountdownConfig(),
+) -> list[WorldProblem]:
+    """``n`` distinct problems of ``split``, kinds and difficulties cycled in order for balance.
+
+    Deterministic in (split, n, seed, kinds, difficulties, configs); a larger ``n`` extends a
+    smaller one (same prefix).
+    """
+    difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
+    plan = [(kind, d) for kind in kinds for d in difficulties[kind]]
+    rng = random.Random(f"{split}:{seed}")
+    problems: list[WorldProblem] = []
+    seen: set[str] = set()
+    while len(problems) < n:
+        kind, difficulty = plan[len(problems) % len(plan)]
+        problem = sample_problem(rng, split, kind, difficulty, arithmetic, countdown)
+        if problem.canonical not in seen:
+            seen.add(problem.canonical)
+            problems.append(problem)
+    return problems
+
+
+def rl_prompts(
+    n: int,
+    seed: int = 0,
+    kinds: tuple[str, ...] = (ARITHMETIC,),
+    difficulties: dict[str, tuple[int, ...]] | None = None,
+    arithmetic: ArithmeticConfig = ArithmeticConfig(),
+    countdown: CountdownConfig = CountdownConfig(),
+) -> list[WorldProblem]:
+    """``n`` RL prompts for R1-Zero and reasoning RL (R1 §2.2, §2.3.2), from the ``rl`` split."""
+    return problem_set(RL, n, seed, kinds, difficulties, arithmetic, countdown)
+
+
+def heldout_problems(
+    n: int,
+    seed: int = 0,
+    kinds: tuple[str, ...] = (ARITHMETIC,),
+    difficulties: dict[str, tuple[int, ...]] | None = None,
+    arithmetic: ArithmeticConfig = ArithmeticConfig(),
+    countdown: CountdownConfig = CountdownConfig(),
+) -> list[WorldProblem]:
+    """``n`` held-out evaluation problems, from the ``heldout`` split (never in the corpus).
+
+    Defaults: arithmetic with 3 and 4 operands, alternating. Countdown answers are expressions:
+    score them with ``check_completion``, not by comparing numbers.
+    """
+    return problem_set(HELDOUT, n, seed, kinds, difficulties, arithmetic, countdown)

@@ -1,0 +1,118 @@
+"""The world tokenizer: exact round trips, digit tokens, reserved ids, transformers parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import r1lab.world as world
+from r1lab.tokenizer import (
+    CHAT_TEMPLATE,
+    RESERVED_TOKENS,
+    TAG_TOKENS,
+    Tokenizer,
+    render_chat,
+    train_tokenizer,
+)
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return world.tokenizer_training_texts(seed=0, n_docs=3000)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(texts: list[str]) -> Tokenizer:
+    return train_tokenizer(texts, vocab_size=768)
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[str]:
+    """World texts of every kind, both languages, the template, chat format, and foreign text."""
+    docs = world.pretraining_corpus(seed=11, n_docs=400)
+    cots = [e.response for lang in ("en", "vl") for e in world.cold_start_examples(10, seed=2, language=lang)]
+    chats = [render_chat([{"role": "user", "content": t.prompt}, {"role": "assistant", "content": t.response}])
+             for t in world.chat_tasks(20, seed=3)]
+    odd = ["", " ", "  leading and trailing  ", "tabs\tand\nnewlines\n\n", "日本語と∑ and émigré", "<think><answer>"]
+    return docs + cots + chats + [world.R1_ZERO_TEMPLATE] + odd
+
+
+def test_round_trip_is_exact(tokenizer: Tokenizer, samples: list[str]) -> None:
+    for text in samples:
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_reserved_tokens_are_single_fixed_ids(tokenizer: Tokenizer) -> None:
+    assert [tokenizer.token_id(t) for t in RESERVED_TOKENS] == list(range(len(RESERVED_TOKENS)))
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 1, 2)
+    ids = tokenizer.encode(" <think> 1+2=3 </think> <answer> 3 </answer><|eos|>")
+    assert [i for i in ids if i < len(RESERVED_TOKENS)] == [5, 6, 7, 8, 2]
+    assert tokenizer.vocab_size == 768
+
+
+def test_digits_are_separate_tokens(tokenizer: Tokenizer) -> None:
+    for text in ("Then 85*2=170.", "So the answer is 1234.", "Use 3, 7, 25 once each to make 46"):
+        pieces = [tokenizer.decode([i]) for i in tokenizer.encode(text)]
+        assert all(not any(c.isdigit() for c in p) or (len(p) == 1) for p in pieces), pieces
+
+
+def test_template_is_cheap_and_ends_on_a_corpus_token_boundary(tokenizer: Tokenizer) -> None:
+    question = world.heldout_problems(1)[0].question
+    prompt = tokenizer.encode(world.format_r1_zero(question))
+    assert len(prompt) < 60  # the ~430-character prompt compresses well
+    for response in (" Let me compute step by step. First, 2+3=5.", " <think> 1 </think>", " The answer is 5."):
+        # a prompt's ids are a prefix of the ids of a corpus document that continues it
+        assert tokenizer.encode(world.format_r1_zero(question) + response)[: len(prompt)] == prompt
+
+
+def test_training_is_deterministic(texts: list[str], tokenizer: Tokenizer) -> None:
+    again = train_tokenizer(texts, vocab_size=768)
+    assert again.backend.to_str() == tokenizer.backend.to_str()
+    with pytest.raises(ValueError):
+        train_tokenizer(texts, vocab_size=100)
+
+
+def test_save_load(tokenizer: Tokenizer, samples: list[str], tmp_path: Path) -> None:
+    tokenizer.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+    loaded = Tokenizer.load(tmp_path)
+    assert all(loaded.encode(t) == tokenizer.encode(t) for t in samples)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == CHAT_TEMPLATE and config["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+
+def test_transformers_auto_tokenizer_parity(tokenizer: Tokenizer, samples: list[str], tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    tokenizer.save(tmp_path)  # a directory with no model files at all
+    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    for text in samples:
+        ids = auto.encode(text, add_special_tokens=False)
+        assert ids == tokenizer.encode(text)
+        assert auto.decode(ids) == text
+    assert auto.encode("3+4", add_special_tokens=True) == tokenizer.encode("3+4")  # no hidden BOS
+    assert (auto.bos_token_id, auto.eos_token_id, auto.pad_token_id) == (1, 2, 0)
+    # the tags survive skip_special_tokens (the format reward reads them); control tokens do not
+    completion = tokenizer.encode(" <think> 2+2=4 </think> <answer> 4 </answer><|eos|>")
+    assert auto.decode(completion, skip_special_tokens=True) == " <think> 2+2=4 </think> <answer> 4 </answer>"
+    assert set(TAG_TOKENS).isdisjoint(auto.all_special_tokens)
+
+
+def test_chat_template_parity(tokenizer: Tokenizer, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    tokenizer.save(tmp_path)
+    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Compute 2+3"},
+        {"role": "assistant", "content": "<think>\n2+3=5.\n</think>\nThe answer is 5."},
+        {"role": "user", "content": "Hello"},
+    ]
+    for generation_prompt in (False, True):
+        text = auto.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        assert text == render_chat(messages, generation_prompt)
+        assert auto.encode(text, add_special_tokens=False) == tokenizer.apply_chat_template(messages, generation_prompt)
+    assert render_chat(messages[1:2], add_generation_prompt=True) == "<|bos|><|user|>Compute 2+3<|assistant|>"
+    with pytest.raises(ValueError):
+        render_chat([{"role": "robot", "content": "x"}])

@@ -1,0 +1,293 @@
+"""Behaviour of the miniature world: exact answers, disjoint splits, honest corpus, languages."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+import r1lab.world as world
+from r1lab.world.arithmetic import ArithmeticConfig, Chain, random_chain
+from r1lab.world.corpus import TEMPLATE, corpus_statistics
+from r1lab.world.countdown import CountdownConfig, random_countdown
+from r1lab.world.language import GLOSSARY, PHRASES, lexicon
+from r1lab.world.problems import SPLIT_PERCENT, countdown_problem
+
+STEP = re.compile(r"(?<![\d)])(\d+)([+\-*])(\d+)=(\d+)")
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[world.Document]:
+    return world.pretraining_documents(seed=7, n_docs=4000)
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_operands", [2, 3, 4, 5, 6])
+def test_arithmetic_answers_match_python_eval(n_operands: int) -> None:
+    rng = random.Random(n_operands)
+    config = ArithmeticConfig()
+    for _ in range(300):
+        chain = random_chain(rng, n_operands, config)
+        expression = chain.expression()
+        assert eval(expression) == chain.value()  # noqa: S307 (digits and + - * ( ) only)
+        assert len(chain.operands) == n_operands
+        for step in chain.steps():  # every step is a small in-range operation
+            assert 1 <= step.result <= config.max_value
+            assert step.right <= config.max_operand if step.op != "*" else step.left <= config.max_multiplicand
+            assert step.op != "*" or 2 <= step.right <= 9
+
+
+def test_expression_parenthesises_only_where_needed() -> None:
+    assert Chain(operands=(37, 48, 2, 19), ops=("+", "*", "-")).expression() == "(37+48)*2-19"
+    assert Chain(operands=(3, 4, 5), ops=("*", "+")).expression() == "3*4+5"
+    assert Chain(operands=(9, 4, 2, 3), ops=("-", "*", "*")).expression() == "(9-4)*2*3"
+    with pytest.raises(ValueError):
+        Chain(operands=(1, 2), ops=("/",))
+
+
+def test_difficulty_knobs() -> None:
+    easy = world.heldout_problems(40, seed=1, difficulties={"arithmetic": (2,)})
+    hard = world.heldout_problems(40, seed=1, difficulties={"arithmetic": (5,)})
+    assert {p.difficulty for p in easy} == {2} and {p.difficulty for p in hard} == {5}
+    small = ArithmeticConfig(max_first=20, max_operand=5, max_value=30)
+    rng = random.Random(0)
+    for _ in range(200):
+        assert all(s.result <= 30 and (s.op == "*" or s.right <= 5) for s in random_chain(rng, 4, small).steps())
+    with pytest.raises(ValueError):
+        ArithmeticConfig(max_first=50, max_value=30)
+    four = world.heldout_problems(10, seed=1, kinds=("countdown",), difficulties={"countdown": (4,)})
+    assert {len(p.numbers) for p in four} == {4}
+
+
+def test_countdown_reference_solutions_are_valid() -> None:
+    rng = random.Random(3)
+    for n in (3, 4):
+        for _ in range(200):
+            problem = random_countdown(rng, n, CountdownConfig())
+            assert world.is_solution(problem.chain.expression(), problem.numbers, problem.answer)
+            assert sorted(problem.chain.operands) == sorted(problem.numbers)
+            assert problem.answer not in problem.numbers
+
+
+def test_countdown_checker_rejects_cheats() -> None:
+    numbers, target = (3, 7, 25), 46
+    assert world.is_solution("7*3+25", numbers, target)
+    assert world.is_solution("25 + (3*7)", numbers, target)
+    assert not world.is_solution("46", numbers, target)  # numbers not used
+    assert not world.is_solution("7*3+25+0", numbers, target)  # extra number
+    assert not world.is_solution("7*7-3", numbers, target)  # reuses 7, misses 25
+    assert not world.is_solution("25+7*3-1", numbers, target)
+    assert not world.is_solution("__import__('os')", numbers, target)
+    assert not world.is_solution("(" * 500, numbers, target)
+
+
+# --- splits -----------------------------------------------------------------------------------
+
+
+def test_splits_are_disjoint_by_construction(docs: list[world.Document]) -> None:
+    heldout = world.heldout_problems(300, seed=0, kinds=("arithmetic", "countdown"))
+    rl = world.rl_prompts(300, seed=0, kinds=("arithmetic", "countdown"))
+    assert {p.split for p in heldout} == {world.HELDOUT} and {p.split for p in rl} == {world.RL}
+    corpus_canonicals = {d.problem.canonical for d in docs if d.problem is not None}
+    assert {d.problem.split for d in docs if d.problem is not None} == {world.PRETRAIN}
+    assert not corpus_canonicals & {p.canonical for p in heldout + rl}
+    text = "\n".join(d.text for d in docs)
+    for problem in heldout:  # not even as text: a held-out question never appears in the corpus
+        assert f"{problem.question}." not in text
+    assert sorted(i for r in SPLIT_PERCENT.values() for i in r) == list(range(100))
+
+
+def test_split_rule_is_a_pure_function_of_the_problem() -> None:
+    problem = world.heldout_problems(1, seed=5, kinds=("countdown",))[0]
+    assert world.split_of(problem.canonical) == world.HELDOUT
+    reordered = countdown_problem(problem.numbers[::-1], problem.answer, problem.chain)
+    assert reordered.canonical == problem.canonical and reordered.split == world.HELDOUT  # order is no new problem
+
+
+def test_problem_sets_are_deterministic_distinct_and_prefix_stable() -> None:
+    a = world.heldout_problems(50, seed=3)
+    assert a == world.heldout_problems(50, seed=3)
+    assert a[:20] == world.heldout_problems(20, seed=3)
+    assert a != world.heldout_problems(50, seed=4)
+    assert len({p.canonical for p in a}) == 50
+    assert [p.difficulty for p in a[:4]] == [3, 4, 3, 4]  # difficulties cycle for balance
+
+
+def test_benchmark_fields_line_up() -> None:
+    problem = world.rl_prompts(1)[0]
+    fields = problem.benchmark_fields()
+    assert fields == {"id": problem.id, "prompt": problem.question, "answer": str(problem.answer),
+                      "source": "r1lab.world/arithmetic"}
+    assert problem.question.startswith("Compute ") and problem.id.startswith("arithmetic-")
+
+
+# --- corpus -----------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_in_its_seed() -> None:
+    assert world.pretraining_corpus(1, 300) == world.pretraining_corpus(1, 300)
+    assert world.pretraining_corpus(1, 300)[:100] == world.pretraining_corpus(1, 100)
+    assert world.pretraining_corpus(1, 300) != world.pretraining_corpus(2, 300)
+
+
+def test_worked_steps_are_right_except_deliberate_corrected_mistakes(docs: list[world.Document]) -> None:
+    checked = 0
+    for doc in docs:
+        if doc.kind not in ("arithmetic", "countdown", "drill") or doc.mode in ("bare", "wrong"):
+            continue
+        for match in STEP.finditer(doc.text):
+            left, op, right, result = match.groups()
+            truth = eval(f"{left}{op}{right}")  # noqa: S307
+            if int(result) != truth:  # only allowed when the very next sentence corrects it
+                assert doc.mode == "corrected"
+                assert re.search(rf"Wait, that is not right\. |Voi, tu nai rano\. ", doc.text[match.end():])
+                assert f"{left}{op}{right}={truth}" in doc.text[match.end():match.end() + 60]
+            checked += 1
+    assert checked > 5000
+
+
+def test_what_is_left_to_compute_is_restated_correctly(docs: list[world.Document]) -> None:
+    worked = [d for d in docs if d.kind == "arithmetic" and d.mode == "worked"]
+    rests = 0
+    for doc in worked:  # "37+48=85, so 85*2-19." : the rest always evaluates to the answer
+        for rest in re.findall(r", (?:so|ema) ([\d+\-*()]+)\.", doc.response):
+            assert eval(rest) == doc.problem.answer  # noqa: S307
+            rests += 1
+    assert rests > 500
+
+
+def test_every_answer_is_checkable_and_right_unless_deliberately_wrong(docs: list[world.Document]) -> None:
+    for doc in docs:
+        if doc.problem is None:
+            continue
+        assert doc.text.endswith(doc.response)
+        assert world.check_completion(doc.problem, doc.response) == (doc.mode != "wrong"), doc.text
+        assert world.follows_r1_zero_format(doc.response) == doc.tagged
+
+
+def test_template_documents_carry_the_exact_r1_zero_prompt(docs: list[world.Document]) -> None:
+    template = [d for d in docs if d.context == TEMPLATE]
+    assert template
+    for doc in template:
+        assert doc.text.startswith(world.format_r1_zero(doc.problem.question) + " ")
+
+
+def test_corpus_shares_match_the_design(docs: list[world.Document]) -> None:
+    stats = corpus_statistics(docs)
+    assert 0.02 <= stats["template/tagged"] <= 0.07  # format known but rare under the template
+    assert 0.25 <= stats["template/worked"] <= 0.45
+    assert 0.35 <= stats["problems/worked"] + stats["problems/corrected"] <= 0.6
+    assert 0.15 <= stats["worked/vl"] <= 0.35 and 0.15 <= stats["worked/mix"] <= 0.35
+    assert stats["worked/english_consistency"] < 0.8  # mixing is common enough to survive RL
+
+
+def test_corpus_knobs_change_what_they_say() -> None:
+    config = world.CorpusConfig(worked_share=(1.0, 1.0, 1.0), tagged_share=0.0, profile_weights=(1.0, 0.0, 0.0),
+                                arithmetic_operands={4: 1.0}, doc_weights=(1, 0, 0, 0, 0, 0, 0))
+    docs = world.pretraining_documents(0, 200, config)
+    assert {d.mode for d in docs} <= {"worked", "corrected"} and not any(d.tagged for d in docs)
+    assert all(world.language_consistency(d.response) == 1.0 for d in docs)
+    assert {d.problem.difficulty for d in docs} == {4} and {d.kind for d in docs} == {"arithmetic"}
+    with pytest.raises(ValueError):
+        world.CorpusConfig(context_weights=(1.0, 0.0))
+
+
+def test_mixed_solutions_switch_language_midway(docs: list[world.Document]) -> None:
+    mixed = [d for d in docs if d.profile == "mix" and d.mode == "worked"]
+    assert mixed
+    for doc in mixed:
+        assert 0 < world.language_consistency(doc.response) < 1
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("completion", "expected"), [
+    (" <think> 37+48=85. 85*2=170. </think> <answer> 151 </answer>", 151),
+    (" Let me compute step by step. First, 2+3=5. So the answer is 5.", 5),
+    (" The answer is 12.<|eos|> 99", 12),
+    (" It is 7. User: Compute 1+1. Assistant: 2", 7),
+    (" <think> 2+2=4 </think> <answer> 4. Assistant: So the answer is 9.", 4),  # a new turn ends it
+    (" <think> 40+2=42 </think> so 42", 42),
+    (" <think> 40+2=42 </think> nothing", None),
+    ("<answer>-3</answer>", -3),
+    (" 170-19=151", 151),
+    ("", None),
+    ("no digits at all", None),
+    (None, None),
+    ("<answer>" * 10_000, None),
+])
+def test_extract_final_answer(completion: str, expected: int | None) -> None:
+    assert world.extract_final_answer(completion) == expected
+
+
+def test_format_rule() -> None:
+    assert world.follows_r1_zero_format(" <think> a </think> <answer> 3 </answer>")
+    assert world.follows_r1_zero_format("<think>a</think><answer>3</answer><|eos|>junk")
+    assert not world.follows_r1_zero_format(" <think> a </think> 3")
+    assert not world.follows_r1_zero_format(" x <think> a </think> <answer> 3 </answer>")
+    assert not world.follows_r1_zero_format("<think> <think> a </think> <answer> 3 </answer>")
+
+
+def test_check_completion_for_countdown() -> None:
+    problem = world.heldout_problems(1, seed=2, kinds=("countdown",))[0]
+    expression = problem.chain.expression()
+    assert world.check_completion(problem, f" <think> ok </think> <answer> {expression} </answer>")
+    assert world.check_completion(problem, f" Try it. So the answer is {expression}.")
+    assert not world.check_completion(problem, f" The answer is {problem.answer}.")
+
+
+# --- languages --------------------------------------------------------------------------------
+
+
+def test_language_classifier_on_hand_made_sentences() -> None:
+    assert world.language_consistency("Let me compute step by step. First, 2+3=5. So the answer is 5.") == 1.0
+    assert world.language_consistency("Mi keta sulo pe sulo. Tuka, 2+3=5. Ema risu ve 5.") == 0.0
+    assert world.language_consistency("Mi keta sulo pe sulo. Tuka, 2+3=5. Ema risu ve 5.", "vl") == 1.0
+    assert world.language_consistency("First, 2+3=5. Pori 5*2=10.") == 0.5
+    assert world.language_consistency("2+3=5. 5*2=10.") == 1.0  # numbers are neutral
+    assert world.language_consistency("Then xqzt 5.") == 0.5  # unknown words count against
+    assert world.language_consistency("<think> Then 4. </think>") == 1.0  # tags are not words
+    assert [world.word_language(w) for w in ("Then", "pori", "42", "Dorvin", "zzz")][:3] == ["en", "vl", None]
+    with pytest.raises(ValueError):
+        world.language_consistency("x", target="fr")
+
+
+def test_languages_have_disjoint_vocabularies() -> None:
+    assert not lexicon("en") & lexicon("vl")
+    assert not (lexicon("en") | lexicon("vl")) & lexicon(None) - {"english", "velari", "r", "lab"}
+    assert all(world.word_language(v) == "vl" and world.word_language(e) == "en" for e, v in GLOSSARY)
+    for book in PHRASES.values():  # every phrase is classified entirely in its own language
+        language = "en" if book is PHRASES["en"] else "vl"
+        assert world.language_consistency(" ".join(book.intros + book.thens), language) == 1.0
+
+
+# --- later stages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["en", "vl"])
+def test_long_cot_is_readable_single_language_and_checkable(language: str) -> None:
+    for example, problem in zip(world.cold_start_examples(30, seed=1, language=language, kinds=("arithmetic", "countdown")),
+                                world.problem_set("pretrain", 30, seed=1, kinds=("arithmetic", "countdown"))):
+        assert example.prompt == problem.question
+        assert example.response.startswith("<think>\n") and "\n</think>\n" in example.response
+        reasoning = example.response.split("</think>")[0]
+        assert world.language_consistency(reasoning, language) == 1.0
+        assert world.check_completion(problem, example.response)
+        assert problem.split == world.PRETRAIN
+
+
+def test_chat_tasks_are_deterministic_and_grounded_in_the_corpus(docs: list[world.Document]) -> None:
+    tasks = world.chat_tasks(200, seed=4)
+    assert tasks == world.chat_tasks(200, seed=4)
+    assert {t.kind for t in tasks} == {"greeting", "identity", "copy", "translate", "fact"}
+    corpus_text = "\n".join(d.text for d in world.pretraining_documents(0, 20_000) if d.kind == "facts")
+    for task in tasks:
+        assert task.prompt and task.response
+        if task.kind == "copy":
+            assert task.prompt.endswith(task.response)
+        if task.kind == "fact":  # every fact the assistant is asked about is stated in the corpus
+            assert task.response in corpus_text
