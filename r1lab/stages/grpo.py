@@ -36,7 +36,7 @@ class GRPOConfig:
     n_prompts: int = 1024  # RL prompt pool drawn from the world's rl split
     prompts_per_step: int = 16  # questions per step; paper: 32
     group_size: int = 8  # G, completions per question; paper: 16
-    max_steps: int = 150  # optimizer steps (rollout batches); paper: 10,400
+    max_steps: int = 200  # optimizer steps (rollout batches); paper: 10,400
     max_new_tokens: int = 96  # completion length cap; paper: 32,768 (65,536 late)
     temperature: float = 1.0  # rollout sampling temperature; paper: 1.0
     lr: float = 2e-5  # peak learning rate; paper: 3e-6

@@ -28,11 +28,11 @@ class PretrainConfig:
     out_dir: str = "runs/base"  # run directory: checkpoints/, metrics.jsonl, final checkpoint in base/
     model: str = "tiny"  # model preset (r1lab.model.PRESETS)
     seed: int = 0  # seeds the corpus, the init and the batch order
-    n_docs: int = 120_000  # corpus documents (~50 tokens each)
+    n_docs: int = 150_000  # corpus documents (~47 tokens each)
     vocab_size: int = 1024  # tokenizer vocabulary
     seq_len: int = 256  # tokens per training row
-    batch_size: int = 32  # rows per step
-    max_steps: int = 1500  # optimizer steps
+    batch_size: int = 24  # rows per step
+    max_steps: int = 1000  # optimizer steps
     lr: float = 3e-3  # peak learning rate (tiny models tolerate a high one)
     min_lr_ratio: float = 0.1  # cosine decays to lr * this
     warmup_steps: int = 50  # linear warmup steps
