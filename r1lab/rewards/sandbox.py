@@ -155,7 +155,11 @@ class Sandbox:
             if self._control is not None:
                 self._control.close()
                 self._server.stdin.close()
-                self._server.wait(timeout=10)
+                try:
+                    self._server.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # it kills its programs on exit; if it lingers, end it
+                    self._server.kill()
+                    self._server.wait()
                 self._server = self._control = None
 
     def __enter__(self) -> Sandbox:
