@@ -138,13 +138,16 @@ class MLA(nn.Module):
         latent is ever read (DeepSeek-V2 §2.1.2, "absorbed" into the projections)."""
         w = self.kv_b_proj.weight.view(self.n_heads, self.d_nope + self.d_v, self.kv_rank)
         w_uk, w_uv = w[:, :self.d_nope], w[:, self.d_nope:]  # (H, d_nope, c), (H, d_v, c)
+        B, H, T, _ = q_nope.shape
         q_latent = torch.einsum("bhtd,hdc->bhtc", q_nope, w_uk)  # (B, H, T, c)
-        scores = (q_latent @ latent[:, None].transpose(-1, -2)
-                  + q_rope @ k_rope[:, None].transpose(-1, -2)).float() * self.scale  # (B, H, T, S)
+        # heads folded into the query rows: every head reads the same latent, never copied per head
+        scores = (q_latent.reshape(B, H * T, -1) @ latent.transpose(1, 2)
+                  + q_rope.reshape(B, H * T, -1) @ k_rope.transpose(1, 2)).float() * self.scale  # (B, H*T, S)
+        scores = scores.view(B, H, T, -1)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
         probs = scores.softmax(dim=-1).to(latent.dtype)
-        out_latent = probs @ latent[:, None]  # (B, H, T, c)
+        out_latent = (probs.view(B, H * T, -1) @ latent).view(B, H, T, -1)  # (B, H, T, c)
         return torch.einsum("bhtc,hvc->bhtv", out_latent, w_uv)  # (B, H, T, d_v)
 
 

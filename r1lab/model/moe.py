@@ -101,8 +101,8 @@ class Experts(nn.Module):
         gate, up = F.linear(x, self.gate_up_proj.reshape(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
         gates = torch.zeros(N, E, dtype=x.dtype, device=x.device)
         gates.scatter_(1, routing.indices, routing.weights.to(x.dtype))  # (N, E), 0 for unchosen experts
-        h = (F.silu(gate) * up * gates[:, :, None]).reshape(N, E * two_i // 2)  # (N, E*I)
-        return h @ self.down_proj.transpose(1, 2).reshape(E * two_i // 2, D)  # sum over experts in one matmul
+        h = F.silu(gate) * up * gates[:, :, None]  # (N, E, I)
+        return torch.bmm(h.transpose(0, 1), self.down_proj.transpose(1, 2)).sum(0)  # (E, N, D) -> (N, D)
 
     def _dispatch(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         N, K = routing.indices.shape
