@@ -59,7 +59,7 @@ class GRPOConfig:
     strict_format: bool = True  # strict (exact) or lenient format rule
     language_weight: float = 0.0  # weight of the language-consistency reward (R1 §2.3.2); 0 = off
     language: str = "en"  # target language of the chain of thought
-    bf16: bool = True  # bf16 autocast for rollouts and updates
+    bf16: bool = False  # bf16 autocast for rollouts and updates (slower than fp32 for the tiny model on CPU)
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
     threads: int = 0  # torch threads; 0 = torch's default
