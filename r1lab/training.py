@@ -85,6 +85,26 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
 
+def start_run(config: Any, name: str) -> Path:
+    """Common start of every stage: threads, seeds, the run directory and `<name>_config.json`."""
+    set_threads(getattr(config, "threads", 0))
+    seed_everything(config.seed)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / f"{name}_config.json")
+    return out
+
+
+def open_log(path: str | Path, resume_step: int) -> MetricsLog:
+    """A metrics log for a run starting at `resume_step`: kept up to it when resuming, else emptied."""
+    log = MetricsLog(path)
+    if resume_step:
+        log.truncate_after(resume_step)
+    else:
+        log.path.write_text("")
+    return log
+
+
 def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
 

@@ -291,3 +291,12 @@ def test_chat_tasks_are_deterministic_and_grounded_in_the_corpus(docs: list[worl
             assert task.prompt.endswith(task.response)
         if task.kind == "fact":  # every fact the assistant is asked about is stated in the corpus
             assert task.response in corpus_text
+
+
+def test_asking_for_more_problems_than_a_split_holds_is_a_clear_error():
+    import pytest
+
+    from r1lab.world import rl_prompts
+
+    with pytest.raises(ValueError, match="distinct problems"):
+        rl_prompts(10_000)  # the rl split holds about 2,850 distinct 3-4 operand problems

@@ -134,20 +134,10 @@ def run(config: GRPOConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     from r1lab.world import rl_prompts  # the default task; other tasks plug in here
 
-    training.set_threads(config.threads)
-    training.seed_everything(config.seed)
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    training.save_config(config, out / "grpo_config.json")
+    out = training.start_run(config, "grpo")
     model, tokenizer, start, optimizer = _load(config)
     ref = _reference(model, config, start)
-    metrics, samples = training.MetricsLog(out / "metrics.jsonl"), training.MetricsLog(out / "samples.jsonl")
-    if start:
-        metrics.truncate_after(start)
-        samples.truncate_after(start)
-    else:
-        metrics.path.write_text("")
-        samples.path.write_text("")
+    metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
     pool = rl_prompts(config.n_prompts, seed=config.seed)
     rubric = world_rubric(config)
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)

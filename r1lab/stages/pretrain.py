@@ -83,11 +83,7 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
 
 def run(config: PretrainConfig) -> Path:
     """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
-    training.set_threads(config.threads)
-    training.seed_everything(config.seed)
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    training.save_config(config, out / "pretrain_config.json")
+    out = training.start_run(config, "pretrain")
     from r1lab.world import pretraining_corpus  # the world is only needed here
 
     tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)
@@ -100,16 +96,13 @@ def run(config: PretrainConfig) -> Path:
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
     model = Transformer(model_config).train()
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
-    metrics = training.MetricsLog(out / "metrics.jsonl")
     start_step = 0
     if config.resume and (ck := training.latest_checkpoint(out / "checkpoints")) is not None:
         model = training.resume_model(ck).train()
         optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
         start_step = training.load_training_state(ck, optimizer)["step"]
-        metrics.truncate_after(start_step)
         print(f"resumed from {ck} at step {start_step}")
-    elif not config.resume:
-        metrics.path.write_text("")
+    metrics = training.open_log(out / "metrics.jsonl", start_step)
 
     speed = training.Throughput()
     bar = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,

@@ -59,12 +59,17 @@ def problem_set(
     rng = random.Random(f"{split}:{seed}")
     problems: list[WorldProblem] = []
     seen: set[str] = set()
+    misses = 0
     while len(problems) < n:
         kind, difficulty = plan[len(problems) % len(plan)]
         problem = sample_problem(rng, split, kind, difficulty, arithmetic, countdown)
         if problem.canonical not in seen:
             seen.add(problem.canonical)
             problems.append(problem)
+            misses = 0
+        elif (misses := misses + 1) > 20_000:  # the split holds fewer distinct problems than asked for
+            raise ValueError(f"the {split} split has only about {len(problems)} distinct problems of these "
+                             f"kinds and difficulties; asked for {n}")
     return problems
 
 
