@@ -134,8 +134,8 @@ def run(config: GRPOConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     from r1lab.world import rl_prompts  # the default task; other tasks plug in here
 
+    model, tokenizer, start, optimizer = _load(config)  # first: a bad --init leaves no run directory
     out = training.start_run(config, "grpo")
-    model, tokenizer, start, optimizer = _load(config)
     ref = _reference(model, config, start)
     metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
     pool = rl_prompts(config.n_prompts, seed=config.seed)
