@@ -55,7 +55,8 @@ def base_checkpoint(config: PipelineConfig) -> Path:
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
-    cache = Path(config.out_dir) / "eval" / f"{stage}.json"
+    # the cache is keyed by the settings too: a rerun with other settings evaluates again
+    cache = Path(config.out_dir) / "eval" / f"{stage}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
     if cache.exists():
         return StageRow(**json.loads(cache.read_text()))
     result = evaluate_checkpoint(SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems,
