@@ -76,7 +76,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     ratio = (logp - old_logp).exp()  # (N, T)
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high) * adv
-    per_token = -torch.minimum(unclipped, clipped)
+    surrogate = -torch.minimum(unclipped, clipped)  # (N, T)
+    per_token = surrogate
     kl = torch.zeros_like(per_token)
     if ref_logp is not None and kl_coef > 0:
         kl = kl_k3(logp, ref_logp)
@@ -84,7 +85,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     loss = aggregate(per_token, mask, aggregation, max_len)
     with torch.no_grad():
         was_clipped = (clipped < unclipped).float()  # the min picked the clipped term
-        stats = dict(policy_loss=aggregate(-torch.minimum(unclipped, clipped), mask, aggregation, max_len),
+        stats = dict(policy_loss=aggregate(surrogate.detach(), mask, aggregation, max_len),
                      kl=masked_mean(kl, mask), clip_fraction=masked_mean(was_clipped, mask),
                      ratio_mean=masked_mean(ratio, mask))
     return PolicyLoss(loss=loss, **stats)

@@ -16,11 +16,11 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from r1lab.model import Transformer, from_pretrained, save_pretrained
+from r1lab.model import Transformer, save_pretrained
 
 
 def seed_everything(seed: int) -> None:
@@ -147,10 +147,6 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def resume_model(path: Path, device: str | torch.device = "cpu") -> Transformer:
-    return from_pretrained(path, device=device)
-
-
 class Throughput:
     """Tokens per second over the last interval."""
 
@@ -166,7 +162,3 @@ class Throughput:
         self.start, self.tokens = time.perf_counter(), 0
         return rate
 
-
-def batches_of(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

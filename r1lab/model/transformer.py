@@ -111,11 +111,10 @@ class Transformer(nn.Module):
         MoE balance losses. attention_mask (B, S): True for real tokens over all positions seen
         so far (cache included); position_ids (B, T) default to cache.length + arange(T)."""
         B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
         if position_ids is None:
-            start = cache.length if cache is not None else 0
             position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         cos, sin = self.rotary(position_ids)
-        start = cache.length if cache is not None else 0
         mask = attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []

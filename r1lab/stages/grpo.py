@@ -122,9 +122,9 @@ def _load(config: GRPOConfig) -> tuple[Transformer, Tokenizer, int, torch.optim.
 def _reference(model: Transformer, config: GRPOConfig, step: int) -> Transformer | None:
     if config.kl_coef == 0:
         return None  # no KL term: no reference model in memory at all
-    ref = copy.deepcopy(model).eval()
-    if config.resume and step and (ref_dir := Path(config.out_dir) / "reference").exists():
-        ref = from_pretrained(ref_dir).eval()
+    ref_dir = Path(config.out_dir) / "reference"
+    resuming = config.resume and step and ref_dir.exists()
+    ref = (from_pretrained(ref_dir) if resuming else copy.deepcopy(model)).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from r1lab import training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.model import Transformer, max_mean_load_ratio, preset
+from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset
 from r1lab.tokenizer import Tokenizer, world_tokenizer
 
 
@@ -98,7 +98,7 @@ def run(config: PretrainConfig) -> Path:
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
     if config.resume and (ck := training.latest_checkpoint(out / "checkpoints")) is not None:
-        model = training.resume_model(ck).train()
+        model = from_pretrained(ck).train()
         optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
         start_step = training.load_training_state(ck, optimizer)["step"]
         print(f"resumed from {ck} at step {start_step}")

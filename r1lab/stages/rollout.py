@@ -65,11 +65,12 @@ class Rollout:
         """A few completions with their rewards, for the samples log."""
         out = []
         for i in range(min(k, len(self.completions))):
-            c = self.completions[i * self.group_size % len(self.completions)]
-            idx = self.completions.index(c)
-            out.append({"question": getattr(self.examples[idx], "question", str(self.examples[idx])),
-                        "answer": str(getattr(self.examples[idx], "answer", "")), "completion": c.text,
-                        **{k2: v[idx] for k2, v in self.rewards.per_term.items()}, "reward": self.rewards.total[idx]})
+            idx = i * self.group_size % len(self.completions)  # the first sample of successive groups
+            example = self.examples[idx]
+            out.append({"question": getattr(example, "question", str(example)),
+                        "answer": str(getattr(example, "answer", "")), "completion": self.completions[idx].text,
+                        **{name: v[idx] for name, v in self.rewards.per_term.items()},
+                        "reward": self.rewards.total[idx]})
         return out
 
 
@@ -128,8 +129,8 @@ def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]
     """rewards (P, G). Accuracy, format rate, lengths, truncation, zero-variance share, reward means."""
     lengths = torch.tensor([len(c.token_ids) for c in rollout.completions], dtype=torch.float)
     texts = [c.text for c in rollout.completions]
-    out = {**rollout.rewards.means(),
-           "accuracy": rollout.rewards.means().get("reward/accuracy", 0.0),
+    means = rollout.rewards.means()
+    out = {**means, "accuracy": means.get("reward/accuracy", 0.0),
            "format_rate": sum(strict_format_reward(t) for t in texts) / len(texts),
            "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
            "truncation_rate": sum(c.finish_reason == "length" for c in rollout.completions) / len(texts),
