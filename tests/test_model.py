@@ -175,3 +175,23 @@ def test_dense_decode_path_equals_dispatch():
     r = route(torch.randn(10, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
     with torch.no_grad():
         torch.testing.assert_close(experts._dense(x, r), experts._dispatch(x, r), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_documents_match_separate_forwards():
+    """Two documents packed in one row, with a document mask and positions restarting at 0,
+    give each the logits it gets alone (what SFT packing relies on)."""
+    from r1lab.model import document_mask
+
+    config = preset("tiny").replace(num_nextn_predict_layers=1)
+    model = Transformer(config).eval()
+    a, b = torch.randint(0, config.vocab_size, (1, 7)), torch.randint(0, config.vocab_size, (1, 5))
+    packed = torch.cat([a, b], dim=1)
+    docs = torch.tensor([[0] * 7 + [1] * 5])
+    pos = torch.tensor([list(range(7)) + list(range(5))])
+    with torch.no_grad():
+        out = model(packed, attention_mask=document_mask(docs), position_ids=pos)
+        assert torch.allclose(out[:, :7], model(a), atol=1e-5)
+        assert torch.allclose(out[:, 7:], model(b), atol=1e-5)
+        labels = torch.cat([packed[:, 1:], torch.full((1, 1), -100)], dim=1)
+        loss = model.loss(packed, labels, attention_mask=document_mask(docs), position_ids=pos)
+    assert torch.isfinite(loss.loss) and loss.mtp is not None

@@ -164,3 +164,12 @@ def attention_mask_4d(key_valid: torch.Tensor | None, start: int, T: int, S: int
         mask = mask & key_valid[:, None, None, :S].bool()
         mask = mask | (k_pos == q_pos)[None, None]
     return mask
+
+
+def document_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) document index of each position -> (B, 1, T, T) bool causal mask in which each
+    token sees only earlier tokens of its own document (packed sequences)."""
+    T = document_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()  # (T, T)
+    same = document_ids[:, :, None] == document_ids[:, None, :]  # (B, T, T)
+    return (same & causal)[:, None]

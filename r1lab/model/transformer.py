@@ -109,13 +109,15 @@ class Transformer(nn.Module):
                       cache: KVCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids (B, T) -> final hidden states before the output norm (B, T, D) and the
         MoE balance losses. attention_mask (B, S): True for real tokens over all positions seen
-        so far (cache included); position_ids (B, T) default to cache.length + arange(T)."""
+        so far (cache included), or a ready (B, 1, T, S) bool mask (packed documents: each sees
+        only itself); position_ids (B, T) default to cache.length + arange(T)."""
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
         if position_ids is None:
             position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         cos, sin = self.rotary(position_ids)
-        mask = attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
+        mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
+            attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
@@ -132,14 +134,14 @@ class Transformer(nn.Module):
         h, _ = self.hidden_states(input_ids, position_ids=position_ids, attention_mask=attention_mask, cache=cache)
         return self.lm_head(self.model.norm(h))
 
-    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *,
-             attention_mask: torch.Tensor | None = None) -> LossOutput:
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
+             position_ids: torch.Tensor | None = None) -> LossOutput:
         """Next-token + MTP loss. labels (B, T): the target of each position (input shifted by
-        one), -100 where no loss is taken."""
-        h, aux = self.hidden_states(input_ids, attention_mask=attention_mask)
+        one), -100 where no loss is taken. attention_mask and position_ids as in `hidden_states`."""
+        h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids)
         logits = self.lm_head(self.model.norm(h))
         ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        mtp = self._mtp_loss(h, input_ids, labels, attention_mask) if len(self.mtp) else None
+        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids) if len(self.mtp) else None
         total = ce
         if mtp is not None:
             total = total + self.config.mtp_loss_weight * mtp
@@ -149,7 +151,7 @@ class Transformer(nn.Module):
         return LossOutput(loss=total, ce=ce, mtp=mtp, aux=aux_total)
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                  attention_mask: torch.Tensor | None) -> torch.Tensor:
+                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}."""
         losses = []
         for k, module in enumerate(self.mtp, start=1):
@@ -158,9 +160,12 @@ class Transformer(nn.Module):
                 break
             emb = self.model.embed_tokens(input_ids[:, k:k + T])  # (B, T, D) = Emb(t_{i+k})
             x = module.eh_proj(torch.cat([module.enorm(emb), module.hnorm(h[:, :T])], dim=-1))
-            pos = torch.arange(T, device=h.device).expand(h.shape[0], T)
+            pos = torch.arange(T, device=h.device).expand(h.shape[0], T) if position_ids is None \
+                else position_ids[:, :T]  # row i sits at position i
             cos, sin = self.rotary(pos)
-            mask = attention_mask[:, k:k + T] if attention_mask is not None else None
+            mask = None
+            if attention_mask is not None:  # a 4-D (packed) mask keeps row i's document; 2-D: token validity
+                mask = attention_mask[:, :, :T, :T] if attention_mask.dim() == 4 else attention_mask[:, k:k + T]
             h, _ = module.block(x, cos, sin, mask)
             logits = self.lm_head(module.norm(h))
             losses.append(F.cross_entropy(logits.flatten(0, 1).float(), labels[:, k:k + T].flatten(),

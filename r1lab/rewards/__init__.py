@@ -12,8 +12,8 @@ call (code execution, math-verify) also offer a batch form over many completions
 `Rubric` combines named reward functions with weights and reports each one's mean separately.
 """
 
-from r1lab.rewards.format import format_reward, lenient_format_reward, strict_format_reward
+from r1lab.rewards.format import format_reward, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.rubric import RewardFn, RewardTerm, Rubric, RubricResult
 
 __all__ = ["RewardFn", "RewardTerm", "Rubric", "RubricResult", "format_reward", "strict_format_reward",
-           "lenient_format_reward"]
+           "lenient_format_reward", "r1_format_reward"]

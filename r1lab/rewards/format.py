@@ -4,6 +4,9 @@
 strict:  the whole completion (up to its end marker) is exactly <think>…</think> <answer>…</answer>,
          each tag once, nothing around them but whitespace;
 lenient: a <think>…</think> block is followed somewhere later by an <answer>…</answer> block.
+
+After the cold start, R1's output format is readable reasoning then a summary (R1 §2.3.1):
+r1:      <think>…</think> then a non-empty summary, each think tag once, no <answer> tags.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*",
                      re.DOTALL)
+_R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)
+_TAG = re.compile(r"</?think>|</?answer>")
 _LENIENT = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)
 
 
@@ -39,6 +44,18 @@ def lenient_format_reward(completion: str, example: Any = None) -> float:
     1.0
     """
     return 1.0 if _LENIENT.search(_body(completion)) else 0.0
+
+
+def r1_format_reward(completion: str, example: Any = None) -> float:
+    """1.0 for ``<think>`` reasoning ``</think>`` followed by a non-empty summary (R1 §2.3.1).
+
+    >>> r1_format_reward("<think>\\n3+4=7\\n</think>\\nThe value of 3+4 is 7.")
+    1.0
+    >>> r1_format_reward("<think> 3+4=7 </think>"), r1_format_reward("<think> 3+4=7 </think> <answer> 7 </answer>")
+    (0.0, 0.0)
+    """
+    m = _R1.fullmatch(_body(completion))
+    return 1.0 if m and m.group(1).strip() and not _TAG.search(m.group(1)) else 0.0
 
 
 format_reward = strict_format_reward

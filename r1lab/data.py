@@ -1,0 +1,93 @@
+"""Supervised chat data on disk: one JSON object per line, ``prompt``, ``response``, optional ``system``.
+
+Every SFT-shaped dataset r1lab writes or reads goes through here: the cold-start set (R1 §2.3.1),
+the rejection-sampled set (R1 §2.3.3) and a user's own file for `r1lab sft`. Any other fields of
+a record (provenance: source checkpoint, prompt id, filters passed, ...) are kept in ``meta``
+and written back as top-level fields, so a dataset stays one flat, greppable JSONL file.
+
+A response in R1's output format is ``<think>reasoning</think>`` followed by a summary
+(R1 §2.3.1); nothing here enforces it, the builders of each dataset do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_FIELDS = ("prompt", "response", "system")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SFTExample:
+    """One supervised turn: the user's message, the assistant's reply, an optional system text."""
+
+    prompt: str
+    response: str
+    system: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # any other fields: provenance, kind, ids
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages, for `Tokenizer.apply_chat_template` (the response last)."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return [*head, {"role": "user", "content": self.prompt}, {"role": "assistant", "content": self.response}]
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"prompt": self.prompt, "response": self.response}
+        if self.system is not None:
+            record["system"] = self.system
+        return {**record, **self.meta}
+
+
+def example_from_record(record: Any, where: str) -> SFTExample:
+    """An `SFTExample` from a parsed JSON line; ValueError naming ``where`` (file:line) if malformed."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for name in ("prompt", "response"):
+        if not isinstance(record.get(name), str):
+            raise ValueError(f"{where}: needs a text field {name!r}; fields are {sorted(record)}")
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ValueError(f"{where}: field 'system' must be text or absent, got {type(system).__name__}")
+    if not record["response"].strip():
+        raise ValueError(f"{where}: empty 'response'")
+    meta = {k: v for k, v in record.items() if k not in _FIELDS}
+    return SFTExample(prompt=record["prompt"], response=record["response"], system=system, meta=meta)
+
+
+def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
+    """Every example of a chat JSONL file, in order; blank lines skipped.
+
+    FileNotFoundError for a missing file; ValueError naming the file and line for a malformed one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    examples = []
+    with path.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+            examples.append(example_from_record(record, f"{path}:{line_no}"))
+    if not examples:
+        raise ValueError(f"{path}: no examples")
+    return examples
+
+
+def write_sft_jsonl(path: str | os.PathLike, examples: Iterable[SFTExample]) -> Path:
+    """Writes the examples atomically (a crash never leaves half a dataset); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for example in examples:
+            f.write(json.dumps(example.to_record(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
