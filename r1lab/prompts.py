@@ -1,0 +1,43 @@
+"""How a question becomes the model's prompt, in the two ways the R1 recipe uses.
+
+- ``r1_zero``: R1 Table 1's template as plain text after BOS; the base model continues after
+  ``Assistant:`` with ``<think>…</think> <answer>…</answer>`` (R1-Zero, R1 §2.2.1);
+- ``chat``: the chat format (`Tokenizer.apply_chat_template`): BOS, the user turn, then the
+  assistant turn, which every model fine-tuned on chat data (cold start onwards, R1 §2.3)
+  fills with ``<think>reasoning</think>`` and a summary, ended by EOS.
+
+Every stage that samples (RL rollouts, evaluation, cold-start and rejection sampling) builds its
+prompts here, so a model is always asked the way it was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+R1_ZERO = "r1_zero"
+CHAT = "chat"
+TEMPLATES: tuple[str, ...] = (R1_ZERO, CHAT)
+
+
+class _Tokenizer(Protocol):
+    bos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> list[int]: ...
+
+
+def check_template(template: str) -> str:
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; expected one of {TEMPLATES}")
+    return template
+
+
+def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str | None = None) -> list[int]:
+    """Token ids of the prompt for ``question``; the completion follows directly."""
+    if check_template(template) == R1_ZERO:
+        from r1lab.world.render import format_r1_zero
+
+        return [tokenizer.bos_id, *tokenizer.encode(format_r1_zero(question))]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
