@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("r1lab.demo", "run the main job on the embedded miniature world"),
     "pretrain": ("r1lab.stages.pretrain", "pretrain a base model on the miniature world's corpus"),
     "zero": ("r1lab.stages.grpo", "R1-Zero: GRPO with rule-based rewards from a base model (also reasoning RL)"),
+    "sft": ("r1lab.stages.sft", "supervised fine-tuning on chat JSONL (cold start, rejection-sampled data)"),
+    "cold-start": ("r1lab.stages.cold_start", "build readable long-CoT cold-start data (R1-Zero samples + long CoT)"),
+    "rejection-sample": ("r1lab.stages.rejection_sampling",
+                         "sample N answers per prompt, keep verified readable ones, add chat data"),
     "eval": ("r1lab.stages.evaluate", "score completions (or sample a checkpoint) with pass@1, pass@k and cons@k"),
 }
 
