@@ -1,0 +1,197 @@
+"""SFT stage: loss on response tokens only, packing isolates examples, malformed data names its
+line, training teaches a response, and a killed run resumes bit-identically."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from r1lab import cli
+from r1lab.data import SFTExample
+from r1lab.model import from_pretrained
+from r1lab.stages import sft
+from r1lab.tokenizer import Tokenizer
+
+BASE = Path(sft.__file__).resolve().parents[1] / "assets" / "base-tiny"  # the shipped pretrained tiny model
+ANSWER = "<think>I know this one.</think>The answer is yes."
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.load(BASE)
+
+
+def write_jsonl(path: Path, n: int = 30, seed: int = 0) -> Path:
+    """`n` arithmetic questions, all answered with the same R1-format response."""
+    rng = random.Random(seed)
+    lines = [json.dumps({"prompt": f"What is {rng.randint(1, 50)} + {rng.randint(1, 50)}?", "response": ANSWER})
+             for _ in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def config(tmp_path: Path, data: Path, **overrides) -> sft.SFTConfig:
+    values = dict(data=str(data), init=str(BASE), out_dir=str(tmp_path / "sft"), seq_len=128, batch_size=4,
+                  lr=3e-3, warmup_steps=2, bf16=False)
+    return sft.SFTConfig(**{**values, **overrides})
+
+
+def test_labels_are_exactly_the_response_and_eos(tokenizer):
+    example = SFTExample(system="Be brief.", prompt="What is 2 + 3?", response="<think>2 + 3 = 5</think>It is 5.")
+    prompt = tokenizer.encode("<|bos|>Be brief.<|user|>What is 2 + 3?<|assistant|>")  # the template, by hand
+    response = tokenizer.encode("<think>2 + 3 = 5</think>It is 5.") + [tokenizer.eos_id]
+    assert response[0] == tokenizer.token_id("<think>")
+    sample = sft.tokenize(tokenizer, example, seq_len=256, where="x")
+    assert (sample.ids, sample.n_prompt, sample.truncated) == (prompt + response, len(prompt), False)
+    batch = sft.collate([sample], [[0]], tokenizer.pad_id)
+    assert batch.input_ids[0].tolist() == prompt + response
+    # position i predicts token i + 1: the last prompt position predicts <think>, the EOS predicts nothing
+    assert batch.labels[0].tolist() == [-100] * (len(prompt) - 1) + response + [-100]
+
+
+def test_long_example_keeps_prompt_and_start_of_response(tokenizer):
+    example = SFTExample(prompt="What is 2 + 3?", response="<think>" + "2 + 3 = 5. " * 40 + "</think>5")
+    prompt = tokenizer.encode("<|bos|><|user|>What is 2 + 3?<|assistant|>")
+    sample = sft.tokenize(tokenizer, example, seq_len=len(prompt) + 5, where="x")
+    response = tokenizer.encode(example.response)
+    assert (sample.ids, sample.n_prompt, sample.truncated) == (prompt + response[:5], len(prompt), True)
+    assert sft.shifted_labels(sample.ids, sample.n_prompt) == [-100] * (len(prompt) - 1) + response[:5] + [-100]
+    with pytest.raises(ValueError, match=r"data\.jsonl: example 7: the prompt alone is \d+ tokens"):
+        sft.tokenize(tokenizer, example, seq_len=len(prompt), where="data.jsonl: example 7")
+
+
+def test_packing_isolates_examples_and_matches_separate_losses(tokenizer):
+    examples = [SFTExample(prompt="What is 2 + 3?", response="<think>2 + 3 = 5</think>It is 5."),
+                SFTExample(prompt="Hi", response="Hello!", system="Be kind."),
+                SFTExample(prompt="What is 12 + 30?", response="<think>12 + 30 = 42</think>It is 42, so 42.")]
+    samples = [sft.tokenize(tokenizer, e, 512, "x") for e in examples]
+    la, lb, lc = (len(s.ids) for s in samples)
+    assert lc <= la + lb
+    rows = sft.pack_rows([la, lb, lc], order=[0, 1, 2], seq_len=la + lb + 1)
+    assert rows == [[0, 1], [2]]  # the third does not fit in what is left of row 0 and is not split
+    batch = sft.collate(samples, rows, tokenizer.pad_id)
+    pad = la + lb - lc
+    assert batch.input_ids.tolist() == [samples[0].ids + samples[1].ids, samples[2].ids + [tokenizer.pad_id] * pad]
+    assert batch.document_ids.tolist() == [[0] * la + [1] * lb, [0] * lc + [1] * pad]
+    assert batch.position_ids.tolist() == [list(range(la)) + list(range(lb)), list(range(lc)) + list(range(pad))]
+    assert batch.labels[1, lc - 1:].tolist() == [-100] * (pad + 1)
+    assert batch.tokens == la + lb + lc
+
+    model = from_pretrained(BASE).eval()
+    with torch.no_grad():
+        packed = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
+                            position_ids=batch.position_ids)
+        alone = [model.loss(b.input_ids, b.labels) for b in (sft.collate(samples, [[i]], 0) for i in range(3))]
+        leaky = model.loss(batch.input_ids, batch.labels)  # plain causal mask: b sees a
+    n = [len(s.ids) - s.n_prompt for s in samples]  # response tokens (+ EOS) per example
+    expected_ce = sum(out.ce * k for out, k in zip(alone, n)) / sum(n)  # token mean over the batch
+    expected_mtp = sum(out.mtp * k for out, k in zip(alone, n)) / sum(n)
+    assert torch.allclose(packed.ce, expected_ce, atol=1e-5) and torch.allclose(packed.mtp, expected_mtp, atol=1e-5)
+    assert abs(leaky.ce - expected_ce) > 1e-3
+
+
+def test_plan_shuffles_each_epoch_and_is_a_pure_function_of_the_seed():
+    lengths = [random.Random(i).randint(5, 40) for i in range(50)]
+    cfg = sft.SFTConfig(data="x", seq_len=64, batch_size=3, epochs=2)
+    steps = sft.plan(lengths, cfg)
+    assert steps == sft.plan(lengths, cfg) and steps != sft.plan(lengths, dataclasses.replace(cfg, seed=1))
+    epochs = [[i for progress, rows in steps if e < progress <= e + 1 for row in rows for i in row] for e in (0, 1)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(50)) and epochs[0] != epochs[1]
+    assert all(sum(lengths[i] for i in row) <= 64 for _, rows in steps for row in rows)
+    assert all(len(rows) <= 3 for _, rows in steps) and steps[-1][0] == 2.0
+    assert len(sft.plan(lengths, dataclasses.replace(cfg, max_steps=len(steps) + 5))) == len(steps) + 5
+    unpacked = sft.plan(lengths, dataclasses.replace(cfg, packing=False, epochs=1))
+    assert len(unpacked) == 17 and all(len(row) == 1 for _, rows in unpacked for row in rows)
+
+
+BAD_LINES = {"bad json": '{"prompt": "q", "response": ', "no response": '{"prompt": "q"}', "not an object": "[1, 2]"}
+
+
+@pytest.mark.parametrize("bad", BAD_LINES.values(), ids=BAD_LINES.keys())
+def test_malformed_line_names_file_and_line(tmp_path, capsys, bad):
+    data = tmp_path / "file.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n\n' + bad + "\n")  # blank line 2 still counts
+    with pytest.raises(ValueError, match=r"file\.jsonl:3"):
+        sft.run(config(tmp_path, data))
+    assert cli.main(["sft", "--data", str(data), "--init", str(BASE), "--out-dir", str(tmp_path / "sft")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file.jsonl:3" in err
+    assert not (tmp_path / "sft").exists()  # bad data leaves no run directory
+
+
+def test_cli_missing_data_file_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["sft", "--data", "missing.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.jsonl" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="data"):
+        sft.SFTConfig()
+    with pytest.raises(ValueError, match="batch_size"):
+        sft.SFTConfig(data="x", batch_size=0)
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        sft.SFTConfig(data="x", min_lr_ratio=2.0)
+
+
+def greedy(model, tokenizer: Tokenizer, question: str, max_new: int = 24) -> str:
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        for _ in range(max_new):
+            x = torch.cat([x, model(x)[:, -1:].argmax(-1)], dim=1)
+            if x[0, -1] == tokenizer.eos_id:
+                break
+    return tokenizer.decode(x[0, len(ids):].tolist())
+
+
+def test_training_teaches_the_response(tmp_path, tokenizer):
+    data = write_jsonl(tmp_path / "train.jsonl")  # 30 examples -> 8 packed rows -> 2 steps per epoch
+    base = from_pretrained(BASE).eval()
+    assert greedy(base, tokenizer, "What is 7 + 9?") != ANSWER + "<|eos|>"
+    final = sft.run(config(tmp_path, data, epochs=8))
+    assert final == tmp_path / "sft" / "model"
+    rows = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 17)) and [r["epoch"] for r in rows[:3]] == [0.5, 1.0, 1.5]
+    for key in ("loss", "lr", "grad_norm", "tokens_per_s", "response_tokens", "epoch", "mtp_loss"):
+        assert key in rows[-1], key
+    assert sum(r["response_tokens"] for r in rows[:2]) == 30 * (len(tokenizer.encode(ANSWER)) + 1)  # one epoch
+    assert rows[-1]["loss"] < 0.05 * rows[0]["loss"]
+    assert rows[-1]["lr"] < 3e-3 * 0.2  # cosine towards 3e-4
+    tuned = from_pretrained(final).eval()
+    assert greedy(tuned, Tokenizer.load(final), "What is 7 + 9?") == ANSWER + "<|eos|>"  # a prompt never trained on
+    assert json.loads((final / "r1lab_config.json").read_text())["epochs"] == 8
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl")
+    straight = sft.run(config(tmp_path / "a", data, max_steps=5, save_every=2))
+
+    def kill(*args, **kwargs):
+        raise Killed  # the process dies right after writing its first checkpoint (step 2)
+
+    monkeypatch.setattr(sft.training, "prune_checkpoints", kill)
+    with pytest.raises(Killed):
+        sft.run(config(tmp_path / "b", data, max_steps=5, save_every=2))
+    monkeypatch.undo()
+    log = tmp_path / "b" / "sft" / "metrics.jsonl"
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+    capsys.readouterr()
+    resumed = sft.run(config(tmp_path / "b", data, max_steps=5, save_every=2, resume=True))
+    assert "at step 2" in capsys.readouterr().out
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4, 5]
+    a, b = from_pretrained(straight).state_dict(), from_pretrained(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = from_pretrained(BASE).state_dict()
+    assert not torch.equal(a["lm_head.weight"], start["lm_head.weight"])  # it did train
