@@ -10,6 +10,7 @@ Prints a table to stderr and ends with one JSON line; `ratio` is r1lab's tokens/
 transformers' for the bf16 mid-size case.
 
     .venv/bin/python benchmarks/model_speed.py [--quick]
+    python benchmarks/model_speed.py --device cuda --cases small --precisions bf16   # on a GPU
 """
 
 from __future__ import annotations
@@ -37,12 +38,22 @@ def mid_config() -> ModelConfig:
                                   topk_group=2, num_nextn_predict_layers=0)
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: torch.dtype, device: str = "cpu", reps: int = 10) -> float:
+    """FLOP/s of a large square matmul on random data (2048 on a CPU, 8192 on a GPU)."""
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    for _ in range(3):
+        a @ b
+    sync(device)
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
@@ -56,10 +67,12 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> float:
 def step_time(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bool, reps: int) -> float:
     """Median seconds of one forward+backward on `batch` (B, T+1)."""
     x, y = batch[:, :-1], batch[:, 1:]
+    device = str(batch.device)
     times = []
-    for i in range(reps + 1):
+    for i in range(reps + 2):
+        sync(device)
         start = time.perf_counter()
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        ctx = torch.autocast(batch.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with ctx:
             if is_hf:
                 loss = model(input_ids=x, labels=batch[:, :-1].clone()).loss  # HF shifts internally
@@ -67,28 +80,34 @@ def step_time(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bo
                 loss = model.loss(x, y).ce
         loss.backward()
         model.zero_grad(set_to_none=True)
-        if i:  # the first run warms up
+        sync(device)
+        if i >= 2:  # the first two runs warm up (allocator, kernels, autotuning)
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
 
 def bench_case(name: str, config: ModelConfig, batch_size: int, seq_len: int, reps: int,
-               peaks: dict[str, float]) -> list[dict]:
+               peaks: dict[str, float], device: str = "cpu", precisions: tuple[str, ...] = ("fp32", "bf16"),
+               compile_models: bool = False) -> list[dict]:
     config = config.replace(num_nextn_predict_layers=0)  # transformers has no MTP: same work both sides
     torch.manual_seed(0)
     ours = Transformer(config).train()
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(ours, tmp)
-        theirs = AutoModelForCausalLM.from_pretrained(tmp).train()
-    batch = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1))
+        theirs = AutoModelForCausalLM.from_pretrained(tmp).train().to(device)
+    ours = ours.to(device)
+    if compile_models:
+        ours, theirs = torch.compile(ours), torch.compile(theirs)
+        name += "+compile"
+    batch = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1), device=device)
     tokens = batch_size * seq_len
     fpt = flops_per_token(config, seq_len)
     rows = []
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         bf16 = precision == "bf16"
         t_ours = step_time(ours, batch, bf16, False, reps)
         t_hf = step_time(theirs, batch, bf16, True, reps)
-        row = {"case": name, "precision": precision, "tokens": tokens,
+        row = {"case": name, "device": device, "precision": precision, "tokens": tokens,
                "r1lab_tok_s": tokens / t_ours, "hf_tok_s": tokens / t_hf, "ratio": t_hf / t_ours,
                "r1lab_peak_share": tokens / t_ours * fpt / peaks[precision],
                "hf_peak_share": tokens / t_hf * fpt / peaks[precision]}
@@ -103,19 +122,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--cases", default="tiny,mid", help="comma-separated: tiny, mid, small (the GPU preset)")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batch", type=int, default=0, help="rows per step for `small` (default 8 x 2048 tokens)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reps = 2 if args.quick else 5
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s "
-          f"({args.threads} threads)", file=sys.stderr)
-    rows = bench_case("tiny", preset("tiny"), 16, 128, reps, peaks)
-    rows += bench_case("mid", mid_config(), 8, 256, reps, peaks)
-    mid_bf16 = next(r for r in rows if r["case"] == "mid" and r["precision"] == "bf16")
-    print(json.dumps({"benchmark": "model_speed", "threads": args.threads,
+    precisions = tuple(args.precisions.split(","))
+    peaks = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, args.device) for p in precisions}
+    print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
+          + f" ({args.device}, {args.threads} threads)", file=sys.stderr)
+    cases = {"tiny": (preset("tiny"), 16, 128), "mid": (mid_config(), 8, 256), "small": (preset("small"), args.batch or 8, 2048)}
+    rows = []
+    for name in args.cases.split(","):
+        config, batch, seq = cases[name]
+        rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions)
+        if args.compile:
+            rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions, compile_models=True)
+    key = next((r for r in rows if r["case"] == "mid" and r["precision"] == "bf16"), rows[-1])
+    print(json.dumps({"benchmark": "model_speed", "device": args.device, "threads": args.threads,
                       "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
                       "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
-                      "ratio": round(mid_bf16["ratio"], 3)}))
+                      "ratio_case": f"{key['case']} {key['precision']}", "ratio": round(key["ratio"], 3)}))
 
 
 if __name__ == "__main__":

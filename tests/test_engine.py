@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from r1lab.engine import Engine, SamplingParams, sample
 from r1lab.model import Transformer, preset
+
+
+# R1LAB_TEST_DEVICE=cuda runs these tests with the model on a GPU (the engine is device-agnostic)
+DEVICE = torch.device(os.environ.get("R1LAB_TEST_DEVICE", "cpu"))
 
 
 class CharTokenizer:
@@ -27,14 +33,14 @@ def model():
     m = Transformer(config)
     with torch.no_grad():  # a peaky output distribution so samples differ visibly from noise
         m.lm_head.weight.mul_(20)
-    return m.eval()
+    return m.to(DEVICE).eval()
 
 
 def greedy_reference(model, prompt, steps):
     ids = list(prompt)
     for _ in range(steps):
         with torch.no_grad():
-            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+            ids.append(int(model(torch.tensor([ids], device=DEVICE))[0, -1].argmax()))
     return ids[len(prompt):]
 
 
@@ -49,9 +55,9 @@ def test_greedy_equals_full_forward_for_ragged_prompts(model):
 def test_logprobs_are_those_of_the_full_forward(model):
     prompt = [5, 6, 7]
     (completion,), = Engine(model).generate([prompt], SamplingParams(temperature=0.7, max_new_tokens=6, seed=3))
-    ids = torch.tensor([prompt + completion.token_ids])
+    ids = torch.tensor([prompt + completion.token_ids], device=DEVICE)
     with torch.no_grad():
-        logp = (model(ids)[0, len(prompt) - 1:-1] / 0.7).log_softmax(-1)
+        logp = (model(ids)[0, len(prompt) - 1:-1] / 0.7).log_softmax(-1).cpu()
     expected = logp.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1)
     torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-4, rtol=1e-4)
 

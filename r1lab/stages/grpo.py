@@ -24,6 +24,7 @@ from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
+from r1lab.prompts import check_template
 from r1lab.stages.rollout import Rollout, TrainBatch, build_batch, completion_logprobs, rollout_metrics, world_rubric
 from r1lab.tokenizer import Tokenizer
 
@@ -59,6 +60,8 @@ class GRPOConfig:
     strict_format: bool = True  # strict (exact) or lenient format rule
     language_weight: float = 0.0  # weight of the language-consistency reward (R1 §2.3.2); 0 = off
     language: str = "en"  # target language of the chain of thought
+    template: str = "r1_zero"  # prompt: r1_zero (R1 Table 1, from a base model) | chat (after the cold start)
+    device: str = "cpu"  # cpu | cuda (rollouts and updates; a launcher may wrap the model beforehand)
     bf16: bool = False  # bf16 autocast for rollouts and updates (slower than fp32 for the tiny model on CPU)
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
@@ -75,6 +78,7 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
         if self.kl_coef < 0 or self.temperature <= 0:
             raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0")
+        check_template(self.template)
 
 
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
@@ -83,13 +87,13 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     n = batch.input_ids.shape[0]
     ref_logp = None
     if ref is not None:
-        with torch.no_grad(), training.autocast(config.bf16):
-            ref_logp, _ = completion_logprobs(ref, batch, torch.arange(n), config.temperature)
+        with torch.no_grad(), training.autocast(config.bf16, config.device):
+            ref_logp, _ = completion_logprobs(ref, batch, torch.arange(n, device=batch.input_ids.device), config.temperature)
     stats: dict[str, list[float]] = {}
     g = torch.Generator().manual_seed(config.seed)
     for _ in range(config.ppo_epochs):
-        for rows in torch.randperm(n, generator=g).chunk(config.minibatches):
-            with training.autocast(config.bf16):
+        for rows in torch.randperm(n, generator=g).to(batch.input_ids.device).chunk(config.minibatches):
+            with training.autocast(config.bf16, config.device):
                 logp, ent = completion_logprobs(model, batch, rows, config.temperature, with_entropy=True)
             mask = batch.mask[rows]
             out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,
@@ -110,7 +114,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
 def _load(config: GRPOConfig) -> tuple[Transformer, Tokenizer, int, torch.optim.Optimizer]:
     out = Path(config.out_dir)
     ck = training.latest_checkpoint(out / "checkpoints") if config.resume else None
-    model = from_pretrained(ck or config.init).train()
+    model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start = training.load_training_state(ck, optimizer)["step"] if ck else 0
@@ -124,7 +128,7 @@ def _reference(model: Transformer, config: GRPOConfig, step: int) -> Transformer
         return None  # no KL term: no reference model in memory at all
     ref_dir = Path(config.out_dir) / "reference"
     resuming = config.resume and step and ref_dir.exists()
-    ref = (from_pretrained(ref_dir) if resuming else copy.deepcopy(model)).eval()
+    ref = (from_pretrained(ref_dir, device=config.device) if resuming else copy.deepcopy(model)).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
@@ -150,12 +154,12 @@ def run(config: GRPOConfig) -> Path:
         t0 = time.perf_counter()
         rollout = Rollout.collect(engine, tokenizer, problems, rubric, SamplingParams(
             n=config.group_size, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 100_003 + step))
+            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 100_003 + step), config.template)
         t_rollout = time.perf_counter() - t0
         rewards = torch.tensor(rollout.rewards.total).view(len(problems), config.group_size)  # (P, G)
         advantages = group_advantages(rewards, scale_by_std=config.scale_by_std)
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
-                            config.mask_truncated)
+                            config.mask_truncated).to(config.device)
         t1 = time.perf_counter()
         stats = policy_update(model, ref, optimizer, batch, config) if batch.input_ids.shape[0] else {}
         t_train = time.perf_counter() - t1

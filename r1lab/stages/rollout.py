@@ -16,9 +16,18 @@ import torch
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.losses import entropy, token_logprobs
 from r1lab.model import Transformer
-from r1lab.rewards import RewardTerm, Rubric, lenient_format_reward, strict_format_reward
+from r1lab.prompts import CHAT, prompt_ids
+from r1lab.rewards import RewardFn, RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.language import world_language_reward
 from r1lab.tokenizer import Tokenizer
+
+
+def format_rule(template: str, strict: bool = True) -> RewardFn:
+    """The format reward that matches a prompt template: R1-Zero's tags (R1 Table 1) or, after
+    the cold start, ``<think>`` reasoning then a summary (R1 §2.3.1)."""
+    if template == CHAT:
+        return r1_format_reward
+    return strict_format_reward if strict else lenient_format_reward
 
 
 def world_rubric(config: Any) -> Rubric:
@@ -28,7 +37,7 @@ def world_rubric(config: Any) -> Rubric:
     def accuracy(completion: str, problem: Any) -> float:
         return 1.0 if check_completion(problem, completion) else 0.0
 
-    fmt = strict_format_reward if config.strict_format else lenient_format_reward
+    fmt = format_rule(getattr(config, "template", "r1_zero"), config.strict_format)
     terms = [RewardTerm("accuracy", accuracy, config.accuracy_weight), RewardTerm("format", fmt, config.format_weight)]
     if config.language_weight > 0:
         lang = functools.partial(world_language_reward, target=config.language)
@@ -46,10 +55,8 @@ class Rollout:
 
     @classmethod
     def collect(cls, engine: Engine, tokenizer: Tokenizer, problems: Sequence[Any], rubric: Rubric,
-                params: SamplingParams) -> "Rollout":
-        from r1lab.world import format_r1_zero
-
-        prompts = [[tokenizer.bos_id, *tokenizer.encode(format_r1_zero(p.question))] for p in problems]
+                params: SamplingParams, template: str = "r1_zero") -> "Rollout":
+        prompts = [prompt_ids(tokenizer, p.question, template) for p in problems]
         groups = engine.generate(prompts, params)
         completions = [c for g in groups for c in g]
         examples = [problems[c.prompt_index] for c in completions]
@@ -84,6 +91,10 @@ class TrainBatch:
     mask: torch.Tensor  # (N, T) float, 1 where the loss is taken
     old_logp: torch.Tensor  # (N, T) log-probs at sampling time
     advantages: torch.Tensor  # (N,)
+
+    def to(self, device: torch.device | str) -> "TrainBatch":
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        return TrainBatch(**moved)
 
 
 def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_equal_groups: bool,
@@ -131,7 +142,7 @@ def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]
     texts = [c.text for c in rollout.completions]
     means = rollout.rewards.means()
     out = {**means, "accuracy": means.get("reward/accuracy", 0.0),
-           "format_rate": sum(strict_format_reward(t) for t in texts) / len(texts),
+           "format_rate": means.get("reward/format", sum(strict_format_reward(t) for t in texts) / len(texts)),
            "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
            "truncation_rate": sum(c.finish_reason == "length" for c in rollout.completions) / len(texts),
            "zero_variance_groups": (rewards.std(-1) == 0).float().mean().item()}
