@@ -22,13 +22,21 @@ def base(tmp_path_factory):
     return pretrain.run(tiny_pretrain(out, 6))
 
 
-def test_pretrain_writes_hf_checkpoint_metrics_and_resumes_exactly(base, tmp_path):
+class Killed(Exception):
+    pass
+
+
+def test_pretrain_writes_hf_checkpoint_metrics_and_resumes_exactly(base, tmp_path, monkeypatch, capsys):
     assert {"config.json", "model.safetensors", "tokenizer.json", "r1lab_config.json"} <= {p.name for p in base.iterdir()}
     rows = [json.loads(l) for l in (base.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and "heldout_loss" in rows[-1]
-    # stop after 3 steps (checkpoint at 3), then resume to 6: the same weights as the straight run
-    pretrain.run(tiny_pretrain(tmp_path, 3))
+    # the run dies right after writing its step-3 checkpoint; resumed to 6: the straight run's weights
+    monkeypatch.setattr(pretrain.training, "prune_checkpoints", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        pretrain.run(tiny_pretrain(tmp_path, 6))
+    monkeypatch.undo()
     resumed = pretrain.run(tiny_pretrain(tmp_path, 6, resume=True))
+    assert "at step 3" in capsys.readouterr().out
     a, b = from_pretrained(base).state_dict(), from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
