@@ -1,0 +1,137 @@
+"""Judges: is a sampled answer correct? (R1 §2.3.3, rejection sampling.)
+
+R1 keeps only correct samples when it builds the SFT set from the reasoning-RL checkpoint. Most
+prompts have a rule that checks the answer; for the others "a generative reward model" decides:
+DeepSeek-V3 is shown the ground truth and the model's prediction and judges. Both are one
+interface here, a batched `Judge`: ``judge(items) -> list[bool]``, one verdict per `JudgeItem`.
+
+- `RuleJudge`: a deterministic rule on the task record (the world's `check_completion` by default);
+- `GenerativeJudge`: a model prompted with the question, the reference answer and the prediction's
+  final answer, asked for "yes" or "no" and read greedily; anything but a clear "yes" is False.
+
+A judge never raises on model text: an item it cannot decide is judged incorrect.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from r1lab.engine import SamplingParams
+from r1lab.prompts import CHAT, prompt_ids
+
+log = logging.getLogger(__name__)
+
+JUDGE_PROMPT = (
+    "Decide whether the predicted answer to the question is correct, given the reference answer. "
+    "Reply with yes or no.\n"
+    "Question: {question}\n"
+    "Reference answer: {reference}\n"
+    "Predicted answer: {prediction}"
+)
+_MAX_PREDICTION_CHARS = 500  # the judge sees the prediction's final answer, cut to this length
+_FIRST_WORD = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeItem:
+    """One prediction to judge."""
+
+    question: str  # the prompt the model answered
+    reference: str  # the ground-truth answer, as text
+    prediction: str  # the model's whole completion (the judge reads what it needs from it)
+    example: Any = None  # the task record, for rule judges (a `WorldProblem` in the world)
+
+
+class Judge(Protocol):
+    def __call__(self, items: Sequence[JudgeItem]) -> list[bool]: ...
+
+
+def _world_check(example: Any, prediction: str) -> bool:
+    from r1lab.world import check_completion
+
+    return check_completion(example, prediction)
+
+
+class RuleJudge:
+    """A rule on the task record: ``check(example, prediction) -> bool`` (default: the world's rule).
+
+    >>> from r1lab.world import rl_prompts
+    >>> problem = rl_prompts(1)[0]
+    >>> RuleJudge()([JudgeItem(question=problem.question, reference=str(problem.answer), example=problem,
+    ...                        prediction=f"<think>\\nok\\n</think>\\nIt is {problem.answer + d}.") for d in (0, 1)])
+    [True, False]
+    """
+
+    def __init__(self, check: Callable[[Any, str], bool] = _world_check) -> None:
+        self.check = check
+
+    def __call__(self, items: Sequence[JudgeItem]) -> list[bool]:
+        return [self._one(item) for item in items]
+
+    def _one(self, item: JudgeItem) -> bool:
+        try:
+            return bool(self.check(item.example, item.prediction))
+        except Exception as err:  # a rule that cannot read the prediction judges it wrong
+            log.debug("rule judge raised %r; judged incorrect", err)
+            return False
+
+
+def final_answer(prediction: str) -> str:
+    """What the judge is shown: the ``<answer>`` body, else the summary after ``</think>``, else all.
+
+    >>> final_answer("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5.<|eos|>")
+    'The value of 2+3 is 5.'
+    """
+    from r1lab.world.answers import final_answer_span
+
+    return final_answer_span(prediction).strip()[:_MAX_PREDICTION_CHARS]
+
+
+def parse_verdict(text: str) -> bool:
+    """True when the judge's reply (after its ``</think>``, if it reasons) starts with the word "yes".
+
+    >>> [parse_verdict(t) for t in (" Yes.", "yes, it is<|eos|>", "no", "Yesterday", "", "<think>yes", None)]
+    [True, True, False, False, False, False, False]
+    >>> parse_verdict("<think>\\n5 = 5.\\n</think>\\nyes")
+    True
+    """
+    if not isinstance(text, str):
+        return False
+    from r1lab.world.answers import final_answer_span
+
+    match = _FIRST_WORD.match(final_answer_span(text).strip())
+    return match is not None and match.group(0).lower() == "yes"
+
+
+class GenerativeJudge:
+    """A model as judge (R1 §2.3.3): asked, in its chat template, whether the prediction is right.
+
+    ``engine`` is anything with `Engine.generate`'s signature; sampling is greedy and short.
+    """
+
+    def __init__(self, engine: Any, tokenizer: Any, *, template: str = CHAT, max_new_tokens: int = 4,
+                 batch_size: int = 32) -> None:
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError("GenerativeJudge: max_new_tokens and batch_size must be >= 1")
+        self.engine, self.tokenizer = engine, tokenizer
+        self.template, self.max_new_tokens, self.batch_size = template, max_new_tokens, batch_size
+
+    def prompt(self, item: JudgeItem) -> str:
+        """The judging question for one item (the user turn)."""
+        return JUDGE_PROMPT.format(question=item.question.strip(), reference=item.reference.strip(),
+                                   prediction=final_answer(item.prediction))
+
+    def __call__(self, items: Sequence[JudgeItem]) -> list[bool]:
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens,
+                                stop_token_ids=(self.tokenizer.eos_id,))
+        verdicts: list[bool] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            prompts = [prompt_ids(self.tokenizer, self.prompt(item), self.template) for item in chunk]
+            groups = self.engine.generate(prompts, params)
+            verdicts += [parse_verdict(group[0].text) for group in groups]
+        return verdicts

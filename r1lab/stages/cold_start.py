@@ -1,0 +1,240 @@
+"""Cold-start data (R1 §2.3.1): a few hundred readable long chains of thought for the first SFT.
+
+R1 collected "thousands" of long-CoT examples, from R1-Zero outputs rewritten into a readable
+format and from few-shot prompting with long CoT, then post-processed them: the output format is
+``<think>reasoning</think>`` then a summary, and unreadable responses are filtered out. Here:
+
+- source ``r1-zero``: an R1-Zero policy answers RL-split prompts in its own template (R1 Table 1);
+  a sample is kept when it finished, is correct (the world's rule), is in R1-Zero's strict format
+  and works the problem out (at least one step "a op b = c": a bare "The answer is 16." inside
+  ``<think>`` is no chain of thought); then it is *rewritten*: the reasoning inside ``<think>``
+  goes one sentence per line and the ``<answer>`` becomes a one-line summary from the world's
+  phrasebook ("The value of 3+4 is 7." for arithmetic, "So the answer is 2*5+1." for countdown).
+  The reasoning itself stays the model's own;
+- source ``world-long-cot``: stands for "a stronger model prompted few-shot with long CoT". The
+  world's own renderer (`r1lab.world.long_cot`: one step per line, a check pass, a summary) writes
+  the chains that such a model would, on pretrain-split problems (never RL or held-out ones).
+
+Both then go through the readability filters (`r1lab.filters`: R1 format, no language mixing, no
+repeated line, no long paragraph, no code block) and one shared dedupe. The dataset is chat JSONL
+(`r1lab.data`): the prompt is the question, the response exactly the assistant turn (the chat
+template adds BOS, turn markers and EOS), and provenance fields: source, source checkpoint, prompt
+id, sample index, kind, answer, filters passed. ``<name>.stats.json`` next to it counts, per source,
+how many candidates reached and passed each filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from r1lab import training
+from r1lab.cli import add_config_arguments, config_from_args
+from r1lab.data import SFTExample, write_sft_jsonl
+from r1lab.engine import Completion, Engine, SamplingParams
+from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
+from r1lab.model import from_pretrained
+from r1lab.prompts import R1_ZERO, prompt_ids
+from r1lab.rewards import strict_format_reward
+from r1lab.stages.sample_eval import is_reasoning
+from r1lab.tokenizer import Tokenizer
+from r1lab.world import (ARITHMETIC, PRETRAIN, WorldProblem, check_completion, completion_body,
+                         extract_final_expression, long_cot, problem_set, rl_prompts)
+from r1lab.world.language import PHRASES
+from r1lab.world.problems import KINDS
+
+R1_ZERO_SOURCE, LONG_COT_SOURCE = "r1-zero", "world-long-cot"
+ZERO_FILTERS: tuple[str, ...] = ("finished", "correct", "r1_zero_format", "step_by_step", *READABILITY_FILTERS,
+                                 "dedupe")
+LONG_COT_FILTERS: tuple[str, ...] = (*READABILITY_FILTERS, "dedupe")
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(kw_only=True)
+class ColdStartConfig:
+    zero_checkpoint: str = ""  # R1-Zero policy directory to sample; "" = the world's long CoT only
+    out: str = "runs/cold_start/data.jsonl"  # the dataset; stats go next to it as <name>.stats.json
+    n_prompts: int = 256  # RL-split prompts sampled from the R1-Zero model
+    samples_per_prompt: int = 4  # R1-Zero samples per prompt
+    max_new_tokens: int = 96  # tokens per R1-Zero sample at most (its RL cap)
+    temperature: float = 0.6  # sampling temperature for R1-Zero (the paper's evaluation setting)
+    n_long_cot: int = 256  # rendered long-CoT examples (pretrain-split problems)
+    kinds: str = "arithmetic"  # problem kinds, comma-separated: arithmetic,countdown
+    language: str = "en"  # target language of the reasoning and the summary ("en" or "vl")
+    min_language_share: float = 1.0  # share of words in the target language needed; 1.0 = none foreign
+    max_paragraph_chars: int = 100  # longest reasoning line kept
+    seed: int = 0  # prompt draw, sampling and long-CoT rendering
+    batch_problems: int = 32  # prompts sampled together
+    bf16: bool = False  # bf16 autocast while sampling
+    threads: int = 0  # torch threads; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_prompts < 0 or self.n_long_cot < 0 or self.temperature < 0:
+            raise ValueError("ColdStartConfig: n_prompts, n_long_cot and temperature must be >= 0")
+        if not (self.zero_checkpoint and self.n_prompts) and not self.n_long_cot:
+            raise ValueError("ColdStartConfig: nothing to build; give --zero-checkpoint and --n-prompts, "
+                             "or --n-long-cot")
+        self.kind_tuple()
+        self.readability()
+
+    def kind_tuple(self) -> tuple[str, ...]:
+        return parse_kinds(self.kinds)
+
+    def readability(self) -> ReadabilityConfig:
+        return ReadabilityConfig(language=self.language, min_language_share=self.min_language_share,
+                                 max_paragraph_chars=self.max_paragraph_chars)
+
+
+def parse_kinds(kinds: str) -> tuple[str, ...]:
+    """``"arithmetic,countdown"`` -> ``("arithmetic", "countdown")``; ValueError for an unknown kind."""
+    parsed = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not parsed or any(k not in KINDS for k in parsed):
+        raise ValueError(f"kinds must be a comma-separated subset of {KINDS}, got {kinds!r}")
+    return parsed
+
+
+def load_engine(checkpoint: str, bf16: bool = False) -> tuple[Engine, Tokenizer]:
+    """A sampling engine on a checkpoint directory (model + tokenizer); FileNotFoundError if absent."""
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
+    tokenizer = Tokenizer.load(path)
+    return Engine(from_pretrained(path), tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
+
+
+def summary_line(problem: WorldProblem, completion: str, language: str = "en") -> str:
+    """The one-line summary after ``</think>``, from the phrasebook: the problem and its value, or
+    (countdown) the expression the sample found."""
+    book = PHRASES[language]
+    if problem.kind == ARITHMETIC:
+        return book.summary.format(q=problem.chain.expression(), n=problem.answer)
+    return book.final.format(n=extract_final_expression(completion) or problem.chain.expression())
+
+
+def readable_from_r1_zero(completion: str, problem: WorldProblem, language: str = "en") -> str | None:
+    """An R1-Zero sample in the readable format: one sentence of its reasoning per line, then a summary.
+
+    None when there is no ``<think>…</think>`` reasoning to rewrite.
+
+    >>> from r1lab.world import rl_prompts
+    >>> problem = rl_prompts(1)[0]; problem.question
+    'Compute 20-8+4'
+    >>> print(readable_from_r1_zero(" <think> Step by step. First, 20-8=12, so 12+4. Next, 12+4=16. </think> "
+    ...                             "<answer> 16 </answer><|eos|>", problem))
+    <think>
+    Step by step.
+    First, 20-8=12, so 12+4.
+    Next, 12+4=16.
+    </think>
+    The value of 20-8+4 is 16.
+    """
+    match = _THINK.search(completion_body(completion))
+    if match is None:
+        return None
+    sentences = [s.strip() for s in _SENTENCE_END.split(match.group(1).strip()) if s.strip()]
+    if not sentences:
+        return None
+    return "<think>\n" + "\n".join(sentences) + "\n</think>\n" + summary_line(problem, completion, language)
+
+
+def readable_checks(prompt: str, response: str, readability: ReadabilityConfig,
+                    dedupe: Deduper) -> Iterator[tuple[str, bool]]:
+    """The readability filters then dedupe, pulled lazily by `Funnel.admit` (so only readable
+    responses are recorded as seen)."""
+    yield from check_readability(response, readability).checks()
+    yield "dedupe", dedupe.add(prompt, response)
+
+
+def _zero_checks(problem: WorldProblem, completion: Completion, response: str, readability: ReadabilityConfig,
+                 dedupe: Deduper) -> Iterator[tuple[str, bool]]:
+    """The filters of an R1-Zero sample, in `ZERO_FILTERS` order."""
+    yield "finished", completion.finish_reason == "stop"
+    yield "correct", check_completion(problem, completion.text)
+    yield "r1_zero_format", strict_format_reward(completion.text) == 1.0
+    yield "step_by_step", is_reasoning(completion.text)
+    yield from readable_checks(problem.question, response, readability, dedupe)
+
+
+def _example(problem: WorldProblem, response: str, source: str, checkpoint: str | None, funnel: Funnel,
+             sample_index: int | None = None) -> SFTExample:
+    meta = {"source": source, "source_checkpoint": checkpoint, "prompt_id": problem.id, "sample_index": sample_index,
+            "kind": problem.kind, "answer": str(problem.answer), "filters_passed": funnel.names}
+    return SFTExample(prompt=problem.question, response=response, meta=meta)
+
+
+def zero_examples(engine: Any, tokenizer: Any, problems: list[WorldProblem], config: ColdStartConfig,
+                  dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
+    """Samples the R1-Zero policy on ``problems``; the kept samples, rewritten, and their funnel."""
+    funnel, readability, examples = Funnel.of(R1_ZERO_SOURCE, ZERO_FILTERS), config.readability(), []
+    bar = tqdm(range(0, len(problems), config.batch_problems), desc=f"r1-zero samples x{config.samples_per_prompt}",
+               dynamic_ncols=True)
+    for start in bar:
+        chunk = problems[start:start + config.batch_problems]
+        groups = engine.generate([prompt_ids(tokenizer, p.question, R1_ZERO) for p in chunk], SamplingParams(
+            n=config.samples_per_prompt, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 1_000_003 + start))
+        for problem, group in zip(chunk, groups):
+            for index, completion in enumerate(group):
+                response = readable_from_r1_zero(completion.text, problem, config.language) or ""
+                if funnel.admit(_zero_checks(problem, completion, response, readability, dedupe)):
+                    examples.append(_example(problem, response, R1_ZERO_SOURCE, config.zero_checkpoint, funnel, index))
+        bar.set_postfix(kept=funnel.kept)
+    return examples, funnel
+
+
+def long_cot_examples(config: ColdStartConfig, dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
+    """The world's rendered long CoT on pretrain-split problems, through the same filters."""
+    funnel, readability, examples = Funnel.of(LONG_COT_SOURCE, LONG_COT_FILTERS), config.readability(), []
+    for problem in problem_set(PRETRAIN, config.n_long_cot, seed=config.seed, kinds=config.kind_tuple()):
+        response = long_cot(problem, config.language, config.seed)
+        if funnel.admit(readable_checks(problem.question, response, readability, dedupe)):
+            examples.append(_example(problem, response, LONG_COT_SOURCE, None, funnel))
+    return examples, funnel
+
+
+def stats_path(data: str | Path) -> Path:
+    """Where a dataset's stats go: ``runs/x/data.jsonl`` -> ``runs/x/data.stats.json``."""
+    data = Path(data)
+    return data.with_name(data.stem + ".stats.json")
+
+
+def run(config: ColdStartConfig) -> Path:
+    """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
+    loaded = load_engine(config.zero_checkpoint, config.bf16) if config.zero_checkpoint else None  # first: fail early
+    training.set_threads(config.threads)
+    dedupe, examples, funnels = Deduper(), [], []
+    if loaded is not None and config.n_prompts:
+        problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
+        kept, funnel = zero_examples(*loaded, problems, config, dedupe)
+        examples, funnels = examples + kept, funnels + [funnel]
+    if config.n_long_cot:
+        kept, funnel = long_cot_examples(config, dedupe)
+        examples, funnels = examples + kept, funnels + [funnel]
+    out = write_sft_jsonl(config.out, examples)
+    DatasetStats(data=str(out), examples=len(examples), sources=funnels, config=asdict(config)).write(stats_path(out))
+    for funnel in funnels:
+        print(funnel.describe())
+    print(f"cold-start data: {len(examples)} examples -> {out} (stats: {stats_path(out)})")
+    if not examples:
+        print("warning: no example passed the filters; see the stats file")
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, ColdStartConfig)
+
+
+def main(args: argparse.Namespace) -> int:
+    run(config_from_args(ColdStartConfig, args))
+    return 0

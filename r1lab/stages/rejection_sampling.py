@@ -1,0 +1,223 @@
+"""Rejection sampling and the SFT mix (R1 §2.3.3): verified, readable reasoning plus chat data.
+
+When reasoning RL converges, R1 samples several responses per prompt from that checkpoint and
+keeps only the correct ones (rule verifiers; for answers no rule can check, a generative judge
+shown the reference and the prediction), drops chains of thought with mixed languages, long
+paragraphs or code blocks, and adds non-reasoning data (writing, factual QA, self-cognition,
+translation), giving ~600k + ~200k samples on which the base model is fine-tuned again.
+
+Here, for each of `n_prompts` prompts, `samples_per_prompt` samples are drawn in the chat
+template at the RL temperature, and a sample is kept when it
+  finished (EOS before `max_new_tokens`), is judged correct (`r1lab.judges`; the world's rule by
+  default), works the problem out step by step (at least one "a op b = c"), passes the readability
+  filters (`r1lab.filters`: R1 format, language, repetition, paragraph length, code block), is not a
+  duplicate, and its prompt has fewer than `keep_per_prompt` samples kept so far.
+Prompts come from the world's ``rl`` split: R1 samples the RL checkpoint on its reasoning prompts;
+held-out problems stay unseen for evaluation, and ``pretrain`` problems are the base model's own
+corpus (and the cold-start long CoT's).
+
+Non-reasoning data: `n_chat` of the world's chat tasks (`r1lab.world.chat_tasks`). As in R1,
+trivial queries (greeting, self-cognition, copying) get the reply with no chain of thought; with
+`chat_cot` the others (translation, factual QA) get a short one, as R1 had DeepSeek-V3 write a CoT
+before answering them. `out_dir` gets ``data.jsonl`` (provenance fields: source, source
+checkpoint, prompt id, sample index, kind) and ``stats.json`` (per source and filter: how many
+samples reached it and the fraction kept; totals). Then `r1lab sft` fine-tunes the base model on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from r1lab import training
+from r1lab.cli import add_config_arguments, config_from_args
+from r1lab.data import SFTExample, write_sft_jsonl
+from r1lab.engine import Completion, SamplingParams
+from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
+from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
+from r1lab.prompts import CHAT, check_template, prompt_ids
+from r1lab.stages.cold_start import load_engine, parse_kinds, readable_checks
+from r1lab.stages.sample_eval import is_reasoning
+from r1lab.tokenizer import EOS
+from r1lab.world import ChatExample, WorldProblem, chat_tasks, rl_prompts
+from r1lab.world.render import final_answer_text
+
+REASONING_SOURCE, CHAT_SOURCE = "rejection-sampling", "world-chat"
+REASONING_FILTERS: tuple[str, ...] = ("finished", "correct", "step_by_step", *READABILITY_FILTERS, "dedupe",
+                                      "per_prompt_cap")
+CHAT_FILTERS: tuple[str, ...] = ("dedupe",)
+TRIVIAL_CHAT: tuple[str, ...] = ("greeting", "identity", "copy")  # answered with no chain of thought
+
+
+@dataclass(kw_only=True)
+class RejectionSamplingConfig:
+    checkpoint: str = ""  # model + tokenizer to sample; R1: the reasoning-RL checkpoint
+    out_dir: str = "runs/rejection_sampling"  # run directory: data.jsonl, stats.json, the config
+    n_prompts: int = 512  # reasoning prompts, from the world's rl split
+    samples_per_prompt: int = 4  # N samples per prompt
+    temperature: float = 1.0  # sampling temperature; the RL rollouts' (paper: the RL model's sampling)
+    max_new_tokens: int = 192  # tokens per sample at most; the world's long CoT takes < 150
+    template: str = CHAT  # prompt template: "chat" (models after cold start) or "r1_zero"
+    keep_per_prompt: int = 2  # distinct correct samples kept per prompt at most
+    n_chat: int = 256  # non-reasoning chat tasks mixed in (before dedupe); paper: ~200k to ~600k
+    chat_cot: bool = True  # a short CoT for non-trivial chat tasks (translate, fact); trivial ones never
+    kinds: str = "arithmetic"  # problem kinds, comma-separated: arithmetic,countdown
+    language: str = "en"  # target language of the reasoning and the summary ("en" or "vl")
+    min_language_share: float = 1.0  # share of words in the target language needed; 1.0 = none foreign
+    max_paragraph_chars: int = 100  # longest reasoning line kept
+    judge: str = "rule"  # "rule" (the world's answer check) or a checkpoint directory (generative judge)
+    seed: int = 0  # prompt draw, sampling and chat tasks
+    batch_problems: int = 32  # prompts sampled together
+    bf16: bool = False  # bf16 autocast while sampling
+    threads: int = 0  # torch threads; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ValueError("RejectionSamplingConfig.checkpoint is required (the model to sample)")
+        for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_chat < 0 or self.temperature < 0:
+            raise ValueError("RejectionSamplingConfig: n_chat and temperature must be >= 0")
+        check_template(self.template)
+        self.kind_tuple()
+        self.readability()
+
+    def kind_tuple(self) -> tuple[str, ...]:
+        return parse_kinds(self.kinds)
+
+    def readability(self) -> ReadabilityConfig:
+        return ReadabilityConfig(language=self.language, min_language_share=self.min_language_share,
+                                 max_paragraph_chars=self.max_paragraph_chars)
+
+
+def make_judge(spec: str, bf16: bool = False) -> Judge:
+    """``"rule"``: the world's rule; otherwise a checkpoint directory, loaded as a generative judge."""
+    if spec == "rule":
+        return RuleJudge()
+    return GenerativeJudge(*load_engine(spec, bf16))
+
+
+def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,
+                      readability: ReadabilityConfig, config: RejectionSamplingConfig,
+                      dedupe: Deduper) -> Iterator[tuple[str, bool]]:
+    """The filters of one sample, in `REASONING_FILTERS` order (pulled lazily by `Funnel.admit`);
+    ``kept``: samples of this prompt kept so far."""
+    yield "finished", completion.finish_reason == "stop"
+    yield "correct", correct
+    yield "step_by_step", is_reasoning(response)
+    yield from readable_checks(problem.question, response, readability, dedupe)
+    yield "per_prompt_cap", kept < config.keep_per_prompt
+
+
+def _sample_batch(engine: Any, tokenizer: Any, chunk: list[WorldProblem], judge: Judge, config: RejectionSamplingConfig,
+                  seed: int) -> tuple[list[list[Completion]], list[bool]]:
+    """N samples for each problem of the chunk and the judge's verdict on each (flat, in order)."""
+    groups = engine.generate([prompt_ids(tokenizer, p.question, config.template) for p in chunk], SamplingParams(
+        n=config.samples_per_prompt, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+        stop_token_ids=(tokenizer.eos_id,), seed=seed))
+    items = [JudgeItem(question=p.question, reference=final_answer_text(p), prediction=c.text, example=p)
+             for p, group in zip(chunk, groups) for c in group]
+    verdicts = judge(items)
+    if len(verdicts) != len(items):
+        raise ValueError(f"the judge returned {len(verdicts)} verdicts for {len(items)} samples")
+    return groups, verdicts
+
+
+def reasoning_examples(engine: Any, tokenizer: Any, problems: list[WorldProblem], judge: Judge,
+                       config: RejectionSamplingConfig, dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
+    """Samples, judges and filters; the kept samples as SFT examples and the funnel of counts."""
+    funnel, readability, examples = Funnel.of(REASONING_SOURCE, REASONING_FILTERS), config.readability(), []
+    bar = tqdm(range(0, len(problems), config.batch_problems), desc=f"rejection sampling N={config.samples_per_prompt}",
+               dynamic_ncols=True)
+    for start in bar:
+        chunk = problems[start:start + config.batch_problems]
+        groups, verdicts = _sample_batch(engine, tokenizer, chunk, judge, config, config.seed * 1_000_003 + start)
+        verdict = iter(verdicts)
+        for problem, group in zip(chunk, groups):
+            kept = 0
+            for index, completion in enumerate(group):
+                response = completion.text.split(EOS, 1)[0].strip()  # the assistant turn; the template adds EOS
+                checks = _reasoning_checks(problem, completion, response, next(verdict), kept, readability, config, dedupe)
+                if funnel.admit(checks):
+                    kept += 1
+                    examples.append(SFTExample(prompt=problem.question, response=response, meta={
+                        "source": REASONING_SOURCE, "source_checkpoint": config.checkpoint, "prompt_id": problem.id,
+                        "sample_index": index, "kind": problem.kind, "answer": str(problem.answer),
+                        "filters_passed": funnel.names}))
+        bar.set_postfix(kept=funnel.kept)
+    return examples, funnel
+
+
+def chat_response(example: ChatExample, with_cot: bool = True) -> str:
+    """The reply to a chat task: bare for trivial kinds, else (``with_cot``) a short CoT then the reply.
+
+    >>> from r1lab.world import ChatExample
+    >>> print(chat_response(ChatExample(prompt="Translate to English: sulo", response="step", kind="translate")))
+    <think>
+    This asks for a translation from Velari to English.
+    In English, sulo is step.
+    </think>
+    step
+    >>> chat_response(ChatExample(prompt="Hello", response="Hello! How can I help you today?", kind="greeting"))
+    'Hello! How can I help you today?'
+    """
+    if not with_cot or example.kind in TRIVIAL_CHAT:
+        return example.response
+    if example.kind == "translate":
+        word = example.prompt.rsplit(":", 1)[-1].strip()
+        target = "English" if "to English" in example.prompt else "Velari"
+        source = "Velari" if target == "English" else "English"
+        thought = f"This asks for a translation from {source} to {target}.\nIn {target}, {word} is {example.response}."
+    elif example.kind == "fact":
+        thought = f"This asks for a fact about the world.\nI remember: {example.response}"
+    else:
+        return example.response
+    return f"<think>\n{thought}\n</think>\n{example.response}"
+
+
+def chat_examples(config: RejectionSamplingConfig, dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
+    """The non-reasoning part of the mix: the world's chat tasks, deduplicated."""
+    funnel, examples = Funnel.of(CHAT_SOURCE, CHAT_FILTERS), []
+    for example in chat_tasks(config.n_chat, seed=config.seed):
+        response = chat_response(example, config.chat_cot)
+        if funnel.admit([("dedupe", dedupe.add(example.prompt, response))]):
+            prompt_id = f"{example.kind}-{hashlib.sha256(example.prompt.encode()).hexdigest()[:10]}"
+            examples.append(SFTExample(prompt=example.prompt, response=response, meta={
+                "source": CHAT_SOURCE, "source_checkpoint": None, "prompt_id": prompt_id, "sample_index": None,
+                "kind": example.kind, "filters_passed": funnel.names}))
+    return examples, funnel
+
+
+def run(config: RejectionSamplingConfig) -> Path:
+    """Builds the SFT set; returns ``out_dir/data.jsonl`` (``stats.json`` next to it)."""
+    engine, tokenizer = load_engine(config.checkpoint, config.bf16)  # first: a bad checkpoint leaves no run directory
+    judge = make_judge(config.judge, config.bf16)
+    out = training.start_run(config, "rejection_sampling")
+    problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
+    dedupe = Deduper()
+    reasoning, reasoning_funnel = reasoning_examples(engine, tokenizer, problems, judge, config, dedupe)
+    chat, chat_funnel = chat_examples(config, dedupe)
+    data = write_sft_jsonl(out / "data.jsonl", reasoning + chat)
+    funnels = [reasoning_funnel, chat_funnel]
+    DatasetStats(data=str(data), examples=len(reasoning) + len(chat), sources=funnels,
+                 config=asdict(config)).write(out / "stats.json")
+    for funnel in funnels:
+        print(funnel.describe())
+    print(f"rejection-sampled data: {len(reasoning)} reasoning + {len(chat)} chat examples -> {data}")
+    return data
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, RejectionSamplingConfig)
+
+
+def main(args: argparse.Namespace) -> int:
+    run(config_from_args(RejectionSamplingConfig, args))
+    return 0

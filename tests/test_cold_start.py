@@ -1,0 +1,190 @@
+"""Cold-start data (R1 §2.3.1): R1-Zero samples rewritten and filtered, world long CoT, provenance, stats."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import r1lab
+import r1lab.world as world
+from r1lab.cli import main as cli_main
+from r1lab.data import read_sft_jsonl
+from r1lab.engine import Completion
+from r1lab.filters import Deduper, is_r1_format
+from r1lab.prompts import R1_ZERO, prompt_ids
+from r1lab.stages import cold_start
+from r1lab.stages.cold_start import ColdStartConfig, readable_from_r1_zero
+from r1lab.tokenizer import Tokenizer
+
+BASE = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"  # the shipped pretrained tiny model
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.load(BASE)
+
+
+class FakeEngine:
+    """Stands in for `Engine`: returns scripted groups of completions, one per prompt, in order."""
+
+    def __init__(self, groups: list[list[tuple[str, str]]]) -> None:
+        self.groups, self.calls = list(groups), []
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        out = []
+        for i in range(len(prompts)):
+            out.append([Completion(prompt_index=i, token_ids=[], logprobs=[], finish_reason=finish, text=text)
+                        for text, finish in self.groups.pop(0)])
+        return out
+
+
+def done(text: str) -> tuple[str, str]:
+    return " " + text + "<|eos|>", "stop"
+
+
+def zero(problem, intro="Step by step.", steps=None, answer=None) -> str:
+    """An R1-Zero completion: the steps of the problem's chain, then the answer in tags."""
+    steps = steps if steps is not None else " ".join(f"{s.text()}." for s in problem.chain.steps())
+    return f"<think> {intro} {steps} </think> <answer> {problem.answer if answer is None else answer} </answer>"
+
+
+def test_rewrite_puts_one_sentence_per_line_and_a_phrasebook_summary():
+    problem = world.rl_prompts(1)[0]
+    text = (" <think> Let me compute step by step. First, 20-8=12, so 12+4. Next, 12+4=16. </think> "
+            "<answer> 16 </answer><|eos|>")
+    assert readable_from_r1_zero(text, problem) == (
+        "<think>\nLet me compute step by step.\nFirst, 20-8=12, so 12+4.\nNext, 12+4=16.\n</think>\n"
+        "The value of 20-8+4 is 16.")
+    assert readable_from_r1_zero(text, problem, "vl").endswith("\n</think>\nKeta 20-8+4 ve 16.")
+    assert readable_from_r1_zero("<answer> 16 </answer>", problem) is None
+    assert readable_from_r1_zero("<think>   </think> <answer> 16 </answer>", problem) is None
+
+
+def test_rewrite_of_a_countdown_sample_summarises_the_models_own_expression():
+    problem = world.rl_prompts(1, kinds=("countdown",))[0]
+    expression = problem.chain.expression()
+    work = ", ".join(s.text() for s in problem.chain.steps())
+    text = f"<think> Try {work}. We get {problem.answer}. </think> <answer> {expression} </answer>"
+    response = readable_from_r1_zero(text, problem)
+    assert response.endswith(f"</think>\nSo the answer is {expression}.") and is_r1_format(response)
+    assert world.check_completion(problem, response)
+
+
+def test_r1_zero_samples_are_kept_only_when_correct_and_readable(tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    s0 = " ".join(f"{s.text()}." for s in p0.chain.steps())
+    long_line = "First, " + ", so ".join([s.text() for s in p1.chain.steps()] * 5) + "."
+    groups = [[
+        done(zero(p0)),  # 0 kept
+        done(zero(p0)),  # 1 duplicate of 0
+        done(zero(p0, answer=p0.answer + 1)),  # 2 wrong
+        (" " + zero(p0), "length"),  # 3 not finished
+        done(f"<think> Step by step. {s0} </think> {p0.answer}"),  # 4 correct, not R1-Zero's format
+        done(zero(p0, intro="", steps=f"The answer is {p0.answer}.")),  # 5 no reasoning
+        done(zero(p0, intro="Sulo pe sulo.")),  # 6 mixes Velari in
+        done(zero(p0, steps=f"{s0} {s0}")),  # 7 repeats itself
+    ], [
+        done(zero(p1)),  # 0 kept
+        done(zero(p1, intro="", steps=long_line)),  # 1 one long paragraph
+        done(zero(p1, intro="Step by step. ```4+8```")),  # 2 a code block
+        done(zero(p1, intro="Let me compute step by step.")),  # 3 kept
+        *[done(zero(p1, answer=p1.answer + d)) for d in (1, 2, 3, 4)],  # 4-7 wrong
+    ]]
+    engine = FakeEngine(groups)
+    config = ColdStartConfig(zero_checkpoint="zero/policy", n_prompts=2, samples_per_prompt=8, seed=3)
+    examples, funnel = cold_start.zero_examples(engine, tokenizer, [p0, p1], config, Deduper())
+
+    assert [(e.meta["prompt_id"], e.meta["sample_index"]) for e in examples] == [(p0.id, 0), (p1.id, 0), (p1.id, 3)]
+    assert [(f.name, f.reached, f.kept) for f in funnel.filters] == [
+        ("finished", 16, 15), ("correct", 15, 10), ("r1_zero_format", 10, 9), ("step_by_step", 9, 8),
+        ("r1_format", 8, 8), ("language", 8, 7), ("repetition", 7, 6), ("paragraph_length", 6, 5),
+        ("code_block", 5, 4), ("dedupe", 4, 3)]
+    assert funnel.kept_fraction == 3 / 16
+    first = examples[0]
+    assert first.prompt == p0.question and first.response == readable_from_r1_zero(zero(p0), p0)
+    assert first.meta == {"source": "r1-zero", "source_checkpoint": "zero/policy", "prompt_id": p0.id, "sample_index": 0,
+                          "kind": "arithmetic", "answer": str(p0.answer), "filters_passed": list(cold_start.ZERO_FILTERS)}
+    prompts, params = engine.calls[0]
+    assert prompts == [prompt_ids(tokenizer, p.question, R1_ZERO) for p in (p0, p1)]
+    assert (params.n, params.temperature, params.stop_token_ids, params.seed) == (8, 0.6, (tokenizer.eos_id,), 3 * 1_000_003)
+
+
+@pytest.mark.parametrize("language", ["en", "vl"])
+def test_world_long_cot_source_is_pretrain_split_and_readable(language):
+    config = ColdStartConfig(n_long_cot=12, kinds="arithmetic,countdown", language=language)
+    examples, funnel = cold_start.long_cot_examples(config, Deduper())
+    assert funnel.kept == funnel.candidates == 12 and len(examples) == 12
+    for example in examples:
+        assert example.meta["source"] == "world-long-cot" and example.meta["source_checkpoint"] is None
+        assert example.meta["prompt_id"].startswith(example.meta["kind"])
+        assert "<|eos|>" not in example.response and "<|bos|>" not in example.response  # the chat template adds them
+        assert is_r1_format(example.response) and world.language_consistency(example.response, language) == 1.0
+    problems = {p.id: p for p in world.problem_set(world.PRETRAIN, 12, kinds=("arithmetic", "countdown"))}
+    assert all(world.check_completion(problems[e.meta["prompt_id"]], e.response) for e in examples)
+    assert {e.meta["kind"] for e in examples} == {"arithmetic", "countdown"}
+
+
+def test_run_writes_data_and_stats_deterministically(tmp_path, monkeypatch, tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    monkeypatch.setattr(cold_start, "load_engine", lambda checkpoint, bf16=False: (
+        FakeEngine([[done(zero(p0)), done(zero(p0, answer=0))], [done(zero(p1)), done(zero(p1))]]), tokenizer))
+    config = ColdStartConfig(zero_checkpoint="fake/zero", out=str(tmp_path / "cs" / "data.jsonl"), n_prompts=2,
+                             samples_per_prompt=2, n_long_cot=5)
+    out = cold_start.run(config)
+    examples = read_sft_jsonl(out)
+    assert [e.meta["source"] for e in examples] == ["r1-zero"] * 2 + ["world-long-cot"] * 5
+    stats = json.loads((tmp_path / "cs" / "data.stats.json").read_text())
+    assert stats["examples"] == 7 and stats["data"] == str(out) and stats["config"]["n_long_cot"] == 5
+    zero_stats, cot_stats = stats["sources"]
+    assert (zero_stats["source"], zero_stats["candidates"], zero_stats["kept"]) == ("r1-zero", 4, 2)
+    assert {f["name"]: f["kept"] for f in zero_stats["filters"]}["correct"] == 3
+    assert {f["name"]: f["kept"] for f in zero_stats["filters"]}["dedupe"] == 2
+    assert (cot_stats["candidates"], cot_stats["kept"]) == (5, 5)
+    first = out.read_bytes()
+    monkeypatch.undo()
+    again = cold_start.run(ColdStartConfig(out=str(tmp_path / "again.jsonl"), n_long_cot=5))
+    assert again.read_bytes().decode().splitlines() == first.decode().splitlines()[2:]  # same seed, same long CoT
+
+
+def test_run_with_the_shipped_base_model(tmp_path):
+    """A real (tiny) run: the base model rarely writes R1-Zero's format; the files are well-formed anyway."""
+    config = ColdStartConfig(zero_checkpoint=str(BASE), out=str(tmp_path / "data.jsonl"), n_prompts=3,
+                             samples_per_prompt=2, max_new_tokens=12, n_long_cot=3, threads=1)
+    out = cold_start.run(config)
+    examples = read_sft_jsonl(out)
+    assert all(is_r1_format(e.response) for e in examples) and len(examples) >= 3
+    stats = json.loads(cold_start.stats_path(out).read_text())
+    assert [(s["source"], s["candidates"]) for s in stats["sources"]] == [("r1-zero", 6), ("world-long-cot", 3)]
+    assert stats["examples"] == len(examples)
+    again = cold_start.run(dataclasses.replace(config, out=str(tmp_path / "again.jsonl")))
+    assert again.read_text() == out.read_text()  # same seed, same data
+
+
+def test_missing_checkpoint_fails_before_writing_anything(tmp_path):
+    out = tmp_path / "cs" / "data.jsonl"
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        cold_start.run(ColdStartConfig(zero_checkpoint=str(tmp_path / "nope"), out=str(out)))
+    assert not out.parent.exists()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="nothing to build"):
+        ColdStartConfig(n_long_cot=0)
+    with pytest.raises(ValueError, match="kinds"):
+        ColdStartConfig(kinds="arithmetic,poetry")
+    with pytest.raises(ValueError, match="languages"):
+        ColdStartConfig(language="fr")
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        ColdStartConfig(samples_per_prompt=0)
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "d.jsonl"
+    assert cli_main(["cold-start", "--out", str(out), "--n-long-cot", "4", "--kinds", "countdown"]) == 0
+    assert len(read_sft_jsonl(out)) == 4 and "4 examples" in capsys.readouterr().out
+    assert cli_main(["cold-start", "--out", str(out), "--zero-checkpoint", str(tmp_path / "missing")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err

@@ -1,0 +1,150 @@
+"""Readability filters, the funnel that counts them, dedupe and dataset stats (r1lab.filters)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import r1lab.world as world
+from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
+                           dedupe_key, has_code_block, has_repeated_lines, is_r1_format, language_share,
+                           longest_paragraph, mixes_languages, reasoning_lines)
+
+GOOD = "<think>\nLet me compute step by step.\nFirst, 20-8=12, so 12+4.\nThen 12+4=16.\n</think>\nThe value of 20-8+4 is 16."
+
+
+def test_a_readable_response_passes_every_filter():
+    result = check_readability(GOOD)
+    assert result.ok and result.passed() == list(READABILITY_FILTERS)
+    assert READABILITY_FILTERS == ("r1_format", "language", "repetition", "paragraph_length", "code_block")
+
+
+@pytest.mark.parametrize("language", ["en", "vl"])
+def test_the_worlds_long_cot_is_readable_in_its_own_language_only(language):
+    other = "vl" if language == "en" else "en"
+    problems = world.problem_set(world.PRETRAIN, 20, seed=3, kinds=("arithmetic", "countdown"))
+    for problem in problems:
+        response = world.long_cot(problem, language)
+        assert check_readability(response, ReadabilityConfig(language=language)).ok, response
+        assert not check_readability(response, ReadabilityConfig(language=other)).language
+
+
+@pytest.mark.parametrize("response", [
+    "<think> 3+4=7 </think> <answer> 7 </answer>",  # R1-Zero's tags, not the R1 format
+    "<think>\n3+4=7\n</think>\n   ",  # no summary
+    "3+4=7. The answer is 7.",  # no think block
+    "<think>\n3+4=7\n</think>\nIt is 7.<think>\nagain\n</think>\n7",  # two think blocks
+])
+def test_r1_format_needs_one_think_block_and_a_summary(response):
+    assert not is_r1_format(response)
+    assert not check_readability(response).r1_format
+
+
+def test_r1_format_ignores_what_follows_the_end_of_sequence():
+    assert is_r1_format(GOOD + "<|eos|>garbage <answer>")
+
+
+def test_language_mixing_counts_reasoning_and_summary_words():
+    velari_line = GOOD.replace("Then 12+4=16.", "Pori 12+4=16.")
+    velari_summary = GOOD.replace("The value of 20-8+4 is 16.", "Keta 20-8+4 ve 16.")
+    assert mixes_languages(velari_line) and mixes_languages(velari_summary) and not mixes_languages(GOOD)
+    share = language_share(velari_line)
+    assert 0.8 < share < 1.0  # one Velari word among about ten English ones
+    assert not mixes_languages(velari_line, min_share=0.8)  # a lower threshold tolerates it
+    assert not check_readability(velari_line).language
+    assert check_readability(velari_line, ReadabilityConfig(min_language_share=0.8)).language
+    assert language_share(GOOD.replace("Then", "Blorp")) < 1.0  # unknown words count against the target
+
+
+def test_script_classifier_for_real_text():
+    config = ReadabilityConfig(classifier="script", language="en")
+    assert check_readability("<think>\nso 3 plus 4 is 7\n</think>\nThe answer is 7.", config).language
+    assert not check_readability("<think>\nso 3 plus 4 是 七\n</think>\nThe answer is 7.", config).language
+    chinese = ReadabilityConfig(classifier="script", language="zh")
+    assert check_readability("<think>\n三 加 四 是 七\n</think>\n七", chinese).language
+
+
+def test_repeated_lines_are_found_in_the_reasoning_only():
+    assert has_repeated_lines(GOOD.replace("Then 12+4=16.", "Then 12+4=16.\n  then 12+4=16. "))
+    assert not has_repeated_lines(GOOD)
+    assert not has_repeated_lines("<think>\nFirst, 2+3=5.\n\n\nThen 5*2=10.\n</think>\nThen 5*2=10.")  # blank lines, summary
+    assert reasoning_lines("<think>\na\n\n b \n</think>\nc") == ["a", "b"]
+
+
+def test_paragraph_length_is_the_longest_reasoning_line():
+    line = "First, 20-8=12, so 12+4."
+    response = f"<think>\n{line}\n</think>\n" + "x" * 500  # a long summary is not a reasoning paragraph
+    assert longest_paragraph(response) == len(line)
+    assert check_readability(response, ReadabilityConfig(max_paragraph_chars=len(line))).paragraph_length
+    assert not check_readability(response, ReadabilityConfig(max_paragraph_chars=len(line) - 1)).paragraph_length
+    wall = "<think>\n" + " ".join(["First, 20-8=12, so 12+4."] * 6) + "\n</think>\nIt is 16."
+    assert not check_readability(wall).paragraph_length
+
+
+def test_code_blocks_in_the_reasoning_fail():
+    fenced = "<think>\nLet me compute.\n```python\nprint(20-8+4)\n```\n</think>\nThe value of 20-8+4 is 16."
+    assert has_code_block(fenced) and not check_readability(fenced).code_block
+    assert not has_code_block(GOOD + "\n```")  # in the summary: not a chain-of-thought code block
+    assert check_readability(GOOD.replace("16.\n</think>", "16 `inline`.\n</think>")).code_block
+
+
+@pytest.mark.parametrize("junk", [None, 7, "", "<think>", "</think>", "<|eos|>", "<think>\n" * 3])
+def test_filters_never_raise_on_junk(junk):
+    result = check_readability(junk)
+    assert not result.r1_format and not result.ok
+    assert isinstance(language_share(junk), float) and longest_paragraph(junk) >= 0
+
+
+def test_readability_config_rejects_bad_settings():
+    for bad in (dict(language="zh"), dict(classifier="bayes"), dict(min_language_share=1.5), dict(max_paragraph_chars=0)):
+        with pytest.raises(ValueError):
+            ReadabilityConfig(**bad)
+
+
+def test_funnel_counts_reached_and_kept_per_filter_in_order():
+    funnel = Funnel.of("src", ["a", "b", "c"])
+    outcomes = [(True, True, True), (True, False, True), (False, True, True), (True, True, False), (True, True, True)]
+    kept = [funnel.admit(zip("abc", o)) for o in outcomes]
+    assert kept == [True, False, False, False, True]
+    assert [(f.name, f.reached, f.kept) for f in funnel.filters] == [("a", 5, 4), ("b", 4, 3), ("c", 3, 2)]
+    assert [f.kept_fraction for f in funnel.filters] == [0.8, 0.75, 2 / 3]
+    assert (funnel.candidates, funnel.kept, funnel.kept_fraction) == (5, 2, 0.4)
+    assert Funnel.of("empty", ["a"]).filters[0].kept_fraction is None
+
+
+def test_funnel_stops_pulling_checks_at_the_first_failure():
+    computed = []
+
+    def checks(first_ok):
+        computed.append("a")
+        yield "a", first_ok
+        computed.append("b")
+        yield "b", True
+
+    funnel = Funnel.of("src", ["a", "b"])
+    funnel.admit(checks(False))
+    assert computed == ["a"]
+    funnel.admit(checks(True))
+    assert computed == ["a", "a", "b"]
+    with pytest.raises(ValueError, match="expected filter 'a'"):
+        funnel.admit([("b", True), ("a", True)])
+
+
+def test_dedupe_normalises_spacing_and_case_but_not_content():
+    key = dedupe_key("Compute 2+3", "<think>\n5\n</think>\nIt is 5.")
+    assert key == dedupe_key(" compute 2+3", "<think> 5 </think> it is 5. ")
+    assert dedupe_key("Compute 2+3", "It is 5.") != dedupe_key("Compute 2+4", "It is 5.")
+    deduper = Deduper()
+    assert [deduper.add(p, r) for p, r in [("q", "a"), ("Q", "A "), ("q", "b"), ("q2", "a")]] == [True, False, True, True]
+
+
+def test_dataset_stats_round_trip_as_json(tmp_path):
+    funnel = Funnel.of("src", ["a"])
+    funnel.admit([("a", True)])
+    stats = DatasetStats(data="d.jsonl", examples=1, sources=[funnel], config={"seed": 0})
+    path = stats.write(tmp_path / "s" / "stats.json")
+    stats = json.loads(path.read_text())
+    assert stats["examples"] == 1 and stats["config"] == {"seed": 0}
+    assert stats["sources"][0] == {"source": "src", "candidates": 1, "kept": 1, "kept_fraction": 1.0,
+                                   "filters": [{"name": "a", "reached": 1, "kept": 1, "kept_fraction": 1.0}]}

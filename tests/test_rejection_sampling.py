@@ -1,0 +1,246 @@
+"""Rejection sampling (R1 §2.3.3): judges, the reasoning funnel, chat data, the run's files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import r1lab
+import r1lab.world as world
+from r1lab.cli import main as cli_main
+from r1lab.data import read_sft_jsonl
+from r1lab.engine import Completion
+from r1lab.filters import Deduper, is_r1_format
+from r1lab.judges import JUDGE_PROMPT, GenerativeJudge, JudgeItem, RuleJudge, final_answer, parse_verdict
+from r1lab.prompts import CHAT, prompt_ids
+from r1lab.stages import rejection_sampling as rs
+from r1lab.stages.rejection_sampling import RejectionSamplingConfig, chat_response
+from r1lab.tokenizer import Tokenizer
+
+BASE = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"  # the shipped pretrained tiny model
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.load(BASE)
+
+
+class FakeEngine:
+    """Stands in for `Engine`: scripted groups of (text, finish reason), or one reply for every prompt."""
+
+    def __init__(self, groups: list[list[tuple[str, str]]] | None = None, reply: str | None = None) -> None:
+        self.groups, self.reply, self.calls = list(groups or []), reply, []
+
+    def generate(self, prompts, params):
+        self.calls.append((prompts, params))
+        scripted = [[(self.reply, "stop")] * params.n if self.reply is not None else self.groups.pop(0) for _ in prompts]
+        return [[Completion(prompt_index=i, token_ids=[], logprobs=[], finish_reason=f, text=t) for t, f in group]
+                for i, group in enumerate(scripted)]
+
+
+def done(text: str) -> tuple[str, str]:
+    return text + "<|eos|>", "stop"
+
+
+def readable(problem, intro="Step by step.", lines=None, answer=None) -> str:
+    """A response in R1's format: one step per line, then the phrasebook summary."""
+    lines = lines if lines is not None else [f"{s.text()}." for s in problem.chain.steps()]
+    answer = problem.answer if answer is None else answer
+    return "<think>\n" + "\n".join([intro, *lines]) + f"\n</think>\nThe value of {problem.chain.expression()} is {answer}."
+
+
+def item(problem, prediction: str) -> JudgeItem:
+    return JudgeItem(question=problem.question, reference=str(problem.answer), prediction=prediction, example=problem)
+
+
+# --- judges -----------------------------------------------------------------------------------
+
+
+def test_rule_judge_checks_world_answers_through_the_judge_interface():
+    arithmetic = world.rl_prompts(1)[0]
+    countdown = world.rl_prompts(1, kinds=("countdown",))[0]
+    expression = countdown.chain.expression()
+    items = [item(arithmetic, readable(arithmetic)), item(arithmetic, readable(arithmetic, answer=arithmetic.answer + 1)),
+             item(countdown, f"<think>\nok\n</think>\nSo the answer is {expression}."),
+             item(countdown, "<think>\nok\n</think>\nSo the answer is 1+1."), item(arithmetic, ""),
+             item(arithmetic, None)]
+    assert RuleJudge()(items) == [True, False, True, False, False, False]
+
+
+def test_rule_judge_counts_a_raising_rule_as_incorrect():
+    def boom(example, prediction):
+        raise RuntimeError("cannot read")
+
+    assert RuleJudge(boom)([item(world.rl_prompts(1)[0], "x")]) == [False]
+
+
+def test_generative_judge_prompts_with_question_reference_and_final_answer(tokenizer):
+    problem = world.rl_prompts(1)[0]
+    engine = FakeEngine(reply=" yes<|eos|>")
+    judge = GenerativeJudge(engine, tokenizer)
+    prediction = readable(problem) + "<|eos|>"
+    prompt = judge.prompt(item(problem, prediction))
+    assert prompt == JUDGE_PROMPT.format(question=problem.question, reference=problem.answer,
+                                         prediction=f"The value of {problem.chain.expression()} is {problem.answer}.")
+    assert "<think>" not in prompt  # the judge sees the final answer, not the reasoning
+    assert judge([item(problem, prediction)]) == [True]
+    prompts, params = engine.calls[0]
+    assert prompts == [prompt_ids(tokenizer, prompt, CHAT)]
+    assert (params.n, params.temperature, params.max_new_tokens, params.stop_token_ids) == (1, 0.0, 4, (tokenizer.eos_id,))
+
+
+def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
+    problem = world.rl_prompts(1)[0]
+    replies = ["Yes.", "no", "yes, it is", "maybe yes", "", "Yesterday", "<think>\nhm\n</think>\nyes"]
+    engine = FakeEngine(groups=[[(r, "stop")] for r in replies])
+    judge = GenerativeJudge(engine, tokenizer, batch_size=3)
+    assert judge([item(problem, "x")] * len(replies)) == [True, False, True, False, False, False, True]
+    assert [len(prompts) for prompts, _ in engine.calls] == [3, 3, 1]
+    assert parse_verdict(None) is False and final_answer("<answer> 7 </answer>") == "7"
+
+
+# --- reasoning data ---------------------------------------------------------------------------
+
+
+def scripted_groups(p0, p1):
+    wall = ["First, " + ", so ".join([s.text() for s in p1.chain.steps()] * 5) + "."]
+    steps1 = [f"{s.text()}." for s in p1.chain.steps()]
+    return [[
+        done(readable(p0)),  # 0 kept
+        done(readable(p0, intro="Let me compute step by step.")),  # 1 kept
+        done(readable(p0, intro="Let me work it out step by step.")),  # 2 correct and readable, over keep_per_prompt
+        done(readable(p0) + "  "),  # 3 duplicate of 0
+        done(readable(p0, answer=p0.answer + 1)),  # 4 wrong
+        (readable(p0), "length"),  # 5 not finished
+        done(f"<think>\nThe answer is {p0.answer}.\n</think>\nThe value is {p0.answer}."),  # 6 no reasoning
+        done(f"<think> {p0.chain.steps()[0].text()} </think> <answer> {p0.answer} </answer>"),  # 7 R1-Zero format
+    ], [
+        done(readable(p1, intro="Sulo pe sulo.")),  # 0 mixed languages
+        done(readable(p1, intro="Step by step.", lines=wall)),  # 1 a long paragraph
+        done(readable(p1, lines=[f"```{steps1[0]}```", *steps1[1:]])),  # 2 a code block
+        done(readable(p1, lines=steps1 + steps1[-1:])),  # 3 a repeated line
+        done(readable(p1)),  # 4 kept
+        *[done(readable(p1, answer=p1.answer + d)) for d in (1, 2, 3)],  # 5-7 wrong
+    ]]
+
+
+def test_only_correct_readable_distinct_samples_are_kept_up_to_the_cap(tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    engine = FakeEngine(scripted_groups(p0, p1))
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=8, keep_per_prompt=2, seed=5)
+    examples, funnel = rs.reasoning_examples(engine, tokenizer, [p0, p1], RuleJudge(), config, Deduper())
+
+    assert [(e.meta["prompt_id"], e.meta["sample_index"]) for e in examples] == [(p0.id, 0), (p0.id, 1), (p1.id, 4)]
+    assert [(f.name, f.reached, f.kept) for f in funnel.filters] == [
+        ("finished", 16, 15), ("correct", 15, 11), ("step_by_step", 11, 10), ("r1_format", 10, 9), ("language", 9, 8),
+        ("repetition", 8, 7), ("paragraph_length", 7, 6), ("code_block", 6, 5), ("dedupe", 5, 4),
+        ("per_prompt_cap", 4, 3)]
+    assert funnel.filters[1].kept_fraction == 11 / 15 and funnel.kept_fraction == 3 / 16
+    assert examples[0].response == readable(p0)  # the assistant turn exactly: no EOS, the chat template adds it
+    assert examples[0].meta == {"source": "rejection-sampling", "source_checkpoint": "rl/policy", "prompt_id": p0.id,
+                                "sample_index": 0, "kind": "arithmetic", "answer": str(p0.answer),
+                                "filters_passed": list(rs.REASONING_FILTERS)}
+    prompts, params = engine.calls[0]
+    assert prompts == [prompt_ids(tokenizer, p.question, CHAT) for p in (p0, p1)]
+    assert (params.n, params.temperature, params.seed) == (8, 1.0, 5 * 1_000_003)
+
+
+def test_the_judge_decides_correctness(tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    seen = []
+
+    def judge(items):
+        seen.extend(items)
+        return [True] * len(items)  # a lenient judge: the wrong answers now pass "correct"
+
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=8, keep_per_prompt=8)
+    _, funnel = rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], judge, config, Deduper())
+    assert funnel.filters[1].kept == 15
+    assert len(seen) == 16 and seen[0] == JudgeItem(question=p0.question, reference=str(p0.answer),
+                                                    prediction=readable(p0) + "<|eos|>", example=p0)
+    yes_judge = GenerativeJudge(FakeEngine(reply="yes"), tokenizer)
+    _, funnel = rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], yes_judge, config,
+                                      Deduper())
+    assert funnel.filters[1].kept == 15
+    with pytest.raises(ValueError, match="verdicts"):
+        rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], lambda items: [], config,
+                              Deduper())
+
+
+# --- chat data --------------------------------------------------------------------------------
+
+
+def test_trivial_chat_gets_no_cot_and_the_rest_a_short_one():
+    examples = world.chat_tasks(200, seed=1)
+    for example in examples:
+        response = chat_response(example)
+        if example.kind in rs.TRIVIAL_CHAT:
+            assert response == example.response
+        else:
+            assert is_r1_format(response) and response.endswith("</think>\n" + example.response)
+        assert chat_response(example, with_cot=False) == example.response
+    assert {e.kind for e in examples} == {"greeting", "identity", "copy", "translate", "fact"}
+
+
+def test_chat_examples_are_deduplicated_with_provenance():
+    config = RejectionSamplingConfig(checkpoint="x", n_chat=120, seed=2)
+    examples, funnel = rs.chat_examples(config, Deduper())
+    tasks = world.chat_tasks(120, seed=2)
+    distinct = {(t.prompt, chat_response(t)) for t in tasks}
+    assert funnel.candidates == 120 and funnel.kept == len(examples) == len(distinct) < 120
+    assert all(e.meta["source"] == "world-chat" and e.meta["prompt_id"].startswith(e.meta["kind"]) for e in examples)
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False: (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2, samples_per_prompt=8,
+                                     n_chat=10)
+    data = rs.run(config)
+    assert data == tmp_path / "rs" / "data.jsonl"
+    examples = read_sft_jsonl(data)
+    sources = [e.meta["source"] for e in examples]
+    assert sources[:3] == ["rejection-sampling"] * 3 and set(sources[3:]) == {"world-chat"}
+    stats = json.loads((tmp_path / "rs" / "stats.json").read_text())
+    reasoning, chat = stats["sources"]
+    assert (reasoning["candidates"], reasoning["kept"], chat["candidates"]) == (16, 3, 10)
+    assert stats["examples"] == len(examples) == 3 + chat["kept"]
+    assert json.loads((tmp_path / "rs" / "rejection_sampling_config.json").read_text())["checkpoint"] == "fake/rl"
+
+
+def test_run_with_the_shipped_base_model(tmp_path):
+    """A real (tiny) run: the untuned base model passes few samples; the files are well-formed anyway."""
+    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(tmp_path / "rs"), n_prompts=2,
+                                     samples_per_prompt=2, max_new_tokens=12, n_chat=6, threads=1)
+    data = rs.run(config)
+    examples = read_sft_jsonl(data)
+    stats = json.loads((tmp_path / "rs" / "stats.json").read_text())
+    assert stats["sources"][0]["candidates"] == 4 and stats["examples"] == len(examples) >= 1
+    again = rs.run(dataclasses.replace(config, out_dir=str(tmp_path / "again")))
+    assert again.read_text() == data.read_text()  # same seed, same data
+
+
+def test_missing_checkpoint_fails_before_the_run_directory_exists(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        rs.run(RejectionSamplingConfig(checkpoint=str(tmp_path / "nope"), out_dir=str(tmp_path / "rs")))
+    assert not (tmp_path / "rs").exists()
+    with pytest.raises(FileNotFoundError):
+        rs.make_judge(str(tmp_path / "no-judge"))
+    assert isinstance(rs.make_judge("rule"), RuleJudge)
+
+
+def test_config_validation_and_cli(tmp_path, capsys):
+    for bad, match in ((dict(checkpoint=""), "checkpoint"), (dict(template="alpaca"), "template"),
+                       (dict(keep_per_prompt=0), "keep_per_prompt"), (dict(n_chat=-1), "n_chat")):
+        with pytest.raises(ValueError, match=match):
+            RejectionSamplingConfig(**{"checkpoint": "x", **bad})
+    assert cli_main(["rejection-sample", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert cli_main(["rejection-sample", "--checkpoint", str(BASE), "--kinds", "poetry"]) == 2
+    assert "kinds" in capsys.readouterr().err
