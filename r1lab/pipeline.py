@@ -1,21 +1,40 @@
 """The R1 recipe chained end to end on the embedded miniature world (what `make demo` runs).
 
-base model (shipped, or pretrained here) -> evaluation -> R1-Zero (GRPO from the base, R1 §2.2)
--> evaluation -> one table. Every stage leaves its checkpoint, metrics and plots in one run
-directory; a stage whose output already exists is reused, so an interrupted demo resumes.
+    base model (shipped, or pretrained here)                                  R1 §2.2 starts here
+    -> R1-Zero: GRPO from the base, rule rewards, R1-Zero template            R1 §2.2
+    -> cold-start data: R1-Zero samples rewritten readable + long CoT        R1 §2.3.1
+    -> cold start: SFT of the base on it                                      R1 §2.3.1
+    -> reasoning RL: GRPO from the cold-start model + language consistency   R1 §2.3.2
+    -> rejection sampling from the RL model + chat data                       R1 §2.3.3
+    -> SFT of the base on the rejection-sampled set                           R1 §2.3.3
+
+Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
+form one table. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
+whose output already exists is reused, so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from r1lab.stages import grpo, pretrain
+from r1lab.prompts import CHAT
+from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
+SET_HERE = "(set by the pipeline)"  # a path the pipeline fills in from the run directory
+STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection")
+
+
+def _sft_defaults(**overrides: object) -> sft.SFTConfig:
+    # the tiny model learns from a few hundred examples at a higher LR than the paper's 5e-5
+    return sft.SFTConfig(data=SET_HERE, lr=1e-3, warmup_steps=10, bf16=True, save_every=10_000, **overrides)
 
 
 @dataclass(kw_only=True)
@@ -25,7 +44,19 @@ class PipelineConfig:
     pretrain: bool = False  # pretrain the base model here even if a shipped one exists
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
-    zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero settings (init/out_dir are set here)
+    stop_after: str = ""  # "" = every stage; else the last stage to run: zero | cold_start | reasoning_rl | rejection
+    zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
+    cold_start_data: cold_start.ColdStartConfig = field(default_factory=cold_start.ColdStartConfig)
+    cold_start_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
+    reasoning_rl: grpo.GRPOConfig = field(default_factory=lambda: grpo.GRPOConfig(
+        template=CHAT, language_weight=1.0, max_new_tokens=160, max_steps=160))  # R1 §2.3.2
+    rejection: rejection_sampling.RejectionSamplingConfig = field(
+        default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE))
+    final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=6))
+
+    def __post_init__(self) -> None:
+        if self.stop_after not in STOP_POINTS:
+            raise ValueError(f"PipelineConfig.stop_after must be one of {STOP_POINTS[1:]} (or empty for all)")
 
 
 @dataclass
@@ -56,11 +87,13 @@ def base_checkpoint(config: PipelineConfig) -> Path:
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
     # the cache is keyed by the settings too: a rerun with other settings evaluates again
-    cache = Path(config.out_dir) / "eval" / f"{stage}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
+    name = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
+    cache = Path(config.out_dir) / "eval" / f"{name}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
     if cache.exists():
         return StageRow(**json.loads(cache.read_text()))
     result = evaluate_checkpoint(SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems,
-                                                  k=config.eval_samples, seed=config.seed + 1))
+                                                  k=config.eval_samples, seed=config.seed + 1,
+                                                  max_new_tokens=192))
     s = result.summary()
     row = StageRow(stage=stage, checkpoint=str(checkpoint), pass_at_1=s["pass@1"], pass_at_k=s["pass@k"],
                    cons_at_k=s["cons@k"], format_rate=s["format_rate"], length_mean=s["length_mean"],
@@ -73,38 +106,87 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
 
 
 def markdown_table(rows: list[StageRow], k: int) -> str:
-    head = (f"| stage | pass@1 | cons@{k} | pass@{k} | format | length | reasons | acc. reasoning | acc. bare "
-            f"| language | time |")
+    head = (f"| stage | pass@1 | cons@{k} | pass@{k} | language | length | format | reasons | acc. reasoning "
+            f"| acc. bare | time |")
     lines = [head, "|---|" + "---:|" * 10]
     for r in rows:
         lines.append(f"| {r.stage} | {100 * r.pass_at_1:.1f} | {100 * r.cons_at_k:.1f} | {100 * r.pass_at_k:.1f} "
-                     f"| {100 * r.format_rate:.1f} | {r.length_mean:.1f} | {100 * r.reasoning_share:.0f}% "
-                     f"| {100 * r.accuracy_reasoning:.1f} | {100 * r.accuracy_bare:.1f} "
-                     f"| {100 * r.language_consistency:.1f} | {r.seconds:.0f} s |")
-    return "\n".join(lines) + (f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, "
-                               "top-p 0.95; format = strict R1-Zero tags; length in tokens; reasons = share of "
-                               "samples that work step by step; language = English share of the reasoning's words.\n")
+                     f"| {100 * r.language_consistency:.1f} | {r.length_mean:.1f} | {100 * r.format_rate:.1f} "
+                     f"| {100 * r.reasoning_share:.0f}% | {100 * r.accuracy_reasoning:.1f} "
+                     f"| {100 * r.accuracy_bare:.1f} | {r.seconds:.0f} s |")
+    return "\n".join(lines) + (
+        f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
+        "majority vote; language = English share of the reasoning's words (language consistency, R1 §2.3.2); "
+        "length in tokens; format = the stage's own output format (R1-Zero tags for base and R1-Zero, "
+        "<think> + summary after the cold start); reasons = share of samples that work step by step; time = "
+        "the stage's training (and data) wall time.\n")
+
+
+def _reuse_or_run(done: Path, fn: Callable[[], Path]) -> tuple[Path, float]:
+    """The stage's output if a previous run finished it, else run it; returns (output, seconds)."""
+    if done.exists():
+        return done, 0.0
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int, title: str) -> Path:
+    from r1lab.plots import plot_rl_curves
+
+    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed))
+    plot_rl_curves(out / "metrics.jsonl", out / "curves.png", title=title)
+    return policy
+
+
+def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> Path:
+    return sft.run(dataclasses.replace(settings, data=str(data), init=str(init), out_dir=str(out), seed=seed))
 
 
 def run(config: PipelineConfig) -> list[StageRow]:
-    out = Path(config.out_dir)
+    out, seed = Path(config.out_dir), config.seed
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     base = base_checkpoint(config)
     rows = [evaluate("base", base, config, time.perf_counter() - t0)]
-    t0 = time.perf_counter()
-    zero_cfg = grpo.GRPOConfig(**{**asdict(config.zero), "init": str(base), "out_dir": str(out / "zero"),
-                                  "seed": config.seed})
-    zero = out / "zero" / "policy"
-    if not (zero / "config.json").exists():
-        zero = grpo.run(zero_cfg)
-        from r1lab.plots import plot_rl_curves
 
-        plot_rl_curves(out / "zero" / "metrics.jsonl", out / "zero" / "curves.png", title="R1-Zero in miniature")
-    rows.append(evaluate("R1-Zero", zero, config, time.perf_counter() - t0))
+    def finish() -> list[StageRow]:
+        _write_results(rows, config)
+        return rows
+
+    zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed,
+                                                                  "R1-Zero in miniature"))
+    rows.append(evaluate("R1-Zero", zero, config, s))
+    if config.stop_after == "zero":
+        return finish()
+
+    data, s1 = _reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
+        config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)))
+    cold, s2 = _reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
+                                                                        out / "cold_start", seed))
+    rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
+    if config.stop_after == "cold_start":
+        return finish()
+
+    rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
+                                                                       out / "reasoning_rl", seed,
+                                                                       "Reasoning RL (accuracy + format + language)"))
+    rows.append(evaluate("cold start + reasoning RL", rl, config, s))
+    if config.stop_after == "reasoning_rl":
+        return finish()
+
+    rs_data, s1 = _reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
+        config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)))
+    final, s2 = _reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
+                                                                        out / "rejection", seed))
+    rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
+    return finish()
+
+
+def _write_results(rows: list[StageRow], config: PipelineConfig) -> None:
+    out = Path(config.out_dir)
     table = markdown_table(rows, config.eval_samples)
     (out / "results.md").write_text(table)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
     print("\n" + table)
-    print(f"run directory: {out}  (results.md, zero/metrics.jsonl, zero/curves.png, zero/samples.jsonl)")
-    return rows
+    print(f"run directory: {out}  (results.md; per stage: metrics.jsonl, curves.png, data.jsonl + stats, checkpoints)")

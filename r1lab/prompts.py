@@ -12,10 +12,13 @@ prompts here, so a model is always asked the way it was trained.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Protocol, Sequence
 
 R1_ZERO = "r1_zero"
 CHAT = "chat"
+AUTO = "auto"  # where a checkpoint is given: the template it was trained with (`infer_template`)
 TEMPLATES: tuple[str, ...] = (R1_ZERO, CHAT)
 
 
@@ -41,3 +44,14 @@ def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str 
         return [tokenizer.bos_id, *tokenizer.encode(format_r1_zero(question))]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def infer_template(checkpoint: str | Path) -> str:
+    """The template a checkpoint was trained with, from its saved stage config
+    (`r1lab_config.json`): an RL run records its `template`, an SFT run (a `data` file and
+    `packing`) trained on chat; anything else (a base model) gets R1-Zero's."""
+    path = Path(checkpoint) / "r1lab_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    if config.get("template") in TEMPLATES:
+        return config["template"]
+    return CHAT if {"data", "packing"} <= config.keys() else R1_ZERO

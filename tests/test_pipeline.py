@@ -1,23 +1,51 @@
-"""The demo pipeline end to end at toy size, from the shipped base model."""
+"""The demo pipeline end to end at toy size, from the shipped base model: every stage runs,
+leaves its outputs in the run directory, and a rerun reuses what is finished."""
 
 from __future__ import annotations
 
 import json
 
 from r1lab import pipeline
-from r1lab.stages import grpo
+from r1lab.prompts import CHAT
+from r1lab.stages import cold_start, grpo, rejection_sampling
 
 
-def test_pipeline_runs_base_eval_zero_eval_and_reuses_finished_stages(tmp_path):
-    zero = grpo.GRPOConfig(n_prompts=16, prompts_per_step=2, group_size=2, max_steps=2, max_new_tokens=16,
-                           save_every=100, log_samples_every=1)
-    config = pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=4, eval_samples=2, zero=zero)
+def toy_config(out) -> pipeline.PipelineConfig:
+    rl = dict(n_prompts=16, prompts_per_step=2, group_size=2, max_steps=2, max_new_tokens=16, save_every=100,
+              log_samples_every=1)
+    return pipeline.PipelineConfig(
+        out_dir=str(out), eval_problems=4, eval_samples=2, zero=grpo.GRPOConfig(**rl),
+        cold_start_data=cold_start.ColdStartConfig(n_prompts=4, samples_per_prompt=2, max_new_tokens=16, n_long_cot=12),
+        cold_start_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256),
+        reasoning_rl=grpo.GRPOConfig(**rl, template=CHAT, language_weight=1.0),
+        rejection=rejection_sampling.RejectionSamplingConfig(checkpoint=pipeline.SET_HERE, n_prompts=4,
+                                                             samples_per_prompt=2, max_new_tokens=24, n_chat=8),
+        final_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256))
+
+
+def test_pipeline_runs_every_stage_and_reuses_finished_ones(tmp_path):
+    config = toy_config(tmp_path)
     rows = pipeline.run(config)
-    assert [r.stage for r in rows] == ["base", "R1-Zero"]
-    assert all(0.0 <= r.pass_at_1 <= 1.0 and r.length_mean > 0 for r in rows)
-    assert (tmp_path / "zero" / "curves.png").stat().st_size > 0
+    assert [r.stage for r in rows] == ["base", "R1-Zero", "cold start (SFT)", "cold start + reasoning RL",
+                                       "rejection-sampled SFT"]
+    assert all(0.0 <= r.pass_at_1 <= 1.0 and 0.0 <= r.language_consistency <= 1.0 for r in rows)
+    for path in ("zero/curves.png", "cold_start/data.jsonl", "cold_start/model/config.json",
+                 "reasoning_rl/curves.png", "reasoning_rl/policy/config.json", "rejection/data.jsonl",
+                 "rejection/stats.json", "rejection/model/config.json", "results.md"):
+        assert (tmp_path / path).stat().st_size > 0, path
+    rl_config = json.loads((tmp_path / "reasoning_rl" / "policy" / "r1lab_config.json").read_text())
+    assert rl_config["init"].endswith("cold_start/model") and rl_config["template"] == "chat"
+    final_config = json.loads((tmp_path / "rejection" / "model" / "r1lab_config.json").read_text())
+    assert final_config["init"] == str(pipeline.SHIPPED_BASE)  # the base model is fine-tuned, as in R1 §2.3.3
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved[1]["checkpoint"].endswith("policy")
-    mtime = (tmp_path / "zero" / "policy" / "model.safetensors").stat().st_mtime
+    assert [r["stage"] for r in saved] == [r.stage for r in rows]
+    mtime = (tmp_path / "reasoning_rl" / "policy" / "model.safetensors").stat().st_mtime
     assert pipeline.run(config) == rows  # a rerun reuses the finished stages
-    assert (tmp_path / "zero" / "policy" / "model.safetensors").stat().st_mtime == mtime
+    assert (tmp_path / "reasoning_rl" / "policy" / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_pipeline_can_stop_after_r1_zero(tmp_path):
+    config = toy_config(tmp_path)
+    config.stop_after = "zero"
+    assert [r.stage for r in pipeline.run(config)] == ["base", "R1-Zero"]
+    assert not (tmp_path / "cold_start").exists()

@@ -263,6 +263,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="with --checkpoint (paper: 0.6)")
     parser.add_argument("--top-p", type=float, default=TOP_P, help="with --checkpoint (paper: 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="with --checkpoint: sampling seed")
+    parser.add_argument("--template", default="auto", choices=("auto", "r1_zero", "chat"),
+                        help="with --checkpoint and --data world: the prompt template (default: as the checkpoint "
+                             "was trained: R1-Zero's for base and R1-Zero models, chat after SFT)")
     parser.add_argument("--completions", type=Path,
                         help='jsonl of {"index": i, "completion": "..."}; i is the 0-based record of --data; '
                              "repeat an index for k samples")
@@ -280,7 +283,8 @@ def main(args: argparse.Namespace) -> int:
 
         result = evaluate_checkpoint(SampleEvalConfig(
             checkpoint=str(args.checkpoint), data=args.data, n_problems=args.n_problems, k=args.samples,
-            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed))
+            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
+            template=args.template))
         problems = result.problems
     else:
         if args.data == "world":

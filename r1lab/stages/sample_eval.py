@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from r1lab.engine import Engine, SamplingParams
 from r1lab.model import from_pretrained
-from r1lab.rewards import strict_format_reward
+from r1lab.prompts import AUTO, check_template, infer_template, prompt_ids
+from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
@@ -42,10 +43,15 @@ class SampleEvalConfig:
     seed: int = 0  # sampling seed and held-out problem draw
     batch_problems: int = 32  # problems sampled together
     bf16: bool = False  # bf16 autocast while sampling
+    template: str = "auto"  # world prompts: r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_problems < 1 or self.batch_problems < 1:
             raise ValueError("SampleEvalConfig: k, n_problems and batch_problems must be >= 1")
+        if self.template != AUTO:
+            check_template(self.template)
+        else:
+            self.template = infer_template(self.checkpoint)
 
 
 def is_reasoning(completion: str) -> bool:
@@ -54,8 +60,8 @@ def is_reasoning(completion: str) -> bool:
 
 
 def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
-                  lengths: dict[int, list[int]]) -> dict[str, float]:
-    """Format, length, reasoning share, accuracy of reasoning vs bare samples, language."""
+                  lengths: dict[int, list[int]], format_rule: RewardFn = strict_format_reward) -> dict[str, float]:
+    """Format (by `format_rule`), length, reasoning share, accuracy of reasoning vs bare samples, language."""
     from r1lab.world import check_completion
 
     texts = [(i, t) for i, ts in completions.items() for t in ts]
@@ -69,7 +75,7 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
 
     reasoning_texts = [t for (_, t), r in zip(texts, reasons) if r]
     return {
-        "format_rate": sum(strict_format_reward(t) for _, t in texts) / len(texts),
+        "format_rate": sum(format_rule(t) for _, t in texts) / len(texts),
         "length_mean": sum(sum(v) for v in lengths.values()) / len(texts),
         "reasoning_share": n_reason / len(texts),
         "accuracy_reasoning": acc(reasons),
@@ -81,10 +87,10 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
 
 def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list[list[int]], list | None]:
     if config.data == "world":
-        from r1lab.world import format_r1_zero, heldout_problems
+        from r1lab.world import heldout_problems
 
         world = heldout_problems(config.n_problems, seed=config.seed)
-        prompts = [[tokenizer.bos_id, *tokenizer.encode(format_r1_zero(p.question))] for p in world]
+        prompts = [prompt_ids(tokenizer, p.question, config.template) for p in world]
         return [p.to_problem() for p in world], prompts, world
     from r1lab.benchmarks import load_problems
 
@@ -128,7 +134,10 @@ def evaluate_checkpoint(config: SampleEvalConfig) -> EvalResult:
         return (None if answer is None else str(answer)), check_completion(world[i], text)
 
     result = score_completions(problems, texts, config.k, name="world/heldout", check=check)
-    return replace(result, settings={**settings, **world_metrics(world, texts, lengths)})
+    from r1lab.stages.rollout import format_rule
+
+    metrics = world_metrics(world, texts, lengths, format_rule(config.template))
+    return replace(result, settings={**settings, "template": config.template, **metrics})
 
 
 def _mean_len(lengths: dict[int, list[int]]) -> float:
