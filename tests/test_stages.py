@@ -66,3 +66,40 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path):
 def test_grpo_rejects_group_of_one():
     with pytest.raises(ValueError, match="group_size"):
         grpo.GRPOConfig(group_size=1)
+
+
+def test_shared_prompt_logprobs_equal_full_rows():
+    """completion_logprobs runs each prompt once and lets its completions attend to the recorded
+    latents; log-probs and gradients must equal those of full [prompt | completion] rows."""
+    from r1lab.engine import Completion
+    from r1lab.losses import token_logprobs
+    from r1lab.model import Transformer, preset
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout, build_batch, completion_logprobs
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    prompts = [[1, 5, 6, 7, 8], [1, 9, 10]]  # ragged: left padding in the batch
+    lengths = [4, 1, 6, 3]  # ragged completions, two per prompt; one of a single token
+    comps = [Completion(prompt_index=i // 2, token_ids=torch.randint(2, 64, (n,)).tolist(), logprobs=[0.0] * n,
+                        text="", finish_reason="stop") for i, n in enumerate(lengths)]
+    rollout = Rollout(prompts=prompts, completions=comps, examples=[None] * 4,
+                      rewards=RubricResult(total=[1.0, 0.0, 1.0, 0.0], per_term={}), group_size=2)
+    batch = build_batch(rollout, torch.tensor([1.0, -1.0, 1.0, -1.0]), pad_id=0, drop_equal_groups=False,
+                        mask_truncated=False)
+    rows = torch.tensor([3, 0, 2])
+    logp, _ = completion_logprobs(model, batch, rows, temperature=0.7)
+    (logp * batch.mask[rows]).sum().backward()
+    shared_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    total = 0.0
+    for i, r in enumerate(rows.tolist()):  # reference: each row alone, prompt + completion, no padding
+        p, c = prompts[comps[r].prompt_index], comps[r].token_ids
+        full = model(torch.tensor([p + c]))[:, len(p) - 1:-1]  # (1, T, V)
+        ref = token_logprobs(full, torch.tensor([c]), 0.7)[0]
+        torch.testing.assert_close(logp[i, :len(c)], ref, atol=1e-5, rtol=1e-5)
+        total = total + ref.sum()
+    total.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None and p.grad.abs().sum() > 0:
+            torch.testing.assert_close(shared_grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)

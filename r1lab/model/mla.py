@@ -60,6 +60,47 @@ class KVCache:
         out.latent, out.k_rope, out.length = self.latent[:, rows], self.k_rope[:, rows], self.length
         return out
 
+    absorb = True  # a one-token step attends in latent space ("weight absorption")
+
+    def update(self, layer: int, latent: torch.Tensor, k_rope: torch.Tensor,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Writes this step's (B, T, c) latents and (B, T, d_rope) keys after the filled slots;
+        returns everything cached so far for the layer (B, S, ...) in `dtype`, and the step's first slot."""
+        start, T = self.length, latent.shape[1]
+        self.latent[layer, :, start:start + T] = latent.to(self.latent.dtype)
+        self.k_rope[layer, :, start:start + T] = k_rope.to(self.k_rope.dtype)
+        return self.latent[layer, :, :start + T].to(dtype), self.k_rope[layer, :, :start + T].to(dtype), start
+
+
+class PrefixCache:
+    """Shared prompts for training (GRPO groups): a forward over the prompts records each layer's
+    latents and RoPE keys, kept in the autograd graph; `select` gives every completion its
+    prompt's, and a forward over the completions attends to them. The G completions of a prompt
+    then cost one prompt forward instead of G, with the same logits and gradients as full rows."""
+
+    absorb = False  # completions are trained with the expanded attention, like full rows
+
+    def __init__(self) -> None:
+        self.latent: dict[int, torch.Tensor] = {}  # layer -> (B, S, c)
+        self.k_rope: dict[int, torch.Tensor] = {}  # layer -> (B, S, d_rope)
+        self.length = 0  # S; the model's forward advances it
+
+    def update(self, layer: int, latent: torch.Tensor, k_rope: torch.Tensor,
+               dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if layer not in self.latent:  # recording the prompts
+            self.latent[layer], self.k_rope[layer] = latent, k_rope
+            return latent, k_rope, 0
+        return (torch.cat([self.latent[layer], latent], dim=1), torch.cat([self.k_rope[layer], k_rope], dim=1),
+                self.latent[layer].shape[1])
+
+    def select(self, rows: torch.Tensor) -> "PrefixCache":
+        """Row i of the result is prompt rows[i] (index_select: its backward sums over the group)."""
+        out = PrefixCache()
+        out.latent = {k: v.index_select(0, rows) for k, v in self.latent.items()}
+        out.k_rope = {k: v.index_select(0, rows) for k, v in self.k_rope.items()}
+        out.length = self.length
+        return out
+
 
 class MLA(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
@@ -90,7 +131,7 @@ class MLA(nn.Module):
         return self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, cache: KVCache | PrefixCache | None = None) -> torch.Tensor:
         """x: (B, T, D); cos/sin: (B, T, d_rope/2); attention_mask: (B, S) bool over every key
         position so far (cache slots included), True = real token, or the (B, 1, T, S) mask
         `attention_mask_4d` builds from it (the model builds it once for all layers); returns (B, T, D)."""
@@ -103,15 +144,11 @@ class MLA(nn.Module):
         k_rope = apply_rope(k_rope[:, None], cos, sin, self.interleave)[:, 0]  # (B, T, d_rope)
 
         start = 0
-        if cache is not None:  # write this step's latents, then attend over everything cached
-            start = cache.length
-            cache.latent[self.layer_idx, :, start:start + T] = latent.to(cache.latent.dtype)
-            cache.k_rope[self.layer_idx, :, start:start + T] = k_rope.to(cache.k_rope.dtype)
-            latent = cache.latent[self.layer_idx, :, :start + T].to(x.dtype)
-            k_rope = cache.k_rope[self.layer_idx, :, :start + T].to(x.dtype)
+        if cache is not None:  # add this step's latents, then attend over everything cached
+            latent, k_rope, start = cache.update(self.layer_idx, latent, k_rope, x.dtype)
         mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
             attention_mask_4d(attention_mask, start, T, latent.shape[1], x.device)
-        if cache is not None and T == 1:
+        if cache is not None and cache.absorb and T == 1:
             out = self._attend_absorbed(q_nope, q_rope, latent, k_rope, mask)
         else:
             out = self._attend_expanded(q_nope, q_rope, latent, k_rope, mask)

@@ -15,7 +15,7 @@ from torch import nn
 
 from r1lab.model.config import ModelConfig
 from r1lab.model.layers import MLP, RMSNorm
-from r1lab.model.mla import MLA, KVCache, attention_mask_4d
+from r1lab.model.mla import MLA, KVCache, PrefixCache, attention_mask_4d
 from r1lab.model.moe import MoE
 from r1lab.model.rope import RotaryEmbedding
 
@@ -33,7 +33,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 attention_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: KVCache | PrefixCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention_mask, cache)
         h = self.post_attention_layernorm(x)
         if isinstance(self.mlp, MoE):
@@ -106,7 +106,7 @@ class Transformer(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                       attention_mask: torch.Tensor | None = None,
-                      cache: KVCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                      cache: KVCache | PrefixCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids (B, T) -> final hidden states before the output norm (B, T, D) and the
         MoE balance losses. attention_mask (B, S): True for real tokens over all positions seen
         so far (cache included), or a ready (B, 1, T, S) bool mask (packed documents: each sees
@@ -129,7 +129,7 @@ class Transformer(nn.Module):
         return x, aux
 
     def forward(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, cache: KVCache | PrefixCache | None = None) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab)."""
         h, _ = self.hidden_states(input_ids, position_ids=position_ids, attention_mask=attention_mask, cache=cache)
         return self.lm_head(self.model.norm(h))

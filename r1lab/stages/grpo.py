@@ -84,15 +84,15 @@ class GRPOConfig:
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
                   batch: TrainBatch, config: GRPOConfig) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps; returns mean statistics."""
-    n = batch.input_ids.shape[0]
+    n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
         with torch.no_grad(), training.autocast(config.bf16, config.device):
-            ref_logp, _ = completion_logprobs(ref, batch, torch.arange(n, device=batch.input_ids.device), config.temperature)
+            ref_logp, _ = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
     stats: dict[str, list[float]] = {}
     g = torch.Generator().manual_seed(config.seed)
     for _ in range(config.ppo_epochs):
-        for rows in torch.randperm(n, generator=g).to(batch.input_ids.device).chunk(config.minibatches):
+        for rows in torch.randperm(n, generator=g).to(batch.tokens.device).chunk(config.minibatches):
             with training.autocast(config.bf16, config.device):
                 logp, ent = completion_logprobs(model, batch, rows, config.temperature, with_entropy=True)
             mask = batch.mask[rows]
@@ -161,7 +161,7 @@ def run(config: GRPOConfig) -> Path:
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
                             config.mask_truncated).to(config.device)
         t1 = time.perf_counter()
-        stats = policy_update(model, ref, optimizer, batch, config) if batch.input_ids.shape[0] else {}
+        stats = policy_update(model, ref, optimizer, batch, config) if batch.tokens.shape[0] else {}
         t_train = time.perf_counter() - t1
         balance = max_mean_load_ratio(model.expert_load())
         model.update_router_bias()

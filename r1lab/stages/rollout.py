@@ -1,8 +1,8 @@
 """Rollouts for RL: sample groups, score them, and lay them out as a training batch.
 
-Shared by GRPO (R1-Zero and reasoning RL) and all-scenario RL. A row of the batch is
-[left-padded prompt | completion | right padding]; the policy's log-probs are read at the
-completion positions only.
+Shared by GRPO (R1-Zero and reasoning RL) and all-scenario RL. The batch keeps each prompt
+once (left-padded) and the completions right-padded; the policy's log-probs are read at the
+completion positions only, the G completions of a prompt sharing one forward over it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.losses import entropy, token_logprobs
-from r1lab.model import Transformer
+from r1lab.model import PrefixCache, Transformer
 from r1lab.prompts import CHAT, prompt_ids
 from r1lab.rewards import RewardFn, RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.language import world_language_reward
@@ -83,18 +83,20 @@ class Rollout:
 
 @dataclass
 class TrainBatch:
-    input_ids: torch.Tensor  # (N, P + T) prompt (left-padded) + completion (right-padded)
-    attention_mask: torch.Tensor  # (N, P + T) bool, True on real tokens
-    position_ids: torch.Tensor  # (N, P + T)
-    prompt_len: int  # P: completion token j sits at column P + j
-    tokens: torch.Tensor  # (N, T) completion ids
+    """Completions and the prompts they answer, each prompt stored once: in training the G
+    completions of a question share one forward over its prompt (`PrefixCache`)."""
+
+    prompt_ids: torch.Tensor  # (Pn, L) prompts, left-padded
+    prompt_mask: torch.Tensor  # (Pn, L) bool, True on real tokens
+    prompt_of: torch.Tensor  # (N,) the prompt row each completion answers
+    tokens: torch.Tensor  # (N, T) completion ids, right-padded
+    token_valid: torch.Tensor  # (N, T) bool, True on real completion tokens
     mask: torch.Tensor  # (N, T) float, 1 where the loss is taken
     old_logp: torch.Tensor  # (N, T) log-probs at sampling time
     advantages: torch.Tensor  # (N,)
 
     def to(self, device: torch.device | str) -> "TrainBatch":
-        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
-        return TrainBatch(**moved)
+        return TrainBatch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
 def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_equal_groups: bool,
@@ -106,32 +108,46 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
     keep_group = rewards.std(-1) > 0 if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
     rows = [i for i in range(len(rollout.completions)) if keep_group[i // G]]
     comps = [rollout.completions[i] for i in rows]
-    prompts = [rollout.prompts[c.prompt_index] for c in comps]
-    P = max((len(p) for p in prompts), default=1)
+    L = max((len(p) for p in rollout.prompts), default=1)
+    prompt_ids = torch.full((len(rollout.prompts), L), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros(len(rollout.prompts), L, dtype=torch.bool)
+    for r, p in enumerate(rollout.prompts):
+        prompt_ids[r, L - len(p):], prompt_mask[r, L - len(p):] = torch.tensor(p), True
     T = max((len(c.token_ids) for c in comps), default=1)
-    ids = torch.full((len(rows), P + T), pad_id, dtype=torch.long)
-    attn = torch.zeros(len(rows), P + T, dtype=torch.bool)
-    mask = torch.zeros(len(rows), T)
-    old = torch.zeros(len(rows), T)
-    for r, (p, c) in enumerate(zip(prompts, comps)):
+    tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(rows), T, dtype=torch.bool)
+    mask, old = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
+    for r, c in enumerate(comps):
         n = len(c.token_ids)
-        ids[r, P - len(p):P], ids[r, P:P + n] = torch.tensor(p), torch.tensor(c.token_ids)
-        attn[r, P - len(p):P + n] = True
+        tokens[r, :n], valid[r, :n], old[r, :n] = torch.tensor(c.token_ids), True, torch.tensor(c.logprobs)
         mask[r, :n] = 0.0 if (mask_truncated and c.finish_reason == "length") else 1.0
-        old[r, :n] = torch.tensor(c.logprobs)
-    pos = (attn.long().cumsum(-1) - 1).clamp(min=0)
-    return TrainBatch(input_ids=ids, attention_mask=attn, position_ids=pos, prompt_len=P, tokens=ids[:, P:],
-                      mask=mask, old_logp=old, advantages=advantages[rows].float())
+    prompt_of = torch.tensor([c.prompt_index for c in comps], dtype=torch.long)
+    return TrainBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask, prompt_of=prompt_of, tokens=tokens,
+                      token_valid=valid, mask=mask, old_logp=old, advantages=advantages[rows].float())
 
 
 def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tensor, temperature: float,
                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(completion token) (n, T) for the given rows, and optionally the per-token entropy."""
-    h, _ = model.hidden_states(batch.input_ids[rows], position_ids=batch.position_ids[rows],
-                               attention_mask=batch.attention_mask[rows])
-    P, T = batch.prompt_len, batch.tokens.shape[1]
-    logits = model.lm_head(model.model.norm(h[:, P - 1:P - 1 + T]))  # (n, T, V): position P-1+j predicts token j
-    logp = token_logprobs(logits, batch.tokens[rows], temperature)
+    """log pi(completion token) (n, T) for the given rows, and optionally the per-token entropy.
+
+    One forward over the prompts records their latents; the completions then attend to their
+    prompt's (`PrefixCache`), so a group of G completions costs one prompt forward, not G. The
+    logits are those of full [prompt | completion] rows (tests/test_stages.py checks it)."""
+    prefix = PrefixCache()
+    prompt_pos = (batch.prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (Pn, L) left padding
+    h_prompt, _ = model.hidden_states(batch.prompt_ids, position_ids=prompt_pos, attention_mask=batch.prompt_mask,
+                                      cache=prefix)  # (Pn, L, D)
+    of = batch.prompt_of[rows]  # (n,)
+    h = h_prompt[of, -1:]  # (n, 1, D): the last prompt token predicts completion token 0
+    tokens = batch.tokens[rows]  # (n, T)
+    if tokens.shape[1] > 1:  # completion token j predicts token j + 1
+        pos = batch.prompt_mask[of].sum(-1, keepdim=True) + torch.arange(tokens.shape[1] - 1, device=tokens.device)
+        keys = torch.cat([batch.prompt_mask[of], batch.token_valid[rows][:, :-1]], dim=1)  # (n, L + T - 1)
+        h_comp, _ = model.hidden_states(tokens[:, :-1], position_ids=pos, attention_mask=keys,
+                                        cache=prefix.select(of))
+        h = torch.cat([h, h_comp], dim=1)  # (n, T, D)
+    logits = model.lm_head(model.model.norm(h))  # (n, T, V)
+    logp = token_logprobs(logits, tokens, temperature)
     ent = entropy(logits.detach(), temperature) if with_entropy else None
     return logp, ent
 
