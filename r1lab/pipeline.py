@@ -46,10 +46,11 @@ class PipelineConfig:
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
     stop_after: str = ""  # "" = every stage; else the last stage to run: zero | cold_start | reasoning_rl | rejection
     zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
-    cold_start_data: cold_start.ColdStartConfig = field(default_factory=cold_start.ColdStartConfig)
+    cold_start_data: cold_start.ColdStartConfig = field(default_factory=lambda: cold_start.ColdStartConfig(
+        n_prompts=512, n_long_cot=512))  # ~1.6k examples; ~700 left RL 4-5 points under R1-Zero
     cold_start_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
     reasoning_rl: grpo.GRPOConfig = field(default_factory=lambda: grpo.GRPOConfig(
-        template=CHAT, language_weight=1.0, max_new_tokens=160, max_steps=160))  # R1 §2.3.2
+        template=CHAT, language_weight=1.0, max_new_tokens=160, max_steps=160, lr=4e-5))  # R1 §2.3.2
     rejection: rejection_sampling.RejectionSamplingConfig = field(
         default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE))
     final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=6))
