@@ -52,8 +52,8 @@ class PipelineConfig:
     reasoning_rl: grpo.GRPOConfig = field(default_factory=lambda: grpo.GRPOConfig(
         template=CHAT, language_weight=1.0, max_new_tokens=160, max_steps=160, lr=4e-5))  # R1 §2.3.2
     rejection: rejection_sampling.RejectionSamplingConfig = field(
-        default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE))
-    final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=6))
+        default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE, n_prompts=1024))
+    final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
 
     def __post_init__(self) -> None:
         if self.stop_after not in STOP_POINTS:
