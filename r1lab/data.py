@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from r1lab.benchmarks import read_json_object
+
 _FIELDS = ("prompt", "response", "system")
 
 
@@ -71,11 +73,7 @@ def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            examples.append(example_from_record(record, f"{path}:{line_no}"))
+            examples.append(example_from_record(read_json_object(line, path, line_no), f"{path}:{line_no}"))
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from r1lab.rewards import RewardFn, lenient_format_reward, r1_format_reward, strict_format_reward
+
 R1_ZERO = "r1_zero"
 CHAT = "chat"
 AUTO = "auto"  # where a checkpoint is given: the template it was trained with (`infer_template`)
@@ -55,3 +57,11 @@ def infer_template(checkpoint: str | Path) -> str:
     if config.get("template") in TEMPLATES:
         return config["template"]
     return CHAT if {"data", "packing"} <= config.keys() else R1_ZERO
+
+
+def format_rule(template: str, strict: bool = True) -> RewardFn:
+    """The format reward that matches a prompt template: R1-Zero's tags (R1 Table 1) or, after
+    the cold start, ``<think>`` reasoning then a summary (R1 §2.3.1)."""
+    if check_template(template) == CHAT:
+        return r1_format_reward
+    return strict_format_reward if strict else lenient_format_reward

@@ -16,18 +16,10 @@ import torch
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.losses import entropy, token_logprobs
 from r1lab.model import PrefixCache, Transformer
-from r1lab.prompts import CHAT, prompt_ids
-from r1lab.rewards import RewardFn, RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
+from r1lab.prompts import format_rule, prompt_ids
+from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
 from r1lab.rewards.language import world_language_reward
 from r1lab.tokenizer import Tokenizer
-
-
-def format_rule(template: str, strict: bool = True) -> RewardFn:
-    """The format reward that matches a prompt template: R1-Zero's tags (R1 Table 1) or, after
-    the cold start, ``<think>`` reasoning then a summary (R1 §2.3.1)."""
-    if template == CHAT:
-        return r1_format_reward
-    return strict_format_reward if strict else lenient_format_reward
 
 
 def world_rubric(config: Any) -> Rubric:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from r1lab.engine import Engine, SamplingParams
 from r1lab.model import from_pretrained
-from r1lab.prompts import AUTO, check_template, infer_template, prompt_ids
+from r1lab.prompts import AUTO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
@@ -134,8 +134,6 @@ def evaluate_checkpoint(config: SampleEvalConfig) -> EvalResult:
         return (None if answer is None else str(answer)), check_completion(world[i], text)
 
     result = score_completions(problems, texts, config.k, name="world/heldout", check=check)
-    from r1lab.stages.rollout import format_rule
-
     metrics = world_metrics(world, texts, lengths, format_rule(config.template))
     return replace(result, settings={**settings, "template": config.template, **metrics})
 
