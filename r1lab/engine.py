@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from r1lab.model import Transformer
+from r1lab.model.decode import DecodeWeights
 
 
 class TokenizerLike(Protocol):
@@ -92,8 +93,7 @@ class Engine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self._autocast():
-                flat = self._generate(ids, params)
+            flat = self._generate(ids, params)
         finally:
             self.model.train(was_training)
         return [flat[i * params.n:(i + 1) * params.n] for i in range(len(ids))]
@@ -109,8 +109,11 @@ class Engine:
             mask[i, P - len(x):P] = True
         tokens, mask = tokens.to(self.device), mask.to(self.device)
         positions = (mask[:, :P].long().cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        cache = self.model.make_cache(len(ids), S)
-        logits = self.model(tokens, position_ids=positions, attention_mask=mask[:, :P], cache=cache)[:, -1]
+        # the latent cache: float32 on a CPU, where decode attention is faster in it (model/decode.py)
+        cache = self.model.make_cache(len(ids), S, dtype=self.autocast_dtype if self.device.type != "cpu" else None)
+        with self._autocast():  # prefill: the model's own forward
+            logits = self.model(tokens, position_ids=positions, attention_mask=mask[:, :P], cache=cache)[:, -1]
+        decoder = DecodeWeights(self.model, self.autocast_dtype)  # decode steps: packed weights, few ops
         # one prefill per prompt, shared by its n samples
         cache = cache.repeat_interleave(n)
         logits = logits.float().repeat_interleave(n, dim=0)  # (B*n, V)
@@ -141,8 +144,7 @@ class Engine:
                 batch.rows, batch.positions, batch.mask = batch.rows[keep], batch.positions[keep], batch.mask[keep]
                 token = token[keep]
             batch.mask[:, P + step] = True
-            logits = self.model(token[:, None], position_ids=batch.positions[:, None],
-                                attention_mask=batch.mask[:, :P + step + 1], cache=cache)[:, -1].float()
+            logits = decoder.step(token, batch.positions, batch.mask[:, :P + step + 1], cache)
             batch.positions = batch.positions + 1
         return [self._completion(r // n, batch.out_ids[r], batch.out_logprobs[r], finish[r], params)
                 for r in range(len(ids) * n)]

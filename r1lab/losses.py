@@ -91,16 +91,30 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     return PolicyLoss(loss=loss, **stats)
 
 
+def _log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    z = logits.float()
+    return (z if temperature == 1.0 else z / temperature).log_softmax(-1)
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """logits (N, T, V), tokens (N, T) -> log pi(token) (N, T), float32, under softmax(logits / T)."""
-    logp = (logits.float() / temperature).log_softmax(-1)
-    return logp.gather(-1, tokens[..., None]).squeeze(-1)
+    return _log_softmax(logits, temperature).gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T)."""
-    logp = (logits.float() / temperature).log_softmax(-1)
+    logp = _log_softmax(logits, temperature)
     return -(logp.exp() * logp).sum(-1)
+
+
+def token_logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
+                               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both of the above from one log-softmax over the vocabulary (the costliest tensor of an RL
+    step); the entropy is a metric and carries no gradient."""
+    logp = _log_softmax(logits, temperature)  # (N, T, V)
+    with torch.no_grad():
+        ent = -(logp.exp() * logp).sum(-1)
+    return logp.gather(-1, tokens[..., None]).squeeze(-1), ent
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

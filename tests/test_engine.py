@@ -117,3 +117,42 @@ def test_bad_params_are_rejected():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         SamplingParams(max_new_tokens=0)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(),  # tiny: q_lora_rank 0, one shared expert, interleaved RoPE
+    dict(q_lora_rank=16, n_shared_experts=2, rope_interleave=False, rope_factor=4.0,
+         original_max_position_embeddings=8, n_group=4, topk_group=2),
+    dict(n_routed_experts=64, n_group=1, topk_group=1),  # many rows x experts: the model's own dispatching MoE
+])
+def test_packed_decode_step_equals_the_model_forward(changes):
+    """DecodeWeights rearranges the weights (fused projections, absorbed up-projections, shared
+    experts as always-on experts); a step must give the model's own logits and cache."""
+    from r1lab.model.decode import DecodeWeights
+
+    torch.manual_seed(0)
+    config = preset("tiny").replace(vocab_size=50, num_hidden_layers=3, **changes)
+    model = Transformer(config).to(DEVICE).eval()
+    with torch.no_grad():
+        for m in model.moe_layers():  # a non-zero balancing bias must steer routing the same way
+            m.gate.e_score_correction_bias.normal_(0, 0.01)
+    B, P = 24, 7
+    ids = torch.randint(0, 50, (B, P + 2), device=DEVICE)
+    valid = torch.ones(B, P + 2, dtype=torch.bool, device=DEVICE)
+    valid[::2, :3] = False  # left padding on every other row
+    pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
+    decoder = DecodeWeights(model)
+    with torch.no_grad():
+        full = model(ids, position_ids=pos, attention_mask=valid)  # (B, P + 2, V)
+        cache = model.make_cache(B, P + 2)
+        model(ids[:, :P], position_ids=pos[:, :P], attention_mask=valid[:, :P], cache=cache)
+        for t in (P, P + 1):
+            logits = decoder.step(ids[:, t], pos[:, t], valid[:, :t + 1], cache)
+            torch.testing.assert_close(logits, full[:, t], atol=1e-4, rtol=1e-4)
+        bf16 = DecodeWeights(model, torch.bfloat16)
+        cache.length = P + 1
+        approx = bf16.step(ids[:, P + 1], pos[:, P + 1], valid, cache)
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):  # the model's own bf16 error, for scale
+            autocast = model(ids, position_ids=pos, attention_mask=valid)[:, P + 1].float()
+    error, autocast_error = [(x - full[:, P + 1]).abs().mean() for x in (approx, autocast)]
+    assert error < 2 * autocast_error

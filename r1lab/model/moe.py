@@ -41,7 +41,7 @@ def route(logits: torch.Tensor, bias: torch.Tensor, *, top_k: int, n_group: int,
     N, E = logits.shape
     scores = logits.float().sigmoid() if scoring_func == "sigmoid" else logits.float().softmax(dim=-1)
     biased = scores + bias.float()  # (N, E): the bias only decides *which* experts
-    if n_group > 1:
+    if 1 < n_group and topk_group < n_group:  # with every group allowed the limit is a no-op
         group_scores = biased.view(N, n_group, E // n_group).topk(2, dim=-1).values.sum(-1)  # (N, G)
         top_groups = group_scores.topk(topk_group, dim=-1).indices  # (N, topk_group)
         group_mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, top_groups, True)
@@ -106,11 +106,11 @@ class Experts(nn.Module):
 
     def _dispatch(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         N, K = routing.indices.shape
-        flat = routing.indices.flatten()  # (N*K,)
-        order = flat.argsort(stable=True)
-        token_of = order // K  # which token each sorted slot belongs to
+        flat = routing.indices.flatten()  # (N*K,) slot n*K + k: the k-th expert of token n
+        order = flat.argsort(stable=True)  # slots grouped by expert
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(N * K, device=order.device))
         counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
-        xs = x[token_of]  # (N*K, D), grouped by expert
+        xs = _Slots.apply(x, order // K, inverse, K)  # (N*K, D), grouped by expert
         # unbind once: indexing the stacked weight per expert would make autograd build a full
         # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
         gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
@@ -121,7 +121,39 @@ class Experts(nn.Module):
             gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
             outs.append(F.linear(F.silu(gate) * up, down[e]))
         ys = torch.cat(outs) * routing.weights.flatten()[order, None].to(x.dtype)  # (N*K, D)
-        return torch.zeros_like(x).index_add_(0, token_of, ys)
+        return _Tokens.apply(ys, order // K, inverse, K)
+
+
+class _Slots(torch.autograd.Function):
+    """x (N, D) -> (N*K, D): token order[j] // K in row j, each token copied to its K expert slots.
+    The backward sums each token's K slots back (`_Tokens`). Both ways are row gathers; autograd's
+    own backward of x[index] would be a scatter-add, several times slower on a CPU."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, token_of: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.save_for_backward(token_of, inverse)
+        ctx.k = k
+        return x.index_select(0, token_of)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        token_of, inverse = ctx.saved_tensors
+        return _Tokens.apply(grad, token_of, inverse, ctx.k), None, None, None
+
+
+class _Tokens(torch.autograd.Function):
+    """ys (N*K, D) in expert order -> (N, D): the sum of each token's K slots (the adjoint of `_Slots`)."""
+
+    @staticmethod
+    def forward(ctx, ys: torch.Tensor, token_of: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+        ctx.save_for_backward(token_of, inverse)
+        ctx.k = k
+        return ys.index_select(0, inverse).view(-1, k, ys.shape[-1]).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        token_of, inverse = ctx.saved_tensors
+        return _Slots.apply(grad, token_of, inverse, ctx.k), None, None, None
 
 
 class MoE(nn.Module):

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from r1lab.engine import Completion, Engine, SamplingParams
-from r1lab.losses import entropy, token_logprobs
+from r1lab.losses import token_logprobs, token_logprobs_and_entropy
 from r1lab.model import PrefixCache, Transformer
 from r1lab.prompts import format_rule, prompt_ids
 from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
@@ -139,9 +139,9 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
                                         cache=prefix.select(of))
         h = torch.cat([h, h_comp], dim=1)  # (n, T, D)
     logits = model.lm_head(model.model.norm(h))  # (n, T, V)
-    logp = token_logprobs(logits, tokens, temperature)
-    ent = entropy(logits.detach(), temperature) if with_entropy else None
-    return logp, ent
+    if with_entropy:
+        return token_logprobs_and_entropy(logits, tokens, temperature)
+    return token_logprobs(logits, tokens, temperature), None
 
 
 def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]:
