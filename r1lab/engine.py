@@ -99,7 +99,7 @@ class Engine:
         return [flat[i * params.n:(i + 1) * params.n] for i in range(len(ids))]
 
     def _generate(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        n, P = params.n, max(len(x) for x in ids)
+        n, P = params.n, -(-max(len(x) for x in ids) // 8) * 8  # prompt width: a multiple of 8 (repeating shapes)
         S = P + params.max_new_tokens
         pad = self.model.config.pad_token_id or 0
         tokens = torch.full((len(ids), P), pad, dtype=torch.long)

@@ -92,8 +92,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
 
 
 def _log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    z = logits.float()
-    return (z if temperature == 1.0 else z / temperature).log_softmax(-1)
+    """float32 log-softmax; bf16 logits at T = 1 are read as they are (no float32 copy first)."""
+    z = logits if temperature == 1.0 else logits.float() / temperature
+    return z.log_softmax(-1, dtype=torch.float32)
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

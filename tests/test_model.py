@@ -197,22 +197,26 @@ def test_packed_documents_match_separate_forwards():
     assert torch.isfinite(loss.loss) and loss.mtp is not None
 
 
-def test_dispatch_gradients_equal_a_per_token_loop():
-    """The expert dispatch (row gathers both ways) gives the gradients of the plain definition."""
-    from r1lab.model.moe import Experts, route
+@pytest.mark.parametrize("n_tokens, equal_blocks", [(13, False), (200, True)])
+def test_dispatch_gradients_equal_a_per_token_loop(n_tokens, equal_blocks):
+    """The expert dispatch (row gathers both ways; a loop over experts for few tokens, one padded
+    batched matmul for many) gives the outputs and gradients of the plain definition."""
+    from r1lab.model.moe import Experts, ExpertSlots, route
 
     config = small_config()
     experts = Experts(config)
     torch.nn.init.normal_(experts.gate_up_proj, std=0.1)
     torch.nn.init.normal_(experts.down_proj, std=0.1)
-    x = torch.randn(13, config.hidden_size, requires_grad=True)
-    r = route(torch.randn(13, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
-    y = torch.randn(13, config.hidden_size)
-    (experts._dispatch(x, r) * y).sum().backward()
-    got = [x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]
+    x = torch.randn(n_tokens, config.hidden_size, requires_grad=True)
+    r = route(torch.randn(n_tokens, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
+    assert ExpertSlots.build(r.indices, 8).equal_blocks == equal_blocks
+    y = torch.randn(n_tokens, config.hidden_size)
+    dispatched = experts._dispatch(x, r)
+    (dispatched * y).sum().backward()
+    got = [dispatched, x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]
     x.grad = experts.gate_up_proj.grad = experts.down_proj.grad = None
     out = []
-    for n in range(13):  # every token through its K experts, weighted
+    for n in range(n_tokens):  # every token through its K experts, weighted
         acc = 0
         for k in range(2):
             e = int(r.indices[n, k])
@@ -220,5 +224,5 @@ def test_dispatch_gradients_equal_a_per_token_loop():
             acc = acc + r.weights[n, k] * (experts.down_proj[e] @ (torch.nn.functional.silu(gate) * up))
         out.append(acc)
     (torch.stack(out) * y).sum().backward()
-    for a, b in zip(got, [x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]):
+    for a, b in zip(got, [torch.stack(out), x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

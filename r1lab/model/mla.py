@@ -179,15 +179,21 @@ class MLA(nn.Module):
 
     def _attend_split(self, q_nope: torch.Tensor, q_rope: torch.Tensor, k_nope: torch.Tensor, k_rope: torch.Tensor,
                       v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Short sequences on a CPU: scores as q_nope·k_nope + q_rope·k_rope, two matmuls with the
-        RoPE key broadcast over heads, no concatenated or zero-padded copies (faster than the
+        """Short sequences on a CPU: scores as q_rope·k_rope + q_nope·k_nope in two `baddbmm`s
+        that also add the mask (as -inf) and the softmax scale, the RoPE key shared by all heads
+        (its queries stacked as rows), no concatenated or zero-padded copies (faster than the
         fused kernel there; the (B, H, T, S) scores are small)."""
-        T, S = q_nope.shape[2], k_nope.shape[2]
-        scores = (q_nope * self.scale) @ k_nope.transpose(-1, -2) + (q_rope * self.scale) @ k_rope[:, None].transpose(-1, -2)
+        B, H, T, _ = q_nope.shape
+        S = k_nope.shape[2]
         if mask is None:
-            mask = torch.ones(T, S, dtype=torch.bool, device=scores.device).tril(S - T)  # causal
-        scores = scores.masked_fill(~mask, float("-inf"))  # (B, H, T, S)
-        return scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype) @ v  # (B, H, T, d_v); softmax in fp32
+            mask = torch.ones(T, S, dtype=torch.bool, device=q_nope.device).tril(S - T)  # causal
+        bias = torch.zeros(mask.shape, dtype=q_nope.dtype, device=q_nope.device).masked_fill_(~mask, float("-inf"))
+        bias = bias.expand(B, H, T, S).reshape(B, H * T, S)
+        scores = torch.baddbmm(bias, q_rope.reshape(B, H * T, -1), k_rope.transpose(1, 2), alpha=self.scale)
+        scores = torch.baddbmm(scores.view(B * H, T, S), q_nope.reshape(B * H, T, -1),
+                               k_nope.reshape(B * H, S, -1).transpose(1, 2), alpha=self.scale)  # (B*H, T, S)
+        probs = scores.softmax(dim=-1)  # bf16 scores: PyTorch's CPU kernel accumulates in fp32
+        return torch.bmm(probs, v.reshape(B * H, S, -1)).view(B, H, T, -1)  # (B, H, T, d_v)
 
     def _attend_absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
                          k_rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -100,12 +100,12 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
     keep_group = rewards.std(-1) > 0 if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
     rows = [i for i in range(len(rollout.completions)) if keep_group[i // G]]
     comps = [rollout.completions[i] for i in rows]
-    L = max((len(p) for p in rollout.prompts), default=1)
+    L = _round_up(max((len(p) for p in rollout.prompts), default=1), SHAPE_MULTIPLE)
     prompt_ids = torch.full((len(rollout.prompts), L), pad_id, dtype=torch.long)
     prompt_mask = torch.zeros(len(rollout.prompts), L, dtype=torch.bool)
     for r, p in enumerate(rollout.prompts):
         prompt_ids[r, L - len(p):], prompt_mask[r, L - len(p):] = torch.tensor(p), True
-    T = max((len(c.token_ids) for c in comps), default=1)
+    T = _round_up(max((len(c.token_ids) for c in comps), default=1), SHAPE_MULTIPLE)
     tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
     valid = torch.zeros(len(rows), T, dtype=torch.bool)
     mask, old = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
@@ -116,6 +116,15 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
     prompt_of = torch.tensor([c.prompt_index for c in comps], dtype=torch.long)
     return TrainBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask, prompt_of=prompt_of, tokens=tokens,
                       token_valid=valid, mask=mask, old_logp=old, advantages=advantages[rows].float())
+
+
+# Prompt and completion widths are padded to a multiple of this (padding is masked), so that
+# training shapes repeat from step to step: on CPUs, bf16 matmuls build a kernel per new shape.
+SHAPE_MULTIPLE = 16
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tensor, temperature: float,
