@@ -7,11 +7,14 @@ temperature, the same `kl_coef` (TRL's beta), per-sequence loss averaging, one o
 rollout batch. A random model rarely emits EOS, so both sides generate about the full length:
 equal work. TRL is an optional benchmark dependency (`pip install trl`), not a runtime one.
 
-Runs each side in float32 (same precision), then each at its fastest setting (r1lab: bf16
-autocast; TRL: its bf16 flag), and ends with one JSON line; `ratio` is TRL's median seconds per
-step over r1lab's, both in float32.
+Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training, bf16 weights
+in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step
+(median over the timed steps, after one warm-up step) with its generation/training split, and
+TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ratio_bf16`) and
+with each side at its fastest setting (`ratio_fastest`). This machine's speed drifts by 10-20%
+over minutes, so compare ratios from one run, not seconds across runs.
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 5] [--beta 0.04]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--beta 0.04]
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per side (after one warm-up step)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per side (after one warm-up step)")
     parser.add_argument("--beta", type=float, default=0.04, help="kl_coef / TRL beta (TRL's default 0.04)")
     parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
     args = parser.parse_args()
@@ -137,6 +140,7 @@ def main() -> None:
                       "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
                       "beta": args.beta, **results,
                       "ratio_fastest": round(fastest_trl / fastest_r1lab, 2),
+                      "ratio_bf16": round(results["trl_bf16"]["s_per_step"] / results["r1lab_bf16"]["s_per_step"], 2),
                       "ratio": round(results["trl_fp32"]["s_per_step"] / results["r1lab_fp32"]["s_per_step"], 2)}))
 
 

@@ -130,10 +130,15 @@ class MLA(nn.Module):
         self.kv_b_proj = nn.Linear(self.kv_rank, h * (self.d_nope + self.d_v), bias=False)
         self.o_proj = nn.Linear(h * self.d_v, d, bias=False)
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self, "q_proj"):
-            return self.q_proj(x)
-        return self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query and [c_KV ; k_rope] from x: both down-projections read x, so they run as
+        one matmul over the concatenated weights (one pass over x, one cast under autocast)."""
+        first = self.q_proj if hasattr(self, "q_proj") else self.q_a_proj
+        q, kv = F.linear(x, torch.cat([first.weight, self.kv_a_proj_with_mqa.weight])).split(
+            [first.weight.shape[0], self.kv_rank + self.d_rope], dim=-1)
+        if not hasattr(self, "q_proj"):
+            q = self.q_b_proj(self.q_a_layernorm(q))
+        return q, kv
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | PrefixCache | None = None) -> torch.Tensor:
@@ -141,10 +146,11 @@ class MLA(nn.Module):
         position so far (cache slots included), True = real token, or the (B, 1, T, S) mask
         `attention_mask_4d` builds from it (the model builds it once for all layers); returns (B, T, D)."""
         B, T, _ = x.shape
-        q = self._query(x).view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, H, T, d_nope + d_rope)
+        q, kv = self._project(x)
+        q = q.view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, H, T, d_nope + d_rope)
         q_nope, q_rope = q.split([self.d_nope, self.d_rope], dim=-1)
         q_rope = apply_rope(q_rope, cos, sin, self.interleave)
-        latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.d_rope], dim=-1)
+        latent, k_rope = kv.split([self.kv_rank, self.d_rope], dim=-1)
         latent = self.kv_a_layernorm(latent)  # (B, T, c)
         k_rope = apply_rope(k_rope[:, None], cos, sin, self.interleave)[:, 0]  # (B, T, d_rope)
 

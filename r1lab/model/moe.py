@@ -166,15 +166,16 @@ class ExpertSlots:
 
 
 class _Slots(torch.autograd.Function):
-    """x (N, D) -> (P, D): every token copied to its K expert rows, zeros on padding rows.
-    Its backward sums each token's K rows (`_Tokens`). Both ways are row gathers; autograd's own
-    backward of x[index] would be a scatter-add, several times slower on a CPU."""
+    """x (N, D) -> (P, D): every token copied to its K expert rows. Padding rows hold a copy of
+    some token: their routing weight is 0, so they add nothing to outputs or gradients, and no
+    zero row has to be appended to x. The backward sums each token's K rows (`_Tokens`). Both
+    ways are row gathers; autograd's own backward of x[index] would be a scatter-add, several
+    times slower on a CPU."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, slots: ExpertSlots) -> torch.Tensor:
         ctx.slots = slots
-        token_of = slots.slot_of // slots.k  # N on padding rows: the zero row appended below
-        return F.pad(x, (0, 0, 0, 1)).index_select(0, token_of)
+        return x.index_select(0, (slots.slot_of // slots.k).clamp_(max=x.shape[0] - 1))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

@@ -62,7 +62,7 @@ class GRPOConfig:
     language: str = "en"  # target language of the chain of thought
     template: str = "r1_zero"  # prompt: r1_zero (R1 Table 1, from a base model) | chat (after the cold start)
     device: str = "cpu"  # cpu | cuda (rollouts and updates; a launcher may wrap the model beforehand)
-    bf16: bool = False  # bf16 autocast for rollouts and updates (slower than fp32 for the tiny model on CPU)
+    bf16: bool = False  # bf16 matmuls in rollouts and updates (autocast); ~1.4x faster updates for tiny on AMX CPUs
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
     threads: int = 0  # torch threads; 0 = torch's default
