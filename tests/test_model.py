@@ -197,19 +197,23 @@ def test_packed_documents_match_separate_forwards():
     assert torch.isfinite(loss.loss) and loss.mtp is not None
 
 
-@pytest.mark.parametrize("n_tokens, equal_blocks", [(13, False), (200, True)])
-def test_dispatch_gradients_equal_a_per_token_loop(n_tokens, equal_blocks):
-    """The expert dispatch (row gathers both ways; a loop over experts for few tokens, one padded
-    batched matmul for many) gives the outputs and gradients of the plain definition."""
+@pytest.mark.parametrize("equal_blocks", [False, True])
+def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, monkeypatch):
+    """The expert dispatch (row gathers both ways; a loop over experts, or one batched matmul over
+    blocks padded to equal size) gives the outputs and gradients of the plain definition."""
+    from r1lab.model import moe
     from r1lab.model.moe import Experts, ExpertSlots, route
 
+    monkeypatch.setattr(moe, "PER_EXPERT_OVERHEAD_MACS", 10**12 if equal_blocks else 0)
+    n_tokens = 100
     config = small_config()
     experts = Experts(config)
     torch.nn.init.normal_(experts.gate_up_proj, std=0.1)
     torch.nn.init.normal_(experts.down_proj, std=0.1)
     x = torch.randn(n_tokens, config.hidden_size, requires_grad=True)
-    r = route(torch.randn(n_tokens, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
-    assert ExpertSlots.build(r.indices, 8).equal_blocks == equal_blocks
+    skew = torch.tensor([3.0] + [0.0] * 7)  # expert 0 takes every token: blocks of unequal size
+    r = route(torch.randn(n_tokens, 8) + skew, torch.zeros(8), top_k=2, n_group=4, topk_group=2)
+    assert ExpertSlots.build(r.indices, 8, max_waste_rows=10**9 if equal_blocks else 0).equal_blocks == equal_blocks
     y = torch.randn(n_tokens, config.hidden_size)
     dispatched = experts._dispatch(x, r)
     (dispatched * y).sum().backward()

@@ -106,7 +106,7 @@ class Experts(nn.Module):
 
     def _dispatch(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         E, two_i, D = self.gate_up_proj.shape
-        slots = ExpertSlots.build(routing.indices, E)
+        slots = ExpertSlots.build(routing.indices, E, max_waste_rows=E * PER_EXPERT_OVERHEAD_MACS // (D * two_i // 2))
         xs = _Slots.apply(x, slots)  # (P, D): each expert's tokens in a block of rows
         weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,), 0 on padding
         if slots.equal_blocks:  # one batched matmul per projection for all experts
@@ -130,10 +130,11 @@ class Experts(nn.Module):
 # build a kernel per new shape (measured: 460 vs 63 us for a 1000 x 128 x 192 matmul), and the
 # tokens per expert change every step; with padding the shapes repeat after a few steps.
 ROWS_MULTIPLE = 32
-# When padding every expert's block to the largest one costs at most this factor in rows, all
-# experts run as one batched matmul (a few ops instead of a few per expert: measured 2-3x faster
-# fwd+bwd for the tiny preset on a CPU); past it, a loop over experts (no wasted FLOPs).
-EQUAL_BLOCKS_MAX_WASTE = 2.0
+# All experts run as one batched matmul (a few ops instead of a few per expert) when padding every
+# block to the largest wastes fewer multiply-adds than this per expert, about what the ~15 ops an
+# expert costs fwd+bwd take on a CPU. Measured: the tiny preset's MoE layer in GRPO training 19 ->
+# 12 ms with the bmm; the `mid` benchmark model (larger experts) is faster with the loop.
+PER_EXPERT_OVERHEAD_MACS = 2**22
 
 
 @dataclass
@@ -146,14 +147,15 @@ class ExpertSlots:
     equal_blocks: bool  # every block as large as the largest: the experts can run as one bmm
 
     @classmethod
-    def build(cls, indices: torch.Tensor, n_experts: int) -> "ExpertSlots":
+    def build(cls, indices: torch.Tensor, n_experts: int, max_waste_rows: int = 0) -> "ExpertSlots":
+        """`max_waste_rows`: padding rows allowed for equal blocks (0: only if it costs nothing)."""
         flat = indices.flatten()  # (N*K,)
         NK, dev = flat.shape[0], flat.device
         order = flat.argsort(stable=True)  # slots grouped by expert
         counts = torch.bincount(flat, minlength=n_experts)  # (E,)
         padded = (counts + ROWS_MULTIPLE - 1) // ROWS_MULTIPLE * ROWS_MULTIPLE
         block = int(padded.max())
-        equal = n_experts * block <= EQUAL_BLOCKS_MAX_WASTE * NK
+        equal = n_experts * block - int(padded.sum()) <= max_waste_rows
         if equal:
             padded = torch.full_like(padded, block)
         expert = flat[order]  # (N*K,) expert of each grouped slot
