@@ -25,7 +25,8 @@ from r1lab.engine import Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
 from r1lab.prompts import check_template
-from r1lab.stages.rollout import Rollout, TrainBatch, build_batch, completion_logprobs, rollout_metrics, world_rubric
+from r1lab.stages.rollout import (SHAPE_MULTIPLE, Rollout, TrainBatch, build_batch, completion_logprobs,
+                                  rollout_metrics, world_rubric)
 from r1lab.tokenizer import Tokenizer
 
 
@@ -159,7 +160,7 @@ def run(config: GRPOConfig) -> Path:
         rewards = torch.tensor(rollout.rewards.total).view(len(problems), config.group_size)  # (P, G)
         advantages = group_advantages(rewards, scale_by_std=config.scale_by_std)
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
-                            config.mask_truncated).to(config.device)
+                            config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
         t1 = time.perf_counter()
         stats = policy_update(model, ref, optimizer, batch, config) if batch.tokens.shape[0] else {}
         t_train = time.perf_counter() - t1

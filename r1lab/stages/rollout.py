@@ -92,20 +92,21 @@ class TrainBatch:
 
 
 def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_equal_groups: bool,
-                mask_truncated: bool) -> TrainBatch:
+                mask_truncated: bool, shape_multiple: int = 1) -> TrainBatch:
     """Lays the rollout out as tensors; optionally drops zero-variance groups (DAPO's dynamic
-    sampling) and masks completions cut by the length limit (DAPO's overlong filtering)."""
+    sampling) and masks completions cut by the length limit (DAPO's overlong filtering).
+    Prompt and completion widths are padded to a multiple of `shape_multiple` (see SHAPE_MULTIPLE)."""
     G = rollout.group_size
     rewards = torch.tensor(rollout.rewards.total).view(-1, G)
     keep_group = rewards.std(-1) > 0 if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
     rows = [i for i in range(len(rollout.completions)) if keep_group[i // G]]
     comps = [rollout.completions[i] for i in rows]
-    L = _round_up(max((len(p) for p in rollout.prompts), default=1), SHAPE_MULTIPLE)
+    L = _round_up(max((len(p) for p in rollout.prompts), default=1), shape_multiple)
     prompt_ids = torch.full((len(rollout.prompts), L), pad_id, dtype=torch.long)
     prompt_mask = torch.zeros(len(rollout.prompts), L, dtype=torch.bool)
     for r, p in enumerate(rollout.prompts):
         prompt_ids[r, L - len(p):], prompt_mask[r, L - len(p):] = torch.tensor(p), True
-    T = _round_up(max((len(c.token_ids) for c in comps), default=1), SHAPE_MULTIPLE)
+    T = _round_up(max((len(c.token_ids) for c in comps), default=1), shape_multiple)
     tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
     valid = torch.zeros(len(rows), T, dtype=torch.bool)
     mask, old = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
@@ -118,8 +119,9 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
                       token_valid=valid, mask=mask, old_logp=old, advantages=advantages[rows].float())
 
 
-# Prompt and completion widths are padded to a multiple of this (padding is masked), so that
-# training shapes repeat from step to step: on CPUs, bf16 matmuls build a kernel per new shape.
+# With bf16, prompt and completion widths are padded to a multiple of this (padding is masked),
+# so that training shapes repeat from step to step: on CPUs, bf16 matmuls (oneDNN) build a
+# kernel per new shape. float32 matmuls do not, and padding would only add work.
 SHAPE_MULTIPLE = 16
 
 
