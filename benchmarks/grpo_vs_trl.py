@@ -11,10 +11,11 @@ Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training,
 in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step
 (median over the timed steps, after one warm-up step) with its generation/training split, and
 TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ratio_bf16`) and
-with each side at its fastest setting (`ratio_fastest`). This machine's speed drifts by 10-20%
-over minutes, so compare ratios from one run, not seconds across runs.
+with each side at its fastest setting (`ratio_fastest`). The four settings run in turn,
+`--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
+median over all timed steps of all rounds; compare ratios from one run, not seconds across runs.
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--beta 0.04]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04]
 """
 
 from __future__ import annotations
@@ -60,10 +61,8 @@ def run_r1lab(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> di
     grpo.run(config)
     total = time.perf_counter() - start
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
-    return {"s_per_step": statistics.median(r["rollout_s"] + r["train_s"] for r in rows),
-            "generation_s": statistics.median(r["rollout_s"] for r in rows),
-            "training_s": statistics.median(r["train_s"] for r in rows),
-            "completion_tokens": statistics.mean(r["length_mean"] for r in rows), "wall_s": total}
+    return {"step": [r["rollout_s"] + r["train_s"] for r in rows], "generation": [r["rollout_s"] for r in rows],
+            "tokens": [r["length_mean"] for r in rows], "wall_s": total}
 
 
 def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict:
@@ -112,8 +111,18 @@ def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
-    step, gen = statistics.median(times[1:]), statistics.median(gen_times[1:])
-    return {"s_per_step": step, "generation_s": gen, "training_s": step - gen, "wall_s": total}
+    return {"step": times[1:], "generation": gen_times[1:], "wall_s": total}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians over every timed step of every round of one side."""
+    step, gen = [x for r in runs for x in r["step"]], [x for r in runs for x in r["generation"]]
+    out = {"s_per_step": statistics.median(step), "generation_s": statistics.median(gen),
+           "training_s": statistics.median(a - b for a, b in zip(step, gen)), "timed_steps": len(step),
+           "wall_s": sum(r["wall_s"] for r in runs)}
+    if "tokens" in runs[0]:
+        out["completion_tokens"] = statistics.mean(x for r in runs for x in r["tokens"])
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def main() -> None:
@@ -121,22 +130,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per side (after one warm-up step)")
     parser.add_argument("--beta", type=float, default=0.04, help="kl_coef / TRL beta (TRL's default 0.04)")
     parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per side, interleaved (the machine's speed drifts)")
     args = parser.parse_args()
     try:
         import trl
     except ImportError:
         print("benchmarks/grpo_vs_trl.py needs TRL: .venv/bin/pip install trl", file=sys.stderr)
         raise SystemExit(2)
-    results = {}
+    runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         init = make_checkpoint(Path(tmp))
-        for name, fn, bf16 in (("r1lab_fp32", run_r1lab, False), ("trl_fp32", run_trl, False),
-                               ("r1lab_bf16", run_r1lab, True), ("trl_bf16", run_trl, True)):
-            results[name] = {k: round(v, 3) for k, v in fn(init, args, bf16, Path(tmp) / name).items()}
-            print(f"{name}: {results[name]}", file=sys.stderr)
+        for k in range(args.rounds):
+            for name, fn, bf16 in (("r1lab_fp32", run_r1lab, False), ("trl_fp32", run_trl, False),
+                                   ("r1lab_bf16", run_r1lab, True), ("trl_bf16", run_trl, True)):
+                runs.setdefault(name, []).append(fn(init, args, bf16, Path(tmp) / f"{name}_{k}"))
+                print(f"round {k} {name}: {summarise(runs[name][-1:])}", file=sys.stderr)
+    results = {name: summarise(r) for name, r in runs.items()}
     fastest_r1lab = min(results["r1lab_fp32"]["s_per_step"], results["r1lab_bf16"]["s_per_step"])
     fastest_trl = min(results["trl_fp32"]["s_per_step"], results["trl_bf16"]["s_per_step"])
-    print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps,
+    print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps, "rounds": args.rounds,
                       "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
                       "beta": args.beta, **results,
                       "ratio_fastest": round(fastest_trl / fastest_r1lab, 2),
