@@ -109,11 +109,10 @@ class Engine:
             mask[i, P - len(x):P] = True
         tokens, mask = tokens.to(self.device), mask.to(self.device)
         positions = (mask[:, :P].long().cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        # the latent cache: float32 on a CPU, where decode attention is faster in it (model/decode.py)
-        cache = self.model.make_cache(len(ids), S, dtype=self.autocast_dtype if self.device.type != "cpu" else None)
+        decoder = DecodeWeights(self.model, self.autocast_dtype)  # decode steps: packed weights, few ops
+        cache = self.model.make_cache(len(ids), S, dtype=decoder.cache_dtype)
         with self._autocast():  # prefill: the model's own forward
             logits = self.model(tokens, position_ids=positions, attention_mask=mask[:, :P], cache=cache)[:, -1]
-        decoder = DecodeWeights(self.model, self.autocast_dtype)  # decode steps: packed weights, few ops
         # one prefill per prompt, shared by its n samples
         cache = cache.repeat_interleave(n)
         logits = logits.float().repeat_interleave(n, dim=0)  # (B*n, V)

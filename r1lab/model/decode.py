@@ -17,8 +17,9 @@ call (as vLLM keeps its own copy of the policy's weights) so that a step needs f
 In float32 a step gives the model's logits up to rounding (tests/test_engine.py); with
 `dtype=torch.bfloat16` the projections and experts run in bf16 while norms, residual stream,
 router and softmax stay in float32, as under `torch.autocast`. Attention over the cache runs in
-the cache's dtype: the engine keeps it in float32 on a CPU, where these small batched matmuls
-are faster in float32 than in bf16 (measured: 31 vs 85 us for 64 rows x 4 heads x 61 keys).
+`cache_dtype`, the dtype the engine makes its cache in: float32 on a CPU, where these small
+batched matmuls are faster in float32 than in bf16 (measured: 31 vs 85 us for 64 rows x 4 heads
+x 61 keys), else the matmul dtype.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class _Attention:
     q_norm: torch.Tensor | None  # (q_lora_rank,) query-down RMSNorm weight, float32; None = full-rank query
     w_q_up: torch.Tensor | None  # (H * d_qk, q_lora_rank), scaled; None = full-rank query
     kv_norm: torch.Tensor  # (c,) latent RMSNorm weight, float32
-    w_uk: torch.Tensor  # (H, d_nope, c) key up-projection, absorbed into the query (float32)
-    w_uv_t: torch.Tensor  # (H, c, d_v) value up-projection, absorbed into the output (float32)
+    w_uk: torch.Tensor  # (H, d_nope, c) key up-projection, absorbed into the query (in cache_dtype)
+    w_uv_t: torch.Tensor  # (H, c, d_v) value up-projection, absorbed into the output (in cache_dtype)
     w_o: torch.Tensor  # (D, H * d_v)
 
 
@@ -66,6 +67,7 @@ class DecodeWeights:
     def __init__(self, model: Transformer, dtype: torch.dtype | None = None) -> None:
         c = model.config
         self.config, self.dtype = c, dtype or model.lm_head.weight.dtype
+        self.cache_dtype = torch.float32 if model.lm_head.weight.device.type == "cpu" else self.dtype
         self.embed = model.model.embed_tokens.weight
         self.final_norm = model.model.norm.weight.float()
         self.lm_head = self._cast(model.lm_head.weight)
@@ -88,7 +90,8 @@ class DecodeWeights:
         w_kv_b = attn.kv_b_proj.weight.detach().view(H, attn.d_nope + attn.d_v, attn.kv_rank)
         return _Attention(norm=norm.detach().float(), w_in=self._cast(torch.cat([q_in, attn.kv_a_proj_with_mqa.weight.float()])),
                           q_norm=q_norm, w_q_up=w_q_up, kv_norm=attn.kv_a_layernorm.weight.detach().float(),
-                          w_uk=w_kv_b[:, :attn.d_nope].float(), w_uv_t=w_kv_b[:, attn.d_nope:].transpose(1, 2).float(),
+                          w_uk=w_kv_b[:, :attn.d_nope].to(self.cache_dtype),
+                          w_uv_t=w_kv_b[:, attn.d_nope:].transpose(1, 2).to(self.cache_dtype),
                           w_o=self._cast(attn.o_proj.weight))
 
     def _pack_ffn(self, mlp: torch.nn.Module, norm: torch.Tensor) -> _FFN:
@@ -143,7 +146,7 @@ class DecodeWeights:
         latent, k_rope = kv.split([rank, d_rope], dim=-1)
         cache.latent[layer, :, slot] = F.rms_norm(latent.float(), (rank,), w.kv_norm, c.rms_norm_eps)
         cache.k_rope[layer, :, slot] = apply_rope(k_rope[:, None, None], cos, sin, c.rope_interleave)[:, 0, 0]
-        dtype = cache.latent.dtype  # attention in the cache's dtype (see module doc)
+        dtype = cache.latent.dtype  # attention in the cache's dtype (see module doc); the engine's is cache_dtype
         q_rope = apply_rope(q_rope[:, :, None].to(dtype), cos, sin, c.rope_interleave)[:, :, 0]  # (R, H, d_rope)
         latents, keys = cache.latent[layer, :, :slot + 1], cache.k_rope[layer, :, :slot + 1]  # (R, S, c), (R, S, d_rope)
         q_latent = torch.bmm(q_nope.transpose(0, 1).to(dtype), w.w_uk.to(dtype)).transpose(0, 1)  # (R, H, c) = q_nope W_UK

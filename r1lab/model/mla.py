@@ -8,8 +8,9 @@ all heads share. Queries are optionally low-rank too (`q_lora_rank`, 0 = full ra
 Decoding caches only c_KV and the RoPE key per token and layer: (kv_lora_rank + qk_rope_head_dim)
 values instead of 2 * heads * head_dim for multi-head attention of the same heads. For V3
 (512 + 64 against 2 * 128 * 128) that is 576 vs 32,768 values, 1,152 vs 65,536 bytes per token
-per layer in bf16: 57x less. At decode time the key/value up-projections are absorbed into the
-query and the output ("weight absorption"), so the per-head keys and values are never rebuilt.
+per layer in bf16: 57x less. The engine's decode steps absorb the key/value up-projections into
+the query and the output ("weight absorption", `model/decode.py`), so the per-head keys and values
+are never rebuilt; this module's forward always expands them (training, prefill).
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ class KVCache:
         out.latent, out.k_rope, out.length = self.latent[:, rows], self.k_rope[:, rows], self.length
         return out
 
-    absorb = True  # a one-token step attends in latent space ("weight absorption")
-
     def update(self, layer: int, latent: torch.Tensor, k_rope: torch.Tensor,
                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Writes this step's (B, T, c) latents and (B, T, d_rope) keys after the filled slots;
@@ -82,8 +81,6 @@ class PrefixCache:
     latents and RoPE keys, kept in the autograd graph; `select` gives every completion its
     prompt's, and a forward over the completions attends to them. The G completions of a prompt
     then cost one prompt forward instead of G, with the same logits and gradients as full rows."""
-
-    absorb = False  # completions are trained with the expanded attention, like full rows
 
     def __init__(self) -> None:
         self.latent: dict[int, torch.Tensor] = {}  # layer -> (B, S, c)
@@ -159,10 +156,7 @@ class MLA(nn.Module):
             latent, k_rope, start = cache.update(self.layer_idx, latent, k_rope, x.dtype)
         mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
             attention_mask_4d(attention_mask, start, T, latent.shape[1], x.device)
-        if cache is not None and cache.absorb and T == 1:
-            out = self._attend_absorbed(q_nope, q_rope, latent, k_rope, mask)
-        else:
-            out = self._attend_expanded(q_nope, q_rope, latent, k_rope, mask)
+        out = self._attend_expanded(q_nope, q_rope, latent, k_rope, mask)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.d_v))
 
     def _attend_expanded(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
@@ -200,24 +194,6 @@ class MLA(nn.Module):
                                k_nope.reshape(B * H, S, -1).transpose(1, 2), alpha=self.scale)  # (B*H, T, S)
         probs = scores.softmax(dim=-1)  # bf16 scores: PyTorch's CPU kernel accumulates in fp32
         return torch.bmm(probs, v.reshape(B * H, S, -1)).view(B, H, T, -1)  # (B, H, T, d_v)
-
-    def _attend_absorbed(self, q_nope: torch.Tensor, q_rope: torch.Tensor, latent: torch.Tensor,
-                         k_rope: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Decode: q·k = (q_nope W_UK)·c_KV + q_rope·k_rope, and o = (p·c_KV) W_UV, so only the
-        latent is ever read (DeepSeek-V2 §2.1.2, "absorbed" into the projections)."""
-        w = self.kv_b_proj.weight.view(self.n_heads, self.d_nope + self.d_v, self.kv_rank)
-        w_uk, w_uv = w[:, :self.d_nope], w[:, self.d_nope:]  # (H, d_nope, c), (H, d_v, c)
-        B, H, T, _ = q_nope.shape
-        q_latent = torch.einsum("bhtd,hdc->bhtc", q_nope, w_uk)  # (B, H, T, c)
-        # heads folded into the query rows: every head reads the same latent, never copied per head
-        scores = (q_latent.reshape(B, H * T, -1) @ latent.transpose(1, 2)
-                  + q_rope.reshape(B, H * T, -1) @ k_rope.transpose(1, 2)).float() * self.scale  # (B, H*T, S)
-        scores = scores.view(B, H, T, -1)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        probs = scores.softmax(dim=-1).to(latent.dtype)
-        out_latent = (probs.view(B, H * T, -1) @ latent).view(B, H, T, -1)  # (B, H, T, c)
-        return torch.einsum("bhtc,hvc->bhtv", out_latent, w_uv)  # (B, H, T, d_v)
 
 
 def attention_mask_4d(key_valid: torch.Tensor | None, start: int, T: int, S: int,

@@ -144,6 +144,7 @@ PER_EXPERT_OVERHEAD_MACS = 2**22
 class ExpertSlots:
     """Where each (token, k) slot goes when tokens are grouped by expert, blocks padded."""
     slot_of: torch.Tensor  # (P,) slot n*K + k held by each grouped row; N*K on padding rows
+    token_of: torch.Tensor  # (P,) token n of each grouped row; a copy of token N - 1 on padding rows
     row_of: torch.Tensor  # (N*K,) grouped row of each slot (the inverse of slot_of)
     sizes: list[int]  # rows per expert block (multiples of ROWS_MULTIPLE)
     k: int  # experts per token
@@ -167,7 +168,9 @@ class ExpertSlots:
         sizes = padded.tolist()
         slot_of = torch.full((sum(sizes),), NK, dtype=torch.long, device=dev).index_copy_(0, dest, order)
         row_of = torch.empty_like(order).index_copy_(0, order, dest)
-        return cls(slot_of=slot_of, row_of=row_of, sizes=sizes, k=indices.shape[1], equal_blocks=equal)
+        token_of = (slot_of // indices.shape[1]).clamp_(max=indices.shape[0] - 1)
+        return cls(slot_of=slot_of, token_of=token_of, row_of=row_of, sizes=sizes, k=indices.shape[1],
+                   equal_blocks=equal)
 
 
 class _Slots(torch.autograd.Function):
@@ -180,7 +183,7 @@ class _Slots(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, slots: ExpertSlots) -> torch.Tensor:
         ctx.slots = slots
-        return x.index_select(0, (slots.slot_of // slots.k).clamp_(max=x.shape[0] - 1))
+        return x.index_select(0, slots.token_of)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
