@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, interleaved (the machine's speed drifts)")
     args = parser.parse_args()
+    if min(args.steps, args.rounds, args.max_tokens) < 1:
+        parser.error("--steps, --rounds and --max-tokens must be >= 1")
     try:
         import trl
     except ImportError:
