@@ -14,6 +14,8 @@ TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ra
 with each side at its fastest setting (`ratio_fastest`). The four settings run in turn,
 `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
 median over all timed steps of all rounds; compare ratios from one run, not seconds across runs.
+Both sides run with the allocator setting r1lab's stages use (`training.keep_freed_memory`),
+applied once to the whole process before either starts.
 
     .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04]
 """
@@ -37,6 +39,7 @@ from r1lab.model import Transformer, preset, save_pretrained
 from r1lab.stages import grpo
 from r1lab.stages.rollout import world_rubric
 from r1lab.tokenizer import world_tokenizer
+from r1lab.training import keep_freed_memory
 
 PROMPTS_PER_STEP, GROUP = 8, 8
 
@@ -139,6 +142,7 @@ def main() -> None:
     except ImportError:
         print("benchmarks/grpo_vs_trl.py needs TRL: .venv/bin/pip install trl", file=sys.stderr)
         raise SystemExit(2)
+    keep_freed_memory()  # process-wide, before either side runs: TRL gets the same allocator as r1lab
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         init = make_checkpoint(Path(tmp))

@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM
 from r1lab.model import Transformer, preset, save_pretrained
 from r1lab.model.config import ModelConfig
 from r1lab.model.info import count_parameters
+from r1lab.training import keep_freed_memory
 
 
 def mid_config() -> ModelConfig:
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile both models too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # process-wide, before either side runs: both get the same allocator
     reps = 2 if args.quick else 5
     precisions = tuple(args.precisions.split(","))
     peaks = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, args.device) for p in precisions}

@@ -213,6 +213,7 @@ def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
     loaded = load_engine(config.zero_checkpoint, config.bf16) if config.zero_checkpoint else None  # first: fail early
     training.set_threads(config.threads)
+    training.keep_freed_memory()
     dedupe, examples, funnels = Deduper(), [], []
     if loaded is not None and config.n_prompts:
         problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())

@@ -27,6 +27,7 @@ from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
+from r1lab.training import keep_freed_memory
 
 _STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*-?\d+")  # one worked step, e.g. "17-11=6"
 
@@ -103,6 +104,7 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
     """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
     model, tokenizer = from_pretrained(config.checkpoint), Tokenizer.load(config.checkpoint)
+    keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     problems, prompts, world = _prompts(config, tokenizer)
     texts: dict[int, list[str]] = {}
