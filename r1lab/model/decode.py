@@ -38,9 +38,9 @@ from r1lab.model.transformer import Transformer
 @dataclass
 class _Attention:
     norm: torch.Tensor  # (D,) input RMSNorm weight, float32
-    w_in: torch.Tensor  # (q_out + c + d_rope, D): [query (scaled) or query-down ; KV-down]
+    w_in: torch.Tensor  # rows [q_nope ; c_KV ; q_rope ; k_rope] (full-rank query, scaled) or [query-down ; c_KV ; k_rope]
     q_norm: torch.Tensor | None  # (q_lora_rank,) query-down RMSNorm weight, float32; None = full-rank query
-    w_q_up: torch.Tensor | None  # (H * d_qk, q_lora_rank), scaled; None = full-rank query
+    w_q_up: torch.Tensor | None  # rows [q_nope ; q_rope] of every head (scaled), (H * d_qk, q_lora_rank); None = full rank
     kv_norm: torch.Tensor  # (c,) latent RMSNorm weight, float32
     w_uk: torch.Tensor  # (H, d_nope, c) key up-projection, absorbed into the query (in cache_dtype)
     w_uv_t: torch.Tensor  # (H, c, d_v) value up-projection, absorbed into the output (in cache_dtype)
@@ -50,15 +50,17 @@ class _Attention:
 @dataclass
 class _FFN:
     norm: torch.Tensor  # (D,) post-attention RMSNorm weight, float32
-    w_gate_up: torch.Tensor  # (X * 2I, D): per (routed then shared) expert [gate ; up]; one block for a dense FFN
+    w_gate_up: torch.Tensor  # (2 * X * I, D): [gate of every (routed, then shared) expert ; up of every expert]
     w_down: torch.Tensor  # (D, X * I)
     moe: MoE | None  # the model's MoE (router, and the dispatching path for many rows); None = dense FFN
     gate_base: torch.Tensor | None  # (1, X): 0 for routed experts (filled per row), 1 for shared ones
 
 
-def _scaled(w: torch.Tensor, heads: int, d_qk: int, scale: float) -> torch.Tensor:
-    """Query rows (H * d_qk, ...) times the softmax scale: q·k * scale = (scale q)·k."""
-    return (w.float() * scale).view(heads, d_qk, -1).reshape(heads * d_qk, -1)
+def _query_rows(w: torch.Tensor, heads: int, d_nope: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query weight rows (H * d_qk, ...) per head [nope ; rope] -> (nope rows of every head, rope
+    rows of every head), times the softmax scale: q·k * scale = (scale q)·k."""
+    w = (w.detach().float() * scale).view(heads, -1, w.shape[-1])  # (H, d_qk, in)
+    return w[:, :d_nope].reshape(-1, w.shape[-1]), w[:, d_nope:].reshape(-1, w.shape[-1])
 
 
 class DecodeWeights:
@@ -80,16 +82,18 @@ class DecodeWeights:
         return w.detach().to(self.dtype).contiguous()
 
     def _pack_attention(self, attn: MLA, norm: torch.Tensor) -> _Attention:
-        c = self.config
-        H, d_qk, scale = attn.n_heads, c.qk_head_dim, attn.scale
-        if hasattr(attn, "q_proj"):
-            q_in, q_norm, w_q_up = _scaled(attn.q_proj.weight, H, d_qk, scale), None, None
+        H, kv_a = attn.n_heads, attn.kv_a_proj_with_mqa.weight.detach().float()
+        latent_rows, k_rope_rows = kv_a[:attn.kv_rank], kv_a[attn.kv_rank:]
+        if hasattr(attn, "q_proj"):  # the RoPE parts of query and key side by side: rotated in one go
+            q_nope, q_rope = _query_rows(attn.q_proj.weight, H, attn.d_nope, attn.scale)
+            w_in, q_norm, w_q_up = torch.cat([q_nope, latent_rows, q_rope, k_rope_rows]), None, None
         else:
-            q_in, q_norm = attn.q_a_proj.weight.float(), attn.q_a_layernorm.weight.float()
-            w_q_up = self._cast(_scaled(attn.q_b_proj.weight, H, d_qk, scale))
+            w_in = torch.cat([attn.q_a_proj.weight.detach().float(), latent_rows, k_rope_rows])
+            q_norm = attn.q_a_layernorm.weight.detach().float()
+            w_q_up = self._cast(torch.cat(_query_rows(attn.q_b_proj.weight, H, attn.d_nope, attn.scale)))
         w_kv_b = attn.kv_b_proj.weight.detach().view(H, attn.d_nope + attn.d_v, attn.kv_rank)
-        return _Attention(norm=norm.detach().float(), w_in=self._cast(torch.cat([q_in, attn.kv_a_proj_with_mqa.weight.float()])),
-                          q_norm=q_norm, w_q_up=w_q_up, kv_norm=attn.kv_a_layernorm.weight.detach().float(),
+        return _Attention(norm=norm.detach().float(), w_in=self._cast(w_in), q_norm=q_norm, w_q_up=w_q_up,
+                          kv_norm=attn.kv_a_layernorm.weight.detach().float(),
                           w_uk=w_kv_b[:, :attn.d_nope].to(self.cache_dtype),
                           w_uv_t=w_kv_b[:, attn.d_nope:].transpose(1, 2).to(self.cache_dtype),
                           w_o=self._cast(attn.o_proj.weight))
@@ -107,7 +111,10 @@ class DecodeWeights:
             gate_up.append(torch.cat([s.gate_proj.weight.detach().view(n, -1, D), s.up_proj.weight.detach().view(n, -1, D)], 1))
             down.append(s.down_proj.weight.detach())
         w_gate_up = torch.cat(gate_up)  # (X, 2I, D)
-        return _FFN(norm=norm.detach().float(), w_gate_up=self._cast(w_gate_up.reshape(-1, D)),
+        # every expert's gate rows, then every expert's up rows: the step's gate and up halves are
+        # then X * I wide runs (silu over (R, X, I) slices of width I is ~3x slower in bf16)
+        stacked = torch.cat(w_gate_up.chunk(2, dim=1)).reshape(-1, D)  # (2 * X * I, D)
+        return _FFN(norm=norm.detach().float(), w_gate_up=self._cast(stacked),
                     w_down=self._cast(torch.cat(down, dim=1)), moe=mlp,
                     gate_base=(torch.arange(w_gate_up.shape[0]) >= E).to(self.dtype)[None].to(w_gate_up.device))
 
@@ -123,9 +130,10 @@ class DecodeWeights:
         bias = torch.zeros(key_valid.shape, dtype=cache.latent.dtype, device=tokens.device)
         bias = bias.masked_fill_(~key_valid, float("-inf"))[:, None]  # (R, 1, S), added to every head's scores
         cos, sin = self.rotary(positions[:, None])  # (R, 1, d_rope / 2)
-        x = self.embed[tokens].float()  # (R, D) residual stream, float32
-        for i, (attn, ffn) in enumerate(zip(self.attn, self.ffn)):
-            x = x + self._attention(i, attn, self._norm(x, attn.norm), cos, sin, bias, cache, slot)
+        rotation = torch.complex(cos, sin) if self.config.rope_interleave else None  # e^{i theta}, all layers
+        x = self.embed[tokens].float()  # (R, D) residual stream, float32; sublayers return the matmul
+        for i, (attn, ffn) in enumerate(zip(self.attn, self.ffn)):  # dtype, the adds promote to float32
+            x = x + self._attention(i, attn, self._norm(x, attn.norm), (cos, sin, rotation), bias, cache, slot)
             x = x + self._ffn(ffn, self._norm(x, ffn.norm))
         cache.length = slot + 1
         return F.linear(self._norm(x, self.final_norm), self.lm_head).float()
@@ -134,33 +142,44 @@ class DecodeWeights:
         """RMSNorm in float32, output in the matmul dtype."""
         return F.rms_norm(x, weight.shape, weight, self.config.rms_norm_eps).to(self.dtype)
 
-    def _attention(self, layer: int, w: _Attention, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                   bias: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        """RoPE on x (R, n, d_rope), float32: one complex multiply (interleaved pairs), else `apply_rope`."""
+        cos, sin, rotation = rope
+        if rotation is None:
+            return apply_rope(x[:, :, None], cos, sin, False)[:, :, 0]
+        pairs = torch.view_as_complex(x.contiguous().view(*x.shape[:-1], -1, 2))  # (R, n, d_rope / 2)
+        return torch.view_as_real(pairs * rotation).flatten(-2)
+
+    def _attention(self, layer: int, w: _Attention, h: torch.Tensor,
+                   rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], bias: torch.Tensor,
+                   cache: KVCache, slot: int) -> torch.Tensor:
         c = self.config
-        R, H, rank, d_rope = h.shape[0], c.num_attention_heads, c.kv_lora_rank, c.qk_rope_head_dim
-        q, kv = F.linear(h, w.w_in).split([w.w_in.shape[0] - rank - d_rope, rank + d_rope], dim=-1)
-        if w.w_q_up is not None:
-            q = F.linear(self._norm(q.float(), w.q_norm), w.w_q_up)
-        q = q.view(R, H, -1)  # (R, H, d_nope + d_rope), already times the softmax scale
-        q_nope, q_rope = q.split([c.qk_nope_head_dim, d_rope], dim=-1)
-        latent, k_rope = kv.split([rank, d_rope], dim=-1)
-        cache.latent[layer, :, slot] = F.rms_norm(latent.float(), (rank,), w.kv_norm, c.rms_norm_eps)
-        cache.k_rope[layer, :, slot] = apply_rope(k_rope[:, None, None], cos, sin, c.rope_interleave)[:, 0, 0]
+        R, H, rank, d_nope, d_rope = h.shape[0], c.num_attention_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim
+        projected = F.linear(h, w.w_in).float()  # (R, ...): one cast for query, latent and RoPE key
+        if w.w_q_up is None:  # [q_nope ; c_KV ; q_rope ; k_rope], the scale folded into the query rows
+            q_nope, latent, ropes = projected.split([H * d_nope, rank, (H + 1) * d_rope], dim=-1)
+        else:  # [query-down ; c_KV ; k_rope], then the query up-projection [q_nope ; q_rope]
+            q_down, latent, k_rope = projected.split([c.q_lora_rank, rank, d_rope], dim=-1)
+            q = F.linear(F.rms_norm(q_down, (c.q_lora_rank,), w.q_norm, c.rms_norm_eps).to(self.dtype), w.w_q_up)
+            q_nope, q_rope = q.float().split([H * d_nope, H * d_rope], dim=-1)
+            ropes = torch.cat([q_rope, k_rope], dim=-1)
+        ropes = self._rotate(ropes.view(R, H + 1, d_rope), rope)  # (R, H + 1, d_rope): H query heads, the key
+        cache.latent[layer, :, slot] = F.rms_norm(latent, (rank,), w.kv_norm, c.rms_norm_eps)
+        cache.k_rope[layer, :, slot] = ropes[:, H]
         dtype = cache.latent.dtype  # attention in the cache's dtype (see module doc); the engine's is cache_dtype
-        q_rope = apply_rope(q_rope[:, :, None].to(dtype), cos, sin, c.rope_interleave)[:, :, 0]  # (R, H, d_rope)
         latents, keys = cache.latent[layer, :, :slot + 1], cache.k_rope[layer, :, :slot + 1]  # (R, S, c), (R, S, d_rope)
-        q_latent = torch.bmm(q_nope.transpose(0, 1).to(dtype), w.w_uk.to(dtype)).transpose(0, 1)  # (R, H, c) = q_nope W_UK
-        scores = torch.baddbmm(bias, q_latent, latents.transpose(1, 2))  # (R, H, S), masked
-        scores = torch.baddbmm(scores, q_rope, keys.transpose(1, 2))
+        q_latent = torch.bmm(q_nope.view(R, H, d_nope).transpose(0, 1).to(dtype), w.w_uk).transpose(0, 1)  # (R, H, c)
+        scores = torch.baddbmm(bias, q_latent, latents.transpose(1, 2))  # (R, H, S) = q_nope W_UK c_KV, masked
+        scores = torch.baddbmm(scores, ropes[:, :H].to(dtype), keys.transpose(1, 2))
         probs = scores.softmax(dim=-1, dtype=torch.float32).to(dtype)
-        out = torch.bmm(torch.bmm(probs, latents).transpose(0, 1), w.w_uv_t.to(dtype))  # (H, R, d_v) = (p c_KV) W_UV
-        return F.linear(out.transpose(0, 1).reshape(R, -1).to(self.dtype), w.w_o).float()  # (R, D)
+        out = torch.bmm(torch.bmm(probs, latents).transpose(0, 1), w.w_uv_t)  # (H, R, d_v) = (p c_KV) W_UV
+        return F.linear(out.transpose(0, 1).reshape(R, -1).to(self.dtype), w.w_o)  # (R, D)
 
     def _ffn(self, w: _FFN, h: torch.Tensor) -> torch.Tensor:
         R = h.shape[0]
         if w.moe is None:
             gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)
-            return F.linear(F.silu(gate) * up, w.w_down).float()
+            return F.linear(F.silu(gate) * up, w.w_down)
         E, K = w.moe.config.n_routed_experts, w.moe.config.num_experts_per_tok
         if R * E > DENSE_DECODE_BUDGET * K:  # many rows: dispatching does E/K times fewer FLOPs
             return w.moe(h.to(w.moe.gate.weight.dtype)[:, None])[0][:, 0].float()
@@ -168,6 +187,6 @@ class DecodeWeights:
         routing = route(F.linear(h.float(), w.moe.gate.weight.float()), w.moe.gate.e_score_correction_bias,
                         top_k=K, n_group=c.n_group, topk_group=c.topk_group, scoring_func=c.scoring_func,
                         norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
-        gates = w.gate_base.repeat(R, 1).scatter_(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
-        gate, up = F.linear(h, w.w_gate_up).view(R, gates.shape[1], -1).chunk(2, dim=-1)  # (R, X, I) each
-        return F.linear((F.silu(gate) * up * gates[:, :, None]).view(R, -1), w.w_down).float()
+        gates = w.gate_base.expand(R, -1).scatter(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
+        gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)  # (R, X * I) each
+        return F.linear((F.silu(gate) * up).view(R, gates.shape[1], -1).mul_(gates[:, :, None]).view(R, -1), w.w_down)

@@ -33,4 +33,11 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # gate and up read the same x: one matmul over the stacked weights
         gate, up = F.linear(x, torch.cat([self.gate_proj.weight, self.up_proj.weight])).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(swiglu(gate, up))
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for gate/up halves of one matmul's output. The gate is copied to contiguous
+    memory first: silu and its backward over rows of a strided half are slow on a CPU (bf16,
+    4032 x 96 of 192: fwd+bwd 0.96 -> 0.55 ms with the copy)."""
+    return F.silu(gate.contiguous()) * up

@@ -192,7 +192,9 @@ class MLA(nn.Module):
         scores = torch.baddbmm(bias, q_rope.reshape(B, H * T, -1), k_rope.transpose(1, 2), alpha=self.scale)
         scores = torch.baddbmm(scores.view(B * H, T, S), q_nope.reshape(B * H, T, -1),
                                k_nope.reshape(B * H, S, -1).transpose(1, 2), alpha=self.scale)  # (B*H, T, S)
-        probs = scores.softmax(dim=-1)  # bf16 scores: PyTorch's CPU kernel accumulates in fp32
+        # float32 softmax, probabilities back in the scores' dtype: for bf16 scores ~2x faster on a
+        # CPU than the bf16 softmax kernel (0.83 vs 1.64 ms for 256 x 63 x 111); 1-ulp differences
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(scores.dtype)
         return torch.bmm(probs, v.reshape(B * H, S, -1)).view(B, H, T, -1)  # (B, H, T, d_v)
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from r1lab.model.config import ModelConfig
-from r1lab.model.layers import MLP
+from r1lab.model.layers import MLP, swiglu
 
 
 # Without gradients, N tokens take the dense path when N * E / K <= this: the dense path does E / K
@@ -114,7 +114,7 @@ class Experts(nn.Module):
         weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,), 0 on padding
         if slots.equal_blocks:  # one batched matmul per projection for all experts
             gate, up = torch.bmm(xs.view(E, -1, D), self.gate_up_proj.transpose(1, 2)).chunk(2, dim=-1)  # (E, M, I)
-            ys = torch.bmm(F.silu(gate) * up, self.down_proj.transpose(1, 2)).view(-1, D)  # (P, D)
+            ys = torch.bmm(swiglu(gate, up), self.down_proj.transpose(1, 2)).view(-1, D)  # (P, D)
             return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
         # unbind once: indexing the stacked weight per expert would make autograd build a full
         # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
@@ -124,7 +124,7 @@ class Experts(nn.Module):
             if chunk.shape[0] == 0:
                 continue
             gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
-            outs.append(F.linear(F.silu(gate) * up, down[e]))
+            outs.append(F.linear(swiglu(gate, up), down[e]))
         ys = torch.cat(outs)
         return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
 
