@@ -17,7 +17,7 @@ median over all timed steps of all rounds; compare ratios from one run, not seco
 Both sides run with the allocator setting r1lab's stages use (`training.keep_freed_memory`),
 applied once to the whole process before either starts.
 
-    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04]
+    .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04] [--model tiny|ref6m]
 """
 
 from __future__ import annotations
@@ -44,15 +44,26 @@ from r1lab.training import keep_freed_memory
 PROMPTS_PER_STEP, GROUP = 8, 8
 
 
-def make_checkpoint(directory: Path) -> Path:
+# --model: the `tiny` preset (1.7M parameters with the world's vocabulary), or `ref6m`, tiny at
+# twice the width (6.2M), the size of the 6.3M-parameter model the issue's reference TRL timing used
+MODELS = {
+    "tiny": {},
+    "ref6m": dict(hidden_size=256, intermediate_size=768, moe_intermediate_size=192, kv_lora_rank=128,
+                  qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64),
+}
+
+
+def make_checkpoint(directory: Path, model: str = "tiny") -> tuple[Path, int]:
+    """A randomly initialised checkpoint both sides load; returns it and its parameter count."""
     tokenizer = world_tokenizer(seed=0)
     config = preset("tiny").replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
                                     eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
-                                    num_nextn_predict_layers=0)
+                                    num_nextn_predict_layers=0, **MODELS[model])
     torch.manual_seed(0)
-    path = save_pretrained(Transformer(config), directory / "init")
+    net = Transformer(config)
+    path = save_pretrained(net, directory / "init")
     tokenizer.save(path)
-    return path
+    return path, sum(p.numel() for p in net.parameters())
 
 
 def run_r1lab(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict:
@@ -134,6 +145,7 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.04, help="kl_coef / TRL beta (TRL's default 0.04)")
     parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, interleaved (the machine's speed drifts)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny", help="tiny preset or its 6.2M-parameter widening")
     args = parser.parse_args()
     if min(args.steps, args.rounds, args.max_tokens) < 1:
         parser.error("--steps, --rounds and --max-tokens must be >= 1")
@@ -145,7 +157,7 @@ def main() -> None:
     keep_freed_memory()  # process-wide, before either side runs: TRL gets the same allocator as r1lab
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        init = make_checkpoint(Path(tmp))
+        init, n_params = make_checkpoint(Path(tmp), args.model)
         for k in range(args.rounds):
             for name, fn, bf16 in (("r1lab_fp32", run_r1lab, False), ("trl_fp32", run_trl, False),
                                    ("r1lab_bf16", run_r1lab, True), ("trl_bf16", run_trl, True)):
@@ -155,7 +167,7 @@ def main() -> None:
     fastest_r1lab = min(results["r1lab_fp32"]["s_per_step"], results["r1lab_bf16"]["s_per_step"])
     fastest_trl = min(results["trl_fp32"]["s_per_step"], results["trl_bf16"]["s_per_step"])
     print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps, "rounds": args.rounds,
-                      "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
+                      "model": args.model, "params": n_params, "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
                       "beta": args.beta, **results,
                       "ratio_fastest": round(fastest_trl / fastest_r1lab, 2),
                       "ratio_bf16": round(results["trl_bf16"]["s_per_step"] / results["r1lab_bf16"]["s_per_step"], 2),
