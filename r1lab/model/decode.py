@@ -38,9 +38,9 @@ from r1lab.model.transformer import Transformer
 @dataclass
 class _Attention:
     norm: torch.Tensor  # (D,) input RMSNorm weight, float32
-    w_in: torch.Tensor  # rows [q_nope ; c_KV ; q_rope ; k_rope] (full-rank query, scaled) or [query-down ; c_KV ; k_rope]
+    w_in: torch.Tensor  # rows [q_nope ; c_KV ; q_rope ; k_rope] (full-rank query, scaled), else [q-down ; c_KV ; k_rope]
     q_norm: torch.Tensor | None  # (q_lora_rank,) query-down RMSNorm weight, float32; None = full-rank query
-    w_q_up: torch.Tensor | None  # rows [q_nope ; q_rope] of every head (scaled), (H * d_qk, q_lora_rank); None = full rank
+    w_q_up: torch.Tensor | None  # (H * d_qk, q_lora_rank) rows [q_nope ; q_rope] of all heads, scaled; None = full rank
     kv_norm: torch.Tensor  # (c,) latent RMSNorm weight, float32
     w_uk: torch.Tensor  # (H, d_nope, c) key up-projection, absorbed into the query (in cache_dtype)
     w_uv_t: torch.Tensor  # (H, c, d_v) value up-projection, absorbed into the output (in cache_dtype)
@@ -154,7 +154,8 @@ class DecodeWeights:
                    rope: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None], bias: torch.Tensor,
                    cache: KVCache, slot: int) -> torch.Tensor:
         c = self.config
-        R, H, rank, d_nope, d_rope = h.shape[0], c.num_attention_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim
+        R, H, rank = h.shape[0], c.num_attention_heads, c.kv_lora_rank
+        d_nope, d_rope = c.qk_nope_head_dim, c.qk_rope_head_dim
         projected = F.linear(h, w.w_in).float()  # (R, ...): one cast for query, latent and RoPE key
         if w.w_q_up is None:  # [q_nope ; c_KV ; q_rope ; k_rope], the scale folded into the query rows
             q_nope, latent, ropes = projected.split([H * d_nope, rank, (H + 1) * d_rope], dim=-1)
@@ -189,4 +190,5 @@ class DecodeWeights:
                         norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
         gates = w.gate_base.expand(R, -1).scatter(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
         gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)  # (R, X * I) each
-        return F.linear((F.silu(gate) * up).view(R, gates.shape[1], -1).mul_(gates[:, :, None]).view(R, -1), w.w_down)
+        hidden = (F.silu(gate) * up).view(R, gates.shape[1], -1).mul_(gates[:, :, None])  # (R, X, I), gated
+        return F.linear(hidden.view(R, -1), w.w_down)
