@@ -104,7 +104,11 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
 
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T)."""
-    logp = _log_softmax(logits, temperature)
+    return _entropy(_log_softmax(logits, temperature))
+
+
+def _entropy(logp: torch.Tensor) -> torch.Tensor:
+    """-sum p log p over the last dim of log-probs (N, T, V) -> (N, T)."""
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -114,7 +118,7 @@ def token_logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
     step); the entropy is a metric and carries no gradient."""
     logp = _log_softmax(logits, temperature)  # (N, T, V)
     with torch.no_grad():
-        ent = -(logp.exp() * logp).sum(-1)
+        ent = _entropy(logp)
     return logp.gather(-1, tokens[..., None]).squeeze(-1), ent
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from r1lab.model.mla import MLA, KVCache
-from r1lab.model.moe import DENSE_DECODE_BUDGET, MoE, route
+from r1lab.model.moe import DENSE_DECODE_BUDGET, MoE
 from r1lab.model.rope import apply_rope
 from r1lab.model.transformer import Transformer
 
@@ -183,11 +183,8 @@ class DecodeWeights:
             return F.linear(F.silu(gate) * up, w.w_down)
         E, K = w.moe.config.n_routed_experts, w.moe.config.num_experts_per_tok
         if R * E > DENSE_DECODE_BUDGET * K:  # many rows: dispatching does E/K times fewer FLOPs
-            return w.moe(h.to(w.moe.gate.weight.dtype)[:, None])[0][:, 0].float()
-        c = w.moe.config
-        routing = route(F.linear(h.float(), w.moe.gate.weight.float()), w.moe.gate.e_score_correction_bias,
-                        top_k=K, n_group=c.n_group, topk_group=c.topk_group, scoring_func=c.scoring_func,
-                        norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
+            return w.moe(h.to(w.moe.gate.weight.dtype)[:, None])[0][:, 0]
+        routing = w.moe.gate(h)  # the model's router (float32; counts no load: the engine runs the model in eval)
         gates = w.gate_base.expand(R, -1).scatter(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
         gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)  # (R, X * I) each
         hidden = (F.silu(gate) * up).view(R, gates.shape[1], -1).mul_(gates[:, :, None])  # (R, X, I), gated
