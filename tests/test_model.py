@@ -197,8 +197,8 @@ def test_packed_documents_match_separate_forwards():
     assert torch.isfinite(loss.loss) and loss.mtp is not None
 
 
-@pytest.mark.parametrize("equal_blocks", [False, True])
-def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, monkeypatch):
+@pytest.mark.parametrize("equal_blocks,top_k", [(False, 2), (True, 2), (False, 3)])
+def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, monkeypatch):
     """The expert dispatch (row gathers both ways; a loop over experts, or one batched matmul over
     blocks padded to equal size) gives the outputs and gradients of the plain definition."""
     from r1lab.model import moe
@@ -212,7 +212,7 @@ def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, monkeypatch):
     torch.nn.init.normal_(experts.down_proj, std=0.1)
     x = torch.randn(n_tokens, config.hidden_size, requires_grad=True)
     skew = torch.tensor([3.0] + [0.0] * 7)  # expert 0 takes every token: blocks of unequal size
-    r = route(torch.randn(n_tokens, 8) + skew, torch.zeros(8), top_k=2, n_group=4, topk_group=2)
+    r = route(torch.randn(n_tokens, 8) + skew, torch.zeros(8), top_k=top_k, n_group=4, topk_group=2)
     assert ExpertSlots.build(r.indices, 8, max_waste_rows=10**9 if equal_blocks else 0).equal_blocks == equal_blocks
     y = torch.randn(n_tokens, config.hidden_size)
     dispatched = experts._dispatch(x, r)
@@ -222,7 +222,7 @@ def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, monkeypatch):
     out = []
     for n in range(n_tokens):  # every token through its K experts, weighted
         acc = 0
-        for k in range(2):
+        for k in range(top_k):
             e = int(r.indices[n, k])
             gate, up = (experts.gate_up_proj[e] @ x[n]).chunk(2)
             acc = acc + r.weights[n, k] * (experts.down_proj[e] @ (torch.nn.functional.silu(gate) * up))

@@ -196,7 +196,13 @@ class _Tokens(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ys: torch.Tensor, slots: ExpertSlots) -> torch.Tensor:
         ctx.slots = slots
-        return ys.index_select(0, slots.row_of).view(-1, slots.k, ys.shape[-1]).sum(1)
+        rows = ys.index_select(0, slots.row_of).view(-1, slots.k, ys.shape[-1])  # (N, K, D)
+        # K slices added, not .sum(1): a reduction over the middle dim is a slow kernel on CPUs
+        # (~1 ms vs 0.14 ms for 8192 x 256 bf16 rows, K = 2); float32 accumulation beyond two terms
+        total = rows[:, 0] if slots.k <= 2 else rows[:, 0].float()
+        for k in range(1, slots.k):
+            total = total + rows[:, k]
+        return total.to(ys.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
