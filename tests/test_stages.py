@@ -119,9 +119,13 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
         xs = [torch.ones((1 << 18) * (1 + (i + j) % 5)) for j in range(6)]
         del xs
 
-    for i in range(10):
-        step(i)  # the heap grows to the peak once
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for i in range(10):
-        step(i)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000
+    def faults_over_ten_steps() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for i in range(10):
+            step(i)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_over_ten_steps()  # the heap grows to the peak once
+    # the best of three passes: after earlier tests in this process a pass now and then faults a few
+    # hundred pages in (the heap's layout); without the setting every pass faults ~27,000
+    assert min(faults_over_ten_steps() for _ in range(3)) < 1000
