@@ -56,6 +56,7 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path):
                 "truncation_rate", "zero_variance_groups", "kl", "clip_fraction", "entropy",
                 "rollout_tokens_per_s", "train_tokens_per_s", "expert_load_max_mean"):
         assert key in rows[-1], key
+    assert all(r["step_s"] >= r["rollout_s"] + r["train_s"] for r in rows)  # the whole step covers its parts
     assert (tmp_path / "zero" / "samples.jsonl").read_text().count("\n") >= 3
     assert (tmp_path / "zero" / "checkpoints" / "step_000002" / "trainer_state.pt").exists()
     grpo.run(grpo.GRPOConfig(**cfg, max_steps=4, resume=True))

@@ -148,6 +148,7 @@ def run(config: GRPOConfig) -> Path:
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     bar = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="grpo", dynamic_ncols=True)
     for step in bar:
+        t_step = time.perf_counter()
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
@@ -170,6 +171,7 @@ def run(config: GRPOConfig) -> Path:
             ref.load_state_dict(model.state_dict())  # R1-Zero: reference replaced every 400 steps
         record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
                   "expert_load_max_mean": balance, "rollout_s": t_rollout, "train_s": t_train,
+                  "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
                   "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
                   "train_tokens_per_s": int(batch.mask.sum()) * config.ppo_epochs / max(t_train, 1e-9)}
         metrics.write(record)
