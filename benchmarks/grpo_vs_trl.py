@@ -9,7 +9,8 @@ equal work. TRL is an optional benchmark dependency (`pip install trl`), not a r
 
 Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training, bf16 weights
 in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step
-(median over the timed steps, after one warm-up step) with its generation/training split, and
+(each side's whole step: r1lab's logged `step_s`, TRL's step callbacks; median over the timed
+steps, after one warm-up step) split into generation and the rest (`training_s`), and
 TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ratio_bf16`) and
 with each side at its fastest setting (`ratio_fastest`). The four settings run in turn,
 `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
