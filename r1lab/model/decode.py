@@ -2,7 +2,7 @@
 
 A decode step feeds one token per row through the whole model. Its matmuls are small, so its
 cost is the number of operations more than their FLOPs (on a CPU, ~5 us each; on a GPU, one
-launch each). `DecodeWeights.pack(model)` rearranges the model's weights once per `generate`
+launch each). `DecodeWeights(model)` rearranges the model's weights once per `generate`
 call (as vLLM keeps its own copy of the policy's weights) so that a step needs few, fat ops:
 
 - attention input: the query (or query-down) projection and the KV-down projection in one matmul,
@@ -120,7 +120,7 @@ class DecodeWeights:
 
     # ------------------------------------------------------------------ the step
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor,
              cache: KVCache) -> torch.Tensor:
         """tokens, positions (R,); key_valid (R, S) bool over every cache slot so far plus this
