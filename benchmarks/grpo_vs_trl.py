@@ -167,8 +167,9 @@ def main() -> None:
     results = {name: summarise(r) for name, r in runs.items()}
     fastest_r1lab = min(results["r1lab_fp32"]["s_per_step"], results["r1lab_bf16"]["s_per_step"])
     fastest_trl = min(results["trl_fp32"]["s_per_step"], results["trl_bf16"]["s_per_step"])
-    print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps, "rounds": args.rounds,
-                      "model": args.model, "params": n_params, "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
+    print(json.dumps({"benchmark": "grpo_vs_trl", "trl_version": trl.__version__, "steps": args.steps,
+                      "rounds": args.rounds, "model": args.model, "params": n_params,
+                      "prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_tokens": args.max_tokens,
                       "beta": args.beta, **results,
                       "ratio_fastest": round(fastest_trl / fastest_r1lab, 2),
                       "ratio_bf16": round(results["trl_bf16"]["s_per_step"] / results["r1lab_bf16"]["s_per_step"], 2),
