@@ -230,3 +230,29 @@ def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, monkeypa
     (torch.stack(out) * y).sum().backward()
     for a, b in zip(got, [torch.stack(out), x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_in_batch_chunks_equals_one_go(padded, monkeypatch):
+    """Long batches attend a few rows at a time (`SPLIT_ATTENTION_CHUNK`): the same logits and
+    gradients as attending all rows at once, with or without a padding mask."""
+    from r1lab.model import mla
+
+    torch.manual_seed(0)
+    model = Transformer(small_config())
+    ids = torch.randint(0, 64, (5, 12))
+    valid = torch.ones(5, 12, dtype=torch.bool)
+    if padded:
+        valid[1, :4] = valid[3, :7] = False  # left padding, different per row
+
+    def forward_backward(chunk: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(mla, "SPLIT_ATTENTION_CHUNK", chunk)
+        model.zero_grad()
+        logits = model(ids, attention_mask=valid if padded else None)
+        (logits * torch.linspace(-1, 1, logits.numel()).view(logits.shape)).sum().backward()
+        return [logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole, rows = forward_backward(10**9), forward_backward(2 * 12 * 12 * 2)  # 2 rows of 2 heads per chunk
+    assert len(whole) == len(rows) > 10
+    for a, b in zip(whole, rows):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
