@@ -53,6 +53,7 @@ class Completion:
     logprobs: list[float]  # log-prob of each generated id under the sampling distribution (after temperature)
     finish_reason: str  # "stop" (stop token or string) or "length" (max_new_tokens reached)
     text: str = ""  # decoded token_ids ("" without a tokenizer)
+    entropies: list[float] = field(default_factory=list)  # entropy of that distribution at each generated id (nats)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class _Batch:
     mask: torch.Tensor  # (R, S_max) bool, True on real tokens
     out_ids: list[list[int]] = field(default_factory=list)
     out_logprobs: list[list[float]] = field(default_factory=list)
+    out_entropies: list[list[float]] = field(default_factory=list)
 
 
 class Engine:
@@ -120,15 +122,17 @@ class Engine:
                        positions=positions[:, -1].repeat_interleave(n) + 1, mask=mask.repeat_interleave(n, dim=0))
         batch.out_ids = [[] for _ in range(len(ids) * n)]
         batch.out_logprobs = [[] for _ in range(len(ids) * n)]
+        batch.out_entropies = [[] for _ in range(len(ids) * n)]
         finish = ["length"] * (len(ids) * n)
         gen = torch.Generator(device=self.device).manual_seed(params.seed)
         stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=self.device)
         for step in range(params.max_new_tokens):
-            token, logprob = sample(logits, params, gen)  # (R,), (R,)
+            token, logprob, entropy = sample(logits, params, gen)  # (R,) each
             done = torch.isin(token, stop_ids) if len(stop_ids) else torch.zeros_like(token, dtype=torch.bool)
-            for r, t, lp in zip(batch.rows.tolist(), token.tolist(), logprob.tolist()):
+            for r, t, lp, h in zip(batch.rows.tolist(), token.tolist(), logprob.tolist(), entropy.tolist()):
                 batch.out_ids[r].append(t)
                 batch.out_logprobs[r].append(lp)
+                batch.out_entropies[r].append(h)
             if params.stop_strings:
                 done |= self._hit_stop_string(batch, params.stop_strings)
             for r in batch.rows[done].tolist():
@@ -145,8 +149,8 @@ class Engine:
             batch.mask[:, P + step] = True
             logits = decoder.step(token, batch.positions, batch.mask[:, :P + step + 1], cache)
             batch.positions = batch.positions + 1
-        return [self._completion(r // n, batch.out_ids[r], batch.out_logprobs[r], finish[r], params)
-                for r in range(len(ids) * n)]
+        return [self._completion(r // n, batch.out_ids[r], batch.out_logprobs[r], batch.out_entropies[r], finish[r],
+                                 params) for r in range(len(ids) * n)]
 
     def _hit_stop_string(self, batch: _Batch, stops: tuple[str, ...]) -> torch.Tensor:
         """Checks the decoded tail of each running row (enough tokens to cover any stop string)."""
@@ -155,25 +159,30 @@ class Engine:
                 for r in batch.rows.tolist()]
         return torch.tensor(hits, dtype=torch.bool, device=self.device)
 
-    def _completion(self, prompt_index: int, ids: list[int], logprobs: list[float], finish: str,
-                    params: SamplingParams) -> Completion:
+    def _completion(self, prompt_index: int, ids: list[int], logprobs: list[float], entropies: list[float],
+                    finish: str, params: SamplingParams) -> Completion:
         text = self.tokenizer.decode(ids) if self.tokenizer is not None else ""
         if finish == "stop" and params.stop_strings and not (ids and ids[-1] in params.stop_token_ids):
             cut = min((text.find(s) + len(s) for s in params.stop_strings if s in text), default=len(text))
             text = text[:cut]
-        return Completion(prompt_index=prompt_index, token_ids=ids, logprobs=logprobs, finish_reason=finish, text=text)
+        return Completion(prompt_index=prompt_index, token_ids=ids, logprobs=logprobs, finish_reason=finish, text=text,
+                          entropies=entropies)
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (R, V) float32 -> sampled ids (R,) and their log-probs under softmax(logits / T).
+def sample(logits: torch.Tensor, params: SamplingParams,
+           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits (R, V) float32 -> sampled ids (R,), their log-probs under softmax(logits / T), and
+    the entropy of that distribution (R,) (RL's entropy metric, here nearly free: one mul and sum).
 
-    top-k and top-p truncate the distribution that is sampled from; the returned log-prob is that
-    of the untruncated tempered distribution, the policy's own probability of the token."""
+    top-k and top-p truncate the distribution that is sampled from; the returned log-prob and
+    entropy are those of the untruncated tempered distribution, the policy's own. Greedy (T = 0)
+    reports them for softmax(logits)."""
     if params.temperature == 0:
-        token = logits.argmax(-1)
-        return token, logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+        token, logp = logits.argmax(-1), logits.log_softmax(-1)
+        return token, logp.gather(1, token[:, None]).squeeze(1), -(logp.exp() * logp).sum(-1)
     logp = (logits / params.temperature).log_softmax(-1)  # (R, V)
     probs, ids = logp.exp(), None  # ids: vocabulary id of each column of `probs` (None = identity)
+    entropy = -(probs * logp).sum(-1)  # (R,), before any truncation replaces `probs`
     if params.top_k > 0 or params.top_p < 1.0:
         probs, ids = _truncate(probs, params.top_k, params.top_p)
     # inverse-CDF sampling: one uniform per row, cheaper than torch.multinomial's exponentials
@@ -181,7 +190,7 @@ def sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -
     u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device) * cdf[:, -1:]
     col = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1)  # (R, 1)
     token = (col if ids is None else ids.gather(1, col)).squeeze(1)
-    return token, logp.gather(1, token[:, None]).squeeze(1)
+    return token, logp.gather(1, token[:, None]).squeeze(1), entropy
 
 
 def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:

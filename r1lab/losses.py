@@ -103,23 +103,9 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
 
 
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T)."""
-    return _entropy(_log_softmax(logits, temperature))
-
-
-def _entropy(logp: torch.Tensor) -> torch.Tensor:
-    """-sum p log p over the last dim of log-probs (N, T, V) -> (N, T)."""
+    """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T): -sum p log p."""
+    logp = _log_softmax(logits, temperature)
     return -(logp.exp() * logp).sum(-1)
-
-
-def token_logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
-                               temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both of the above from one log-softmax over the vocabulary (the costliest tensor of an RL
-    step); the entropy is a metric and carries no gradient."""
-    logp = _log_softmax(logits, temperature)  # (N, T, V)
-    with torch.no_grad():
-        ent = _entropy(logp)
-    return logp.gather(-1, tokens[..., None]).squeeze(-1), ent
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ def test_greedy_equals_full_forward_for_ragged_prompts(model):
         assert completion.finish_reason == "length"
 
 
-def test_logprobs_are_those_of_the_full_forward(model):
+def test_logprobs_and_entropies_are_those_of_the_full_forward(model):
     prompt = [5, 6, 7]
     (completion,), = Engine(model).generate([prompt], SamplingParams(temperature=0.7, max_new_tokens=6, seed=3))
     ids = torch.tensor([prompt + completion.token_ids], device=DEVICE)
@@ -60,6 +60,8 @@ def test_logprobs_are_those_of_the_full_forward(model):
         logp = (model(ids)[0, len(prompt) - 1:-1] / 0.7).log_softmax(-1).cpu()
     expected = logp.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1)
     torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-4, rtol=1e-4)
+    entropy = -(logp.exp() * logp).sum(-1)  # of the same tempered distribution, at each sampled token
+    torch.testing.assert_close(torch.tensor(completion.entropies), entropy, atol=1e-4, rtol=1e-4)
 
 
 def test_same_seed_same_samples_and_group_of_n(model):
@@ -104,12 +106,13 @@ def test_stop_string_truncates_text(model):
 def test_top_k_one_is_greedy_and_top_p_truncates():
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]] * 500)
     gen = torch.Generator().manual_seed(0)
-    tok, _ = sample(logits, SamplingParams(top_k=1), gen)
+    tok, _, _ = sample(logits, SamplingParams(top_k=1), gen)
     assert (tok == 0).all()
     probs = logits[0].softmax(-1)  # 0.61, 0.22, 0.14, 0.03: top_p=0.7 keeps the first two
-    tok, lp = sample(logits, SamplingParams(top_p=0.7), gen)
+    tok, lp, entropy = sample(logits, SamplingParams(top_p=0.7), gen)
     assert set(tok.tolist()) == {0, 1}
     torch.testing.assert_close(lp, probs.log()[tok])
+    torch.testing.assert_close(entropy, -(probs * probs.log()).sum().expand(500))  # of the untruncated distribution
 
 
 def test_bad_params_are_rejected():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from r1lab.losses import (aggregate, bradley_terry_loss, entropy, group_advantages, grpo_loss, kl_k3, sft_loss,
-                          token_logprobs, token_logprobs_and_entropy)
+                          token_logprobs)
 
 
 def test_group_advantages_by_hand():
@@ -86,11 +86,11 @@ def test_token_logprobs_entropy_sft_and_bradley_terry():
     tokens = torch.tensor([[1, 0]])
     torch.testing.assert_close(token_logprobs(logits, tokens), torch.tensor([[math.log(0.5), math.log(0.75)]]))
     torch.testing.assert_close(entropy(logits)[0, 0], torch.tensor(math.log(2.0)))
-    logp, ent = token_logprobs_and_entropy(logits, tokens)  # one log-softmax for both, same values
-    torch.testing.assert_close(logp, token_logprobs(logits, tokens))
-    torch.testing.assert_close(ent, entropy(logits))
-    hot = token_logprobs_and_entropy(logits * 2, tokens, temperature=2.0)[0]  # temperature divides the logits
+    p = torch.tensor([0.75, 0.25])
+    torch.testing.assert_close(entropy(logits)[0, 1], -(p * p.log()).sum())
+    hot = token_logprobs(logits * 2, tokens, temperature=2.0)  # temperature divides the logits
     torch.testing.assert_close(hot, token_logprobs(logits, tokens))
+    torch.testing.assert_close(entropy(logits * 2, temperature=2.0), entropy(logits))
     mask = torch.tensor([[0.0, 1.0]])  # only the second token is a response token
     assert sft_loss(logits, tokens, mask).item() == pytest.approx(-math.log(0.75))
     assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(

@@ -89,13 +89,13 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     ref_logp = None
     if ref is not None:
         with torch.no_grad(), training.autocast(config.bf16, config.device):
-            ref_logp, _ = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
+            ref_logp = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
     stats: dict[str, list[float]] = {}
     g = torch.Generator().manual_seed(config.seed)
     for _ in range(config.ppo_epochs):
         for rows in torch.randperm(n, generator=g).to(batch.tokens.device).chunk(config.minibatches):
             with training.autocast(config.bf16, config.device):
-                logp, ent = completion_logprobs(model, batch, rows, config.temperature, with_entropy=True)
+                logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
             out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,
                             clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high,
@@ -106,8 +106,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
-                         ("ratio", out.ratio_mean), ("grad_norm", grad_norm),
-                         ("entropy", (ent * mask).sum() / mask.sum().clamp(min=1))):
+                         ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
                 stats.setdefault(k, []).append(float(v.detach()))
     return {k: sum(v) / len(v) for k, v in stats.items()}
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from r1lab.engine import Completion, Engine, SamplingParams
-from r1lab.losses import token_logprobs, token_logprobs_and_entropy
+from r1lab.losses import token_logprobs
 from r1lab.model import PrefixCache, Transformer
 from r1lab.prompts import format_rule, prompt_ids
 from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
@@ -129,9 +129,9 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tensor, temperature: float,
-                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log pi(completion token) (n, T) for the given rows, and optionally the per-token entropy.
+def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tensor,
+                        temperature: float) -> torch.Tensor:
+    """log pi(completion token) (n, T) for the given rows.
 
     One forward over the prompts records their latents; the completions then attend to their
     prompt's (`PrefixCache`), so a group of G completions costs one prompt forward, not G. The
@@ -149,7 +149,7 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
         h_comp, _ = model.hidden_states(tokens[:, :-1], position_ids=pos, attention_mask=keys,
                                         cache=prefix.select(of))
         h = torch.cat([h, h_comp], dim=1)  # (n, T, D)
-    return _head_logprobs(model, h, tokens, temperature, with_entropy)
+    return _head_logprobs(model, h, tokens, temperature)
 
 
 # Log-probs per chunk of rows in `_head_logprobs` (16 MiB in float32). The (n, T, vocab) float32
@@ -158,19 +158,17 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
 LOGITS_CHUNK = 1 << 22
 
 
-def _head_logprobs(model: Transformer, h: torch.Tensor, tokens: torch.Tensor, temperature: float,
-                   with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _head_logprobs(model: Transformer, h: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
     """Output head over hidden states h (n, T, D), then log-probs a few rows at a time. Rows are
     independent, so the values and gradients are those of one go."""
     logits = model.lm_head(model.model.norm(h))  # (n, T, V)
     rows = max(1, LOGITS_CHUNK // logits[0].numel())
-    parts = [(token_logprobs_and_entropy(z, t, temperature) if with_entropy else (token_logprobs(z, t, temperature), None))
-             for z, t in zip(logits.split(rows), tokens.split(rows))]
-    return torch.cat([lp for lp, _ in parts]), torch.cat([e for _, e in parts]) if with_entropy else None
+    return torch.cat([token_logprobs(z, t, temperature) for z, t in zip(logits.split(rows), tokens.split(rows))])
 
 
 def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]:
-    """rewards (P, G). Accuracy, format rate, lengths, truncation, zero-variance share, reward means."""
+    """rewards (P, G). Accuracy, format rate, lengths, truncation, zero-variance share, reward means,
+    and the policy's entropy: the mean over sampled tokens of the sampling distribution's entropy."""
     lengths = torch.tensor([len(c.token_ids) for c in rollout.completions], dtype=torch.float)
     texts = [c.text for c in rollout.completions]
     means = rollout.rewards.means()
@@ -178,5 +176,6 @@ def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]
            "format_rate": means.get("reward/format", sum(strict_format_reward(t) for t in texts) / len(texts)),
            "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
            "truncation_rate": sum(c.finish_reason == "length" for c in rollout.completions) / len(texts),
-           "zero_variance_groups": (rewards.std(-1) == 0).float().mean().item()}
+           "zero_variance_groups": (rewards.std(-1) == 0).float().mean().item(),
+           "entropy": sum(sum(c.entropies) for c in rollout.completions) / max(lengths.sum().item(), 1)}
     return out
