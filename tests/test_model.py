@@ -256,3 +256,27 @@ def test_attention_in_batch_chunks_equals_one_go(padded, monkeypatch):
     assert len(whole) == len(rows) > 10
     for a, b in zip(whole, rows):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fused_attention_path_equals_split_path(monkeypatch):
+    """Above `SPLIT_ATTENTION_MAX(_FLOAT32)` pairs CPU attention runs PyTorch's fused kernel (v
+    zero-padded to the query width): the same logits and gradients as the two-matmul path."""
+    from r1lab.model import mla
+
+    torch.manual_seed(0)
+    model = Transformer(small_config())
+    ids = torch.randint(0, 64, (3, 10))
+    valid = torch.ones(3, 10, dtype=torch.bool)
+    valid[1, :3] = False  # left padding
+
+    def forward_backward(limit: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(mla, "SPLIT_ATTENTION_MAX_FLOAT32", limit)
+        model.zero_grad()
+        logits = model(ids, attention_mask=valid)
+        (logits * torch.linspace(-1, 1, logits.numel()).view(logits.shape)).sum().backward()
+        return [logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    split, fused = forward_backward(10**9), forward_backward(0)
+    assert len(split) == len(fused) > 10
+    for a, b in zip(split, fused):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

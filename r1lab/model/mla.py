@@ -24,9 +24,12 @@ from r1lab.model.layers import RMSNorm
 from r1lab.model.rope import apply_rope
 
 
-# Up to this many (query, key) pairs, CPU attention is computed as two plain matmuls (measured:
-# 28 vs 33 ms fwd+bwd for 8 x 8 heads x 256^2 in bf16 against the fused kernel with padded v).
+# Up to this many (query, key) pairs per row, CPU attention is computed as two plain matmuls, above
+# by the fused kernel. bf16: 28 vs 33 ms fwd+bwd for 8 x 8 heads x 256^2; whole GRPO updates of
+# 64 rows x 4 heads at 383 x 431 pairs: 1.53 (split) vs 2.01 s. float32 turns earlier: 1.15 (fused)
+# vs 1.23 s at 191 x 239 pairs, 1.44 vs 1.74 s at 255 x 303; about even at 127 x 175 (0.70 vs 0.71 s).
 SPLIT_ATTENTION_MAX = 512 * 512
+SPLIT_ATTENTION_MAX_FLOAT32 = 160 * 160
 # ... over at most this many scores (batch x heads x queries x keys) at a time: larger score
 # tensors fall out of the caches and, past glibc's 32 MiB mmap threshold, page-fault on every
 # allocation. Measured, 64 rows x 4 heads x 255 x 303 (a 256-token GRPO batch), fwd+bwd: 171 ->
@@ -171,7 +174,8 @@ class MLA(nn.Module):
         kv = self.kv_b_proj(latent).view(B, S, self.n_heads, self.d_nope + self.d_v).transpose(1, 2)
         k_nope, v = kv.split([self.d_nope, self.d_v], dim=-1)  # (B, H, S, d_nope), (B, H, S, d_v)
         T = q_nope.shape[2]
-        if T * S <= SPLIT_ATTENTION_MAX and q_nope.device.type == "cpu":
+        limit = SPLIT_ATTENTION_MAX_FLOAT32 if q_nope.dtype == torch.float32 else SPLIT_ATTENTION_MAX
+        if T * S <= limit and q_nope.device.type == "cpu":
             rows = max(1, SPLIT_ATTENTION_CHUNK // (self.n_heads * T * S))  # batch rows per chunk
             if rows >= B:
                 return self._attend_split(q_nope, q_rope, k_nope, k_rope, v, mask)
