@@ -232,27 +232,29 @@ def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, monkeypa
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+def logits_and_grads(model, ids, valid, monkeypatch, setting: str, value: int) -> list[torch.Tensor]:
+    """Logits and every parameter gradient of one forward+backward, with `mla.<setting> = value`."""
+    from r1lab.model import mla
+
+    monkeypatch.setattr(mla, setting, value)
+    model.zero_grad()
+    logits = model(ids, attention_mask=valid)
+    (logits * torch.linspace(-1, 1, logits.numel()).view(logits.shape)).sum().backward()
+    return [logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
 @pytest.mark.parametrize("padded", [False, True])
 def test_attention_in_batch_chunks_equals_one_go(padded, monkeypatch):
     """Long batches attend a few rows at a time (`SPLIT_ATTENTION_CHUNK`): the same logits and
     gradients as attending all rows at once, with or without a padding mask."""
-    from r1lab.model import mla
-
     torch.manual_seed(0)
     model = Transformer(small_config())
     ids = torch.randint(0, 64, (5, 12))
     valid = torch.ones(5, 12, dtype=torch.bool)
     if padded:
         valid[1, :4] = valid[3, :7] = False  # left padding, different per row
-
-    def forward_backward(chunk: int) -> list[torch.Tensor]:
-        monkeypatch.setattr(mla, "SPLIT_ATTENTION_CHUNK", chunk)
-        model.zero_grad()
-        logits = model(ids, attention_mask=valid if padded else None)
-        (logits * torch.linspace(-1, 1, logits.numel()).view(logits.shape)).sum().backward()
-        return [logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    whole, rows = forward_backward(10**9), forward_backward(2 * 12 * 12 * 2)  # 2 rows of 2 heads per chunk
+    args = (model, ids, valid if padded else None, monkeypatch, "SPLIT_ATTENTION_CHUNK")
+    whole, rows = logits_and_grads(*args, 10**9), logits_and_grads(*args, 2 * 12 * 12 * 2)  # 2 rows of 2 heads
     assert len(whole) == len(rows) > 10
     for a, b in zip(whole, rows):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -261,22 +263,13 @@ def test_attention_in_batch_chunks_equals_one_go(padded, monkeypatch):
 def test_fused_attention_path_equals_split_path(monkeypatch):
     """Above `SPLIT_ATTENTION_MAX(_FLOAT32)` pairs CPU attention runs PyTorch's fused kernel (v
     zero-padded to the query width): the same logits and gradients as the two-matmul path."""
-    from r1lab.model import mla
-
     torch.manual_seed(0)
     model = Transformer(small_config())
     ids = torch.randint(0, 64, (3, 10))
     valid = torch.ones(3, 10, dtype=torch.bool)
     valid[1, :3] = False  # left padding
-
-    def forward_backward(limit: int) -> list[torch.Tensor]:
-        monkeypatch.setattr(mla, "SPLIT_ATTENTION_MAX_FLOAT32", limit)
-        model.zero_grad()
-        logits = model(ids, attention_mask=valid)
-        (logits * torch.linspace(-1, 1, logits.numel()).view(logits.shape)).sum().backward()
-        return [logits.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    split, fused = forward_backward(10**9), forward_backward(0)
+    args = (model, ids, valid, monkeypatch, "SPLIT_ATTENTION_MAX_FLOAT32")
+    split, fused = logits_and_grads(*args, 10**9), logits_and_grads(*args, 0)
     assert len(split) == len(fused) > 10
     for a, b in zip(split, fused):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

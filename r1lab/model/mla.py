@@ -177,12 +177,11 @@ class MLA(nn.Module):
         limit = SPLIT_ATTENTION_MAX_FLOAT32 if q_nope.dtype == torch.float32 else SPLIT_ATTENTION_MAX
         if T * S <= limit and q_nope.device.type == "cpu":
             rows = max(1, SPLIT_ATTENTION_CHUNK // (self.n_heads * T * S))  # batch rows per chunk
-            if rows >= B:
-                return self._attend_split(q_nope, q_rope, k_nope, k_rope, v, mask)
-            return torch.cat([self._attend_split(q_nope[i:i + rows], q_rope[i:i + rows], k_nope[i:i + rows],
-                                                 k_rope[i:i + rows], v[i:i + rows],
-                                                 mask if mask is None or mask.shape[0] == 1 else mask[i:i + rows])
-                              for i in range(0, B, rows)])  # rows are independent: the same numbers as one go
+            masks = mask.split(rows) if mask is not None and mask.shape[0] == B else [mask] * -(-B // rows)
+            out = [self._attend_split(*chunk) for chunk in zip(q_nope.split(rows), q_rope.split(rows),
+                                                                 k_nope.split(rows), k_rope.split(rows),
+                                                                 v.split(rows), masks)]
+            return out[0] if len(out) == 1 else torch.cat(out)  # rows are independent: the numbers of one go
         k = torch.cat([k_nope, k_rope[:, None].expand(-1, self.n_heads, -1, -1)], dim=-1)
         q = torch.cat([q_nope, q_rope], dim=-1)  # (B, H, T, d_qk)
         is_causal = mask is None and q.shape[2] == S
