@@ -177,20 +177,23 @@ def sample(logits: torch.Tensor, params: SamplingParams,
     top-k and top-p truncate the distribution that is sampled from; the returned log-prob and
     entropy are those of the untruncated tempered distribution, the policy's own. Greedy (T = 0)
     reports them for softmax(logits)."""
-    if params.temperature == 0:
-        token, logp = logits.argmax(-1), logits.log_softmax(-1)
-        return token, logp.gather(1, token[:, None]).squeeze(1), -(logp.exp() * logp).sum(-1)
-    logp = (logits / params.temperature).log_softmax(-1)  # (R, V)
-    probs, ids = logp.exp(), None  # ids: vocabulary id of each column of `probs` (None = identity)
+    logp = (logits if params.temperature == 0 else logits / params.temperature).log_softmax(-1)  # (R, V)
+    probs = logp.exp()
     entropy = -(probs * logp).sum(-1)  # (R,), before any truncation replaces `probs`
+    token = logits.argmax(-1) if params.temperature == 0 else _draw(probs, params, gen)
+    return token, logp.gather(1, token[:, None]).squeeze(1), entropy
+
+
+def _draw(probs: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> torch.Tensor:
+    """One id per row of probs (R, V), from the top-k / top-p truncated distribution if asked."""
+    ids = None  # vocabulary id of each column of `probs` (None = identity)
     if params.top_k > 0 or params.top_p < 1.0:
         probs, ids = _truncate(probs, params.top_k, params.top_p)
     # inverse-CDF sampling: one uniform per row, cheaper than torch.multinomial's exponentials
     cdf = probs.cumsum(-1)  # (R, C)
     u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device) * cdf[:, -1:]
     col = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1)  # (R, 1)
-    token = (col if ids is None else ids.gather(1, col)).squeeze(1)
-    return token, logp.gather(1, token[:, None]).squeeze(1), entropy
+    return (col if ids is None else ids.gather(1, col)).squeeze(1)
 
 
 def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
