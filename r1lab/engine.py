@@ -14,6 +14,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from r1lab.model import Transformer
 from r1lab.model.decode import DecodeWeights
@@ -89,9 +90,7 @@ class Engine:
         """Returns, for each prompt, its `params.n` completions."""
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
-        ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]  # type: ignore[union-attr]
-        if not ids or any(len(x) == 0 for x in ids):
-            raise ValueError("every prompt needs at least one token")
+        ids = self._prompt_ids(prompts, params)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -99,6 +98,24 @@ class Engine:
         finally:
             self.model.train(was_training)
         return [flat[i * params.n:(i + 1) * params.n] for i in range(len(ids))]
+
+    def _prompt_ids(self, prompts: Sequence[str] | Sequence[Sequence[int]], params: SamplingParams) -> list[list[int]]:
+        """Token ids of each prompt, checked here: past this point a bad prompt would fail deep in
+        the model (an embedding IndexError) or, too long, run silently past the trained positions."""
+        if any(isinstance(p, str) for p in prompts) and self.tokenizer is None:
+            raise ValueError("string prompts need a tokenizer (Engine(model, tokenizer)); or pass token ids")
+        ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]  # type: ignore[union-attr]
+        if not ids or any(len(x) == 0 for x in ids):
+            raise ValueError("every prompt needs at least one token")
+        config = self.model.config
+        lo, hi = min(min(x) for x in ids), max(max(x) for x in ids)
+        if lo < 0 or hi >= config.vocab_size:
+            raise ValueError(f"token id {lo if lo < 0 else hi} is outside the vocabulary [0, {config.vocab_size})")
+        longest = max(len(x) for x in ids)
+        if longest + params.max_new_tokens > config.max_position_embeddings:
+            raise ValueError(f"longest prompt ({longest} tokens) + max_new_tokens ({params.max_new_tokens}) exceeds "
+                             f"the model's max_position_embeddings ({config.max_position_embeddings})")
+        return ids
 
     def _generate(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
         n, P = params.n, -(-max(len(x) for x in ids) // 8) * 8  # prompt width: a multiple of 8 (repeating shapes)
@@ -199,16 +216,22 @@ def _draw(probs: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> 
 def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k / nucleus candidates of each row, most likely first: (probs (R, C), ids (R, C)).
 
-    The nucleus is the smallest prefix of the sorted tokens whose mass reaches top_p. A partial
-    top-k of 64 usually holds it (a trained model is peaked); only rows where it does not fall
-    back to sorting the whole vocabulary."""
+    The nucleus is the smallest prefix of the sorted tokens whose mass reaches top_p; with top_k
+    as well, that mass is measured on the top-k renormalised distribution (top-k first, then
+    top-p, as Hugging Face's warpers and vLLM). Without top-k, a partial top-k of 64 usually holds
+    the nucleus (a trained model is peaked); only rows where it does not fall back to sorting the
+    whole vocabulary."""
     V = probs.shape[-1]
     k = min(top_k, V) if top_k > 0 else min(64, V)
     values, ids = probs.topk(k, dim=-1)  # sorted, descending
     if top_p < 1.0 and top_k == 0 and bool((values.sum(-1) < top_p).any()):
         values, ids = _sort_descending(probs)
     if top_p < 1.0:
-        outside = values.cumsum(-1) - values > top_p  # mass before this token already > p
+        mass = values / values.sum(-1, keepdim=True) if top_k > 0 else values  # (R, C)
+        before = F.pad(mass.cumsum(-1)[:, :-1], (1, 0))  # (R, C) mass of the more likely tokens
+        # the mass before a token already reaches p: the prefix without it is the nucleus (`>=`,
+        # so an exact tie at p keeps no extra token: uniform over 4 with p = 0.5 keeps 2)
+        outside = before >= top_p
         values = values.masked_fill(outside, 0.0)
     return values, ids
 

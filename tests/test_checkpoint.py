@@ -18,6 +18,10 @@ CONFIGS = {
     "yarn+tied+no-interleave": dict(rope_factor=4.0, original_max_position_embeddings=16, mscale=0.9,
                                     mscale_all_dim=0.8, tie_word_embeddings=True, rope_interleave=False),
     "two-dense-then-moe+2-mtp": dict(first_k_dense_replace=2, num_nextn_predict_layers=2, n_group=2, topk_group=1),
+    # mscale_all_dim 0: transformers' amplitude is then mscale(factor, 1), whatever mscale says
+    "yarn-mscale-all-dim-0": dict(rope_factor=4.0, original_max_position_embeddings=16, mscale=0.707,
+                                  mscale_all_dim=0.0),
+    "yarn-attention-factor": dict(rope_factor=4.0, original_max_position_embeddings=16, attention_factor=0.8),
 }
 
 
@@ -93,6 +97,11 @@ def test_save_replaces_existing_checkpoint_atomically(tmp_path):
     ("topk_method", "greedy", "topk_method"),
     ("num_key_value_heads", 1, "num_key_value_heads"),
     ("rope_parameters", {"rope_type": "linear", "factor": 2.0}, "rope_type"),
+    ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+                         "truncate": False}, "truncate"),
+    ("rope_parameters", {"rope_type": "yarn", "original_max_position_embeddings": 16}, "factor"),
+    ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "partial_rotary_factor": 0.5}, "partial_rotary_factor"),
+    ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "low_freq_factor": 1.0}, "low_freq_factor"),
 ])
 def test_unsupported_checkpoint_is_a_one_line_error_naming_the_field(tmp_path, field, value, match):
     save_pretrained(Transformer(make_config()), tmp_path / "ck")
@@ -113,3 +122,51 @@ def test_weights_that_do_not_match_the_config_are_an_error(tmp_path):
     cfg_file.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="missing"):
         from_pretrained(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("rope", [
+    dict(mscale=1.0, mscale_all_dim=1.0),  # V3
+    dict(mscale=0.707, mscale_all_dim=0.0),
+    dict(mscale=0.707),  # mscale_all_dim absent
+    dict(mscale_all_dim=1.0),  # mscale absent
+    dict(mscale=1.0, mscale_all_dim=0.8, attention_factor=1.3),
+])
+def test_yarn_frequencies_amplitude_and_scale_match_transformers(rope):
+    """r1lab reads a YaRN config.json as transformers' `_compute_yarn_parameters` and
+    `yarn_apply_mscale` do (V3: factor 40 over an original 4096 context)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import yarn_apply_mscale
+
+    from r1lab.model.checkpoint import from_hf_config
+    from r1lab.model.rope import rope_frequencies
+
+    d = to_hf_config(preset("deepseek-v3-671b").replace(num_hidden_layers=1, rope_factor=1.0))
+    d["rope_parameters"] = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, beta_fast=32, beta_slow=1,
+                                original_max_position_embeddings=4096, **rope)
+    hf = DeepseekV3Config(**{k: v for k, v in d.items() if k not in ("architectures", "model_type", "r1lab", "dtype")})
+    hf_inv_freq, hf_amplitude = ROPE_INIT_FUNCTIONS["yarn"](hf)
+    config = from_hf_config(d)
+    inv_freq, amplitude = rope_frequencies(config)
+    assert amplitude == pytest.approx(hf_amplitude, rel=1e-12)
+    torch.testing.assert_close(inv_freq, hf_inv_freq, rtol=1e-6, atol=0)
+    assert config.softmax_scale == pytest.approx(yarn_apply_mscale(hf.rope_parameters, config.qk_head_dim ** -0.5))
+
+
+def test_softmax_gating_cannot_be_saved_for_transformers(tmp_path):
+    """transformers' DeepseekV3 routes with sigmoid only: a softmax-gated model would load as another."""
+    model = Transformer(make_config(scoring_func="softmax"))
+    with pytest.raises(ValueError, match="sigmoid"):
+        save_pretrained(model, tmp_path / "ck")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_routing_fields_mean_transformers_defaults():
+    from r1lab.model.checkpoint import from_hf_config
+
+    d = to_hf_config(make_config(n_routed_experts=16))
+    for key in ("routed_scaling_factor", "n_group", "topk_group", "num_experts_per_tok"):
+        del d[key]
+    hf = DeepseekV3Config(**{k: v for k, v in d.items() if k not in ("architectures", "model_type", "r1lab", "dtype")})
+    config = from_hf_config(d)
+    for key in ("routed_scaling_factor", "n_group", "topk_group", "num_experts_per_tok"):
+        assert getattr(config, key) == getattr(hf, key), key

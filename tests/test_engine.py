@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from r1lab.engine import Engine, SamplingParams, sample
+from r1lab.engine import Engine, SamplingParams, _truncate, sample
 from r1lab.model import Transformer, preset
 
 
@@ -115,6 +115,47 @@ def test_top_k_one_is_greedy_and_top_p_truncates():
     torch.testing.assert_close(entropy, -(probs * probs.log()).sum().expand(500))  # of the untruncated distribution
 
 
+def test_top_p_exact_tie_keeps_the_smallest_prefix():
+    """Uniform over 4 with top_p = 0.5: two tokens already reach the mass, a third is not kept."""
+    values, _ = _truncate(torch.full((3, 4), 0.25), 0, 0.5)
+    assert (values > 0).sum(-1).tolist() == [2, 2, 2]
+    tok, _, _ = sample(torch.zeros(500, 4), SamplingParams(top_p=0.5), torch.Generator().manual_seed(0))
+    assert len(set(tok.tolist())) == 2
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (0, 0.5), (5, 0.8), (3, 0.5), (8, 0.3)])
+def test_top_k_top_p_keep_what_transformers_warpers_keep(top_k, top_p):
+    """Top-k first, then top-p on the renormalised top-k (Hugging Face's TopK -> TopP warpers)."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(64, 20, generator=torch.Generator().manual_seed(1)) * 2 / 0.7  # tempered
+    values, ids = _truncate(logits.softmax(-1), top_k, top_p)
+    ours = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ids, values > 0)
+    warped = TopKLogitsWarper(top_k)(None, logits) if top_k else logits
+    theirs = TopPLogitsWarper(top_p)(None, warped).isfinite()
+    assert torch.equal(ours, theirs)
+
+
+def test_top_p_after_top_k_is_measured_on_the_top_k_distribution():
+    # probs 0.4, 0.3, 0.2, 0.1; top-2 renormalised: 4/7, 3/7, so top_p = 0.5 keeps token 0 alone
+    # (measured on the full distribution, 0.4 < 0.5 would keep token 1 as well)
+    logits = torch.tensor([[0.4, 0.3, 0.2, 0.1]]).log().expand(400, 4)
+    tok, lp, _ = sample(logits, SamplingParams(top_k=2, top_p=0.5), torch.Generator().manual_seed(0))
+    assert set(tok.tolist()) == {0}
+    torch.testing.assert_close(lp, torch.tensor(0.4).log().expand(400))  # untruncated log-prob
+
+
+@pytest.mark.parametrize("prompt,params,match", [
+    ("hello", SamplingParams(), "tokenizer"),
+    ([5, 100], SamplingParams(), "outside the vocabulary"),  # vocab_size 100
+    ([-1, 5], SamplingParams(), "outside the vocabulary"),
+    ([5] * 10, SamplingParams(max_new_tokens=503), "max_position_embeddings"),  # 10 + 503 > 512
+])
+def test_bad_prompts_are_clear_value_errors(model, prompt, params, match):
+    with pytest.raises(ValueError, match=match):
+        Engine(model).generate([prompt], params)
+
+
 def test_bad_params_are_rejected():
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0)
@@ -127,6 +168,7 @@ def test_bad_params_are_rejected():
     dict(q_lora_rank=16, n_shared_experts=2, rope_interleave=False, rope_factor=4.0,
          original_max_position_embeddings=8, n_group=4, topk_group=2),
     dict(n_routed_experts=64, n_group=1, topk_group=1),  # many rows x experts: the model's own dispatching MoE
+    dict(q_lora_rank=16, rms_norm_eps=0.1),  # the q/KV latent norms keep their own eps (1e-6), as the model's
 ])
 def test_packed_decode_step_equals_the_model_forward(changes):
     """DecodeWeights rearranges the weights (fused projections, absorbed up-projections, shared

@@ -273,3 +273,82 @@ def test_fused_attention_path_equals_split_path(monkeypatch):
     assert len(split) == len(fused) > 10
     for a, b in zip(split, fused):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_router_stays_float32_under_bf16_autocast():
+    """V3 §3.3.2 keeps the MoE gating in higher precision: autocast must not run it in bf16."""
+    from r1lab.model.moe import Router
+
+    router = Router(small_config())
+    torch.nn.init.normal_(router.weight, std=0.5)
+    x = torch.randn(64, 32)
+    reference = router(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = router(x)
+    assert torch.equal(under_autocast.scores, reference.scores)
+    assert torch.equal(under_autocast.indices, reference.indices)
+
+
+def left_padded(row: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A (1, T) row -> (ids, labels, key mask, positions) of the same row after `pad` left pads."""
+    T = row.shape[1]
+    ids = torch.cat([torch.zeros(1, pad, dtype=torch.long), row], 1)
+    labels = torch.cat([torch.full((1, pad), -100), row[:, 1:], torch.full((1, 1), -100)], 1)
+    mask = torch.arange(pad + T)[None] >= pad
+    return ids, labels, mask, (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def test_mtp_loss_of_a_left_padded_row_equals_the_unpadded_row():
+    """A left pad's hidden state neither attends as a key nor predicts a target in the MTP blocks."""
+    model = Transformer(small_config(num_nextn_predict_layers=2)).eval()
+    row = torch.randint(2, 64, (1, 10))
+    ref = model.loss(*left_padded(row, 0)[:2])
+    ids, labels, mask, pos = left_padded(row, 3)
+    out = model.loss(ids, labels, attention_mask=mask, position_ids=pos)
+    torch.testing.assert_close(out.ce, ref.ce, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.mtp, ref.mtp, atol=1e-5, rtol=1e-5)
+
+
+def test_mtp_depth_without_targets_adds_zero_not_nan():
+    model = Transformer(small_config(num_nextn_predict_layers=2))
+    x = torch.randint(0, 64, (2, 6))
+    labels = torch.full_like(x, -100)
+    labels[:, 0] = x[:, 1]  # only position 0 has a target: no MTP depth has one
+    out = model.loss(x, labels)
+    assert out.mtp.item() == 0.0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    labels[:, 1] = x[:, 2]  # a target for depth 1 (row 0 predicts t_2), still none for depth 2
+    out = model.loss(x, labels)
+    assert 0 < out.mtp.item() < float("inf")
+
+
+def test_padding_counts_neither_in_expert_load_nor_in_balance_loss():
+    """Aux-loss-free balancing (V3 §2.1.2) counts only real tokens; outputs do not change."""
+    from r1lab.model.moe import Routing, sequence_balance_loss
+
+    config = small_config(num_nextn_predict_layers=1, seq_aux_loss_alpha=0.01)
+    model = Transformer(config).train()
+    ids, labels, mask, pos = left_padded(torch.randint(2, 64, (1, 10)), 4)  # 10 real tokens, 4 pads
+    model.loss(ids, labels, attention_mask=mask, position_ids=pos)
+    loads = [load.sum().item() for load in model.expert_load()]  # 2 main MoE layers, then the MTP block's
+    K = config.num_experts_per_tok
+    assert loads == [10 * K, 10 * K, 9 * K]  # MTP rows: a real state and a real next token (9 of 13)
+    # the balance loss over a sequence's real tokens = the loss of those tokens alone
+    r = route(torch.randn(12, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
+    valid = torch.arange(12)[None] >= 5  # (1, 12): 5 pads
+    real = Routing(weights=r.weights[5:], indices=r.indices[5:], scores=r.scores[5:])
+    torch.testing.assert_close(sequence_balance_loss(r, 1, 12, 2, valid), sequence_balance_loss(real, 1, 7, 2))
+
+
+def test_moe_mtp_block_of_an_all_dense_model_is_validated():
+    # first_k_dense_replace == num_hidden_layers: main layers dense, the MTP block (layer 3) MoE
+    with pytest.raises(ValueError, match="topk_group"):
+        small_config(first_k_dense_replace=3, num_nextn_predict_layers=1, topk_group=5)
+    model = Transformer(small_config(first_k_dense_replace=3, num_nextn_predict_layers=1))
+    assert len(model.moe_layers()) == 1
+
+
+def test_small_preset_counts_match_its_docstring():
+    counts = count_parameters(preset("small"))
+    assert (round(counts["total"] / 1e6), round(counts["active"] / 1e6), round(counts["mtp"] / 1e6)) == (298, 142, 23)

@@ -29,6 +29,12 @@ from r1lab.model.config import ModelConfig
 from r1lab.model.transformer import Transformer
 
 _R1LAB_EXTRAS = ("mtp_loss_weight", "bias_update_speed", "seq_aux_loss_alpha")
+# What transformers' DeepseekV3Config assumes when config.json lacks a routing field (its
+# defaults, the published V3 values): a missing field must mean the same model here.
+_HF_ROUTING_DEFAULTS = {"num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5}
+# rope_parameters keys r1lab honours; any other one would be silently ignored, so it is an error
+_ROPE_KEYS = {"rope_type", "type", "rope_theta", "factor", "original_max_position_embeddings", "beta_fast",
+              "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate", "partial_rotary_factor"}
 
 
 # ----------------------------------------------------------------------------- config
@@ -36,11 +42,16 @@ _R1LAB_EXTRAS = ("mtp_loss_weight", "bias_update_speed", "seq_aux_loss_alpha")
 
 def to_hf_config(config: ModelConfig, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     c = config
+    if c.scoring_func != "sigmoid":  # the field would be written, then ignored on load
+        raise ValueError(f"scoring_func={c.scoring_func!r} cannot be saved in Hugging Face format: transformers' "
+                         "DeepseekV3 always routes with sigmoid and would load a different model")
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": c.rope_theta}
-    if c.rope_factor > 1.0:
+    if c.rope_factor > 1.0 or c.attention_factor is not None:
         rope.update(rope_type="yarn", factor=c.rope_factor, beta_fast=c.beta_fast, beta_slow=c.beta_slow,
                     mscale=c.mscale, mscale_all_dim=c.mscale_all_dim,
                     original_max_position_embeddings=c.original_max_position_embeddings)
+        if c.attention_factor is not None:
+            rope["attention_factor"] = c.attention_factor
     return {
         "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
         "vocab_size": c.vocab_size, "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
@@ -68,7 +79,8 @@ def _unsupported(field: str, value: Any, why: str) -> ValueError:
 
 
 def from_hf_config(d: dict[str, Any]) -> ModelConfig:
-    """ModelConfig from a config.json dict; anything r1lab cannot represent is a clear error."""
+    """ModelConfig from a config.json dict; anything r1lab cannot represent is a clear error, and
+    a missing field means what it means to transformers' DeepseekV3Config."""
     if d.get("model_type") != "deepseek_v3":
         raise _unsupported("model_type", d.get("model_type"), "r1lab reads deepseek_v3 checkpoints")
     checks = [("hidden_act", "silu"), ("attention_bias", False), ("topk_method", "noaux_tc"),
@@ -79,12 +91,7 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
     heads = d["num_attention_heads"]
     if d.get("num_key_value_heads") not in (None, heads):
         raise _unsupported("num_key_value_heads", d["num_key_value_heads"], "MLA uses one KV latent for all heads")
-    rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type not in ("default", "yarn"):
-        raise _unsupported("rope_parameters.rope_type", rope_type, "only default RoPE and YaRN are implemented")
-    yarn = rope_type == "yarn"
-    n_routed = d.get("n_routed_experts") or 0
+    routing = {k: d[k] if d.get(k) is not None else default for k, default in _HF_ROUTING_DEFAULTS.items()}
     extras = d.get("r1lab", {})
     return ModelConfig(
         vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
@@ -92,22 +99,45 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
         num_attention_heads=heads, q_lora_rank=d.get("q_lora_rank") or 0, kv_lora_rank=d["kv_lora_rank"],
         qk_nope_head_dim=d["qk_nope_head_dim"], qk_rope_head_dim=d["qk_rope_head_dim"], v_head_dim=d["v_head_dim"],
         first_k_dense_replace=min(d.get("first_k_dense_replace", 0), d["num_hidden_layers"]),
-        n_shared_experts=d.get("n_shared_experts") or 0, n_routed_experts=n_routed,
-        num_experts_per_tok=d.get("num_experts_per_tok") or 1, n_group=d.get("n_group") or 1,
-        topk_group=d.get("topk_group") or 1, scoring_func=d.get("scoring_func", "sigmoid"),
-        norm_topk_prob=d.get("norm_topk_prob", True), routed_scaling_factor=d.get("routed_scaling_factor", 1.0),
+        n_shared_experts=d.get("n_shared_experts") or 0, n_routed_experts=d.get("n_routed_experts") or 0,
+        scoring_func=d.get("scoring_func", "sigmoid"), norm_topk_prob=d.get("norm_topk_prob", True), **routing,
         num_nextn_predict_layers=d.get("num_nextn_predict_layers", 0),
-        max_position_embeddings=d.get("max_position_embeddings", 4096),
-        rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
-        rope_factor=rope.get("factor", 1.0) if yarn else 1.0,
-        original_max_position_embeddings=rope.get("original_max_position_embeddings", 4096),
-        beta_fast=rope.get("beta_fast", 32.0), beta_slow=rope.get("beta_slow", 1.0),
-        mscale=rope.get("mscale", 1.0), mscale_all_dim=rope.get("mscale_all_dim", 0.0) if yarn else 1.0,
+        max_position_embeddings=d.get("max_position_embeddings", 4096), **_rope_fields(d),
         rope_interleave=d.get("rope_interleave", True), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
         tie_word_embeddings=d.get("tie_word_embeddings", False), initializer_range=d.get("initializer_range", 0.02),
         bos_token_id=d.get("bos_token_id", 0), eos_token_id=_first(d.get("eos_token_id", 1)),
         pad_token_id=d.get("pad_token_id"), **{k: extras[k] for k in _R1LAB_EXTRAS if k in extras},
     )
+
+
+def _rope_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """ModelConfig's RoPE / YaRN fields, read as transformers' `_compute_yarn_parameters` reads them."""
+    rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    fields: dict[str, Any] = {"rope_theta": rope.get("rope_theta", d.get("rope_theta", 10000.0)), "rope_factor": 1.0}
+    if rope_type == "default":  # transformers' DeepseekV3 reads only rope_theta then
+        return fields
+    if rope_type != "yarn":
+        raise _unsupported("rope_parameters.rope_type", rope_type, "only default RoPE and YaRN are implemented")
+    unknown = sorted(set(rope) - _ROPE_KEYS)
+    if unknown:
+        raise _unsupported(f"rope_parameters.{unknown[0]}", rope[unknown[0]], "r1lab's YaRN does not implement it")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise _unsupported("rope_parameters.partial_rotary_factor", rope["partial_rotary_factor"],
+                           "r1lab's YaRN rotates all qk_rope_head_dim dims")
+    if rope.get("truncate", True) is not True:
+        raise _unsupported("rope_parameters.truncate", rope["truncate"],
+                           "r1lab rounds the YaRN correction range to whole dims (truncate=true, as DeepSeek-V3)")
+    if rope.get("factor") is None:
+        raise ValueError("config.json rope_parameters (yarn) has no factor: YaRN needs its context-extension factor")
+    # a top-level original_max_position_embeddings takes precedence in transformers, as here
+    orig = d.get("original_max_position_embeddings") or rope.get("original_max_position_embeddings") \
+        or d.get("max_position_embeddings", 4096)
+    # absent mscale / mscale_all_dim read as 0: "not given", which selects transformers' other amplitude rule
+    return fields | dict(rope_factor=rope["factor"], original_max_position_embeddings=orig,
+                         beta_fast=rope.get("beta_fast") or 32.0, beta_slow=rope.get("beta_slow") or 1.0,
+                         mscale=rope.get("mscale") or 0.0, mscale_all_dim=rope.get("mscale_all_dim") or 0.0,
+                         attention_factor=rope.get("attention_factor"))
 
 
 def _first(x: Any) -> Any:
@@ -192,6 +222,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     appears complete or not at all, so a crash never leaves a half-written checkpoint."""
     path = Path(path)
     dtype = dtype or model.lm_head.weight.dtype
+    hf_config = to_hf_config(model.config, dtype)  # first: a config transformers cannot load stops here
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
                for k, v in to_hf_state_dict(model).items()}
     tensors = {k: v.float() if k.endswith("e_score_correction_bias") else v for k, v in tensors.items()}
@@ -203,7 +234,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
         save_file(main, tmp / "model.safetensors", metadata={"format": "pt"})
         if mtp:  # a file of its own: transformers reads model.safetensors only and stays quiet
             save_file(mtp, tmp / "mtp.safetensors", metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(to_hf_config(model.config, dtype), indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         if path.exists():

@@ -53,6 +53,9 @@ class ModelConfig:
     beta_slow: float = 1.0  # YaRN ramp bound (rotations, interpolation side); V3: 1
     mscale: float = 1.0  # YaRN attention-temperature multiplier; V3: 1.0
     mscale_all_dim: float = 1.0  # YaRN mscale applied to all dims of the softmax scale; V3: 1.0
+    # cos/sin amplitude of YaRN; None = from rope_factor, mscale, mscale_all_dim (see rope.yarn_amplitude).
+    # HF's rope_parameters["attention_factor"]; unset in V3
+    attention_factor: float | None = None
     rope_interleave: bool = True  # RoPE dims laid out as interleaved pairs (DeepSeek's layout)
     # --- misc ---
     rms_norm_eps: float = 1e-6  # RMSNorm epsilon; V3: 1e-6
@@ -77,6 +80,8 @@ class ModelConfig:
         need(self.scoring_func in ("sigmoid", "softmax"), f"scoring_func must be sigmoid or softmax, got {self.scoring_func!r}")
         need(self.num_nextn_predict_layers >= 0, "num_nextn_predict_layers must be >= 0")
         need(self.rope_factor >= 1.0, f"rope_factor must be >= 1, got {self.rope_factor}")
+        need(self.attention_factor is None or self.attention_factor > 0,
+             f"attention_factor must be > 0 (or None), got {self.attention_factor}")
         if self.has_moe:
             need(self.moe_intermediate_size > 0, "moe_intermediate_size must be > 0")
             need(self.n_group >= 1 and self.n_routed_experts % self.n_group == 0,
@@ -89,14 +94,18 @@ class ModelConfig:
 
     @property
     def has_moe(self) -> bool:
-        return self.n_routed_experts > 0 and self.first_k_dense_replace < self.num_hidden_layers
+        """Some block, main or MTP, is MoE (see `is_moe_layer`)."""
+        last = self.num_hidden_layers + self.num_nextn_predict_layers - 1  # MTP blocks come last
+        return self.n_routed_experts > 0 and self.is_moe_layer(last)
 
     @property
     def qk_head_dim(self) -> int:
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
     def is_moe_layer(self, layer_idx: int) -> bool:
-        # MTP blocks (layer_idx >= num_hidden_layers) use the same FFN kind as the last main layer.
+        # MTP block k has layer_idx num_hidden_layers + k and follows the same rule: MoE once past the
+        # dense layers (V3's MTP block, layer 61, is MoE), so an MTP block can be MoE even when every
+        # main layer is dense (first_k_dense_replace == num_hidden_layers).
         return self.n_routed_experts > 0 and layer_idx >= self.first_k_dense_replace
 
     @property
@@ -140,7 +149,8 @@ def v2_lite() -> ModelConfig:
 
 
 def small() -> ModelConfig:
-    """A ~200M-parameter GPU preset (MoE, MLA with low-rank query, MTP)."""
+    """A GPU preset (MoE, MLA with low-rank query, MTP): 298M parameters, 142M active per token,
+    plus 23M in the MTP module (`r1lab model-info small`)."""
     return ModelConfig(
         vocab_size=32000, hidden_size=768, intermediate_size=2048, moe_intermediate_size=512,
         num_hidden_layers=12, num_attention_heads=12, q_lora_rank=384, kv_lora_rank=256,

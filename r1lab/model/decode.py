@@ -40,8 +40,10 @@ class _Attention:
     norm: torch.Tensor  # (D,) input RMSNorm weight, float32
     w_in: torch.Tensor  # rows [q_nope ; c_KV ; q_rope ; k_rope] (full-rank query, scaled), else [q-down ; c_KV ; k_rope]
     q_norm: torch.Tensor | None  # (q_lora_rank,) query-down RMSNorm weight, float32; None = full-rank query
+    q_norm_eps: float  # its epsilon: the module's own (1e-6, as transformers), not config.rms_norm_eps
     w_q_up: torch.Tensor | None  # (H * d_qk, q_lora_rank) rows [q_nope ; q_rope] of all heads, scaled; None = full rank
     kv_norm: torch.Tensor  # (c,) latent RMSNorm weight, float32
+    kv_norm_eps: float  # its epsilon, likewise the module's own
     w_uk: torch.Tensor  # (H, d_nope, c) key up-projection, absorbed into the query (in cache_dtype)
     w_uv_t: torch.Tensor  # (H, c, d_v) value up-projection, absorbed into the output (in cache_dtype)
     w_o: torch.Tensor  # (D, H * d_v)
@@ -86,14 +88,15 @@ class DecodeWeights:
         latent_rows, k_rope_rows = kv_a[:attn.kv_rank], kv_a[attn.kv_rank:]
         if hasattr(attn, "q_proj"):  # the RoPE parts of query and key side by side: rotated in one go
             q_nope, q_rope = _query_rows(attn.q_proj.weight, H, attn.d_nope, attn.scale)
-            w_in, q_norm, w_q_up = torch.cat([q_nope, latent_rows, q_rope, k_rope_rows]), None, None
+            w_in, q_norm, q_eps, w_q_up = torch.cat([q_nope, latent_rows, q_rope, k_rope_rows]), None, 0.0, None
         else:
             w_in = torch.cat([attn.q_a_proj.weight.detach().float(), latent_rows, k_rope_rows])
-            q_norm = attn.q_a_layernorm.weight.detach().float()
+            q_norm, q_eps = attn.q_a_layernorm.weight.detach().float(), attn.q_a_layernorm.eps
             w_q_up = self._cast(torch.cat(_query_rows(attn.q_b_proj.weight, H, attn.d_nope, attn.scale)))
         w_kv_b = attn.kv_b_proj.weight.detach().view(H, attn.d_nope + attn.d_v, attn.kv_rank)
-        return _Attention(norm=norm.detach().float(), w_in=self._cast(w_in), q_norm=q_norm, w_q_up=w_q_up,
-                          kv_norm=attn.kv_a_layernorm.weight.detach().float(),
+        return _Attention(norm=norm.detach().float(), w_in=self._cast(w_in), q_norm=q_norm, q_norm_eps=q_eps,
+                          w_q_up=w_q_up, kv_norm=attn.kv_a_layernorm.weight.detach().float(),
+                          kv_norm_eps=attn.kv_a_layernorm.eps,
                           w_uk=w_kv_b[:, :attn.d_nope].to(self.cache_dtype),
                           w_uv_t=w_kv_b[:, attn.d_nope:].transpose(1, 2).to(self.cache_dtype),
                           w_o=self._cast(attn.o_proj.weight))
@@ -161,11 +164,11 @@ class DecodeWeights:
             q_nope, latent, ropes = projected.split([H * d_nope, rank, (H + 1) * d_rope], dim=-1)
         else:  # [query-down ; c_KV ; k_rope], then the query up-projection [q_nope ; q_rope]
             q_down, latent, k_rope = projected.split([c.q_lora_rank, rank, d_rope], dim=-1)
-            q = F.linear(F.rms_norm(q_down, (c.q_lora_rank,), w.q_norm, c.rms_norm_eps).to(self.dtype), w.w_q_up)
+            q = F.linear(F.rms_norm(q_down, (c.q_lora_rank,), w.q_norm, w.q_norm_eps).to(self.dtype), w.w_q_up)
             q_nope, q_rope = q.float().split([H * d_nope, H * d_rope], dim=-1)
             ropes = torch.cat([q_rope, k_rope], dim=-1)
         ropes = self._rotate(ropes.view(R, H + 1, d_rope), rope)  # (R, H + 1, d_rope): H query heads, the key
-        cache.latent[layer, :, slot] = F.rms_norm(latent, (rank,), w.kv_norm, c.rms_norm_eps)
+        cache.latent[layer, :, slot] = F.rms_norm(latent, (rank,), w.kv_norm, w.kv_norm_eps)
         cache.k_rope[layer, :, slot] = ropes[:, H]
         dtype = cache.latent.dtype  # attention in the cache's dtype (see module doc); the engine's is cache_dtype
         latents, keys = cache.latent[layer, :, :slot + 1], cache.k_rope[layer, :, :slot + 1]  # (R, S, c), (R, S, d_rope)

@@ -64,15 +64,21 @@ class Router(nn.Module):
         # tokens routed to each expert since the last bias update (not saved in checkpoints)
         self.register_buffer("expert_load", torch.zeros(config.n_routed_experts), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> Routing:
+    def forward(self, x: torch.Tensor, token_valid: torch.Tensor | None = None) -> Routing:
+        """x (N, D) -> routing; token_valid (N,) bool: only real tokens count toward the load
+        (padding would skew the balancing bias toward the experts pads happen to choose)."""
         c = self.config
-        logits = F.linear(x.float(), self.weight.float())  # (N, E), routing always in float32
+        # float32 routing: V3 §3.3.2 keeps the MoE gating in higher precision; autocast would run
+        # this matmul in bf16 even on float32 inputs, so it is switched off around it
+        with torch.autocast(x.device.type, enabled=False):
+            logits = F.linear(x.float(), self.weight.float())  # (N, E)
         routing = route(logits, self.e_score_correction_bias, top_k=c.num_experts_per_tok, n_group=c.n_group,
                         topk_group=c.topk_group, scoring_func=c.scoring_func,
                         norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
         if self.training:
+            chosen = routing.indices if token_valid is None else routing.indices[token_valid]  # (N', K)
             with torch.no_grad():
-                self.expert_load += torch.bincount(routing.indices.flatten(), minlength=c.n_routed_experts)
+                self.expert_load += torch.bincount(chosen.flatten(), minlength=c.n_routed_experts)
         return routing
 
 
@@ -218,17 +224,22 @@ class MoE(nn.Module):
         self.shared_experts = (MLP(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
                                if config.n_shared_experts > 0 else None)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, D) -> (output (B, T, D), sequence-wise balance loss or None)."""
+    def forward(self, x: torch.Tensor,
+                token_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, D) -> (output (B, T, D), sequence-wise balance loss or None). token_valid
+        (B, T) bool marks real tokens: padding counts neither toward the expert load nor in the
+        balance loss; outputs are the same either way (every token is routed)."""
         B, T, D = x.shape
         flat = x.reshape(B * T, D)
-        routing = self.gate(flat)
+        valid = token_valid.reshape(B * T) if token_valid is not None else None
+        routing = self.gate(flat, valid)
         out = self.experts(flat, routing).view(B, T, D)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
         aux = None
         if self.training and self.config.seq_aux_loss_alpha > 0:
-            aux = sequence_balance_loss(routing, B, T, self.config.num_experts_per_tok) * self.config.seq_aux_loss_alpha
+            aux = sequence_balance_loss(routing, B, T, self.config.num_experts_per_tok, token_valid)
+            aux = aux * self.config.seq_aux_loss_alpha
         return out, aux
 
     @torch.no_grad()
@@ -240,13 +251,18 @@ class MoE(nn.Module):
         load.zero_()
 
 
-def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int) -> torch.Tensor:
+def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int,
+                          token_valid: torch.Tensor | None = None) -> torch.Tensor:
     """sum_i f_i * P_i per sequence, averaged over the batch (V3 eq. 17-20, without alpha).
 
-    f_i = E / (K T) * #tokens of the sequence routed to i;  P_i = mean_t s_i,t / sum_j s_j,t.
+    f_i = E / (K T) * #tokens of the sequence routed to i;  P_i = mean_t s_i,t / sum_j s_j,t,
+    with T and the mean over the sequence's real tokens only when token_valid (B, T) is given.
     """
     E = routing.scores.shape[-1]
+    w = torch.ones(B, T, 1, device=routing.scores.device) if token_valid is None \
+        else token_valid.view(B, T, 1).float()  # (B, T, 1): 1 on tokens that count
+    n = w.sum(1).clamp(min=1)  # (B, 1) real tokens per sequence
     chosen = torch.zeros_like(routing.scores).scatter_(1, routing.indices, 1.0).view(B, T, E)
-    f = chosen.sum(1) * E / (top_k * T)  # (B, E), no gradient (counts)
-    p = (routing.scores / routing.scores.sum(-1, keepdim=True)).view(B, T, E).mean(1)  # (B, E)
+    f = (chosen * w).sum(1) * E / (top_k * n)  # (B, E), no gradient (counts)
+    p = ((routing.scores / routing.scores.sum(-1, keepdim=True)).view(B, T, E) * w).sum(1) / n  # (B, E)
     return (f * p).sum(-1).mean()

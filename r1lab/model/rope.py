@@ -3,8 +3,8 @@
 YaRN (arXiv 2309.00071) keeps the high-frequency RoPE dimensions as they are (extrapolation),
 divides the low-frequency ones by `rope_factor` (interpolation), and blends the two with a
 linear ramp between `beta_fast` and `beta_slow` rotations over the original context. It also
-rescales attention: cos/sin are multiplied by mscale(factor, mscale)/mscale(factor, mscale_all_dim)
-and the softmax scale by mscale(factor, mscale_all_dim)^2 (see `ModelConfig.softmax_scale`).
+rescales attention: cos/sin are multiplied by an amplitude (`yarn_amplitude`) and the softmax
+scale by mscale(factor, mscale_all_dim)^2 (see `ModelConfig.softmax_scale`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,23 @@ def _yarn_mscale(factor: float, mscale: float) -> float:
     return 1.0 if factor <= 1.0 else 0.1 * mscale * math.log(factor) + 1.0
 
 
+def yarn_amplitude(config: ModelConfig) -> float:
+    """The cos/sin factor, by transformers' rule (`_compute_yarn_parameters`) so that checkpoints
+    mean the same in both: `attention_factor` if set; else mscale(factor, mscale) /
+    mscale(factor, mscale_all_dim) when both are non-zero (V3: 1.0); else mscale(factor, 1)."""
+    if config.attention_factor is not None:
+        return config.attention_factor
+    if config.mscale and config.mscale_all_dim:
+        return _yarn_mscale(config.rope_factor, config.mscale) / _yarn_mscale(config.rope_factor, config.mscale_all_dim)
+    return _yarn_mscale(config.rope_factor, 1.0)
+
+
 def rope_frequencies(config: ModelConfig) -> tuple[torch.Tensor, float]:
     """Inverse frequencies (qk_rope_head_dim/2,) and the cos/sin amplitude factor."""
     dim, base = config.qk_rope_head_dim, config.rope_theta
     inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
     if config.rope_factor <= 1.0:
-        return inv_freq, 1.0
+        return inv_freq, yarn_amplitude(config)  # 1.0 unless attention_factor is set
     factor, orig = config.rope_factor, config.original_max_position_embeddings
 
     def correction_dim(rotations: float) -> float:  # the dim whose wavelength fits `rotations` times
@@ -38,8 +49,7 @@ def rope_frequencies(config: ModelConfig) -> tuple[torch.Tensor, float]:
     ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
     extrapolate = 1.0 - ramp  # 1 for fast (high-frequency) dims, 0 for slow ones
     inv_freq = inv_freq / factor * (1 - extrapolate) + inv_freq * extrapolate
-    amplitude = _yarn_mscale(factor, config.mscale) / _yarn_mscale(factor, config.mscale_all_dim)
-    return inv_freq, amplitude
+    return inv_freq, yarn_amplitude(config)
 
 
 class RotaryEmbedding(torch.nn.Module):

@@ -32,12 +32,13 @@ class Block(nn.Module):
                                else MLP(config.hidden_size, config.intermediate_size))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                attention_mask: torch.Tensor | None = None,
-                cache: KVCache | PrefixCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                attention_mask: torch.Tensor | None = None, cache: KVCache | PrefixCache | None = None,
+                token_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """token_valid (B, T) bool, True on real tokens: what the MoE balancing counts (None = all)."""
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, attention_mask, cache)
         h = self.post_attention_layernorm(x)
         if isinstance(self.mlp, MoE):
-            out, aux = self.mlp(h)
+            out, aux = self.mlp(h, token_valid)
             return x + out, aux
         return x + self.mlp(h), None
 
@@ -118,10 +119,13 @@ class Transformer(nn.Module):
         cos, sin = self.rotary(position_ids)
         mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
             attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
+        # the query tokens' own validity, for MoE balancing (a 4-D packing mask marks no padding)
+        token_valid = attention_mask[:, start:start + T].bool() if attention_mask is not None and \
+            attention_mask.dim() == 2 else None  # (B, T)
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
-            x, a = layer(x, cos, sin, mask, cache)
+            x, a = layer(x, cos, sin, mask, cache, token_valid)
             if a is not None:
                 aux.append(a)
         if cache is not None:
@@ -152,8 +156,12 @@ class Transformer(nn.Module):
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}."""
+        """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}.
+        The mean over the D depths of each depth's mean cross-entropy (V3 eq. 25, without lambda);
+        a depth without any target (a short or mostly unlabelled window) adds 0, not NaN."""
         losses = []
+        keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else None  # (B, S)
+        valid = keys  # (B, T) validity of depth k's rows
         for k, module in enumerate(self.mtp, start=1):
             T = h.shape[1] - 1  # each depth predicts one token further, so one position fewer
             if T <= 0:
@@ -163,14 +171,17 @@ class Transformer(nn.Module):
             pos = torch.arange(T, device=h.device).expand(h.shape[0], T) if position_ids is None \
                 else position_ids[:, :T]  # row i sits at position i
             cos, sin = self.rotary(pos)
-            mask = None
-            if attention_mask is not None:  # a 4-D (packed) mask keeps row i's document; 2-D: token validity
-                mask = attention_mask[:, :, :T, :T] if attention_mask.dim() == 4 else attention_mask[:, k:k + T]
-            h, _ = module.block(x, cos, sin, mask)
+            target = labels[:, k:k + T]  # (B, T): t_{i+k+1}
+            if valid is not None:  # 2-D: row i is real only if its state and t_{i+k} are (pads on either side)
+                valid = valid[:, :T] & keys[:, k:k + T]  # (B, T)
+                target = target.masked_fill(~valid, -100)  # a left pad's state predicts nothing
+            # a 4-D (packed) mask keeps row i's document; a 2-D one is the rows' validity
+            mask = valid if attention_mask is None or attention_mask.dim() == 2 else attention_mask[:, :, :T, :T]
+            h, _ = module.block(x, cos, sin, mask, token_valid=valid)
             logits = self.lm_head(module.norm(h))
-            losses.append(F.cross_entropy(logits.flatten(0, 1).float(), labels[:, k:k + T].flatten(),
-                                          ignore_index=-100))
-        return torch.stack(losses).mean()
+            ce = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
+            losses.append(ce / (target != -100).sum().clamp(min=1))
+        return torch.stack(losses).sum() / len(self.mtp) if losses else h.new_zeros((), dtype=torch.float32)
 
     # ------------------------------------------------------------------ MoE balancing
 
