@@ -41,11 +41,17 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: int | None = None) -> torch.Tensor:
     """(N, T) per-token losses -> scalar.
 
-    seq_mean:   mean over each sequence's tokens, then over sequences (GRPO as in the paper);
+    seq_mean:   mean over each sequence's tokens, then over the sequences that have any unmasked
+                token (GRPO as in the paper). A fully masked row (DAPO's overlong filtering, arXiv
+                2503.14476) is left out of the mean: counted as 0 it would shrink the update by the
+                truncation rate. No unmasked token at all: 0;
     token_mean: mean over every token of the batch (DAPO: long answers weigh by their length);
-    constant:   sum over tokens / (N * max_len), a length-independent normaliser (Dr. GRPO)."""
+    constant:   sum over tokens / (N * max_len), a length-independent normaliser (Dr. GRPO); masked
+                rows still count in N, as the normaliser is a constant by definition."""
     if how == "seq_mean":
-        return masked_mean(per_token, mask, dim=-1).mean()
+        has_tokens = mask.sum(-1) > 0  # (N,)
+        per_seq = masked_mean(per_token, mask, dim=-1)  # (N,); 0 on fully masked rows
+        return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1)
     if how == "token_mean":
         return masked_mean(per_token, mask)
     if how == "constant":

@@ -10,7 +10,8 @@
 
 Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
 form one table. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
-whose output already exists is reused, so an interrupted demo resumes where it stopped.
+whose output already exists is reused, and an interrupted GRPO or SFT stage continues from its
+newest checkpoint, so an interrupted demo resumes where it stopped (to the last checkpoint).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from r1lab import training
 from r1lab.prompts import CHAT
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
@@ -87,14 +89,18 @@ def base_checkpoint(config: PipelineConfig) -> Path:
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
-    # the cache is keyed by the settings too: a rerun with other settings evaluates again
+    # the cache is keyed by the settings and holds the fingerprint of the checkpoint it evaluated:
+    # a rerun with other settings, or after the stage was trained again, evaluates again
     name = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
     cache = Path(config.out_dir) / "eval" / f"{name}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
+    settings = SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems, k=config.eval_samples,
+                                seed=config.seed + 1, max_new_tokens=192)
+    fingerprint = _fingerprint(checkpoint, settings)
     if cache.exists():
-        return StageRow(**json.loads(cache.read_text()))
-    result = evaluate_checkpoint(SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems,
-                                                  k=config.eval_samples, seed=config.seed + 1,
-                                                  max_new_tokens=192))
+        cached = json.loads(cache.read_text())
+        if cached.get("fingerprint") == fingerprint:
+            return StageRow(**cached["row"])
+    result = evaluate_checkpoint(settings)
     s = result.summary()
     row = StageRow(stage=stage, checkpoint=str(checkpoint), pass_at_1=s["pass@1"], pass_at_k=s["pass@k"],
                    cons_at_k=s["cons@k"], format_rate=s["format_rate"], length_mean=s["length_mean"],
@@ -102,8 +108,15 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
                    accuracy_bare=s["accuracy_bare"], language_consistency=s["language_consistency"],
                    seconds=seconds)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(asdict(row), indent=1) + "\n")
+    cache.write_text(json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
     return row
+
+
+def _fingerprint(checkpoint: Path, settings: SampleEvalConfig) -> dict[str, object]:
+    """What an evaluation depends on: the weights file (size, mtime: a retrained stage writes a new
+    one) and the sampling settings."""
+    weights = (checkpoint / "model.safetensors").stat()
+    return {"weights": [weights.st_size, weights.st_mtime_ns], **asdict(settings)}
 
 
 def markdown_table(rows: list[StageRow], k: int) -> str:
@@ -132,16 +145,26 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path]) -> tuple[Path, float]:
     return out, time.perf_counter() - t0
 
 
+def _should_resume(out: Path, requested: bool) -> bool:
+    """Resume when an interrupted run of the stage left a checkpoint (its finished output is missing)."""
+    ck = training.latest_checkpoint(out / "checkpoints")
+    if ck is not None:
+        print(f"{out}: an interrupted run left {ck}; continuing from it")
+    return requested or ck is not None
+
+
 def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int, title: str) -> Path:
     from r1lab.plots import plot_rl_curves
 
-    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed))
+    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
+                                          resume=_should_resume(out, settings.resume)))
     plot_rl_curves(out / "metrics.jsonl", out / "curves.png", title=title)
     return policy
 
 
 def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> Path:
-    return sft.run(dataclasses.replace(settings, data=str(data), init=str(init), out_dir=str(out), seed=seed))
+    return sft.run(dataclasses.replace(settings, data=str(data), init=str(init), out_dir=str(out), seed=seed,
+                                       resume=_should_resume(out, settings.resume)))
 
 
 def run(config: PipelineConfig) -> list[StageRow]:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -97,22 +98,44 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """The records. A last line that does not parse is what a crash mid-write leaves: skipped
+        with a warning (the step is redone on resume); any other bad line names file and line."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [(i, line) for i, line in enumerate(self.path.read_text().splitlines(), 1) if line.strip()]
+        records = []
+        for i, line in lines:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if i != lines[-1][0]:
+                    raise ValueError(f"{self.path}:{i}: not a JSON record ({err})") from None
+                print(f"warning: {self.path}:{i}: skipping an unreadable last line (cut off by a crash?)")
+        return records
 
     def truncate_after(self, step: int) -> None:
-        """On resume: drop records of steps after the checkpoint (they will be redone)."""
+        """On resume: drop records of steps after the checkpoint (they will be redone). Written to a
+        temporary file and renamed over the log, so a crash here leaves the old log whole."""
         keep = [r for r in self.read() if r.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.path)
 
 
-def start_run(config: Any, name: str) -> Path:
-    """Common start of every stage: threads, allocator, seeds, the run directory and `<name>_config.json`."""
+def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ...] = ("checkpoints",)) -> Path:
+    """Common start of every stage: threads, allocator, seeds, the run directory and `<name>_config.json`.
+
+    `fresh` (a training run that is not resuming): the stage's own directories `own` left by an
+    earlier run in this out_dir are removed, as its metrics log is emptied: old checkpoints would
+    otherwise be pruned against the new ones by name and picked up by a later --resume."""
     set_threads(getattr(config, "threads", 0))
     keep_freed_memory()
     seed_everything(config.seed)
     out = Path(config.out_dir)
+    if fresh:
+        for stale in (out / d for d in own if (out / d).exists()):
+            print(f"fresh run (no --resume): removing {stale} left by an earlier run in {out}")
+            shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / f"{name}_config.json")
     return out
@@ -134,14 +157,20 @@ def save_config(config: Any, path: str | Path) -> None:
 
 def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, config: Any,
                     optimizer: torch.optim.Optimizer | None = None, tokenizer: Any = None,
-                    extra_state: dict[str, Any] | None = None) -> Path:
+                    extra_state: dict[str, Any] | None = None,
+                    extra_models: dict[str, Transformer] | None = None) -> Path:
     """A Hugging Face checkpoint (+ tokenizer, + the stage's resolved config as `r1lab_config.json`)
-    and, for resuming, `trainer_state.pt` with the optimizer and RNG states."""
+    and, for resuming, `trainer_state.pt` with the optimizer and RNG states.
+
+    The tokenizer files go into the same atomic save as the weights: the directory never exists
+    without them. `extra_models` (name -> model, e.g. GRPO's KL reference) are saved as
+    subdirectories before `trainer_state.pt`, which marks a resumable checkpoint complete."""
     directory = Path(directory)
-    extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n"}
+    extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n",
+             **(_tokenizer_files(tokenizer) if tokenizer is not None else {})}
     path = save_pretrained(model, directory, extra_files=extra)
-    if tokenizer is not None:
-        tokenizer.save(path)
+    for name, sub in (extra_models or {}).items():
+        save_pretrained(sub, path / name)
     if optimizer is not None:
         state = {"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                  "python_rng": random.getstate(), **(extra_state or {})}
@@ -151,18 +180,34 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
     return path
 
 
+def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
+    """The tokenizer's own files (tokenizer.json, tokenizer_config.json: text), as `save` writes them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        return {f.name: f.read_text() for f in sorted(Path(tmp).iterdir())}
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest `step_NNNNNN` directory that has a complete trainer state."""
     candidates = sorted(Path(checkpoint_dir).glob("step_*/trainer_state.pt"))
     return candidates[-1].parent if candidates else None
 
 
-def load_training_state(path: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bool = True) -> dict[str, Any]:
+    """The optimizer state (and, with `rng`, the RNG states) of a checkpoint; returns the whole state.
+
+    rng=False where the run is not started yet: `start_run` seeds the RNGs, so the caller restores
+    them after it (`restore_rng`), else the resumed run would draw from the fresh seed's stream."""
     state = torch.load(path / "trainer_state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
+    if rng:
+        restore_rng(state)
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
-    return state
 
 
 def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:

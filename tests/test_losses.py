@@ -70,6 +70,22 @@ def test_aggregations_by_hand():
         aggregate(per_token, mask, "sum")
 
 
+def test_seq_mean_leaves_fully_masked_rows_out():
+    """DAPO's overlong filtering masks whole rows; seq_mean averages over the rows left (counting
+    the masked one as 0 would shrink the loss, and the update, by the truncation rate)."""
+    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    loss = aggregate(per_token, mask, "seq_mean")
+    assert loss.item() == pytest.approx((1.5 + 8.0) / 2)  # rows 0 and 2: (1 + 2) / 2 and (7 + 8 + 9) / 3
+    loss.backward()
+    torch.testing.assert_close(per_token.grad, torch.tensor([[0.25, 0.25, 0.0], [0.0, 0.0, 0.0],
+                                                             [1 / 6, 1 / 6, 1 / 6]]))
+    assert aggregate(per_token, torch.zeros(3, 3), "seq_mean").item() == 0.0  # nothing unmasked: 0, not NaN
+    # token_mean and constant are unchanged: all unmasked tokens / 5; sum / (N * max_len) with N = 3
+    assert aggregate(per_token, mask, "token_mean").item() == pytest.approx(27.0 / 5)
+    assert aggregate(per_token, mask, "constant", max_len=4).item() == pytest.approx(27.0 / (3 * 4))
+
+
 def test_masked_tokens_do_not_count():
     logp = torch.log(torch.rand(2, 4))
     mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])

@@ -4,10 +4,14 @@ leaves its outputs in the run directory, and a rerun reuses what is finished."""
 from __future__ import annotations
 
 import json
+import os
+from types import SimpleNamespace
+
+import pytest
 
 from r1lab import pipeline
 from r1lab.prompts import CHAT
-from r1lab.stages import cold_start, grpo, rejection_sampling
+from r1lab.stages import cold_start, grpo, rejection_sampling, sft
 
 
 def toy_config(out) -> pipeline.PipelineConfig:
@@ -49,3 +53,54 @@ def test_pipeline_can_stop_after_r1_zero(tmp_path):
     config.stop_after = "zero"
     assert [r.stage for r in pipeline.run(config)] == ["base", "R1-Zero"]
     assert not (tmp_path / "cold_start").exists()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_interrupted_stages_continue_from_their_checkpoint(tmp_path, monkeypatch, capsys):
+    """A GRPO or SFT stage killed after a checkpoint goes on from it when the demo is rerun."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} + 1?", "response": f"<think>{i} + 1 = {i + 1}"
+                                        f"</think>{i + 1}"}) + "\n" for i in range(8)))
+    rl = grpo.GRPOConfig(n_prompts=8, prompts_per_step=2, group_size=2, max_steps=3, max_new_tokens=4, save_every=2)
+    sft_settings = sft.SFTConfig(data=pipeline.SET_HERE, max_steps=3, save_every=2, batch_size=2, seq_len=64,
+                                 bf16=False)
+    stages = {"rl": lambda: pipeline._rl(rl, pipeline.SHIPPED_BASE, tmp_path / "rl", 0, "t"),
+              "sft": lambda: pipeline._sft(sft_settings, data, pipeline.SHIPPED_BASE, tmp_path / "sft", 0)}
+    for name, stage in stages.items():
+        monkeypatch.setattr(grpo.training, "prune_checkpoints", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+        with pytest.raises(Killed):  # killed right after its step-2 checkpoint
+            stage()
+        monkeypatch.undo()
+        capsys.readouterr()
+        stage()
+        out = capsys.readouterr().out
+        assert "an interrupted run left" in out and "at step 2" in out, name
+        steps = [json.loads(line)["step"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [1, 2, 3], name
+
+
+def test_eval_cache_is_redone_for_a_retrained_checkpoint(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_evaluate(settings):
+        calls.append(settings.checkpoint)
+        return SimpleNamespace(summary=lambda: dict.fromkeys(
+            ("pass@1", "pass@k", "cons@k", "format_rate", "length_mean", "reasoning_share", "accuracy_reasoning",
+             "accuracy_bare", "language_consistency"), float(len(calls))))
+
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", fake_evaluate)
+    checkpoint = tmp_path / "zero" / "policy"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    config = pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=4, eval_samples=2)
+    first = pipeline.evaluate("R1-Zero", checkpoint, config, 1.0)
+    assert pipeline.evaluate("R1-Zero", checkpoint, config, 1.0) == first and len(calls) == 1  # cached
+    os.utime(checkpoint / "model.safetensors", ns=(0, 10**9))  # the stage was trained again: new weights file
+    again = pipeline.evaluate("R1-Zero", checkpoint, config, 1.0)
+    assert len(calls) == 2 and again.pass_at_1 == 2.0
+    config.eval_samples = 4  # other settings: another cache file, evaluated again
+    pipeline.evaluate("R1-Zero", checkpoint, config, 1.0)
+    assert len(calls) == 3

@@ -195,3 +195,15 @@ def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
     start = from_pretrained(BASE).state_dict()
     assert not torch.equal(a["lm_head.weight"], start["lm_head.weight"])  # it did train
+
+
+def test_fresh_run_removes_an_earlier_runs_checkpoints(tmp_path, capsys):
+    """Without --resume the run directory is overwritten: an earlier run's checkpoints would be
+    pruned against the new ones by name (step_000099 outlives step_000001) and resumed by --resume."""
+    data = write_jsonl(tmp_path / "train.jsonl", n=8)
+    stale = tmp_path / "sft" / "checkpoints" / "step_000099"
+    stale.mkdir(parents=True)
+    (stale / "trainer_state.pt").write_text("an earlier run's")
+    sft.run(config(tmp_path, data, max_steps=3, save_every=1))
+    assert f"removing {stale.parent}" in capsys.readouterr().out
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["step_000001", "step_000002"]

@@ -1,14 +1,19 @@
-"""Stages end to end at toy size: pretraining resumes exactly; GRPO runs, logs, checkpoints, resumes."""
+"""Stages end to end at toy size: pretraining resumes exactly; GRPO runs, logs, checkpoints, resumes;
+the shared training helpers (metrics log, checkpoints) survive crashes."""
 
 from __future__ import annotations
 
 import json
+import random
+import shutil
 
 import pytest
 import torch
 
+from r1lab import cli, training
 from r1lab.model import from_pretrained
 from r1lab.stages import grpo, pretrain
+from r1lab.tokenizer import Tokenizer
 
 
 def tiny_pretrain(out, steps, resume=False):
@@ -30,11 +35,14 @@ def test_pretrain_writes_hf_checkpoint_metrics_and_resumes_exactly(base, tmp_pat
     assert {"config.json", "model.safetensors", "tokenizer.json", "r1lab_config.json"} <= {p.name for p in base.iterdir()}
     rows = [json.loads(l) for l in (base.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and "heldout_loss" in rows[-1]
+    # a fresh run into a directory an earlier run left a (later) checkpoint in: removed, not resumed from
+    stale(tmp_path / "checkpoints")
     # the run dies right after writing its step-3 checkpoint; resumed to 6: the straight run's weights
     monkeypatch.setattr(pretrain.training, "prune_checkpoints", lambda *a, **k: (_ for _ in ()).throw(Killed()))
     with pytest.raises(Killed):
         pretrain.run(tiny_pretrain(tmp_path, 6))
     monkeypatch.undo()
+    assert "removing" in capsys.readouterr().out and not (tmp_path / "checkpoints" / "step_000009").exists()
     resumed = pretrain.run(tiny_pretrain(tmp_path, 6, resume=True))
     assert "at step 3" in capsys.readouterr().out
     a, b = from_pretrained(base).state_dict(), from_pretrained(resumed).state_dict()
@@ -46,10 +54,21 @@ def test_pretrain_rejects_bad_config():
         pretrain.PretrainConfig(batch_size=0)
 
 
-def test_grpo_runs_logs_and_resumes(base, tmp_path):
+def stale(checkpoints):
+    """What an earlier run leaves: a complete-looking checkpoint whose step sorts after the new ones."""
+    (checkpoints / "step_000009").mkdir(parents=True)
+    (checkpoints / "step_000009" / "trainer_state.pt").write_text("an earlier run's")
+
+
+def test_grpo_runs_logs_and_resumes(base, tmp_path, capsys):
     cfg = dict(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=32, prompts_per_step=2, group_size=4,
                max_new_tokens=12, save_every=2, log_samples_every=1, bf16=False, kl_coef=0.01)
+    stale(tmp_path / "zero" / "checkpoints")
+    (tmp_path / "zero" / "reference").mkdir()  # where the KL reference used to be saved, for every step
     grpo.run(grpo.GRPOConfig(**cfg, max_steps=3))
+    assert capsys.readouterr().out.count("removing") == 2  # a fresh run: the earlier run's are gone
+    assert not (tmp_path / "zero" / "reference").exists()
+    assert training.latest_checkpoint(tmp_path / "zero" / "checkpoints").name == "step_000002"
     rows = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for key in ("reward/accuracy", "reward/format", "accuracy", "format_rate", "length_mean", "length_max",
@@ -58,10 +77,140 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path):
         assert key in rows[-1], key
     assert all(r["step_s"] >= r["rollout_s"] + r["train_s"] for r in rows)  # the whole step covers its parts
     assert (tmp_path / "zero" / "samples.jsonl").read_text().count("\n") >= 3
-    assert (tmp_path / "zero" / "checkpoints" / "step_000002" / "trainer_state.pt").exists()
+    ck = tmp_path / "zero" / "checkpoints" / "step_000002"
+    assert (ck / "trainer_state.pt").exists() and (ck / "reference" / "model.safetensors").exists()
+    # the reference of step 2 is loaded on resume: the start policy (no reset yet), not the trained one
+    _, ref, _, _, state = grpo._load(grpo.GRPOConfig(**cfg, max_steps=4, resume=True))
+    start, trained = from_pretrained(base).state_dict(), from_pretrained(ck).state_dict()
+    assert state["step"] == 2 and all(torch.equal(v, start[k]) for k, v in ref.state_dict().items() if k in start)
+    assert not torch.equal(start["lm_head.weight"], trained["lm_head.weight"])
+    with (tmp_path / "zero" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 4, "lr": 0.0')  # a crash mid-line: the resume warns and goes on
     grpo.run(grpo.GRPOConfig(**cfg, max_steps=4, resume=True))
+    assert "skipping an unreadable last line" in capsys.readouterr().out
     rows = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # steps after the checkpoint were redone, not duplicated
+    shutil.rmtree(ck / "reference")  # a checkpoint without its reference cannot be resumed with a KL term
+    with pytest.raises(ValueError, match=r"step_000002 has no reference/"):
+        grpo.run(grpo.GRPOConfig(**cfg, max_steps=5, resume=True))
+
+
+def test_grpo_resume_restores_rng_and_logs_no_extra_samples(base, tmp_path, monkeypatch):
+    cfg = dict(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=8, prompts_per_step=2, group_size=2,
+               max_new_tokens=4, save_every=2, log_samples_every=100, bf16=False, kl_coef=0.0)
+    grpo.run(grpo.GRPOConfig(**cfg, max_steps=3))
+    state_file = tmp_path / "zero" / "checkpoints" / "step_000002" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    torch.manual_seed(1234)  # RNG states no fresh start has: the resumed run must continue from them
+    state["torch_rng"], state["python_rng"] = torch.get_rng_state(), random.Random(1234).getstate()
+    torch.save(state, state_file)
+    seen, collect = [], grpo.Rollout.collect
+    monkeypatch.setattr(grpo.Rollout, "collect", classmethod(
+        lambda cls, *a, **k: seen.append((torch.get_rng_state(), random.getstate())) or collect(*a, **k)))
+    grpo.run(grpo.GRPOConfig(**cfg, max_steps=4, resume=True))
+    assert torch.equal(seen[0][0], state["torch_rng"]) and seen[0][1] == state["python_rng"]
+    samples = [json.loads(l)["step"] for l in (tmp_path / "zero" / "samples.jsonl").read_text().splitlines()]
+    assert set(samples) == {1}  # the first step of the fresh run only, not the first resumed one
+
+
+def test_minibatches_split_evenly_and_skip_empty_pieces():
+    g = torch.Generator().manual_seed(0)
+    pieces = list(grpo.minibatch_rows(6, 4, g))
+    assert [len(p) for p in pieces] == [2, 2, 1, 1]  # chunk(4) would take 3 steps of 3
+    assert sorted(torch.cat(pieces).tolist()) == list(range(6))
+    assert [len(p) for p in grpo.minibatch_rows(2, 4, g)] == [1, 1]  # fewer rows than minibatches: no empty step
+    assert [len(p) for p in grpo.minibatch_rows(16, 1, g)] == [16]
+
+
+def test_policy_update_takes_one_step_per_nonempty_minibatch():
+    from r1lab.engine import Completion
+    from r1lab.model import Transformer, preset
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout, build_batch
+
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    comps = [Completion(prompt_index=i // 2, token_ids=[3 + i, 4], logprobs=[-1.0, -1.0], text="",
+                        finish_reason="stop") for i in range(6)]
+    rollout = Rollout(prompts=[[1, 5], [1, 6], [1, 7]], completions=comps, examples=[None] * 6,
+                      rewards=RubricResult(total=[1.0, 0.0] * 3, per_term={}), group_size=2)
+    batch = build_batch(rollout, torch.tensor([1.0, -1.0] * 3), pad_id=0, drop_equal_groups=False,
+                        mask_truncated=False)
+
+    class Counting(torch.optim.SGD):
+        steps = 0
+
+        def step(self, closure=None):
+            Counting.steps += 1
+            return super().step(closure)
+
+    for minibatches, steps in ((4, 4), (8, 6)):
+        Counting.steps = 0
+        config = grpo.GRPOConfig(minibatches=minibatches, kl_coef=0.0, group_size=2)
+        stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=1e-3), batch, config)
+        assert Counting.steps == steps and all(v == v for v in stats.values())  # no NaN from an empty piece
+
+
+BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
+            "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0}
+
+
+@pytest.mark.parametrize("field", BAD_GRPO)
+def test_grpo_config_rejects_bad_values(field):
+    with pytest.raises(ValueError, match=field):
+        grpo.GRPOConfig(**{field: BAD_GRPO[field]})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_grpo_config_rejects_cuda_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        grpo.GRPOConfig(device="cuda")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prompts-per-step", "8", "--n-prompts", "4"], "--prompts-per-step (8) must be <= --n-prompts (4)"),
+    (["--init", "no-such-checkpoint"], "no config.json in no-such-checkpoint")])
+def test_grpo_cli_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, capsys, argv, message):
+    assert cli.main(["zero", "--out-dir", str(tmp_path / "zero"), "--threads", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "zero").exists()
+
+
+def test_metrics_log_skips_a_cut_last_line_and_names_a_bad_one(tmp_path, capsys, monkeypatch):
+    log = training.MetricsLog(tmp_path / "metrics.jsonl")
+    log.path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # the process died writing step 3
+    assert log.read() == [{"step": 1}, {"step": 2}]
+    assert "metrics.jsonl:3: skipping an unreadable last line" in capsys.readouterr().out
+    log.truncate_after(1)
+    assert log.path.read_text() == '{"step": 1}\n'
+    log.path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: not a JSON record"):
+        log.read()
+    # truncate_after writes a temporary file and renames it: dying before the rename leaves the log whole
+    log.path.write_text('{"step": 1}\n{"step": 2}\n')
+    monkeypatch.setattr(training.os, "replace", lambda *a: (_ for _ in ()).throw(Killed()))
+    with pytest.raises(Killed):
+        log.truncate_after(1)
+    assert log.path.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_checkpoint_directory_never_exists_without_its_tokenizer(base, tmp_path, monkeypatch):
+    """The tokenizer goes into the atomic save of the weights, not after the rename."""
+    seen, save = [], training.save_pretrained
+
+    def spy(*args, **kwargs):
+        path = save(*args, **kwargs)
+        seen.append({p.name for p in path.iterdir()})  # what the directory holds the moment it appears
+        return path
+
+    monkeypatch.setattr(training, "save_pretrained", spy)
+    tokenizer = Tokenizer.load(base)
+    final = training.save_checkpoint(from_pretrained(base), tmp_path / "policy", step=1,
+                                     config=tiny_pretrain(tmp_path, 1), tokenizer=tokenizer)
+    assert {"tokenizer.json", "tokenizer_config.json", "model.safetensors"} <= seen[0]
+    tokenizer.save(tmp_path / "direct")
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # byte for byte what Tokenizer.save writes
+        assert (final / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
 
 
 def test_grpo_rejects_group_of_one():

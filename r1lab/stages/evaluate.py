@@ -57,21 +57,27 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def majority_vote(answers: Sequence[str | None]) -> int | None:
-    """Position of the answer chosen by majority vote, or None when no sample has an answer.
+def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None = None) -> int | None:
+    r"""Position of the answer chosen by majority vote, or None when no sample has an answer.
 
     Answers vote together when their normal forms (`canonical_answer`) agree, so "1,000"
-    and "1000.0" count as one; samples without an answer do not vote; a tie goes to the
-    answer that appeared first. The returned position is that answer's first occurrence.
+    and "1000.0" count as one. Normal forms miss equalities only the checker sees ("0.5",
+    "\frac12"), which would split the right answer's votes (cons@k, R1 §3): given `correct`
+    (per answer: judged equal to the gold), all correct answers vote as one, at no extra cost.
+    Samples without an answer do not vote; a tie goes to the answer that appeared first. The
+    returned position is that answer's first occurrence.
 
     >>> majority_vote(["3", None, "5", "5.0", "3"]), majority_vote(["4", "7"]), majority_vote([None])
     (0, 0, None)
+    >>> samples = ["0.5", "\\frac12", "3", "3", "\\dfrac{1}{2}"]
+    >>> majority_vote(samples), majority_vote(samples, [True, True, False, False, True])
+    (2, 0)
     """
-    votes: dict[str, int] = {}
-    first_at: dict[str, int] = {}
+    votes: dict[tuple[bool, str], int] = {}
+    first_at: dict[tuple[bool, str], int] = {}
     for position, answer in enumerate(answers):
         if answer is not None:
-            key = canonical_answer(answer)
+            key = (True, "") if correct is not None and correct[position] else (False, canonical_answer(answer))
             votes[key] = votes.get(key, 0) + 1
             first_at.setdefault(key, position)
     if not votes:
@@ -185,14 +191,18 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
     for (i, _), ok in zip(flat, verdicts):
         correct[i].append(ok)
 
-    scores = [_problem_score(i, problems[i], answers[i], correct[i], k) for i in indices]
+    # The math checker judges the answer itself, so its correct answers are all equal to the gold
+    # and vote as one; a custom check may judge more than the answer it returns (a countdown
+    # expression, returned as its last number), so there votes follow the answers only.
+    same_as_gold = check is None
+    scores = [_problem_score(i, problems[i], answers[i], correct[i], k, same_as_gold) for i in indices]
     return EvalResult(name=name or problems[0].source, k=k, problems=scores, n_data=len(problems))
 
 
 def _problem_score(index: int, problem: Problem, answers: list[str | None], correct: list[bool],
-                   k: int) -> ProblemScore:
+                   k: int, same_as_gold: bool) -> ProblemScore:
     n, c = len(correct), sum(correct)
-    voted = majority_vote(answers[:k])
+    voted = majority_vote(answers[:k], correct[:k] if same_as_gold else None)
     return ProblemScore(
         index=index, id=problem.id, gold=problem.answer, answers=answers, correct=correct,
         pass_at_1=c / n, pass_at_k=pass_at_k(n, c, k),

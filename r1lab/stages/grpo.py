@@ -4,7 +4,8 @@ Every step: draw `prompts_per_step` questions, sample a group of `group_size` co
 each from the current policy (one shared prefill per question), score them with the rubric
 (accuracy + format [+ language consistency]), turn rewards into group-relative advantages, and
 take `ppo_epochs` passes of clipped-ratio updates in minibatches, with a k3 KL penalty to a frozen
-reference that is reset to the policy every `ref_reset_every` steps (R1-Zero: 400).
+reference that is reset to the policy every `ref_reset_every` steps (R1-Zero: 400). Each resumable
+checkpoint holds the reference of its step (`checkpoints/step_N/reference/`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import argparse
 import copy
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -51,7 +54,7 @@ class GRPOConfig:
     kl_coef: float = 0.001  # beta of the k3 KL to the reference; paper: 0.001; 0 loads no reference
     ref_reset_every: int = 400  # reset the reference to the policy every N steps; paper: 400; 0 = never
     ppo_epochs: int = 1  # mu, passes over each rollout batch; paper: 1
-    minibatches: int = 1  # optimizer steps per pass (rollout split evenly); paper: 16
+    minibatches: int = 1  # optimizer steps per pass: rows split evenly (sizes differ by <= 1); paper: 16
     scale_by_std: bool = True  # divide advantages by the group std (GRPO); False = Dr. GRPO
     loss_aggregation: str = "seq_mean"  # seq_mean (GRPO) | token_mean (DAPO) | constant (Dr. GRPO)
     dynamic_sampling: bool = False  # drop groups whose rewards are all equal (DAPO)
@@ -60,7 +63,7 @@ class GRPOConfig:
     format_weight: float = 1.0  # weight of the format reward; paper: 1
     strict_format: bool = True  # strict (exact) or lenient format rule
     language_weight: float = 0.0  # weight of the language-consistency reward (R1 §2.3.2); 0 = off
-    language: str = "en"  # target language of the chain of thought
+    language: str = "en"  # target language of the chain of thought: a language of the world (en | vl)
     template: str = "r1_zero"  # prompt: r1_zero (R1 Table 1, from a base model) | chat (after the cold start)
     device: str = "cpu"  # cpu | cuda (rollouts and updates; a launcher may wrap the model beforehand)
     bf16: bool = False  # bf16 autocast in rollouts and updates; updates of tiny 1.8x faster on 2 AVX-512-BF16 cores
@@ -70,16 +73,58 @@ class GRPOConfig:
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:
-        for name in ("n_prompts", "prompts_per_step", "max_steps", "max_new_tokens", "ppo_epochs", "minibatches"):
+        for name in ("n_prompts", "prompts_per_step", "max_steps", "max_new_tokens", "ppo_epochs", "minibatches",
+                     "save_every", "log_samples_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompts_per_step > self.n_prompts:  # each step draws distinct prompts from the pool
+            raise ValueError(f"GRPOConfig: --prompts-per-step ({self.prompts_per_step}) must be <= --n-prompts "
+                             f"({self.n_prompts})")
         if self.group_size < 2:
             raise ValueError("GRPOConfig.group_size must be >= 2: advantages are relative within a group")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
         if self.kl_coef < 0 or self.temperature <= 0:
             raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0")
+        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("GRPOConfig: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
+        if self.ref_reset_every < 0:
+            raise ValueError(f"GRPOConfig.ref_reset_every must be >= 0 (0 = never), got {self.ref_reset_every}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"GRPOConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not (0 <= self.clip_eps_low < 1 and self.clip_eps_high >= 0):  # 1 - eps_low must stay a positive ratio
+            raise ValueError(f"GRPOConfig: clip_eps_low must be in [0, 1) and clip_eps_high >= 0, got "
+                             f"{self.clip_eps_low} and {self.clip_eps_high}")
         check_template(self.template)
+        check_language(self.language)
+        check_device(self.device)
+
+
+def check_language(language: str) -> None:
+    """The language reward scores by the world's vocabulary, which knows only its own languages."""
+    from r1lab.world import LANGUAGES
+
+    if language not in LANGUAGES:
+        raise ValueError(f"GRPOConfig.language must be one of the world's languages {LANGUAGES}, got {language!r}")
+
+
+def check_device(device: str) -> None:
+    """A torch device string that this machine has, checked before anything is loaded or written."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"GRPOConfig.device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"GRPOConfig.device is {device!r} but CUDA is not available here")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"GRPOConfig.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+
+
+def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """A shuffled split of rows 0..n-1 into `minibatches` pieces whose sizes differ by at most one
+    (n=6, 4 -> 2, 2, 1, 1: four steps; `chunk` would give 3, 3). Fewer when n < minibatches
+    (dynamic sampling drops groups): an empty piece is no step."""
+    return (rows for rows in torch.randperm(n, generator=generator).tensor_split(minibatches) if len(rows))
 
 
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
@@ -93,7 +138,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     stats: dict[str, list[float]] = {}
     g = torch.Generator().manual_seed(config.seed)
     for _ in range(config.ppo_epochs):
-        for rows in torch.randperm(n, generator=g).to(batch.tokens.device).chunk(config.minibatches):
+        for rows in minibatch_rows(n, config.minibatches, g):
+            rows = rows.to(batch.tokens.device)
             with training.autocast(config.bf16, config.device):
                 logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
@@ -111,24 +157,30 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
-def _load(config: GRPOConfig) -> tuple[Transformer, Tokenizer, int, torch.optim.Optimizer]:
-    out = Path(config.out_dir)
-    ck = training.latest_checkpoint(out / "checkpoints") if config.resume else None
+def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenizer, torch.optim.Optimizer,
+                                       dict[str, Any]]:
+    """Policy, KL reference, tokenizer, optimizer and the trainer state ({} on a fresh start): from
+    the newest checkpoint with --resume, else from `init`. The RNG states are not restored here."""
+    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
     model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
+    ref = _reference(model, config, ck)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
-    start = training.load_training_state(ck, optimizer)["step"] if ck else 0
+    state = training.load_training_state(ck, optimizer, rng=False) if ck else {}
     if ck:
-        print(f"resumed from {ck} at step {start}")
-    return model, tokenizer, start, optimizer
+        print(f"resumed from {ck} at step {state['step']}")
+    return model, ref, tokenizer, optimizer, state
 
 
-def _reference(model: Transformer, config: GRPOConfig, step: int) -> Transformer | None:
+def _reference(model: Transformer, config: GRPOConfig, ck: Path | None) -> Transformer | None:
+    """The frozen KL reference: the policy at the start, or the one saved with the resumed
+    checkpoint (it was last reset to the policy at some step before it, `ref_reset_every`)."""
     if config.kl_coef == 0:
         return None  # no KL term: no reference model in memory at all
-    ref_dir = Path(config.out_dir) / "reference"
-    resuming = config.resume and step and ref_dir.exists()
-    ref = (from_pretrained(ref_dir, device=config.device) if resuming else copy.deepcopy(model)).eval()
+    if ck is not None and not (ck / "reference" / "config.json").exists():
+        raise ValueError(f"{ck} has no reference/ (the KL reference of its step), which kl_coef "
+                         f"{config.kl_coef} > 0 needs to resume; start afresh without --resume")
+    ref = (from_pretrained(ck / "reference", device=config.device) if ck else copy.deepcopy(model)).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
@@ -138,9 +190,11 @@ def run(config: GRPOConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     from r1lab.world import rl_prompts  # the default task; other tasks plug in here
 
-    model, tokenizer, start, optimizer = _load(config)  # first: a bad --init leaves no run directory
-    out = training.start_run(config, "grpo")
-    ref = _reference(model, config, start)
+    model, ref, tokenizer, optimizer, state = _load(config)  # first: a bad --init leaves no run directory
+    start = state.get("step", 0)
+    out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
+    if state:
+        training.restore_rng(state)  # after start_run, which seeds the RNGs afresh
     metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
     pool = rl_prompts(config.n_prompts, seed=config.seed)
     rubric = world_rubric(config)
@@ -176,7 +230,7 @@ def run(config: GRPOConfig) -> Path:
         metrics.write(record)
         bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                         len=f"{record['length_mean']:.0f}")
-        if (step + 1) % config.log_samples_every == 0 or step == start:
+        if (step + 1) % config.log_samples_every == 0 or step == 0:  # and a fresh run's first step
             for item in rollout.show(k=4):
                 samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
@@ -188,11 +242,12 @@ def run(config: GRPOConfig) -> Path:
 
 def _save(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer,
           config: GRPOConfig, step: int) -> None:
+    """A resumable checkpoint with the reference of this step inside it (`step_N/reference/`),
+    written before trainer_state.pt: a checkpoint that counts as complete has it."""
     out = Path(config.out_dir)
     training.save_checkpoint(model, out / "checkpoints" / f"step_{step:06d}", step=step, config=config,
-                             optimizer=optimizer, tokenizer=tokenizer)
-    if ref is not None:
-        training.save_checkpoint(ref, out / "reference", step=step, config=config)
+                             optimizer=optimizer, tokenizer=tokenizer,
+                             extra_models={"reference": ref} if ref is not None else None)
     training.prune_checkpoints(out / "checkpoints", 2)
 
 

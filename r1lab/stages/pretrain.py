@@ -83,7 +83,8 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
 
 def run(config: PretrainConfig) -> Path:
     """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
-    out = training.start_run(config, "pretrain")
+    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
+    out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     from r1lab.world import pretraining_corpus  # the world is only needed here
 
     tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)
@@ -97,7 +98,7 @@ def run(config: PretrainConfig) -> Path:
     model = Transformer(model_config).train()
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
-    if config.resume and (ck := training.latest_checkpoint(out / "checkpoints")) is not None:
+    if ck is not None:
         model = from_pretrained(ck).train()
         optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
         start_step = training.load_training_state(ck, optimizer)["step"]

@@ -237,7 +237,7 @@ def run(config: SFTConfig) -> Path:
     samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}: example {i + 1}")
                for i, example in enumerate(examples)]
     steps = plan([len(s.ids) for s in samples], config)
-    out = training.start_run(config, "sft")
+    out = training.start_run(config, "sft", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     describe(examples, samples, len(steps), config)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start = training.load_training_state(ck, optimizer)["step"] if ck else 0
