@@ -9,10 +9,11 @@ long paragraphs, and code blocks". Each of those is one pure function here over 
 - ``r1_format``:       ``<think>…</think>`` then a non-empty summary (``r1lab.rewards.r1_format_reward``);
 - ``language``:        the share of words in the target language (reasoning and summary) reaches a
                        threshold; 1.0 means a single foreign word makes the response mixed;
-- ``repetition``:      no non-empty line of the reasoning occurs twice;
+- ``repetition``:      no line of the reasoning occurs twice (lines of only delimiters and punctuation,
+                       such as the ``\\[`` and ``\\]`` around every display equation, do not count);
 - ``paragraph_length``: no line of the reasoning is longer than ``max_paragraph_chars`` (the readable
                        format writes one step per line, so a long line is a wall of text);
-- ``code_block``:      no ````` fence in the reasoning.
+- ``code_block``:      no Markdown code fence (````` or ``~~~``) in the reasoning.
 
 `check_readability` runs them all; `Funnel` counts how many candidates reach and pass each filter
 of a cascade, `DatasetStats` writes those counts next to a dataset, and `Deduper` drops repeated
@@ -29,13 +30,14 @@ from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from r1lab.rewards.format import r1_format_reward
-from r1lab.rewards.language import chain_of_thought, script_language_reward
+from r1lab.rewards.format import r1_format_reward, turn_body
+from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
 
 WORLD, SCRIPT = "world", "script"  # language classifiers: the world's lexicon, or Unicode script (real text)
-_END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 _TAGS = re.compile(r"</?think>|</?answer>")
 _SPACE = re.compile(r"\s+")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[^{}]*\}")  # \begin{aligned}: a delimiter, like \[
+_FENCE = re.compile(r"```|^[ \t]*~~~", re.MULTILINE)  # Markdown's two code fences
 
 
 @dataclass(kw_only=True)
@@ -50,15 +52,12 @@ class ReadabilityConfig:
             raise ValueError(f"ReadabilityConfig.classifier must be {WORLD!r} or {SCRIPT!r}, got {self.classifier!r}")
         if self.classifier == WORLD and self.language not in ("en", "vl"):
             raise ValueError(f"the world's languages are 'en' and 'vl', got {self.language!r}")
+        if self.classifier == SCRIPT and self.language not in SCRIPTS:
+            raise ValueError(f"the script classifier knows {sorted(SCRIPTS)}, not {self.language!r}")
         if not 0.0 <= self.min_language_share <= 1.0:
             raise ValueError(f"min_language_share must be in [0, 1], got {self.min_language_share}")
         if self.max_paragraph_chars < 1:
             raise ValueError(f"max_paragraph_chars must be >= 1, got {self.max_paragraph_chars}")
-
-
-def _body(response: Any) -> str:
-    """The response up to an end marker; non-text is empty."""
-    return _END.split(response, maxsplit=1)[0] if isinstance(response, str) else ""
 
 
 def reasoning_lines(response: Any) -> list[str]:
@@ -67,7 +66,7 @@ def reasoning_lines(response: Any) -> list[str]:
     >>> reasoning_lines("<think>\\nFirst, 2+3=5.\\n\\nThen 5*2=10.\\n</think>\\nIt is 10.")
     ['First, 2+3=5.', 'Then 5*2=10.']
     """
-    return [line.strip() for line in chain_of_thought(_body(response)).splitlines() if line.strip()]
+    return [line.strip() for line in chain_of_thought(turn_body(response)).splitlines() if line.strip()]
 
 
 def is_r1_format(response: Any) -> bool:
@@ -76,7 +75,7 @@ def is_r1_format(response: Any) -> bool:
     >>> is_r1_format("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5."), is_r1_format("<think> 5 </think>")
     (True, False)
     """
-    return r1_format_reward(_body(response)) == 1.0
+    return r1_format_reward(turn_body(response)) == 1.0
 
 
 def language_share(response: Any, language: str = "en", classifier: str = WORLD) -> float:
@@ -85,7 +84,7 @@ def language_share(response: Any, language: str = "en", classifier: str = WORLD)
     >>> language_share("<think>\\nFirst, 2+3=5.\\nPori 5*2=10.\\n</think>\\nSo it is 10.")
     0.8
     """
-    text = _TAGS.sub(" ", _body(response))
+    text = _TAGS.sub(" ", turn_body(response))
     if classifier == WORLD:
         from r1lab.world import language_consistency
 
@@ -105,12 +104,18 @@ def mixes_languages(response: Any, language: str = "en", min_share: float = 1.0,
 
 
 def has_repeated_lines(response: Any) -> bool:
-    """Whether a non-empty line of the reasoning occurs twice (spacing and case ignored).
+    """Whether a line of the reasoning with a letter or digit occurs twice (spacing and case ignored).
+
+    Lines of only delimiters and punctuation (``\\[``, ``\\]``, ``$$``, ``\\begin{aligned}``) repeat in
+    any reasoning with two display equations, a readable format (R1 §2.3.1), not a loop.
 
     >>> has_repeated_lines("<think>\\nThen 5*2=10.\\nthen  5*2=10.\\n</think>\\nIt is 10.")
     True
+    >>> has_repeated_lines("<think>\\n\\\\[\\n2+3=5\\n\\\\]\\nso\\n\\\\[\\n5*2=10\\n\\\\]\\n</think>\\n10")
+    False
     """
-    lines = [_SPACE.sub(" ", line).lower() for line in reasoning_lines(response)]
+    lines = [_SPACE.sub(" ", line).lower() for line in reasoning_lines(response)
+             if any(ch.isalnum() for ch in _ENVIRONMENT.sub("", line))]
     return len(set(lines)) < len(lines)
 
 
@@ -129,7 +134,7 @@ def has_code_block(response: Any) -> bool:
     >>> has_code_block("<think>\\n```python\\nprint(5)\\n```\\n</think>\\n5"), has_code_block("<think>\\n5\\n</think>\\n5")
     (True, False)
     """
-    return "```" in chain_of_thought(_body(response))
+    return _FENCE.search(chain_of_thought(turn_body(response))) is not None
 
 
 @dataclass(frozen=True)

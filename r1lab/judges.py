@@ -32,7 +32,7 @@ JUDGE_PROMPT = (
     "Reference answer: {reference}\n"
     "Predicted answer: {prediction}"
 )
-_MAX_PREDICTION_CHARS = 500  # the judge sees the prediction's final answer, cut to this length
+_MAX_PREDICTION_CHARS = 500  # the judge sees the end of the prediction's final answer, cut to this length
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -81,14 +81,16 @@ class RuleJudge:
 
 
 def final_answer(prediction: str) -> str:
-    """What the judge is shown: the ``<answer>`` body, else the summary after ``</think>``, else all.
+    """What the judge is shown: the ``<answer>`` body, else the summary after ``</think>``, else all;
+    of a long one only its last 500 characters, since an R1 summary states its answer at the end
+    (R1 §2.3.1: reasoning, then a summary; the math answer last, in ``\\boxed{}``).
 
     >>> final_answer("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5.<|eos|>")
     'The value of 2+3 is 5.'
     """
     from r1lab.world.answers import final_answer_span
 
-    return final_answer_span(prediction).strip()[:_MAX_PREDICTION_CHARS]
+    return final_answer_span(prediction).strip()[-_MAX_PREDICTION_CHARS:]
 
 
 def parse_verdict(text: str) -> bool:

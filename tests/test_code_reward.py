@@ -7,6 +7,8 @@ import gzip
 import io
 import json
 import os
+import random
+import re
 import socket
 import subprocess
 import sys
@@ -77,6 +79,24 @@ def test_docstring_examples_hold():
 ])
 def test_extract_code(completion, expected):
     assert extract_code(completion) == expected
+
+
+OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)  # the regexes the linear versions replace
+OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+
+
+def test_extraction_matches_its_old_regexes_and_stays_linear():
+    rng = random.Random(0)
+    pieces = ["```", "python", "py", " ", "\t", "\n", "x = 1", "{.cls}", "-", "é", "`", "<answer>", "</answer>", "</think>"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
+        found = OLD_ANSWER.findall(text)
+        assert code_module._last_answer_block(text) == (found[-1] if found else None), text
+        assert code_module._FENCE.findall(text) == OLD_FENCE.findall(text), text
+    stuck = ["<answer>" * 40_000, "```python" + "x" * 100_000]  # 43 s and ~4 s before
+    start = time.perf_counter()
+    assert [extract_code(text) for text in stuck] == stuck
+    assert time.perf_counter() - start < 1.0
 
 
 def test_stdio_tasks_match_exactly_or_modulo_whitespace(sandbox):

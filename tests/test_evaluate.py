@@ -10,6 +10,7 @@ import pytest
 
 from r1lab import cli
 from r1lab.benchmarks import Problem, load_problems
+from r1lab.judges import final_answer
 from r1lab.stages.evaluate import majority_vote, pass_at_k, read_completions, score_completions
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -55,6 +56,40 @@ def test_pass_at_k_rejects_impossible_counts(n, c, k):
 ])
 def test_majority_vote(answers, winner):
     assert majority_vote(answers) == winner
+
+
+def test_majority_vote_counts_every_correct_answer_for_the_gold():
+    """Canonical forms cannot see that "0.5", "\\frac12" and "\\dfrac{1}{2}" are equal; the
+    checker's verdicts can, so correct answers vote as one instead of losing to "3", "3"."""
+    answers = ["0.5", "\\frac12", "3", "3", "\\dfrac{1}{2}"]
+    assert majority_vote(answers) == 2
+    assert majority_vote(answers, [True, True, False, False, True]) == 0
+    assert majority_vote(["3", "0.5", "3"], [False, True, False]) == 0  # wrong answers still win when more
+    assert majority_vote([None, "7"], [False, True]) == 1
+
+
+@needs_data
+def test_cons_at_k_on_a_real_math500_problem_with_equal_answers_written_differently():
+    problem = next(p for p in load_problems(DATA / "math500" / "test.jsonl") if p.id == "test/counting_and_probability/282.json")
+    assert problem.answer == "\\frac{1}{2}"
+    samples = [r1_completion("", a) for a in ("0.5", "\\frac12", "3", "3", "\\dfrac{1}{2}")]
+    score = score_completions([problem], {0: samples}).problems[0]
+    assert score.correct == [True, True, False, False, True]
+    assert (score.majority, score.cons_correct) == ("0.5", True)
+
+
+def test_numbers_too_long_to_convert_are_scored_not_raised():
+    huge = "9" * 5000  # over CPython's 4,300-digit limit on int() of a string
+    samples = [r1_completion("", huge), f"<answer>{huge}</answer>", f"#### {huge}", r1_completion("", "4")]
+    score = score_completions([Problem(id="0", prompt="q", answer="4", source="hand")], {0: samples}).problems[0]
+    assert score.correct == [False, False, False, True] and score.majority == huge and not score.cons_correct
+
+
+def test_the_generative_judge_sees_the_end_of_a_long_summary():
+    """An R1 summary states its answer last; cutting it to its first 500 characters lost it."""
+    summary = "We check each case in turn. " * 40 + "So the answer is $\\boxed{42}$."
+    shown = final_answer(f"<think>\nlong reasoning\n</think>\n{summary}<|eos|>")
+    assert len(shown) == 500 and shown.endswith("\\boxed{42}$.")
 
 
 PROBLEMS = [Problem(id=str(i), prompt=f"q{i}", answer=a, source="hand") for i, a in enumerate(["4", "7", "\\frac{1}{2}"])]

@@ -65,6 +65,38 @@ def test_script_classifier_for_real_text():
     assert check_readability("<think>\n三 加 四 是 七\n</think>\n七", chinese).language
 
 
+def test_maths_tokens_are_neutral_for_the_script_classifier():
+    """Variables and formulas ("x", "2x", "θ", "4π", "f(x)") are maths, not words of another language."""
+    english = "<think>\nThe angle θ is π over 2, so the area is 4π and f(x) = 2x.\n</think>\nThe area is 4π."
+    chinese = "<think>\n设 x 为 2x 加 一 , 则 f(x) = 4π\n</think>\nx 为 七"
+    assert language_share(english, "en", "script") == 1.0 and language_share(chinese, "zh", "script") == 1.0
+    assert not mixes_languages(english, "en", classifier="script")
+    assert mixes_languages("<think>\nThe angle is 直角\n</think>\nIt is right.", "en", classifier="script")
+    assert language_share("<think>\nθέμα is Greek\n</think>\nok", "en", "script") == 0.75  # a Greek word counts
+
+
+def test_the_script_classifier_rejects_a_language_it_has_no_script_for():
+    """'ja' has no entry in the script table: scoring every response 0 would hide the mistake."""
+    with pytest.raises(ValueError, match="'ja'"):
+        ReadabilityConfig(classifier="script", language="ja")
+    with pytest.raises(ValueError, match="'ja'"):
+        language_share("<think>\n三 加 四\n</think>\n七", "ja", "script")
+
+
+def test_delimiter_lines_of_display_equations_are_not_repetition():
+    """Every display equation opens with \\[ and closes with \\]: those lines repeat in any LaTeX CoT."""
+    latex = ("<think>\nFirst,\n\\[\n20-8=12\n\\]\nthen\n\\[\n12+4=16\n\\]\n$$\n16\n$$\n"
+             "\\begin{aligned}\n16 &= 16\n\\end{aligned}\n\\begin{aligned}\n2 &= 2\n\\end{aligned}\n</think>\nIt is 16.")
+    assert not has_repeated_lines(latex) and check_readability(latex).repetition
+    assert has_repeated_lines(latex.replace("12+4=16", "20-8=12"))  # a repeated step still counts
+
+
+def test_tilde_fences_are_code_blocks_too():
+    tilde = "<think>\nLet me compute.\n~~~python\nprint(20-8+4)\n~~~\n</think>\nThe value of 20-8+4 is 16."
+    assert has_code_block(tilde) and not check_readability(tilde).code_block
+    assert not has_code_block("<think>\nSo x ~ 5.\n</think>\n5")
+
+
 def test_repeated_lines_are_found_in_the_reasoning_only():
     assert has_repeated_lines(GOOD.replace("Then 12+4=16.", "Then 12+4=16.\n  then 12+4=16. "))
     assert not has_repeated_lines(GOOD)

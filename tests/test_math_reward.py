@@ -1,11 +1,12 @@
 """Answer extraction and equivalence (r1lab.rewards.math): unit cases by hand, and math-verify
-checked against the real MATH-500 and AIME 2024 golds."""
+checked against the real MATH-500 and AIME 2024 golds; the format rewards' tag scan (r1lab.rewards.format)."""
 
 from __future__ import annotations
 
 import doctest
 import logging
 import random
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 import r1lab.rewards.math as rm
 from r1lab.benchmarks import Problem, load_problems
+from r1lab.rewards.format import lenient_format_reward
 from r1lab.rewards.math import accuracy_reward, accuracy_rewards, answers_equal, canonical_answer, check_answers, extract_answer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -46,6 +48,16 @@ def test_extract_answer(completion, expected):
     assert extract_answer(completion) == expected
 
 
+@pytest.mark.parametrize("marker", ["<|user|>", "<|eos|>", "<|bos|>"])
+def test_extract_answer_reads_this_turn_only(marker):
+    """Text after an end-of-turn marker is another turn: its answer is not this completion's
+    (as for the format rewards and the world's checker)."""
+    completion = (f"<think>2+3=5</think> \\boxed{{5}}.{marker}Now add one.<|assistant|>"
+                  "<think>5+1=6</think>\\boxed{6}<|eos|>")
+    assert extract_answer(completion) == "5"
+    assert accuracy_reward(completion, {"answer": "5"}) == 1.0 and accuracy_reward(completion, {"answer": "6"}) == 0.0
+
+
 @pytest.mark.parametrize("not_text", [None, 17, b"\\boxed{1}", ["\\boxed{1}"]])
 def test_extract_answer_returns_none_for_non_text(not_text):
     assert extract_answer(not_text) is None
@@ -77,6 +89,7 @@ FAST_CASES = [
     ("18", "18", True), ("1,000", "1000", True), ("025", "25", True), ("-3.0", "-3", True),
     ("$18$", "18", True), ("\\$18.00", "18", True), ("18.", "18", True), ("10,\\!080", "10080", True),
     ("0.5", ".50", True), ("\\left( 1, 2 \\right)", "(1,2)", True), ("\\dfrac{1}{2}", "\\frac{1}{2}", True),
+    ("10\\,080", "10080", True), ("1 000 000", "1000000", True), ("$12\\ 345.5$", "12345.5", True),  # thousands
     ("7", "8", False), ("1,001", "1000", False), ("-18", "18", False), ("0.3333", "0.333333", False),
     (None, "18", False), ("", "18", False), ("   ", "18", False),
 ]
@@ -113,6 +126,30 @@ def test_check_answers_matches_single_checks_and_validates_lengths():
         check_answers(["1", "2"], ["1"])
 
 
+def test_spacing_between_digits_separates_numbers_unless_it_groups_thousands():
+    """Only 1-3 digits then groups of exactly 3 are one number; "1 2" and "3 \\, 5" are two."""
+    assert [canonical_answer(a) for a in ("1 2", "3 \\, 5", "1 000", "10\\,080", "1234 567")] == \
+        ["1 2", "3 5", "1000", "10080", "1234 567"]
+    assert check_answers(["1 2", "3 \\, 5", "12 34"], ["12", "35", "1234"]) == [False, False, False]
+
+
+HUGE = "1" * 5000  # over CPython's 4,300-digit limit on int() of a string
+
+
+@pytest.mark.parametrize("completion", [f"\\boxed{{{HUGE}}}", f"#### {HUGE}", f"<answer>{HUGE}</answer>",
+                                        f"\\boxed{{-{HUGE}.5}}", f"\\boxed{{0.{HUGE}}}"])
+def test_numbers_too_long_to_convert_score_zero_without_raising(completion, monkeypatch):
+    def no_math_verify(*args, **kwargs):
+        raise AssertionError("math-verify was called on an over-long number")
+
+    monkeypatch.setattr(rm, "_math_verify_many", no_math_verify)
+    assert accuracy_reward(completion, {"answer": "4"}) == 0.0
+    assert accuracy_rewards([completion], [{"answer": "\\frac{1}{2}"}]) == [0.0]
+    answer = extract_answer(completion)
+    assert canonical_answer(answer) == rm._normal_form(answer)[0]  # kept as text, not a number
+    assert check_answers([answer, "4"], [answer, HUGE]) == [True, False]  # equal only to itself
+
+
 def test_canonical_answer_groups_equal_numbers():
     assert canonical_answer("1,000.0") == canonical_answer("1000") == "1000"
     assert canonical_answer("$0.5$") == "1/2"
@@ -127,6 +164,24 @@ def test_a_hung_worker_is_replaced(caplog):
         assert rm._math_verify_many(pairs, timeout=1, stall_after=0.3) == [True, False, True, False]
     assert "hung" in caplog.text
     assert answers_equal("\\frac{6}{2}", "3")  # the fresh pool works
+
+
+# --- the format rewards ------------------------------------------------------------------
+
+LENIENT_REGEX = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)  # the old rule
+
+
+def test_lenient_format_reward_agrees_with_its_regex_and_stays_linear():
+    rng = random.Random(1)
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", "x", " ", "\n", "<|eos|>", "<think"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        expected = 1.0 if LENIENT_REGEX.search(text.split("<|eos|>")[0]) else 0.0
+        assert lenient_format_reward(text) == expected, text
+    stuck = "<think>step</think>" * 1000  # 19 KB; the regex took ~19 s on it
+    start = time.perf_counter()
+    assert lenient_format_reward(stuck) == 0.0 and lenient_format_reward(stuck + "<answer>5</answer>") == 1.0
+    assert time.perf_counter() - start < 1.0
 
 
 # --- the reward ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
 
@@ -222,6 +223,35 @@ def test_mixed_solutions_switch_language_midway(docs: list[world.Document]) -> N
 ])
 def test_extract_final_answer(completion: str, expected: int | None) -> None:
     assert world.extract_final_answer(completion) == expected
+
+
+def test_a_number_too_long_to_convert_is_no_answer() -> None:
+    """int() refuses strings of over 4,300 digits; such a "number" is no answer, never an error."""
+    problem = world.heldout_problems(1, seed=2, kinds=("arithmetic",))[0]
+    for completion in ("<answer>" + "9" * 5000 + "</answer>", f" It is {problem.answer}. " + "1" * 5000):
+        assert world.extract_final_answer(completion) is None
+        assert not world.check_completion(problem, completion)
+
+
+OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)  # the regexes the linear scans replace
+OLD_EXPRESSION = re.compile(r"[\d(][\d+\-*() ]*[\d)]")
+
+
+def test_answer_and_expression_scans_match_their_regexes_and_stay_linear() -> None:
+    from r1lab.world.answers import _expressions, _last_answer_block
+
+    rng = random.Random(0)
+    pieces = ["<answer>", "</answer>", "(", ")", "1", "23", "-", "+", "*", " ", "x", "=", "\n"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
+        found = OLD_ANSWER.findall(text)
+        assert _last_answer_block(text) == (found[-1] if found else None), text
+        assert _expressions(text) == OLD_EXPRESSION.findall(text), text
+    problem = world.heldout_problems(1, seed=2, kinds=("countdown",))[0]
+    stuck = ["(" * 19_000, "<answer>" * 2_400, "<answer>(" + "(" * 19_000 + "</answer>"]  # ~1 s each before
+    start = time.perf_counter()
+    assert [world.check_completion(problem, text) for text in stuck] == [False] * 3
+    assert time.perf_counter() - start < 0.5
 
 
 def test_format_rule() -> None:

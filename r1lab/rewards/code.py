@@ -31,8 +31,9 @@ from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default
 logger = logging.getLogger(__name__)
 
 Kind = Literal["humaneval", "mbpp", "stdio"]
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+# The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
+# could take its characters too, and on a fence line with no newline the backtracking is quadratic.
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
 _PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
 
 
@@ -105,8 +106,8 @@ def extract_code(completion: str) -> str | None:
         return None  # never finished thinking: no answer
     else:
         answer = completion
-    tagged = _ANSWER.findall(answer)
-    answer = tagged[-1] if tagged else answer
+    tagged = _last_answer_block(answer)
+    answer = answer if tagged is None else tagged
     fences = _FENCE.findall(answer)
     if fences:
         python = [body for lang, body in fences if lang.lower() in _PYTHON_FENCES]
@@ -115,6 +116,19 @@ def extract_code(completion: str) -> str | None:
         answer = python[-1]
     code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
     return code or None
+
+
+def _last_answer_block(text: str) -> str | None:
+    """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
+    ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the
+    regex rescans to the end from every unclosed ``<answer>``: 40,000 of them took 43 s)."""
+    last, at = None, 0
+    while (start := text.find("<answer>", at)) >= 0:
+        end = text.find("</answer>", start + len("<answer>"))
+        if end < 0:
+            break
+        last, at = text[start + len("<answer>"):end], end + len("</answer>")
+    return last
 
 
 def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]:

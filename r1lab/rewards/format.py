@@ -12,6 +12,7 @@ r1:      <think>…</think> then a non-empty summary, each think tag once, no <a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
@@ -19,11 +20,34 @@ _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answe
                      re.DOTALL)
 _R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)
 _TAG = re.compile(r"</?think>|</?answer>")
-_LENIENT = re.compile(r"<think>.*?</think>.*?<answer>.*?</answer>", re.DOTALL)
+_LENIENT = ("<think>", "</think>", "<answer>", "</answer>")
 
 
-def _body(completion: Any) -> str:
+def turn_body(completion: Any) -> str:
+    """The completion up to its first end-of-turn marker (``<|eos|>``, ``<|user|>``, ``<|bos|>``);
+    non-text is empty. What follows a marker is another turn (or text generated past the end),
+    not this answer, so no rule reads it.
+
+    >>> turn_body("<think>2+3=5</think> 5<|user|>Now add one.<|assistant|>6")
+    '<think>2+3=5</think> 5'
+    """
     return _END.split(completion, maxsplit=1)[0] if isinstance(completion, str) else ""
+
+
+def _in_order(text: str, tags: Sequence[str]) -> bool:
+    """Whether `tags` occur in `text` one after another, without overlapping.
+
+    The linear form of the regex ``<think>.*?</think>.*?<answer>.*?</answer>`` (same verdicts):
+    taking each tag's first occurrence after the previous one is enough, while the regex's
+    backtracking is cubic on degenerate text (``"<think>step</think>" * 1000`` took ~19 s).
+    """
+    at = 0
+    for tag in tags:
+        at = text.find(tag, at)
+        if at < 0:
+            return False
+        at += len(tag)
+    return True
 
 
 def strict_format_reward(completion: str, example: Any = None) -> float:
@@ -34,7 +58,7 @@ def strict_format_reward(completion: str, example: Any = None) -> float:
     >>> strict_format_reward("<think> 3+4=7 </think> 7")
     0.0
     """
-    return 1.0 if _STRICT.fullmatch(_body(completion)) else 0.0
+    return 1.0 if _STRICT.fullmatch(turn_body(completion)) else 0.0
 
 
 def lenient_format_reward(completion: str, example: Any = None) -> float:
@@ -43,7 +67,7 @@ def lenient_format_reward(completion: str, example: Any = None) -> float:
     >>> lenient_format_reward("Sure. <think> 3+4=7 </think> So: <answer> 7 </answer> done")
     1.0
     """
-    return 1.0 if _LENIENT.search(_body(completion)) else 0.0
+    return 1.0 if _in_order(turn_body(completion), _LENIENT) else 0.0
 
 
 def r1_format_reward(completion: str, example: Any = None) -> float:
@@ -54,7 +78,7 @@ def r1_format_reward(completion: str, example: Any = None) -> float:
     >>> r1_format_reward("<think> 3+4=7 </think>"), r1_format_reward("<think> 3+4=7 </think> <answer> 7 </answer>")
     (0.0, 0.0)
     """
-    m = _R1.fullmatch(_body(completion))
+    m = _R1.fullmatch(turn_body(completion))
     return 1.0 if m and m.group(1).strip() and not _TAG.search(m.group(1)) else 0.0
 
 

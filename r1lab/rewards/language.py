@@ -8,25 +8,30 @@ Two classifiers:
 - real text, by script: a word is in the target language when its letters are in the target's
   script (Latin for "en", CJK ideographs for "zh", Cyrillic for "ru", ...). Script is a coarse
   proxy (English and French are both Latin), the same simplification the paper's reward makes
-  for its Chinese/English mixing.
+  for its Chinese/English mixing. Maths is neutral, like the world's numbers and symbols: a
+  token with a digit ("2x", "4π") or no run of two letters ("x", "θ", "f(x)") is a formula, not
+  a word, so a variable does not make a Chinese CoT mixed, nor θ an English one.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from itertools import groupby
 from typing import Any
 
+from r1lab.rewards.format import turn_body
+
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
-_END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
-_SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRILLIC", "el": "GREEK"}
+# The script each language the script classifier knows is written in.
+SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRILLIC", "el": "GREEK"}
 
 
 def chain_of_thought(completion: str) -> str:
     """The reasoning: inside the first <think> block; without tags, the text before <answer>."""
     if not isinstance(completion, str):
         return ""
-    body = _END.split(completion, maxsplit=1)[0]
+    body = turn_body(completion)
     m = _THINK.search(body)
     return m.group(1) if m else body.split("<answer>", 1)[0]
 
@@ -43,23 +48,32 @@ def world_language_reward(completion: str, example: Any = None, target: str = "e
 
 
 def _word_script(word: str) -> str | None:
-    for ch in word:
-        if ch.isalpha():
-            name = unicodedata.name(ch, "")
-            return "CJK" if name.startswith("CJK") else name.split(" ")[0]
-    return None
+    """The script of a word's first letter; None for a token that is not a word (maths)."""
+    first = next((ch for ch in word if ch.isalpha()), None)
+    if first is None:
+        return None
+    name = unicodedata.name(first, "")
+    if name.startswith("CJK"):
+        return "CJK"  # an ideograph is a word by itself
+    longest_run = max(len(list(run)) for letters, run in groupby(word, str.isalpha) if letters)
+    if longest_run < 2 or any(ch.isnumeric() for ch in word):
+        return None  # "x", "θ", "f(x)", "2x", "4π", "x²": a formula, in any language
+    return name.split(" ")[0]
 
 
 def script_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
-    """Share of CoT words written in the target's script; CJK characters count one word each.
-
+    """Share of CoT words written in the target's script; CJK characters count one word each,
+    maths tokens ("x", "2x", "π") none. Raises ValueError for a target not in `SCRIPTS`
+    (a configuration error: scoring every completion 0 would hide it).
 
     >>> script_language_reward("<think> so 3 plus 4 是 七 </think>")
     0.5
+    >>> script_language_reward("<think> 设 x 为 2x 加 θ </think>", target="zh")
+    1.0
     """
-    want = _SCRIPTS.get(target)
+    want = SCRIPTS.get(target)
     if want is None:
-        return 0.0
+        raise ValueError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
     text = re.sub(r"([\u3400-\u9fff])", r" \1 ", chain_of_thought(completion))
     scripts = [s for s in (_word_script(w) for w in text.split()) if s is not None]
     return sum(s == want for s in scripts) / len(scripts) if scripts else 1.0

@@ -4,7 +4,9 @@ The R1 recipe grades reasoning with rules, not a learned reward model (R1 §2.2.
 shared/R1-FACTS.md, "R1-Zero training settings"): the final answer is read from the
 completion and compared with the gold answer. Conventions (shared/data/CONVENTIONS.md):
 
-* grade only the text after the last ``</think>`` (the reasoning may contain drafts);
+* grade only this turn: the text before the first end-of-turn marker (``<|eos|>``,
+  ``<|user|>``, ``<|bos|>``, as the format rewards read it), and in it only what follows
+  the last ``</think>`` (the reasoning may contain drafts);
 * the final answer is the last ``\\boxed{...}`` / ``\\fbox{...}`` (brace matching, not a
   regex), else the last ``<answer>...</answer>`` (the R1-Zero template, R1 Table 1), else
   the GSM8K ``#### N`` line;
@@ -32,6 +34,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from r1lab.rewards.format import turn_body
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0  # seconds math-verify may spend on one parse or one comparison
@@ -49,9 +53,10 @@ _BARE_BOXED = re.compile(r"\s*([^\s${}]+)")  # `\boxed 5`, as in a few MATH solu
 def extract_answer(completion: str) -> str | None:
     r"""The final answer of a completion, or None when it states none.
 
-    Looks after the last ``</think>`` (or at the whole text when there is none), then takes
-    the last ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else the
-    last ``#### N`` line. Linear in the text length, whatever the text.
+    Reads this turn only (up to the first ``<|eos|>``/``<|user|>``/``<|bos|>``: a later turn's
+    answer is not this one's), after its last ``</think>`` (or all of it when there is none),
+    then takes the last ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else
+    the last ``#### N`` line. Linear in the text length, whatever the text.
 
     >>> extract_answer(r"<think>maybe \boxed{3}</think> so \boxed{\frac{1}{2}}.")
     '\\frac{1}{2}'
@@ -62,7 +67,8 @@ def extract_answer(completion: str) -> str | None:
     """
     if not isinstance(completion, str):
         return None
-    text = completion[completion.rfind("</think>") + len("</think>"):] if "</think>" in completion else completion
+    body = turn_body(completion)
+    text = body[body.rfind("</think>") + len("</think>"):] if "</think>" in body else body
     for find in (_last_boxed, _last_answer_tag, _last_hashes):
         answer = find(text)
         if answer:
@@ -123,17 +129,26 @@ def _last_hashes(text: str) -> str | None:
 # ---------------------------------------------------------------------------------------
 
 _MATH_DELIMITERS = (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-_REMOVED = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\[!,;: ]|\\\$|\$|\s+")
+_GAP = r"(?:\s|\\[!,;: ])+"  # whitespace and LaTeX spacing
+# Spacing between digits is a thousands separator ("10\,080", "1 000 000") only after 1-3 digits
+# and before exactly 3; any other gap separates two numbers ("1 2" is not 12) and stays a space.
+_THOUSANDS_GAP = re.compile(rf"(?<![\d.])(\d{{1,3}}){_GAP}(?=\d{{3}}(?!\d))")
+_DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
+_REMOVED = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\[!,;: ]|\\\$|\$|(?<!\d)\s+|\s+(?!\d)")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
+# Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
+# int_max_str_digits) and no gold answer comes near this length.
+_MAX_NUMBER_CHARS = 1000
 
 
 def canonical_answer(answer: str) -> str:
     r"""A normal form for cheap comparisons and majority voting.
 
-    Removes math delimiters, ``$``/``\$``, ``\left``/``\right``, LaTeX spacing and all
-    whitespace, a trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac``; a plain
-    number (thousands commas allowed) becomes its exact value, so ``"1,000.0"`` -> ``"1000"``
-    and ``"0.5"`` -> ``"1/2"``.
+    Removes math delimiters, ``$``/``\$``, ``\left``/``\right``, LaTeX spacing and whitespace
+    (between two digits only when it separates thousands: ``"1 2"`` stays two numbers), a
+    trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac``; a plain number (thousands
+    separators allowed, at most 1,000 characters) becomes its exact value, so ``"1,000.0"`` ->
+    ``"1000"`` and ``"0.5"`` -> ``"1/2"``. Never raises.
 
     >>> canonical_answer(r"$\$1,000.50$"), canonical_answer(r"\dfrac{1}{2}"), canonical_answer("025")
     ('2001/2', '\\frac{1}{2}', '25')
@@ -151,9 +166,14 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
     text = text.replace("{,}", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    text = _DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", text))
     text = _REMOVED.sub("", text).rstrip(".")
-    value = Fraction(text.replace(",", "")) if _NUMBER.fullmatch(text) else None
-    return text, value
+    plain = len(text) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text)
+    return text, Fraction(text.replace(",", "")) if plain else None
+
+
+def _too_long_number(text: str) -> bool:
+    return len(text) > _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text) is not None
 
 
 def _fast_verdict(pred: str | None, gold: str) -> bool | None:
@@ -165,6 +185,8 @@ def _fast_verdict(pred: str | None, gold: str) -> bool | None:
         return pred_value == gold_value  # two plain numbers: exact comparison
     if pred_text == gold_text:
         return True
+    if _too_long_number(pred_text) or _too_long_number(gold_text):
+        return False  # equal only as identical text; math-verify's sympy would choke on it too
     return None
 
 

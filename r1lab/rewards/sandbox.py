@@ -47,9 +47,12 @@ requests, collects the output under the caps and the wall clock, and classifies 
 
 `ExecutionResult.isolation` lists the layers a run actually got. `"passed"` means the program ran
 to its end (proven by a per-run secret the sandbox writes only after the program's code returned,
-and keeps out of the program's source, argv and environment), exited 0, and hit no limit. A
-program that deliberately searches its own memory for that secret could forge it; that needs a
-targeted exploit, not an early `sys.exit(0)` or `os._exit(0)`.
+and keeps out of the program's source, argv and environment), exited 0, and hit no limit. That
+proof stops generic early exits (`sys.exit(0)`, `os._exit(0)`, a signal to itself), not a program
+written against this sandbox: the secret is written from the program's own process, so the
+program can reach it (a two-line `sys._getframe` lookup does), just as it can make in-process
+tests pass with objects whose `__eq__` always returns True. No in-process check can rule that
+out; read "passed" as "the tests raised nothing", as the HumanEval / MBPP harnesses do.
 """
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ from r1lab.world.problems import ARITHMETIC, WorldProblem
 
 # A completion ends at the end-of-sequence token or where the model starts a new turn.
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:Problem|Q):")
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NUMBER = re.compile(r"(?<![\d)])-?\d+")  # a minus right after a digit or ")" is an operator
-_EXPRESSION = re.compile(r"[\d(][\d+\-*() ]*[\d)]")
+_MAX_DIGITS = 1000  # int() refuses over 4,300 digits (CPython's limit); no world answer is near this
+_EXPRESSION_CHARS = re.compile(r"[\d+\-*() ]+")
 _R1_ZERO_FORMAT = re.compile(r"\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>).)*</answer>\s*", re.DOTALL)
 _MAX_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
 
@@ -34,23 +34,45 @@ def completion_body(completion: str) -> str:
 def final_answer_span(completion: str) -> str:
     """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``."""
     body = completion_body(completion)
-    answers = _ANSWER.findall(body)
-    if answers:
-        return answers[-1]
+    answer = _last_answer_block(body)
+    if answer is not None:
+        return answer
     if "</think>" in body:
         return body.rsplit("</think>", 1)[1]
     return body
 
 
+def _last_answer_block(body: str) -> str | None:
+    """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
+    ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the
+    regex rescans to the end from every unclosed ``<answer>``, quadratic on a run of them)."""
+    last, at = None, 0
+    while (start := body.find("<answer>", at)) >= 0:
+        end = body.find("</answer>", start + len("<answer>"))
+        if end < 0:
+            break
+        last, at = body[start + len("<answer>"):end], end + len("</answer>")
+    return last
+
+
 def extract_final_answer(completion: str) -> int | None:
-    """The final integer of a completion, or None; never raises."""
+    """The final integer of a completion, or None (also when it is too long to be an answer); never raises."""
     numbers = _NUMBER.findall(final_answer_span(completion))
-    return int(numbers[-1]) if numbers else None
+    return int(numbers[-1]) if numbers and len(numbers[-1]) <= _MAX_DIGITS else None
+
+
+def _expressions(text: str) -> list[str]:
+    """What ``re.findall(r"[\\d(][\\d+\\-*() ]*[\\d)]", text)`` finds, in linear time (that regex
+    rescans to the end of the run from every ``(`` of a run without a closing digit or ``)``):
+    each maximal run of expression characters, from its first digit or ``(`` to its last digit
+    or ``)``, when those are two different characters."""
+    trimmed = (run.lstrip("+-*) ").rstrip("+-*( ") for run in _EXPRESSION_CHARS.findall(text))
+    return [expression for expression in trimmed if len(expression) >= 2]
 
 
 def extract_final_expression(completion: str) -> str | None:
     """The last arithmetic expression (with at least one operator) in the answer span, or None."""
-    candidates = [m.strip() for m in _EXPRESSION.findall(final_answer_span(completion))]
+    candidates = [m.strip() for m in _expressions(final_answer_span(completion))]
     candidates = [c for c in candidates if re.search(r"\d\s*[+\-*]", c)]
     return candidates[-1] if candidates else None
 
