@@ -71,9 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         return int(module.main(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
-        print(f"r1lab {name}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # bad input or an unusable path (disk full, no permission): one line
+        print(f"r1lab {name}: error: {error_line(err)}", file=sys.stderr)
         return 2
+
+
+def error_line(err: Exception) -> str:
+    """The error for the one-line report: an OS error as "what: path" (no "[Errno N]"), else its text.
+
+    >>> error_line(IsADirectoryError(21, "Is a directory", "runs/x.tmp", None, "runs/x"))
+    'Is a directory: runs/x.tmp -> runs/x'
+    >>> error_line(FileNotFoundError("checkpoint not found: ckpt"))
+    'checkpoint not found: ckpt'
+    """
+    if not isinstance(err, OSError) or not err.strerror:
+        return str(err)
+    paths = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    return f"{err.strerror}: {paths}" if paths else err.strerror
 
 
 if __name__ == "__main__":

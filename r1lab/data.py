@@ -63,29 +63,71 @@ def example_from_record(record: Any, where: str) -> SFTExample:
 def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
     """Every example of a chat JSONL file, in order; blank lines skipped.
 
-    FileNotFoundError for a missing file; ValueError naming the file and line for a malformed one.
+    FileNotFoundError for a missing file; ValueError naming the file and line for a malformed one
+    (bad JSON, missing fields, or bytes that are not UTF-8).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     examples = []
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
+        for line_no, raw in enumerate(lines, start=1):
+            where = f"{path}:{line_no}"
+            line = _decode_line(raw, where)
             if not line.strip():
                 continue
-            examples.append(example_from_record(read_json_object(line, path, line_no), f"{path}:{line_no}"))
+            examples.append(example_from_record(read_json_object(line, path, line_no), where))
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples
 
 
+def _decode_line(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} "
+                         "of the line)") from None
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path`, or a ValueError when no file can be written there: it is a directory, or one of its
+    parents is a file. Stages call it before their slow part, so a typo in --out costs nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a directory, not a file")
+    _check_parents(path)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """`path`, or a ValueError when it cannot be a run directory: it, or one of its parents, is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"cannot use {path} as a directory: it is a file")
+    _check_parents(path)
+    return path
+
+
+def _check_parents(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():  # the nearest existing ancestor decides; the ones above it exist as directories
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a directory")
+            return
+
+
 def write_sft_jsonl(path: str | os.PathLike, examples: Iterable[SFTExample]) -> Path:
     """Writes the examples atomically (a crash never leaves half a dataset); returns the path."""
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for example in examples:
-            f.write(json.dumps(example.to_record(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for example in examples:
+                f.write(json.dumps(example.to_record(), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # no stray .tmp next to the dataset when writing or renaming fails
+        tmp.unlink(missing_ok=True)
+        raise
     return path

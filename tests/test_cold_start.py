@@ -188,3 +188,26 @@ def test_cli(tmp_path, capsys):
     assert len(read_sft_jsonl(out)) == 4 and "4 examples" in capsys.readouterr().out
     assert cli_main(["cold-start", "--out", str(out), "--zero-checkpoint", str(tmp_path / "missing")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_unusable_out_is_one_line_before_any_work(tmp_path, capsys):
+    """A directory or a path under a file as --out: a one-line error up front (not a traceback after
+    sampling), and no stray ``.tmp`` left next to it."""
+    (tmp_path / "existdir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    missing = str(tmp_path / "missing-checkpoint")  # checked after --out: the --out error comes first
+    for out, message in (("existdir", "existdir: it is a directory"), ("afile/x.jsonl", "afile is a file")):
+        assert cli_main(["cold-start", "--out", str(tmp_path / out), "--zero-checkpoint", missing]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("r1lab cold-start: error: cannot write") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "existdir"]
+
+
+def test_an_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
+    def no_permission(path, examples):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cold_start, "write_sft_jsonl", no_permission)
+    assert cli_main(["cold-start", "--out", str(tmp_path / "d.jsonl"), "--n-long-cot", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"r1lab cold-start: error: Permission denied: {tmp_path / 'd.jsonl'}\n"

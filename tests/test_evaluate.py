@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import r1lab
 from r1lab import cli
 from r1lab.benchmarks import Problem, load_problems
 from r1lab.judges import final_answer
@@ -224,6 +225,22 @@ def test_cli_bad_input_is_one_line(hand_files, tmp_path, capsys, extra, message)
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_cli_checkpoint_honours_k_and_refuses_completions(hand_files, capsys):
+    """With --checkpoint, --k was silently ignored and --completions silently unused."""
+    _, completions = hand_files
+    base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"  # the shipped pretrained tiny model
+    argv = ["eval", "--data", "world", "--checkpoint", str(base), "--n-problems", "2", "--samples", "2",
+            "--max-new-tokens", "4", "--json"]
+    for extra, message in ((["--completions", str(completions)], "--completions and --checkpoint exclude each other"),
+                           (["--k", "3"], "--k must be from 1 to --samples (2)")):
+        assert cli.main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"r1lab eval: error: {message}") and err.count("\n") == 1
+    assert cli.main([*argv, "--k", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["k"], summary["n_problems"], summary["n_samples"]) == (1, 2, 4)
 
 
 # --- proof of the checker on the real benchmarks ------------------------------------------

@@ -160,7 +160,7 @@ def test_the_judge_decides_correctness(tokenizer):
     _, funnel = rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], judge, config, Deduper())
     assert funnel.filters[1].kept == 15
     assert len(seen) == 16 and seen[0] == JudgeItem(question=p0.question, reference=str(p0.answer),
-                                                    prediction=readable(p0) + "<|eos|>", example=p0)
+                                                    prediction=readable(p0), example=p0)  # the kept text
     yes_judge = GenerativeJudge(FakeEngine(reply="yes"), tokenizer)
     _, funnel = rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], yes_judge, config,
                                       Deduper())
@@ -168,6 +168,28 @@ def test_the_judge_decides_correctness(tokenizer):
     with pytest.raises(ValueError, match="verdicts"):
         rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], lambda items: [], config,
                               Deduper())
+
+
+def test_only_the_verified_turn_is_kept_not_a_made_up_next_turn(tokenizer):
+    """The judge reads up to the first end-of-turn marker; the kept response must stop there too,
+    or a made-up next turn with a wrong answer would enter the SFT set unchecked (R1 §2.3.3)."""
+    p0, p1 = world.rl_prompts(2)
+    verified = readable(p0, intro="Let me compute step by step.")
+    tails = [" User: what is 5+5?\nAssistant: The value is 999.", "\n\nQ: 1+1\nA: 3", "<|user|>hi<|bos|>"]
+    long_line = "\nAssistant: " + "so the value is 999, " * 8  # fails paragraph_length only if it were judged
+    groups = [[done(verified + tail) for tail in [*tails, long_line]], [done(readable(p1))] * 4]
+    seen = []
+
+    def judge(items):
+        seen.extend(i.prediction for i in items)
+        return RuleJudge()(items)
+
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=4, keep_per_prompt=4)
+    examples, funnel = rs.reasoning_examples(FakeEngine(groups), tokenizer, [p0, p1], judge, config, Deduper())
+    assert [e.response for e in examples] == [verified, readable(p1)]  # the tails gone; the rest duplicates
+    assert seen[:4] == [verified] * 4  # the judge saw exactly the kept text
+    assert [(f.name, f.kept) for f in funnel.filters][3:7] == [("r1_format", 8), ("language", 8), ("repetition", 8),
+                                                                ("paragraph_length", 8)]
 
 
 # --- chat data --------------------------------------------------------------------------------
@@ -237,6 +259,7 @@ def test_missing_checkpoint_fails_before_the_run_directory_exists(tmp_path):
 
 def test_config_validation_and_cli(tmp_path, capsys):
     for bad, match in ((dict(checkpoint=""), "checkpoint"), (dict(template="alpaca"), "template"),
+                       (dict(template="r1_zero"), "follows the cold start"),
                        (dict(keep_per_prompt=0), "keep_per_prompt"), (dict(n_chat=-1), "n_chat")):
         with pytest.raises(ValueError, match=match):
             RejectionSamplingConfig(**{"checkpoint": "x", **bad})
@@ -244,3 +267,18 @@ def test_config_validation_and_cli(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert cli_main(["rejection-sample", "--checkpoint", str(BASE), "--kinds", "poetry"]) == 2
     assert "kinds" in capsys.readouterr().err
+    assert cli_main(["rejection-sample", "--checkpoint", str(BASE), "--template", "r1_zero"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1lab rejection-sample: error: --template r1_zero") and err.count("\n") == 1
+
+
+def test_unusable_out_dir_is_one_line_before_loading_the_model(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "run" / "data.jsonl").mkdir(parents=True)
+    missing = str(tmp_path / "missing-checkpoint")  # checked after --out-dir: the --out-dir error comes first
+    for out_dir, message in (("afile", "afile as a directory: it is a file"), ("afile/x", "afile is a file"),
+                             ("run", "data.jsonl: it is a directory")):
+        assert cli_main(["rejection-sample", "--checkpoint", missing, "--out-dir", str(tmp_path / out_dir)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("r1lab rejection-sample: error: cannot ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "data.jsonl", "run"]

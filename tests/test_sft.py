@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from r1lab import cli
-from r1lab.data import SFTExample
+from r1lab.data import SFTExample, read_sft_jsonl, write_sft_jsonl
 from r1lab.model import from_pretrained
 from r1lab.stages import sft
 from r1lab.tokenizer import Tokenizer
@@ -122,6 +122,26 @@ def test_malformed_line_names_file_and_line(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file.jsonl:3" in err
     assert not (tmp_path / "sft").exists()  # bad data leaves no run directory
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
+    data = tmp_path / "file.jsonl"
+    data.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xff", "response": "b"}\n')
+    with pytest.raises(ValueError, match=r"file\.jsonl:2: not valid UTF-8 \(byte 0xff"):
+        read_sft_jsonl(data)
+    assert cli.main(["sft", "--data", str(data), "--init", str(BASE), "--out-dir", str(tmp_path / "sft")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file.jsonl:2" in err
+
+
+def test_a_failed_write_leaves_no_tmp_file(tmp_path):
+    def examples():
+        yield SFTExample(prompt="a", response="b")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_sft_jsonl(tmp_path / "d.jsonl", examples())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_missing_data_file_is_one_line_exit_2(tmp_path, capsys, monkeypatch):

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from r1lab import training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.data import SFTExample, write_sft_jsonl
+from r1lab.data import SFTExample, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
 from r1lab.model import from_pretrained
@@ -211,6 +211,8 @@ def stats_path(data: str | Path) -> Path:
 
 def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
+    for path in (config.out, stats_path(config.out)):  # before sampling: a bad --out costs nothing
+        check_output_file(path)
     loaded = load_engine(config.zero_checkpoint, config.bf16) if config.zero_checkpoint else None  # first: fail early
     training.set_threads(config.threads)
     training.keep_freed_memory()

@@ -289,12 +289,9 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a directory")
     if args.checkpoint is not None:
-        from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
+        from r1lab.stages.sample_eval import config_from_eval_args, evaluate_checkpoint
 
-        result = evaluate_checkpoint(SampleEvalConfig(
-            checkpoint=str(args.checkpoint), data=args.data, n_problems=args.n_problems, k=args.samples,
-            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-            template=args.template))
+        result = evaluate_checkpoint(config_from_eval_args(args), args.k)
         problems = result.problems
     else:
         if args.data == "world":

@@ -37,15 +37,14 @@ from tqdm import tqdm
 
 from r1lab import training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.data import SFTExample, write_sft_jsonl
+from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
-from r1lab.prompts import CHAT, check_template, prompt_ids
+from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
 from r1lab.stages.cold_start import load_engine, parse_kinds, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
-from r1lab.tokenizer import EOS
-from r1lab.world import ChatExample, WorldProblem, chat_tasks, rl_prompts
+from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
 from r1lab.world.render import final_answer_text
 
 REASONING_SOURCE, CHAT_SOURCE = "rejection-sampling", "world-chat"
@@ -63,7 +62,7 @@ class RejectionSamplingConfig:
     samples_per_prompt: int = 4  # N samples per prompt
     temperature: float = 1.0  # sampling temperature; the RL rollouts' (paper: the RL model's sampling)
     max_new_tokens: int = 192  # tokens per sample at most; the world's long CoT takes < 150
-    template: str = CHAT  # prompt template: "chat" (models after cold start) or "r1_zero"
+    template: str = CHAT  # prompt template; only "chat": R1 samples its post-cold-start RL checkpoint (§2.3.3)
     keep_per_prompt: int = 2  # distinct correct samples kept per prompt at most
     n_chat: int = 256  # non-reasoning chat tasks mixed in (before dedupe); paper: ~200k to ~600k
     chat_cot: bool = True  # a short CoT for non-trivial chat tasks (translate, fact); trivial ones never
@@ -86,6 +85,14 @@ class RejectionSamplingConfig:
         if self.n_chat < 0 or self.temperature < 0:
             raise ValueError("RejectionSamplingConfig: n_chat and temperature must be >= 0")
         check_template(self.template)
+        if self.template == R1_ZERO:
+            # R1 §2.3.3 samples the reasoning-RL checkpoint, trained after the cold start in the chat
+            # format; an R1-Zero answer ("<think>..</think><answer>..</answer>") never passes the
+            # r1_format filter, so every reasoning sample would be dropped. Rewriting such samples
+            # into the readable format is the cold start's job (`r1lab cold-start --zero-checkpoint`).
+            raise ValueError("--template r1_zero cannot keep any sample: rejection sampling follows the cold "
+                             "start (R1 §2.3.3) and keeps only the readable chat format (<think>...</think> "
+                             "summary); use --template chat, or rewrite R1-Zero samples with r1lab cold-start")
         self.kind_tuple()
         self.readability()
 
@@ -102,6 +109,19 @@ def make_judge(spec: str, bf16: bool = False) -> Judge:
     if spec == "rule":
         return RuleJudge()
     return GenerativeJudge(*load_engine(spec, bf16))
+
+
+def kept_response(text: str) -> str:
+    """The part of a sample that is judged, filtered and kept: the assistant turn up to its end
+    (EOS, or a new turn the model made up: ``User:``, ``<|user|>``...; the world's `completion_body`).
+
+    The judges read only this part (R1 §2.3.3 keeps samples that are *verified* correct), so
+    keeping any text after it would put an unchecked made-up turn into the SFT set.
+
+    >>> kept_response(" <think>\\n3+4=7.\\n</think>\\nIt is 7. User: and 5+5?\\nAssistant: 999.<|eos|>")
+    '<think>\\n3+4=7.\\n</think>\\nIt is 7.'
+    """
+    return completion_body(text).strip()
 
 
 def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,
@@ -122,8 +142,9 @@ def _sample_batch(engine: Any, tokenizer: Any, chunk: list[WorldProblem], judge:
     groups = engine.generate([prompt_ids(tokenizer, p.question, config.template) for p in chunk], SamplingParams(
         n=config.samples_per_prompt, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
         stop_token_ids=(tokenizer.eos_id,), seed=seed))
-    items = [JudgeItem(question=p.question, reference=final_answer_text(p), prediction=c.text, example=p)
-             for p, group in zip(chunk, groups) for c in group]
+    # the judge sees exactly the text the filters check and the SFT set keeps
+    items = [JudgeItem(question=p.question, reference=final_answer_text(p), prediction=kept_response(c.text),
+                       example=p) for p, group in zip(chunk, groups) for c in group]
     verdicts = judge(items)
     if len(verdicts) != len(items):
         raise ValueError(f"the judge returned {len(verdicts)} verdicts for {len(items)} samples")
@@ -143,7 +164,7 @@ def reasoning_examples(engine: Any, tokenizer: Any, problems: list[WorldProblem]
         for problem, group in zip(chunk, groups):
             kept = 0
             for index, completion in enumerate(group):
-                response = completion.text.split(EOS, 1)[0].strip()  # the assistant turn; the template adds EOS
+                response = kept_response(completion.text)  # no EOS: the chat template adds it
                 checks = _reasoning_checks(problem, completion, response, next(verdict), kept, readability, config, dedupe)
                 if funnel.admit(checks):
                     kept += 1
@@ -197,6 +218,9 @@ def chat_examples(config: RejectionSamplingConfig, dedupe: Deduper) -> tuple[lis
 
 def run(config: RejectionSamplingConfig) -> Path:
     """Builds the SFT set; returns ``out_dir/data.jsonl`` (``stats.json`` next to it)."""
+    out_dir = check_output_dir(config.out_dir)  # before loading and sampling: a bad --out-dir costs nothing
+    for name in ("data.jsonl", "stats.json"):
+        check_output_file(out_dir / name)
     engine, tokenizer = load_engine(config.checkpoint, config.bf16)  # first: a bad checkpoint leaves no run directory
     judge = make_judge(config.judge, config.bf16)
     out = training.start_run(config, "rejection_sampling")

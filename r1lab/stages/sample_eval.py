@@ -12,6 +12,7 @@ Two kinds of data:
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,23 @@ class SampleEvalConfig:
             check_template(self.template)
         else:
             self.template = infer_template(self.checkpoint)
+
+
+def config_from_eval_args(args: argparse.Namespace) -> SampleEvalConfig:
+    """The sampling config of ``r1lab eval --checkpoint``; ValueError for flags that do not fit it.
+
+    --completions would be silently ignored (the checkpoint's own samples are scored), so it is an
+    error; --k (passed on to `evaluate_checkpoint`) must be one the samples drawn can give.
+    """
+    if args.completions is not None:
+        raise ValueError("--completions and --checkpoint exclude each other: --checkpoint scores its own samples")
+    if args.k is not None and not 1 <= args.k <= args.samples:
+        raise ValueError(f"--k must be from 1 to --samples ({args.samples}): pass@k and cons@k are computed "
+                         f"from the samples drawn per problem, got --k {args.k}")
+    return SampleEvalConfig(
+        checkpoint=str(args.checkpoint), data=args.data, n_problems=args.n_problems, k=args.samples,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        template=args.template)
 
 
 def is_reasoning(completion: str) -> bool:
@@ -121,13 +139,20 @@ def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[s
     return problems, texts, lengths, world
 
 
-def evaluate_checkpoint(config: SampleEvalConfig) -> EvalResult:
-    """Samples and scores; world runs carry their extra metrics in `settings`."""
+def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalResult:
+    """Samples and scores; world runs carry their extra metrics in `settings`.
+
+    ``k``: the k of pass@k and cons@k, from 1 to ``config.k`` (default: ``config.k``, all samples);
+    pass@1 and the unbiased pass@k estimate still use every sample drawn.
+    """
+    k = config.k if k is None else k
+    if not 1 <= k <= config.k:  # before sampling, not after
+        raise ValueError(f"k must be from 1 to the samples per problem ({config.k}), got {k}")
     problems, texts, lengths, world = sample_completions(config)
     settings: dict[str, Any] = {"checkpoint": config.checkpoint, "temperature": config.temperature,
                                 "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed}
     if world is None:
-        result = score_completions(problems, texts, config.k)
+        result = score_completions(problems, texts, k)
         return replace(result, settings={**settings, "length_mean": _mean_len(lengths)})
     from r1lab.world import check_completion, extract_final_answer
 
@@ -135,7 +160,7 @@ def evaluate_checkpoint(config: SampleEvalConfig) -> EvalResult:
         answer = extract_final_answer(text)
         return (None if answer is None else str(answer)), check_completion(world[i], text)
 
-    result = score_completions(problems, texts, config.k, name="world/heldout", check=check)
+    result = score_completions(problems, texts, k, name="world/heldout", check=check)
     metrics = world_metrics(world, texts, lengths, format_rule(config.template))
     return replace(result, settings={**settings, "template": config.template, **metrics})
 
