@@ -241,7 +241,11 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
-            tmp.rename(path)
+            try:
+                tmp.rename(path)
+            except BaseException:
+                old.rename(path)  # the new copy did not land: the old checkpoint comes back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(path)
