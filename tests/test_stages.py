@@ -258,29 +258,3 @@ def test_shared_prompt_logprobs_equal_full_rows(logits_chunk, monkeypatch):
     for name, p in model.named_parameters():
         if p.grad is not None and p.grad.abs().sum() > 0:
             torch.testing.assert_close(shared_grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
-
-
-def test_keep_freed_memory_stops_page_faults_on_reallocation():
-    """Without it glibc unmaps freed blocks over its (adaptive) mmap threshold, and a step's mix of
-    live activations of several sizes faults ~27,000 pages back in here; with it, none."""
-    import resource
-
-    from r1lab.training import keep_freed_memory
-
-    if not keep_freed_memory():
-        pytest.skip("the C library has no mallopt")
-
-    def step(i: int) -> None:  # six live tensors of 1-5 MiB, sizes changing from step to step
-        xs = [torch.ones((1 << 18) * (1 + (i + j) % 5)) for j in range(6)]
-        del xs
-
-    def faults_over_ten_steps() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for i in range(10):
-            step(i)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    faults_over_ten_steps()  # the heap grows to the peak once
-    # the best of three passes: after earlier tests in this process a pass now and then faults a few
-    # hundred pages in (the heap's layout); without the setting every pass faults ~27,000
-    assert min(faults_over_ten_steps() for _ in range(3)) < 1000

@@ -84,7 +84,7 @@ def test_save_load(tokenizer: Tokenizer, samples: list[str], tmp_path: Path) -> 
 
 
 def test_transformers_auto_tokenizer_parity(tokenizer: Tokenizer, samples: list[str], tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a hard dependency: a broken install must fail, not skip
     tokenizer.save(tmp_path)  # a directory with no model files at all
     auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     for text in samples:
@@ -100,7 +100,7 @@ def test_transformers_auto_tokenizer_parity(tokenizer: Tokenizer, samples: list[
 
 
 def test_chat_template_parity(tokenizer: Tokenizer, tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    import transformers  # a hard dependency: a broken install must fail, not skip
     tokenizer.save(tmp_path)
     auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     messages = [
