@@ -58,7 +58,7 @@ def main() -> None:
               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "bf16": args.bf16, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_tokens,
               "completion_tokens_mean": statistics.mean(r["length_mean"] for r in rows),
-              "s_per_step": round(statistics.median(r["rollout_s"] + r["train_s"] for r in rows), 3),
+              "s_per_step": round(med("step_s"), 3),  # the whole logged step, as grpo_vs_trl.py
               "generation_s": round(med("rollout_s"), 3), "training_s": round(med("train_s"), 3),
               "rollout_tokens_per_s": round(med("rollout_tokens_per_s")), "train_tokens_per_s": round(med("train_tokens_per_s")),
               "wall_s": round(wall, 1)}

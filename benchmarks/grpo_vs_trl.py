@@ -126,7 +126,8 @@ def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
-    return {"step": times[1:], "generation": gen_times[1:], "wall_s": total}
+    lengths = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
+    return {"step": times[1:], "generation": gen_times[1:], "tokens": lengths[1:], "wall_s": total}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -135,8 +136,8 @@ def summarise(runs: list[dict]) -> dict:
     out = {"s_per_step": statistics.median(step), "generation_s": statistics.median(gen),
            "training_s": statistics.median(a - b for a, b in zip(step, gen)), "timed_steps": len(step),
            "wall_s": sum(r["wall_s"] for r in runs)}
-    if "tokens" in runs[0]:
-        out["completion_tokens"] = statistics.mean(x for r in runs for x in r["tokens"])
+    if runs[0]["tokens"]:  # mean completion length: the two sides do equal work
+        out["completion_tokens"] = statistics.mean(float(x) for r in runs for x in r["tokens"])
     return {k: round(v, 3) for k, v in out.items()}
 
 
