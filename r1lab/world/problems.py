@@ -3,7 +3,13 @@
 R1's rewards are rules, not models (R1 §2.2.2): each problem carries its exact integer answer.
 Splits are disjoint by construction: a hash of the problem's canonical string, not a random draw,
 decides whether a problem may appear in the pretraining corpus, among the RL prompts, or in the
-held-out evaluation, so no held-out problem can leak into pretraining whatever the seeds.
+held-out evaluation, whatever the seeds: no held-out question is ever a pretraining problem. Its
+expression can still be written inside one, though: a worked solution writes out the rest of its
+expression after each step ("First, 19+8=27, so 27+1-2."), and that remainder is a problem of one
+operand fewer. In the shipped base model's corpus (seed 0, 150k documents) 76 of 100 held-out
+3-operand expressions occur so, 4 of 100 4-operand ones. Keeping only documents whose remainders
+are of the pretraining split too removed that, but the base model trained on such a corpus wrote
+wrong remainders (step-by-step accuracy 98% -> 10%), so the corpus does not filter them.
 """
 
 from __future__ import annotations

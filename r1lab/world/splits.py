@@ -93,7 +93,7 @@ def heldout_problems(
     arithmetic: ArithmeticConfig = ArithmeticConfig(),
     countdown: CountdownConfig = CountdownConfig(),
 ) -> list[WorldProblem]:
-    """``n`` held-out evaluation problems, from the ``heldout`` split (never in the corpus).
+    """``n`` held-out evaluation problems, from the ``heldout`` split (never a pretraining problem).
 
     Defaults: arithmetic with 3 and 4 operands, alternating. Countdown answers are expressions:
     score them with ``check_completion``, not by comparing numbers.
