@@ -9,7 +9,10 @@ expression after each step ("First, 19+8=27, so 27+1-2."), and that remainder is
 operand fewer. In the shipped base model's corpus (seed 0, 150k documents) 76 of 100 held-out
 3-operand expressions occur so, 4 of 100 4-operand ones. Keeping only documents whose remainders
 are of the pretraining split too removed that, but the base model trained on such a corpus wrote
-wrong remainders (step-by-step accuracy 98% -> 10%), so the corpus does not filter them.
+wrong remainders (step-by-step accuracy 98% -> 10%); redrawing such documents within their
+difficulty and mode instead kept the corpus's mix (base: pass@1 38.8%, step by step right 76%,
+bare 29%), but R1-Zero with the demo's settings then no longer raised accuracy (33.1 -> 33.1,
+length 12 -> 17). The corpus therefore does not filter them yet: the world needs retuning first.
 """
 
 from __future__ import annotations
