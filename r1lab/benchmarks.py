@@ -33,21 +33,31 @@ def load_problems(path: str | Path) -> list[Problem]:
     """All problems of a benchmark jsonl file, in file order (blank lines skipped).
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file and line,
-    for a line that is not a JSON object or has no known format.
+    for a line that is not UTF-8, not a JSON object or has no known format.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     source = f"{path.resolve().parent.name}/{path.stem}"
     problems: list[Problem] = []
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
+        for line_no, raw in enumerate(lines, start=1):
+            line = decode_line(raw, f"{path}:{line_no}")
             if line.strip():
                 record = read_json_object(line, path, line_no)
                 problems.append(_problem_from_record(record, len(problems), source, f"{path}:{line_no}"))
     if not problems:
         raise ValueError(f"{path}: no records")
     return problems
+
+
+def decode_line(raw: bytes, where: str) -> str:
+    """One line of a UTF-8 file, or a ValueError naming `where` (file:line) and the bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} "
+                         "of the line)") from None
 
 
 def read_json_object(line: str, path: Path, line_no: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1lab.benchmarks import read_json_object
+from r1lab.benchmarks import decode_line, read_json_object
 
 _FIELDS = ("prompt", "response", "system")
 
@@ -73,21 +73,13 @@ def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
     with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
         for line_no, raw in enumerate(lines, start=1):
             where = f"{path}:{line_no}"
-            line = _decode_line(raw, where)
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
             examples.append(example_from_record(read_json_object(line, path, line_no), where))
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples
-
-
-def _decode_line(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{where}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} "
-                         "of the line)") from None
 
 
 def check_output_file(path: str | os.PathLike) -> Path:
