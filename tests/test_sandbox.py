@@ -253,3 +253,25 @@ def test_working_directories_are_removed_when_the_sandbox_closes():
         box.map([Job(source="open('f', 'w').write('x')") for _ in range(4)])
         assert len(ours() - before) >= 1  # the waiting supervisors' directories
     assert ours() - before == set()
+
+
+def test_close_cleans_up_even_when_a_later_fork_holds_the_servers_stdin():
+    """A process forked after the sandbox started (a worker pool) inherits the write end of the
+    server's stdin, so end-of-file never comes; `close` says "stop" instead. Without it the server
+    was killed after a 5 s wait and its waiting supervisors' directories were left behind."""
+    def ours() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("r1lab-*")}
+
+    before = ours()
+    box = Sandbox(max_workers=1).start()
+    assert box.execute(Job(source="print(1)")).stdout == "1\n"
+    child = os.fork()
+    if child == 0:  # holds every inherited descriptor, as a forked pool worker does
+        time.sleep(30)
+        os._exit(0)
+    try:
+        box.close()
+        assert ours() - before == set()
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)

@@ -39,7 +39,8 @@ _DEVICES = ("null", "zero", "random", "urandom")
 
 def _serve(control_fd: int, warm: int) -> NoReturn:
     """Keep `warm` supervisors waiting on the request socket, replace each one that takes a
-    request, reap them and delete their directories; stop when the caller closes our stdin."""
+    request, reap them and delete their directories; stop when the caller says so on our stdin
+    or closes it."""
     control = socket.socket(fileno=control_fd)
     took_r, took_w = os.pipe()
     sel = selectors.DefaultSelector()
@@ -59,7 +60,9 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
         spawn()
     while True:
         for key, _ in sel.select():
-            if key.data == "caller" and not os.read(0, 64):
+            # "stop" from `Sandbox.close`, or end-of-file when the caller died. Not EOF alone:
+            # processes the caller forked later (a worker pool) hold copies of our stdin's write end
+            if key.data == "caller" and os.read(0, 64) in (b"", b"stop"):
                 for pid, (_, workdir) in children.items():
                     _kill_group(pid)
                     os.waitpid(pid, 0)

@@ -56,6 +56,7 @@ out; read "passed" as "the tests raised nothing", as the HumanEval / MBPP harnes
 """
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import secrets
@@ -157,6 +158,9 @@ class Sandbox:
         with self._lock:
             if self._control is not None:
                 self._control.close()
+                with contextlib.suppress(OSError):  # a server that already died has no reader
+                    self._server.stdin.write(b"stop")
+                    self._server.stdin.flush()
                 self._server.stdin.close()
                 try:
                     self._server.wait(timeout=5)
