@@ -129,11 +129,8 @@ class Tokenizer:
         """Ids of a conversation in the chat format (same as transformers' ``apply_chat_template``)."""
         return self.encode(render_chat(messages, add_generation_prompt))
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tokenizer.json`` and ``tokenizer_config.json``; return the directory."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(directory / "tokenizer.json"), pretty=True)
+    def files(self) -> dict[str, str]:
+        """``tokenizer.json`` and ``tokenizer_config.json`` as text (what `save` writes)."""
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": BOS,
@@ -146,7 +143,15 @@ class Tokenizer:
             "model_max_length": 1_000_000,
             "chat_template": CHAT_TEMPLATE,
         }
-        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return {"tokenizer.json": self.backend.to_str(pretty=True),
+                "tokenizer_config.json": json.dumps(config, indent=2) + "\n"}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json``; return the directory."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files().items():
+            (directory / name).write_text(text)
         return directory
 
     @classmethod

@@ -14,7 +14,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -167,7 +166,7 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
     subdirectories before `trainer_state.pt`, which marks a resumable checkpoint complete."""
     directory = Path(directory)
     extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n",
-             **(_tokenizer_files(tokenizer) if tokenizer is not None else {})}
+             **(tokenizer.files() if tokenizer is not None else {})}
     path = save_pretrained(model, directory, extra_files=extra)
     for name, sub in (extra_models or {}).items():
         save_pretrained(sub, path / name)
@@ -178,13 +177,6 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
         torch.save(state, tmp)
         os.replace(tmp, path / "trainer_state.pt")
     return path
-
-
-def _tokenizer_files(tokenizer: Any) -> dict[str, str]:
-    """The tokenizer's own files (tokenizer.json, tokenizer_config.json: text), as `save` writes them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save(tmp)
-        return {f.name: f.read_text() for f in sorted(Path(tmp).iterdir())}
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:

@@ -238,14 +238,15 @@ OLD_EXPRESSION = re.compile(r"[\d(][\d+\-*() ]*[\d)]")
 
 
 def test_answer_and_expression_scans_match_their_regexes_and_stay_linear() -> None:
-    from r1lab.world.answers import _expressions, _last_answer_block
+    from r1lab.rewards.format import last_answer_block
+    from r1lab.world.answers import _expressions
 
     rng = random.Random(0)
     pieces = ["<answer>", "</answer>", "(", ")", "1", "23", "-", "+", "*", " ", "x", "=", "\n"]
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
         found = OLD_ANSWER.findall(text)
-        assert _last_answer_block(text) == (found[-1] if found else None), text
+        assert last_answer_block(text) == (found[-1] if found else None), text
         assert _expressions(text) == OLD_EXPRESSION.findall(text), text
     problem = world.heldout_problems(1, seed=2, kinds=("countdown",))[0]
     stuck = ["(" * 19_000, "<answer>" * 2_400, "<answer>(" + "(" * 19_000 + "</answer>"]  # ~1 s each before

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
+from r1lab.rewards.format import last_answer_block
 from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default_sandbox
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def extract_code(completion: str) -> str | None:
         return None  # never finished thinking: no answer
     else:
         answer = completion
-    tagged = _last_answer_block(answer)
+    tagged = last_answer_block(answer)
     answer = answer if tagged is None else tagged
     fences = _FENCE.findall(answer)
     if fences:
@@ -116,19 +117,6 @@ def extract_code(completion: str) -> str | None:
         answer = python[-1]
     code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
     return code or None
-
-
-def _last_answer_block(text: str) -> str | None:
-    """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
-    ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the
-    regex rescans to the end from every unclosed ``<answer>``: 40,000 of them took 43 s)."""
-    last, at = None, 0
-    while (start := text.find("<answer>", at)) >= 0:
-        end = text.find("</answer>", start + len("<answer>"))
-        if end < 0:
-            break
-        last, at = text[start + len("<answer>"):end], end + len("</answer>")
-    return last
 
 
 def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]:

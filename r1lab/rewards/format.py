@@ -34,6 +34,23 @@ def turn_body(completion: Any) -> str:
     return _END.split(completion, maxsplit=1)[0] if isinstance(completion, str) else ""
 
 
+def last_answer_block(text: str) -> str | None:
+    """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
+    ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the
+    regex rescans to the end from every unclosed ``<answer>``: 40,000 of them took 43 s).
+
+    >>> last_answer_block("<answer>1</answer> then <answer>2</answer> <answer>3"), last_answer_block("3")
+    ('2', None)
+    """
+    last, at = None, 0
+    while (start := text.find("<answer>", at)) >= 0:
+        end = text.find("</answer>", start + len("<answer>"))
+        if end < 0:
+            break
+        last, at = text[start + len("<answer>"):end], end + len("</answer>")
+    return last
+
+
 def _in_order(text: str, tags: Sequence[str]) -> bool:
     """Whether `tags` occur in `text` one after another, without overlapping.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from r1lab.rewards.format import last_answer_block
 from r1lab.world.countdown import is_solution
 from r1lab.world.problems import ARITHMETIC, WorldProblem
 
@@ -34,25 +35,12 @@ def completion_body(completion: str) -> str:
 def final_answer_span(completion: str) -> str:
     """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``."""
     body = completion_body(completion)
-    answer = _last_answer_block(body)
+    answer = last_answer_block(body)
     if answer is not None:
         return answer
     if "</think>" in body:
         return body.rsplit("</think>", 1)[1]
     return body
-
-
-def _last_answer_block(body: str) -> str | None:
-    """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
-    ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the
-    regex rescans to the end from every unclosed ``<answer>``, quadratic on a run of them)."""
-    last, at = None, 0
-    while (start := body.find("<answer>", at)) >= 0:
-        end = body.find("</answer>", start + len("<answer>"))
-        if end < 0:
-            break
-        last, at = body[start + len("<answer>"):end], end + len("</answer>")
-    return last
 
 
 def extract_final_answer(completion: str) -> int | None:
