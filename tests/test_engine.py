@@ -201,3 +201,25 @@ def test_packed_decode_step_equals_the_model_forward(changes):
             autocast = model(ids, position_ids=pos, attention_mask=valid)[:, P + 1].float()
     error, autocast_error = [(x - full[:, P + 1]).abs().mean() for x in (approx, autocast)]
     assert error < 2 * autocast_error
+
+
+def test_decode_step_takes_a_cache_of_another_dtype():
+    """The absorbed attention weights follow the cache's dtype: DecodeWeights packs them in its
+    `cache_dtype` (float32 on a CPU, bf16 on a GPU), yet a step on a cache made in the other dtype
+    gives the float32 step's logits up to bf16 rounding (it raised a dtype error on CUDA before)."""
+    from r1lab.model.decode import DecodeWeights
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=50, num_hidden_layers=2)).to(DEVICE).eval()
+    ids = torch.randint(0, 50, (4, 6), device=DEVICE)
+    valid = torch.ones(4, 6, dtype=torch.bool, device=DEVICE)
+    pos = torch.arange(6, device=DEVICE).expand(4, 6)
+    results = []
+    for weights in (torch.float32, torch.bfloat16):
+        for cache_dtype in (torch.float32, torch.bfloat16):
+            with torch.no_grad():
+                cache = model.make_cache(4, 6, dtype=cache_dtype)
+                model(ids[:, :5], position_ids=pos[:, :5], attention_mask=valid[:, :5], cache=cache)
+                results.append(DecodeWeights(model, weights).step(ids[:, 5], pos[:, 5], valid, cache))
+    for approx in results[1:]:  # bf16 rounding, per row (a bf16 routing flip moves a row by ~0.02)
+        assert (approx - results[0]).abs().mean(dim=1).median() < 3e-3

@@ -170,13 +170,15 @@ class DecodeWeights:
         ropes = self._rotate(ropes.view(R, H + 1, d_rope), rope)  # (R, H + 1, d_rope): H query heads, the key
         cache.latent[layer, :, slot] = F.rms_norm(latent, (rank,), w.kv_norm, w.kv_norm_eps)
         cache.k_rope[layer, :, slot] = ropes[:, H]
-        dtype = cache.latent.dtype  # attention in the cache's dtype (see module doc); the engine's is cache_dtype
+        # attention in the cache's dtype (see module doc); the engine's is cache_dtype, as the absorbed
+        # weights (cast here for a cache made otherwise: a no-op for the engine's)
+        dtype = cache.latent.dtype
         latents, keys = cache.latent[layer, :, :slot + 1], cache.k_rope[layer, :, :slot + 1]  # (R, S, c), (R, S, d_rope)
-        q_latent = torch.bmm(q_nope.view(R, H, d_nope).transpose(0, 1).to(dtype), w.w_uk).transpose(0, 1)  # (R, H, c)
+        q_latent = torch.bmm(q_nope.view(R, H, d_nope).transpose(0, 1).to(dtype), w.w_uk.to(dtype)).transpose(0, 1)  # (R, H, c)
         scores = torch.baddbmm(bias, q_latent, latents.transpose(1, 2))  # (R, H, S) = q_nope W_UK c_KV, masked
         scores = torch.baddbmm(scores, ropes[:, :H].to(dtype), keys.transpose(1, 2))
         probs = scores.softmax(dim=-1, dtype=torch.float32).to(dtype)
-        out = torch.bmm(torch.bmm(probs, latents).transpose(0, 1), w.w_uv_t)  # (H, R, d_v) = (p c_KV) W_UV
+        out = torch.bmm(torch.bmm(probs, latents).transpose(0, 1), w.w_uv_t.to(dtype))  # (H, R, d_v) = (p c_KV) W_UV
         return F.linear(out.transpose(0, 1).reshape(R, -1).to(self.dtype), w.w_o)  # (R, D)
 
     def _ffn(self, w: _FFN, h: torch.Tensor) -> torch.Tensor:
