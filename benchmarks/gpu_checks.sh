@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the issues in one prepared run (a lent machine's time is short):
-# the engine's tests on CUDA, sampling vs transformers, training throughput vs transformers and
-# as a share of the measured bf16 matmul peak, and a short GRPO run. Logs go to $OUT.
+# training throughput vs transformers and as a share of the measured bf16 matmul peak (expert
+# loop, grouped GEMMs, compiled blocks), a short GRPO run, the engine's tests on CUDA. Logs go to $OUT.
 #   bash benchmarks/gpu_checks.sh            (on the GPU machine: python3 there has torch + CUDA)
 #   DEVICE=cpu PRESET=tiny bash benchmarks/gpu_checks.sh   (a dry run of the script itself)
 set -uo pipefail
@@ -20,9 +20,14 @@ step() {  # step NAME TIMEOUT CMD...: runs unless the budget is spent; log to $O
 $PY -c "import torch, transformers, sys; print(sys.version.split()[0], torch.__version__, transformers.__version__,
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')" 2>&1 | tee "$OUT/env.log"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv >> "$OUT/env.log" 2>&1
-step engine_tests 120 env R1LAB_TEST_DEVICE="$DEVICE" $PY -m pytest -q -p no:cacheprovider tests/test_engine.py
-step generate 100 $PY benchmarks/generate_vs_hf.py --preset "$PRESET" --device "$DEVICE"
-step model_speed 120 $PY benchmarks/model_speed.py --device "$DEVICE" --cases "$PRESET" --precisions bf16 --batch 8
-step grpo 150 $PY benchmarks/grpo_gpu.py --device "$DEVICE" --preset "$PRESET" --steps 5
-step model_speed_b16_compile 150 $PY benchmarks/model_speed.py --device "$DEVICE" --cases "$PRESET" --precisions bf16 --batch 16 --compile
+MS="$PY benchmarks/model_speed.py --device $DEVICE --cases $PRESET --precisions bf16"
+step engine_tests 70 env R1LAB_TEST_DEVICE="$DEVICE" $PY -m pytest -q -p no:cacheprovider tests/test_engine.py
+# training throughput: the default (grouped GEMMs for the routed experts on Hopper) against
+# transformers, with a check against the expert loop and a profile; then every block (and the
+# output head's loss) compiled, at 8, 16 and 32 rows of 2048 tokens
+step model_speed 90 $MS --profile "$OUT/profile_b8"
+step model_speed_compile 120 $MS --no-hf --compile
+step model_speed_b16_compile 120 $MS --no-hf --compile --batch 16 --profile "$OUT/profile_b16"
+step model_speed_b32_compile 120 $MS --no-hf --compile --batch 32
+step grpo 80 $PY benchmarks/grpo_gpu.py --device "$DEVICE" --preset "$PRESET" --steps 5
 echo "== done in ${SECONDS}s"

@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM
 from r1lab.model import Transformer, preset, save_pretrained
 from r1lab.model.config import ModelConfig
 from r1lab.model.info import count_parameters
+from r1lab.model.moe import Experts
 from r1lab.training import keep_freed_memory
 
 
@@ -84,38 +85,99 @@ def step_time(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bo
         sync(device)
         if i >= 2:  # the first two runs warm up (allocator, kernels, autotuning)
             times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2] if times else float("nan")
+
+
+def compile_blocks(model: torch.nn.Module) -> None:
+    """Regional compilation (as torchtitan): each transformer block compiled on its own, so the
+    identical blocks share one compiled graph and compile time stays that of one or two blocks."""
+    for block in model.model.layers:
+        block.compile()
+    if hasattr(model, "head_loss"):  # r1lab: the output head and its float32 cross-entropy too
+        model.head_loss = torch.compile(model.head_loss)
+
+
+def profile_step(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, path: str) -> None:
+    """One forward+backward under torch.profiler: the ops by total device (or CPU) time, to `path`."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = batch.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step_time(model, batch, bf16, False, reps=1)
+    key = "cuda_time_total" if cuda else "cpu_time_total"
+    with open(path, "w") as f:
+        f.write(prof.key_averages().table(sort_by=key, row_limit=45, max_name_column_width=60))
+
+
+def grouped_vs_loop(model: torch.nn.Module, batch: torch.Tensor, bf16: bool) -> dict[str, float]:
+    """The loss and gradients with the routed experts as grouped GEMMs against the per-expert
+    loop, on the same rows: relative differences (bf16 rounding only, if the kernels agree)."""
+    experts = [m for m in model.modules() if isinstance(m, Experts)]
+    setting = experts[0].grouped_mm
+    results = []
+    for grouped in (True, False):
+        for m in experts:
+            m.grouped_mm = grouped
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(batch[:, :-1], batch[:, 1:]).ce
+        loss.backward()
+        grads = torch.cat([m.gate_up_proj.grad.flatten() for m in experts] + [model.lm_head.weight.grad.flatten()])
+        results.append((loss.detach().float(), grads.float()))
+    model.zero_grad(set_to_none=True)
+    for m in experts:
+        m.grouped_mm = setting
+    (l1, g1), (l2, g2) = results
+    return {"loss_rel_diff": float((l1 - l2).abs() / l2.abs()), "grad_rel_diff": float((g1 - g2).norm() / g2.norm())}
 
 
 def bench_case(name: str, config: ModelConfig, batch_size: int, seq_len: int, reps: int,
                peaks: dict[str, float], device: str = "cpu", precisions: tuple[str, ...] = ("fp32", "bf16"),
-               compile_models: bool = False) -> list[dict]:
+               compile_models: bool = False, grouped_mm: bool | None = None, with_hf: bool = True,
+               profile: str = "") -> list[dict]:
     config = config.replace(num_nextn_predict_layers=0)  # transformers has no MTP: same work both sides
     torch.manual_seed(0)
     ours = Transformer(config).train()
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(ours, tmp)
-        theirs = AutoModelForCausalLM.from_pretrained(tmp).train().to(device)
+    theirs = None
+    if with_hf:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_pretrained(ours, tmp)
+            theirs = AutoModelForCausalLM.from_pretrained(tmp).train().to(device)
     ours = ours.to(device)
-    if compile_models:
-        ours, theirs = torch.compile(ours), torch.compile(theirs)
-        name += "+compile"
     batch = torch.randint(0, config.vocab_size, (batch_size, seq_len + 1), device=device)
+    for m in ours.modules():
+        if isinstance(m, Experts):
+            m.grouped_mm = grouped_mm
+    if grouped_mm is not None:
+        name += "+grouped" if grouped_mm else "+loop"
+    if grouped_mm is not False and device.startswith("cuda"):
+        check = grouped_vs_loop(ours, batch[:2], "bf16" in precisions)
+        print(f"grouped GEMMs vs the expert loop: {json.dumps(check)}", file=sys.stderr)
+    if compile_models:
+        start = time.perf_counter()
+        for model in (ours, theirs) if theirs is not None else (ours,):
+            compile_blocks(model)
+            step_time(model, batch, precisions[0] == "bf16", model is theirs, reps=0)  # compiles
+        print(f"compiled in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        name += "+compile"
     tokens = batch_size * seq_len
     fpt = flops_per_token(config, seq_len)
     rows = []
     for precision in precisions:
         bf16 = precision == "bf16"
         t_ours = step_time(ours, batch, bf16, False, reps)
-        t_hf = step_time(theirs, batch, bf16, True, reps)
         row = {"case": name, "device": device, "precision": precision, "tokens": tokens,
-               "r1lab_tok_s": tokens / t_ours, "hf_tok_s": tokens / t_hf, "ratio": t_hf / t_ours,
-               "r1lab_peak_share": tokens / t_ours * fpt / peaks[precision],
-               "hf_peak_share": tokens / t_hf * fpt / peaks[precision]}
+               "r1lab_tok_s": tokens / t_ours, "r1lab_peak_share": tokens / t_ours * fpt / peaks[precision]}
+        line = f"{name:>5} {precision}: r1lab {row['r1lab_tok_s']:9.0f} tok/s ({row['r1lab_peak_share']:.1%} of peak)"
+        if theirs is not None:
+            t_hf = step_time(theirs, batch, bf16, True, reps)
+            row.update(hf_tok_s=tokens / t_hf, ratio=t_hf / t_ours, hf_peak_share=tokens / t_hf * fpt / peaks[precision])
+            line += (f"  transformers {row['hf_tok_s']:9.0f} tok/s ({row['hf_peak_share']:.1%})"
+                     f"  ratio {row['ratio']:.2f}")
         rows.append(row)
-        print(f"{name:>5} {precision}: r1lab {row['r1lab_tok_s']:9.0f} tok/s ({row['r1lab_peak_share']:.1%} of peak)"
-              f"  transformers {row['hf_tok_s']:9.0f} tok/s ({row['hf_peak_share']:.1%})  ratio {row['ratio']:.2f}",
-              file=sys.stderr)
+        print(line, file=sys.stderr)
+        if profile:
+            profile_step(ours, batch, bf16, f"{profile}.{precision}.txt")
     return rows
 
 
@@ -127,7 +189,12 @@ def main() -> None:
     parser.add_argument("--cases", default="tiny,mid", help="comma-separated: tiny, mid, small (the GPU preset)")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--batch", type=int, default=0, help="rows per step for `small` (default 8 x 2048 tokens)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile both models too")
+    parser.add_argument("--compile", action="store_true", help="also with every block torch.compiled (both models)")
+    parser.add_argument("--grouped-mm", choices=("auto", "on", "off"), default="auto",
+                        help="routed experts as grouped GEMMs (auto: bf16 on Hopper+ GPUs) or a loop/bmm")
+    parser.add_argument("--seq", type=int, default=2048, help="tokens per row for `small`")
+    parser.add_argument("--no-hf", action="store_true", help="r1lab only (no transformers side, no ratio)")
+    parser.add_argument("--profile", default="", help="write a profiler table of one r1lab step to PREFIX.<precision>.txt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # process-wide, before either side runs: both get the same allocator
@@ -136,18 +203,23 @@ def main() -> None:
     peaks = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, args.device) for p in precisions}
     print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
           + f" ({args.device}, {args.threads} threads)", file=sys.stderr)
-    cases = {"tiny": (preset("tiny"), 16, 128), "mid": (mid_config(), 8, 256), "small": (preset("small"), args.batch or 8, 2048)}
+    cases = {"tiny": (preset("tiny"), 16, 128), "mid": (mid_config(), 8, 256),
+             "small": (preset("small"), args.batch or 8, args.seq)}
+    grouped = {"auto": None, "on": True, "off": False}[args.grouped_mm]
+    options = dict(grouped_mm=grouped, with_hf=not args.no_hf)
     rows = []
     for name in args.cases.split(","):
         config, batch, seq = cases[name]
-        rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions)
+        rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions, profile=args.profile, **options)
         if args.compile:
-            rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions, compile_models=True)
+            rows += bench_case(name, config, batch, seq, reps, peaks, args.device, precisions, compile_models=True,
+                               profile=args.profile and args.profile + "_compile", **options)
     key = next((r for r in rows if r["case"] == "mid" and r["precision"] == "bf16"), rows[-1])
     print(json.dumps({"benchmark": "model_speed", "device": args.device, "threads": args.threads,
                       "peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
                       "results": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
-                      "ratio_case": f"{key['case']} {key['precision']}", "ratio": round(key["ratio"], 3)}))
+                      "ratio_case": f"{key['case']} {key['precision']}",
+                      "ratio": round(key["ratio"], 3) if "ratio" in key else None}))
 
 
 if __name__ == "__main__":

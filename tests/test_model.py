@@ -197,10 +197,12 @@ def test_packed_documents_match_separate_forwards():
     assert torch.isfinite(loss.loss) and loss.mtp is not None
 
 
-@pytest.mark.parametrize("equal_blocks,top_k", [(False, 2), (True, 2), (False, 3)])
-def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, monkeypatch):
-    """The expert dispatch (row gathers both ways; a loop over experts, or one batched matmul over
-    blocks padded to equal size) gives the outputs and gradients of the plain definition."""
+@pytest.mark.parametrize("equal_blocks,top_k,grouped", [(False, 2, False), (True, 2, False), (False, 3, False),
+                                                        (False, 2, True), (False, 3, True)])
+def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, grouped, monkeypatch):
+    """The expert dispatch (row gathers both ways; a loop over experts, one batched matmul over
+    blocks padded to equal size, or grouped GEMMs) gives the outputs and gradients of the plain
+    definition, with one expert given no token at all."""
     from r1lab.model import moe
     from r1lab.model.moe import Experts, ExpertSlots, route
 
@@ -211,11 +213,13 @@ def test_dispatch_gradients_equal_a_per_token_loop(equal_blocks, top_k, monkeypa
     torch.nn.init.normal_(experts.gate_up_proj, std=0.1)
     torch.nn.init.normal_(experts.down_proj, std=0.1)
     x = torch.randn(n_tokens, config.hidden_size, requires_grad=True)
-    skew = torch.tensor([3.0] + [0.0] * 7)  # expert 0 takes every token: blocks of unequal size
+    skew = torch.tensor([3.0] + [0.0] * 6 + [-1e4])  # expert 0 takes every token, expert 7 none
     r = route(torch.randn(n_tokens, 8) + skew, torch.zeros(8), top_k=top_k, n_group=4, topk_group=2)
     assert ExpertSlots.build(r.indices, 8, max_waste_rows=10**9 if equal_blocks else 0).equal_blocks == equal_blocks
+    assert not (r.indices == 7).any()
     y = torch.randn(n_tokens, config.hidden_size)
-    dispatched = experts._dispatch(x, r)
+    experts.grouped_mm = grouped
+    dispatched = experts(x, r)
     (dispatched * y).sum().backward()
     got = [dispatched, x.grad, experts.gate_up_proj.grad, experts.down_proj.grad]
     x.grad = experts.gate_up_proj.grad = experts.down_proj.grad = None

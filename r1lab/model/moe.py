@@ -91,11 +91,16 @@ class Experts(nn.Module):
         E, D, I = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, D))  # [gate ; up] per expert
         self.down_proj = nn.Parameter(torch.empty(E, D, I))
+        # grouped GEMM (`torch._grouped_mm`, one kernel for all experts): None = where PyTorch
+        # has a fast one (bf16 on Hopper or newer GPUs); True/False forces it (benchmarks, tests)
+        self.grouped_mm: bool | None = None
 
     def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         E, K = self.gate_up_proj.shape[0], routing.indices.shape[1]
         if not torch.is_grad_enabled() and x.shape[0] * E <= DENSE_DECODE_BUDGET * K:
             return self._dense(x, routing)
+        if self.grouped_mm if self.grouped_mm is not None else fast_grouped_mm(x):
+            return self._grouped(x, routing)
         return self._dispatch(x, routing)
 
     def _dense(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
@@ -135,6 +140,31 @@ class Experts(nn.Module):
         return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
 
 
+    def _grouped(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """Tokens grouped by expert as in `_dispatch`, then each projection is one grouped GEMM
+        over the blocks (`offs` = where each expert's rows end), as torchtitan's MoE on GPUs:
+        two kernels per direction instead of two per expert, no padding to equal blocks."""
+        E = self.gate_up_proj.shape[0]
+        slots = ExpertSlots.build(routing.indices, E)
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        xs = _Slots.apply(x, slots).to(dtype)  # (P, D)
+        offs = slots.ends.to(torch.int32)  # (E,)
+        # weights as (E, D, 2I) and (E, I, D) views of the stored (E, out, in) tensors
+        gate, up = torch._grouped_mm(xs, self.gate_up_proj.to(dtype).transpose(1, 2), offs=offs).chunk(2, dim=-1)
+        ys = torch._grouped_mm(swiglu(gate, up), self.down_proj.to(dtype).transpose(1, 2), offs=offs)  # (P, D)
+        weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,), 0 on padding
+        return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
+
+
+def fast_grouped_mm(x: torch.Tensor) -> bool:
+    """Whether `torch._grouped_mm` has a fused kernel for x's device and (autocast) dtype: bf16
+    on CUDA devices of compute capability 9.0+ (elsewhere PyTorch loops over the groups)."""
+    if not (x.is_cuda and hasattr(torch, "_grouped_mm") and torch.cuda.get_device_capability(x.device) >= (9, 0)):
+        return False
+    autocast = torch.is_autocast_enabled("cuda")
+    return (torch.get_autocast_dtype("cuda") if autocast else x.dtype) == torch.bfloat16
+
+
 # Each expert's block of rows is padded to a multiple of this. On CPUs, bf16 matmuls (oneDNN)
 # build a kernel per new shape (measured: 460 vs 63 us for a 1000 x 128 x 192 matmul), and the
 # tokens per expert change every step; with padding the shapes repeat after a few steps.
@@ -153,10 +183,12 @@ class ExpertSlots:
     token_of: torch.Tensor  # (P,) token n of each grouped row; a copy of token N - 1 on padding rows
     row_of: torch.Tensor  # (N*K,) grouped row of each slot (the inverse of slot_of)
     sizes: list[int]  # rows per expert block (multiples of ROWS_MULTIPLE)
+    ends: torch.Tensor  # (E,) row after each expert's block (cumulative sizes), on the device
     k: int  # experts per token
     equal_blocks: bool  # every block as large as the largest: the experts can run as one bmm
 
     @classmethod
+    @torch.compiler.disable  # data-dependent shapes (a host sync): bookkeeping that compiling cannot fuse
     def build(cls, indices: torch.Tensor, n_experts: int, max_waste_rows: int = 0) -> "ExpertSlots":
         """`max_waste_rows`: padding rows allowed for equal blocks (0: only if it costs nothing)."""
         flat = indices.flatten()  # (N*K,)
@@ -164,18 +196,19 @@ class ExpertSlots:
         order = flat.argsort(stable=True)  # slots grouped by expert
         counts = torch.bincount(flat, minlength=n_experts)  # (E,)
         padded = (counts + ROWS_MULTIPLE - 1) // ROWS_MULTIPLE * ROWS_MULTIPLE
-        block = int(padded.max())
-        equal = n_experts * block - int(padded.sum()) <= max_waste_rows
+        sizes = padded.tolist()  # the one host-device sync (shapes depend on the routing)
+        block = max(sizes)
+        equal = n_experts * block - sum(sizes) <= max_waste_rows
         if equal:
-            padded = torch.full_like(padded, block)
+            padded, sizes = torch.full_like(padded, block), [block] * n_experts
         expert = flat[order]  # (N*K,) expert of each grouped slot
         rank = torch.arange(NK, device=dev) - (counts.cumsum(0) - counts)[expert]  # place within its expert
-        dest = (padded.cumsum(0) - padded)[expert] + rank  # (N*K,) padded row of each grouped slot
-        sizes = padded.tolist()
+        ends = padded.cumsum(0)  # (E,)
+        dest = (ends - padded)[expert] + rank  # (N*K,) padded row of each grouped slot
         slot_of = torch.full((sum(sizes),), NK, dtype=torch.long, device=dev).index_copy_(0, dest, order)
         row_of = torch.empty_like(order).index_copy_(0, order, dest)
         token_of = (slot_of // indices.shape[1]).clamp_(max=indices.shape[0] - 1)
-        return cls(slot_of=slot_of, token_of=token_of, row_of=row_of, sizes=sizes, k=indices.shape[1],
+        return cls(slot_of=slot_of, token_of=token_of, row_of=row_of, sizes=sizes, ends=ends, k=indices.shape[1],
                    equal_blocks=equal)
 
 

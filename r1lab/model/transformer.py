@@ -143,8 +143,7 @@ class Transformer(nn.Module):
         """Next-token + MTP loss. labels (B, T): the target of each position (input shifted by
         one), -100 where no loss is taken. attention_mask and position_ids as in `hidden_states`."""
         h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        logits = self.lm_head(self.model.norm(h))
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        ce = self.head_loss(h, labels)
         mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids) if len(self.mtp) else None
         total = ce
         if mtp is not None:
@@ -153,6 +152,13 @@ class Transformer(nn.Module):
         if aux_total is not None:
             total = total + aux_total
         return LossOutput(loss=total, ce=ce, mtp=mtp, aux=aux_total)
+
+    def head_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the output head on hidden states h (B, T, D) against labels (B, T),
+        -100 ignored; float32 log-softmax over the vocabulary. Its own method so that a trainer can
+        compile it (logits are the largest activations of a step)."""
+        logits = self.lm_head(self.model.norm(h))  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
