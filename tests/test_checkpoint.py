@@ -189,9 +189,14 @@ def test_softmax_gating_cannot_be_saved_for_transformers(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_routing_fields_mean_transformers_defaults():
-    from r1lab.model.checkpoint import from_hf_config
+def test_missing_fields_mean_transformers_defaults():
+    """A config.json without a field means DeepseekV3Config's default (the published V3 model): a
+    routing field dropped from a small config, and a config of nothing but model_type, read as
+    transformers reads them (n_routed_experts 256 and first_k_dense_replace 3, not 0)."""
+    from r1lab.model.checkpoint import _HF_DEFAULTS, from_hf_config
 
+    defaults = DeepseekV3Config()
+    assert {k: getattr(defaults, k) for k in _HF_DEFAULTS} == _HF_DEFAULTS
     d = to_hf_config(make_config(n_routed_experts=16))
     for key in ("routed_scaling_factor", "n_group", "topk_group", "num_experts_per_tok"):
         del d[key]
@@ -199,3 +204,6 @@ def test_missing_routing_fields_mean_transformers_defaults():
     config = from_hf_config(d)
     for key in ("routed_scaling_factor", "n_group", "topk_group", "num_experts_per_tok"):
         assert getattr(config, key) == getattr(hf, key), key
+    bare = from_hf_config({"model_type": "deepseek_v3"})
+    for key in _HF_DEFAULTS:
+        assert getattr(bare, key) == getattr(defaults, key), key

@@ -29,9 +29,18 @@ from r1lab.model.config import ModelConfig
 from r1lab.model.transformer import Transformer
 
 _R1LAB_EXTRAS = ("mtp_loss_weight", "bias_update_speed", "seq_aux_loss_alpha")
-# What transformers' DeepseekV3Config assumes when config.json lacks a routing field (its
-# defaults, the published V3 values): a missing field must mean the same model here.
-_HF_ROUTING_DEFAULTS = {"num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5}
+# What transformers' DeepseekV3Config assumes when config.json lacks a field (its defaults, the
+# published V3 values): a missing field must mean the same model here (tests/test_checkpoint.py
+# compares this table with DeepseekV3Config()). A field present as null keeps its own meaning.
+_HF_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+    "num_hidden_layers": 61, "num_attention_heads": 128, "n_shared_experts": 1, "n_routed_experts": 256,
+    "routed_scaling_factor": 2.5, "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
+    "v_head_dim": 128, "qk_nope_head_dim": 128, "n_group": 8, "topk_group": 4, "num_experts_per_tok": 8,
+    "first_k_dense_replace": 3, "norm_topk_prob": True, "max_position_embeddings": 4096,
+    "initializer_range": 0.02, "rms_norm_eps": 1e-6, "bos_token_id": 0, "eos_token_id": 1,
+    "tie_word_embeddings": False, "rope_interleave": True, "num_nextn_predict_layers": 1,
+}
 # rope_parameters keys r1lab honours; any other one would be silently ignored, so it is an error
 _ROPE_KEYS = {"rope_type", "type", "rope_theta", "factor", "original_max_position_embeddings", "beta_fast",
               "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate", "partial_rotary_factor"}
@@ -88,24 +97,26 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
     for field, ok in checks:
         if field in d and d[field] != ok:
             raise _unsupported(field, d[field], f"only {ok!r} is implemented")
+    d = {**_HF_DEFAULTS, **d}
     heads = d["num_attention_heads"]
     if d.get("num_key_value_heads") not in (None, heads):
         raise _unsupported("num_key_value_heads", d["num_key_value_heads"], "MLA uses one KV latent for all heads")
-    routing = {k: d[k] if d.get(k) is not None else default for k, default in _HF_ROUTING_DEFAULTS.items()}
+    routing = {k: d[k] if d[k] is not None else _HF_DEFAULTS[k]
+               for k in ("num_experts_per_tok", "n_group", "topk_group", "routed_scaling_factor")}
     extras = d.get("r1lab", {})
     return ModelConfig(
         vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
-        moe_intermediate_size=d.get("moe_intermediate_size", 0), num_hidden_layers=d["num_hidden_layers"],
-        num_attention_heads=heads, q_lora_rank=d.get("q_lora_rank") or 0, kv_lora_rank=d["kv_lora_rank"],
+        moe_intermediate_size=d["moe_intermediate_size"] or 0, num_hidden_layers=d["num_hidden_layers"],
+        num_attention_heads=heads, q_lora_rank=d["q_lora_rank"] or 0, kv_lora_rank=d["kv_lora_rank"],
         qk_nope_head_dim=d["qk_nope_head_dim"], qk_rope_head_dim=d["qk_rope_head_dim"], v_head_dim=d["v_head_dim"],
-        first_k_dense_replace=min(d.get("first_k_dense_replace", 0), d["num_hidden_layers"]),
-        n_shared_experts=d.get("n_shared_experts") or 0, n_routed_experts=d.get("n_routed_experts") or 0,
-        scoring_func=d.get("scoring_func", "sigmoid"), norm_topk_prob=d.get("norm_topk_prob", True), **routing,
-        num_nextn_predict_layers=d.get("num_nextn_predict_layers", 0),
-        max_position_embeddings=d.get("max_position_embeddings", 4096), **_rope_fields(d),
-        rope_interleave=d.get("rope_interleave", True), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
-        tie_word_embeddings=d.get("tie_word_embeddings", False), initializer_range=d.get("initializer_range", 0.02),
-        bos_token_id=d.get("bos_token_id", 0), eos_token_id=_first(d.get("eos_token_id", 1)),
+        first_k_dense_replace=min(d["first_k_dense_replace"] or 0, d["num_hidden_layers"]),
+        n_shared_experts=d["n_shared_experts"] or 0, n_routed_experts=d["n_routed_experts"] or 0,
+        scoring_func=d.get("scoring_func", "sigmoid"), norm_topk_prob=d["norm_topk_prob"], **routing,
+        num_nextn_predict_layers=d["num_nextn_predict_layers"] or 0,
+        max_position_embeddings=d["max_position_embeddings"], **_rope_fields(d),
+        rope_interleave=d["rope_interleave"], rms_norm_eps=d["rms_norm_eps"],
+        tie_word_embeddings=d["tie_word_embeddings"], initializer_range=d["initializer_range"],
+        bos_token_id=d["bos_token_id"], eos_token_id=_first(d["eos_token_id"]),
         pad_token_id=d.get("pad_token_id"), **{k: extras[k] for k in _R1LAB_EXTRAS if k in extras},
     )
 
