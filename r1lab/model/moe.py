@@ -139,7 +139,6 @@ class Experts(nn.Module):
         ys = torch.cat(outs)
         return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
 
-
     def _grouped(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Tokens grouped by expert as in `_dispatch`, then each projection is one grouped GEMM
         over the blocks (`offs` = where each expert's rows end), as torchtitan's MoE on GPUs:
