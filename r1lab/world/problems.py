@@ -17,7 +17,9 @@ Deciding the split by an expression's last two operations instead (so that a rem
 problem's split) left 7 of 100 (countdown answers), but 98 of 100 held-out 3-operand expressions
 still open a longer pretraining expression ("27+1-2+5": the same first steps), as they do now.
 With chains of small numbers a held-out problem's steps are always worked somewhere in the
-corpus: the split guarantees unseen problems, not unseen steps.
+corpus: the split guarantees unseen problems, not unseen steps. The demo's accuracy does not rest
+on the expressions seen: `benchmarks/heldout_overlap.py` finds 3-operand held-out problems that
+occur nowhere in the corpus solved as often as those that do (R1-Zero 100.0 vs 96.6 pass@1).
 """
 
 from __future__ import annotations
