@@ -85,7 +85,7 @@ def base_checkpoint(config: PipelineConfig) -> Path:
     if SHIPPED_BASE.exists() and not config.pretrain:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
-    return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed))
+    return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, resume=_should_resume(out, False)))
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:

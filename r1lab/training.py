@@ -203,6 +203,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
+    """Removes all but the newest `keep` (>= 1) step checkpoints."""
+    if keep < 1:  # [:-0] would keep none removed and [:-(-1)] would remove the newest
+        raise ValueError(f"keep must be >= 1, got {keep}")
     for old in sorted(Path(checkpoint_dir).glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 

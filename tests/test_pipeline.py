@@ -104,3 +104,18 @@ def test_eval_cache_is_redone_for_a_retrained_checkpoint(tmp_path, monkeypatch):
     config.eval_samples = 4  # other settings: another cache file, evaluated again
     pipeline.evaluate("R1-Zero", checkpoint, config, 1.0)
     assert len(calls) == 3
+
+
+def test_an_interrupted_pretraining_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    """`--pretrain` killed after a checkpoint: the rerun resumes it (it started afresh and deleted
+    the checkpoints before)."""
+    seen = []
+    monkeypatch.setattr(pipeline.pretrain, "run", lambda config: seen.append(config.resume) or tmp_path)
+    config = toy_config(tmp_path)
+    config.pretrain = True
+    pipeline.base_checkpoint(config)
+    step = tmp_path / "base" / "checkpoints" / "step_000750"
+    step.mkdir(parents=True)
+    (step / "trainer_state.pt").write_text("")
+    pipeline.base_checkpoint(config)
+    assert seen == [False, True]

@@ -49,9 +49,30 @@ def test_pretrain_writes_hf_checkpoint_metrics_and_resumes_exactly(base, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_pretrain_rejects_bad_config():
-    with pytest.raises(ValueError, match="batch_size"):
-        pretrain.PretrainConfig(batch_size=0)
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(keep_checkpoints=0), dict(keep_checkpoints=-1),
+                                 dict(lr=0.0), dict(grad_clip=-1.0), dict(weight_decay=-0.1), dict(warmup_steps=-5)])
+def test_pretrain_rejects_bad_config(bad):
+    """keep_checkpoints -1 deleted each checkpoint as it was written; grad_clip <= 0 zeroed or
+    flipped every gradient; a negative warmup started the schedule down the cosine."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        pretrain.PretrainConfig(**bad)
+
+
+def test_pruning_keeps_at_least_the_newest_checkpoint(tmp_path):
+    for step in (1, 2, 3):
+        (tmp_path / f"step_00000{step}").mkdir()
+    training.prune_checkpoints(tmp_path, 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step_000003"]
+    with pytest.raises(ValueError, match="keep"):
+        training.prune_checkpoints(tmp_path, 0)
+
+
+def test_pretrain_on_a_corpus_shorter_than_a_window_is_a_clear_error(tmp_path):
+    config = tiny_pretrain(tmp_path / "run", 2)
+    config.n_docs = 1  # ~50 tokens for windows of 64 + 1
+    with pytest.raises(ValueError, match="--n-docs"):
+        pretrain.run(config)
+    assert not (tmp_path / "run").exists()  # checked before the run directory is made
 
 
 def stale(checkpoints):

@@ -46,9 +46,11 @@ class PretrainConfig:
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:
-        for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every"):
+        for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("PretrainConfig: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("PretrainConfig.min_lr_ratio must be in [0, 1]")
 
@@ -84,13 +86,17 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
 def run(config: PretrainConfig) -> Path:
     """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
     ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
-    out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     from r1lab.world import pretraining_corpus  # the world is only needed here
 
     tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)
     print(f"building corpus: {config.n_docs:,} documents (seed {config.seed})")
     stream = pack(tokenizer, pretraining_corpus(config.seed, config.n_docs))
     val_stream = pack(tokenizer, pretraining_corpus(config.seed + 10_007, max(500, config.n_docs // 100)))
+    for name, tokens in (("training", stream), ("held-out", val_stream)):
+        if len(tokens) < config.seq_len + 2:  # a window is seq_len + 1 tokens, drawn from a random start
+            raise ValueError(f"the {name} corpus has {len(tokens):,} tokens, fewer than seq_len + 2 "
+                             f"({config.seq_len + 2}): raise --n-docs or lower --seq-len")
+    out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")
 
     model_config = preset(config.model).replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
