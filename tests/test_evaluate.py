@@ -278,3 +278,20 @@ def test_gold_solutions_score_100_and_wrong_answers_0(name, count, tmp_path, cap
         summary = json.loads(capsys.readouterr().out)
         assert summary["n_problems"] == count
         assert (summary["pass@1"], summary["pass@k"], summary["cons@k"]) == (expected, expected, expected), variant
+
+
+def test_a_wrong_answer_written_several_ways_still_outvotes_a_minority_right_one():
+    """'0.5', '\\frac12' and '\\frac{1}{2}' are one wrong answer with 3 votes against 2 for the
+    right 3: cons@k must be wrong (normal forms alone split the 3 votes, and 3 won)."""
+    from r1lab.rewards.math import check_answers
+    from r1lab.stages.evaluate import majority_vote, score_completions
+
+    answers = ["0.5", "\\frac12", "\\frac{1}{2}", "3", "3"]
+    correct = [False, False, False, True, True]
+    assert majority_vote(answers, correct) == 3  # without the checker's equality
+    assert majority_vote(answers, correct, check_answers) == 0
+    assert majority_vote(["7", "0.5", "\\frac12", "3"], [False, False, False, True], check_answers) == 1
+    problem = Problem(id="p", prompt="?", answer="3", source="t")
+    texts = [f"The answer is \\boxed{{{a}}}." for a in answers]
+    score = score_completions([problem], {0: texts}, k=5).problems[0]
+    assert not score.cons_correct and score.pass_at_1 == 0.4

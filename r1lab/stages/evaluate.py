@@ -57,15 +57,19 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None = None) -> int | None:
+def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None = None,
+                  same: Callable[[list[str], list[str]], list[bool]] | None = None) -> int | None:
     r"""Position of the answer chosen by majority vote, or None when no sample has an answer.
 
     Answers vote together when their normal forms (`canonical_answer`) agree, so "1,000"
     and "1000.0" count as one. Normal forms miss equalities only the checker sees ("0.5",
     "\frac12"), which would split the right answer's votes (cons@k, R1 §3): given `correct`
     (per answer: judged equal to the gold), all correct answers vote as one, at no extra cost.
-    Samples without an answer do not vote; a tie goes to the answer that appeared first. The
-    returned position is that answer's first occurrence.
+    A wrong answer written several ways would still split its votes and let a minority right
+    answer win: `same(preds, golds)` (the checker's equality, batched) merges those groups
+    whenever together they could outvote the leader. Samples without an answer do not vote; a
+    tie goes to the answer that appeared first. The returned position is that answer's first
+    occurrence.
 
     >>> majority_vote(["3", None, "5", "5.0", "3"]), majority_vote(["4", "7"]), majority_vote([None])
     (0, 0, None)
@@ -82,8 +86,27 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None 
             first_at.setdefault(key, position)
     if not votes:
         return None
+    wrong = sorted((key for key in votes if not key[0]), key=lambda key: first_at[key])
+    if same is not None and len(wrong) > 1 and sum(votes[key] for key in wrong) >= votes.get((True, ""), 0):
+        _merge_equal(wrong, votes, first_at, [answers[first_at[key]] for key in wrong], same)
     winner = max(votes, key=lambda key: (votes[key], -first_at[key]))
     return first_at[winner]
+
+
+def _merge_equal(keys: list[tuple[bool, str]], votes: dict, first_at: dict, texts: list[str],
+                 same: Callable[[list[str], list[str]], list[bool]]) -> None:
+    """Moves the votes of each group (in order of first appearance) to the earliest group the
+    checker finds equal to it; `keys` and `texts` are the groups and their first answers."""
+    pairs = [(i, j) for j in range(len(keys)) for i in range(j)]
+    equal = same([texts[j] for _, j in pairs], [texts[i] for i, _ in pairs])  # one batch
+    into = list(range(len(keys)))
+    for (i, j), eq in zip(pairs, equal):
+        if eq and into[j] == j:  # j joins the earliest group equal to it (i < j, itself not merged)
+            into[j] = into[i]
+    for j, target in enumerate(into):
+        if target != j:
+            votes[keys[target]] += votes.pop(keys[j])
+            del first_at[keys[j]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,7 +225,7 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
 def _problem_score(index: int, problem: Problem, answers: list[str | None], correct: list[bool],
                    k: int, same_as_gold: bool) -> ProblemScore:
     n, c = len(correct), sum(correct)
-    voted = majority_vote(answers[:k], correct[:k] if same_as_gold else None)
+    voted = majority_vote(answers[:k], correct[:k] if same_as_gold else None, check_answers if same_as_gold else None)
     return ProblemScore(
         index=index, id=problem.id, gold=problem.answer, answers=answers, correct=correct,
         pass_at_1=c / n, pass_at_k=pass_at_k(n, c, k),
