@@ -112,10 +112,12 @@ def parse_verdict(text: str) -> bool:
 class GenerativeJudge:
     """A model as judge (R1 §2.3.3): asked, in its chat template, whether the prediction is right.
 
-    ``engine`` is anything with `Engine.generate`'s signature; sampling is greedy and short.
+    ``engine`` is anything with `Engine.generate`'s signature; sampling is greedy and short, but
+    long enough for a chat model's `<think>...</think>` before its yes/no: r1lab's own chat
+    checkpoints reason first, and a reply cut inside the reasoning never says yes.
     """
 
-    def __init__(self, engine: Any, tokenizer: Any, *, template: str = CHAT, max_new_tokens: int = 4,
+    def __init__(self, engine: Any, tokenizer: Any, *, template: str = CHAT, max_new_tokens: int = 64,
                  batch_size: int = 32) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("GenerativeJudge: max_new_tokens and batch_size must be >= 1")

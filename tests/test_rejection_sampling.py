@@ -89,7 +89,8 @@ def test_generative_judge_prompts_with_question_reference_and_final_answer(token
     assert judge([item(problem, prediction)]) == [True]
     prompts, params = engine.calls[0]
     assert prompts == [prompt_ids(tokenizer, prompt, CHAT)]
-    assert (params.n, params.temperature, params.max_new_tokens, params.stop_token_ids) == (1, 0.0, 4, (tokenizer.eos_id,))
+    # room for a chat model's reasoning before its verdict (4 tokens cut every "<think>" reply short)
+    assert (params.n, params.temperature, params.max_new_tokens, params.stop_token_ids) == (1, 0.0, 64, (tokenizer.eos_id,))
 
 
 def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
@@ -282,3 +283,13 @@ def test_unusable_out_dir_is_one_line_before_loading_the_model(tmp_path, capsys)
         err = capsys.readouterr().err
         assert err.startswith("r1lab rejection-sample: error: cannot ") and message in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "data.jsonl", "run"]
+
+
+def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path, monkeypatch):
+    from r1lab.stages import rejection_sampling
+
+    monkeypatch.setattr(rejection_sampling, "load_engine", lambda spec, bf16: (FakeEngine(reply="yes"), None))
+    assert rejection_sampling.make_judge("some/checkpoint").max_new_tokens == 64
+    assert rejection_sampling.make_judge("some/checkpoint", max_new_tokens=80).max_new_tokens == 80
+    with pytest.raises(ValueError, match="judge_max_new_tokens"):
+        rejection_sampling.RejectionSamplingConfig(checkpoint="x", judge_max_new_tokens=0)

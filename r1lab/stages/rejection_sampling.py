@@ -71,6 +71,7 @@ class RejectionSamplingConfig:
     min_language_share: float = 1.0  # share of words in the target language needed; 1.0 = none foreign
     max_paragraph_chars: int = 100  # longest reasoning line kept
     judge: str = "rule"  # "rule" (the world's answer check) or a checkpoint directory (generative judge)
+    judge_max_new_tokens: int = 64  # a generative judge's reply at most: room for its <think> before yes/no
     seed: int = 0  # prompt draw, sampling and chat tasks
     batch_problems: int = 32  # prompts sampled together
     bf16: bool = False  # bf16 autocast while sampling
@@ -79,7 +80,8 @@ class RejectionSamplingConfig:
     def __post_init__(self) -> None:
         if not self.checkpoint:
             raise ValueError("RejectionSamplingConfig.checkpoint is required (the model to sample)")
-        for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems"):
+        for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems",
+                     "judge_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_chat < 0 or self.temperature < 0:
@@ -104,11 +106,12 @@ class RejectionSamplingConfig:
                                  max_paragraph_chars=self.max_paragraph_chars)
 
 
-def make_judge(spec: str, bf16: bool = False) -> Judge:
-    """``"rule"``: the world's rule; otherwise a checkpoint directory, loaded as a generative judge."""
+def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64) -> Judge:
+    """``"rule"``: the world's rule; otherwise a checkpoint directory, loaded as a generative judge
+    that replies in at most `max_new_tokens` tokens."""
     if spec == "rule":
         return RuleJudge()
-    return GenerativeJudge(*load_engine(spec, bf16))
+    return GenerativeJudge(*load_engine(spec, bf16), max_new_tokens=max_new_tokens)
 
 
 def kept_response(text: str) -> str:
@@ -222,7 +225,7 @@ def run(config: RejectionSamplingConfig) -> Path:
     for name in ("data.jsonl", "stats.json"):
         check_output_file(out_dir / name)
     engine, tokenizer = load_engine(config.checkpoint, config.bf16)  # first: a bad checkpoint leaves no run directory
-    judge = make_judge(config.judge, config.bf16)
+    judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens)
     out = training.start_run(config, "rejection_sampling")
     problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     dedupe = Deduper()
