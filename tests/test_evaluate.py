@@ -220,6 +220,9 @@ def test_cli_json_and_out(hand_files, tmp_path, capsys):
     ([], "--completions FILE.jsonl is required"),
     (["--completions", "nowhere.jsonl"], "completions file not found: nowhere.jsonl"),
     (["--completions", "{completions}", "--k", "9"], "k must be from 1 to 4"),
+    # sampling flags without --checkpoint were accepted and ignored
+    (["--completions", "{completions}", "--samples", "1", "--temperature", "0"],
+     "--samples, --temperature set how --checkpoint is sampled"),
 ])
 def test_cli_bad_input_is_one_line(hand_files, tmp_path, capsys, extra, message):
     data, completions = hand_files

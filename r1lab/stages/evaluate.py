@@ -285,19 +285,23 @@ def collect_completions(args: argparse.Namespace,
 # ---------------------------------------------------------------------------------------
 
 
+SAMPLING_FLAGS = ("--samples", "--n-problems", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--template")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=str,
                         help="'world' (the miniature world's held-out split) or a benchmark jsonl: GSM8K (question, "
                              "answer '#### N'), MATH-500/AIME (problem, answer) or generic (prompt, answer)")
     parser.add_argument("--checkpoint", type=Path, help="sample this checkpoint instead of reading --completions")
-    parser.add_argument("--samples", type=int, default=8, help="with --checkpoint: samples per problem (default 8)")
-    parser.add_argument("--n-problems", type=int, default=200, help="with --checkpoint: problems (default 200)")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="with --checkpoint: tokens per sample")
-    parser.add_argument("--temperature", type=float, default=TEMPERATURE, help="with --checkpoint (paper: 0.6)")
-    parser.add_argument("--top-p", type=float, default=TOP_P, help="with --checkpoint (paper: 0.95)")
-    parser.add_argument("--seed", type=int, default=0, help="with --checkpoint: sampling seed")
-    parser.add_argument("--template", default="auto", choices=("auto", "r1_zero", "chat"),
-                        help="with --checkpoint and --data world: the prompt template (default: as the checkpoint "
+    # sampling flags default to None: they belong to --checkpoint, and main() refuses them without it
+    parser.add_argument("--samples", type=int, help="with --checkpoint: samples per problem (default 8)")
+    parser.add_argument("--n-problems", type=int, help="with --checkpoint: problems (default 200)")
+    parser.add_argument("--max-new-tokens", type=int, help="with --checkpoint: tokens per sample (default 128)")
+    parser.add_argument("--temperature", type=float, help=f"with --checkpoint (default and paper: {TEMPERATURE})")
+    parser.add_argument("--top-p", type=float, help=f"with --checkpoint (default and paper: {TOP_P})")
+    parser.add_argument("--seed", type=int, help="with --checkpoint: sampling seed (default 0)")
+    parser.add_argument("--template", choices=("auto", "r1_zero", "chat"),
+                        help="with --checkpoint and --data world: the prompt template (default auto: as the checkpoint "
                              "was trained: R1-Zero's for base and R1-Zero models, chat after SFT)")
     parser.add_argument("--completions", type=Path,
                         help='jsonl of {"index": i, "completion": "..."}; i is the 0-based record of --data; '
@@ -311,6 +315,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a directory")
+    sampling = [flag for flag in SAMPLING_FLAGS if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None]
+    if args.checkpoint is None and sampling:
+        raise ValueError(f"{', '.join(sampling)} set how --checkpoint is sampled; --completions are scored as they are")
     if args.checkpoint is not None:
         from r1lab.stages.sample_eval import config_from_eval_args, evaluate_checkpoint
 
