@@ -95,6 +95,31 @@ def test_packing_isolates_examples_and_matches_separate_losses(tokenizer):
     assert abs(leaky.ce - expected_ce) > 1e-3
 
 
+def test_padding_counts_toward_no_expert_load(tokenizer):
+    """The balancing bias follows the experts' load (V3 §2.1.2): SFT's packed rows end in padding,
+    which a 4-D document mask does not mark, so the batch says which tokens are real. Every MoE
+    layer (the MTP block's too) counts K experts per real token and none per pad."""
+    examples = [SFTExample(prompt="What is 2 + 3?", response="<think>2 + 3 = 5, so it is five.</think>It is 5."),
+                SFTExample(prompt="Hi", response="Hello!")]
+    samples = [sft.tokenize(tokenizer, e, 512, "x") for e in examples]
+    batch = sft.collate(samples, [[0], [1]], tokenizer.pad_id)  # row 1 is mostly padding
+    assert batch.token_valid.sum() == batch.tokens < batch.token_valid.numel()
+    model = from_pretrained(BASE).train()
+    model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(), position_ids=batch.position_ids,
+               token_valid=batch.token_valid)
+    K = model.config.num_experts_per_tok
+    loads = [float(load.sum()) for load in model.expert_load()]
+    mtp_rows = batch.token_valid[:, :-1] & batch.token_valid[:, 1:]  # depth 1: a row and its next token real
+    assert loads[:-1] == [K * batch.tokens] * (len(loads) - 1) and loads[-1] == K * int(mtp_rows.sum())
+    counted = []  # and a training step passes the batch's token_valid on
+    model.update_router_bias = lambda: counted.append([float(load.sum()) for load in model.expert_load()])
+    for m in model.moe_layers():
+        m.gate.expert_load.zero_()
+    sft.train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), batch,
+                   sft.SFTConfig(data="x", bf16=False))
+    assert counted == [loads]
+
+
 def test_plan_shuffles_each_epoch_and_is_a_pure_function_of_the_seed():
     lengths = [random.Random(i).randint(5, 40) for i in range(50)]
     cfg = sft.SFTConfig(data="x", seq_len=64, batch_size=3, epochs=2)

@@ -107,11 +107,14 @@ class Transformer(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                       attention_mask: torch.Tensor | None = None,
-                      cache: KVCache | PrefixCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                      cache: KVCache | PrefixCache | None = None,
+                      token_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids (B, T) -> final hidden states before the output norm (B, T, D) and the
         MoE balance losses. attention_mask (B, S): True for real tokens over all positions seen
         so far (cache included), or a ready (B, 1, T, S) bool mask (packed documents: each sees
-        only itself); position_ids (B, T) default to cache.length + arange(T)."""
+        only itself); position_ids (B, T) default to cache.length + arange(T); token_valid (B, T)
+        bool: the real tokens (not padding), which alone count toward the MoE balancing load; read
+        from a 2-D mask, to be given with a 4-D one (None: every token counts)."""
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
         if position_ids is None:
@@ -119,9 +122,10 @@ class Transformer(nn.Module):
         cos, sin = self.rotary(position_ids)
         mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
             attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
-        # the query tokens' own validity, for MoE balancing (a 4-D packing mask marks no padding)
-        token_valid = attention_mask[:, start:start + T].bool() if attention_mask is not None and \
-            attention_mask.dim() == 2 else None  # (B, T)
+        # the query tokens' own validity, for MoE balancing: a 4-D packing mask marks no padding, so
+        # its caller passes token_valid; a 2-D mask is it
+        if attention_mask is not None and attention_mask.dim() == 2:
+            token_valid = attention_mask[:, start:start + T].bool()  # (B, T)
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
@@ -139,12 +143,14 @@ class Transformer(nn.Module):
         return self.lm_head(self.model.norm(h))
 
     def loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
-             position_ids: torch.Tensor | None = None) -> LossOutput:
+             position_ids: torch.Tensor | None = None, token_valid: torch.Tensor | None = None) -> LossOutput:
         """Next-token + MTP loss. labels (B, T): the target of each position (input shifted by
-        one), -100 where no loss is taken. attention_mask and position_ids as in `hidden_states`."""
-        h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        one), -100 where no loss is taken. attention_mask, position_ids and token_valid (the real
+        tokens, with a 4-D mask) as in `hidden_states`."""
+        h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                    token_valid=token_valid)
         ce = self.head_loss(h, labels)
-        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids) if len(self.mtp) else None
+        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids, token_valid) if len(self.mtp) else None
         total = ce
         if mtp is not None:
             total = total + self.config.mtp_loss_weight * mtp
@@ -161,12 +167,13 @@ class Transformer(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
+                  token_valid: torch.Tensor | None = None) -> torch.Tensor:
         """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}.
         The mean over the D depths of each depth's mean cross-entropy (V3 eq. 25, without lambda);
         a depth without any target (a short or mostly unlabelled window) adds 0, not NaN."""
         losses = []
-        keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else None  # (B, S)
+        keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else token_valid  # (B, S)
         valid = keys  # (B, T) validity of depth k's rows
         for k, module in enumerate(self.mtp, start=1):
             T = h.shape[1] - 1  # each depth predicts one token further, so one position fewer

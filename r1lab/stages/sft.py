@@ -157,6 +157,7 @@ class Batch:
     labels: torch.Tensor  # (B, T) next-token targets on response tokens, IGNORE elsewhere
     document_ids: torch.Tensor  # (B, T) index of each position's example in its row; padding: its own
     position_ids: torch.Tensor  # (B, T) position within its example, from 0
+    token_valid: torch.Tensor  # (B, T) bool, False on the padding after a row's last example
     tokens: int  # real (non-padding) tokens
 
     def attention_mask(self) -> torch.Tensor:
@@ -170,6 +171,7 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
     labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)  # (B, T)
     document_ids = torch.zeros((len(rows), T), dtype=torch.long)  # (B, T)
     position_ids = torch.zeros((len(rows), T), dtype=torch.long)  # (B, T)
+    token_valid = torch.zeros((len(rows), T), dtype=torch.bool)  # (B, T)
     for b, row in enumerate(rows):
         at = 0
         for doc, i in enumerate(row):
@@ -179,10 +181,11 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
             document_ids[b, at:at + n] = doc
             position_ids[b, at:at + n] = torch.arange(n)
             at += n
+        token_valid[b, :at] = True
         document_ids[b, at:] = len(row)  # the padding is a document of its own
         position_ids[b, at:] = torch.arange(T - at)
     tokens = sum(len(samples[i].ids) for row in rows for i in row)
-    return Batch(input_ids, labels, document_ids, position_ids, tokens)
+    return Batch(input_ids, labels, document_ids, position_ids, token_valid, tokens)
 
 
 # ----------------------------------------------------------------------------- training
@@ -193,7 +196,7 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batc
     """One optimizer step on the response tokens of `batch`; returns its statistics."""
     with training.autocast(config.bf16):
         out = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
-                         position_ids=batch.position_ids)
+                         position_ids=batch.position_ids, token_valid=batch.token_valid)  # pads leave MoE balancing out
     out.loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
