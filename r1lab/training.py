@@ -185,6 +185,21 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
+def check_same_run(checkpoint: Path, config: Any, fields: tuple[str, ...]) -> None:
+    """A resumed run must be the one that stopped: the `fields` of `config` that decide its data and
+    their order must equal those saved with `checkpoint` (`r1lab_config.json`), else the step count
+    would index another plan (a resumed SFT with a new batch size finished at once, half trained)."""
+    path = Path(checkpoint) / "r1lab_config.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    changed = [f"{f} {saved[f]!r} -> {now[f]!r}" for f in fields if f in saved and saved[f] != now[f]]
+    if changed:
+        raise ValueError(f"--resume from {checkpoint}: changed since it was saved: {', '.join(changed)}; "
+                         "resume with the run's settings, or start afresh without --resume")
+
+
 def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bool = True) -> dict[str, Any]:
     """The optimizer state (and, with `rng`, the RNG states) of a checkpoint; returns the whole state.
 

@@ -252,3 +252,17 @@ def test_fresh_run_removes_an_earlier_runs_checkpoints(tmp_path, capsys):
     sft.run(config(tmp_path, data, max_steps=3, save_every=1))
     assert f"removing {stale.parent}" in capsys.readouterr().out
     assert sorted(p.name for p in stale.parent.iterdir()) == ["step_000001", "step_000002"]
+
+
+def test_resuming_with_another_plan_is_refused(tmp_path, capsys):
+    """A resumed run indexes its plan by the saved step: with another batch size it finished at once
+    and saved a half-trained model. The plan's settings must be the saved run's."""
+    data = write_jsonl(tmp_path / "train.jsonl")
+    sft.run(config(tmp_path, data, max_steps=2, save_every=1))
+    before = sorted(p.name for p in (tmp_path / "sft" / "checkpoints").iterdir())
+    with pytest.raises(ValueError, match="batch_size 4 -> 8"):
+        sft.run(config(tmp_path, data, max_steps=2, save_every=1, batch_size=8, resume=True))
+    assert sorted(p.name for p in (tmp_path / "sft" / "checkpoints").iterdir()) == before
+    capsys.readouterr()
+    sft.run(config(tmp_path, data, max_steps=2, save_every=1, resume=True, keep_checkpoints=3))  # not part of the plan
+    assert "resumed from" in capsys.readouterr().out

@@ -162,6 +162,9 @@ def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenize
     """Policy, KL reference, tokenizer, optimizer and the trainer state ({} on a fresh start): from
     the newest checkpoint with --resume, else from `init`. The RNG states are not restored here."""
     ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
+    if ck is not None:  # the prompts and their order must be the stopped run's (more steps may follow)
+        training.check_same_run(ck, config, ("init", "seed", "n_prompts", "prompts_per_step", "group_size",
+                                             "template"))
     model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck)

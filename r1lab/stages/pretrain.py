@@ -86,6 +86,8 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
 def run(config: PretrainConfig) -> Path:
     """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
     ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
+    if ck is not None:  # the corpus and the batches must be the stopped run's (more steps may follow)
+        training.check_same_run(ck, config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"))
     from r1lab.world import pretraining_corpus  # the world is only needed here
 
     tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)

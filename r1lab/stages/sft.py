@@ -209,8 +209,15 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batc
     return record
 
 
+# what a resumed SFT run must share with the one that stopped: what decides its plan of batches
+# (a longer --max-steps or another learning rate may continue a run; the plan's prefix is the same)
+SAME_RUN_FIELDS = ("data", "init", "seed", "epochs", "seq_len", "batch_size", "packing")
+
+
 def _load(config: SFTConfig) -> tuple[Transformer, Tokenizer, Path | None]:
     ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
+    if ck is not None:
+        training.check_same_run(ck, config, SAME_RUN_FIELDS)
     model = from_pretrained(ck or config.init).train()
     tokenizer = Tokenizer.load(ck or config.init)
     if tokenizer.vocab_size > model.config.vocab_size:
