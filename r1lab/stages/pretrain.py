@@ -83,11 +83,9 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
     return sum(losses) / len(losses)
 
 
-def run(config: PretrainConfig) -> Path:
-    """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
-    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
-    if ck is not None:  # the corpus and the batches must be the stopped run's (more steps may follow)
-        training.check_same_run(ck, config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"))
+def corpora(config: PretrainConfig) -> tuple[Tokenizer, torch.Tensor, torch.Tensor]:
+    """The world's tokenizer and the packed training and held-out token streams; a stream shorter
+    than one window is an error (before the caller makes its run directory)."""
     from r1lab.world import pretraining_corpus  # the world is only needed here
 
     tokenizer = world_tokenizer(seed=config.seed, vocab_size=config.vocab_size)
@@ -98,6 +96,15 @@ def run(config: PretrainConfig) -> Path:
         if len(tokens) < config.seq_len + 2:  # a window is seq_len + 1 tokens, drawn from a random start
             raise ValueError(f"the {name} corpus has {len(tokens):,} tokens, fewer than seq_len + 2 "
                              f"({config.seq_len + 2}): raise --n-docs or lower --seq-len")
+    return tokenizer, stream, val_stream
+
+
+def run(config: PretrainConfig) -> Path:
+    """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
+    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
+    if ck is not None:  # the corpus and the batches must be the stopped run's (more steps may follow)
+        training.check_same_run(ck, config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"))
+    tokenizer, stream, val_stream = corpora(config)
     out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")
 
