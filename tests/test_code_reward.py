@@ -92,11 +92,28 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
         found = OLD_ANSWER.findall(text)
         assert code_module.last_answer_block(text) == (found[-1] if found else None), text
-        assert code_module._FENCE.findall(text) == OLD_FENCE.findall(text), text
+        assert [(lang, body) for _, lang, body in code_module._FENCE.findall(text)] == OLD_FENCE.findall(text), text
     stuck = ["<answer>" * 40_000, "```python" + "x" * 100_000]  # 43 s and ~4 s before
     start = time.perf_counter()
     assert [extract_code(text) for text in stuck] == stuck
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("completion", [
+    "<think>ok</think>\n```python\ndef add(a, b):\n    return a + b\n```\nOutput:\n```\n5\n```",  # not the output
+    "<think>ok</think>\n1. The solution:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n",  # list item
+    "<think>ok</think>\n```\ndef add(a, b):\n    return a + b\n```",  # untagged, and the only block
+])
+def test_extraction_takes_the_program_as_markdown_shows_it(completion):
+    assert extract_code(completion) == "def add(a, b):\n    return a + b"
+
+
+def test_extraction_reads_the_current_turn_only():
+    """Text after the end of the turn is not this answer (`turn_body`), as for the math reward."""
+    later = "<|eos|>\n<|user|>hint\n<|assistant|>\n```python\ndef add(a, b):\n    return a + b\n```"
+    assert extract_code("<think>ok</think>\nNo idea." + later) == "No idea."
+    assert extract_code("<think>ok</think>\n```python\ndef add(a, b):\n    return a + b\n```<|eos|>```python\nx\n```") \
+        == "def add(a, b):\n    return a + b"
 
 
 def test_stdio_tasks_match_exactly_or_modulo_whitespace(sandbox):

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from r1lab.rewards.format import last_answer_block
+from r1lab.rewards.format import last_answer_block, turn_body
 from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default_sandbox
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 Kind = Literal["humaneval", "mbpp", "stdio"]
 # The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
 # could take its characters too, and on a fence line with no newline the backtracking is quadratic.
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
-_PYTHON_FENCES = {"", "python", "py", "python3", "py3"}
+# Groups: the fence's indentation (a fence inside a list item), the language, the body.
+_FENCE = re.compile(r"^([ \t]*)```[ \t]*([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
+_PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +101,12 @@ def extract_code(completion: str) -> str | None:
     '    return a + b'
     >>> extract_code("<think>still thinking...") is None
     True
+
+    Only the current turn counts (`turn_body`); the last block tagged as Python wins over untagged
+    ones (a trailing "Output:" block is not the program); a fence indented inside a list item
+    loses that indentation, as Markdown reads it.
     """
+    completion = turn_body(completion)
     if "</think>" in completion:
         answer = completion.rsplit("</think>", 1)[1]
     elif "<think>" in completion:
@@ -109,12 +115,14 @@ def extract_code(completion: str) -> str | None:
         answer = completion
     tagged = last_answer_block(answer)
     answer = answer if tagged is None else tagged
-    fences = _FENCE.findall(answer)
+    fences = _FENCE.findall(answer)  # (indent, language, body)
     if fences:
-        python = [body for lang, body in fences if lang.lower() in _PYTHON_FENCES]
+        python = [f for f in fences if f[1].lower() in _PYTHON_FENCES] or [f for f in fences if not f[1]]
         if not python:
             return None  # only other languages
-        answer = python[-1]
+        indent, _, answer = python[-1]
+        if indent:  # the fence's own indentation is not the code's
+            answer = re.sub(rf"(?m)^[ \t]{{0,{len(indent)}}}", "", answer)
     code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
     return code or None
 
