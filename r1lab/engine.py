@@ -209,6 +209,7 @@ def _draw(probs: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> 
     # inverse-CDF sampling: one uniform per row, cheaper than torch.multinomial's exponentials
     cdf = probs.cumsum(-1)  # (R, C)
     u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device) * cdf[:, -1:]
+    u.clamp_(min=torch.finfo(u.dtype).tiny)  # rand gives exactly 0 about once in 2^24 draws: never a p = 0 token
     col = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1)  # (R, 1)
     return (col if ids is None else ids.gather(1, col)).squeeze(1)
 

@@ -223,3 +223,15 @@ def test_decode_step_takes_a_cache_of_another_dtype():
                 results.append(DecodeWeights(model, weights).step(ids[:, 5], pos[:, 5], valid, cache))
     for approx in results[1:]:  # bf16 rounding, per row (a bf16 routing flip moves a row by ~0.02)
         assert (approx - results[0]).abs().mean(dim=1).median() < 3e-3
+
+
+def test_a_zero_uniform_draw_never_samples_a_token_of_probability_zero(monkeypatch):
+    """Inverse-CDF sampling with u = 0 (torch.rand gives it about once in 2^24 draws) took column 0
+    even at probability 0: the pad token, in a completion, once per ~16M sampled tokens."""
+    from r1lab.engine import _draw
+
+    probs = torch.tensor([[0.0, 0.0, 0.7, 0.3], [0.0, 0.5, 0.0, 0.5]])
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape, device=kw.get("device")))
+    for params in (SamplingParams(), SamplingParams(top_p=0.9), SamplingParams(top_k=3)):
+        tokens = _draw(probs, params, torch.Generator().manual_seed(0))
+        assert probs.gather(1, tokens[:, None]).min() > 0, params
