@@ -185,6 +185,16 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
+def check_optimizer_settings(config: Any) -> None:
+    """The optimizer and schedule fields every training stage has: lr, grad_clip, weight_decay,
+    warmup_steps and min_lr_ratio; a ValueError naming the config class and the field."""
+    name = type(config).__name__
+    if config.lr <= 0 or config.grad_clip <= 0 or config.weight_decay < 0 or config.warmup_steps < 0:
+        raise ValueError(f"{name}: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
+    if not 0 <= config.min_lr_ratio <= 1:
+        raise ValueError(f"{name}.min_lr_ratio must be in [0, 1], got {config.min_lr_ratio}")
+
+
 def check_same_run(checkpoint: Path, config: Any, fields: tuple[str, ...]) -> None:
     """A resumed run must be the one that stopped: the `fields` of `config` that decide its data and
     their order must equal those saved with `checkpoint` (`r1lab_config.json`), else the step count

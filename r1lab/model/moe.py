@@ -122,11 +122,10 @@ class Experts(nn.Module):
             macs //= 4  # float32 matmuls: ~4x fewer FLOP/s than bf16 (AMX), padding costs 4x more
         slots = ExpertSlots.build(routing.indices, E, max_waste_rows=E * macs // (D * two_i // 2))
         xs = _Slots.apply(x, slots)  # (P, D): each expert's tokens in a block of rows
-        weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,), 0 on padding
         if slots.equal_blocks:  # one batched matmul per projection for all experts
             gate, up = torch.bmm(xs.view(E, -1, D), self.gate_up_proj.transpose(1, 2)).chunk(2, dim=-1)  # (E, M, I)
             ys = torch.bmm(swiglu(gate, up), self.down_proj.transpose(1, 2)).view(-1, D)  # (P, D)
-            return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
+            return _combine(ys, routing, slots)
         # unbind once: indexing the stacked weight per expert would make autograd build a full
         # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
         gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
@@ -136,8 +135,7 @@ class Experts(nn.Module):
                 continue
             gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
             outs.append(F.linear(swiglu(gate, up), down[e]))
-        ys = torch.cat(outs)
-        return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
+        return _combine(torch.cat(outs), routing, slots)
 
     def _grouped(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Tokens grouped by expert as in `_dispatch`, then each projection is one grouped GEMM
@@ -151,8 +149,14 @@ class Experts(nn.Module):
         # weights as (E, D, 2I) and (E, I, D) views of the stored (E, out, in) tensors
         gate, up = torch._grouped_mm(xs, self.gate_up_proj.to(dtype).transpose(1, 2), offs=offs).chunk(2, dim=-1)
         ys = torch._grouped_mm(swiglu(gate, up), self.down_proj.to(dtype).transpose(1, 2), offs=offs)  # (P, D)
-        weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,), 0 on padding
-        return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
+        return _combine(ys, routing, slots)
+
+
+def _combine(ys: torch.Tensor, routing: Routing, slots: "ExpertSlots") -> torch.Tensor:
+    """Expert outputs ys (P, D), grouped by expert -> (N, D): each row times its gate (0 on
+    padding rows), then each token's K rows summed."""
+    weights = F.pad(routing.weights.flatten(), (0, 1)).index_select(0, slots.slot_of)  # (P,)
+    return _Tokens.apply(ys * weights[:, None].to(ys.dtype), slots)
 
 
 def fast_grouped_mm(x: torch.Tensor) -> bool:

@@ -86,12 +86,9 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
         if self.kl_coef < 0 or self.temperature <= 0:
             raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("GRPOConfig: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
+        training.check_optimizer_settings(self)
         if self.ref_reset_every < 0:
             raise ValueError(f"GRPOConfig.ref_reset_every must be >= 0 (0 = never), got {self.ref_reset_every}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"GRPOConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not (0 <= self.clip_eps_low < 1 and self.clip_eps_high >= 0):  # 1 - eps_low must stay a positive ratio
             raise ValueError(f"GRPOConfig: clip_eps_low must be in [0, 1) and clip_eps_high >= 0, got "
                              f"{self.clip_eps_low} and {self.clip_eps_high}")

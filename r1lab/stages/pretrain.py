@@ -49,10 +49,7 @@ class PretrainConfig:
         for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("PretrainConfig: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("PretrainConfig.min_lr_ratio must be in [0, 1]")
+        training.check_optimizer_settings(self)
 
 
 def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:

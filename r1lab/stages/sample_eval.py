@@ -64,10 +64,10 @@ def config_from_eval_args(args: argparse.Namespace) -> SampleEvalConfig:
     """
     if args.completions is not None:
         raise ValueError("--completions and --checkpoint exclude each other: --checkpoint scores its own samples")
-    given = {name: getattr(args, flag) for name, flag in (
-        ("n_problems", "n_problems"), ("k", "samples"), ("temperature", "temperature"), ("top_p", "top_p"),
-        ("max_new_tokens", "max_new_tokens"), ("seed", "seed"), ("template", "template")) if getattr(args, flag) is not None}
-    config = SampleEvalConfig(checkpoint=str(args.checkpoint), data=args.data, **given)  # the rest: defaults
+    flags = dict(n_problems=args.n_problems, k=args.samples, temperature=args.temperature, top_p=args.top_p,
+                 max_new_tokens=args.max_new_tokens, seed=args.seed, template=args.template)
+    config = SampleEvalConfig(checkpoint=str(args.checkpoint), data=args.data,  # flags not given: the defaults
+                              **{field: value for field, value in flags.items() if value is not None})
     if args.k is not None and not 1 <= args.k <= config.k:
         raise ValueError(f"--k must be from 1 to --samples ({config.k}): pass@k and cons@k are computed "
                          f"from the samples drawn per problem, got --k {args.k}")

@@ -67,12 +67,9 @@ class SFTConfig:
         for name in ("epochs", "seq_len", "batch_size", "log_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SFTConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.max_steps < 0 or self.warmup_steps < 0:
-            raise ValueError("SFTConfig.max_steps and warmup_steps must be >= 0")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.weight_decay < 0:
-            raise ValueError("SFTConfig: lr and grad_clip must be > 0, weight_decay >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("SFTConfig.min_lr_ratio must be in [0, 1]")
+        if self.max_steps < 0:
+            raise ValueError("SFTConfig.max_steps must be >= 0 (0 = as many as the epochs take)")
+        training.check_optimizer_settings(self)
 
 
 # ----------------------------------------------------------------------------- data
