@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the issues in one prepared run (a lent machine's time is short):
 # training throughput vs transformers and as a share of the measured bf16 matmul peak (expert
-# loop, grouped GEMMs, compiled blocks), a short GRPO run, the engine's tests on CUDA. Logs go to $OUT.
+# loop, grouped GEMMs, compiled blocks), a short GRPO run, the engine's and the stages' device tests on CUDA. Logs go to $OUT.
 #   bash benchmarks/gpu_checks.sh            (on the GPU machine: python3 there has torch + CUDA)
 #   DEVICE=cpu PRESET=tiny bash benchmarks/gpu_checks.sh   (a dry run of the script itself)
 set -uo pipefail
@@ -22,6 +22,8 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')" 2>&1 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv >> "$OUT/env.log" 2>&1
 MS="$PY benchmarks/model_speed.py --device $DEVICE --cases $PRESET --precisions bf16"
 step engine_tests 70 env R1LAB_TEST_DEVICE="$DEVICE" $PY -m pytest -q -p no:cacheprovider tests/test_engine.py
+# SFT, pretraining and sampled evaluation with device=$DEVICE: the CPU run's weights, resumable there
+step device_tests 70 env R1LAB_TEST_DEVICE="$DEVICE" $PY -m pytest -q -p no:cacheprovider tests/test_devices.py
 # training throughput: the default (grouped GEMMs for the routed experts on Hopper) against
 # transformers, with a check against the expert loop and a profile; then every block (and the
 # output head's loss) compiled, at 8, 16 and 32 rows of 2048 tokens

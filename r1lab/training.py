@@ -52,6 +52,19 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
+def check_device(device: str, owner: str = "config") -> None:
+    """A torch device string that this machine has, checked before anything is loaded or written;
+    `owner` names the config in the message (e.g. "SFTConfig")."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{owner}.device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{owner}.device is {device!r} but CUDA is not available here")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{owner}.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+
+
 def autocast(enabled: bool, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
     """bf16 autocast (AMX on recent CPUs, tensor cores on GPUs); a no-op when disabled."""
     device_type = torch.device(device).type

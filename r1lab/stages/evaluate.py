@@ -285,7 +285,8 @@ def collect_completions(args: argparse.Namespace,
 # ---------------------------------------------------------------------------------------
 
 
-SAMPLING_FLAGS = ("--samples", "--n-problems", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--template")
+SAMPLING_FLAGS = ("--samples", "--n-problems", "--max-new-tokens", "--temperature", "--top-p", "--seed", "--template",
+                  "--device", "--bf16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -303,6 +304,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", choices=("auto", "r1_zero", "chat"),
                         help="with --checkpoint and --data world: the prompt template (default auto: as the checkpoint "
                              "was trained: R1-Zero's for base and R1-Zero models, chat after SFT)")
+    parser.add_argument("--device", help="with --checkpoint: cpu | cuda | cuda:N (default cpu)")
+    parser.add_argument("--bf16", action="store_const", const=True, help="with --checkpoint: bf16 autocast while sampling")
     parser.add_argument("--completions", type=Path,
                         help='jsonl of {"index": i, "completion": "..."}; i is the 0-based record of --data; '
                              "repeat an index for k samples")

@@ -94,7 +94,7 @@ class GRPOConfig:
                              f"{self.clip_eps_low} and {self.clip_eps_high}")
         check_template(self.template)
         check_language(self.language)
-        check_device(self.device)
+        training.check_device(self.device, "GRPOConfig")
 
 
 def check_language(language: str) -> None:
@@ -103,18 +103,6 @@ def check_language(language: str) -> None:
 
     if language not in LANGUAGES:
         raise ValueError(f"GRPOConfig.language must be one of the world's languages {LANGUAGES}, got {language!r}")
-
-
-def check_device(device: str) -> None:
-    """A torch device string that this machine has, checked before anything is loaded or written."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"GRPOConfig.device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"GRPOConfig.device is {device!r} but CUDA is not available here")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"GRPOConfig.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
 
 
 def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

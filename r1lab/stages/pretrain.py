@@ -38,7 +38,8 @@ class PretrainConfig:
     warmup_steps: int = 50  # linear warmup steps
     weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
-    bf16: bool = True  # bf16 autocast (AMX on recent CPUs)
+    bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains (a launcher may wrap it beforehand)
     eval_every: int = 250  # steps between held-out loss evaluations
     save_every: int = 500  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # resumable checkpoints kept on disk
@@ -50,6 +51,7 @@ class PretrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
         training.check_optimizer_settings(self)
+        training.check_device(self.device, "PretrainConfig")
 
 
 def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
@@ -61,10 +63,11 @@ def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random windows, a pure function of (seed, step): a resumed run sees the same batches."""
+    """Random windows, a pure function of (seed, step): a resumed run sees the same batches; on
+    `config.device` (the stream stays in host memory, the window draw on the CPU generator)."""
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
-    rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()])  # (B, T+1)
+    rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()]).to(config.device)  # (B, T+1)
     return rows[:, :-1], rows[:, 1:]
 
 
@@ -74,7 +77,7 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
     losses = []
     for i in range(n_batches):
         x, y = batch_at(stream, -1 - i, config)
-        with training.autocast(config.bf16):
+        with training.autocast(config.bf16, config.device):
             losses.append(model.loss(x, y).ce.item())
     model.train()
     return sum(losses) / len(losses)
@@ -107,11 +110,11 @@ def run(config: PretrainConfig) -> Path:
 
     model_config = preset(config.model).replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
-    model = Transformer(model_config).train()
+    model = Transformer(model_config).to(config.device).train()  # initialised on the CPU: the same weights anywhere
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
     if ck is not None:
-        model = from_pretrained(ck).train()
+        model = from_pretrained(ck, device=config.device).train()
         optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
         start_step = training.load_training_state(ck, optimizer)["step"]
         print(f"resumed from {ck} at step {start_step}")
@@ -125,7 +128,7 @@ def run(config: PretrainConfig) -> Path:
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
         x, y = batch_at(stream, step, config)
-        with training.autocast(config.bf16):
+        with training.autocast(config.bf16, config.device):
             out_loss = model.loss(x, y)
         out_loss.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from r1lab import training
 from r1lab.engine import Engine, SamplingParams
 from r1lab.model import from_pretrained
 from r1lab.prompts import AUTO, check_template, format_rule, infer_template, prompt_ids
@@ -28,7 +29,6 @@ from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
-from r1lab.training import keep_freed_memory
 
 _STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*-?\d+")  # one worked step, e.g. "17-11=6"
 
@@ -45,11 +45,13 @@ class SampleEvalConfig:
     seed: int = 0  # sampling seed and held-out problem draw
     batch_problems: int = 32  # problems sampled together
     bf16: bool = False  # bf16 autocast while sampling
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the model samples
     template: str = "auto"  # world prompts: r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_problems < 1 or self.batch_problems < 1:
             raise ValueError("SampleEvalConfig: k, n_problems and batch_problems must be >= 1")
+        training.check_device(self.device, "SampleEvalConfig")
         if self.template != AUTO:
             check_template(self.template)
         else:
@@ -65,7 +67,8 @@ def config_from_eval_args(args: argparse.Namespace) -> SampleEvalConfig:
     if args.completions is not None:
         raise ValueError("--completions and --checkpoint exclude each other: --checkpoint scores its own samples")
     flags = dict(n_problems=args.n_problems, k=args.samples, temperature=args.temperature, top_p=args.top_p,
-                 max_new_tokens=args.max_new_tokens, seed=args.seed, template=args.template)
+                 max_new_tokens=args.max_new_tokens, seed=args.seed, template=args.template, device=args.device,
+                 bf16=args.bf16)
     config = SampleEvalConfig(checkpoint=str(args.checkpoint), data=args.data,  # flags not given: the defaults
                               **{field: value for field, value in flags.items() if value is not None})
     if args.k is not None and not 1 <= args.k <= config.k:
@@ -122,8 +125,8 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 
 def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
     """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
-    model, tokenizer = from_pretrained(config.checkpoint), Tokenizer.load(config.checkpoint)
-    keep_freed_memory()
+    model, tokenizer = from_pretrained(config.checkpoint, device=config.device), Tokenizer.load(config.checkpoint)
+    training.keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     problems, prompts, world = _prompts(config, tokenizer)
     texts: dict[int, list[str]] = {}

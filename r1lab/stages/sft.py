@@ -54,7 +54,8 @@ class SFTConfig:
     warmup_steps: int = 10  # linear warmup steps
     weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
-    bf16: bool = True  # bf16 autocast (AMX on recent CPUs)
+    bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains (a launcher may wrap it beforehand)
     log_every: int = 10  # steps between tokens/s readings (progress bar and metrics.jsonl)
     save_every: int = 100  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # resumable checkpoints kept on disk
@@ -70,6 +71,7 @@ class SFTConfig:
         if self.max_steps < 0:
             raise ValueError("SFTConfig.max_steps must be >= 0 (0 = as many as the epochs take)")
         training.check_optimizer_settings(self)
+        training.check_device(self.device, "SFTConfig")
 
 
 # ----------------------------------------------------------------------------- data
@@ -160,6 +162,10 @@ class Batch:
     def attention_mask(self) -> torch.Tensor:
         return document_mask(self.document_ids)  # (B, 1, T, T): each example sees only itself
 
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.input_ids.to(device), self.labels.to(device), self.document_ids.to(device),
+                     self.position_ids.to(device), self.token_valid.to(device), self.tokens)
+
 
 def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: int) -> Batch:
     """Rows of example indices -> tensors; T = the longest row (more padding would be wasted work)."""
@@ -191,7 +197,7 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batch,
                config: SFTConfig) -> dict[str, float]:
     """One optimizer step on the response tokens of `batch`; returns its statistics."""
-    with training.autocast(config.bf16):
+    with training.autocast(config.bf16, config.device):
         out = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
                          position_ids=batch.position_ids, token_valid=batch.token_valid)  # pads leave MoE balancing out
     out.loss.backward()
@@ -215,7 +221,7 @@ def _load(config: SFTConfig) -> tuple[Transformer, Tokenizer, Path | None]:
     ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
     if ck is not None:
         training.check_same_run(ck, config, SAME_RUN_FIELDS)
-    model = from_pretrained(ck or config.init).train()
+    model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"{ck or config.init}: tokenizer has {tokenizer.vocab_size} tokens, the model "
@@ -259,7 +265,7 @@ def run(config: SFTConfig) -> Path:
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
         epoch, rows = steps[step]
-        batch = collate(samples, rows, tokenizer.pad_id)
+        batch = collate(samples, rows, tokenizer.pad_id).to(config.device)
         record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr, **train_step(model, optimizer, batch, config),
                   "response_tokens": int((batch.labels != IGNORE).sum()), "tokens": batch.tokens}
         speed.add(batch.tokens)
