@@ -10,7 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
 
 from r1lab.model import Transformer, from_pretrained, preset, save_pretrained
-from r1lab.model.checkpoint import to_hf_config
+from r1lab.model.checkpoint import from_hf_config, to_hf_config
+from safetensors.torch import load_file
 
 CONFIGS = {
     "full-rank-q+moe+groups": dict(q_lora_rank=0, n_group=4, topk_group=2),
@@ -207,3 +208,54 @@ def test_missing_fields_mean_transformers_defaults():
     bare = from_hf_config({"model_type": "deepseek_v3"})
     for key in _HF_DEFAULTS:
         assert getattr(bare, key) == getattr(defaults, key), key
+
+def test_bf16_save_keeps_the_router_exact(tmp_path):
+    model = Transformer(make_config()).eval()
+    bias = torch.tensor([1.0 + 0.001 * i for i in range(8)])  # V3 gamma = 0.001 steps
+    for n, b in model.named_buffers():
+        if n.endswith("e_score_correction_bias"):
+            b.copy_(bias)
+    save_pretrained(model, tmp_path / "ck", dtype=torch.bfloat16)
+    sd = load_file(tmp_path / "ck" / "model.safetensors")
+    assert torch.equal(sd["model.layers.1.mlp.gate.e_score_correction_bias"], bias)
+    assert torch.equal(from_pretrained(tmp_path / "ck").model.layers[1].mlp.gate.e_score_correction_bias, bias)
+    gate = model.model.layers[1].mlp.gate.weight
+    assert sd["model.layers.1.mlp.gate.weight"].dtype == torch.float32  # the router too, as transformers keeps it
+    assert torch.equal(sd["model.layers.1.mlp.gate.weight"], gate.detach())
+    assert sd["model.layers.1.mlp.shared_experts.up_proj.weight"].dtype == torch.bfloat16
+
+
+def test_mtp_block_stays_dense_when_first_k_dense_exceeds_layers(tmp_path):
+    cfg = make_config(num_hidden_layers=2, first_k_dense_replace=5, num_nextn_predict_layers=1)
+    model = Transformer(cfg)
+    save_pretrained(model, tmp_path / "ck")
+    again = from_pretrained(tmp_path / "ck")
+    assert again.config.is_moe_layer(2) == cfg.is_moe_layer(2) is False
+
+
+def test_rope_scaling_wins_over_rope_parameters_as_in_transformers():
+    d = to_hf_config(make_config())
+    d["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0}
+    d["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}
+    assert from_hf_config(d).rope_factor == 4.0
+
+
+def test_transformers_checkpoint_without_shared_experts_loads(tmp_path):
+    cfg = make_config(n_shared_experts=0)
+    hf = DeepseekV3ForCausalLM(DeepseekV3Config(**{k: v for k, v in to_hf_config(cfg).items()
+                                                   if k not in ("architectures", "model_type", "r1lab", "dtype")})).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    model = from_pretrained(tmp_path / "hf").eval()
+    x = torch.randint(0, 96, (2, 12))
+    with torch.no_grad():
+        assert (model(x) - hf(x).logits).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("field,value", [("n_routed_experts", -4), ("n_shared_experts", -1), ("rope_theta", 0.0),
+                                         ("original_max_position_embeddings", 0)])
+def test_bad_sizes_are_rejected_by_name(field, value):
+    changes = {field: value}
+    if field == "original_max_position_embeddings":
+        changes["rope_factor"] = 4.0
+    with pytest.raises(ValueError, match=field):
+        make_config(**changes)

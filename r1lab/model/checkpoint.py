@@ -109,7 +109,7 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
         moe_intermediate_size=d["moe_intermediate_size"] or 0, num_hidden_layers=d["num_hidden_layers"],
         num_attention_heads=heads, q_lora_rank=d["q_lora_rank"] or 0, kv_lora_rank=d["kv_lora_rank"],
         qk_nope_head_dim=d["qk_nope_head_dim"], qk_rope_head_dim=d["qk_rope_head_dim"], v_head_dim=d["v_head_dim"],
-        first_k_dense_replace=min(d["first_k_dense_replace"] or 0, d["num_hidden_layers"]),
+        first_k_dense_replace=d["first_k_dense_replace"] or 0,
         n_shared_experts=d["n_shared_experts"] or 0, n_routed_experts=d["n_routed_experts"] or 0,
         scoring_func=d.get("scoring_func", "sigmoid"), norm_topk_prob=d["norm_topk_prob"], **routing,
         num_nextn_predict_layers=d["num_nextn_predict_layers"] or 0,
@@ -123,7 +123,7 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
 
 def _rope_fields(d: dict[str, Any]) -> dict[str, Any]:
     """ModelConfig's RoPE / YaRN fields, read as transformers' `_compute_yarn_parameters` reads them."""
-    rope = dict(d.get("rope_parameters") or d.get("rope_scaling") or {})
+    rope = dict(d.get("rope_scaling") or d.get("rope_parameters") or {})  # transformers: rope_scaling wins
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     fields: dict[str, Any] = {"rope_theta": rope.get("rope_theta", d.get("rope_theta", 10000.0)), "rope_factor": 1.0}
     if rope_type == "default":  # transformers' DeepseekV3 reads only rope_theta then
@@ -161,6 +161,13 @@ _EXPERT_STACK = re.compile(r"(.*\.experts)\.(gate_up_proj|down_proj)$")
 _EXPERT_ONE = re.compile(r"(.*\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 _MTP_LOCAL = re.compile(r"mtp\.(\d+)\.(.*)$")
 _LAYER = re.compile(r"model\.layers\.(\d+)\.(.*)$")
+
+
+def _keeps_float32(name: str) -> bool:
+    """The router's weight and balancing bias are saved in float32 whatever the dtype, as transformers
+    keeps them (`_keep_in_fp32_modules_strict`): in bf16 the bias's gamma = 0.001 updates (V3
+    §2.1.2) would round away near 1 (bf16 steps there by 0.008), and routing would change."""
+    return name.endswith(".mlp.gate.weight") or name.endswith("e_score_correction_bias")
 
 
 def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
@@ -204,6 +211,8 @@ def from_hf_state_dict(sd: dict[str, torch.Tensor], config: ModelConfig) -> dict
                 name = f"mtp.{k}.{rest}"
             else:
                 name = f"mtp.{k}.block.{rest}"
+        if config.n_shared_experts == 0 and ".shared_experts." in name and t.numel() == 0:
+            continue  # transformers builds a zero-width shared expert when n_shared_experts is 0
         m = _EXPERT_ONE.match(name)
         if m:
             experts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[m.group(3)] = t
@@ -234,9 +243,8 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     path = Path(path)
     dtype = dtype or model.lm_head.weight.dtype
     hf_config = to_hf_config(model.config, dtype)  # first: a config transformers cannot load stops here
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
-               for k, v in to_hf_state_dict(model).items()}
-    tensors = {k: v.float() if k.endswith("e_score_correction_bias") else v for k, v in tensors.items()}
+    tensors = {k: v.detach().to("cpu", torch.float32 if _keeps_float32(k) else dtype if v.is_floating_point()
+                                else v.dtype) for k, v in to_hf_state_dict(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

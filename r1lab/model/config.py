@@ -77,9 +77,14 @@ class ModelConfig:
         need(self.qk_rope_head_dim > 0 and self.qk_rope_head_dim % 2 == 0,
              f"qk_rope_head_dim must be even and > 0, got {self.qk_rope_head_dim}")
         need(0 <= self.first_k_dense_replace, "first_k_dense_replace must be >= 0")
+        need(self.n_routed_experts >= 0, f"n_routed_experts must be >= 0 (0 = all dense), got {self.n_routed_experts}")
+        need(self.n_shared_experts >= 0, f"n_shared_experts must be >= 0, got {self.n_shared_experts}")
+        need(self.rope_theta > 1.0, f"rope_theta must be > 1, got {self.rope_theta}")
         need(self.scoring_func in ("sigmoid", "softmax"), f"scoring_func must be sigmoid or softmax, got {self.scoring_func!r}")
         need(self.num_nextn_predict_layers >= 0, "num_nextn_predict_layers must be >= 0")
         need(self.rope_factor >= 1.0, f"rope_factor must be >= 1, got {self.rope_factor}")
+        need(self.rope_factor == 1.0 or self.original_max_position_embeddings > 0,
+             f"original_max_position_embeddings must be > 0 with YaRN, got {self.original_max_position_embeddings}")
         need(self.attention_factor is None or self.attention_factor > 0,
              f"attention_factor must be > 0 (or None), got {self.attention_factor}")
         if self.has_moe:
