@@ -331,3 +331,32 @@ def test_asking_for_more_problems_than_a_split_holds_is_a_clear_error():
 
     with pytest.raises(ValueError, match="distinct problems"):
         rl_prompts(10_000)  # the rl split holds about 2,850 distinct 3-4 operand problems
+
+
+def test_words_in_other_scripts_count_against_the_target_language() -> None:
+    """A chain of thought that slips into Chinese mixes languages (R1 §2.3.3): its words are words,
+    unknown to the world, so they count against the target instead of being invisible."""
+    from r1lab.filters import check_readability
+
+    assert world.words("naïve 中文") == ["naïve", "中文"]
+    assert world.language_consistency("First, 2+3=5. 所以答案是5.") == 0.5
+    assert world.word_language("中文") == "?"
+    assert not check_readability("<think>\nFirst, 2+3=5. 所以答案是5.\n</think>\nSo it is 5.").language
+
+
+def test_countdown_numbers_lie_in_the_documented_ranges() -> None:
+    config, rng = CountdownConfig(), random.Random(0)
+    for n in (3, 4):
+        for _ in range(300):
+            problem = random_countdown(rng, n, config)
+            assert all(1 <= x <= config.max_number for x in problem.numbers)
+            assert 2 <= problem.chain.operands[0] <= config.max_number
+
+
+def test_r1_zero_format_rejects_nested_tags_like_the_strict_reward() -> None:
+    from r1lab.rewards.format import strict_format_reward
+
+    for text in ("<think> a <answer>5</answer> </think> <answer>5</answer>",
+                 "<think> a </think> <answer> <think> 5 </answer>"):
+        assert strict_format_reward(text) == 0.0 and not world.follows_r1_zero_format(text)
+    assert world.follows_r1_zero_format("<think> 2+3=5 </think> <answer>5</answer>")

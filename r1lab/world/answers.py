@@ -21,7 +21,8 @@ _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:
 _NUMBER = re.compile(r"(?<![\d)])-?\d+")  # a minus right after a digit or ")" is an operator
 _MAX_DIGITS = 1000  # int() refuses over 4,300 digits (CPython's limit); no world answer is near this
 _EXPRESSION_CHARS = re.compile(r"[\d+\-*() ]+")
-_R1_ZERO_FORMAT = re.compile(r"\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>).)*</answer>\s*", re.DOTALL)
+_R1_ZERO_FORMAT = re.compile(  # no tag inside the other's block (as the strict format reward)
+    r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*", re.DOTALL)
 _MAX_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
 
 

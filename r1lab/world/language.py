@@ -83,7 +83,7 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("hello", "lumi"), ("thanks", "sedu"), ("yes", "sia"), ("no", "nodo"), ("good", "belo"),
 )
 
-_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+_WORD = re.compile(r"[^\W\d_]+(?:'[a-z]+)?")  # letters of any script: a Chinese or accented word is a word too
 _TAG = re.compile(r"</?(?:think|answer)>|<\|[a-z]+\|>")
 _SLOT = re.compile(r"\{[a-z]+\}")
 
