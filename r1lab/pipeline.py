@@ -96,10 +96,12 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
     settings = SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems, k=config.eval_samples,
                                 seed=config.seed + 1, max_new_tokens=192)
     fingerprint = _fingerprint(checkpoint, settings)
-    if cache.exists():
+    try:
         cached = json.loads(cache.read_text())
         if cached.get("fingerprint") == fingerprint:
             return StageRow(**cached["row"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent, or cut short by a crash: evaluate again
+        pass
     result = evaluate_checkpoint(settings)
     s = result.summary()
     row = StageRow(stage=stage, checkpoint=str(checkpoint), pass_at_1=s["pass@1"], pass_at_k=s["pass@k"],
@@ -108,7 +110,9 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
                    accuracy_bare=s["accuracy_bare"], language_consistency=s["language_consistency"],
                    seconds=seconds)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
+    tmp.replace(cache)  # atomic: a crash never leaves half a cache file
     return row
 
 
@@ -136,9 +140,20 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
         "the stage's training (and data) wall time.\n")
 
 
-def _reuse_or_run(done: Path, fn: Callable[[], Path]) -> tuple[Path, float]:
-    """The stage's output if a previous run finished it, else run it; returns (output, seconds)."""
+def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
+                  **expected: object) -> tuple[Path, float]:
+    """The stage's output if a previous run finished it, else run it; returns (output, seconds).
+
+    A finished output is reused only if it was built from the same inputs: the `expected` fields
+    (init, data, seed...) must equal those in its saved config `saved` (a stats file's "config")."""
     if done.exists():
+        if saved is not None and saved.exists():
+            config = json.loads(saved.read_text())
+            config = config.get("config", config)
+            changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config and config[k] != v]
+            if changed:
+                raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
+                                 "use another --out, or delete it to rebuild")
         return done, 0.0
     t0 = time.perf_counter()
     out = fn()
@@ -179,30 +194,38 @@ def run(config: PipelineConfig) -> list[StageRow]:
         return rows
 
     zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed,
-                                                                  "R1-Zero in miniature"))
+                                                                  "R1-Zero in miniature"),
+                            out / "zero" / "policy" / "r1lab_config.json", init=str(base), seed=seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
 
     data, s1 = _reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
-        config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)))
+        config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)),
+        out / "cold_start" / "data.stats.json", zero_checkpoint=str(zero), seed=seed)
     cold, s2 = _reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
-                                                                        out / "cold_start", seed))
+                                                                        out / "cold_start", seed),
+                             out / "cold_start" / "model" / "r1lab_config.json", data=str(data), init=str(base),
+                             seed=seed)
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
 
     rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
                                                                        out / "reasoning_rl", seed,
-                                                                       "Reasoning RL (accuracy + format + language)"))
+                                                                       "Reasoning RL (accuracy + format + language)"),
+                          out / "reasoning_rl" / "policy" / "r1lab_config.json", init=str(cold), seed=seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
 
     rs_data, s1 = _reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
-        config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)))
+        config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)),
+        out / "rejection" / "stats.json", checkpoint=str(rl), seed=seed)
     final, s2 = _reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
-                                                                        out / "rejection", seed))
+                                                                        out / "rejection", seed),
+                              out / "rejection" / "model" / "r1lab_config.json", data=str(rs_data), init=str(base),
+                              seed=seed)
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     return finish()
 

@@ -119,3 +119,28 @@ def test_an_interrupted_pretraining_continues_from_its_checkpoint(tmp_path, monk
     (step / "trainer_state.pt").write_text("")
     pipeline.base_checkpoint(config)
     assert seen == [False, True]
+
+
+def _fake_evaluate(settings):
+    return SimpleNamespace(summary=lambda: dict.fromkeys(
+        ("pass@1", "pass@k", "cons@k", "format_rate", "length_mean", "reasoning_share", "accuracy_reasoning",
+         "accuracy_bare", "language_consistency"), 0.0))
+
+
+def test_a_finished_stage_built_with_other_settings_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", _fake_evaluate)
+    config = toy_config(tmp_path)
+    config.stop_after = "zero"
+    pipeline.run(config)
+    config.seed = 1  # the R1-Zero policy on disk was trained with seed 0
+    with pytest.raises(ValueError, match="other settings.*seed 0 -> 1"):
+        pipeline.run(config)
+
+
+def test_a_cache_file_cut_short_by_a_crash_is_evaluated_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", _fake_evaluate)
+    config = pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=4, eval_samples=2)
+    first = pipeline.evaluate("base", pipeline.SHIPPED_BASE, config, 1.0)
+    cache = tmp_path / "eval" / "base-n4-k2-s0.json"
+    cache.write_text(cache.read_text()[:40])  # what a kill during the write leaves
+    assert pipeline.evaluate("base", pipeline.SHIPPED_BASE, config, 1.0) == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,37 @@ def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path
     assert rejection_sampling.make_judge("some/checkpoint", max_new_tokens=80).max_new_tokens == 80
     with pytest.raises(ValueError, match="judge_max_new_tokens"):
         rejection_sampling.RejectionSamplingConfig(checkpoint="x", judge_max_new_tokens=0)
+
+
+def test_an_interrupted_rerun_leaves_no_data_of_other_settings_next_to_its_config(tmp_path, monkeypatch, tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False: (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2,
+                                     samples_per_prompt=8, n_chat=4)
+    rs.run(config)
+    monkeypatch.setattr(rs, "reasoning_examples", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while sampling, seed 1
+        rs.run(dataclasses.replace(config, seed=1))
+    assert json.loads((tmp_path / "rs" / "rejection_sampling_config.json").read_text())["seed"] == 1
+    assert not (tmp_path / "rs" / "data.jsonl").exists() and not (tmp_path / "rs" / "stats.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["rejection-sample", "--checkpoint", "x", "--temperature", "nan"],
+                                  ["cold-start", "--temperature", "nan"], ["zero", "--temperature", "nan"],
+                                  ["zero", "--kl-coef", "nan"], ["eval", "--data", "world", "--checkpoint", "x",
+                                                                 "--temperature", "nan"]])
+def test_a_nan_setting_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    """NaN passed `temperature < 0` checks, and sampling at T = NaN wrote garbage without an error."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("temperature" in err or "kl_coef" in err) and not (tmp_path / "runs").exists()
+
+
+def test_a_malformed_tokenizer_is_one_line_and_exit_2(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    shutil.copy(BASE / "config.json", ck)
+    (ck / "tokenizer.json").write_text("{}")  # the tokenizers library raises a bare Exception for it
+    assert cli_main(["rejection-sample", "--checkpoint", str(ck), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "tokenizer.json" in capsys.readouterr().err and not (tmp_path / "o").exists()

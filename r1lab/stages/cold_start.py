@@ -80,7 +80,7 @@ class ColdStartConfig:
         for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_prompts < 0 or self.n_long_cot < 0 or self.temperature < 0:
+        if self.n_prompts < 0 or self.n_long_cot < 0 or not 0 <= self.temperature < float("inf"):
             raise ValueError("ColdStartConfig: n_prompts, n_long_cot and temperature must be >= 0")
         if not (self.zero_checkpoint and self.n_prompts) and not self.n_long_cot:
             raise ValueError("ColdStartConfig: nothing to build; give --zero-checkpoint and --n-prompts, "
@@ -109,7 +109,10 @@ def load_engine(checkpoint: str, bf16: bool = False) -> tuple[Engine, Tokenizer]
     path = Path(checkpoint)
     if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
-    tokenizer = Tokenizer.load(path)
+    try:
+        tokenizer = Tokenizer.load(path)
+    except Exception as err:  # the tokenizers library raises a bare Exception for a malformed file
+        raise ValueError(f"{path / 'tokenizer.json'}: not a readable tokenizer ({err})") from None
     return Engine(from_pretrained(path), tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -84,8 +85,8 @@ class GRPOConfig:
             raise ValueError("GRPOConfig.group_size must be >= 2: advantages are relative within a group")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
-        if self.kl_coef < 0 or self.temperature <= 0:
-            raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0")
+        if not (self.kl_coef >= 0 and 0 < self.temperature < math.inf):  # NaN fails both
+            raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0 (finite)")
         training.check_optimizer_settings(self)
         if self.ref_reset_every < 0:
             raise ValueError(f"GRPOConfig.ref_reset_every must be >= 0 (0 = never), got {self.ref_reset_every}")

@@ -84,7 +84,7 @@ class RejectionSamplingConfig:
                      "judge_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_chat < 0 or self.temperature < 0:
+        if self.n_chat < 0 or not 0 <= self.temperature < float("inf"):  # NaN too
             raise ValueError("RejectionSamplingConfig: n_chat and temperature must be >= 0")
         check_template(self.template)
         if self.template == R1_ZERO:
@@ -227,6 +227,8 @@ def run(config: RejectionSamplingConfig) -> Path:
     engine, tokenizer = load_engine(config.checkpoint, config.bf16)  # first: a bad checkpoint leaves no run directory
     judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens)
     out = training.start_run(config, "rejection_sampling")
+    for name in ("data.jsonl", "stats.json"):  # an earlier run's: never left next to this run's config
+        (out / name).unlink(missing_ok=True)
     problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     dedupe = Deduper()
     reasoning, reasoning_funnel = reasoning_examples(engine, tokenizer, problems, judge, config, dedupe)

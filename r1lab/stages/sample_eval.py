@@ -13,6 +13,7 @@ Two kinds of data:
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +52,9 @@ class SampleEvalConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_problems < 1 or self.batch_problems < 1:
             raise ValueError("SampleEvalConfig: k, n_problems and batch_problems must be >= 1")
+        if not (0 <= self.temperature < math.inf and 0 < self.top_p <= 1):  # checked before the model loads
+            raise ValueError(f"SampleEvalConfig: temperature must be >= 0 and finite and top_p in (0, 1], got "
+                             f"{self.temperature} and {self.top_p}")
         training.check_device(self.device, "SampleEvalConfig")
         if self.template != AUTO:
             check_template(self.template)
