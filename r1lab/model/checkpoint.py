@@ -7,7 +7,8 @@ here. Two layouts differ from r1lab's modules and are converted:
   one `experts.{e}.{gate,up,down}_proj.weight` per expert on disk (the published layout);
 - MTP module k: `mtp.{k}.*` here, `model.layers.{num_hidden_layers + k}.*` on disk, with
   `shared_head.norm` for the output norm (the published names), written to `mtp.safetensors`
-  so that transformers, which has no MTP, reads `model.safetensors` alone.
+  so that transformers reads `model.safetensors` alone: its DeepseekV3 skips MTP weights only
+  at layer 61 (the published model's) and would report any other layer's as unexpected.
   The published checkpoint also stores copies of the embedding and head per MTP module; they
   are shared, so they are skipped on load and not written.
 """
