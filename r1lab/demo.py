@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem (k)")
     parser.add_argument("--stop-after", default="", choices=("zero", "cold_start", "reasoning_rl", "rejection"),
                         help="last stage to run (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, for every stage (default: cpu)")
 
 
 def main(args: argparse.Namespace) -> int:
     run(PipelineConfig(out_dir=args.out, seed=args.seed, pretrain=args.pretrain, eval_problems=args.eval_problems,
-                       eval_samples=args.eval_samples, stop_after=args.stop_after))
+                       eval_samples=args.eval_samples, stop_after=args.stop_after, device=args.device))
     return 0

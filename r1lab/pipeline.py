@@ -32,6 +32,7 @@ from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
 SET_HERE = "(set by the pipeline)"  # a path the pipeline fills in from the run directory
 STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection")
+STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft")
 
 
 def _sft_defaults(**overrides: object) -> sft.SFTConfig:
@@ -47,6 +48,7 @@ class PipelineConfig:
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
     stop_after: str = ""  # "" = every stage; else the last stage to run: zero | cold_start | reasoning_rl | rejection
+    device: str = "cpu"  # cpu | cuda | cuda:N: every stage's (training, sampling, evaluation)
     zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
     cold_start_data: cold_start.ColdStartConfig = field(default_factory=lambda: cold_start.ColdStartConfig(
         n_prompts=512, n_long_cot=512))  # ~1.6k examples; ~700 left RL 4-5 points under R1-Zero
@@ -60,6 +62,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.stop_after not in STOP_POINTS:
             raise ValueError(f"PipelineConfig.stop_after must be one of {STOP_POINTS[1:]} (or empty for all)")
+        training.check_device(self.device, "PipelineConfig")
+        for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
+            setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))
 
 
 @dataclass
@@ -85,7 +90,8 @@ def base_checkpoint(config: PipelineConfig) -> Path:
     if SHIPPED_BASE.exists() and not config.pretrain:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
-    return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, resume=_should_resume(out, False)))
+    return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, device=config.device,
+                                                resume=_should_resume(out, False)))
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
@@ -94,7 +100,7 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
     name = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
     cache = Path(config.out_dir) / "eval" / f"{name}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
     settings = SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems, k=config.eval_samples,
-                                seed=config.seed + 1, max_new_tokens=192)
+                                seed=config.seed + 1, max_new_tokens=192, device=config.device)
     fingerprint = _fingerprint(checkpoint, settings)
     try:
         cached = json.loads(cache.read_text())

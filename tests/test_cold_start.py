@@ -130,7 +130,7 @@ def test_world_long_cot_source_is_pretrain_split_and_readable(language):
 
 def test_run_writes_data_and_stats_deterministically(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
-    monkeypatch.setattr(cold_start, "load_engine", lambda checkpoint, bf16=False: (
+    monkeypatch.setattr(cold_start, "load_engine", lambda checkpoint, bf16=False, device="cpu": (
         FakeEngine([[done(zero(p0)), done(zero(p0, answer=0))], [done(zero(p1)), done(zero(p1))]]), tokenizer))
     config = ColdStartConfig(zero_checkpoint="fake/zero", out=str(tmp_path / "cs" / "data.jsonl"), n_prompts=2,
                              samples_per_prompt=2, n_long_cot=5)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from r1lab import cli
+from r1lab import cli, pipeline
 from r1lab.model import from_pretrained
-from r1lab.stages import grpo, pretrain, sample_eval, sft
+from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sample_eval, sft
 
 DEVICE = os.environ.get("R1LAB_TEST_DEVICE", "cpu")
 BASE = Path(sft.__file__).resolve().parents[1] / "assets" / "base-tiny"  # the shipped pretrained tiny model
@@ -26,6 +26,8 @@ CONFIGS = {
     "SFTConfig": lambda **kw: sft.SFTConfig(data="x.jsonl", **kw),
     "PretrainConfig": lambda **kw: pretrain.PretrainConfig(**kw),
     "SampleEvalConfig": lambda **kw: sample_eval.SampleEvalConfig(checkpoint=str(BASE), template="chat", **kw),
+    "ColdStartConfig": lambda **kw: cold_start.ColdStartConfig(**kw),
+    "RejectionSamplingConfig": lambda **kw: rejection_sampling.RejectionSamplingConfig(checkpoint=str(BASE), **kw),
 }
 
 
@@ -44,7 +46,9 @@ def test_configs_reject_a_string_that_is_no_device(name):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("argv", [["sft", "--data", "d.jsonl"], ["pretrain"], ["zero"],
-                                  ["eval", "--data", "world", "--checkpoint", str(BASE)]])
+                                  ["eval", "--data", "world", "--checkpoint", str(BASE)],
+                                  ["cold-start", "--zero-checkpoint", str(BASE)],
+                                  ["rejection-sample", "--checkpoint", str(BASE)], ["demo"]])
 def test_cli_device_without_cuda_is_one_line_exit_2_and_no_run_directory(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "Hi?", "response": "Hello."}) + "\n")
@@ -110,9 +114,24 @@ def test_pretrain_on_device_matches_the_cpu_and_resumes(tmp_path, capsys, monkey
     _close_weights(cpu, dev, 0.0 if DEVICE == "cpu" else 1e-4)
 
 
+def test_rejection_sampling_on_device_writes_verified_data(tmp_path):
+    """The generative judge samples on the same device as the model it judges."""
+    config = rejection_sampling.RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(tmp_path / "rs"), n_prompts=2,
+                                                        samples_per_prompt=2, max_new_tokens=16, n_chat=4,
+                                                        judge=str(BASE), judge_max_new_tokens=4, device=DEVICE)
+    out = rejection_sampling.run(config)
+    stats = json.loads((tmp_path / "rs" / "stats.json").read_text())
+    assert out.exists() and stats["config"]["device"] == DEVICE
+
+
 def test_sampling_eval_on_device_scores_the_held_out_split():
     config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), n_problems=4, k=2, max_new_tokens=24,
                                           template="r1_zero", device=DEVICE, bf16=DEVICE != "cpu")
     result = sample_eval.evaluate_checkpoint(config)
     summary = result.summary()
     assert summary["n_problems"] == 4 and summary["n_samples"] == 8 and 0.0 <= summary["pass@1"] <= 100.0
+
+
+def test_the_pipelines_device_is_every_stages():
+    config = pipeline.PipelineConfig(device=DEVICE)
+    assert {getattr(config, name).device for name in pipeline.STAGE_CONFIGS} == {DEVICE}

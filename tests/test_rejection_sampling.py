@@ -223,7 +223,7 @@ def test_chat_examples_are_deduplicated_with_provenance():
 
 def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
-    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False: (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
     config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2, samples_per_prompt=8,
                                      n_chat=10)
     data = rs.run(config)
@@ -289,7 +289,7 @@ def test_unusable_out_dir_is_one_line_before_loading_the_model(tmp_path, capsys)
 def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path, monkeypatch):
     from r1lab.stages import rejection_sampling
 
-    monkeypatch.setattr(rejection_sampling, "load_engine", lambda spec, bf16: (FakeEngine(reply="yes"), None))
+    monkeypatch.setattr(rejection_sampling, "load_engine", lambda spec, bf16, device="cpu": (FakeEngine(reply="yes"), None))
     assert rejection_sampling.make_judge("some/checkpoint").max_new_tokens == 64
     assert rejection_sampling.make_judge("some/checkpoint", max_new_tokens=80).max_new_tokens == 80
     with pytest.raises(ValueError, match="judge_max_new_tokens"):
@@ -298,7 +298,7 @@ def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path
 
 def test_an_interrupted_rerun_leaves_no_data_of_other_settings_next_to_its_config(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
-    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False: (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
     config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2,
                                      samples_per_prompt=8, n_chat=4)
     rs.run(config)

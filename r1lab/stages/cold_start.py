@@ -74,9 +74,11 @@ class ColdStartConfig:
     seed: int = 0  # prompt draw, sampling and long-CoT rendering
     batch_problems: int = 32  # prompts sampled together
     bf16: bool = False  # bf16 autocast while sampling
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the R1-Zero model samples
     threads: int = 0  # torch threads; 0 = torch's default
 
     def __post_init__(self) -> None:
+        training.check_device(self.device, "ColdStartConfig")
         for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -104,8 +106,9 @@ def parse_kinds(kinds: str) -> tuple[str, ...]:
     return parsed
 
 
-def load_engine(checkpoint: str, bf16: bool = False) -> tuple[Engine, Tokenizer]:
-    """A sampling engine on a checkpoint directory (model + tokenizer); FileNotFoundError if absent."""
+def load_engine(checkpoint: str, bf16: bool = False, device: str = "cpu") -> tuple[Engine, Tokenizer]:
+    """A sampling engine on a checkpoint directory (model + tokenizer, the model on `device`);
+    FileNotFoundError if absent."""
     path = Path(checkpoint)
     if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
@@ -113,7 +116,8 @@ def load_engine(checkpoint: str, bf16: bool = False) -> tuple[Engine, Tokenizer]
         tokenizer = Tokenizer.load(path)
     except Exception as err:  # the tokenizers library raises a bare Exception for a malformed file
         raise ValueError(f"{path / 'tokenizer.json'}: not a readable tokenizer ({err})") from None
-    return Engine(from_pretrained(path), tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
+    model = from_pretrained(path, device=device)
+    return Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
 
 
 def summary_line(problem: WorldProblem, completion: str, language: str = "en") -> str:
@@ -216,7 +220,7 @@ def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
     for path in (config.out, stats_path(config.out)):  # before sampling: a bad --out costs nothing
         check_output_file(path)
-    loaded = load_engine(config.zero_checkpoint, config.bf16) if config.zero_checkpoint else None  # first: fail early
+    loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None  # first: fail early
     training.set_threads(config.threads)
     training.keep_freed_memory()
     dedupe, examples, funnels = Deduper(), [], []

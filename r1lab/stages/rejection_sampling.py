@@ -75,9 +75,11 @@ class RejectionSamplingConfig:
     seed: int = 0  # prompt draw, sampling and chat tasks
     batch_problems: int = 32  # prompts sampled together
     bf16: bool = False  # bf16 autocast while sampling
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the model (and a generative judge) samples
     threads: int = 0  # torch threads; 0 = torch's default
 
     def __post_init__(self) -> None:
+        training.check_device(self.device, "RejectionSamplingConfig")
         if not self.checkpoint:
             raise ValueError("RejectionSamplingConfig.checkpoint is required (the model to sample)")
         for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems",
@@ -106,12 +108,12 @@ class RejectionSamplingConfig:
                                  max_paragraph_chars=self.max_paragraph_chars)
 
 
-def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64) -> Judge:
+def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64, device: str = "cpu") -> Judge:
     """``"rule"``: the world's rule; otherwise a checkpoint directory, loaded as a generative judge
     that replies in at most `max_new_tokens` tokens."""
     if spec == "rule":
         return RuleJudge()
-    return GenerativeJudge(*load_engine(spec, bf16), max_new_tokens=max_new_tokens)
+    return GenerativeJudge(*load_engine(spec, bf16, device), max_new_tokens=max_new_tokens)
 
 
 def kept_response(text: str) -> str:
@@ -224,8 +226,8 @@ def run(config: RejectionSamplingConfig) -> Path:
     out_dir = check_output_dir(config.out_dir)  # before loading and sampling: a bad --out-dir costs nothing
     for name in ("data.jsonl", "stats.json"):
         check_output_file(out_dir / name)
-    engine, tokenizer = load_engine(config.checkpoint, config.bf16)  # first: a bad checkpoint leaves no run directory
-    judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens)
+    engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)  # first: a bad checkpoint leaves no run directory
+    judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens, config.device)
     out = training.start_run(config, "rejection_sampling")
     for name in ("data.jsonl", "stats.json"):  # an earlier run's: never left next to this run's config
         (out / name).unlink(missing_ok=True)
