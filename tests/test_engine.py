@@ -235,3 +235,24 @@ def test_a_zero_uniform_draw_never_samples_a_token_of_probability_zero(monkeypat
     for params in (SamplingParams(), SamplingParams(top_p=0.9), SamplingParams(top_k=3)):
         tokens = _draw(probs, params, torch.Generator().manual_seed(0))
         assert probs.gather(1, tokens[:, None]).min() > 0, params
+
+
+def test_bf16_decode_step_routes_on_float32_input(monkeypatch):
+    """V3 §3.3.2 / decode.py's doc: the router stays float32 as under autocast, so its input is the
+    float32 RMSNorm output, not a bf16-rounded copy."""
+    from r1lab.model.decode import DecodeWeights
+    from r1lab.model.moe import Router
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=50, num_hidden_layers=2)).eval()
+    ids, pos = torch.randint(0, 50, (4, 6)), torch.arange(6).expand(4, 6)
+    valid = torch.ones(4, 6, dtype=torch.bool)
+    with torch.no_grad():
+        cache = model.make_cache(4, 6)
+        model(ids[:, :5], position_ids=pos[:, :5], cache=cache)
+    inputs = []
+    real = Router.forward
+    monkeypatch.setattr(Router, "forward", lambda self, x, v=None: (inputs.append(x), real(self, x, v))[1])
+    DecodeWeights(model, torch.bfloat16).step(ids[:, 5], pos[:, 5], valid, cache)
+    assert inputs and all(x.dtype == torch.float32 for x in inputs)
+    assert all((x != x.to(torch.bfloat16).float()).any() for x in inputs)  # not bf16-rounded values

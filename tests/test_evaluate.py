@@ -298,3 +298,40 @@ def test_a_wrong_answer_written_several_ways_still_outvotes_a_minority_right_one
     texts = [f"The answer is \\boxed{{{a}}}." for a in answers]
     score = score_completions([problem], {0: texts}, k=5).problems[0]
     assert not score.cons_correct and score.pass_at_1 == 0.4
+
+
+def test_vote_without_a_correct_answer_skips_the_checker():
+    """The merge only stops split wrong answers outvoting the right group; with no right sample it
+    cannot change cons@k, and 64 distinct \\frac answers cost 2,016 math-verify comparisons (8.7 s)."""
+    calls = []
+
+    def same(preds: list[str], golds: list[str]) -> list[bool]:
+        calls.append(len(preds))
+        return [False] * len(preds)
+
+    answers = [f"\\frac{{{i}}}{{{i + 1}}}" for i in range(64)]
+    assert majority_vote(answers, [False] * 64, same) == 0 and calls == []
+
+
+def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monkeypatch):
+    """Benchmark prompts end with "<think>\\n"; the opening is put back in front of each completion,
+    so a draft \\boxed{} in reasoning cut off by max_new_tokens is not graded."""
+    from r1lab.engine import Completion
+    from r1lab.stages import sample_eval
+
+    data = write_jsonl(tmp_path / "b.jsonl", [{"problem": "1 + 2?", "answer": "3"}])
+    texts = ["Try \\boxed{3}? Wait, check", "1 + 2 = 3.\n</think>\nSo \\boxed{3}."]  # cut off; finished
+
+    class FakeEngine:
+        def __init__(self, *a, **k) -> None:
+            pass
+
+        def generate(self, prompts, params):
+            return [[Completion(prompt_index=0, token_ids=[5], logprobs=[0.0], finish_reason="length", text=t)
+                     for t in texts]]
+
+    monkeypatch.setattr(sample_eval, "Engine", FakeEngine)
+    base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
+    result = sample_eval.evaluate_checkpoint(sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data),
+                                                                          n_problems=1, k=2))
+    assert result.problems[0].answers == [None, "3"] and result.summary()["pass@1"] == 0.5

@@ -238,3 +238,23 @@ def test_aime_golds_in_another_form():
     same = [f"\\frac{{{2 * int(g)}}}{{2}}" for g in golds]
     off_by_one = [f"\\frac{{{2 * int(g) + 2}}}{{2}}" for g in golds]
     assert check_answers(same + off_by_one, golds + golds) == [True] * 30 + [False] * 30
+
+
+def test_unfinished_thinking_has_no_answer():
+    """CONVENTIONS.md: everything up to the last </think> is reasoning; a completion cut off while
+    thinking was paid for a draft answer inside it."""
+    from r1lab.rewards.math import accuracy_reward
+
+    truncated = "<think>\nTry x = 3: \\boxed{3}? Wait, check again"
+    assert extract_answer(truncated) is None and accuracy_reward(truncated, {"answer": "3"}) == 0.0
+    assert extract_answer("\\boxed{3}") == "3"  # no tags at all: read whole
+
+
+def test_latex_commands_are_maths_not_english():
+    """A Chinese chain of thought writing \\sin or \\frac is not mixed (maths is neutral); prose in
+    \\text{} still counts."""
+    from r1lab.rewards.language import script_language_reward
+
+    assert script_language_reward(r"<think> 因为 \sin x = \cos x ，所以 x = \frac{\pi}{4} </think>", target="zh") == 1.0
+    assert script_language_reward(r"<think> 设 \alpha 为 角 ， 则 \alpha \times 2 </think>", target="zh") == 1.0
+    assert script_language_reward(r"<think> 设 \text{angle} 为 角 </think>", target="zh") == 0.75

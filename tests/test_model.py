@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from r1lab.model import KVCache, Transformer, max_mean_load_ratio, preset
+from r1lab.model import KVCache, Transformer, document_mask, max_mean_load_ratio, preset
 from r1lab.model.info import count_parameters
 from r1lab.model.moe import route
 
@@ -356,3 +356,20 @@ def test_moe_mtp_block_of_an_all_dense_model_is_validated():
 def test_small_preset_counts_match_its_docstring():
     counts = count_parameters(preset("small"))
     assert (round(counts["total"] / 1e6), round(counts["active"] / 1e6), round(counts["mtp"] / 1e6)) == (298, 142, 23)
+
+
+def test_packed_mtp_loss_takes_no_target_across_documents():
+    """V3 eq. 21-24 within a document: a packed row's MTP loss = its documents' MTP losses, token-weighted
+    (the last token of document a must not predict b's second token from a's state)."""
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(num_nextn_predict_layers=1)).eval()
+    V = model.config.vocab_size
+    a, b = torch.randint(2, V, (1, 7)), torch.randint(2, V, (1, 5))
+    lab = lambda r: torch.cat([r[:, 1:], torch.full((1, 1), -100)], 1)  # next token, within the document
+    packed, labels = torch.cat([a, b], 1), torch.cat([lab(a), lab(b)], 1)
+    docs, pos = torch.tensor([[0] * 7 + [1] * 5]), torch.tensor([list(range(7)) + list(range(5))])
+    with torch.no_grad():
+        la, lb = model.loss(a, lab(a)).mtp, model.loss(b, lab(b)).mtp  # 5 and 3 depth-1 targets
+        lp = model.loss(packed, labels, attention_mask=document_mask(docs), position_ids=pos,
+                        token_valid=torch.ones(1, 12, dtype=torch.bool)).mtp
+    torch.testing.assert_close(lp, (la * 5 + lb * 3) / 8, atol=1e-5, rtol=1e-5)

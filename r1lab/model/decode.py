@@ -137,7 +137,8 @@ class DecodeWeights:
         x = self.embed[tokens].float()  # (R, D) residual stream, float32; sublayers return the matmul
         for i, (attn, ffn) in enumerate(zip(self.attn, self.ffn)):  # dtype, the adds promote to float32
             x = x + self._attention(i, attn, self._norm(x, attn.norm), (cos, sin, rotation), bias, cache, slot)
-            x = x + self._ffn(ffn, self._norm(x, ffn.norm))
+            h = F.rms_norm(x, ffn.norm.shape, ffn.norm, self.config.rms_norm_eps)  # float32: the router's input
+            x = x + self._ffn(ffn, h.to(self.dtype), h)
         cache.length = slot + 1
         return F.linear(self._norm(x, self.final_norm), self.lm_head).float()
 
@@ -181,15 +182,16 @@ class DecodeWeights:
         out = torch.bmm(torch.bmm(probs, latents).transpose(0, 1), w.w_uv_t.to(dtype))  # (H, R, d_v) = (p c_KV) W_UV
         return F.linear(out.transpose(0, 1).reshape(R, -1).to(self.dtype), w.w_o)  # (R, D)
 
-    def _ffn(self, w: _FFN, h: torch.Tensor) -> torch.Tensor:
+    def _ffn(self, w: _FFN, h: torch.Tensor, h32: torch.Tensor) -> torch.Tensor:
+        """h: the normed input in the matmul dtype; h32: the same in float32, for the router."""
         R = h.shape[0]
         if w.moe is None:
             gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)
             return F.linear(F.silu(gate) * up, w.w_down)
         E, K = w.moe.config.n_routed_experts, w.moe.config.num_experts_per_tok
         if R * E > DENSE_DECODE_BUDGET * K:  # many rows: dispatching does E/K times fewer FLOPs
-            return w.moe(h.to(w.moe.gate.weight.dtype)[:, None])[0][:, 0]
-        routing = w.moe.gate(h)  # the model's router (float32; counts no load: the engine runs the model in eval)
+            return w.moe(h32.to(w.moe.gate.weight.dtype)[:, None])[0][:, 0]
+        routing = w.moe.gate(h32)  # the model's router on float32 input, as under autocast (counts no load: eval)
         gates = w.gate_base.expand(R, -1).scatter(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
         gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)  # (R, X * I) each
         hidden = (F.silu(gate) * up).view(R, gates.shape[1], -1).mul_(gates[:, :, None])  # (R, X, I), gated

@@ -188,6 +188,9 @@ class Transformer(nn.Module):
             if valid is not None:  # 2-D: row i is real only if its state and t_{i+k} are (pads on either side)
                 valid = valid[:, :T] & keys[:, k:k + T]  # (B, T)
                 target = target.masked_fill(~valid, -100)  # a left pad's state predicts nothing
+            if attention_mask is not None and attention_mask.dim() == 4:  # packed: t_{i+k} in row i's document
+                same_doc = attention_mask[:, 0, k:k + T, :T].diagonal(dim1=-2, dim2=-1)  # (B or 1, T)
+                target = target.masked_fill(~same_doc.bool(), -100)
             # a 4-D (packed) mask keeps row i's document; a 2-D one is the rows' validity
             mask = valid if attention_mask is None or attention_mask.dim() == 2 else attention_mask[:, :, :T, :T]
             h, _ = module.block(x, cos, sin, mask, token_valid=valid)

@@ -22,6 +22,7 @@ from typing import Any
 
 from r1lab.rewards.format import turn_body
 
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 # The script each language the script classifier knows is written in.
 SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRILLIC", "el": "GREEK"}
@@ -74,6 +75,7 @@ def script_language_reward(completion: str, example: Any = None, target: str = "
     want = SCRIPTS.get(target)
     if want is None:
         raise ValueError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
-    text = re.sub(r"([\u3400-\u9fff])", r" \1 ", chain_of_thought(completion))
+    text = _LATEX_COMMAND.sub(" ", chain_of_thought(completion))  # \frac, \sin, \alpha: maths, not words
+    text = re.sub(r"([\u3400-\u9fff])", r" \1 ", text)
     scripts = [s for s in (_word_script(w) for w in text.split()) if s is not None]
     return sum(s == want for s in scripts) / len(scripts) if scripts else 1.0

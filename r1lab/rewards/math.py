@@ -68,7 +68,12 @@ def extract_answer(completion: str) -> str | None:
     if not isinstance(completion, str):
         return None
     body = turn_body(completion)
-    text = body[body.rfind("</think>") + len("</think>"):] if "</think>" in body else body
+    if "</think>" in body:
+        text = body[body.rfind("</think>") + len("</think>"):]
+    elif "<think>" in body:
+        return None  # never finished thinking: everything is reasoning, drafts included
+    else:
+        text = body
     for find in (_last_boxed, _last_answer_tag, _last_hashes):
         answer = find(text)
         if answer:

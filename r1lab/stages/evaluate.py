@@ -87,7 +87,8 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None 
     if not votes:
         return None
     wrong = sorted((key for key in votes if not key[0]), key=lambda key: first_at[key])
-    if same is not None and len(wrong) > 1 and sum(votes[key] for key in wrong) >= votes.get((True, ""), 0):
+    right = votes.get((True, ""), 0)
+    if same is not None and right and len(wrong) > 1 and sum(votes[key] for key in wrong) >= right:
         _merge_equal(wrong, votes, first_at, [answers[first_at[key]] for key in wrong], same)
     winner = max(votes, key=lambda key: (votes[key], -first_at[key]))
     return first_at[winner]

@@ -31,6 +31,10 @@ from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
 
+# Benchmark prompts end by opening the reasoning (R1's usage advice: force "<think>\n"); the
+# opening is put back in front of each completion, so that one cut off while still thinking has no
+# answer (a draft \boxed{} inside the reasoning is not graded).
+THINK_OPENING = "<think>\n"
 _STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*-?\d+")  # one worked step, e.g. "17-11=6"
 
 
@@ -123,7 +127,7 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 
     problems = load_problems(Path(config.data))[:config.n_problems]
     chats = [tokenizer.apply_chat_template([{"role": "user", "content": eval_prompt(p)}], add_generation_prompt=True)
-             + tokenizer.encode("<think>\n") for p in problems]
+             + tokenizer.encode(THINK_OPENING) for p in problems]
     return problems, chats, None
 
 
@@ -141,8 +145,9 @@ def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[s
         groups = engine.generate(chunk, SamplingParams(
             n=config.k, temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
             stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 1_000_003 + start))
+        opening = "" if world is not None else THINK_OPENING
         for j, group in enumerate(groups):
-            texts[start + j] = [c.text for c in group]
+            texts[start + j] = [opening + c.text for c in group]
             lengths[start + j] = [len(c.token_ids) for c in group]
     return problems, texts, lengths, world
 
