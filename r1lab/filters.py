@@ -222,7 +222,7 @@ class Funnel:
         passed = True
         checks = iter(checks)
         for count in self.filters:
-            name, ok = next(checks)
+            name, ok = next(checks, (None, False))  # a missing check is named below, not a bare StopIteration
             if name != count.name:
                 raise ValueError(f"funnel {self.source!r}: expected filter {count.name!r}, got {name!r}")
             count.reached += 1

@@ -180,3 +180,10 @@ def test_dataset_stats_round_trip_as_json(tmp_path):
     assert stats["examples"] == 1 and stats["config"] == {"seed": 0}
     assert stats["sources"][0] == {"source": "src", "candidates": 1, "kept": 1, "kept_fraction": 1.0,
                                    "filters": [{"name": "a", "reached": 1, "kept": 1, "kept_fraction": 1.0}]}
+
+
+def test_a_funnel_given_too_few_checks_says_which_is_missing():
+    """A bare StopIteration escaped (a RuntimeError without the cause inside a generator, PEP 479)."""
+    funnel = Funnel.of("demo", ["correct", "short"])
+    with pytest.raises(ValueError, match="expected filter 'short', got None"):
+        funnel.admit([("correct", True)])
