@@ -4,14 +4,15 @@ Both sides train the same tiny DeepSeek-V3 (an r1lab checkpoint, randomly initia
 loads through transformers) on the same world prompts with the same reward (accuracy + format),
 G = 8 completions for each of 8 prompts per step, the same maximum completion length and
 temperature, the same `kl_coef` (TRL's beta), per-sequence loss averaging, one optimizer step per
-rollout batch. A random model rarely emits EOS, so both sides generate about the full length:
-equal work. TRL is an optional benchmark dependency (`pip install trl`), not a runtime one.
+rollout batch (AdamW with betas 0.9 / 0.95, 5 warmup steps then a constant LR), no activation
+checkpointing on either side (TRL's default would run its policy forward twice). A random model
+rarely emits EOS, so both sides generate about the full length: equal work. TRL is an optional benchmark dependency (`pip install trl`), not a runtime one.
 
 Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training, bf16 weights
 in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step
 (each side's whole step: r1lab's logged `step_s`, TRL's step callbacks; median over the timed
-steps, after one warm-up step) split into generation and the rest (`training_s`), and
-TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ratio_bf16`) and
+steps, after one warm-up step) split into generation (tokenizing, sampling, decoding and rewards,
+on both sides) and the rest (`training_s`), and TRL's seconds per step over r1lab's in the same precision (`ratio`: float32, `ratio_bf16`) and
 with each side at its fastest setting (`ratio_fastest`). The four settings run in turn,
 `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
 median over all timed steps of all rounds; compare ratios from one run, not seconds across runs.
@@ -108,21 +109,32 @@ def run_trl(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> dict
                         num_generations=GROUP, max_completion_length=args.max_tokens, temperature=1.0,
                         learning_rate=1e-5, beta=args.beta, loss_type="grpo", max_steps=args.steps + 1,
                         logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=bf16,
-                        num_iterations=1, steps_per_generation=1, seed=0, disable_tqdm=True)
+                        num_iterations=1, steps_per_generation=1, seed=0, disable_tqdm=True,
+                        # TRL's default checkpoints activations (the policy forward runs twice); r1lab does not
+                        gradient_checkpointing=False,
+                        # r1lab's optimizer: AdamW betas (0.9, 0.95), linear warmup over 5 steps, then constant
+                        adam_beta2=0.95, lr_scheduler_type="constant_with_warmup", warmup_steps=5)
     tokenizer = AutoTokenizer.from_pretrained(init)
     model = AutoModelForCausalLM.from_pretrained(init)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, processing_class=tokenizer,
                           train_dataset=Dataset.from_list([{"prompt": p} for p in by_prompt]),
                           callbacks=[StepTimer()])
-    generate = trainer._generate_single_turn
+    # the generation share of a step, as r1lab's rollout_s: tokenizing, sampling, decoding, rewards
+    generate, rewards = trainer._generate, trainer._calculate_rewards
+    rollout_s = [0.0]
 
-    def timed_generate(*a: object, **k: object):  # the generation share of a step
-        start = time.perf_counter()
-        result = generate(*a, **k)
-        gen_times.append(time.perf_counter() - start)
-        return result
+    def timed(fn, last: bool):
+        def wrapper(*a: object, **k: object):
+            start = time.perf_counter()
+            result = fn(*a, **k)
+            rollout_s[0] += time.perf_counter() - start
+            if last:  # rewards come after generation: one rollout done
+                gen_times.append(rollout_s[0])
+                rollout_s[0] = 0.0
+            return result
+        return wrapper
 
-    trainer._generate_single_turn = timed_generate
+    trainer._generate, trainer._calculate_rewards = timed(generate, False), timed(rewards, True)
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
