@@ -13,8 +13,8 @@ in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: sec
 (each side's whole step: r1lab's logged `step_s`, TRL's step callbacks; median over the timed
 steps, after one warm-up step) split into generation (tokenizing, sampling, decoding and rewards,
 on both sides) and the rest (`training_s`), and TRL's seconds per step over r1lab's in the same
-precision (`ratio`: float32, `ratio_bf16`) and with each side at its fastest setting (`ratio_fastest`). The four settings run in turn,
-`--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
+precision (`ratio`: float32, `ratio_bf16`) and with each side at its fastest setting
+(`ratio_fastest`). The four settings run in turn, `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
 median over all timed steps of all rounds; compare ratios from one run, not seconds across runs.
 Both sides run with the allocator setting r1lab's stages use (`training.keep_freed_memory`),
 applied once to the whole process before either starts.
