@@ -1,23 +1,24 @@
 """GRPO step time: r1lab against TRL's `GRPOTrainer`, the same work, in one process.
 
 Both sides train the same tiny DeepSeek-V3 (an r1lab checkpoint, randomly initialised, that TRL
-loads through transformers) on the same world prompts with the same reward (accuracy + format),
-G = 8 completions for each of 8 prompts per step, the same maximum completion length and
-temperature, the same `kl_coef` (TRL's beta), per-sequence loss averaging, one optimizer step per
-rollout batch (AdamW with betas 0.9 / 0.95, 5 warmup steps then a constant LR), no activation
-checkpointing on either side (TRL's default would run its policy forward twice). A random model
-rarely emits EOS, so both sides generate about the full length: equal work. TRL is an optional benchmark dependency (`pip install trl`), not a runtime one.
+loads through transformers) on the same world prompts with the same reward (accuracy + format), G =
+8 completions for each of 8 prompts per step, the same maximum completion length and temperature,
+the same `kl_coef` (TRL's beta), per-sequence loss averaging, one optimizer step per rollout batch
+(AdamW with betas 0.9 / 0.95, 5 warmup steps then a constant LR), no activation checkpointing on
+either side (TRL's default would run its policy forward twice). A random model rarely emits EOS, so
+both sides generate about the full length: equal work. TRL is an optional benchmark dependency (`pip
+install trl`), not a runtime one.
 
-Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training, bf16 weights
-in the engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step
-(each side's whole step: r1lab's logged `step_s`, TRL's step callbacks; median over the timed
-steps, after one warm-up step) split into generation (tokenizing, sampling, decoding and rewards,
-on both sides) and the rest (`training_s`), and TRL's seconds per step over r1lab's in the same
-precision (`ratio`: float32, `ratio_bf16`) and with each side at its fastest setting
-(`ratio_fastest`). The four settings run in turn, `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and every figure is a
-median over all timed steps of all rounds; compare ratios from one run, not seconds across runs.
-Both sides run with the allocator setting r1lab's stages use (`training.keep_freed_memory`),
-applied once to the whole process before either starts.
+Runs each side in float32 and in bf16 (r1lab: `bf16=True`, autocast in training, bf16 weights in the
+engine's matmuls; TRL: its `bf16` flag), and ends with one JSON line: seconds per step (each side's
+whole step: r1lab's logged `step_s`, TRL's step callbacks; median over the timed steps, after one
+warm-up step) split into generation (tokenizing, sampling, decoding and rewards, on both sides) and
+the rest (`training_s`), and TRL's seconds per step over r1lab's in the same precision (`ratio`:
+float32, `ratio_bf16`) and with each side at its fastest setting (`ratio_fastest`). The four
+settings run in turn, `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and
+every figure is a median over all timed steps of all rounds; compare ratios from one run, not
+seconds across runs. Both sides run with the allocator setting r1lab's stages use
+(`training.keep_freed_memory`), applied once to the whole process before either starts.
 
     .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04] [--model tiny|ref6m]
 """
