@@ -16,15 +16,34 @@ ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="the jail (namespaces, chroot, own uid) needs root")
 
 
+def _status(pid: str) -> dict[str, str]:
+    """A process's /proc status fields ({} once it has ended)."""
+    try:
+        return dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    except OSError:
+        return {}
+
+
+def _ours_or_orphaned(pid: str) -> bool:
+    """Whether a process descends from this test process, or lost its parent (a leak reparented to
+    init): another test run's live sandboxes on the same machine are neither."""
+    me, parent = str(os.getpid()), _status(pid).get("PPid", "").strip()
+    if parent in ("0", "1"):
+        return True
+    while parent not in ("", "0", "1"):
+        if parent == me:
+            return True
+        parent = _status(parent).get("PPid", "").strip()
+    return False
+
+
 def sandbox_processes() -> list[int]:
-    """Pids of live processes running under a sandbox uid (only runs as root get one)."""
+    """Pids of live processes under a sandbox uid (only runs as root get one) that are this run's
+    or leaked (orphaned)."""
     pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue  # the process ended while we looked
-        if int(uid_line.split()[1]) in SANDBOX_UIDS:
+        uid = _status(status.parent.name).get("Uid", "").split()
+        if uid and int(uid[0]) in SANDBOX_UIDS and _ours_or_orphaned(status.parent.name):
             pids.append(int(status.parent.name))
     return pids
 
@@ -244,7 +263,16 @@ def test_map_keeps_order_and_execute_uses_the_default_sandbox():
     assert execute("print('default')", timeout_s=5).stdout == "default\n"
 
 
-def test_working_directories_are_removed_when_the_sandbox_closes():
+def _own_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandboxes started from here make their directories under tmp_path, not the machine's /tmp
+    (where another run's sandboxes come and go)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+def test_working_directories_are_removed_when_the_sandbox_closes(tmp_path, monkeypatch):
+    _own_tmpdir(tmp_path, monkeypatch)
+
     def ours() -> set[str]:
         return {p.name for p in Path(tempfile.gettempdir()).glob("r1lab-*")}
 
@@ -255,10 +283,12 @@ def test_working_directories_are_removed_when_the_sandbox_closes():
     assert ours() - before == set()
 
 
-def test_close_cleans_up_even_when_a_later_fork_holds_the_servers_stdin():
+def test_close_cleans_up_even_when_a_later_fork_holds_the_servers_stdin(tmp_path, monkeypatch):
     """A process forked after the sandbox started (a worker pool) inherits the write end of the
     server's stdin, so end-of-file never comes; `close` says "stop" instead. Without it the server
     was killed after a 5 s wait and its waiting supervisors' directories were left behind."""
+    _own_tmpdir(tmp_path, monkeypatch)
+
     def ours() -> set[str]:
         return {p.name for p in Path(tempfile.gettempdir()).glob("r1lab-*")}
 

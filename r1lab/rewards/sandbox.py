@@ -193,7 +193,8 @@ class Sandbox:
         self._server = subprocess.Popen(
             [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
              str(self.max_workers + 1)],
-            pass_fds=[child.fileno()], env={}, stdin=subprocess.PIPE,
+            # nothing of the caller's environment but where temporary directories go (the caller's TMPDIR)
+            pass_fds=[child.fileno()], env={"TMPDIR": tempfile.gettempdir()}, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True)
         child.close()
         self._control = parent
