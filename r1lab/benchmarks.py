@@ -43,6 +43,8 @@ def load_problems(path: str | Path) -> list[Problem]:
     with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
         for line_no, raw in enumerate(lines, start=1):
             line = decode_line(raw, f"{path}:{line_no}")
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
             if line.strip():
                 record = read_json_object(line, path, line_no)
                 problems.append(_problem_from_record(record, len(problems), source, f"{path}:{line_no}"))

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import importlib
 import sys
+import typing
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -36,14 +37,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One --flag per field of a stage's config dataclass (bools get --x/--no-x); the field's
     comment in the source is the documentation, `r1lab CMD --help` shows the defaults."""
-    kinds = {"int": int, "float": float, "str": str}
+    types = typing.get_type_hints(config_cls)  # the classes, whether or not the module has `from __future__ import annotations`
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if str(f.type) == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif str(f.type) in kinds:
-            parser.add_argument(flag, type=kinds[str(f.type)], default=default, help=f"(default: {default})")
+        kind = types[f.name]
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"(default: {default})")
+        elif kind in (int, float, str):
+            parser.add_argument(flag, type=kind, default=default, help=f"(default: {default})")
+        else:  # a field with no flag would silently keep its default
+            raise TypeError(f"{config_cls.__name__}.{f.name}: no command-line flag for type {kind}")
 
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:

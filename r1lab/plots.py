@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
+    """Trailing mean over the last `window` values, skipping NaN (a missing key): one NaN no longer
+    blanks the rest of the curve."""
+    out = []
+    for i in range(len(values)):
+        seen = [v for v in values[max(0, i + 1 - window):i + 1] if not math.isnan(v)]
+        out.append(sum(seen) / len(seen) if seen else float("nan"))
     return out
 
 

@@ -192,17 +192,28 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
     return path
 
 
+def _step_of(path: Path) -> int:
+    digits = path.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def _complete_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """The `step_N` directories with a trainer state, oldest first (by number: step_1000000 > step_999999)."""
+    return sorted((p.parent for p in Path(checkpoint_dir).glob("step_*/trainer_state.pt")), key=_step_of)
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest `step_NNNNNN` directory that has a complete trainer state."""
-    candidates = sorted(Path(checkpoint_dir).glob("step_*/trainer_state.pt"))
-    return candidates[-1].parent if candidates else None
+    candidates = _complete_checkpoints(checkpoint_dir)
+    return candidates[-1] if candidates else None
 
 
 def check_optimizer_settings(config: Any) -> None:
     """The optimizer and schedule fields every training stage has: lr, grad_clip, weight_decay,
     warmup_steps and min_lr_ratio; a ValueError naming the config class and the field."""
     name = type(config).__name__
-    if config.lr <= 0 or config.grad_clip <= 0 or config.weight_decay < 0 or config.warmup_steps < 0:
+    if not (0 < config.lr < math.inf and 0 < config.grad_clip and 0 <= config.weight_decay < math.inf
+            and config.warmup_steps >= 0):  # NaN fails every comparison
         raise ValueError(f"{name}: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
     if not 0 <= config.min_lr_ratio <= 1:
         raise ValueError(f"{name}.min_lr_ratio must be in [0, 1], got {config.min_lr_ratio}")
@@ -244,8 +255,14 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
     """Removes all but the newest `keep` (>= 1) step checkpoints."""
     if keep < 1:  # [:-0] would keep none removed and [:-(-1)] would remove the newest
         raise ValueError(f"keep must be >= 1, got {keep}")
-    for old in sorted(Path(checkpoint_dir).glob("step_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    complete = _complete_checkpoints(checkpoint_dir)
+    if len(complete) <= keep:
+        return
+    oldest_kept = _step_of(complete[-keep])  # only complete checkpoints count: a newer half-saved one is no backup
+    for old in Path(checkpoint_dir).glob("step_*"):
+        if old.is_dir() and _step_of(old) < oldest_kept:
+            (old / "trainer_state.pt").unlink(missing_ok=True)  # first: a half-removed one is never resumed
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class Throughput:

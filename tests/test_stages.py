@@ -61,6 +61,7 @@ def test_pretrain_rejects_bad_config(bad):
 def test_pruning_keeps_at_least_the_newest_checkpoint(tmp_path):
     for step in (1, 2, 3):
         (tmp_path / f"step_00000{step}").mkdir()
+        (tmp_path / f"step_00000{step}" / "trainer_state.pt").write_bytes(b"")  # complete: counted
     training.prune_checkpoints(tmp_path, 1)
     assert [p.name for p in tmp_path.iterdir()] == ["step_000003"]
     with pytest.raises(ValueError, match="keep"):

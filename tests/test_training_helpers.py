@@ -1,0 +1,68 @@
+"""Training helpers, the CLI's config flags, curve smoothing and benchmark loading on odd input
+(found by a review helper; each test failed before its fix)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from r1lab import cli, training
+from r1lab.benchmarks import load_problems
+from r1lab.plots import _smooth
+
+
+def _ck(root, step, complete=True):
+    d = root / f"step_{step:06d}"
+    d.mkdir()
+    (d / "model.safetensors").write_text("w")
+    if complete:
+        (d / "trainer_state.pt").write_text("s")
+    return d
+
+
+def test_prune_counts_only_complete_checkpoints(tmp_path):
+    """A half-saved newer checkpoint counted toward `keep`, and the only resumable one was deleted."""
+    _ck(tmp_path, 10)
+    _ck(tmp_path, 20, complete=False)  # a crash after the weights, before trainer_state.pt
+    _ck(tmp_path, 15)  # the resumed run (another --save-every) saves step 15, then prunes
+    training.prune_checkpoints(tmp_path, 1)
+    assert training.latest_checkpoint(tmp_path).name == "step_000015"
+
+
+def test_checkpoints_ordered_by_number_past_six_digits(tmp_path):
+    _ck(tmp_path, 999_999)
+    _ck(tmp_path, 1_000_000)
+    assert training.latest_checkpoint(tmp_path).name == "step_1000000"
+    training.prune_checkpoints(tmp_path, 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step_1000000"]
+
+
+@pytest.mark.parametrize("field", ["lr", "grad_clip", "weight_decay"])
+def test_nan_optimizer_settings_rejected(field):
+    ok = dict(lr=1e-3, grad_clip=1.0, weight_decay=0.1, warmup_steps=0, min_lr_ratio=0.1)
+    with pytest.raises(ValueError):
+        training.check_optimizer_settings(argparse.Namespace(**{**ok, field: float("nan")}))
+
+
+def test_smooth_survives_a_missing_value():
+    out = _smooth([1.0, float("nan"), 1.0, 1.0, 1.0], 2)
+    assert out[0] == 1.0 and all(v == 1.0 for v in out[2:])
+
+
+def test_load_problems_accepts_a_utf8_bom(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"problem": "1+1?", "answer": "2"}\r\n')
+    assert [(p.id, p.prompt, p.answer) for p in load_problems(path)] == [("0", "1+1?", "2")]
+
+
+def test_bool_flags_show_their_default():
+    @dataclasses.dataclass
+    class C:
+        bf16: bool = False
+        resume: bool = True
+    parser = argparse.ArgumentParser()
+    cli.add_config_arguments(parser, C)
+    help_text = " ".join(parser.format_help().split())
+    assert "--bf16, --no-bf16 (default: False)" in help_text and "(default: True)" in help_text
