@@ -174,13 +174,10 @@ def _should_resume(out: Path, requested: bool) -> bool:
     return requested or ck is not None
 
 
-def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int, title: str) -> Path:
-    from r1lab.plots import plot_rl_curves
-
-    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
-                                          resume=_should_resume(out, settings.resume)))
-    plot_rl_curves(out / "metrics.jsonl", out / "curves.png", title=title)
-    return policy
+def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int) -> Path:
+    """A GRPO stage (it writes its curves.png next to its metrics)."""
+    return grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
+                                        resume=_should_resume(out, settings.resume)))
 
 
 def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> Path:
@@ -199,8 +196,7 @@ def run(config: PipelineConfig) -> list[StageRow]:
         _write_results(rows, config)
         return rows
 
-    zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed,
-                                                                  "R1-Zero in miniature"),
+    zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
                             out / "zero" / "policy" / "r1lab_config.json", init=str(base), seed=seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
@@ -218,8 +214,7 @@ def run(config: PipelineConfig) -> list[StageRow]:
         return finish()
 
     rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
-                                                                       out / "reasoning_rl", seed,
-                                                                       "Reasoning RL (accuracy + format + language)"),
+                                                                       out / "reasoning_rl", seed),
                           out / "reasoning_rl" / "policy" / "r1lab_config.json", init=str(cold), seed=seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":

@@ -1,6 +1,6 @@
 """A small byte-level BPE tokenizer for the miniature world, loadable by ``transformers``.
 
-DeepSeek-V3 uses a byte-level BPE with 128K tokens; at tiny scale the model has ~3M parameters
+DeepSeek-V3 uses a byte-level BPE with 128K tokens; at tiny scale the model has ~2M parameters
 and a context of a few hundred tokens, so the tokenizer is trained on the world's own text with
 a vocabulary of ~1K. Three choices make it fit R1 in miniature:
 

@@ -67,7 +67,7 @@ def test_interrupted_stages_continue_from_their_checkpoint(tmp_path, monkeypatch
     rl = grpo.GRPOConfig(n_prompts=8, prompts_per_step=2, group_size=2, max_steps=3, max_new_tokens=4, save_every=2)
     sft_settings = sft.SFTConfig(data=pipeline.SET_HERE, max_steps=3, save_every=2, batch_size=2, seq_len=64,
                                  bf16=False)
-    stages = {"rl": lambda: pipeline._rl(rl, pipeline.SHIPPED_BASE, tmp_path / "rl", 0, "t"),
+    stages = {"rl": lambda: pipeline._rl(rl, pipeline.SHIPPED_BASE, tmp_path / "rl", 0),
               "sft": lambda: pipeline._sft(sft_settings, data, pipeline.SHIPPED_BASE, tmp_path / "sft", 0)}
     for name, stage in stages.items():
         monkeypatch.setattr(grpo.training, "prune_checkpoints", lambda *a, **k: (_ for _ in ()).throw(Killed()))

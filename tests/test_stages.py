@@ -99,6 +99,8 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path, capsys):
         assert key in rows[-1], key
     assert all(r["step_s"] >= r["rollout_s"] + r["train_s"] for r in rows)  # the whole step covers its parts
     assert (tmp_path / "zero" / "samples.jsonl").read_text().count("\n") >= 3
+    curves = tmp_path / "zero" / "curves.png"  # issue 4: the curves as PNG next to the metrics
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ck = tmp_path / "zero" / "checkpoints" / "step_000002"
     assert (ck / "trainer_state.pt").exists() and (ck / "reference" / "model.safetensors").exists()
     # the reference of step 2 is loaded on resume: the start policy (no reset yet), not the trained one

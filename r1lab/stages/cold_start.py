@@ -1,4 +1,4 @@
-"""Cold-start data (R1 §2.3.1): a few hundred readable long chains of thought for the first SFT.
+"""Cold-start data (R1 §2.3.1): a small set (the demo: ~1.6k) of readable long chains of thought for the first SFT.
 
 R1 collected "thousands" of long-CoT examples, from R1-Zero outputs rewritten into a readable
 format and from few-shot prompting with long CoT, then post-processed them: the output format is

@@ -5,10 +5,9 @@ completions per problem at temperature 0.6, top-p 0.95; pass@1 is the mean corre
 over the k samples, cons@k the majority vote over their k final answers. pass@k is the
 unbiased estimator of Chen et al. 2021 (Codex, arXiv 2107.03374, §2.1).
 
-Scoring never needs a model: `score_completions` takes the completions as text. Where
-they come from is `collect_completions`'s business; today that means a jsonl file of
-``{"index": i, "completion": "..."}`` lines, and a sampling path (``--checkpoint``) can be
-added there without touching the scoring.
+Scoring never needs a model: `score_completions` takes the completions as text, read from a
+jsonl file of ``{"index": i, "completion": "..."}`` lines (`collect_completions`) or, with
+``--checkpoint``, sampled by `sample_eval.py`; both are scored the same way.
 """
 
 from __future__ import annotations
@@ -270,12 +269,8 @@ def read_completions(path: str | Path, n_problems: int) -> dict[int, list[str]]:
 
 def collect_completions(args: argparse.Namespace,
                         problems: Sequence[Problem]) -> tuple[dict[int, list[str]], dict[str, Any]]:
-    """The completions to score and how they were made.
-
-    The boundary for the sampling path: a ``--checkpoint`` branch would sample k
-    completions per problem here (prompt `eval_prompt`, output forced to start with
-    "<think>\\n", TEMPERATURE, TOP_P) and return them in the same shape.
-    """
+    """The completions of a ``--completions`` file to score, and how they were made (a
+    ``--checkpoint`` is sampled by `sample_eval.sample_completions` instead, in the same shape)."""
     if args.completions is None:
         raise ValueError("--completions FILE.jsonl is required unless --checkpoint DIR is given")
     return read_completions(args.completions, len(problems)), {"completions": str(args.completions)}

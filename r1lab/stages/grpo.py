@@ -28,7 +28,8 @@ from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
-from r1lab.prompts import check_template
+from r1lab.prompts import R1_ZERO, check_template
+from r1lab.rewards import Rubric
 from r1lab.stages.rollout import (SHAPE_MULTIPLE, Rollout, TrainBatch, build_batch, completion_logprobs,
                                   rollout_metrics, world_rubric)
 from r1lab.tokenizer import Tokenizer
@@ -226,7 +227,17 @@ def run(config: GRPOConfig) -> Path:
             _save(model, ref, optimizer, tokenizer, config, step + 1)
     final = training.save_checkpoint(model, out / "policy", step=config.max_steps, config=config, tokenizer=tokenizer)
     print(f"policy saved to {final}")
+    _plot_curves(out, config, rubric)
     return final
+
+
+def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric) -> None:
+    """accuracy / format, reward and length against step, next to metrics.jsonl (R1 Figures 2-3)."""
+    from r1lab.plots import plot_rl_curves
+
+    stage = "R1-Zero" if config.template == R1_ZERO else "GRPO after the cold start"
+    rewards = " + ".join(term.name for term in rubric.terms)
+    print(f"curves saved to {plot_rl_curves(out / 'metrics.jsonl', out / 'curves.png', f'{stage} ({rewards})')}")
 
 
 def _save(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer,

@@ -1,6 +1,6 @@
 """Rollouts for RL: sample groups, score them, and lay them out as a training batch.
 
-Shared by GRPO (R1-Zero and reasoning RL) and all-scenario RL. The batch keeps each prompt
+Shared by R1-Zero and reasoning RL (both `grpo.py`). The batch keeps each prompt
 once (left-padded) and the completions right-padded; the policy's log-probs are read at the
 completion positions only, the G completions of a prompt sharing one forward over it.
 """
