@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One --flag per field of a stage's config dataclass (bools get --x/--no-x); the field's
     comment in the source is the documentation, `r1lab CMD --help` shows the defaults."""
-    types = typing.get_type_hints(config_cls)  # the classes, whether or not the module has `from __future__ import annotations`
+    types = typing.get_type_hints(config_cls)  # classes, with or without `from __future__ import annotations`
     for f in dataclasses.fields(config_cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]

@@ -111,15 +111,21 @@ def _check_parents(path: Path) -> None:
 
 def write_sft_jsonl(path: str | os.PathLike, examples: Iterable[SFTExample]) -> Path:
     """Writes the examples atomically (a crash never leaves half a dataset); returns the path."""
-    path = check_output_file(path)
+    lines = (json.dumps(example.to_record(), ensure_ascii=False) + "\n" for example in examples)
+    return write_text_atomically(check_output_file(path), lines)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) -> Path:
+    """Writes `text` (or its pieces, in order) via a temporary file renamed into place: a crash never
+    leaves half a file, nor a stray temporary one; returns the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("w", encoding="utf-8") as f:
-            for example in examples:
-                f.write(json.dumps(example.to_record(), ensure_ascii=False) + "\n")
+            f.writelines([text] if isinstance(text, str) else text)
         os.replace(tmp, path)
-    except BaseException:  # no stray .tmp next to the dataset when writing or renaming fails
+    except BaseException:  # no stray .tmp next to the file when writing or renaming fails
         tmp.unlink(missing_ok=True)
         raise
     return path

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from r1lab import training
+from r1lab.data import write_text_atomically
 from r1lab.prompts import CHAT
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
@@ -115,10 +116,7 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
                    reasoning_share=s["reasoning_share"], accuracy_reasoning=s["accuracy_reasoning"],
                    accuracy_bare=s["accuracy_bare"], language_consistency=s["language_consistency"],
                    seconds=seconds)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
-    tmp.replace(cache)  # atomic: a crash never leaves half a cache file
+    write_text_atomically(cache, json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
     return row
 
 

@@ -2,9 +2,9 @@
 
 Field names follow the Hugging Face `DeepseekV3Config` (and so the published `config.json`)
 where it has them; the YaRN settings are flattened from its `rope_parameters`, and the balancing
-and MTP-loss settings are r1lab's own (`checkpoint.py` converts both ways). Values quoted as "V3" are the published 671B
-configuration (DeepSeek-V3, arXiv 2412.19437; see ../shared/R1-FACTS.md, "DeepSeek-V3
-architecture").
+and MTP-loss settings are r1lab's own (`checkpoint.py` converts both ways). Values quoted as "V3"
+are the published 671B configuration (DeepSeek-V3, arXiv 2412.19437; see ../shared/R1-FACTS.md,
+"DeepSeek-V3 architecture").
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def deepseek_v3_671b() -> ModelConfig:
 
 
 def v2_lite() -> ModelConfig:
-    """A DeepSeek-V2-Lite-sized MoE (~16B total, ~2.7B active by `r1lab model-info`): full-rank query, 64 experts.
+    """A DeepSeek-V2-Lite-sized MoE (~16B total, ~2.7B active by `r1lab model-info`): full-rank
+    query, 64 experts.
 
     V2-Lite uses softmax gating and no groups; this preset keeps V3's sigmoid gating and
     aux-loss-free balancing so that it stays loadable by transformers' DeepseekV3 classes.

@@ -1,4 +1,5 @@
-"""Cold-start data (R1 §2.3.1): a small set (the demo: ~1.6k) of readable long chains of thought for the first SFT.
+"""Cold-start data (R1 §2.3.1): a small set (the demo's: ~1.6k) of readable long chains of
+thought for the first SFT.
 
 R1 collected "thousands" of long-CoT examples, from R1-Zero outputs rewritten into a readable
 format and from few-shot prompting with long CoT, then post-processed them: the output format is
@@ -220,7 +221,8 @@ def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
     for path in (config.out, stats_path(config.out)):  # before sampling: a bad --out costs nothing
         check_output_file(path)
-    loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None  # first: fail early
+    # first: a bad checkpoint fails before anything is sampled
+    loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None
     training.set_threads(config.threads)
     training.keep_freed_memory()
     dedupe, examples, funnels = Deduper(), [], []

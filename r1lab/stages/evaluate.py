@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from r1lab.benchmarks import Problem, load_problems, read_json_object
+from r1lab.data import write_text_atomically
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
 # Sampling settings of the protocol, for the sampling path (R1-FACTS.md, "Evaluation protocol").
@@ -333,16 +332,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"r1lab eval: warning: completions cover {len(result.problems)} of {len(problems)} problems; "
               "scoring those only", file=sys.stderr)
     if args.out is not None:
-        _write_atomically(args.out / "eval.json", result.to_json() + "\n")
-        _write_atomically(args.out / "eval.md", result.to_markdown())
+        write_text_atomically(args.out / "eval.json", result.to_json() + "\n")
+        write_text_atomically(args.out / "eval.md", result.to_markdown())
     print(json.dumps(result.summary()) if args.json else result.to_markdown(), end="\n" if args.json else "")
     return 0
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a failure never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                     prefix=f".{path.name}.") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)

@@ -226,7 +226,8 @@ def run(config: RejectionSamplingConfig) -> Path:
     out_dir = check_output_dir(config.out_dir)  # before loading and sampling: a bad --out-dir costs nothing
     for name in ("data.jsonl", "stats.json"):
         check_output_file(out_dir / name)
-    engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)  # first: a bad checkpoint leaves no run directory
+    # first: a bad checkpoint leaves no run directory
+    engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)
     judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens, config.device)
     out = training.start_run(config, "rejection_sampling")
     for name in ("data.jsonl", "stats.json"):  # an earlier run's: never left next to this run's config

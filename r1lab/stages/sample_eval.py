@@ -3,7 +3,8 @@ top-p 0.95 (R1-FACTS.md, "Evaluation protocol"), scored by `evaluate.score_compl
 
 Two kinds of data:
 - the miniature world's held-out split (`data="world"`), prompted with the template the checkpoint
-  was trained with (R1 Table 1 for base and R1-Zero models, chat after SFT) and judged by the world's rule; it also reports what the R1 story needs to see:
+  was trained with (R1 Table 1 for base and R1-Zero models, chat after SFT) and judged by the
+  world's rule; it also reports what the R1 story needs to see:
   format compliance, mean length, how often the model reasons step by step and how accurate
   reasoning is against bare answers, and the language consistency of the reasoning;
 - a benchmark file (GSM8K, MATH-500, AIME), prompted as the R1 README recommends (no system
