@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from r1lab.model import KVCache, Transformer, document_mask, max_mean_load_ratio, preset
 from r1lab.model.info import count_parameters
@@ -325,6 +326,23 @@ def test_mtp_depth_without_targets_adds_zero_not_nan():
     labels[:, 1] = x[:, 2]  # a target for depth 1 (row 0 predicts t_2), still none for depth 2
     out = model.loss(x, labels)
     assert 0 < out.mtp.item() < float("inf")
+
+
+def test_head_loss_without_any_target_is_zero_not_nan():
+    """An SFT batch whose responses were all cut off has no label: the loss is 0 and the step a
+    no-op, not a NaN that poisons the weights through AdamW."""
+    model = Transformer(small_config(num_nextn_predict_layers=0))
+    x = torch.randint(0, 64, (2, 6))
+    out = model.loss(x, torch.full_like(x, -100))
+    assert out.ce.item() == 0.0
+    out.ce.backward()
+    assert all((p.grad == 0).all() for p in model.parameters() if p.grad is not None)
+    labels = torch.full_like(x, -100)
+    labels[0, :3] = x[0, 1:4]  # the mean over the three real targets, as F.cross_entropy's
+    h, _ = model.hidden_states(x)
+    logits = model.lm_head(model.model.norm(h))
+    expected = F.cross_entropy(logits[0, :3].float(), x[0, 1:4])
+    torch.testing.assert_close(model.loss(x, labels).ce, expected, atol=1e-6, rtol=1e-6)
 
 
 def test_padding_counts_neither_in_expert_load_nor_in_balance_loss():

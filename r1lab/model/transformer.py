@@ -161,10 +161,13 @@ class Transformer(nn.Module):
 
     def head_loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the output head on hidden states h (B, T, D) against labels (B, T),
-        -100 ignored; float32 log-softmax over the vocabulary. Its own method so that a trainer can
-        compile it (logits are the largest activations of a step)."""
+        -100 ignored; float32 log-softmax over the vocabulary. A batch without any target (every
+        response cut off by the length limit) gives 0 with a zero gradient, not NaN, as the MTP
+        depths do. Its own method so that a trainer can compile it (logits are the largest
+        activations of a step)."""
         logits = self.lm_head(self.model.norm(h))  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+        return ce / (labels != -100).sum().clamp(min=1)
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
