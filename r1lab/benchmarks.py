@@ -68,6 +68,8 @@ def read_json_object(line: str, path: Path, line_no: int) -> dict[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:  # an integer of > 4,300 digits; nesting too deep
+        raise ValueError(f"{path}:{line_no}: not readable JSON ({str(err)[:80]})") from None
     if not isinstance(record, dict):
         raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
     return record

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from r1lab.benchmarks import decode_line, read_json_object
+from r1lab.tokenizer import SPECIAL_TOKENS
 
 _FIELDS = ("prompt", "response", "system")
 
@@ -56,8 +57,27 @@ def example_from_record(record: Any, where: str) -> SFTExample:
         raise ValueError(f"{where}: field 'system' must be text or absent, got {type(system).__name__}")
     if not record["response"].strip():
         raise ValueError(f"{where}: empty 'response'")
+    for name in _FIELDS:
+        _check_text(record.get(name), name, where)
     meta = {k: v for k, v in record.items() if k not in _FIELDS}
     return SFTExample(prompt=record["prompt"], response=record["response"], system=system, meta=meta)
+
+
+def _check_text(text: str | None, name: str, where: str) -> None:
+    """Text the tokenizer can take as it is: no lone surrogate (JSON's "\\ud83d", left by a cut
+    emoji, parses but cannot be encoded), no control token (the chat template places those: a
+    ``<|eos|>`` inside a response would be trained as an end of turn in its middle)."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where}: field {name!r} is not valid Unicode (a lone surrogate "
+                         f"{text[err.start]!r} at character {err.start + 1})") from None
+    control = next((token for token in SPECIAL_TOKENS if token in text), None)
+    if control is not None:
+        raise ValueError(f"{where}: field {name!r} contains the control token {control}, which the chat "
+                         "template adds itself")
 
 
 def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
@@ -74,6 +94,8 @@ def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
         for line_no, raw in enumerate(lines, start=1):
             where = f"{path}:{line_no}"
             line = decode_line(raw, where)
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
             if not line.strip():
                 continue
             examples.append(example_from_record(read_json_object(line, path, line_no), where))

@@ -64,6 +64,7 @@ class PipelineConfig:
         if self.stop_after not in STOP_POINTS:
             raise ValueError(f"PipelineConfig.stop_after must be one of {STOP_POINTS[1:]} (or empty for all)")
         training.check_device(self.device, "PipelineConfig")
+        training.check_seed(self.seed, "PipelineConfig")
         for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
             setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))
 

@@ -156,7 +156,15 @@ class Tokenizer:
 
     @classmethod
     def load(cls, directory: str | Path) -> Tokenizer:
-        return cls(BackendTokenizer.from_file(str(Path(directory) / "tokenizer.json")))
+        """The tokenizer of a checkpoint directory; FileNotFoundError / ValueError naming the file
+        (the tokenizers library raises a bare Exception that names neither)."""
+        path = Path(directory) / "tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer.json in {directory}")
+        try:
+            return cls(BackendTokenizer.from_file(str(path)))
+        except Exception as err:  # noqa: BLE001 (the library's only exception type)
+            raise ValueError(f"{path}: not a readable tokenizer ({err})") from None
 
 
 def _training_pieces(texts: Iterable[str]) -> Iterable[str]:

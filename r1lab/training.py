@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -31,6 +32,19 @@ def seed_everything(seed: int) -> None:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def check_seed(seed: int, owner: str = "config") -> None:
+    """A config's `seed` in [0, 2^32): stages derive per-step seeds as seed * 1,000,003 + step,
+    which must stay a 64-bit integer for torch's generators (else an overflow deep in a run)."""
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{owner}.seed must be in [0, 2^32), got {seed}")
+
+
+def check_threads(threads: int, owner: str = "config") -> None:
+    """A config's `threads` (0 = torch's default), refused by name before anything is built."""
+    if threads < 0:
+        raise ValueError(f"{owner}.threads must be >= 0 (0 = torch's default), got {threads}")
 
 
 def keep_freed_memory() -> bool:
@@ -146,7 +160,7 @@ def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ..
     out = Path(config.out_dir)
     if fresh:
         for stale in (out / d for d in own if (out / d).exists()):
-            print(f"fresh run (no --resume): removing {stale} left by an earlier run in {out}")
+            print(f"fresh run: removing {stale} left by an earlier run in {out}")
             shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / f"{name}_config.json")
@@ -170,16 +184,18 @@ def save_config(config: Any, path: str | Path) -> None:
 def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, config: Any,
                     optimizer: torch.optim.Optimizer | None = None, tokenizer: Any = None,
                     extra_state: dict[str, Any] | None = None,
-                    extra_models: dict[str, Transformer] | None = None) -> Path:
+                    extra_models: dict[str, Transformer] | None = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
     """A Hugging Face checkpoint (+ tokenizer, + the stage's resolved config as `r1lab_config.json`)
     and, for resuming, `trainer_state.pt` with the optimizer and RNG states.
 
     The tokenizer files go into the same atomic save as the weights: the directory never exists
     without them. `extra_models` (name -> model, e.g. GRPO's KL reference) are saved as
-    subdirectories before `trainer_state.pt`, which marks a resumable checkpoint complete."""
+    subdirectories before `trainer_state.pt`, which marks a resumable checkpoint complete;
+    `extra_files` (name -> text) go into the checkpoint beside its config."""
     directory = Path(directory)
     extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n",
-             **(tokenizer.files() if tokenizer is not None else {})}
+             **(tokenizer.files() if tokenizer is not None else {}), **(extra_files or {})}
     path = save_pretrained(model, directory, extra_files=extra)
     for name, sub in (extra_models or {}).items():
         save_pretrained(sub, path / name)
@@ -217,6 +233,41 @@ def check_optimizer_settings(config: Any) -> None:
         raise ValueError(f"{name}: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
     if not 0 <= config.min_lr_ratio <= 1:
         raise ValueError(f"{name}.min_lr_ratio must be in [0, 1], got {config.min_lr_ratio}")
+
+
+def resume_checkpoint(config: Any, fields: tuple[str, ...], total_steps: int | None = None) -> Path | None:
+    """The checkpoint a run continues from: with `config.resume`, the newest complete one in
+    out_dir/checkpoints, checked to be the stopped run's (`check_same_run`) and, given
+    `total_steps`, not past this run's end; None without --resume, or (said on stdout) when there
+    is none yet: the run starts afresh."""
+    if not config.resume:
+        return None
+    directory = Path(config.out_dir) / "checkpoints"
+    checkpoint = latest_checkpoint(directory)
+    if checkpoint is None:
+        print(f"--resume: no complete checkpoint in {directory}; starting afresh")
+        return None
+    check_same_run(checkpoint, config, fields)
+    if total_steps is not None:
+        check_resume_step(checkpoint, total_steps)
+    return checkpoint
+
+
+def check_resume_step(checkpoint: Path | None, total_steps: int) -> None:
+    """A resumed run must not be past its end: step 4 resumed with 2 steps in all would do
+    nothing and save a 4-step model as the 2-step one."""
+    if checkpoint is not None and _step_of(checkpoint) > total_steps:
+        raise ValueError(f"--resume from {checkpoint}: past this run's {total_steps} steps; give at "
+                         "least as many steps, or start afresh without --resume")
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): what a resumed run checks its data file against."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_same_run(checkpoint: Path, config: Any, fields: tuple[str, ...]) -> None:

@@ -44,6 +44,25 @@ def test_configs_reject_a_string_that_is_no_device(name):
         CONFIGS[name](device="gpu0")
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_configs_reject_seeds_that_overflow_the_derived_step_seeds(name):
+    """seed * 1,000,003 + step must stay a 64-bit integer: a seed of 2^45 failed after loading."""
+    for seed in (-1, 2**32, 2**45):
+        with pytest.raises(ValueError, match=rf"{name}.seed must be in \[0, 2\^32\)"):
+            CONFIGS[name](seed=seed)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CONFIGS if n != "SampleEvalConfig"))
+def test_configs_reject_negative_threads(name):
+    with pytest.raises(ValueError, match=f"{name}.threads must be >= 0"):
+        CONFIGS[name](threads=-2)
+
+
+def test_sample_eval_refuses_zero_new_tokens_before_loading():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        sample_eval.SampleEvalConfig(checkpoint="no-such-checkpoint", template="chat", max_new_tokens=0)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("argv", [["sft", "--data", "d.jsonl"], ["pretrain"], ["zero"],
                                   ["eval", "--data", "world", "--checkpoint", str(BASE)],

@@ -134,7 +134,12 @@ def test_plan_shuffles_each_epoch_and_is_a_pure_function_of_the_seed():
     assert len(unpacked) == 17 and all(len(row) == 1 for _, rows in unpacked for row in rows)
 
 
-BAD_LINES = {"bad json": '{"prompt": "q", "response": ', "no response": '{"prompt": "q"}', "not an object": "[1, 2]"}
+BAD_LINES = {"bad json": '{"prompt": "q", "response": ', "no response": '{"prompt": "q"}', "not an object": "[1, 2]",
+             # parse, then fail: in the tokenizer (a traceback) or in json with no file named
+             "lone surrogate": '{"prompt": "cut emoji \\ud83d", "response": "b"}',
+             "control token": '{"prompt": "q", "response": "<think>x</think>Say <|eos|> twice."}',
+             "deep nesting": '{"prompt": "q", "response": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+             "huge integer": '{"prompt": "q", "response": "b", "x": ' + "9" * 5000 + "}"}
 
 
 @pytest.mark.parametrize("bad", BAD_LINES.values(), ids=BAD_LINES.keys())
@@ -157,6 +162,12 @@ def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
     assert cli.main(["sft", "--data", str(data), "--init", str(BASE), "--out-dir", str(tmp_path / "sft")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "file.jsonl:2" in err
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    data = tmp_path / "file.jsonl"
+    data.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "response": "b"}\n')  # as Windows editors save UTF-8
+    assert read_sft_jsonl(data) == [SFTExample(prompt="a", response="b")]
 
 
 def test_a_failed_write_leaves_no_tmp_file(tmp_path):
@@ -184,6 +195,8 @@ def test_config_rejects_bad_values():
         sft.SFTConfig(data="x", batch_size=0)
     with pytest.raises(ValueError, match="min_lr_ratio"):
         sft.SFTConfig(data="x", min_lr_ratio=2.0)
+    with pytest.raises(ValueError, match="SFTConfig.threads"):  # was a traceback from torch at run time
+        sft.SFTConfig(data="x", threads=-2)
 
 
 def greedy(model, tokenizer: Tokenizer, question: str, max_new: int = 24) -> str:
@@ -252,6 +265,33 @@ def test_fresh_run_removes_an_earlier_runs_checkpoints(tmp_path, capsys):
     sft.run(config(tmp_path, data, max_steps=3, save_every=1))
     assert f"removing {stale.parent}" in capsys.readouterr().out
     assert sorted(p.name for p in stale.parent.iterdir()) == ["step_000001", "step_000002"]
+
+
+def test_resume_refuses_data_changed_in_place_and_a_run_past_its_end(tmp_path, capsys):
+    """The data path is the same but its contents are not: the saved step would index another
+    plan. Resuming step 2 with one step in all would do nothing and save it as the 1-step model."""
+    data = write_jsonl(tmp_path / "train.jsonl")
+    sft.run(config(tmp_path, data, max_steps=3, save_every=1))
+    before = sorted(p.name for p in (tmp_path / "sft" / "checkpoints").iterdir())
+    original = data.read_text()
+    write_jsonl(data, n=5)
+    with pytest.raises(ValueError, match="train.jsonl has changed since it was saved"):
+        sft.run(config(tmp_path, data, max_steps=3, save_every=1, resume=True))
+    data.write_text(original)
+    with pytest.raises(ValueError, match="step_000002: past this run's 1 steps"):
+        sft.run(config(tmp_path, data, max_steps=1, save_every=1, resume=True))
+    assert sorted(p.name for p in (tmp_path / "sft" / "checkpoints").iterdir()) == before
+    capsys.readouterr()
+    sft.run(config(tmp_path, data, max_steps=3, save_every=1, resume=True))
+    assert "resumed from" in capsys.readouterr().out
+
+
+def test_resume_with_no_checkpoint_says_it_starts_afresh(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl", n=8)
+    (tmp_path / "sft" / "checkpoints" / "step_000002").mkdir(parents=True)  # cut before its trainer state
+    sft.run(config(tmp_path, data, max_steps=1, resume=True))
+    out = capsys.readouterr().out
+    assert "--resume: no complete checkpoint in" in out and "no --resume" not in out
 
 
 def test_resuming_with_another_plan_is_refused(tmp_path, capsys):

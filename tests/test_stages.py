@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,11 +51,13 @@ def test_pretrain_writes_hf_checkpoint_metrics_and_resumes_exactly(base, tmp_pat
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(keep_checkpoints=0), dict(keep_checkpoints=-1),
-                                 dict(lr=0.0), dict(grad_clip=-1.0), dict(weight_decay=-0.1), dict(warmup_steps=-5)])
+                                 dict(lr=0.0), dict(grad_clip=-1.0), dict(weight_decay=-0.1), dict(warmup_steps=-5),
+                                 dict(model="tinyy"), dict(threads=-2), dict(seed=-1), dict(seed=2**32)])
 def test_pretrain_rejects_bad_config(bad):
     """keep_checkpoints -1 deleted each checkpoint as it was written; grad_clip <= 0 zeroed or
-    flipped every gradient; a negative warmup started the schedule down the cosine."""
-    with pytest.raises(ValueError, match=next(iter(bad))):
+    flipped every gradient; a negative warmup started the schedule down the cosine; an unknown
+    model was found only after an earlier run's checkpoints were removed."""
+    with pytest.raises(ValueError, match="preset" if bad.get("model") else next(iter(bad))):
         pretrain.PretrainConfig(**bad)
 
 
@@ -74,6 +77,15 @@ def test_pretrain_on_a_corpus_shorter_than_a_window_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--n-docs"):
         pretrain.run(config)
     assert not (tmp_path / "run").exists()  # checked before the run directory is made
+
+
+def test_pretrain_resume_past_its_end_is_refused(base, tmp_path):
+    """The base run saved step 3 of 6; resumed with 2 steps in all it did nothing and saved that
+    3-step model as the 2-step one."""
+    run = tmp_path / "run"
+    shutil.copytree(Path(base).parent, run)
+    with pytest.raises(ValueError, match="past this run's 2 steps"):
+        pretrain.run(tiny_pretrain(run, 2, resume=True))
 
 
 def stale(checkpoints):
@@ -175,7 +187,8 @@ def test_policy_update_takes_one_step_per_nonempty_minibatch():
 
 
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
-            "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0}
+            "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
+            "threads": -1, "seed": 2**40}
 
 
 @pytest.mark.parametrize("field", BAD_GRPO)

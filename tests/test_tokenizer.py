@@ -116,3 +116,12 @@ def test_chat_template_parity(tokenizer: Tokenizer, tmp_path: Path) -> None:
     assert render_chat(messages[1:2], add_generation_prompt=True) == "<|bos|><|user|>Compute 2+3<|assistant|>"
     with pytest.raises(ValueError):
         render_chat([{"role": "robot", "content": "x"}])
+
+
+def test_load_names_a_missing_or_malformed_tokenizer_file(tmp_path: Path) -> None:
+    """The tokenizers library raised a bare Exception naming neither the file nor the directory."""
+    with pytest.raises(FileNotFoundError, match=f"no tokenizer.json in {tmp_path}"):
+        Tokenizer.load(tmp_path)
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "truncation": \x00}')
+    with pytest.raises(ValueError, match="tokenizer.json: not a readable tokenizer"):
+        Tokenizer.load(tmp_path)

@@ -144,7 +144,7 @@ def test_worked_steps_are_right_except_deliberate_corrected_mistakes(docs: list[
             truth = eval(f"{left}{op}{right}")  # noqa: S307
             if int(result) != truth:  # only allowed when the very next sentence corrects it
                 assert doc.mode == "corrected"
-                assert re.search(rf"Wait, that is not right\. |Voi, tu nai rano\. ", doc.text[match.end():])
+                assert re.search(r"Wait, that is not right\. |Voi, tu nai rano\. ", doc.text[match.end():])
                 assert f"{left}{op}{right}={truth}" in doc.text[match.end():match.end() + 60]
             checked += 1
     assert checked > 5000

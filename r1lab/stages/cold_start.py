@@ -80,6 +80,8 @@ class ColdStartConfig:
 
     def __post_init__(self) -> None:
         training.check_device(self.device, "ColdStartConfig")
+        training.check_seed(self.seed, "ColdStartConfig")
+        training.check_threads(self.threads, "ColdStartConfig")
         for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -113,10 +115,7 @@ def load_engine(checkpoint: str, bf16: bool = False, device: str = "cpu") -> tup
     path = Path(checkpoint)
     if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
         raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
-    try:
-        tokenizer = Tokenizer.load(path)
-    except Exception as err:  # the tokenizers library raises a bare Exception for a malformed file
-        raise ValueError(f"{path / 'tokenizer.json'}: not a readable tokenizer ({err})") from None
+    tokenizer = Tokenizer.load(path)  # a malformed tokenizer.json: a ValueError naming it
     model = from_pretrained(path, device=device)
     return Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
 

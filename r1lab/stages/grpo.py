@@ -97,6 +97,8 @@ class GRPOConfig:
         check_template(self.template)
         check_language(self.language)
         training.check_device(self.device, "GRPOConfig")
+        training.check_seed(self.seed, "GRPOConfig")
+        training.check_threads(self.threads, "GRPOConfig")
 
 
 def check_language(language: str) -> None:
@@ -148,10 +150,9 @@ def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenize
                                        dict[str, Any]]:
     """Policy, KL reference, tokenizer, optimizer and the trainer state ({} on a fresh start): from
     the newest checkpoint with --resume, else from `init`. The RNG states are not restored here."""
-    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
-    if ck is not None:  # the prompts and their order must be the stopped run's (more steps may follow)
-        training.check_same_run(ck, config, ("init", "seed", "n_prompts", "prompts_per_step", "group_size",
-                                             "template"))
+    # the prompts and their order must be the stopped run's (more steps may follow)
+    ck = training.resume_checkpoint(config, ("init", "seed", "n_prompts", "prompts_per_step", "group_size",
+                                             "template"), config.max_steps)
     model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck)

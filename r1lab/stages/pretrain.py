@@ -51,7 +51,10 @@ class PretrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
         training.check_optimizer_settings(self)
+        preset(self.model)  # an unknown preset: refused before an earlier run's checkpoints are removed
         training.check_device(self.device, "PretrainConfig")
+        training.check_seed(self.seed, "PretrainConfig")
+        training.check_threads(self.threads, "PretrainConfig")
 
 
 def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
@@ -101,9 +104,9 @@ def corpora(config: PretrainConfig) -> tuple[Tokenizer, torch.Tensor, torch.Tens
 
 def run(config: PretrainConfig) -> Path:
     """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
-    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
-    if ck is not None:  # the corpus and the batches must be the stopped run's (more steps may follow)
-        training.check_same_run(ck, config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"))
+    # the corpus and the batches must be the stopped run's (more steps may follow)
+    ck = training.resume_checkpoint(config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"),
+                                    config.max_steps)
     tokenizer, stream, val_stream = corpora(config)
     out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")

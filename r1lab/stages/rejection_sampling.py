@@ -80,6 +80,8 @@ class RejectionSamplingConfig:
 
     def __post_init__(self) -> None:
         training.check_device(self.device, "RejectionSamplingConfig")
+        training.check_seed(self.seed, "RejectionSamplingConfig")
+        training.check_threads(self.threads, "RejectionSamplingConfig")
         if not self.checkpoint:
             raise ValueError("RejectionSamplingConfig.checkpoint is required (the model to sample)")
         for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems",

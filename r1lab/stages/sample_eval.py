@@ -55,12 +55,13 @@ class SampleEvalConfig:
     template: str = "auto"  # world prompts: r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.n_problems < 1 or self.batch_problems < 1:
-            raise ValueError("SampleEvalConfig: k, n_problems and batch_problems must be >= 1")
+        if min(self.k, self.n_problems, self.batch_problems, self.max_new_tokens) < 1:
+            raise ValueError("SampleEvalConfig: k, n_problems, batch_problems and max_new_tokens must be >= 1")
         if not (0 <= self.temperature < math.inf and 0 < self.top_p <= 1):  # checked before the model loads
             raise ValueError(f"SampleEvalConfig: temperature must be >= 0 and finite and top_p in (0, 1], got "
                              f"{self.temperature} and {self.top_p}")
         training.check_device(self.device, "SampleEvalConfig")
+        training.check_seed(self.seed, "SampleEvalConfig")
         if self.template != AUTO:
             check_template(self.template)
         else:

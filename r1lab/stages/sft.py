@@ -72,6 +72,8 @@ class SFTConfig:
             raise ValueError("SFTConfig.max_steps must be >= 0 (0 = as many as the epochs take)")
         training.check_optimizer_settings(self)
         training.check_device(self.device, "SFTConfig")
+        training.check_seed(self.seed, "SFTConfig")
+        training.check_threads(self.threads, "SFTConfig")
 
 
 # ----------------------------------------------------------------------------- data
@@ -217,10 +219,15 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batc
 SAME_RUN_FIELDS = ("data", "init", "seed", "epochs", "seq_len", "batch_size", "packing")
 
 
-def _load(config: SFTConfig) -> tuple[Transformer, Tokenizer, Path | None]:
-    ck = training.latest_checkpoint(Path(config.out_dir) / "checkpoints") if config.resume else None
-    if ck is not None:
-        training.check_same_run(ck, config, SAME_RUN_FIELDS)
+# the data file's SHA-256, saved with each checkpoint: a resumed run refuses a file changed in place
+DATA_DIGEST = "data.sha256"
+
+
+def _load(config: SFTConfig, data_digest: str) -> tuple[Transformer, Tokenizer, Path | None]:
+    ck = training.resume_checkpoint(config, SAME_RUN_FIELDS)
+    if ck is not None and (ck / DATA_DIGEST).is_file() and (ck / DATA_DIGEST).read_text().strip() != data_digest:
+        raise ValueError(f"--resume from {ck}: {config.data} has changed since it was saved; resume with "
+                         "the run's data, or start afresh without --resume")
     model = from_pretrained(ck or config.init, device=config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     if tokenizer.vocab_size > model.config.vocab_size:
@@ -246,10 +253,12 @@ def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps:
 def run(config: SFTConfig) -> Path:
     """Fine-tunes `init` on `data` and returns the final checkpoint directory (`out_dir/model`)."""
     examples = read_sft_jsonl(config.data)  # first: bad data or a bad --init leaves no run directory
-    model, tokenizer, ck = _load(config)
+    digest = training.file_digest(config.data)
+    model, tokenizer, ck = _load(config, digest)
     samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}: example {i + 1}")
                for i, example in enumerate(examples)]
     steps = plan([len(s.ids) for s in samples], config)
+    training.check_resume_step(ck, len(steps))
     out = training.start_run(config, "sft", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     describe(examples, samples, len(steps), config)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
@@ -275,7 +284,8 @@ def run(config: SFTConfig) -> Path:
         metrics.write(record)
         if (step + 1) % config.save_every == 0 and step + 1 < total:
             training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
-                                     config=config, optimizer=optimizer, tokenizer=tokenizer)
+                                     config=config, optimizer=optimizer, tokenizer=tokenizer,
+                                     extra_files={DATA_DIGEST: digest + "\n"})
             training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
     final = training.save_checkpoint(model, out / "model", step=total, config=config, tokenizer=tokenizer)
     print(f"fine-tuned model saved to {final}")
