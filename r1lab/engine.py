@@ -26,6 +26,9 @@ class TokenizerLike(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
+MIN_TEMPERATURE = 1e-6  # smallest T > 0 accepted; the sampled distribution is then greedy to float precision
+
+
 @dataclass(kw_only=True)
 class SamplingParams:
     max_new_tokens: int = 256  # tokens generated per sample at most
@@ -42,6 +45,10 @@ class SamplingParams:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.temperature < math.inf:  # NaN too: it samples garbage without an error
             raise ValueError(f"temperature must be >= 0 and finite, got {self.temperature}")
+        if 0 < self.temperature < MIN_TEMPERATURE:  # logits / T overflows to inf: NaN log-probs
+            raise ValueError(f"temperature {self.temperature} is below {MIN_TEMPERATURE}; use 0 for greedy")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.n < 1:
@@ -52,10 +59,10 @@ class SamplingParams:
 class Completion:
     prompt_index: int  # which prompt this sample answers
     token_ids: list[int]  # generated ids (stop token included)
-    logprobs: list[float]  # log-prob of each generated id under the sampling distribution (after temperature)
+    logprobs: list[float]  # log-prob of each generated id under softmax(logits / T), before top-k / top-p (greedy: T = 1)
     finish_reason: str  # "stop" (stop token or string) or "length" (max_new_tokens reached)
     text: str = ""  # decoded token_ids ("" without a tokenizer)
-    entropies: list[float] = field(default_factory=list)  # entropy of that distribution at each generated id (nats)
+    entropies: list[float] = field(default_factory=list)  # entropy of that same distribution at each generated id (nats)
 
 
 @dataclass
@@ -172,7 +179,8 @@ class Engine:
 
     def _hit_stop_string(self, batch: _Batch, stops: tuple[str, ...]) -> torch.Tensor:
         """Checks the decoded tail of each running row (enough tokens to cover any stop string)."""
-        window = max(len(s) for s in stops) + 2  # a token is at least one character
+        # a token is at least one byte (byte-level BPE: one CJK character can take 3 tokens)
+        window = max(len(s.encode("utf-8")) for s in stops) + 2
         hits = [any(s in self.tokenizer.decode(batch.out_ids[r][-window:]) for s in stops)  # type: ignore[union-attr]
                 for r in batch.rows.tolist()]
         return torch.tensor(hits, dtype=torch.bool, device=self.device)

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from r1lab import engine as engine_module
 from r1lab.engine import Engine, SamplingParams, _truncate, sample
 from r1lab.model import Transformer, preset
 
@@ -101,6 +102,45 @@ def test_stop_string_truncates_text(model):
     stop = text[2:4]
     out = Engine(model, tok).generate(["ab"], SamplingParams(temperature=0, max_new_tokens=12, stop_strings=(stop,)))[0][0]
     assert out.finish_reason == "stop" and out.text.endswith(stop) and out.text == text[:text.find(stop) + 2]
+
+
+class ByteTokenizer:
+    """One id per UTF-8 byte, as byte-level BPE may split a character: a few bytes, ids 2..."""
+
+    BYTES = sorted(set("ok x答案".encode()))
+
+    def encode(self, text):
+        return [2 + self.BYTES.index(b) for b in text.encode()]
+
+    def decode(self, ids):
+        return bytes(self.BYTES[i - 2] for i in ids if i >= 2).decode("utf-8", errors="replace")
+
+
+def test_stop_string_of_multibyte_characters_is_found(model, monkeypatch):
+    """"答案" is 6 byte tokens: the decoded tail checked must cover its bytes, not its 2 characters."""
+    tok = ByteTokenizer()
+    forced = iter(tok.encode("ok 答案") + tok.encode("x") * 30)
+    real = engine_module.sample
+
+    def forced_sample(logits, params, gen):
+        token, logprob, entropy = real(logits, params, gen)
+        return torch.full_like(token, next(forced)), logprob, entropy
+
+    monkeypatch.setattr(engine_module, "sample", forced_sample)
+    out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=20, stop_strings=("答案",)))[0][0]
+    assert (out.finish_reason, out.text, len(out.token_ids)) == ("stop", "ok 答案", 9)
+
+
+def test_sampling_params_refuse_a_temperature_that_overflows_and_a_bad_seed():
+    """T = 1e-39 divides logits to inf: NaN log-probs and always the last id, silently."""
+    with pytest.raises(ValueError, match="use 0 for greedy"):
+        SamplingParams(temperature=1e-39)
+    with pytest.raises(ValueError, match="seed"):
+        SamplingParams(seed=-1)
+    SamplingParams(temperature=1e-6)  # the smallest accepted: log-probs stay finite
+    logits = torch.tensor([[30.0, 1.0, -5.0]])
+    token, logprob, entropy = sample(logits, SamplingParams(temperature=1e-6), torch.Generator().manual_seed(0))
+    assert token.item() == 0 and torch.isfinite(logprob).all() and torch.isfinite(entropy).all()
 
 
 def test_top_k_one_is_greedy_and_top_p_truncates():
