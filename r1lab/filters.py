@@ -32,12 +32,14 @@ from typing import Any
 
 from r1lab.rewards.format import r1_format_reward, turn_body
 from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
+from r1lab.tokenizer import SPECIAL_TOKENS
 
 WORLD, SCRIPT = "world", "script"  # language classifiers: the world's lexicon, or Unicode script (real text)
 _TAGS = re.compile(r"</?think>|</?answer>")
 _SPACE = re.compile(r"\s+")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[^{}]*\}")  # \begin{aligned}: a delimiter, like \[
-_FENCE = re.compile(r"```|^[ \t]*~~~", re.MULTILINE)  # Markdown's two code fences
+# Markdown's two code fences; a line may also start after a lone \r (str.splitlines and CommonMark agree)
+_FENCE = re.compile(r"```|(?:^|(?<=\r))[ \t]*~~~", re.MULTILINE)
 
 
 @dataclass(kw_only=True)
@@ -70,12 +72,14 @@ def reasoning_lines(response: Any) -> list[str]:
 
 
 def is_r1_format(response: Any) -> bool:
-    """``<think>`` reasoning ``</think>`` then a non-empty summary, no ``<answer>`` tags.
+    """``<think>`` reasoning ``</think>`` then a non-empty summary, no ``<answer>`` tags, and no
+    control token (a sampled ``<|assistant|>`` decodes as text and would train as the real one).
 
     >>> is_r1_format("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5."), is_r1_format("<think> 5 </think>")
     (True, False)
     """
-    return r1_format_reward(turn_body(response)) == 1.0
+    body = turn_body(response)
+    return r1_format_reward(body) == 1.0 and not any(token in body for token in SPECIAL_TOKENS)
 
 
 def language_share(response: Any, language: str = "en", classifier: str = WORLD) -> float:

@@ -130,12 +130,22 @@ class GenerativeJudge:
                                    prediction=final_answer(item.prediction))
 
     def __call__(self, items: Sequence[JudgeItem]) -> list[bool]:
+        """One verdict per item. An item whose judging prompt leaves the judge no room to answer
+        within its context (a long question or prediction) is not judged: False, not an error."""
         params = SamplingParams(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens,
                                 stop_token_ids=(self.tokenizer.eos_id,))
         verdicts: list[bool] = []
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
-            prompts = [prompt_ids(self.tokenizer, self.prompt(item), self.template) for item in chunk]
-            groups = self.engine.generate(prompts, params)
-            verdicts += [parse_verdict(group[0].text) for group in groups]
+            prompts = [prompt_ids(self.tokenizer, self.prompt(item), self.template)
+                       for item in items[start:start + self.batch_size]]
+            fits = [self._fits(ids) for ids in prompts]
+            judged = [ids for ids, ok in zip(prompts, fits) if ok]
+            replies = iter(group[0].text for group in self.engine.generate(judged, params)) if judged else iter(())
+            verdicts += [parse_verdict(next(replies)) if ok else False for ok in fits]
         return verdicts
+
+    def _fits(self, ids: list[int]) -> bool:
+        """Whether a prompt and the verdict fit the judge model's positions (engines without a
+        model, e.g. a test's fake, are not limited)."""
+        config = getattr(getattr(self.engine, "model", None), "config", None)
+        return config is None or len(ids) + self.max_new_tokens <= config.max_position_embeddings

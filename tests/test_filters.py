@@ -45,6 +45,13 @@ def test_r1_format_ignores_what_follows_the_end_of_sequence():
     assert is_r1_format(GOOD + "<|eos|>garbage <answer>")
 
 
+@pytest.mark.parametrize("token", ["<|assistant|>", "<|pad|>"])
+def test_a_sampled_control_token_fails_the_format(token):
+    """Decoded model text keeps control tokens; kept, SFT would train them as real ones."""
+    assert not is_r1_format(GOOD.replace("Then 12+4=16.", f"Then{token} 12+4=16."))
+    assert not check_readability(GOOD.replace("</think>", f"{token}</think>")).r1_format
+
+
 def test_language_mixing_counts_reasoning_and_summary_words():
     velari_line = GOOD.replace("Then 12+4=16.", "Pori 12+4=16.")
     velari_summary = GOOD.replace("The value of 20-8+4 is 16.", "Keta 20-8+4 ve 16.")
@@ -95,6 +102,8 @@ def test_tilde_fences_are_code_blocks_too():
     tilde = "<think>\nLet me compute.\n~~~python\nprint(20-8+4)\n~~~\n</think>\nThe value of 20-8+4 is 16."
     assert has_code_block(tilde) and not check_readability(tilde).code_block
     assert not has_code_block("<think>\nSo x ~ 5.\n</think>\n5")
+    # a lone \r ends a line too (str.splitlines, CommonMark; the tokenizer can emit it)
+    assert has_code_block("<think>\nFirst, 2+3=5.\r~~~\r5\r~~~\n</think>\n5")
 
 
 def test_repeated_lines_are_found_in_the_reasoning_only():

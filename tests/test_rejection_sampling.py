@@ -94,6 +94,21 @@ def test_generative_judge_prompts_with_question_reference_and_final_answer(token
     assert (params.n, params.temperature, params.max_new_tokens, params.stop_token_ids) == (1, 0.0, 64, (tokenizer.eos_id,))
 
 
+def test_generative_judge_does_not_raise_on_a_prediction_too_long_for_its_context(tokenizer):
+    """A judging prompt past the judge model's positions made the engine raise and the whole
+    stage stop ("A judge never raises on model text"); such an item is now judged False."""
+    from r1lab.stages.cold_start import load_engine
+
+    engine, tok = load_engine(str(BASE))
+    problem = world.rl_prompts(1)[0]
+    short = item(problem, readable(problem))
+    long = JudgeItem(question=problem.question + " Velari" * 600, reference=str(problem.answer),
+                     prediction=readable(problem), example=problem)
+    judge = GenerativeJudge(engine, tok)
+    assert len(prompt_ids(tok, judge.prompt(long), CHAT)) + 64 > engine.model.config.max_position_embeddings
+    assert judge([long, short, long]) == [False, *judge([short]), False]
+
+
 def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
     problem = world.rl_prompts(1)[0]
     replies = ["Yes.", "no", "yes, it is", "maybe yes", "", "Yesterday", "<think>\nhm\n</think>\nyes"]
