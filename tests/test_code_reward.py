@@ -94,8 +94,11 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
         assert code_module.last_answer_block(text) == (found[-1] if found else None), text
         assert [(lang, body) for _, lang, body in code_module._FENCE.findall(text)] == OLD_FENCE.findall(text), text
     stuck = ["<answer>" * 40_000, "```python" + "x" * 100_000]  # 43 s and ~4 s before
+    # spaces or tabs after a fence that never closes: 6 s and ~1.5 s before the possessive `[ \t]*+`
+    blank = ["```" + " " * 40_000 + "\nx = 1", "```python\nx = 1\n```\n```" + "\t" * 20_000]
     start = time.perf_counter()
     assert [extract_code(text) for text in stuck] == stuck
+    assert [extract_code(text) for text in blank] == [blank[0], "x = 1"]
     assert time.perf_counter() - start < 1.0
 
 
@@ -157,6 +160,17 @@ def test_partial_credit_counts_each_check_of_humaneval_separately(sandbox):
     assert code_reward(half, ADD, sandbox=sandbox) == 0.0
     assert code_reward(half, ADD, partial=True, sandbox=sandbox) == 0.5
     assert len(build_jobs("pass", ADD, partial=True)) == 2
+
+
+def test_a_solutions_main_block_does_not_run_in_humaneval_and_mbpp_as_in_their_harnesses(sandbox):
+    """Their harnesses exec the test program in a fresh namespace; a right answer with a demo
+    that reads input or calls unittest.main() scored 0 when run as __main__."""
+    demo = "    return a + b\n\nif __name__ == '__main__':\n    print(add(int(input()), 1))\n"
+    assert code_reward(demo, ADD, sandbox=sandbox) == 1.0
+    mbpp = CodeTask(kind="mbpp", task_id="toy/mbpp", asserts=("assert add(2, 3) == 5",), timeout_s=2.0)
+    assert code_reward("def add(a, b):\n" + demo, mbpp, sandbox=sandbox) == 1.0
+    stdio = CodeTask.from_stdio([("2\n", "3")])  # a stdin/stdout program is `python solution.py`
+    assert code_reward("def add(a, b):\n" + demo, stdio, sandbox=sandbox) == 1.0
 
 
 # ---------------------------------------------------------------- the real data sets

@@ -258,3 +258,12 @@ def test_latex_commands_are_maths_not_english():
     assert script_language_reward(r"<think> 因为 \sin x = \cos x ，所以 x = \frac{\pi}{4} </think>", target="zh") == 1.0
     assert script_language_reward(r"<think> 设 \alpha 为 角 ， 则 \alpha \times 2 </think>", target="zh") == 1.0
     assert script_language_reward(r"<think> 设 \text{angle} 为 角 </think>", target="zh") == 0.75
+
+
+def test_thousands_gaps_mean_the_same_when_math_verify_decides():
+    """The fast path reads "10\\,080" and "1 000 000" as one number; when the other side is no
+    plain number math-verify decides, and it read the gap otherwise: right answers scored 0."""
+    pairs = [("10\\,080", "\\frac{20160}{2}"), ("1 000 000", "10^6"), ("10\\,080 \\text{ ways}", "10080"),
+             ("1\\,500 \\text{ dollars}", "1500")]
+    assert check_answers([p for p, _ in pairs], [g for _, g in pairs]) == [True] * 4
+    assert check_answers(["1 2"], ["12"]) == [False]  # a gap that is no thousands separator

@@ -86,6 +86,23 @@ def test_exit_0_before_the_end_is_not_passed(sandbox, early_exit):
     assert result.exited_cleanly  # what stdin/stdout tasks accept
 
 
+@pytest.mark.parametrize("call", ["exit()", "quit()", "exit(0)"])
+def test_exit_and_quit_work_as_in_python(sandbox, call):
+    """`site` (skipped by the server's -S) defines them; a stdio answer that ends with exit()
+    raised NameError and scored 0."""
+    result = run(sandbox, f"print(2 * int(input()))\n{call}\nprint('unreachable')", stdin="21\n")
+    assert (result.stdout, result.exit_code, result.stderr) == ("42\n", 0, "")
+    assert result.exited_cleanly and result.status == "failed"  # stopped before its end, as sys.exit
+
+
+def test_a_harness_program_does_not_run_its_main_block(sandbox):
+    """HumanEval's and MBPP's harnesses exec the test program in a fresh namespace: a solution's
+    `if __name__ == "__main__":` demo (here one that waits for input) does not run."""
+    source = "def f():\n    return 1\nif __name__ == '__main__':\n    print(int(input()))\nassert f() == 1\n"
+    assert sandbox.execute(Job(source=source, module="solution")).status == "passed"
+    assert "EOFError" in sandbox.execute(Job(source=source)).stderr  # `python solution.py` runs it
+
+
 def test_exit_code_and_syntax_error_are_failures(sandbox):
     assert run(sandbox, "import sys; sys.exit(3)").exit_code == 3
     result = run(sandbox, "def f(:\n  pass")
@@ -268,6 +285,16 @@ def _own_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (where another run's sandboxes come and go)."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+def test_tempfile_works_in_a_sandbox_started_under_another_tmpdir(tmp_path, monkeypatch):
+    """The server's tempfile cached the caller's TMPDIR, which the forked program inherited: a path
+    that does not exist in its jail."""
+    _own_tmpdir(tmp_path, monkeypatch)
+    source = "import tempfile\nwith tempfile.TemporaryFile() as f:\n    f.write(b'x')\nprint('ok')\n"
+    with Sandbox(max_workers=1) as box:
+        result = box.execute(Job(source=source))
+    assert (result.status, result.stdout) == ("passed", "ok\n"), result.stderr
 
 
 def test_working_directories_are_removed_when_the_sandbox_closes(tmp_path, monkeypatch):

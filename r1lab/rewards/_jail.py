@@ -218,9 +218,10 @@ def _program(request: dict, limits: types.SimpleNamespace, uid: int | None, cwd:
             resource.setrlimit(kind, value)
         os.environ.clear()
         os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=cwd, TMPDIR=cwd, LANG="C.UTF-8")
+        tempfile.tempdir = None  # the server's cached one (the caller's TMPDIR) is not in the jail
         if patch_socket:
             socket.socket = socket.create_connection = socket.socketpair = _no_network
-        code = _run_source(request["source"], _Secret(request["nonce"]))
+        code = _run_source(request["source"], _Secret(request["nonce"]), request["module"])
     finally:
         os._exit(code)
 
@@ -237,13 +238,19 @@ class _Secret:
         return "<secret>"
 
 
-def _run_source(source: str, secret: _Secret) -> int:
-    """Emulate `python solution.py`: fresh __main__, then atexit, thread joins and flushes."""
+def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
+    """Emulate `python solution.py`: fresh __main__ (whose __name__ is `module`), then atexit,
+    thread joins and flushes."""
+    import _sitebuiltins
     import atexit
+    import builtins
     import types
 
     atexit._clear()
-    main = sys.modules["__main__"] = types.ModuleType("__main__")
+    main = sys.modules["__main__"] = sys.modules[module] = types.ModuleType(module)
+    # exit() and quit() come from `site`, which the server skips (-S); programs call them often
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
     sys.argv = ["solution.py"]
     sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)
     out = sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)

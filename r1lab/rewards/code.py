@@ -35,8 +35,12 @@ Kind = Literal["humaneval", "mbpp", "stdio"]
 # The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
 # could take its characters too, and on a fence line with no newline the backtracking is quadratic.
 # Groups: the fence's indentation (a fence inside a list item), the language, the body.
-_FENCE = re.compile(r"^([ \t]*)```[ \t]*([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
+# The run of spaces after the backticks is possessive (`*+`): else, on a fence that never
+# closes, the regex tries every split of it with the info string's rest (quadratic in its length).
+_FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
 _PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
+# HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
+HARNESS_MODULE = "solution"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +136,11 @@ def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]
     limits = Limits(timeout_s=task.timeout_s, memory_mb=task.memory_mb)
     if task.kind == "humaneval":
         tests = _split_check(task.test) if partial else [task.test]
-        return [Job(source=f"{task.prompt}{code}\n{test}\ncheck({task.entry_point})\n", limits=limits)
-                for test in tests]
+        return [Job(source=f"{task.prompt}{code}\n{test}\ncheck({task.entry_point})\n", limits=limits,
+                    module=HARNESS_MODULE) for test in tests]
     if task.kind == "mbpp":
         groups = [[a] for a in task.asserts] if partial else [list(task.asserts)]
-        return [Job(source="\n".join([code, task.setup, *group]) + "\n", limits=limits)
+        return [Job(source="\n".join([code, task.setup, *group]) + "\n", limits=limits, module=HARNESS_MODULE)
                 for group in groups]
     return [Job(source=code + "\n", stdin=case.stdin, limits=limits) for case in task.cases]
 

@@ -265,6 +265,8 @@ def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
     """Runs in a worker: math-verify with its own signal.alarm timeouts (main thread there)."""
     from math_verify import verify
 
+    # thousands gaps as the fast path reads them ("10\\,080" is 10080): math-verify would not
+    pred, gold = _THOUSANDS_GAP.sub(r"\1", pred), _THOUSANDS_GAP.sub(r"\1", gold)
     try:
         gold_parsed = _mv_parse(f"${_strip_dollars(gold)}$", timeout)
         pred_parsed = _mv_parse(f"${_strip_dollars(pred)}$", timeout) or _mv_parse(pred, timeout)

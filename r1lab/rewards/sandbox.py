@@ -100,6 +100,9 @@ class Job:
     source: str
     stdin: str | None = None
     limits: Limits = field(default_factory=Limits)
+    # the program's __name__: HumanEval's and MBPP's harnesses exec the test program in a fresh
+    # namespace, where a solution's `if __name__ == "__main__":` block does not run
+    module: str = "__main__"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,7 +208,7 @@ class Sandbox:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         files = [_unlinked_file(job.source), _unlinked_file(job.stdin or "")]
-        request = marshal.dumps({"nonce": nonce, "limits": asdict(job.limits)})
+        request = marshal.dumps({"nonce": nonce, "limits": asdict(job.limits), "module": job.module})
         start = time.monotonic()
         try:
             self._send(request, [remote.fileno(), files[0], files[1], out_w, err_w])
