@@ -116,7 +116,8 @@ def test_r1_zero_samples_are_kept_only_when_correct_and_readable(tokenizer):
 @pytest.mark.parametrize("language", ["en", "vl"])
 def test_world_long_cot_source_is_pretrain_split_and_readable(language):
     config = ColdStartConfig(n_long_cot=12, kinds="arithmetic,countdown", language=language)
-    examples, funnel = cold_start.long_cot_examples(config, Deduper())
+    problems = world.problem_set(world.PRETRAIN, 12, seed=config.seed, kinds=config.kind_tuple())
+    examples, funnel = cold_start.long_cot_examples(config, problems, Deduper())
     assert funnel.kept == funnel.candidates == 12 and len(examples) == 12
     for example in examples:
         assert example.meta["source"] == "world-long-cot" and example.meta["source_checkpoint"] is None
@@ -211,3 +212,16 @@ def test_an_os_error_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
     assert cli_main(["cold-start", "--out", str(tmp_path / "d.jsonl"), "--n-long-cot", "2"]) == 2
     err = capsys.readouterr().err
     assert err == f"r1lab cold-start: error: Permission denied: {tmp_path / 'd.jsonl'}\n"
+
+
+@pytest.mark.parametrize("sizes", [dict(n_prompts=100_000), dict(n_long_cot=100_000)])
+def test_more_problems_than_a_split_holds_fail_before_loading_or_sampling(tmp_path, monkeypatch, sizes):
+    """The long-CoT draw came after all of R1-Zero's sampling: minutes lost to a typo."""
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded a model before checking the problem counts")
+
+    monkeypatch.setattr(cold_start, "load_engine", no_loading)
+    config = ColdStartConfig(zero_checkpoint="some-checkpoint", out=str(tmp_path / "d.jsonl"), **sizes)
+    with pytest.raises(ValueError, match="distinct problems"):
+        cold_start.run(config)
+    assert list(tmp_path.iterdir()) == []

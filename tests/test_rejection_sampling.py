@@ -343,3 +343,12 @@ def test_a_malformed_tokenizer_is_one_line_and_exit_2(tmp_path, capsys):
     (ck / "tokenizer.json").write_text("{}")  # the tokenizers library raises a bare Exception for it
     assert cli_main(["rejection-sample", "--checkpoint", str(ck), "--out-dir", str(tmp_path / "o")]) == 2
     assert "tokenizer.json" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_more_prompts_than_the_split_holds_fail_before_an_earlier_runs_data_is_touched(tmp_path):
+    out = tmp_path / "rs"
+    out.mkdir()
+    (out / "data.jsonl").write_text("an earlier run's\n")
+    with pytest.raises(ValueError, match="distinct problems"):
+        rs.run(RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=100_000))
+    assert sorted(p.name for p in out.iterdir()) == ["data.jsonl"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -200,10 +200,11 @@ def zero_examples(engine: Any, tokenizer: Any, problems: list[WorldProblem], con
     return examples, funnel
 
 
-def long_cot_examples(config: ColdStartConfig, dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
-    """The world's rendered long CoT on pretrain-split problems, through the same filters."""
+def long_cot_examples(config: ColdStartConfig, problems: Sequence[WorldProblem],
+                      dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
+    """The world's rendered long CoT on (pretrain-split) problems, through the same filters."""
     funnel, readability, examples = Funnel.of(LONG_COT_SOURCE, LONG_COT_FILTERS), config.readability(), []
-    for problem in problem_set(PRETRAIN, config.n_long_cot, seed=config.seed, kinds=config.kind_tuple()):
+    for problem in problems:
         response = long_cot(problem, config.language, config.seed)
         if funnel.admit(readable_checks(problem.question, response, readability, dedupe)):
             examples.append(_example(problem, response, LONG_COT_SOURCE, None, funnel))
@@ -220,17 +221,19 @@ def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
     for path in (config.out, stats_path(config.out)):  # before sampling: a bad --out costs nothing
         check_output_file(path)
-    # first: a bad checkpoint fails before anything is sampled
+    # first: more problems than a split holds, or a bad checkpoint, fail before anything is sampled
+    sampled = config.n_prompts if config.zero_checkpoint else 0
+    problems = rl_prompts(sampled, seed=config.seed, kinds=config.kind_tuple()) if sampled else []
+    long_problems = problem_set(PRETRAIN, config.n_long_cot, seed=config.seed, kinds=config.kind_tuple())
     loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None
     training.set_threads(config.threads)
     training.keep_freed_memory()
     dedupe, examples, funnels = Deduper(), [], []
-    if loaded is not None and config.n_prompts:
-        problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
+    if loaded is not None and problems:
         kept, funnel = zero_examples(*loaded, problems, config, dedupe)
         examples, funnels = examples + kept, funnels + [funnel]
     if config.n_long_cot:
-        kept, funnel = long_cot_examples(config, dedupe)
+        kept, funnel = long_cot_examples(config, long_problems, dedupe)
         examples, funnels = examples + kept, funnels + [funnel]
     out = write_sft_jsonl(config.out, examples)
     DatasetStats(data=str(out), examples=len(examples), sources=funnels, config=asdict(config)).write(stats_path(out))

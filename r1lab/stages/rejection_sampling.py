@@ -228,13 +228,13 @@ def run(config: RejectionSamplingConfig) -> Path:
     out_dir = check_output_dir(config.out_dir)  # before loading and sampling: a bad --out-dir costs nothing
     for name in ("data.jsonl", "stats.json"):
         check_output_file(out_dir / name)
-    # first: a bad checkpoint leaves no run directory
+    # first: more prompts than the split holds, or a bad checkpoint, leave no run directory
+    problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)
     judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens, config.device)
     out = training.start_run(config, "rejection_sampling")
     for name in ("data.jsonl", "stats.json"):  # an earlier run's: never left next to this run's config
         (out / name).unlink(missing_ok=True)
-    problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     dedupe = Deduper()
     reasoning, reasoning_funnel = reasoning_examples(engine, tokenizer, problems, judge, config, dedupe)
     chat, chat_funnel = chat_examples(config, dedupe)
