@@ -352,3 +352,13 @@ def test_more_prompts_than_the_split_holds_fail_before_an_earlier_runs_data_is_t
     with pytest.raises(ValueError, match="distinct problems"):
         rs.run(RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=100_000))
     assert sorted(p.name for p in out.iterdir()) == ["data.jsonl"]
+
+
+def test_the_chat_reasoning_is_in_the_worlds_english():
+    """world.language's contract: text r1lab writes registers its words, else the classifier
+    counts them foreign ("fact", "remember", "translation": 0.83 consistency for all-English text)."""
+    fact = next(e for e in world.chat_tasks(50) if e.kind == "fact")
+    assert world.language_consistency(chat_response(fact), "en") == 1.0
+    translate = next(e for e in world.chat_tasks(50) if e.kind == "translate" and "to Velari" in e.prompt)
+    thought = chat_response(translate).split("</think>")[0]
+    assert world.language_consistency(thought.replace(translate.response, ""), "en") == 1.0

@@ -45,6 +45,7 @@ from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
 from r1lab.stages.cold_start import load_engine, parse_kinds, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
+from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
 from r1lab.world.render import final_answer_text
 
 REASONING_SOURCE, CHAT_SOURCE = "rejection-sampling", "world-chat"
@@ -202,9 +203,9 @@ def chat_response(example: ChatExample, with_cot: bool = True) -> str:
         word = example.prompt.rsplit(":", 1)[-1].strip()
         target = "English" if "to English" in example.prompt else "Velari"
         source = "Velari" if target == "English" else "English"
-        thought = f"This asks for a translation from {source} to {target}.\nIn {target}, {word} is {example.response}."
+        thought = TRANSLATE_THOUGHT.format(source=source, target=target, word=word, answer=example.response)
     elif example.kind == "fact":
-        thought = f"This asks for a fact about the world.\nI remember: {example.response}"
+        thought = FACT_THOUGHT.format(answer=example.response)
     else:
         return example.response
     return f"<think>\n{thought}\n</think>\n{example.response}"

@@ -137,8 +137,15 @@ def chat_tasks(n: int, seed: int = 0) -> list[ChatExample]:
     return [chat_example(rng, rng.choices(CHAT_KINDS, weights=CHAT_WEIGHTS)[0]) for _ in range(n)]
 
 
+# The short reasoning rejection sampling gives the chat tasks that get one (R1 §2.3.3: a CoT for
+# some non-reasoning prompts): the world's text, so its words are registered here with the rest.
+TRANSLATE_THOUGHT = "This asks for a translation from {source} to {target}.\nIn {target}, {word} is {answer}."
+FACT_THOUGHT = "This asks for a fact about the world.\nI remember: {answer}"
+
+
 def _register_vocabulary() -> None:
     templates = [t for q, s, _ in FACT_TEMPLATES for t in (q, s)] + [t for pair in GREETINGS + IDENTITY for t in pair]
+    templates += [TRANSLATE_THOUGHT, FACT_THOUGHT]
     for text in templates + list(COPY_PROMPTS) + [t for t, _ in TRANSLATE_PROMPTS] + list(COLOURS + ANIMALS):
         register_words(ENGLISH, text)
     for country in countries():
