@@ -12,6 +12,7 @@ import r1lab.world as world
 from r1lab.world.arithmetic import ArithmeticConfig, Chain, random_chain
 from r1lab.world.corpus import TEMPLATE, corpus_statistics
 from r1lab.world.countdown import CountdownConfig, random_countdown
+from r1lab.world.problems import countdown_problem
 from r1lab.world.language import GLOSSARY, PHRASES, lexicon
 from r1lab.world.problems import SPLIT_PERCENT, countdown_problem
 
@@ -183,6 +184,8 @@ def test_corpus_shares_match_the_design(docs: list[world.Document]) -> None:
     assert 0.35 <= stats["problems/worked"] + stats["problems/corrected"] <= 0.6
     assert 0.15 <= stats["worked/vl"] <= 0.35 and 0.15 <= stats["worked/mix"] <= 0.35
     assert stats["worked/english_consistency"] < 0.8  # mixing is common enough to survive RL
+    with_velari = sum(any(world.word_language(w) == "vl" for w in d.text.split()) for d in docs) / len(docs)
+    assert stats["docs/with_velari"] == pytest.approx(with_velari, abs=0.02)  # drill sheets have no words at all
 
 
 def test_corpus_knobs_change_what_they_say() -> None:
@@ -237,6 +240,21 @@ OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)  # the regexes the
 OLD_EXPRESSION = re.compile(r"[\d(][\d+\-*() ]*[\d)]")
 
 
+def old_expressions_with_attached_operators(text: str) -> list[str]:
+    """The regex's matches, plus a minus written onto the front (a run's first character, or after
+    a space or "(") and an operator written onto the end: they are the expression's own."""
+    found = []
+    for match in OLD_EXPRESSION.finditer(text):
+        start, end, core = *match.span(), match.group()
+        if start and text[start - 1] == "-" and (start == 1 or text[start - 2] in " (" or
+                                                 text[start - 2] not in "0123456789+-*() "):
+            core = "-" + core
+        if end < len(text) and text[end] in "+-*":
+            core += text[end]
+        found.append(core)
+    return found
+
+
 def test_answer_and_expression_scans_match_their_regexes_and_stay_linear() -> None:
     from r1lab.rewards.format import last_answer_block
     from r1lab.world.answers import _expressions
@@ -247,7 +265,7 @@ def test_answer_and_expression_scans_match_their_regexes_and_stay_linear() -> No
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
         found = OLD_ANSWER.findall(text)
         assert last_answer_block(text) == (found[-1] if found else None), text
-        assert _expressions(text) == OLD_EXPRESSION.findall(text), text
+        assert _expressions(text) == old_expressions_with_attached_operators(text), text
     problem = world.heldout_problems(1, seed=2, kinds=("countdown",))[0]
     stuck = ["(" * 19_000, "<answer>" * 2_400, "<answer>(" + "(" * 19_000 + "</answer>"]  # ~1 s each before
     start = time.perf_counter()
@@ -269,6 +287,18 @@ def test_check_completion_for_countdown() -> None:
     assert world.check_completion(problem, f" <think> ok </think> <answer> {expression} </answer>")
     assert world.check_completion(problem, f" Try it. So the answer is {expression}.")
     assert not world.check_completion(problem, f" The answer is {problem.answer}.")
+
+
+def test_countdown_answers_are_judged_as_written() -> None:
+    """A unary minus or an unfinished operator was trimmed off before checking ("-3+10" judged as
+    3+10 = 13); an expression whose every operator follows ")" was not found at all."""
+    plus = countdown_problem((3, 10), 13, Chain(operands=(3, 10), ops=("+",)))
+    times = countdown_problem((13, 5), 65, Chain(operands=(13, 5), ops=("*",)))
+    assert [world.check_completion(plus, f"<answer>{a}</answer>") for a in ("3+10", "-3+10", "3+10*", "x - 3+10")] \
+        == [True, False, False, True]  # the last: a prose dash set off by a space
+    assert world.extract_final_expression("<answer>(13)*5</answer>") == "(13)*5"
+    assert world.check_completion(times, "<answer>2+3 is wrong; (13)*5</answer>")
+    assert not world.check_completion(times, "<answer>-(13)*5</answer>")
 
 
 # --- languages --------------------------------------------------------------------------------

@@ -51,18 +51,32 @@ def extract_final_answer(completion: str) -> int | None:
 
 
 def _expressions(text: str) -> list[str]:
-    """What ``re.findall(r"[\\d(][\\d+\\-*() ]*[\\d)]", text)`` finds, in linear time (that regex
-    rescans to the end of the run from every ``(`` of a run without a closing digit or ``)``):
-    each maximal run of expression characters, from its first digit or ``(`` to its last digit
-    or ``)``, when those are two different characters."""
-    trimmed = (run.lstrip("+-*) ").rstrip("+-*( ") for run in _EXPRESSION_CHARS.findall(text))
-    return [expression for expression in trimmed if len(expression) >= 2]
+    """Each maximal run of expression characters, from its first digit or ``(`` to its last digit
+    or ``)``, when those are two different characters (``re.findall(r"[\\d(][\\d+\\-*() ]*[\\d)]")``
+    in linear time: that regex rescans the run from every ``(`` without a closing digit or ``)``).
+
+    An operator written onto either end stays with the expression, so that it is judged as
+    written: ``-3+10`` (a unary minus) and ``3+10*`` (unfinished) are no solution, where a prose
+    dash set off by a space (``x - 3+10``) is not part of it."""
+    found = []
+    for run in _EXPRESSION_CHARS.findall(text):
+        head = len(run) - len(run.lstrip("+-*) "))  # where the first digit or "(" is
+        core = run[head:].rstrip("+-*( ")
+        if len(core) < 2:
+            continue
+        tail = head + len(core)
+        if head and run[head - 1] == "-" and (head == 1 or run[head - 2] in " ("):
+            core = "-" + core
+        if tail < len(run) and run[tail] in "+-*":
+            core += run[tail]
+        found.append(core)
+    return found
 
 
 def extract_final_expression(completion: str) -> str | None:
     """The last arithmetic expression (with at least one operator) in the answer span, or None."""
     candidates = [m.strip() for m in _expressions(final_answer_span(completion))]
-    candidates = [c for c in candidates if re.search(r"\d\s*[+\-*]", c)]
+    candidates = [c for c in candidates if re.search(r"[\d)]\s*[+\-*]", c)]  # "(13)*5" too
     return candidates[-1] if candidates else None
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from r1lab.world.arithmetic import ArithmeticConfig, random_step
 from r1lab.world.chat import CHAT_KINDS, CHAT_WEIGHTS, chat_example, countries, fact_statements, random_fact
 from r1lab.world.countdown import CountdownConfig
-from r1lab.world.language import ENGLISH, GLOSSARY, VELARI, language_consistency, register_words
+from r1lab.world.language import (ENGLISH, GLOSSARY, VELARI, language_consistency, register_words, word_language,
+                                  words)
 from r1lab.world.problems import ARITHMETIC, COUNTDOWN, PRETRAIN, WorldProblem
 from r1lab.world.render import (
     PROFILES,
@@ -195,7 +196,8 @@ def corpus_statistics(docs: list[Document]) -> dict[str, float]:
     stats["template/worked"] = sum(d.mode in ("worked", "corrected") for d in template) / max(1, len(template))
     stats["template/tagged"] = sum(d.tagged for d in template) / max(1, len(template))
     stats["docs/tagged"] = sum(d.tagged for d in docs) / len(docs)
-    stats["docs/with_velari"] = sum(language_consistency(d.text, VELARI) > 0 for d in docs) / len(docs)
+    # a Velari word, not a consistency > 0: text without words (a drill sheet) has consistency 1
+    stats["docs/with_velari"] = sum(any(word_language(w) == VELARI for w in words(d.text)) for d in docs) / len(docs)
     stats["worked/english_consistency"] = sum(language_consistency(d.response or "") for d in worked) / max(1, len(worked))
     stats["chars/mean"] = sum(len(d.text) for d in docs) / len(docs)
     return stats

@@ -21,7 +21,8 @@ from r1lab.world.problems import WorldProblem, countdown_problem
 @dataclass(frozen=True, kw_only=True)
 class CountdownConfig:
     """Difficulty knobs: the first number of the hidden solution lies in ``2..max_number``, the
-    others in ``1..max_number``; every step stays in ``1..max_value``."""
+    others in ``1..max_number`` except multipliers, which are always from the times tables
+    (``2..9``, as in arithmetic); every step stays in ``1..max_value``."""
 
     max_number: int = 12
     max_value: int = 99
