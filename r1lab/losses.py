@@ -15,11 +15,19 @@ import torch.nn.functional as F
 LOSS_AGGREGATIONS = ("seq_mean", "token_mean", "constant")
 
 
+def equal_groups(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards (P, G) -> (P,) bool: the groups whose rewards are all equal (no signal to learn
+    from). Compared exactly: a float32 std of equal values such as 2.1 can come out ~2e-7."""
+    return rewards.amax(dim=-1) == rewards.amin(dim=-1)
+
+
 def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
     """rewards (P, G) -> advantages (P, G): A_i = (r_i - mean(r)) / (std(r) + eps) within each group
     (R1 §2.2.1). `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose rewards are all
-    equal gets advantage 0 for every sample."""
+    equal gets advantage exactly 0 for every sample (its float32 mean can be a rounding unit off,
+    which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction)."""
     centered = rewards - rewards.mean(dim=-1, keepdim=True)
+    centered = centered.masked_fill(equal_groups(rewards)[:, None], 0.0)
     if not scale_by_std:
         return centered
     return centered / (rewards.std(dim=-1, keepdim=True, unbiased=True) + eps)

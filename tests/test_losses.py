@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from r1lab.losses import (aggregate, bradley_terry_loss, entropy, group_advantages, grpo_loss, kl_k3, sft_loss,
-                          token_logprobs)
+from r1lab.losses import (aggregate, bradley_terry_loss, entropy, equal_groups, group_advantages, grpo_loss, kl_k3,
+                          sft_loss, token_logprobs)
 
 
 def test_group_advantages_by_hand():
@@ -18,6 +18,17 @@ def test_group_advantages_by_hand():
     torch.testing.assert_close(a[0], torch.tensor([0.5, -0.5, -0.5, 0.5]) / std)
     assert torch.equal(a[1], torch.zeros(4))  # equal rewards: zero advantage
     torch.testing.assert_close(group_advantages(r, scale_by_std=False)[0], torch.tensor([0.5, -0.5, -0.5, 0.5]))
+
+
+def test_a_group_of_equal_fractional_rewards_gets_exactly_zero_advantage():
+    """1 + 1 + 0.1 (accuracy, format, language) eight times: the float32 mean is a rounding unit
+    off, which / (std + 1e-4) made a -0.0024 push on every sample; its std was not even 0 alone."""
+    r = torch.full((1, 8), 1.0 + 1.0 + 0.1)
+    assert float(r.mean() - r[0, 0]) != 0.0 and equal_groups(r).tolist() == [True]
+    assert torch.equal(group_advantages(r), torch.zeros(1, 8))
+    assert torch.equal(group_advantages(r, scale_by_std=False), torch.zeros(1, 8))
+    mixed = torch.tensor([[2.1, 2.1, 1.0, 2.1]])
+    assert equal_groups(mixed).tolist() == [False] and (group_advantages(mixed) != 0).all()
 
 
 def test_kl_k3_by_hand_and_zero_at_equality():

@@ -186,13 +186,27 @@ def test_policy_update_takes_one_step_per_nonempty_minibatch():
         assert Counting.steps == steps and all(v == v for v in stats.values())  # no NaN from an empty piece
 
 
+def test_grpo_with_more_prompts_than_the_split_holds_leaves_an_earlier_run_alone(base, tmp_path):
+    """The prompt pool was drawn after the run directory was reset: the earlier run's checkpoints
+    were gone and nothing was trained."""
+    out = tmp_path / "zero"
+    stale(out / "checkpoints")
+    with pytest.raises(ValueError, match="distinct problems"):
+        grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(out), n_prompts=10**8, prompts_per_step=2,
+                                 group_size=2, max_steps=1))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
+
+
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
             "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
-            "threads": -1, "seed": 2**40}
+            "threads": -1, "seed": 2**40, "accuracy_weight": float("nan"), "format_weight": float("inf"),
+            "language_weight": -1.0, "kl_coef": float("inf"), "temperature": 1e-7}
 
 
 @pytest.mark.parametrize("field", BAD_GRPO)
 def test_grpo_config_rejects_bad_values(field):
+    """An inf / NaN weight or kl_coef trained an all-NaN policy and exited 0; a negative language
+    weight was silently dropped; a temperature below 1e-6 failed at step 0, after the run's reset."""
     with pytest.raises(ValueError, match=field):
         grpo.GRPOConfig(**{field: BAD_GRPO[field]})
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from r1lab import training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.engine import Engine, SamplingParams
+from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
 from r1lab.prompts import R1_ZERO, check_template
@@ -86,8 +86,11 @@ class GRPOConfig:
             raise ValueError("GRPOConfig.group_size must be >= 2: advantages are relative within a group")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
             raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
-        if not (self.kl_coef >= 0 and 0 < self.temperature < math.inf):  # NaN fails both
-            raise ValueError("GRPOConfig: kl_coef must be >= 0 and temperature > 0 (finite)")
+        if not (0 <= self.kl_coef < math.inf and MIN_TEMPERATURE <= self.temperature < math.inf):  # NaN fails
+            raise ValueError(f"GRPOConfig: kl_coef must be >= 0 and temperature >= {MIN_TEMPERATURE} (both finite)")
+        for name in ("accuracy_weight", "format_weight", "language_weight"):  # inf or NaN: a NaN policy, exit 0
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"GRPOConfig.{name} must be >= 0 and finite, got {getattr(self, name)}")
         training.check_optimizer_settings(self)
         if self.ref_reset_every < 0:
             raise ValueError(f"GRPOConfig.ref_reset_every must be >= 0 (0 = never), got {self.ref_reset_every}")
@@ -181,13 +184,14 @@ def run(config: GRPOConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     from r1lab.world import rl_prompts  # the default task; other tasks plug in here
 
-    model, ref, tokenizer, optimizer, state = _load(config)  # first: a bad --init leaves no run directory
+    # first: a bad --init or more prompts than the split holds leave no run directory
+    pool = rl_prompts(config.n_prompts, seed=config.seed)
+    model, ref, tokenizer, optimizer, state = _load(config)
     start = state.get("step", 0)
     out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
     if state:
         training.restore_rng(state)  # after start_run, which seeds the RNGs afresh
     metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
-    pool = rl_prompts(config.n_prompts, seed=config.seed)
     rubric = world_rubric(config)
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     bar = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="grpo", dynamic_ncols=True)
@@ -217,7 +221,8 @@ def run(config: GRPOConfig) -> Path:
                   "expert_load_max_mean": balance, "rollout_s": t_rollout, "train_s": t_train,
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
                   "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
-                  "train_tokens_per_s": int(batch.mask.sum()) * config.ppo_epochs / max(t_train, 1e-9)}
+                  # every token forwarded and backpropagated (masked truncated ones too), as rollout's
+                  "train_tokens_per_s": int(batch.token_valid.sum()) * config.ppo_epochs / max(t_train, 1e-9)}
         metrics.write(record)
         bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                         len=f"{record['length_mean']:.0f}")

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from r1lab.engine import Completion, Engine, SamplingParams
-from r1lab.losses import token_logprobs
+from r1lab.losses import equal_groups, token_logprobs
 from r1lab.model import PrefixCache, Transformer
 from r1lab.prompts import format_rule, prompt_ids
 from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
@@ -98,7 +98,7 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
     Prompt and completion widths are padded to a multiple of `shape_multiple` (see SHAPE_MULTIPLE)."""
     G = rollout.group_size
     rewards = torch.tensor(rollout.rewards.total).view(-1, G)
-    keep_group = rewards.std(-1) > 0 if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
+    keep_group = ~equal_groups(rewards) if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
     rows = [i for i in range(len(rollout.completions)) if keep_group[i // G]]
     comps = [rollout.completions[i] for i in rows]
     L = _round_up(max((len(p) for p in rollout.prompts), default=1), shape_multiple)
@@ -176,6 +176,6 @@ def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]
            "format_rate": means.get("reward/format", sum(strict_format_reward(t) for t in texts) / len(texts)),
            "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
            "truncation_rate": sum(c.finish_reason == "length" for c in rollout.completions) / len(texts),
-           "zero_variance_groups": (rewards.std(-1) == 0).float().mean().item(),
+           "zero_variance_groups": equal_groups(rewards).float().mean().item(),
            "entropy": sum(sum(c.entropies) for c in rollout.completions) / max(lengths.sum().item(), 1)}
     return out
