@@ -32,6 +32,7 @@ from typing import Any
 
 from r1lab.rewards.format import r1_format_reward, turn_body
 from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
+from r1lab.data import write_text_atomically
 from r1lab.tokenizer import SPECIAL_TOKENS
 
 WORLD, SCRIPT = "world", "script"  # language classifiers: the world's lexicon, or Unicode script (real text)
@@ -263,8 +264,8 @@ class DatasetStats:
     def write(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
-        return path
+        # atomically: a stats file cut short by a crash would stop the demo's next run from reading it
+        return write_text_atomically(path, json.dumps(asdict(self), indent=2, default=str) + "\n")
 
 
 def dedupe_key(prompt: str, response: str) -> str:

@@ -10,8 +10,9 @@
 
 Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
 form one table. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
-whose output already exists is reused, and an interrupted GRPO or SFT stage continues from its
-newest checkpoint, so an interrupted demo resumes where it stopped (to the last checkpoint).
+whose output already exists is reused (unless a stage it was built from was rebuilt since), and an
+interrupted GRPO or SFT stage continues from its newest checkpoint, so an interrupted demo resumes
+where it stopped (to the last checkpoint).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,8 @@ STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "r
 
 def _sft_defaults(**overrides: object) -> sft.SFTConfig:
     # the tiny model learns from a few hundred examples at a higher LR than the paper's 5e-5
-    return sft.SFTConfig(data=SET_HERE, lr=1e-3, warmup_steps=10, bf16=True, save_every=10_000, **overrides)
+    # a checkpoint every 50 steps: an interrupted stage continues (the pipeline removes them once it is done)
+    return sft.SFTConfig(data=SET_HERE, lr=1e-3, warmup_steps=10, bf16=True, save_every=50, **overrides)
 
 
 @dataclass(kw_only=True)
@@ -64,7 +67,10 @@ class PipelineConfig:
         if self.stop_after not in STOP_POINTS:
             raise ValueError(f"PipelineConfig.stop_after must be one of {STOP_POINTS[1:]} (or empty for all)")
         training.check_device(self.device, "PipelineConfig")
-        training.check_seed(self.seed, "PipelineConfig")
+        if not 0 <= self.seed < 2**32 - 1:  # evaluations sample with seed + 1
+            raise ValueError(f"PipelineConfig.seed must be in [0, 2^32 - 1), got {self.seed}")
+        if self.eval_problems < 1 or self.eval_samples < 1:  # checked before any stage runs
+            raise ValueError("PipelineConfig: eval_problems and eval_samples must be >= 1")
         for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
             setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))
 
@@ -145,24 +151,49 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
         "the stage's training (and data) wall time.\n")
 
 
-def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
+def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, inputs: Sequence[Path] = (),
                   **expected: object) -> tuple[Path, float]:
     """The stage's output if a previous run finished it, else run it; returns (output, seconds).
 
-    A finished output is reused only if it was built from the same inputs: the `expected` fields
-    (init, data, seed...) must equal those in its saved config `saved` (a stats file's "config")."""
+    A finished output is reused only if it was built with the same settings, the `expected` fields
+    (init, data, seed...) of its saved config `saved` (a stats file's "config"), else an error; and
+    from the same `inputs` (checkpoints, data files) as they are now, else it is built again (an
+    earlier stage was rebuilt). What it was built from is kept as `<output>.inputs.json`."""
+    stamp_file = done.with_name(done.name + ".inputs.json")
     if done.exists():
         if saved is not None and saved.exists():
-            config = json.loads(saved.read_text())
+            try:
+                config = json.loads(saved.read_text())
+            except ValueError:
+                raise ValueError(f"{saved} is not readable JSON; delete {done} to rebuild it") from None
             config = config.get("config", config)
-            changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config and config[k] != v]
+            changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config
+                       and not _same(config[k], v)]
             if changed:
                 raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
                                  "use another --out, or delete it to rebuild")
-        return done, 0.0
+        if not stamp_file.exists() or json.loads(stamp_file.read_text()) == _stamp(inputs):
+            return done, 0.0
+        print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
     t0 = time.perf_counter()
     out = fn()
-    return out, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    write_text_atomically(stamp_file, json.dumps(_stamp(inputs)) + "\n")
+    return out, seconds
+
+
+def _same(saved: object, now: object) -> bool:
+    """Equal settings; paths however spelled (runs/demo/zero vs /abs/runs/./demo/zero)."""
+    if saved == now:
+        return True
+    return isinstance(saved, str) and isinstance(now, str) and Path(saved).resolve() == Path(now).resolve()
+
+
+def _stamp(inputs: Sequence[Path]) -> list[list[object]]:
+    """What outputs built from `inputs` depend on: each checkpoint's weights file or each data
+    file, by size and modification time (a rebuilt stage writes new ones)."""
+    files = [p / "model.safetensors" if p.is_dir() else p for p in inputs]
+    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def _should_resume(out: Path, requested: bool) -> bool:
@@ -175,13 +206,22 @@ def _should_resume(out: Path, requested: bool) -> bool:
 
 def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int) -> Path:
     """A GRPO stage (it writes its curves.png next to its metrics)."""
-    return grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
-                                        resume=_should_resume(out, settings.resume)))
+    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
+                                          resume=_should_resume(out, settings.resume)))
+    return _drop_resume_checkpoints(out, policy)
 
 
 def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> Path:
-    return sft.run(dataclasses.replace(settings, data=str(data), init=str(init), out_dir=str(out), seed=seed,
-                                       resume=_should_resume(out, settings.resume)))
+    model = sft.run(dataclasses.replace(settings, data=str(data), init=str(init), out_dir=str(out), seed=seed,
+                                        resume=_should_resume(out, settings.resume)))
+    return _drop_resume_checkpoints(out, model)
+
+
+def _drop_resume_checkpoints(out: Path, final: Path) -> Path:
+    """A finished stage's checkpoints only served to resume it: left behind, a rebuild of the
+    stage (its output deleted, or an input rebuilt) would continue from them instead."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return final
 
 
 def run(config: PipelineConfig) -> list[StageRow]:
@@ -196,36 +236,36 @@ def run(config: PipelineConfig) -> list[StageRow]:
         return rows
 
     zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
-                            out / "zero" / "policy" / "r1lab_config.json", init=str(base), seed=seed)
+                            out / "zero" / "policy" / "r1lab_config.json", [base], init=str(base), seed=seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
 
     data, s1 = _reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
         config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)),
-        out / "cold_start" / "data.stats.json", zero_checkpoint=str(zero), seed=seed)
+        out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed)
     cold, s2 = _reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
                                                                         out / "cold_start", seed),
-                             out / "cold_start" / "model" / "r1lab_config.json", data=str(data), init=str(base),
-                             seed=seed)
+                             out / "cold_start" / "model" / "r1lab_config.json", [data, base], data=str(data),
+                             init=str(base), seed=seed)
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
 
     rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
                                                                        out / "reasoning_rl", seed),
-                          out / "reasoning_rl" / "policy" / "r1lab_config.json", init=str(cold), seed=seed)
+                          out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold], init=str(cold), seed=seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
 
     rs_data, s1 = _reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
         config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)),
-        out / "rejection" / "stats.json", checkpoint=str(rl), seed=seed)
+        out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed)
     final, s2 = _reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
                                                                         out / "rejection", seed),
-                              out / "rejection" / "model" / "r1lab_config.json", data=str(rs_data), init=str(base),
-                              seed=seed)
+                              out / "rejection" / "model" / "r1lab_config.json", [rs_data, base], data=str(rs_data),
+                              init=str(base), seed=seed)
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     return finish()
 

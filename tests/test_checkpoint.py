@@ -259,3 +259,16 @@ def test_bad_sizes_are_rejected_by_name(field, value):
         changes["rope_factor"] = 4.0
     with pytest.raises(ValueError, match=field):
         make_config(**changes)
+
+
+def test_a_cut_weights_file_or_a_broken_config_is_one_error_naming_the_file(tmp_path):
+    """A truncated model.safetensors raised safetensors' own error (a traceback from the CLI); a
+    broken config.json named no file."""
+    path = save_pretrained(Transformer(preset("tiny").replace(num_hidden_layers=1)), tmp_path / "ck")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+        from_pretrained(path)
+    (path / "config.json").write_text("{\n")
+    with pytest.raises(ValueError, match=r"config\.json: not readable JSON"):
+        from_pretrained(path)

@@ -190,6 +190,11 @@ def test_read_completions_errors_name_the_line(tmp_path):
         (tmp_path / f"c{number}.jsonl").write_text(text)
         with pytest.raises(ValueError, match=message):
             read_completions(tmp_path / f"c{number}.jsonl", 2)
+    (tmp_path / "bad.jsonl").write_bytes(b'\xff{"index": 0, "completion": "a"}\n')  # was: "'utf-8' codec can't..."
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: not valid UTF-8"):
+        read_completions(tmp_path / "bad.jsonl", 2)
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"index": 0, "completion": "a"}\n')  # as benchmark files
+    assert read_completions(tmp_path / "bom.jsonl", 2) == {0: ["a"]}
 
 
 # --- the `r1lab eval` command ----------------------------------------------------------------

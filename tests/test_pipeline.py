@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -144,3 +145,52 @@ def test_a_cache_file_cut_short_by_a_crash_is_evaluated_again(tmp_path, monkeypa
     cache = tmp_path / "eval" / "base-n4-k2-s0.json"
     cache.write_text(cache.read_text()[:40])  # what a kill during the write leaves
     assert pipeline.evaluate("base", pipeline.SHIPPED_BASE, config, 1.0) == first
+
+
+def test_a_rebuilt_stage_rebuilds_what_was_built_from_it(tmp_path, capsys):
+    """Deleting R1-Zero's policy to rebuild it (as the settings error advises) resumed from the
+    finished run's left-over checkpoints, and the cold start built from the old policy was reused."""
+    config = toy_config(tmp_path)
+    config.stop_after, config.zero.save_every = "cold_start", 1
+    pipeline.run(config)
+    assert not (tmp_path / "zero" / "checkpoints").exists()  # they served only to resume the stage
+    built = {p: (tmp_path / p).stat().st_mtime_ns for p in ("cold_start/data.jsonl", "cold_start/model/model.safetensors")}
+    shutil.rmtree(tmp_path / "zero" / "policy")
+    capsys.readouterr()
+    pipeline.run(config)
+    out = capsys.readouterr().out
+    assert "interrupted run" not in out and "was built from an earlier version of" in out
+    assert all((tmp_path / p).stat().st_mtime_ns != t for p, t in built.items())
+    capsys.readouterr()
+    pipeline.run(config)  # and now everything is current again
+    assert "building it again" not in capsys.readouterr().out
+
+
+def test_a_rerun_reuses_stages_however_the_run_directory_is_spelled(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = toy_config("run")
+    config.stop_after = "cold_start"
+    rows = pipeline.run(config)
+    mtime = (tmp_path / "run" / "cold_start" / "model" / "model.safetensors").stat().st_mtime_ns
+    again = toy_config(str(tmp_path / "." / "run"))
+    again.stop_after = "cold_start"
+    assert [r.pass_at_1 for r in pipeline.run(again)] == [r.pass_at_1 for r in rows]
+    assert (tmp_path / "run" / "cold_start" / "model" / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_a_cut_stats_file_is_named_in_one_error(tmp_path):
+    config = toy_config(tmp_path)
+    config.stop_after = "cold_start"
+    pipeline.run(config)
+    stats = tmp_path / "cold_start" / "data.stats.json"
+    stats.write_text(stats.read_text()[:40])
+    with pytest.raises(ValueError, match="data.stats.json is not readable JSON"):
+        pipeline.run(config)
+
+
+@pytest.mark.parametrize("bad", [dict(eval_samples=0), dict(eval_problems=0), dict(seed=2**32 - 1)])
+def test_pipeline_settings_are_checked_before_any_stage_runs(bad):
+    """eval settings failed only after the base model (with --pretrain, ~8 min); seed 2^32 - 1 made
+    the evaluation's seed + 1 overflow, in an error naming a seed the user never gave."""
+    with pytest.raises(ValueError, match="PipelineConfig"):
+        pipeline.PipelineConfig(**bad)

@@ -12,7 +12,6 @@ import r1lab.world as world
 from r1lab.world.arithmetic import ArithmeticConfig, Chain, random_chain
 from r1lab.world.corpus import TEMPLATE, corpus_statistics
 from r1lab.world.countdown import CountdownConfig, random_countdown
-from r1lab.world.problems import countdown_problem
 from r1lab.world.language import GLOSSARY, PHRASES, lexicon
 from r1lab.world.problems import SPLIT_PERCENT, countdown_problem
 

@@ -279,7 +279,11 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
     file = Path(path) / "config.json"
     if not file.exists():
         raise FileNotFoundError(f"no config.json in {path}")
-    return from_hf_config(json.loads(file.read_text()))
+    try:
+        hf = json.loads(file.read_text())
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"{file}: not readable JSON ({err})") from None
+    return from_hf_config(hf)
 
 
 def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
@@ -292,7 +296,10 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
         raise FileNotFoundError(f"no *.safetensors weights in {path}")
     sd: dict[str, torch.Tensor] = {}
     for f in files:
-        sd.update(load_file(f))
+        try:
+            sd.update(load_file(f))
+        except Exception as err:  # noqa: BLE001 (SafetensorError: a cut or corrupt file)
+            raise ValueError(f"{f}: not a readable safetensors file ({err})") from None
     if config.num_nextn_predict_layers and not any(_is_mtp_key(k, config) for k in sd):
         # transformers has no MTP: its checkpoints keep num_nextn_predict_layers but no weights
         config = config.replace(num_nextn_predict_layers=0)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from r1lab.benchmarks import Problem, load_problems, read_json_object
+from r1lab.benchmarks import Problem, decode_line, load_problems, read_json_object
 from r1lab.data import write_text_atomically
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
@@ -248,8 +248,11 @@ def read_completions(path: str | Path, n_problems: int) -> dict[int, list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"completions file not found: {path}")
     by_index: dict[int, list[str]] = {}
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
+        for line_no, raw in enumerate(lines, start=1):
+            line = decode_line(raw, f"{path}:{line_no}")
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as `load_problems` accepts
             if not line.strip():
                 continue
             record = read_json_object(line, path, line_no)
