@@ -225,3 +225,22 @@ def test_more_problems_than_a_split_holds_fail_before_loading_or_sampling(tmp_pa
     with pytest.raises(ValueError, match="distinct problems"):
         cold_start.run(config)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_countdown_verdicts_stay_on_their_attempts_line():
+    """One sentence per line put each "We get 30, not 8." on a line of its own: two misses of the
+    same value then failed the repetition filter as a loop (~10 % of correct countdown samples)."""
+    from r1lab.filters import check_readability
+    from r1lab.world.arithmetic import Chain
+    from r1lab.world.problems import countdown_problem
+
+    problem = countdown_problem((7, 11, 12), 8, Chain(operands=(12, 11, 7), ops=("-", "+")))
+    completion = (" <think> Let me work it out step by step. Try 7+12=19, 19+11=30. We get 30, not 8. "
+                  "Try 11+12=23, 23+7=30. We get 30, not 8. Try 12-11=1, 1+7=8. We get 8. </think> "
+                  "<answer> 12-11+7 </answer><|eos|>")
+    assert world.check_completion(problem, completion)
+    response = cold_start.readable_from_r1_zero(completion, problem)
+    assert response.splitlines()[2:6] == ["Try 7+12=19, 19+11=30. We get 30, not 8.",
+                                          "Try 11+12=23, 23+7=30. We get 30, not 8.",
+                                          "Try 12-11=1, 1+7=8. We get 8.", "</think>"]
+    assert check_readability(response).ok

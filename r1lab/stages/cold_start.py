@@ -57,6 +57,10 @@ ZERO_FILTERS: tuple[str, ...] = ("finished", "correct", "r1_zero_format", "step_
 LONG_COT_FILTERS: tuple[str, ...] = (*READABILITY_FILTERS, "dedupe")
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# a countdown attempt's verdict ("We get 30, not 8.", "We get 8."), in any language: the world writes
+# it on its attempt's line; on a line of its own, two misses of equal value read as a loop
+_VERDICTS = [re.compile(re.sub(r"\\\{[nt]\\\}", r"\\S+", re.escape(template)))
+             for book in PHRASES.values() for template in (book.miss, book.hit)]
 
 
 @dataclass(kw_only=True)
@@ -149,10 +153,15 @@ def readable_from_r1_zero(completion: str, problem: WorldProblem, language: str 
     match = _THINK.search(completion_body(completion))
     if match is None:
         return None
-    sentences = [s.strip() for s in _SENTENCE_END.split(match.group(1).strip()) if s.strip()]
-    if not sentences:
+    lines: list[str] = []
+    for sentence in (s.strip() for s in _SENTENCE_END.split(match.group(1).strip()) if s.strip()):
+        if lines and problem.kind != ARITHMETIC and any(v.fullmatch(sentence) for v in _VERDICTS):
+            lines[-1] += " " + sentence
+        else:
+            lines.append(sentence)
+    if not lines:
         return None
-    return "<think>\n" + "\n".join(sentences) + "\n</think>\n" + summary_line(problem, completion, language)
+    return "<think>\n" + "\n".join(lines) + "\n</think>\n" + summary_line(problem, completion, language)
 
 
 def readable_checks(prompt: str, response: str, readability: ReadabilityConfig,
