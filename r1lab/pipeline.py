@@ -138,11 +138,12 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
     head = (f"| stage | pass@1 | cons@{k} | pass@{k} | language | length | format | reasons | acc. reasoning "
             f"| acc. bare | time |")
     lines = [head, "|---|" + "---:|" * 10]
-    for r in rows:
+    for r in rows:  # an accuracy over no sample (none reasoned, or none answered bare) is "–", not 0.0
+        reasoning = f"{100 * r.accuracy_reasoning:.1f}" if r.reasoning_share > 0 else "–"
+        bare = f"{100 * r.accuracy_bare:.1f}" if r.reasoning_share < 1 else "–"
         lines.append(f"| {r.stage} | {100 * r.pass_at_1:.1f} | {100 * r.cons_at_k:.1f} | {100 * r.pass_at_k:.1f} "
                      f"| {100 * r.language_consistency:.1f} | {r.length_mean:.1f} | {100 * r.format_rate:.1f} "
-                     f"| {100 * r.reasoning_share:.0f}% | {100 * r.accuracy_reasoning:.1f} "
-                     f"| {100 * r.accuracy_bare:.1f} | {r.seconds:.0f} s |")
+                     f"| {100 * r.reasoning_share:.0f}% | {reasoning} | {bare} | {r.seconds:.0f} s |")
     return "\n".join(lines) + (
         f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
         "majority vote; language = English share of the reasoning's words (language consistency, R1 §2.3.2); "

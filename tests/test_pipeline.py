@@ -194,3 +194,12 @@ def test_pipeline_settings_are_checked_before_any_stage_runs(bad):
     the evaluation's seed + 1 overflow, in an error naming a seed the user never gave."""
     with pytest.raises(ValueError, match="PipelineConfig"):
         pipeline.PipelineConfig(**bad)
+
+
+def test_the_table_shows_no_accuracy_over_no_sample():
+    """A stage whose samples all reason had "acc. bare 0.0": read as every bare answer wrong."""
+    row = dict(checkpoint="x", pass_at_1=0.9, pass_at_k=1.0, cons_at_k=0.9, format_rate=1.0, length_mean=50.0,
+               accuracy_reasoning=0.9, accuracy_bare=0.0, language_consistency=1.0, seconds=1.0)
+    table = pipeline.markdown_table([pipeline.StageRow(stage="all reason", reasoning_share=1.0, **row),
+                                     pipeline.StageRow(stage="half", reasoning_share=0.5, **row)], 8)
+    assert "| 100% | 90.0 | – | 1 s |" in table and "| 50% | 90.0 | 0.0 | 1 s |" in table

@@ -94,7 +94,8 @@ def is_reasoning(completion: str) -> bool:
 
 def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
                   lengths: dict[int, list[int]], format_rule: RewardFn = strict_format_reward) -> dict[str, float]:
-    """Format (by `format_rule`), length, reasoning share, accuracy of reasoning vs bare samples, language."""
+    """Format (by `format_rule`), length, reasoning share, accuracy of reasoning vs bare samples, language.
+    An accuracy over no sample is 0.0 (and language consistency 1.0): read them with reasoning_share."""
     from r1lab.world import check_completion
 
     texts = [(i, t) for i, ts in completions.items() for t in ts]
