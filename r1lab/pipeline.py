@@ -159,7 +159,8 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     A finished output is reused only if it was built with the same settings, the `expected` fields
     (init, data, seed...) of its saved config `saved` (a stats file's "config"), else an error; and
     from the same `inputs` (checkpoints, data files) as they are now, else it is built again (an
-    earlier stage was rebuilt). What it was built from is kept as `<output>.inputs.json`."""
+    earlier stage was rebuilt). What it was built from, and in how many seconds (the table's time
+    when it is reused), is kept as `<output>.inputs.json`."""
     stamp_file = done.with_name(done.name + ".inputs.json")
     if done.exists():
         if saved is not None and saved.exists():
@@ -173,14 +174,27 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
             if changed:
                 raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
                                  "use another --out, or delete it to rebuild")
-        if not stamp_file.exists() or json.loads(stamp_file.read_text()) == _stamp(inputs):
-            return done, 0.0
+        built = _read_stamp(stamp_file)
+        if not built or built.get("inputs") == _stamp(inputs):
+            return done, built.get("seconds", 0.0)
         print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
     t0 = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - t0
-    write_text_atomically(stamp_file, json.dumps(_stamp(inputs)) + "\n")
+    write_text_atomically(stamp_file, json.dumps({"inputs": _stamp(inputs), "seconds": seconds}) + "\n")
     return out, seconds
+
+
+def _read_stamp(path: Path) -> dict[str, object]:
+    """An output's record of its inputs; {} if it has none (built before records were kept), and
+    inputs unknown (so it is built again) if the record is unreadable (cut short by a crash)."""
+    if not path.exists():
+        return {}
+    try:
+        built = json.loads(path.read_text())
+    except ValueError:
+        return {"inputs": None}
+    return built if isinstance(built, dict) else {"inputs": built}
 
 
 def _same(saved: object, now: object) -> bool:

@@ -203,3 +203,13 @@ def test_the_table_shows_no_accuracy_over_no_sample():
     table = pipeline.markdown_table([pipeline.StageRow(stage="all reason", reasoning_share=1.0, **row),
                                      pipeline.StageRow(stage="half", reasoning_share=0.5, **row)], 8)
     assert "| 100% | 90.0 | – | 1 s |" in table and "| 50% | 90.0 | 0.0 | 1 s |" in table
+
+
+def test_a_reused_stage_keeps_its_time_when_evaluated_anew(tmp_path):
+    """The table's time was 0 s for a finished stage evaluated again at other eval settings."""
+    config = toy_config(tmp_path)
+    config.stop_after = "zero"
+    first = pipeline.run(config)[1].seconds
+    config.eval_problems = 3  # another evaluation of the same, reused R1-Zero
+    again = pipeline.run(config)[1]
+    assert first > 0 and again.seconds == first
