@@ -14,6 +14,7 @@ protocol"); GSM8K is the usual small-model check. The files keep their own forma
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,24 @@ def load_problems(path: str | Path) -> list[Problem]:
         raise FileNotFoundError(f"data file not found: {path}")
     source = f"{path.resolve().parent.name}/{path.stem}"
     problems: list[Problem] = []
-    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
-        for line_no, raw in enumerate(lines, start=1):
-            line = decode_line(raw, f"{path}:{line_no}")
-            if line_no == 1:
-                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
-            if line.strip():
-                record = read_json_object(line, path, line_no)
-                problems.append(_problem_from_record(record, len(problems), source, f"{path}:{line_no}"))
+    for line_no, record in jsonl_objects(path):
+        problems.append(_problem_from_record(record, len(problems), source, f"{path}:{line_no}"))
     if not problems:
         raise ValueError(f"{path}: no records")
     return problems
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file: read as bytes and decoded line
+    by line (a bad byte is reported with its line), a UTF-8 byte-order mark (Windows editors)
+    accepted; ValueError naming the file and line for a line that is not a JSON object."""
+    with path.open("rb") as lines:
+        for line_no, raw in enumerate(lines, start=1):
+            line = decode_line(raw, f"{path}:{line_no}")
+            if line_no == 1:
+                line = line.removeprefix("\ufeff")
+            if line.strip():
+                yield line_no, read_json_object(line, path, line_no)
 
 
 def decode_line(raw: bytes, where: str) -> str:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1lab.benchmarks import decode_line, read_json_object
-from r1lab.tokenizer import SPECIAL_TOKENS
+from r1lab.benchmarks import jsonl_objects
+from r1lab.tokenizer import find_control_token
 
 _FIELDS = ("prompt", "response", "system")
 
@@ -74,7 +74,7 @@ def _check_text(text: str | None, name: str, where: str) -> None:
     except UnicodeEncodeError as err:
         raise ValueError(f"{where}: field {name!r} is not valid Unicode (a lone surrogate "
                          f"{text[err.start]!r} at character {err.start + 1})") from None
-    control = next((token for token in SPECIAL_TOKENS if token in text), None)
+    control = find_control_token(text)
     if control is not None:
         raise ValueError(f"{where}: field {name!r} contains the control token {control}, which the chat "
                          "template adds itself")
@@ -89,16 +89,7 @@ def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    examples = []
-    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
-        for line_no, raw in enumerate(lines, start=1):
-            where = f"{path}:{line_no}"
-            line = decode_line(raw, where)
-            if line_no == 1:
-                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
-            if not line.strip():
-                continue
-            examples.append(example_from_record(read_json_object(line, path, line_no), where))
+    examples = [example_from_record(record, f"{path}:{line_no}") for line_no, record in jsonl_objects(path)]
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples

@@ -33,7 +33,7 @@ from typing import Any
 from r1lab.rewards.format import r1_format_reward, turn_body
 from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
 from r1lab.data import write_text_atomically
-from r1lab.tokenizer import SPECIAL_TOKENS
+from r1lab.tokenizer import find_control_token
 
 WORLD, SCRIPT = "world", "script"  # language classifiers: the world's lexicon, or Unicode script (real text)
 _TAGS = re.compile(r"</?think>|</?answer>")
@@ -80,7 +80,7 @@ def is_r1_format(response: Any) -> bool:
     (True, False)
     """
     body = turn_body(response)
-    return r1_format_reward(body) == 1.0 and not any(token in body for token in SPECIAL_TOKENS)
+    return r1_format_reward(body) == 1.0 and find_control_token(body) is None
 
 
 def language_share(response: Any, language: str = "en", classifier: str = WORLD) -> float:
@@ -262,8 +262,6 @@ class DatasetStats:
     config: dict[str, Any]  # the stage config that built the data
 
     def write(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # atomically: a stats file cut short by a crash would stop the demo's next run from reading it
         return write_text_atomically(path, json.dumps(asdict(self), indent=2, default=str) + "\n")
 

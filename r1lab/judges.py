@@ -134,18 +134,19 @@ class GenerativeJudge:
         within its context (a long question or prediction) is not judged: False, not an error."""
         params = SamplingParams(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens,
                                 stop_token_ids=(self.tokenizer.eos_id,))
+        limit = self._max_prompt_tokens()
         verdicts: list[bool] = []
         for start in range(0, len(items), self.batch_size):
             prompts = [prompt_ids(self.tokenizer, self.prompt(item), self.template)
                        for item in items[start:start + self.batch_size]]
-            fits = [self._fits(ids) for ids in prompts]
+            fits = [limit is None or len(ids) <= limit for ids in prompts]
             judged = [ids for ids, ok in zip(prompts, fits) if ok]
             replies = iter(group[0].text for group in self.engine.generate(judged, params)) if judged else iter(())
             verdicts += [parse_verdict(next(replies)) if ok else False for ok in fits]
         return verdicts
 
-    def _fits(self, ids: list[int]) -> bool:
-        """Whether a prompt and the verdict fit the judge model's positions (engines without a
-        model, e.g. a test's fake, are not limited)."""
+    def _max_prompt_tokens(self) -> int | None:
+        """The longest prompt that leaves the verdict room in the judge model's positions (None:
+        an engine without a model, e.g. a test's fake, is not limited)."""
         config = getattr(getattr(self.engine, "model", None), "config", None)
-        return config is None or len(ids) + self.max_new_tokens <= config.max_position_embeddings
+        return None if config is None else config.max_position_embeddings - self.max_new_tokens

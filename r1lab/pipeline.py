@@ -208,7 +208,7 @@ def _stamp(inputs: Sequence[Path]) -> list[list[object]]:
     """What outputs built from `inputs` depend on: each checkpoint's weights file or each data
     file, by size and modification time (a rebuilt stage writes new ones)."""
     files = [p / "model.safetensors" if p.is_dir() else p for p in inputs]
-    return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    return [[str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns] for f in files]
 
 
 def _should_resume(out: Path, requested: bool) -> bool:

@@ -35,6 +35,12 @@ THINK, THINK_END, ANSWER, ANSWER_END = "<think>", "</think>", "<answer>", "</ans
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, USER, ASSISTANT)  # control tokens, skipped by skip_special_tokens
 TAG_TOKENS: tuple[str, ...] = (THINK, THINK_END, ANSWER, ANSWER_END)  # single ids, but ordinary text when decoding
 RESERVED_TOKENS: tuple[str, ...] = SPECIAL_TOKENS + TAG_TOKENS  # ids 0..8, in this order
+
+
+def find_control_token(text: str) -> str | None:
+    """The first control token written out in `text` (``<|eos|>``...), or None: such text would
+    encode as the real token (a sampled ``<|assistant|>``, or one inside a user's data)."""
+    return next((token for token in SPECIAL_TOKENS if token in text), None)
 DEFAULT_VOCAB_SIZE = 1024
 
 # The R1 conversation format (BOS, then turns; each assistant turn closed by EOS), in Jinja for

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from r1lab.benchmarks import Problem, decode_line, load_problems, read_json_object
+from r1lab.benchmarks import Problem, jsonl_objects, load_problems
 from r1lab.data import write_text_atomically
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
@@ -248,22 +248,15 @@ def read_completions(path: str | Path, n_problems: int) -> dict[int, list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"completions file not found: {path}")
     by_index: dict[int, list[str]] = {}
-    with path.open("rb") as lines:  # bytes, decoded line by line: a bad byte is reported with its line
-        for line_no, raw in enumerate(lines, start=1):
-            line = decode_line(raw, f"{path}:{line_no}")
-            if line_no == 1:
-                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as `load_problems` accepts
-            if not line.strip():
-                continue
-            record = read_json_object(line, path, line_no)
-            index, text = record.get("index"), record.get("completion")
-            if not isinstance(index, int) or isinstance(index, bool):
-                raise ValueError(f"{path}:{line_no}: 'index' must be an integer, got {index!r}")
-            if not isinstance(text, str):
-                raise ValueError(f"{path}:{line_no}: 'completion' must be a string")
-            if not 0 <= index < n_problems:
-                raise ValueError(f"{path}:{line_no}: index {index} out of range: the data has {n_problems} problems")
-            by_index.setdefault(index, []).append(text)
+    for line_no, record in jsonl_objects(path):
+        index, text = record.get("index"), record.get("completion")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"{path}:{line_no}: 'index' must be an integer, got {index!r}")
+        if not isinstance(text, str):
+            raise ValueError(f"{path}:{line_no}: 'completion' must be a string")
+        if not 0 <= index < n_problems:
+            raise ValueError(f"{path}:{line_no}: index {index} out of range: the data has {n_problems} problems")
+        by_index.setdefault(index, []).append(text)
     if not by_index:
         raise ValueError(f"{path}: no completions")
     return by_index
