@@ -191,6 +191,20 @@ def test_cli(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags", [["--temperature", "1.0"], ["--samples-per-prompt", "8", "--bf16"],
+                                   ["--n-prompts", "64"], ["--max-new-tokens", "32"], ["--batch-problems", "4"]])
+def test_sampling_flags_without_a_zero_checkpoint_are_refused(tmp_path, capsys, flags):
+    """Without --zero-checkpoint nothing is sampled: `--temperature 1.0` built the long-CoT set and
+    silently ignored it. Now a one-line error names the flag, and nothing is written."""
+    out = tmp_path / "d.jsonl"
+    assert cli_main(["cold-start", "--out", str(out), "--n-long-cot", "2", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1lab cold-start: error: ") and flags[0] in err and "--zero-checkpoint" in err
+    assert err.count("\n") == 1 and list(tmp_path.iterdir()) == []
+    # the defaults, and --n-prompts 0 (sample nothing), agree with having no checkpoint
+    assert cli_main(["cold-start", "--out", str(out), "--n-long-cot", "2", "--n-prompts", "0"]) == 0
+
+
 def test_unusable_out_is_one_line_before_any_work(tmp_path, capsys):
     """A directory or a path under a file as --out: a one-line error up front (not a traceback after
     sampling), and no stray ``.tmp`` left next to it."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ R1_ZERO_SOURCE, LONG_COT_SOURCE = "r1-zero", "world-long-cot"
 ZERO_FILTERS: tuple[str, ...] = ("finished", "correct", "r1_zero_format", "step_by_step", *READABILITY_FILTERS,
                                  "dedupe")
 LONG_COT_FILTERS: tuple[str, ...] = (*READABILITY_FILTERS, "dedupe")
+# settings that only steer sampling the R1-Zero checkpoint (`check_sampling_settings`)
+SAMPLING_FIELDS: tuple[str, ...] = ("n_prompts", "samples_per_prompt", "max_new_tokens", "temperature",
+                                    "batch_problems", "bf16", "device")
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # a countdown attempt's verdict ("We get 30, not 8.", "We get 8."), in any language: the world writes
@@ -220,6 +223,21 @@ def long_cot_examples(config: ColdStartConfig, problems: Sequence[WorldProblem],
     return examples, funnel
 
 
+def check_sampling_settings(config: ColdStartConfig) -> None:
+    """ValueError for a sampling setting changed from its default without a checkpoint to sample:
+    nothing is sampled then, so ``--temperature 1.0`` alone would be silently ignored. (Not in
+    `ColdStartConfig.__post_init__`: the pipeline sets them first and the checkpoint later.)"""
+    if config.zero_checkpoint:
+        return
+    defaults = {f.name: f.default for f in fields(ColdStartConfig)}
+    changed = [f"--{name.replace('_', '-')}" + ("" if isinstance(value, bool) else f" {value}")
+               for name in SAMPLING_FIELDS if (value := getattr(config, name)) != defaults[name]
+               and not (name == "n_prompts" and value == 0)]
+    if changed:
+        raise ValueError(f"{', '.join(changed)}: only used when sampling an R1-Zero policy; give --zero-checkpoint, "
+                         "or leave them out to build the world's long CoT only")
+
+
 def stats_path(data: str | Path) -> Path:
     """Where a dataset's stats go: ``runs/x/data.jsonl`` -> ``runs/x/data.stats.json``."""
     data = Path(data)
@@ -228,6 +246,7 @@ def stats_path(data: str | Path) -> Path:
 
 def run(config: ColdStartConfig) -> Path:
     """Builds the cold-start dataset; returns the JSONL path (stats next to it)."""
+    check_sampling_settings(config)
     for path in (config.out, stats_path(config.out)):  # before sampling: a bad --out costs nothing
         check_output_file(path)
     # first: more problems than a split holds, or a bad checkpoint, fail before anything is sampled
