@@ -123,6 +123,15 @@ class GenerativeJudge:
             raise ValueError("GenerativeJudge: max_new_tokens and batch_size must be >= 1")
         self.engine, self.tokenizer = engine, tokenizer
         self.template, self.max_new_tokens, self.batch_size = template, max_new_tokens, batch_size
+        limit = self._max_prompt_tokens()
+        if limit is None:
+            return
+        shortest = len(prompt_ids(tokenizer, self.prompt(JudgeItem(question="", reference="", prediction="")), template))
+        if limit < shortest:  # else every item is judged False: every sample silently dropped as incorrect
+            positions = limit + max_new_tokens
+            raise ValueError(f"GenerativeJudge: max_new_tokens {max_new_tokens} leaves no room for the judging prompt "
+                             f"({shortest} tokens at least) in the judge model's {positions} positions "
+                             f"(--judge-max-new-tokens must be at most {positions - shortest})")
 
     def prompt(self, item: JudgeItem) -> str:
         """The judging question for one item (the user turn)."""

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -107,6 +108,19 @@ def test_generative_judge_does_not_raise_on_a_prediction_too_long_for_its_contex
     judge = GenerativeJudge(engine, tok)
     assert len(prompt_ids(tok, judge.prompt(long), CHAT)) + 64 > engine.model.config.max_position_embeddings
     assert judge([long, short, long]) == [False, *judge([short]), False]
+
+
+def test_a_generative_judge_with_no_room_for_any_prompt_is_refused(tokenizer):
+    """--judge-max-new-tokens at or past the judge model's positions left no prompt room: every
+    item was judged False, so every sample was silently dropped as incorrect. Now a ValueError."""
+    engine = FakeEngine(reply="yes")
+    engine.model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=512))
+    shortest = len(prompt_ids(tokenizer, JUDGE_PROMPT.format(question="", reference="", prediction=""), CHAT))
+    for tokens in (600, 512, 512 - shortest + 1):  # the last leaves room for a prompt shorter than any
+        with pytest.raises(ValueError, match=f"max_new_tokens {tokens} leaves no room .* 512 positions"):
+            GenerativeJudge(engine, tokenizer, max_new_tokens=tokens)
+    problem = world.rl_prompts(1)[0]
+    assert GenerativeJudge(engine, tokenizer, max_new_tokens=256)([item(problem, "x")]) == [True]
 
 
 def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
