@@ -51,9 +51,17 @@ def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str 
 def infer_template(checkpoint: str | Path) -> str:
     """The template a checkpoint was trained with, from its saved stage config
     (`r1lab_config.json`): an RL run records its `template`, an SFT run (a `data` file and
-    `packing`) trained on chat; anything else (a base model) gets R1-Zero's."""
+    `packing`) trained on chat; anything else (a base model) gets R1-Zero's. ValueError naming the
+    file when it is no JSON object (cut short, edited): guessing a template would score silently wrong."""
     path = Path(checkpoint) / "r1lab_config.json"
-    config = json.loads(path.read_text()) if path.is_file() else {}
+    hint = f"pass --template ({' or '.join(TEMPLATES)}) to choose one"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError as err:  # bad JSON, or bytes that are not UTF-8
+        raise ValueError(f"{path}: cannot infer the prompt template, not readable JSON ({err}); {hint}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: cannot infer the prompt template from a JSON {type(config).__name__}, "
+                         f"expected an object; {hint}")
     if config.get("template") in TEMPLATES:
         return config["template"]
     return CHAT if {"data", "packing"} <= config.keys() else R1_ZERO

@@ -340,3 +340,14 @@ def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monke
     result = sample_eval.evaluate_checkpoint(sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data),
                                                                           n_problems=1, k=2))
     assert result.problems[0].answers == [None, "3"] and result.summary()["pass@1"] == 0.5
+
+
+@pytest.mark.parametrize("saved", [b'{"template": "chat",', b"[]", b"\xff{}"])
+def test_an_unreadable_checkpoint_config_is_one_line_naming_it(tmp_path, capsys, saved):
+    """--template auto reads the checkpoint's r1lab_config.json: a JSON list was an AttributeError
+    traceback, cut or non-UTF-8 JSON an error ("Expecting ',' delimiter ...") naming no file."""
+    (tmp_path / "r1lab_config.json").write_bytes(saved)
+    assert cli.main(["eval", "--data", "world", "--checkpoint", str(tmp_path), "--n-problems", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"r1lab eval: error: {tmp_path / 'r1lab_config.json'}: ") and err.count("\n") == 1
+    assert "--template" in err
