@@ -277,7 +277,13 @@ def check_same_run(checkpoint: Path, config: Any, fields: tuple[str, ...]) -> No
     path = Path(checkpoint) / "r1lab_config.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # cut short or edited by hand: the run cannot be checked, so not resumed
+        raise ValueError(f"--resume: {path} is not readable JSON ({err}); "
+                         "remove that checkpoint or start afresh without --resume") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {path} holds a JSON {type(saved).__name__}, not the saved config object")
     now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
     changed = [f"{f} {saved[f]!r} -> {now[f]!r}" for f in fields if f in saved and saved[f] != now[f]]
     if changed:

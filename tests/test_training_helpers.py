@@ -66,3 +66,14 @@ def test_bool_flags_show_their_default():
     cli.add_config_arguments(parser, C)
     help_text = " ".join(parser.format_help().split())
     assert "--bf16, --no-bf16 (default: False)" in help_text and "(default: True)" in help_text
+
+
+@pytest.mark.parametrize("text", ['{"seed": 1', "[]", "\udcff"])
+def test_resume_names_an_unreadable_saved_config(tmp_path, text):
+    @dataclasses.dataclass
+    class Config:
+        seed: int = 0
+
+    (tmp_path / "r1lab_config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match="r1lab_config.json"):
+        training.check_same_run(tmp_path, Config(), ("seed",))
