@@ -89,6 +89,26 @@ def test_sequence_balance_loss_is_added_when_alpha_positive():
     assert out.loss.item() == pytest.approx((out.ce + 0.3 * out.mtp + out.aux).item(), rel=1e-6)
 
 
+def test_sequence_balance_loss_includes_the_mtp_blocks_moe_layer():
+    """V3's MTP block is an MoE layer like the main ones (eq. 17-20 balance each MoE layer): its
+    balance loss was dropped, so a model whose only MoE layer is the MTP block had aux None."""
+    from r1lab.model.moe import sequence_balance_loss
+
+    model = Transformer(small_config(first_k_dense_replace=3, num_nextn_predict_layers=1, seq_aux_loss_alpha=0.01))
+    model.train()
+    assert len(model.moe_layers()) == 1  # main layers dense, the MTP block MoE
+    moe = model.moe_layers()[0]
+    seen = []
+    moe.gate.register_forward_hook(lambda module, args, routing: seen.append((args[0].shape[0], routing)))
+    x = torch.randint(0, 64, (2, 10))
+    out = model.loss(x, torch.roll(x, -1, 1))
+    (n, routing), = seen
+    assert n == 2 * 9  # the MTP block's rows: one position fewer per sequence
+    assert out.aux is not None
+    torch.testing.assert_close(out.aux, 0.01 * sequence_balance_loss(routing, 2, 9, 2))
+    assert out.loss.item() == pytest.approx((out.ce + 0.3 * out.mtp + out.aux).item(), rel=1e-6)
+
+
 @pytest.mark.parametrize("q_lora_rank", [0, 8])
 def test_latent_cache_decode_equals_full_forward(q_lora_rank):
     config = small_config(q_lora_rank=q_lora_rank, rope_factor=4.0, original_max_position_embeddings=8)

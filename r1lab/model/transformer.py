@@ -63,7 +63,7 @@ class LossOutput:
     loss: torch.Tensor  # what to backpropagate: ce + mtp_loss_weight * mtp + aux
     ce: torch.Tensor  # next-token cross-entropy (mean over target tokens)
     mtp: torch.Tensor | None  # mean MTP cross-entropy over depths, None without MTP
-    aux: torch.Tensor | None  # sequence-wise balance loss (already times alpha), None if off
+    aux: torch.Tensor | None  # sequence-wise balance loss of every MoE layer, MTP blocks' included (times alpha), None if off
 
 
 class DecoderModel(nn.Module):
@@ -150,7 +150,7 @@ class Transformer(nn.Module):
         h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                     token_valid=token_valid)
         ce = self.head_loss(h, labels)
-        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids, token_valid) if len(self.mtp) else None
+        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids, token_valid, aux) if len(self.mtp) else None
         total = ce
         if mtp is not None:
             total = total + self.config.mtp_loss_weight * mtp
@@ -171,10 +171,12 @@ class Transformer(nn.Module):
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
-                  token_valid: torch.Tensor | None = None) -> torch.Tensor:
+                  token_valid: torch.Tensor | None = None, aux: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}.
         The mean over the D depths of each depth's mean cross-entropy (V3 eq. 25, without lambda);
-        a depth without any target (a short or mostly unlabelled window) adds 0, not NaN."""
+        a depth without any target (a short or mostly unlabelled window) adds 0, not NaN. An MoE
+        block's balance loss is appended to `aux`: it balances that layer's experts as any other
+        MoE layer's does (V3 eq. 17-20), so it is not weighted by lambda."""
         losses = []
         keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else token_valid  # (B, S)
         valid = keys  # (B, T) validity of depth k's rows
@@ -196,7 +198,9 @@ class Transformer(nn.Module):
                 target = target.masked_fill(~same_doc.bool(), -100)
             # a 4-D (packed) mask keeps row i's document; a 2-D one is the rows' validity
             mask = valid if attention_mask is None or attention_mask.dim() == 2 else attention_mask[:, :, :T, :T]
-            h, _ = module.block(x, cos, sin, mask, token_valid=valid)
+            h, balance = module.block(x, cos, sin, mask, token_valid=valid)
+            if balance is not None and aux is not None:
+                aux.append(balance)
             logits = self.lm_head(module.norm(h))
             ce = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
             losses.append(ce / (target != -100).sum().clamp(min=1))
