@@ -225,6 +225,28 @@ def test_bf16_save_keeps_the_router_exact(tmp_path):
     assert sd["model.layers.1.mlp.shared_experts.up_proj.weight"].dtype == torch.bfloat16
 
 
+def test_bf16_load_keeps_the_router_float32_as_transformers(tmp_path):
+    """from_pretrained(dtype=bf16) rounded the router's weight to bf16 (transformers keeps it float32:
+    `_keep_in_fp32_modules_strict`), so routing changed; a packed decode step over many rows (the
+    model's own MoE) then still has to run on the bf16 experts."""
+    from r1lab.model.decode import DecodeWeights
+
+    torch.manual_seed(0)
+    model = Transformer(make_config(n_routed_experts=64, n_group=1, topk_group=1, num_nextn_predict_layers=1))
+    save_pretrained(model, tmp_path / "ck")
+    loaded = from_pretrained(tmp_path / "ck", dtype=torch.bfloat16).eval()
+    for a, b in zip(model.moe_layers(), loaded.moe_layers()):  # the MTP block's router too
+        assert b.gate.weight.dtype == torch.float32 and torch.equal(a.gate.weight, b.gate.weight)
+        assert b.experts.gate_up_proj.dtype == torch.bfloat16
+    ids = torch.randint(0, 96, (24, 6))  # 24 rows x 64 experts: past the dense decode budget
+    with torch.no_grad():
+        full = loaded(ids)
+        cache = loaded.make_cache(24, 6)
+        loaded(ids[:, :5], cache=cache)
+        step = DecodeWeights(loaded).step(ids[:, 5], torch.full((24,), 5), torch.ones(24, 6, dtype=torch.bool), cache)
+    assert (step - full[:, 5].float()).abs().mean() < 0.01  # bf16 rounding (observed 5e-4)
+
+
 def test_mtp_block_stays_dense_when_first_k_dense_exceeds_layers(tmp_path):
     cfg = make_config(num_hidden_layers=2, first_k_dense_replace=5, num_nextn_predict_layers=1)
     model = Transformer(cfg)

@@ -311,7 +311,8 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
-    state = {k: v.to(dtype) if v.is_floating_point() and not k.endswith("e_score_correction_bias") else v
+    # the router stays float32 in any dtype, as transformers loads it (see _keeps_float32)
+    state = {k: v.to(torch.float32 if _keeps_float32(k) else dtype) if v.is_floating_point() else v
              for k, v in state.items()}
     model.load_state_dict(state, assign=True, strict=not config.tie_word_embeddings)
     if config.tie_word_embeddings:
