@@ -80,6 +80,9 @@ class ModelConfig:
         need(0 <= self.first_k_dense_replace, "first_k_dense_replace must be >= 0")
         need(self.n_routed_experts >= 0, f"n_routed_experts must be >= 0 (0 = all dense), got {self.n_routed_experts}")
         need(self.n_shared_experts >= 0, f"n_shared_experts must be >= 0, got {self.n_shared_experts}")
+        if self.n_routed_experts == 0 or self.first_k_dense_replace > 0:  # some block has the dense FFN
+            need(self.intermediate_size > 0, f"intermediate_size (dense FFN width) must be > 0, got {self.intermediate_size}")
+        need(self.rms_norm_eps >= 0, f"rms_norm_eps must be >= 0, got {self.rms_norm_eps}")  # a negative one gives NaN
         need(self.rope_theta > 1.0, f"rope_theta must be > 1, got {self.rope_theta}")
         need(self.scoring_func in ("sigmoid", "softmax"), f"scoring_func must be sigmoid or softmax, got {self.scoring_func!r}")
         need(self.num_nextn_predict_layers >= 0, "num_nextn_predict_layers must be >= 0")
