@@ -276,10 +276,11 @@ def test_transformers_checkpoint_without_shared_experts_loads(tmp_path):
 @pytest.mark.parametrize("field,value", [("n_routed_experts", -4), ("n_shared_experts", -1), ("rope_theta", 0.0),
                                          ("original_max_position_embeddings", 0),
                                          # these crashed building the model / gave NaN logits
-                                         ("intermediate_size", -4), ("rms_norm_eps", -1e-6)])
+                                         ("intermediate_size", -4), ("rms_norm_eps", -1e-6),
+                                         ("beta_fast", -2.0), ("beta_slow", 0.0)])  # math domain / zero division
 def test_bad_sizes_are_rejected_by_name(field, value):
     changes = {field: value}
-    if field == "original_max_position_embeddings":
+    if field in ("original_max_position_embeddings", "beta_fast", "beta_slow"):  # YaRN's fields
         changes["rope_factor"] = 4.0
     with pytest.raises(ValueError, match=field):
         make_config(**changes)

@@ -89,6 +89,8 @@ class ModelConfig:
         need(self.rope_factor >= 1.0, f"rope_factor must be >= 1, got {self.rope_factor}")
         need(self.rope_factor == 1.0 or self.original_max_position_embeddings > 0,
              f"original_max_position_embeddings must be > 0 with YaRN, got {self.original_max_position_embeddings}")
+        for name in ("beta_fast", "beta_slow"):  # rotations over the original context: log(orig / (2 pi beta))
+            need(self.rope_factor == 1.0 or getattr(self, name) > 0, f"{name} must be > 0 with YaRN, got {getattr(self, name)}")
         need(self.attention_factor is None or self.attention_factor > 0,
              f"attention_factor must be > 0 (or None), got {self.attention_factor}")
         if self.has_moe:
