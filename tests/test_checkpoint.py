@@ -154,6 +154,19 @@ def test_weights_that_do_not_match_the_config_are_an_error(tmp_path):
         from_pretrained(tmp_path / "ck")
 
 
+def test_a_size_changed_in_config_json_is_a_one_line_error_naming_the_tensor(tmp_path):
+    """The names match but the shapes do not: load_state_dict's multi-line RuntimeError (a traceback
+    from the CLI, which reports ValueErrors in one line) before."""
+    save_pretrained(Transformer(make_config()), tmp_path / "ck")
+    cfg_file = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["vocab_size"] = 80
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"shapes of lm_head\.weight \[96, 32\] \(config: \[80, 32\]\)") as err:
+        from_pretrained(tmp_path / "ck")
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("rope", [
     dict(mscale=1.0, mscale_all_dim=1.0),  # V3
     dict(mscale=0.707, mscale_all_dim=0.0),

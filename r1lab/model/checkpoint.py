@@ -306,11 +306,17 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
     with torch.device("meta"):
         model = Transformer(config)
     state = from_hf_state_dict(sd, config)
-    expected = set(model.state_dict()) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
+    shapes = {k: v.shape for k, v in model.state_dict().items()}  # what the config builds (meta tensors)
+    expected = set(shapes) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
+    # a size changed in config.json: one line naming the tensor, not load_state_dict's RuntimeError
+    wrong = [f"{k} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
+             if state[k].shape != shapes[k]]
+    if wrong:
+        raise ValueError(f"checkpoint {path} does not match its config: shapes of {', '.join(wrong[:3])}")
     # the router stays float32 in any dtype, as transformers loads it (see _keeps_float32)
     state = {k: v.to(torch.float32 if _keeps_float32(k) else dtype) if v.is_floating_point() else v
              for k, v in state.items()}
