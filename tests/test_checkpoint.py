@@ -310,3 +310,6 @@ def test_a_cut_weights_file_or_a_broken_config_is_one_error_naming_the_file(tmp_
     (path / "config.json").write_text("{\n")
     with pytest.raises(ValueError, match=r"config\.json: not readable JSON"):
         from_pretrained(path)
+    (path / "config.json").write_text("[]\n")  # JSON, but no object: an AttributeError traceback before
+    with pytest.raises(ValueError, match=r"config\.json: expected a JSON object, got list"):
+        from_pretrained(path)

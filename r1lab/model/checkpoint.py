@@ -283,6 +283,8 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         hf = json.loads(file.read_text())
     except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
         raise ValueError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(hf, dict):  # valid JSON, but not a config (from_hf_config would raise AttributeError)
+        raise ValueError(f"{file}: expected a JSON object, got {type(hf).__name__}")
     return from_hf_config(hf)
 
 
