@@ -186,6 +186,30 @@ def test_policy_update_takes_one_step_per_nonempty_minibatch():
         assert Counting.steps == steps and all(v == v for v in stats.values())  # no NaN from an empty piece
 
 
+def test_policy_update_moves_the_router_bias_after_every_optimizer_step(monkeypatch):
+    """V3 §2.1.2 updates the balancing bias at the end of each training step; GRPO moved it once
+    per rollout however many optimizer steps the rollout gave (minibatches > 1, ppo_epochs > 1)."""
+    from r1lab.model import Transformer, preset
+    from r1lab.stages.rollout import TrainBatch
+
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    loads = []
+    monkeypatch.setattr(type(model), "update_router_bias",
+                        lambda self: loads.append(sum(float(l.sum()) for l in self.expert_load())) or
+                        [m.gate.expert_load.zero_() for m in self.moe_layers()])
+    n, T = 4, 3
+    batch = TrainBatch(prompt_ids=torch.tensor([[1, 5]]), prompt_mask=torch.ones(1, 2, dtype=torch.bool),
+                       prompt_of=torch.zeros(n, dtype=torch.long), tokens=torch.randint(3, 64, (n, T)),
+                       token_valid=torch.ones(n, T, dtype=torch.bool), mask=torch.ones(n, T),
+                       old_logp=torch.full((n, T), -4.0), advantages=torch.tensor([1.0, -1.0, 0.5, -0.5]))
+    config = grpo.GRPOConfig(minibatches=2, ppo_epochs=2, kl_coef=0.0, group_size=4)
+    stats = grpo.policy_update(model, None, torch.optim.SGD(model.parameters(), lr=1e-3), batch, config)
+    # four optimizer steps, each balancing the tokens of its own forward: 3 MoE layers x (2 prompt + 2 x 2
+    # completion positions) x 2 experts a token
+    assert loads == [3 * (2 + 2 * 2) * 2] * 4
+    assert stats["expert_load_max_mean"] >= 1.0
+
+
 def test_grpo_with_more_prompts_than_the_split_holds_leaves_an_earlier_run_alone(base, tmp_path):
     """The prompt pool was drawn after the run directory was reset: the earlier run's checkpoints
     were gone and nothing was trained."""

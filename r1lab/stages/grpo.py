@@ -121,7 +121,9 @@ def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iter
 
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
                   batch: TrainBatch, config: GRPOConfig) -> dict[str, float]:
-    """`ppo_epochs` passes over the batch in `minibatches` steps; returns mean statistics."""
+    """`ppo_epochs` passes over the batch in `minibatches` steps; returns mean statistics. The
+    router biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the
+    mean over those steps of the load each saw)."""
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
@@ -143,6 +145,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            stats.setdefault("expert_load_max_mean", []).append(max_mean_load_ratio(model.expert_load()))
+            model.update_router_bias()  # aux-loss-free balancing after every optimizer step (V3 §2.1.2)
             for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
                          ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
                 stats.setdefault(k, []).append(float(v.detach()))
@@ -211,14 +215,14 @@ def run(config: GRPOConfig) -> Path:
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
                             config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
         t1 = time.perf_counter()
-        stats = policy_update(model, ref, optimizer, batch, config) if batch.tokens.shape[0] else {}
+        # every group dropped (dynamic sampling): no update, and no load to balance
+        stats = policy_update(model, ref, optimizer, batch, config) if batch.tokens.shape[0] else \
+            {"expert_load_max_mean": 1.0}
         t_train = time.perf_counter() - t1
-        balance = max_mean_load_ratio(model.expert_load())
-        model.update_router_bias()
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: reference replaced every 400 steps
         record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
-                  "expert_load_max_mean": balance, "rollout_s": t_rollout, "train_s": t_train,
+                  "rollout_s": t_rollout, "train_s": t_train,
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
                   "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
                   # every token forwarded and backpropagated (masked truncated ones too), as rollout's
