@@ -129,9 +129,11 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
 
 def _fingerprint(checkpoint: Path, settings: SampleEvalConfig) -> dict[str, object]:
     """What an evaluation depends on: the weights file (size, mtime: a retrained stage writes a new
-    one) and the sampling settings."""
+    one) and the sampling settings, the checkpoint by its resolved path (however the run directory
+    was spelled, the same weights are not evaluated again)."""
     weights = (checkpoint / "model.safetensors").stat()
-    return {"weights": [weights.st_size, weights.st_mtime_ns], **asdict(settings)}
+    return {"weights": [weights.st_size, weights.st_mtime_ns], **asdict(settings),
+            "checkpoint": str(checkpoint.resolve())}
 
 
 def markdown_table(rows: list[StageRow], k: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -105,6 +106,20 @@ def test_eval_cache_is_redone_for_a_retrained_checkpoint(tmp_path, monkeypatch):
     config.eval_samples = 4  # other settings: another cache file, evaluated again
     pipeline.evaluate("R1-Zero", checkpoint, config, 1.0)
     assert len(calls) == 3
+
+
+def test_eval_cache_is_kept_however_the_checkpoint_path_is_spelled(tmp_path, monkeypatch):
+    """The cache held the checkpoint path as spelled: the same run directory given relative,
+    absolute or through '..' evaluated the same weights again each time."""
+    calls = []
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", lambda settings: calls.append(1) or _fake_evaluate(settings))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x" / "zero" / "policy").mkdir(parents=True)
+    (tmp_path / "runs" / "x" / "zero" / "policy" / "model.safetensors").write_bytes(b"weights")
+    for out in ("runs/x", str(tmp_path / "runs" / "x"), "runs/../runs/x/"):
+        config = pipeline.PipelineConfig(out_dir=out, eval_problems=4, eval_samples=2)
+        pipeline.evaluate("R1-Zero", Path(out) / "zero" / "policy", config, 1.0)
+    assert len(calls) == 1
 
 
 def test_an_interrupted_pretraining_continues_from_its_checkpoint(tmp_path, monkeypatch):
