@@ -85,9 +85,9 @@ class StageRow:
     format_rate: float
     length_mean: float
     reasoning_share: float
-    accuracy_reasoning: float
-    accuracy_bare: float
-    language_consistency: float
+    accuracy_reasoning: float | None  # None: no sample reasoned (a mean over nothing)
+    accuracy_bare: float | None  # None: every sample reasoned
+    language_consistency: float | None  # of the reasoning; None: no sample reasoned
     seconds: float
 
 
@@ -140,11 +140,12 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
     head = (f"| stage | pass@1 | cons@{k} | pass@{k} | language | length | format | reasons | acc. reasoning "
             f"| acc. bare | time |")
     lines = [head, "|---|" + "---:|" * 10]
-    for r in rows:  # an accuracy over no sample (none reasoned, or none answered bare) is "–", not 0.0
-        reasoning = f"{100 * r.accuracy_reasoning:.1f}" if r.reasoning_share > 0 else "–"
-        bare = f"{100 * r.accuracy_bare:.1f}" if r.reasoning_share < 1 else "–"
+    for r in rows:  # a mean over no sample (none reasoned, or none answered bare) is "–", not 0.0 or 100.0
+        reasoning = _percent(r.accuracy_reasoning, r.reasoning_share > 0)
+        bare = _percent(r.accuracy_bare, r.reasoning_share < 1)
+        language = _percent(r.language_consistency, r.reasoning_share > 0)
         lines.append(f"| {r.stage} | {100 * r.pass_at_1:.1f} | {100 * r.cons_at_k:.1f} | {100 * r.pass_at_k:.1f} "
-                     f"| {100 * r.language_consistency:.1f} | {r.length_mean:.1f} | {100 * r.format_rate:.1f} "
+                     f"| {language} | {r.length_mean:.1f} | {100 * r.format_rate:.1f} "
                      f"| {100 * r.reasoning_share:.0f}% | {reasoning} | {bare} | {r.seconds:.0f} s |")
     return "\n".join(lines) + (
         f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
@@ -152,6 +153,12 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
         "length in tokens; format = the stage's own output format (R1-Zero tags for base and R1-Zero, "
         "<think> + summary after the cold start); reasons = share of samples that work step by step; time = "
         "the stage's training (and data) wall time.\n")
+
+
+def _percent(rate: float | None, over_some_sample: bool) -> str:
+    """A rate in percent, or "–" for a mean over no sample (None; a row cached before it was None
+    holds 0.0 or 1.0 there, hence `over_some_sample`)."""
+    return f"{100 * rate:.1f}" if rate is not None and over_some_sample else "–"
 
 
 def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, inputs: Sequence[Path] = (),

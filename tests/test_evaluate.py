@@ -318,6 +318,23 @@ def test_vote_without_a_correct_answer_skips_the_checker():
     assert majority_vote(answers, [False] * 64, same) == 0 and calls == []
 
 
+def test_world_metrics_over_no_sample_are_none():
+    """With no reasoning sample, accuracy_reasoning was 0.0 and language consistency 1.0 (and with
+    no bare one, accuracy_bare 0.0): numbers that read as results, in eval --json and results.json."""
+    from r1lab.stages.sample_eval import world_metrics
+    from r1lab.world import heldout_problems
+
+    world = heldout_problems(2, seed=0)
+    bare = {i: [f"<answer>{p.answer}</answer>", "<answer>-1</answer>"] for i, p in enumerate(world)}
+    lengths = {i: [3, 3] for i in bare}
+    metrics = world_metrics(world, bare, lengths)
+    assert (metrics["reasoning_share"], metrics["accuracy_bare"]) == (0.0, 0.5)
+    assert metrics["accuracy_reasoning"] is None and metrics["language_consistency"] is None
+    steps = {0: [f"<think>{world[0].question.split()[-1]}={world[0].answer}</think><answer>{world[0].answer}</answer>"]}
+    metrics = world_metrics(world, steps, {0: [9]})
+    assert (metrics["reasoning_share"], metrics["accuracy_reasoning"], metrics["accuracy_bare"]) == (1.0, 1.0, None)
+
+
 def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monkeypatch):
     """Benchmark prompts end with "<think>\\n"; the opening is put back in front of each completion,
     so a draft \\boxed{} in reasoning cut off by max_new_tokens is not graded."""

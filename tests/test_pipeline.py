@@ -220,6 +220,17 @@ def test_the_table_shows_no_accuracy_over_no_sample():
     assert "| 100% | 90.0 | – | 1 s |" in table and "| 50% | 90.0 | 0.0 | 1 s |" in table
 
 
+def test_results_store_null_for_a_mean_over_no_sample(tmp_path):
+    """results.json stored accuracy 0.0 and language 1.0 for a stage none of whose samples reasoned."""
+    row = pipeline.StageRow(stage="bare", checkpoint="x", pass_at_1=0.25, pass_at_k=0.5, cons_at_k=0.25,
+                            format_rate=1.0, length_mean=5.0, reasoning_share=0.0, accuracy_reasoning=None,
+                            accuracy_bare=0.25, language_consistency=None, seconds=1.0)
+    pipeline._write_results([row], pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=4, eval_samples=2))
+    saved = json.loads((tmp_path / "results.json").read_text())[0]
+    assert (saved["accuracy_reasoning"], saved["accuracy_bare"], saved["language_consistency"]) == (None, 0.25, None)
+    assert "| bare | 25.0 | 25.0 | 50.0 | – | 5.0 | 100.0 | 0% | – | 25.0 | 1 s |" in (tmp_path / "results.md").read_text()
+
+
 def test_a_reused_stage_keeps_its_time_when_evaluated_anew(tmp_path):
     """The table's time was 0 s for a finished stage evaluated again at other eval settings."""
     config = toy_config(tmp_path)

@@ -93,9 +93,11 @@ def is_reasoning(completion: str) -> bool:
 
 
 def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
-                  lengths: dict[int, list[int]], format_rule: RewardFn = strict_format_reward) -> dict[str, float]:
+                  lengths: dict[int, list[int]],
+                  format_rule: RewardFn = strict_format_reward) -> dict[str, float | None]:
     """Format (by `format_rule`), length, reasoning share, accuracy of reasoning vs bare samples, language.
-    An accuracy over no sample is 0.0 (and language consistency 1.0): read them with reasoning_share."""
+    A mean over no sample (no sample reasoned, or none answered bare) is None, not a number that
+    reads as a result (0.0 accuracy, 1.0 language consistency)."""
     from r1lab.world import check_completion
 
     texts = [(i, t) for i, ts in completions.items() for t in ts]
@@ -103,9 +105,9 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
     reasons = [is_reasoning(t) for _, t in texts]
     n_reason = sum(reasons)
 
-    def acc(sel: list[bool]) -> float:
+    def acc(sel: list[bool]) -> float | None:
         chosen = [r for r, s in zip(right, sel) if s]
-        return sum(chosen) / len(chosen) if chosen else 0.0
+        return sum(chosen) / len(chosen) if chosen else None
 
     reasoning_texts = [t for (_, t), r in zip(texts, reasons) if r]
     return {
@@ -115,7 +117,7 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
         "accuracy_reasoning": acc(reasons),
         "accuracy_bare": acc([not r for r in reasons]),
         "language_consistency": (sum(world_language_reward(t) for t in reasoning_texts) / len(reasoning_texts)
-                                 if reasoning_texts else 1.0),
+                                 if reasoning_texts else None),
     }
 
 
