@@ -341,7 +341,7 @@ def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monke
     from r1lab.engine import Completion
     from r1lab.stages import sample_eval
 
-    data = write_jsonl(tmp_path / "b.jsonl", [{"problem": "1 + 2?", "answer": "3"}])
+    data = write_jsonl(tmp_path / "b.jsonl", [{"problem": "1 + 2?", "answer": "3"}, {"problem": "2 + 2?", "answer": "4"}])
     texts = ["Try \\boxed{3}? Wait, check", "1 + 2 = 3.\n</think>\nSo \\boxed{3}."]  # cut off; finished
 
     class FakeEngine:
@@ -357,6 +357,8 @@ def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monke
     result = sample_eval.evaluate_checkpoint(sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data),
                                                                           n_problems=1, k=2))
     assert result.problems[0].answers == [None, "3"] and result.summary()["pass@1"] == 0.5
+    # n_data is the file's count (it was the n_problems sampled: a partial run read as the whole benchmark)
+    assert (result.summary()["n_problems"], result.summary()["n_data"]) == (1, 2)
 
 
 @pytest.mark.parametrize("saved", [b'{"template": "chat",', b"[]", b"\xff{}"])

@@ -122,6 +122,8 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
 
 
 def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list[list[int]], list | None]:
+    """(problems, prompt ids of the first n_problems of them, world problems or None). A benchmark's
+    problems are all of its file's, so that the report's n_data says how many the file holds."""
     if config.data == "world":
         from r1lab.world import heldout_problems
 
@@ -130,9 +132,9 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
         return [p.to_problem() for p in world], prompts, world
     from r1lab.benchmarks import load_problems
 
-    problems = load_problems(Path(config.data))[:config.n_problems]
+    problems = load_problems(Path(config.data))
     chats = [tokenizer.apply_chat_template([{"role": "user", "content": eval_prompt(p)}], add_generation_prompt=True)
-             + tokenizer.encode(THINK_OPENING) for p in problems]
+             + tokenizer.encode(THINK_OPENING) for p in problems[:config.n_problems]]
     return problems, chats, None
 
 
