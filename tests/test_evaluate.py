@@ -254,6 +254,14 @@ def test_cli_checkpoint_honours_k_and_refuses_completions(hand_files, capsys):
     assert (summary["k"], summary["n_problems"], summary["n_samples"]) == (1, 2, 4)
 
 
+def test_cli_checkpoint_refuses_a_template_for_a_benchmark(hand_files, capsys):
+    """--template was silently ignored with a benchmark file (its prompts are always the chat ones)."""
+    data, _ = hand_files
+    assert cli.main(["eval", "--data", str(data), "--checkpoint", "nowhere", "--template", "r1_zero"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1lab eval: error: SampleEvalConfig.template 'r1_zero' is for data 'world' only")
+
+
 # --- proof of the checker on the real benchmarks ------------------------------------------
 
 def _wrong_answer(problems: list[Problem], i: int) -> str:

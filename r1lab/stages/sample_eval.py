@@ -62,9 +62,12 @@ class SampleEvalConfig:
                              f"{self.temperature} and {self.top_p}")
         training.check_device(self.device, "SampleEvalConfig")
         training.check_seed(self.seed, "SampleEvalConfig")
+        if self.template != AUTO and self.data != "world":  # it would be ignored
+            raise ValueError(f"SampleEvalConfig.template {self.template!r} is for data 'world' only: benchmark "
+                             "prompts are the R1 README's (chat, the step-by-step instruction, '<think>' forced)")
         if self.template != AUTO:
             check_template(self.template)
-        else:
+        elif self.data == "world":  # benchmarks never read it
             self.template = infer_template(self.checkpoint)
 
 
