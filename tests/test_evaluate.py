@@ -262,6 +262,16 @@ def test_cli_checkpoint_refuses_a_template_for_a_benchmark(hand_files, capsys):
     assert err.startswith("r1lab eval: error: SampleEvalConfig.template 'r1_zero' is for data 'world' only")
 
 
+@pytest.mark.parametrize("flag, message", [("--samples", "k (samples per problem, --samples) must be >= 1, got 0"),
+                                           ("--n-problems", "n_problems must be >= 1, got 0"),
+                                           ("--max-new-tokens", "max_new_tokens must be >= 1, got 0")])
+def test_cli_checkpoint_bad_count_names_its_value(capsys, flag, message):
+    """--samples 0 said 'k, n_problems, batch_problems and max_new_tokens must be >= 1': neither
+    the value nor which one, and 'k' read as --k."""
+    assert cli.main(["eval", "--data", "world", "--checkpoint", "nowhere", flag, "0"]) == 2
+    assert capsys.readouterr().err == f"r1lab eval: error: SampleEvalConfig.{message}\n"
+
+
 # --- proof of the checker on the real benchmarks ------------------------------------------
 
 def _wrong_answer(problems: list[Problem], i: int) -> str:

@@ -55,8 +55,10 @@ class SampleEvalConfig:
     template: str = "auto"  # world prompts: r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
-        if min(self.k, self.n_problems, self.batch_problems, self.max_new_tokens) < 1:
-            raise ValueError("SampleEvalConfig: k, n_problems, batch_problems and max_new_tokens must be >= 1")
+        for name in ("k", "n_problems", "batch_problems", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                what = " (samples per problem, --samples)" if name == "k" else ""  # not the --k of pass@k
+                raise ValueError(f"SampleEvalConfig.{name}{what} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.temperature < math.inf and 0 < self.top_p <= 1):  # checked before the model loads
             raise ValueError(f"SampleEvalConfig: temperature must be >= 0 and finite and top_p in (0, 1], got "
                              f"{self.temperature} and {self.top_p}")
