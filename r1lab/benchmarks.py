@@ -39,6 +39,9 @@ def load_problems(path: str | Path) -> list[Problem]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
+    with path.open("rb") as head:
+        if head.read(2) == b"\x1f\x8b":  # else: "not valid UTF-8 (byte 0x8b ...)", which hides why
+            raise ValueError(f"{path}: gzip-compressed; give the decompressed JSONL file")
     source = f"{path.resolve().parent.name}/{path.stem}"
     problems: list[Problem] = []
     for line_no, record in jsonl_objects(path):
@@ -90,6 +93,9 @@ def _problem_from_record(record: dict[str, Any], position: int, source: str, whe
     answer = record.get("answer")
     if isinstance(answer, int) and not isinstance(answer, bool):
         answer = str(answer)  # some AIME copies store the answer as a number
+    if answer is None and ("test" in record or "test_list" in record):  # HumanEval, MBPP
+        raise ValueError(f"{where}: a code task (fields {sorted(record)}), not a problem with a final answer; "
+                         "code benchmarks are scored by running their tests (r1lab.rewards.code)")
     if not isinstance(answer, str):
         raise ValueError(f"{where}: needs a text field 'answer'; fields are {sorted(record)}")
     if isinstance(record.get("problem"), str):  # MATH-500, AIME

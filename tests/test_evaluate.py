@@ -3,6 +3,7 @@ the `r1lab eval` command, and the checker's proof on the real GSM8K, MATH-500 an
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -174,6 +175,20 @@ def test_load_real_benchmarks():
     assert gsm8k[0].answer == "18" and all(p.answer.lstrip("-").isdigit() for p in gsm8k)
     assert math500[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)" and math500[0].id == "test/precalculus/807.json"
     assert aime[7].answer == "025" and aime[0].source == "aime24/test"
+
+
+@needs_data
+def test_code_benchmarks_are_refused_with_the_reason(tmp_path):
+    """HumanEval's .gz was 'not valid UTF-8 (byte 0x8b ...)'; MBPP's records 'need a text field
+    answer': neither said these are code tasks, scored by running tests, not by final answers."""
+    with pytest.raises(ValueError, match="HumanEval.jsonl.gz: gzip-compressed"):
+        load_problems(DATA / "humaneval" / "HumanEval.jsonl.gz")
+    with pytest.raises(ValueError, match=r"mbpp.jsonl:1: a code task .* scored by running their tests"):
+        load_problems(DATA / "mbpp" / "mbpp.jsonl")
+    humaneval = tmp_path / "HumanEval.jsonl"
+    humaneval.write_bytes(gzip.decompress((DATA / "humaneval" / "HumanEval.jsonl.gz").read_bytes()))
+    with pytest.raises(ValueError, match=r"HumanEval.jsonl:1: a code task"):
+        load_problems(humaneval)
 
 
 def test_read_completions_errors_name_the_line(tmp_path):
