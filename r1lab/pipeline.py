@@ -162,15 +162,18 @@ def _percent(rate: float | None, over_some_sample: bool) -> str:
 
 
 def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, inputs: Sequence[Path] = (),
-                  **expected: object) -> tuple[Path, float]:
+                  checkpoints: Path | None = None, **expected: object) -> tuple[Path, float]:
     """The stage's output if a previous run finished it, else run it; returns (output, seconds).
 
     A finished output is reused only if it was built with the same settings, the `expected` fields
     (init, data, seed...) of its saved config `saved` (a stats file's "config"), else an error; and
     from the same `inputs` (checkpoints, data files) as they are now, else it is built again (an
     earlier stage was rebuilt). What it was built from, and in how many seconds (the table's time
-    when it is reused), is kept as `<output>.inputs.json`."""
+    when it is reused), is kept as `<output>.inputs.json`, marked "building" while a build runs:
+    the resumable `checkpoints` an interrupted build left are removed if its inputs have changed
+    since (resumed, they would continue training a model of the old inputs)."""
     stamp_file = done.with_name(done.name + ".inputs.json")
+    built, now = _read_stamp(stamp_file), _stamp(inputs)
     if done.exists():
         if saved is not None and saved.exists():
             try:
@@ -183,14 +186,19 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
             if changed:
                 raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
                                  "use another --out, or delete it to rebuild")
-        built = _read_stamp(stamp_file)
-        if not built or built.get("inputs") == _stamp(inputs):
+        if not built or (built.get("inputs") == now and not built.get("building")):
             return done, built.get("seconds", 0.0)
-        print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
+        if built.get("inputs") != now:
+            print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
+    if checkpoints is not None and checkpoints.exists() and built and built.get("inputs") != now:
+        print(f"{checkpoints}: left by a build from an earlier version of {', '.join(map(str, inputs))}; "
+              "removing them, the stage starts afresh")
+        shutil.rmtree(checkpoints)
+    write_text_atomically(stamp_file, json.dumps({"inputs": now, "building": True}) + "\n")
     t0 = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - t0
-    write_text_atomically(stamp_file, json.dumps({"inputs": _stamp(inputs), "seconds": seconds}) + "\n")
+    write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
     return out, seconds
 
 
@@ -260,7 +268,8 @@ def run(config: PipelineConfig) -> list[StageRow]:
         return rows
 
     zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
-                            out / "zero" / "policy" / "r1lab_config.json", [base], init=str(base), seed=seed)
+                            out / "zero" / "policy" / "r1lab_config.json", [base], out / "zero" / "checkpoints",
+                            init=str(base), seed=seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
@@ -270,15 +279,16 @@ def run(config: PipelineConfig) -> list[StageRow]:
         out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed)
     cold, s2 = _reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
                                                                         out / "cold_start", seed),
-                             out / "cold_start" / "model" / "r1lab_config.json", [data, base], data=str(data),
-                             init=str(base), seed=seed)
+                             out / "cold_start" / "model" / "r1lab_config.json", [data, base],
+                             out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed)
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
 
     rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
                                                                        out / "reasoning_rl", seed),
-                          out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold], init=str(cold), seed=seed)
+                          out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold],
+                          out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
@@ -288,8 +298,8 @@ def run(config: PipelineConfig) -> list[StageRow]:
         out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed)
     final, s2 = _reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
                                                                         out / "rejection", seed),
-                              out / "rejection" / "model" / "r1lab_config.json", [rs_data, base], data=str(rs_data),
-                              init=str(base), seed=seed)
+                              out / "rejection" / "model" / "r1lab_config.json", [rs_data, base],
+                              out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed)
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     return finish()
 

@@ -239,3 +239,48 @@ def test_a_reused_stage_keeps_its_time_when_evaluated_anew(tmp_path):
     config.eval_problems = 3  # another evaluation of the same, reused R1-Zero
     again = pipeline.run(config)[1]
     assert first > 0 and again.seconds == first
+
+
+def test_an_interrupted_stage_is_not_resumed_after_its_input_was_rebuilt(tmp_path, monkeypatch, capsys):
+    """Reasoning RL killed after a checkpoint, then the cold start rebuilt (its output deleted, as
+    the README advises): the rerun resumed the old checkpoint, silently training on from a model
+    of the old cold start."""
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", _fake_evaluate)
+    config = toy_config(tmp_path)
+    config.stop_after, config.reasoning_rl.save_every = "reasoning_rl", 1
+    prune = pipeline.training.prune_checkpoints
+
+    def killed_in_reasoning_rl(directory, keep):
+        if "reasoning_rl" in str(directory):
+            raise Killed()
+        prune(directory, keep)
+
+    monkeypatch.setattr(pipeline.training, "prune_checkpoints", killed_in_reasoning_rl)
+    with pytest.raises(Killed):
+        pipeline.run(config)
+    monkeypatch.setattr(pipeline.training, "prune_checkpoints", prune)
+    assert pipeline.training.latest_checkpoint(tmp_path / "reasoning_rl" / "checkpoints") is not None
+    shutil.rmtree(tmp_path / "cold_start" / "model")
+    capsys.readouterr()
+    pipeline.run(config)
+    out = capsys.readouterr().out
+    assert "continuing from it" not in out and "starts afresh" in out
+    assert json.loads((tmp_path / "reasoning_rl" / "policy" / "r1lab_config.json").read_text())["resume"] is False
+
+
+def test_an_interrupted_rebuild_is_not_taken_for_a_finished_one(tmp_path):
+    """A build records its inputs before it starts: killed while rebuilding, the old output still
+    on disk must not pass for one built from the new inputs."""
+    source, done = tmp_path / "source.txt", tmp_path / "output.txt"
+    source.write_text("v1")
+
+    def build(text):
+        done.write_text(text)
+        return done
+
+    pipeline._reuse_or_run(done, lambda: build("from v1"), inputs=[source])
+    os.utime(source, ns=(0, 10**9))  # the input was rebuilt
+    with pytest.raises(Killed):
+        pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), inputs=[source])
+    pipeline._reuse_or_run(done, lambda: build("from v2"), inputs=[source])
+    assert done.read_text() == "from v2"
