@@ -295,8 +295,9 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bo
     """The optimizer state (and, with `rng`, the RNG states) of a checkpoint; returns the whole state.
 
     rng=False where the run is not started yet: `start_run` seeds the RNGs, so the caller restores
-    them after it (`restore_rng`), else the resumed run would draw from the fresh seed's stream."""
-    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    them after it (`restore_rng`), else the resumed run would draw from the fresh seed's stream.
+    Read onto the CPU: a GPU run's state resumes anywhere (the optimizer moves it to its parameters)."""
+    state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     if rng:
         restore_rng(state)

@@ -77,3 +77,24 @@ def test_resume_names_an_unreadable_saved_config(tmp_path, text):
     (tmp_path / "r1lab_config.json").write_bytes(text.encode("utf-8", "surrogateescape"))
     with pytest.raises(ValueError, match="r1lab_config.json"):
         training.check_same_run(tmp_path, Config(), ("seed",))
+
+
+def test_a_gpu_runs_trainer_state_resumes_on_a_cpu(tmp_path, monkeypatch):
+    """A checkpoint saved by a --device cuda run failed to resume on a machine without CUDA, with
+    a RuntimeError traceback from torch.load (its optimizer state is stored on the GPU)."""
+    import random
+    import torch
+    import torch.serialization
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = training.make_optimizer(model, 1e-3, 0.0)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = {"step": 3, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+             "python_rng": random.getstate()}
+    with monkeypatch.context() as m:  # every tensor stored as a GPU run's would be
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, tmp_path / "trainer_state.pt")
+    resumed = training.make_optimizer(model, 1e-3, 0.0)
+    assert training.load_training_state(tmp_path, resumed)["step"] == 3
+    assert all(v.device.type == "cpu" for s in resumed.state.values() for v in s.values())
