@@ -227,12 +227,14 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 def check_optimizer_settings(config: Any) -> None:
     """The optimizer and schedule fields every training stage has: lr, grad_clip, weight_decay,
     warmup_steps and min_lr_ratio; a ValueError naming the config class and the field."""
-    name = type(config).__name__
-    if not (0 < config.lr < math.inf and 0 < config.grad_clip and 0 <= config.weight_decay < math.inf
-            and config.warmup_steps >= 0):  # NaN fails every comparison
-        raise ValueError(f"{name}: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0")
-    if not 0 <= config.min_lr_ratio <= 1:
-        raise ValueError(f"{name}.min_lr_ratio must be in [0, 1], got {config.min_lr_ratio}")
+    checks = (("lr", 0 < config.lr < math.inf, "> 0 and finite"),  # NaN fails every comparison
+              ("grad_clip", 0 < config.grad_clip, "> 0"),
+              ("weight_decay", 0 <= config.weight_decay < math.inf, ">= 0 and finite"),
+              ("warmup_steps", config.warmup_steps >= 0, ">= 0"),
+              ("min_lr_ratio", 0 <= config.min_lr_ratio <= 1, "in [0, 1]"))
+    for field, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"{type(config).__name__}.{field} must be {allowed}, got {getattr(config, field)}")
 
 
 def resume_checkpoint(config: Any, fields: tuple[str, ...], total_steps: int | None = None) -> Path | None:

@@ -46,6 +46,17 @@ def test_nan_optimizer_settings_rejected(field):
         training.check_optimizer_settings(argparse.Namespace(**{**ok, field: float("nan")}))
 
 
+@pytest.mark.parametrize("field, value", [("lr", 0.0), ("grad_clip", -1.0), ("weight_decay", float("inf")),
+                                          ("warmup_steps", -5), ("min_lr_ratio", 1.5)])
+def test_a_bad_optimizer_setting_is_named_with_its_value(field, value):
+    """`--weight-decay -1` said "lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0":
+    neither which flag was wrong nor its value."""
+    from r1lab.stages.sft import SFTConfig
+
+    with pytest.raises(ValueError, match=rf"^SFTConfig\.{field} must be .*, got {value}$"):
+        SFTConfig(data="d.jsonl", **{field: value})
+
+
 def test_smooth_survives_a_missing_value():
     out = _smooth([1.0, float("nan"), 1.0, 1.0, 1.0], 2)
     assert out[0] == 1.0 and all(v == 1.0 for v in out[2:])
