@@ -182,7 +182,7 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
                 raise ValueError(f"{saved} is not readable JSON; delete {done} to rebuild it") from None
             config = config.get("config", config)
             changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config
-                       and not _same(config[k], v)]
+                       and not training.same_setting(config[k], v)]
             if changed:
                 raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
                                  "use another --out, or delete it to rebuild")
@@ -212,13 +212,6 @@ def _read_stamp(path: Path) -> dict[str, object]:
     except ValueError:
         return {"inputs": None}
     return built if isinstance(built, dict) else {"inputs": built}
-
-
-def _same(saved: object, now: object) -> bool:
-    """Equal settings; paths however spelled (runs/demo/zero vs /abs/runs/./demo/zero)."""
-    if saved == now:
-        return True
-    return isinstance(saved, str) and isinstance(now, str) and Path(saved).resolve() == Path(now).resolve()
 
 
 def _stamp(inputs: Sequence[Path]) -> list[list[object]]:

@@ -287,10 +287,18 @@ def check_same_run(checkpoint: Path, config: Any, fields: tuple[str, ...]) -> No
     if not isinstance(saved, dict):
         raise ValueError(f"--resume: {path} holds a JSON {type(saved).__name__}, not the saved config object")
     now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    changed = [f"{f} {saved[f]!r} -> {now[f]!r}" for f in fields if f in saved and saved[f] != now[f]]
+    changed = [f"{f} {saved[f]!r} -> {now[f]!r}" for f in fields if f in saved and not same_setting(saved[f], now[f])]
     if changed:
         raise ValueError(f"--resume from {checkpoint}: changed since it was saved: {', '.join(changed)}; "
                          "resume with the run's settings, or start afresh without --resume")
+
+
+def same_setting(saved: object, now: object) -> bool:
+    """Equal settings; paths however spelled (runs/demo/zero vs /abs/runs/./demo/zero): a rerun of
+    an interrupted demo with its --out spelled otherwise must still resume."""
+    if saved == now:
+        return True
+    return isinstance(saved, str) and isinstance(now, str) and Path(saved).resolve() == Path(now).resolve()
 
 
 def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bool = True) -> dict[str, Any]:

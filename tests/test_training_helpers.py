@@ -109,3 +109,20 @@ def test_a_gpu_runs_trainer_state_resumes_on_a_cpu(tmp_path, monkeypatch):
     resumed = training.make_optimizer(model, 1e-3, 0.0)
     assert training.load_training_state(tmp_path, resumed)["step"] == 3
     assert all(v.device.type == "cpu" for s in resumed.state.values() for v in s.values())
+
+
+def test_resume_accepts_the_same_path_spelled_otherwise(tmp_path, monkeypatch):
+    """A demo killed in its cold-start SFT and rerun with --out spelled otherwise (run vs /abs/run)
+    stopped with "changed since it was saved: data 'run/cold_start/data.jsonl' -> '/abs/...'"."""
+    import json
+
+    @dataclasses.dataclass
+    class Config:
+        data: str
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r1lab_config.json").write_text(json.dumps({"data": "run/cold_start/data.jsonl"}))
+    training.check_same_run(tmp_path, Config(data=str(tmp_path / "run" / "." / "cold_start" / "data.jsonl")),
+                            ("data",))
+    with pytest.raises(ValueError, match="data 'run/cold_start/data.jsonl' -> 'run/other.jsonl'"):
+        training.check_same_run(tmp_path, Config(data="run/other.jsonl"), ("data",))
