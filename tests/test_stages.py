@@ -221,6 +221,17 @@ def test_grpo_with_more_prompts_than_the_split_holds_leaves_an_earlier_run_alone
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
 
 
+def test_grpo_with_too_many_new_tokens_leaves_an_earlier_run_alone(base, tmp_path):
+    """max_new_tokens past the model's positions failed at the first rollout, after the run
+    directory was reset: the earlier run's checkpoints were gone."""
+    out = tmp_path / "zero"
+    stale(out / "checkpoints")
+    with pytest.raises(ValueError, match="max_new_tokens 100000 .* max_position_embeddings"):
+        grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(out), n_prompts=4, prompts_per_step=2,
+                                 group_size=2, max_steps=1, max_new_tokens=100_000))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
+
+
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
             "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
             "threads": -1, "seed": 2**40, "accuracy_weight": float("nan"), "format_weight": float("inf"),
