@@ -159,7 +159,13 @@ def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ..
     seed_everything(config.seed)
     out = Path(config.out_dir)
     if fresh:
-        for stale in (out / d for d in own if (out / d).exists()):
+        stale_dirs = [out / d for d in own if (out / d).exists()]
+        init = getattr(config, "init", None)
+        for stale in stale_dirs:  # a checkpoint of the earlier run given as --init: loaded, then deleted
+            if init and Path(init).resolve().is_relative_to(stale.resolve()):
+                raise ValueError(f"--init {init} lies in {stale}, which a fresh run in {out} removes; copy it "
+                                 "elsewhere first, or continue that run with --resume")
+        for stale in stale_dirs:
             print(f"fresh run: removing {stale} left by an earlier run in {out}")
             shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)

@@ -232,6 +232,20 @@ def test_grpo_with_too_many_new_tokens_leaves_an_earlier_run_alone(base, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]
 
 
+def test_grpo_from_a_checkpoint_of_the_run_it_replaces_is_refused(base, tmp_path):
+    """--init out/checkpoints/step_N on a fresh run in out: the checkpoint was loaded, then removed
+    with the earlier run's checkpoints, and the saved config named a deleted init."""
+    import shutil
+
+    out = tmp_path / "zero"
+    init = out / "checkpoints" / "step_000004"
+    shutil.copytree(base, init)
+    with pytest.raises(ValueError, match="lies in .*checkpoints, which a fresh run"):
+        grpo.run(grpo.GRPOConfig(init=str(init), out_dir=str(out), n_prompts=4, prompts_per_step=2,
+                                 group_size=2, max_steps=1))
+    assert (init / "config.json").exists()
+
+
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
             "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
             "threads": -1, "seed": 2**40, "accuracy_weight": float("nan"), "format_weight": float("inf"),
