@@ -352,3 +352,22 @@ def test_shared_prompt_logprobs_equal_full_rows(logits_chunk, monkeypatch):
     for name, p in model.named_parameters():
         if p.grad is not None and p.grad.abs().sum() > 0:
             torch.testing.assert_close(shared_grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_rollout_show_gives_distinct_samples_with_fewer_groups_than_asked():
+    """Two groups and k = 4: the samples log had each group's first sample twice."""
+    from types import SimpleNamespace
+
+    from r1lab.engine import Completion
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout
+
+    comps = [Completion(prompt_index=i // 3, token_ids=[3], logprobs=[0.0], text=f"c{i}", finish_reason="stop")
+             for i in range(6)]
+    rollout = Rollout(prompts=[[1], [1]], completions=comps,
+                      examples=[SimpleNamespace(question=f"q{i // 3}", answer=1) for i in range(6)],
+                      rewards=RubricResult(total=[float(i) for i in range(6)], per_term={}), group_size=3)
+    assert [(s["question"], s["completion"]) for s in rollout.show(4)] == \
+        [("q0", "c0"), ("q1", "c3"), ("q0", "c1"), ("q1", "c4")]
+    assert [s["completion"] for s in rollout.show(9)] == ["c0", "c3", "c1", "c4", "c2", "c5"]
+    assert [s["completion"] for s in rollout.show(1)] == ["c0"]

@@ -61,10 +61,12 @@ class Rollout:
         return sum(len(c.token_ids) for c in self.completions)
 
     def show(self, k: int = 4) -> list[dict[str, Any]]:
-        """A few completions with their rewards, for the samples log."""
+        """A few distinct completions with their rewards, for the samples log: the first sample of
+        successive groups, then the second ones when there are fewer than k groups."""
         out = []
+        groups = len(self.completions) // self.group_size
         for i in range(min(k, len(self.completions))):
-            idx = i * self.group_size % len(self.completions)  # the first sample of successive groups
+            idx = i % groups * self.group_size + i // groups
             example = self.examples[idx]
             out.append({"question": getattr(example, "question", str(example)),
                         "answer": str(getattr(example, "answer", "")), "completion": self.completions[idx].text,
