@@ -306,3 +306,17 @@ def test_resuming_with_another_plan_is_refused(tmp_path, capsys):
     capsys.readouterr()
     sft.run(config(tmp_path, data, max_steps=2, save_every=1, resume=True, keep_checkpoints=3))  # not part of the plan
     assert "resumed from" in capsys.readouterr().out
+
+
+def test_an_example_past_the_models_positions_is_refused_before_the_run_directory(tmp_path, tokenizer):
+    """--seq-len above max_position_embeddings trained a long example at positions the model and
+    the engine never use, without a word; packing short examples into long rows stays allowed."""
+    positions = from_pretrained(BASE).config.max_position_embeddings
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"prompt": "What is 12 + 30?", "response": "12 + 30 = 42. " * positions}) + "\n")
+    with pytest.raises(ValueError, match=rf"long\.jsonl: example 1 is {2 * positions} tokens .* "
+                                         rf"max_position_embeddings \({positions}\); give --seq-len {positions}"):
+        sft.run(config(tmp_path, data, seq_len=2 * positions))
+    assert not (tmp_path / "sft").exists()
+    short = sft.tokenize(tokenizer, SFTExample(prompt="Hi", response="Hello!"), 2 * positions, "x")
+    sft.check_positions([short] * 3, positions, config(tmp_path, data, seq_len=2 * positions))

@@ -236,6 +236,16 @@ def _load(config: SFTConfig, data_digest: str) -> tuple[Transformer, Tokenizer, 
     return model, tokenizer, ck
 
 
+def check_positions(samples: Sequence[Sample], max_positions: int, config: SFTConfig) -> None:
+    """Positions restart at 0 in every example, so only an example (cut to seq_len) longer than the
+    model's positions is refused: it would train positions the engine never samples at, silently."""
+    for i, s in enumerate(samples):
+        if len(s.ids) > max_positions:
+            raise ValueError(f"{config.data}: example {i + 1} is {len(s.ids)} tokens (cut to seq_len "
+                             f"{config.seq_len}), past the model's max_position_embeddings ({max_positions}); "
+                             f"give --seq-len {max_positions} or less")
+
+
 def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps: int, config: SFTConfig) -> None:
     """Prints what will be trained: tokens, truncations, R1-format share, packing fill."""
     tokens = sum(len(s.ids) for s in samples)
@@ -257,6 +267,7 @@ def run(config: SFTConfig) -> Path:
     model, tokenizer, ck = _load(config, digest)
     samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}: example {i + 1}")
                for i, example in enumerate(examples)]
+    check_positions(samples, model.config.max_position_embeddings, config)
     steps = plan([len(s.ids) for s in samples], config)
     training.check_resume_step(ck, len(steps))
     out = training.start_run(config, "sft", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
