@@ -371,3 +371,30 @@ def test_rollout_show_gives_distinct_samples_with_fewer_groups_than_asked():
         [("q0", "c0"), ("q1", "c3"), ("q0", "c1"), ("q1", "c4")]
     assert [s["completion"] for s in rollout.show(9)] == ["c0", "c3", "c1", "c4", "c2", "c5"]
     assert [s["completion"] for s in rollout.show(1)] == ["c0"]
+
+
+def test_completion_logprobs_forwards_only_the_prompts_of_its_rows():
+    """A minibatch forwarded every prompt of the step (and dynamic sampling's dropped groups' too):
+    wasted work, and their tokens counted toward the MoE balancing load once per minibatch."""
+    from r1lab.engine import Completion
+    from r1lab.model import Transformer, preset
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout, build_batch, completion_logprobs
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    prompts = [[1, 5, 6, 7, 8], [1, 9, 10], [1, 11, 12, 13]]
+    comps = [Completion(prompt_index=i // 2, token_ids=[3, 4, 5, 6][:2 + i % 2], logprobs=[0.0] * (2 + i % 2),
+                        text="", finish_reason="stop") for i in range(6)]
+    rollout = Rollout(prompts=prompts, completions=comps, examples=[None] * 6,
+                      rewards=RubricResult(total=[1.0, 0.0, 1.0, 1.0, 0.0, 1.0], per_term={}), group_size=2)
+    batch = build_batch(rollout, torch.zeros(6), pad_id=0, drop_equal_groups=True, mask_truncated=False)
+    assert batch.prompt_of.tolist() == [0, 0, 2, 2]  # the second group is dropped
+    everything = completion_logprobs(model, batch, torch.arange(4), temperature=1.0).detach()
+    for m in model.moe_layers():
+        m.gate.expert_load.zero_()
+    logp = completion_logprobs(model, batch, torch.tensor([3, 2]), temperature=1.0)  # prompt 2 only
+    torch.testing.assert_close(logp, everything[[3, 2]])
+    K = model.config.num_experts_per_tok
+    counted = 4 + 2 + 2  # prompt 2, then completion tokens 0..T-2 of its rows (T = 3; padding is not counted)
+    assert [float(load.sum()) for load in model.expert_load()] == [K * counted] * len(model.moe_layers())

@@ -139,15 +139,18 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
     prompt's (`PrefixCache`), so a group of G completions costs one prompt forward, not G. The
     logits are those of full [prompt | completion] rows (tests/test_stages.py checks it)."""
     prefix = PrefixCache()
-    prompt_pos = (batch.prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (Pn, L) left padding
-    h_prompt, _ = model.hidden_states(batch.prompt_ids, position_ids=prompt_pos, attention_mask=batch.prompt_mask,
-                                      cache=prefix)  # (Pn, L, D)
-    of = batch.prompt_of[rows]  # (n,)
+    # only the prompts these rows answer: a minibatch (or dynamic sampling's dropped groups) must not
+    # forward the others, which cost work and counted toward the MoE balancing load of every minibatch
+    used, of = batch.prompt_of[rows].unique(return_inverse=True)  # (u,) prompt rows, (n,) index into them
+    prompt_mask = batch.prompt_mask[used]  # (u, L)
+    prompt_pos = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)  # (u, L) left padding
+    h_prompt, _ = model.hidden_states(batch.prompt_ids[used], position_ids=prompt_pos, attention_mask=prompt_mask,
+                                      cache=prefix)  # (u, L, D)
     h = h_prompt[of, -1:]  # (n, 1, D): the last prompt token predicts completion token 0
     tokens = batch.tokens[rows]  # (n, T)
     if tokens.shape[1] > 1:  # completion token j predicts token j + 1
-        pos = batch.prompt_mask[of].sum(-1, keepdim=True) + torch.arange(tokens.shape[1] - 1, device=tokens.device)
-        keys = torch.cat([batch.prompt_mask[of], batch.token_valid[rows][:, :-1]], dim=1)  # (n, L + T - 1)
+        pos = prompt_mask[of].sum(-1, keepdim=True) + torch.arange(tokens.shape[1] - 1, device=tokens.device)
+        keys = torch.cat([prompt_mask[of], batch.token_valid[rows][:, :-1]], dim=1)  # (n, L + T - 1)
         h_comp, _ = model.hidden_states(tokens[:, :-1], position_ids=pos, attention_mask=keys,
                                         cache=prefix.select(of))
         h = torch.cat([h, h_comp], dim=1)  # (n, T, D)
