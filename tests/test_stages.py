@@ -249,15 +249,18 @@ def test_grpo_from_a_checkpoint_of_the_run_it_replaces_is_refused(base, tmp_path
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
             "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
             "threads": -1, "seed": 2**40, "accuracy_weight": float("nan"), "format_weight": float("inf"),
-            "language_weight": -1.0, "kl_coef": float("inf"), "temperature": 1e-7}
+            "language_weight": -1.0, "kl_coef": float("inf"), "temperature": 1e-7, "group_size": 1,
+            "loss_aggregation": "average"}
 
 
 @pytest.mark.parametrize("field", BAD_GRPO)
 def test_grpo_config_rejects_bad_values(field):
     """An inf / NaN weight or kl_coef trained an all-NaN policy and exited 0; a negative language
-    weight was silently dropped; a temperature below 1e-6 failed at step 0, after the run's reset."""
-    with pytest.raises(ValueError, match=field):
+    weight was silently dropped; a temperature below 1e-6 failed at step 0, after the run's reset.
+    The message names the value given (group_size, loss_aggregation, kl_coef and temperature did not)."""
+    with pytest.raises(ValueError, match=field) as err:
         grpo.GRPOConfig(**{field: BAD_GRPO[field]})
+    assert str(BAD_GRPO[field]) in str(err.value)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -83,11 +83,14 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig: --prompts-per-step ({self.prompts_per_step}) must be <= --n-prompts "
                              f"({self.n_prompts})")
         if self.group_size < 2:
-            raise ValueError("GRPOConfig.group_size must be >= 2: advantages are relative within a group")
+            raise ValueError(f"GRPOConfig.group_size must be >= 2 (advantages are relative within a group), got "
+                             f"{self.group_size}")
         if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}")
+            raise ValueError(f"GRPOConfig.loss_aggregation must be one of {LOSS_AGGREGATIONS}, got "
+                             f"{self.loss_aggregation!r}")
         if not (0 <= self.kl_coef < math.inf and MIN_TEMPERATURE <= self.temperature < math.inf):  # NaN fails
-            raise ValueError(f"GRPOConfig: kl_coef must be >= 0 and temperature >= {MIN_TEMPERATURE} (both finite)")
+            raise ValueError(f"GRPOConfig: kl_coef must be >= 0 and temperature >= {MIN_TEMPERATURE} (both finite), "
+                             f"got {self.kl_coef} and {self.temperature}")
         for name in ("accuracy_weight", "format_weight", "language_weight"):  # inf or NaN: a NaN policy, exit 0
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"GRPOConfig.{name} must be >= 0 and finite, got {getattr(self, name)}")
