@@ -25,11 +25,14 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
     """rewards (P, G) -> advantages (P, G): A_i = (r_i - mean(r)) / (std(r) + eps) within each group
     (R1 §2.2.1). `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose rewards are all
     equal gets advantage exactly 0 for every sample (its float32 mean can be a rounding unit off,
-    which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction)."""
+    which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction).
+    A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages)."""
     centered = rewards - rewards.mean(dim=-1, keepdim=True)
     centered = centered.masked_fill(equal_groups(rewards)[:, None], 0.0)
     if not scale_by_std:
         return centered
+    if rewards.shape[-1] < 2:
+        return centered  # (P, 1) of zeros; std with one degree of freedom would be NaN (and warn)
     return centered / (rewards.std(dim=-1, keepdim=True, unbiased=True) + eps)
 
 

@@ -31,6 +31,14 @@ def test_a_group_of_equal_fractional_rewards_gets_exactly_zero_advantage():
     assert equal_groups(mixed).tolist() == [False] and (group_advantages(mixed) != 0).all()
 
 
+def test_a_group_of_one_sample_gets_zero_advantage_not_nan():
+    """G = 1: nothing to compare against. The unbiased std of one value is NaN, and 0 / NaN made
+    every advantage (and so the loss) NaN."""
+    r = torch.tensor([[1.0], [0.0]])  # (P=2, G=1)
+    assert torch.equal(group_advantages(r), torch.zeros(2, 1))
+    assert torch.equal(group_advantages(r, scale_by_std=False), torch.zeros(2, 1))
+
+
 def test_kl_k3_by_hand_and_zero_at_equality():
     logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
     r = 0.25 / 0.5
