@@ -120,9 +120,10 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
 
 
 def entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T): -sum p log p."""
-    logp = _log_softmax(logits, temperature)
-    return -(logp.exp() * logp).sum(-1)
+    """logits (N, T, V) -> per-token entropy (N, T) of softmax(logits / T): -sum p log p, with
+    0 log 0 = 0 (a -inf logit, a banned token, is a term of 0, not 0 * -inf = NaN)."""
+    logp = _log_softmax(logits, temperature)  # (N, T, V)
+    return -(logp.exp() * logp.masked_fill(logp.isneginf(), 0.0)).sum(-1)
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,13 @@ def test_masked_tokens_do_not_count():
     assert a.item() == pytest.approx(b.item())
 
 
+def test_entropy_of_logits_with_banned_tokens_is_finite():
+    """A -inf logit (a token masked out) has p = 0 and adds 0 to the entropy; p * log p was
+    0 * -inf = NaN."""
+    logits = torch.tensor([[[0.0, float("-inf"), 0.0]]])  # (1, 1, 3): two equally likely tokens
+    torch.testing.assert_close(entropy(logits), torch.tensor([[math.log(2.0)]]))
+
+
 def test_token_logprobs_entropy_sft_and_bradley_terry():
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # (1, 2, 2)
     tokens = torch.tensor([[1, 0]])
