@@ -146,6 +146,12 @@ def test_tasks_without_tests_are_rejected():
         CodeTask(kind="cobol", asserts=("assert True",))
 
 
+def test_an_unknown_stdio_match_mode_is_refused():
+    """match="strict" (or a typo of "exact") was accepted and compared modulo whitespace."""
+    with pytest.raises(ValueError, match="'exact' or 'whitespace', got 'strict'"):
+        CodeTask.from_stdio([("", "1")], match="strict")
+
+
 @pytest.mark.parametrize("completion", [
     None, 42, b"def add(a, b): return a + b", "", "```python\n", "\x00" * 10,
     "```python\ndef add(a, b):\n    return a + b\x00\n```", "def add(a, b):\n    return '\ud800'",

@@ -72,6 +72,8 @@ class CodeTask:
                  "stdio": self.cases}
         if self.kind not in needs or not needs[self.kind]:
             raise ValueError(f"CodeTask {self.task_id!r}: kind {self.kind!r} lacks its tests")
+        if self.match not in ("exact", "whitespace"):  # any other value was read as "whitespace"
+            raise ValueError(f"CodeTask {self.task_id!r}: match must be 'exact' or 'whitespace', got {self.match!r}")
 
     @classmethod
     def from_humaneval(cls, record: Mapping[str, Any], *, timeout_s: float = 3.0) -> CodeTask:
