@@ -142,8 +142,8 @@ def test_mbpp_setup_runs_after_the_code_and_challenge_tests_are_optional(sandbox
 def test_tasks_without_tests_are_rejected():
     with pytest.raises(ValueError):
         CodeTask(kind="mbpp")
-    with pytest.raises(ValueError):
-        CodeTask(kind="cobol", asserts=("assert True",))
+    with pytest.raises(ValueError, match=r"kind must be one of \('humaneval', 'mbpp', 'stdio'\), got 'cobol'"):
+        CodeTask(kind="cobol", asserts=("assert True",))  # it said "kind 'cobol' lacks its tests"
 
 
 def test_an_unknown_stdio_match_mode_is_refused():

@@ -70,7 +70,9 @@ class CodeTask:
     def __post_init__(self) -> None:
         needs = {"humaneval": self.test and self.entry_point, "mbpp": self.asserts,
                  "stdio": self.cases}
-        if self.kind not in needs or not needs[self.kind]:
+        if self.kind not in needs:
+            raise ValueError(f"CodeTask {self.task_id!r}: kind must be one of {tuple(needs)}, got {self.kind!r}")
+        if not needs[self.kind]:
             raise ValueError(f"CodeTask {self.task_id!r}: kind {self.kind!r} lacks its tests")
         if self.match not in ("exact", "whitespace"):  # any other value was read as "whitespace"
             raise ValueError(f"CodeTask {self.task_id!r}: match must be 'exact' or 'whitespace', got {self.match!r}")
