@@ -240,6 +240,19 @@ def test_aime_golds_in_another_form():
     assert check_answers(same + off_by_one, golds + golds) == [True] * 30 + [False] * 30
 
 
+@needs_data
+def test_numbers_in_text_or_bold_are_numbers():
+    """AoPS boxes AIME answers as \\textbf{(073)}; math-verify reads a number inside \\text{} /
+    \\mathbf{} as a word, so the reference solution of AIME 2024 problem 16 scored 0 against its gold
+    073 (and \\text{0.5} was not 1/2). Letters in the text keep it text."""
+    problems = load_problems(DATA / "aime24" / "test.jsonl")
+    gold = next(p.answer for p in problems if p.answer == "073")
+    preds = [r"\textbf{(073)}", r"\text{073}", r"\mathbf{ 073 }", r"\mathbf{0.5}", r"\text{1,000}", r"\textbf{(074)}"]
+    golds = [gold, gold, "73", r"\frac{1}{2}", "1000", gold]
+    assert check_answers(preds, golds) == [True] * 5 + [False]
+    assert canonical_answer(r"\textbf{073}") == "73" and canonical_answer(r"\text{(A)}") == r"\text{(A)}"
+
+
 def test_unfinished_thinking_has_no_answer():
     """CONVENTIONS.md: everything up to the last </think> is reasoning; a completion cut off while
     thinking was paid for a draft answer inside it."""

@@ -139,6 +139,9 @@ _GAP = r"(?:\s|\\[!,;: ])+"  # whitespace and LaTeX spacing
 # and before exactly 3; any other gap separates two numbers ("1 2" is not 12) and stays a space.
 _THOUSANDS_GAP = re.compile(rf"(?<![\d.])(\d{{1,3}}){_GAP}(?=\d{{3}}(?!\d))")
 _DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
+# A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
+# math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
+_TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\s()+\-.,]*+\d[\s()+\-.,\d]*+)\}")
 _REMOVED = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\[!,;: ]|\\\$|\$|(?<!\d)\s+|\s+(?!\d)")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
@@ -166,7 +169,7 @@ def canonical_answer(answer: str) -> str:
 
 def _normal_form(answer: str) -> tuple[str, Fraction | None]:
     """The normalised text of an answer and, when it is a plain decimal number, its exact value."""
-    text = answer.strip()
+    text = _TEXT_NUMBER.sub(r"\1", answer).strip()
     for left, right in _MATH_DELIMITERS:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
@@ -265,8 +268,9 @@ def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
     """Runs in a worker: math-verify with its own signal.alarm timeouts (main thread there)."""
     from math_verify import verify
 
-    # thousands gaps as the fast path reads them ("10\\,080" is 10080): math-verify would not
-    pred, gold = _THOUSANDS_GAP.sub(r"\1", pred), _THOUSANDS_GAP.sub(r"\1", gold)
+    # numbers in \\text{} and thousands gaps as the fast path reads them ("10\\,080" is 10080):
+    # math-verify would not
+    pred, gold = (_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)) for text in (pred, gold))
     try:
         gold_parsed = _mv_parse(f"${_strip_dollars(gold)}$", timeout)
         pred_parsed = _mv_parse(f"${_strip_dollars(pred)}$", timeout) or _mv_parse(pred, timeout)
