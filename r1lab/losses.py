@@ -89,6 +89,10 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
 
     logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). rho = exp(logp - old_logp).
     eps_high > eps_low is DAPO's clip-higher."""
+    if advantages.shape != logp.shape[:1] or old_logp.shape != logp.shape or mask.shape != logp.shape:
+        # an (N, 1) column would broadcast against (N, T) into an (N, N, T) loss without an error
+        raise ValueError(f"grpo_loss: advantages must be (N,) and old_logp, mask (N, T) like logp {tuple(logp.shape)}, "
+                         f"got {tuple(advantages.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}")
     adv = advantages[:, None]  # (N, 1): every token of a sample shares its advantage
     ratio = (logp - old_logp).exp()  # (N, T)
     unclipped = ratio * adv

@@ -123,6 +123,17 @@ def test_entropy_of_logits_with_banned_tokens_is_finite():
     torch.testing.assert_close(entropy(logits), torch.tensor([[math.log(2.0)]]))
 
 
+def test_grpo_loss_refuses_advantages_of_another_shape():
+    """Advantages as an (N, 1) column (or group_advantages' (P, G) unflattened) broadcast against
+    the (N, T) ratios into an (N, N, T) loss: a 4x wrong number here, and no error."""
+    logp, mask = torch.log(torch.full((4, 3), 0.5)), torch.ones(4, 3)
+    advantages = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert grpo_loss(logp, logp, advantages, mask).loss.item() == pytest.approx(-0.25)
+    for bad in (advantages[:, None], advantages.view(2, 2)):
+        with pytest.raises(ValueError, match=r"advantages must be \(N,\)"):
+            grpo_loss(logp, logp, bad, mask)
+
+
 def test_token_logprobs_entropy_sft_and_bradley_terry():
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # (1, 2, 2)
     tokens = torch.tensor([[1, 0]])
