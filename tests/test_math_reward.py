@@ -150,6 +150,13 @@ def test_numbers_too_long_to_convert_score_zero_without_raising(completion, monk
     assert check_answers([answer, "4"], [answer, HUGE]) == [True, False]  # equal only to itself
 
 
+def test_dollar_signs_between_numbers_do_not_join_them():
+    """"$5$ $6$" and "\\$1 \\$2" are two numbers, like "1 2": the $ went after the gap between the
+    digits had been dropped as mere whitespace next to a non-digit, and they read as 56 and 12."""
+    assert check_answers(["$5$ $6$", r"\$1 \$2", r"5\$ 6"], ["56", "12", "56"]) == [False] * 3
+    assert canonical_answer("$5$ $6$") == "5 6" and canonical_answer(r"\$1,000") == "1000"
+
+
 def test_canonical_answer_groups_equal_numbers():
     assert canonical_answer("1,000.0") == canonical_answer("1000") == "1000"
     assert canonical_answer("$0.5$") == "1/2"

@@ -142,7 +142,9 @@ _DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
 # A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
 # math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
 _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\s()+\-.,]*+\d[\s()+\-.,\d]*+)\}")
-_REMOVED = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\[!,;: ]|\\\$|\$|(?<!\d)\s+|\s+(?!\d)")
+# Markup goes before the gaps are read: removed after them, "$5$ $6$" and "\$1 \$2" read as 56 and 12
+_MARKUP = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\\$|\$")
+_REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
@@ -174,7 +176,7 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
     text = text.replace("{,}", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = _DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", text))
+    text = _DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", _MARKUP.sub("", text)))
     text = _REMOVED.sub("", text).rstrip(".")
     plain = len(text) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text)
     return text, Fraction(text.replace(",", "")) if plain else None
