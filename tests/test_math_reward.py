@@ -193,6 +193,17 @@ def test_lenient_format_reward_agrees_with_its_regex_and_stays_linear():
 
 # --- the reward ----------------------------------------------------------------------------
 
+def test_a_rubric_term_named_total_is_refused():
+    """Its unweighted mean went to reward/total and was overwritten by the weighted sum: with
+    weight 2 the metrics showed 2.0 and the term's own mean (1.0) was lost."""
+    from r1lab.rewards import RewardTerm, Rubric
+
+    with pytest.raises(ValueError, match="may not be named 'total'"):
+        Rubric([RewardTerm("total", lambda completion, example: 1.0, 2.0)])
+    means = Rubric([RewardTerm("ok", lambda completion, example: 1.0, 2.0)])(["x"], [None]).means()
+    assert means == {"reward/ok": 1.0, "reward/total": 2.0}
+
+
 def test_doctests():
     assert doctest.testmod(rm).failed == 0
 

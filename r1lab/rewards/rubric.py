@@ -55,6 +55,8 @@ class Rubric:
         names = [t.name for t in terms]
         if len(set(names)) != len(names):
             raise ValueError(f"reward term names must be unique, got {names}")
+        if "total" in names:  # its mean would be reported under reward/total, then overwritten
+            raise ValueError(f"a reward term may not be named 'total' (reward/total is the weighted sum), got {names}")
         self.terms = list(terms)
 
     def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
