@@ -150,7 +150,9 @@ class Transformer(nn.Module):
         h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                     token_valid=token_valid)
         ce = self.head_loss(h, labels)
-        mtp = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids, token_valid, aux) if len(self.mtp) else None
+        mtp, mtp_aux = self._mtp_loss(h, input_ids, labels, attention_mask, position_ids, token_valid) \
+            if len(self.mtp) else (None, [])
+        aux = aux + mtp_aux
         total = ce
         if mtp is not None:
             total = total + self.config.mtp_loss_weight * mtp
@@ -171,13 +173,13 @@ class Transformer(nn.Module):
 
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
-                  token_valid: torch.Tensor | None = None, aux: list[torch.Tensor] | None = None) -> torch.Tensor:
+                  token_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}.
         The mean over the D depths of each depth's mean cross-entropy (V3 eq. 25, without lambda);
-        a depth without any target (a short or mostly unlabelled window) adds 0, not NaN. An MoE
-        block's balance loss is appended to `aux`: it balances that layer's experts as any other
-        MoE layer's does (V3 eq. 17-20), so it is not weighted by lambda."""
-        losses = []
+        a depth without any target (a short or mostly unlabelled window) adds 0, not NaN. Also
+        returns the MoE blocks' balance losses: each balances its layer's experts as any other MoE
+        layer's does (V3 eq. 17-20), so it is not weighted by lambda."""
+        losses, balances = [], []
         keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else token_valid  # (B, S)
         valid = keys  # (B, T) validity of depth k's rows
         for k, module in enumerate(self.mtp, start=1):
@@ -199,12 +201,13 @@ class Transformer(nn.Module):
             # a 4-D (packed) mask keeps row i's document; a 2-D one is the rows' validity
             mask = valid if attention_mask is None or attention_mask.dim() == 2 else attention_mask[:, :, :T, :T]
             h, balance = module.block(x, cos, sin, mask, token_valid=valid)
-            if balance is not None and aux is not None:
-                aux.append(balance)
+            if balance is not None:
+                balances.append(balance)
             logits = self.lm_head(module.norm(h))
             ce = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
             losses.append(ce / (target != -100).sum().clamp(min=1))
-        return torch.stack(losses).sum() / len(self.mtp) if losses else h.new_zeros((), dtype=torch.float32)
+        mtp = torch.stack(losses).sum() / len(self.mtp) if losses else h.new_zeros((), dtype=torch.float32)
+        return mtp, balances
 
     # ------------------------------------------------------------------ MoE balancing
 
