@@ -6,9 +6,12 @@ the same step's matrix products alone: every linear / mm / bmm / baddbmm the ste
 once (a TorchDispatchMode) and replayed on its recorded inputs. What is left (`other_ms`) is norms,
 RoPE, routing, softmax, casts, cache writes and per-op overhead. Ends with one JSON line;
 `matmul_share` is the products' share of the step, and `rollout_matmul_s` what they alone cost
-for `--new-tokens` tokens, which no Python-level change can go below.
+for `--new-tokens` tokens, which no Python-level change can go below. `--compile` also times the
+same step through `torch.compile` (Inductor), after its compilation (`compile_s`), in the same
+process: `compiled_step_ms` against the eager `step_ms`. The step is the same every time (one
+cache length), compiling's best case: the engine's steps grow the cache by one slot each.
 
-    .venv/bin/python benchmarks/decode_floor.py [--preset tiny] [--rows 64] [--keys 80]
+    .venv/bin/python benchmarks/decode_floor.py [--preset tiny] [--rows 64] [--keys 80] [--compile]
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=80, help="cache length at the timed step")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens per rollout, for rollout_matmul_s")
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--compile", action="store_true", help="also time the step compiled (torch.compile)")
     args = parser.parse_args()
     if min(args.rows, args.keys, args.new_tokens, args.repeats) < 2:
         parser.error("--rows, --keys, --new-tokens and --repeats must be >= 2")
@@ -93,12 +97,26 @@ def main() -> None:
                 func(*a, **kw)
 
     step_ms, matmul_ms = _median_ms(step, args.repeats), _median_ms(matmuls_only, args.repeats)
+    compiled = {}
+    if args.compile:
+        fn = torch.compile(DecodeWeights.step.__wrapped__)  # the step without its inference_mode wrapper
+
+        def compiled_step() -> torch.Tensor:
+            cache.length = prompt
+            with torch.inference_mode():
+                return fn(decoder, tokens, positions, mask, cache)
+
+        start = time.perf_counter()
+        with torch.inference_mode():
+            diff = (compiled_step() - step()).abs().max().item()  # the compiled step computes the same logits
+        compiled = {"compile_s": round(time.perf_counter() - start, 1), "compiled_max_abs_diff": round(diff, 4),
+                    "compiled_step_ms": round(_median_ms(compiled_step, args.repeats), 3)}
     print(json.dumps({"benchmark": "decode_floor", "preset": args.preset, "rows": args.rows, "keys": args.keys,
                       "threads": torch.get_num_threads(), "step_ms": round(step_ms, 3),
                       "matmul_ms": round(matmul_ms, 3), "matmul_calls": len(calls),
                       "other_ms": round(step_ms - matmul_ms, 3),
                       "rollout_matmul_s": round(matmul_ms * (args.new_tokens - 1) / 1e3, 4),
-                      "matmul_share": round(matmul_ms / step_ms, 3)}))
+                      "matmul_share": round(matmul_ms / step_ms, 3), **compiled}))
 
 
 if __name__ == "__main__":
