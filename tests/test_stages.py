@@ -401,3 +401,32 @@ def test_completion_logprobs_forwards_only_the_prompts_of_its_rows():
     K = model.config.num_experts_per_tok
     counted = 4 + 2 + 2  # prompt 2, then completion tokens 0..T-2 of its rows (T = 3; padding is not counted)
     assert [float(load.sum()) for load in model.expert_load()] == [K * counted] * len(model.moe_layers())
+
+
+def test_minibatch_split_changes_from_step_to_step_and_repeats_for_the_same_step(monkeypatch):
+    """The shuffle generator was seeded with config.seed at every step: with minibatches > 1 every
+    rollout was split the same way. Now the split depends on (seed, step), reproducibly."""
+    from r1lab.model import Transformer, preset
+    from r1lab.stages.rollout import TrainBatch
+
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    n, T = 8, 2
+    batch = TrainBatch(prompt_ids=torch.tensor([[1, 5]]), prompt_mask=torch.ones(1, 2, dtype=torch.bool),
+                       prompt_of=torch.zeros(n, dtype=torch.long), tokens=torch.randint(3, 64, (n, T)),
+                       token_valid=torch.ones(n, T, dtype=torch.bool), mask=torch.ones(n, T),
+                       old_logp=torch.full((n, T), -4.0), advantages=torch.linspace(-1, 1, n))
+    seen = []
+    real = grpo.completion_logprobs
+    monkeypatch.setattr(grpo, "completion_logprobs",
+                        lambda m, b, rows, t: seen.append(sorted(rows.tolist())) or real(m, b, rows, t))
+
+    def split(step, minibatches=2):
+        seen.clear()
+        config = grpo.GRPOConfig(minibatches=minibatches, kl_coef=0.0, group_size=8)
+        grpo.policy_update(model, None, torch.optim.SGD(model.parameters(), lr=0.0), batch, config, step)
+        return tuple(tuple(rows) for rows in seen)
+
+    splits = [split(step) for step in range(4)]
+    assert len(set(splits)) > 1  # not one split for every step
+    assert split(2) == splits[2]  # the same step (a resumed run) splits alike
+    assert split(0, 1) == split(5, 1) == (tuple(range(n)),)  # one minibatch: every row each step

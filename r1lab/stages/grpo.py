@@ -133,18 +133,25 @@ def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iter
     return (rows for rows in torch.randperm(n, generator=generator).tensor_split(minibatches) if len(rows))
 
 
+def shuffle_generator(config: GRPOConfig, step: int) -> torch.Generator:
+    """The minibatch shuffle of training step `step`: another split every step (one seed for every
+    step gave each rollout the same split), redrawn alike on resume. With one minibatch the order
+    changes nothing but float rounding: seeded as before, so default runs keep their numbers."""
+    return torch.Generator().manual_seed(config.seed if config.minibatches == 1 else config.seed * 1_000_003 + step)
+
+
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
-                  batch: TrainBatch, config: GRPOConfig) -> dict[str, float]:
-    """`ppo_epochs` passes over the batch in `minibatches` steps; returns mean statistics. The
-    router biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the
-    mean over those steps of the load each saw)."""
+                  batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
+    """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
+    step); returns mean statistics. The router biases move after each optimizer step, as in
+    pretraining (`expert_load_max_mean`: the mean over those steps of the load each saw)."""
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
         with torch.no_grad(), training.autocast(config.bf16, config.device):
             ref_logp = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
     stats: dict[str, list[float]] = {}
-    g = torch.Generator().manual_seed(config.seed)
+    g = shuffle_generator(config, step)
     for _ in range(config.ppo_epochs):
         for rows in minibatch_rows(n, config.minibatches, g):
             rows = rows.to(batch.tokens.device)
@@ -231,7 +238,7 @@ def run(config: GRPOConfig) -> Path:
                             config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
         t1 = time.perf_counter()
         # every group dropped (dynamic sampling): no update, and no load to balance
-        stats = policy_update(model, ref, optimizer, batch, config) if batch.tokens.shape[0] else \
+        stats = policy_update(model, ref, optimizer, batch, config, step) if batch.tokens.shape[0] else \
             {"expert_load_max_mean": 1.0}
         t_train = time.perf_counter() - t1
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
