@@ -26,7 +26,10 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
     (R1 §2.2.1). `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose rewards are all
     equal gets advantage exactly 0 for every sample (its float32 mean can be a rounding unit off,
     which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction).
-    A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages)."""
+    A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages).
+    A NaN or inf reward is refused: it would turn its group's advantages, and the loss, into NaN."""
+    if not rewards.isfinite().all():
+        raise ValueError(f"group_advantages: rewards must be finite, got {rewards[~rewards.isfinite()].tolist()}")
     centered = rewards - rewards.mean(dim=-1, keepdim=True)
     centered = centered.masked_fill(equal_groups(rewards)[:, None], 0.0)
     if not scale_by_std:

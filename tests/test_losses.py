@@ -148,3 +148,13 @@ def test_token_logprobs_entropy_sft_and_bradley_terry():
     assert sft_loss(logits, tokens, mask).item() == pytest.approx(-math.log(0.75))
     assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(
         -math.log(1 / (1 + math.exp(-2.0))))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_reward_is_refused_not_turned_into_nan_advantages(bad):
+    """A NaN (or inf: inf - inf) reward made its group's advantages NaN, then the loss and, after
+    the optimizer step, every weight, with no error."""
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        group_advantages(torch.tensor([[1.0, bad, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        group_advantages(torch.tensor([[1.0, bad]]), scale_by_std=False)

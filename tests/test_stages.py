@@ -430,3 +430,29 @@ def test_minibatch_split_changes_from_step_to_step_and_repeats_for_the_same_step
     assert len(set(splits)) > 1  # not one split for every step
     assert split(2) == splits[2]  # the same step (a resumed run) splits alike
     assert split(0, 1) == split(5, 1) == (tuple(range(n)),)  # one minibatch: every row each step
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_reward_term_returning_nan_or_inf_is_a_clear_error_naming_it(bad):
+    """A user's reward function returning NaN made the advantages, loss and then every weight of
+    the policy NaN while the run went on; now the rollout names the term, value and completion."""
+    from types import SimpleNamespace
+
+    from r1lab.engine import Completion, SamplingParams
+    from r1lab.pipeline import SHIPPED_BASE
+    from r1lab.rewards import RewardTerm, Rubric
+    from r1lab.stages.rollout import Rollout
+
+    class Engine:
+        def generate(self, prompts, params):
+            return [[Completion(prompt_index=p, token_ids=[3], logprobs=[0.0], text=f"c{p}{j}", finish_reason="stop")
+                     for j in range(params.n)] for p in range(len(prompts))]
+
+    rubric = Rubric([RewardTerm("ok", lambda c, e: 1.0),
+                     RewardTerm("mine", lambda c, e: bad if c == "c11" else 0.5, weight=0.0)])
+    problems = [SimpleNamespace(question="1 + 1"), SimpleNamespace(question="2 + 2")]
+    tokenizer = Tokenizer.load(SHIPPED_BASE)
+    with pytest.raises(ValueError, match=rf"reward 'mine' is {bad} for completion 3 \('c11'\)"):
+        Rollout.collect(Engine(), tokenizer, problems, rubric, SamplingParams(n=2))
+    rubric = Rubric([RewardTerm("ok", lambda c, e: 1.0)])  # finite rewards pass
+    assert Rollout.collect(Engine(), tokenizer, problems, rubric, SamplingParams(n=2)).rewards.total == [1.0] * 4
