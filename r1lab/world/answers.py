@@ -20,7 +20,10 @@ from r1lab.world.problems import ARITHMETIC, WorldProblem
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:Problem|Q):")
 _NUMBER = re.compile(r"(?<![\d)])-?\d+")  # a minus right after a digit or ")" is an operator
 _MAX_DIGITS = 1000  # int() refuses over 4,300 digits (CPython's limit); no world answer is near this
-_EXPRESSION_CHARS = re.compile(r"[\d+\-*() ]+")
+# "/", "^" and a decimal point are no operators of the task, but they stay in the run so that the
+# expression is judged (and refused) as written: "(12*4-2)/1" was judged as 12*4-2, "12*4-2.5" too.
+_EXPRESSION_CHARS = re.compile(r"(?:[\d+\-*/^() ]|(?<=\d)\.(?=\d))+")
+_OPERATORS = "+-*/^"
 _R1_ZERO_FORMAT = re.compile(  # no tag inside the other's block (as the strict format reward)
     r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*", re.DOTALL)
 _MAX_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
@@ -52,22 +55,25 @@ def extract_final_answer(completion: str) -> int | None:
 
 def _expressions(text: str) -> list[str]:
     """Each maximal run of expression characters, from its first digit or ``(`` to its last digit
-    or ``)``, when those are two different characters (``re.findall(r"[\\d(][\\d+\\-*() ]*[\\d)]")``
-    in linear time: that regex rescans the run from every ``(`` without a closing digit or ``)``).
+    or ``)``, when those are two different characters (``re.findall(r"[\\d(][\\d+\\-*/^() ]*[\\d)]")``,
+    a decimal point between digits included, in linear time: that regex rescans the run from
+    every ``(`` without a closing digit or ``)``).
 
     An operator written onto either end stays with the expression, so that it is judged as
-    written: ``-3+10`` (a unary minus) and ``3+10*`` (unfinished) are no solution, where a prose
-    dash set off by a space (``x - 3+10``) is not part of it."""
+    written: ``-3+10`` (a unary minus), ``3+10*`` (unfinished) and ``1/(3+10)`` are no solution,
+    where a prose dash set off by a space (``x - 3+10``) is not part of it."""
     found = []
     for run in _EXPRESSION_CHARS.findall(text):
-        head = len(run) - len(run.lstrip("+-*) "))  # where the first digit or "(" is
-        core = run[head:].rstrip("+-*( ")
+        head = len(run) - len(run.lstrip(_OPERATORS + ") "))  # where the first digit or "(" is
+        core = run[head:].rstrip(_OPERATORS + "( ")
         if len(core) < 2:
             continue
         tail = head + len(core)
         if head and run[head - 1] == "-" and (head == 1 or run[head - 2] in " ("):
             core = "-" + core
-        if tail < len(run) and run[tail] in "+-*":
+        elif head and run[head - 1] in "/^":  # "1/(12*4-2)": a divisor, not the answer
+            core = run[head - 1] + core
+        if tail < len(run) and run[tail] in _OPERATORS:
             core += run[tail]
         found.append(core)
     return found
@@ -76,7 +82,7 @@ def _expressions(text: str) -> list[str]:
 def extract_final_expression(completion: str) -> str | None:
     """The last arithmetic expression (with at least one operator) in the answer span, or None."""
     candidates = [m.strip() for m in _expressions(final_answer_span(completion))]
-    candidates = [c for c in candidates if re.search(r"[\d)]\s*[+\-*]", c)]  # "(13)*5" too
+    candidates = [c for c in candidates if re.search(r"[\d)]\s*[-+*/^]", c)]  # "(13)*5" too; "48/2" is one
     return candidates[-1] if candidates else None
 
 
