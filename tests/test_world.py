@@ -222,6 +222,10 @@ def test_mixed_solutions_switch_language_midway(docs: list[world.Document]) -> N
     ("no digits at all", None),
     (None, None),
     ("<answer>" * 10_000, None),
+    (" So the answer is 4.5.", None),  # a decimal, a fraction, a power are no integer (they read as 5, 2, 3)
+    (" <answer> 92/2 </answer>", None),
+    (" It is 2^3.", None),
+    (" <answer> 46.0 </answer>", 46),  # read as 0
 ])
 def test_extract_final_answer(completion: str, expected: int | None) -> None:
     assert world.extract_final_answer(completion) == expected

@@ -18,7 +18,10 @@ from r1lab.world.problems import ARITHMETIC, WorldProblem
 
 # A completion ends at the end-of-sequence token or where the model starts a new turn.
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:Problem|Q):")
-_NUMBER = re.compile(r"(?<![\d)])-?\d+")  # a minus right after a digit or ")" is an operator
+# A minus right after a digit or ")" is an operator. A number with a decimal point, a fraction bar
+# or a power is read whole, so that "4.5" is not 5 nor "92/2" 2; of those only "46.0" is an integer.
+_NUMBER = re.compile(r"(?<![\d)./^])-?\d+(?:[./^]\d+)*")
+_INTEGRAL = re.compile(r"(-?\d+)(?:\.0+)?")
 _MAX_DIGITS = 1000  # int() refuses over 4,300 digits (CPython's limit); no world answer is near this
 # "/", "^" and a decimal point are no operators of the task, but they stay in the run so that the
 # expression is judged (and refused) as written: "(12*4-2)/1" was judged as 12*4-2, "12*4-2.5" too.
@@ -50,7 +53,8 @@ def final_answer_span(completion: str) -> str:
 def extract_final_answer(completion: str) -> int | None:
     """The final integer of a completion, or None (also when it is too long to be an answer); never raises."""
     numbers = _NUMBER.findall(final_answer_span(completion))
-    return int(numbers[-1]) if numbers and len(numbers[-1]) <= _MAX_DIGITS else None
+    integral = _INTEGRAL.fullmatch(numbers[-1]) if numbers else None
+    return int(integral[1]) if integral and len(integral[1]) <= _MAX_DIGITS else None
 
 
 def _expressions(text: str) -> list[str]:
