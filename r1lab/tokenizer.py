@@ -95,10 +95,16 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; reserved-token strings in it map to their ids; no BOS/EOS added."""
-        return self.backend.encode(text, add_special_tokens=False).ids
+        try:
+            return self.backend.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            raise _unencodable([text]) from None
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        try:
+            return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        except TypeError:
+            raise _unencodable(list(texts)) from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``, special tokens included, so ``decode(encode(t)) == t``."""
@@ -171,6 +177,19 @@ class Tokenizer:
             return cls(BackendTokenizer.from_file(str(path)))
         except Exception as err:  # noqa: BLE001 (the library's only exception type)
             raise ValueError(f"{path}: not a readable tokenizer ({err})") from None
+
+
+def _unencodable(texts: list[object]) -> Exception:
+    """Why the backend refused ``texts``: its one message, "TextInputSequence must be str", is
+    also what a str with a lone surrogate (JSON's "\\ud800", not valid UTF-8) gets."""
+    for i, text in enumerate(texts):
+        which = f"text {i}: " if len(texts) > 1 else ""
+        if not isinstance(text, str):
+            return TypeError(f"{which}expected a str, got {type(text).__name__}")
+        bad = next((j for j, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
+        if bad is not None:
+            return ValueError(f"{which}lone surrogate {text[bad]!r} at character {bad} (not encodable as UTF-8)")
+    return TypeError("the tokenizer refused the text")
 
 
 def _training_pieces(texts: Iterable[str]) -> Iterable[str]:

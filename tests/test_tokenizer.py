@@ -125,3 +125,15 @@ def test_load_names_a_missing_or_malformed_tokenizer_file(tmp_path: Path) -> Non
     (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "truncation": \x00}')
     with pytest.raises(ValueError, match="tokenizer.json: not a readable tokenizer"):
         Tokenizer.load(tmp_path)
+
+
+def test_text_it_cannot_encode_gets_an_error_that_says_why(tokenizer: Tokenizer) -> None:
+    """The backend answered a lone surrogate (what JSON's "\\ud800" decodes to) and a non-str alike:
+    TypeError("TextInputSequence must be str"), which is false of the surrogate's str."""
+    with pytest.raises(ValueError, match=r"lone surrogate '\\ud800' at character 1"):
+        tokenizer.encode("a\ud800b")
+    with pytest.raises(ValueError, match=r"text 1: lone surrogate '\\udfff' at character 0"):
+        tokenizer.encode_batch(["ok", "\udfff"])
+    with pytest.raises(TypeError, match="expected a str, got bytes"):
+        tokenizer.encode(b"abc")  # type: ignore[arg-type]
+    assert tokenizer.encode_batch(["a\u00e9", "\U0001F600"]) == [tokenizer.encode("a\u00e9"), tokenizer.encode("\U0001F600")]
