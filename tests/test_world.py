@@ -404,3 +404,25 @@ def test_r1_zero_format_rejects_nested_tags_like_the_strict_reward() -> None:
                  "<think> a </think> <answer> <think> 5 </answer>"):
         assert strict_format_reward(text) == 0.0 and not world.follows_r1_zero_format(text)
     assert world.follows_r1_zero_format("<think> 2+3=5 </think> <answer>5</answer>")
+
+
+def test_bad_knobs_get_errors_that_name_them() -> None:
+    """Each used to fail later and elsewhere: KeyError 'algebra', ZeroDivisionError, KeyError '*'
+    (once a value allowed "*"), random's "Total of weights must be greater than zero", and an
+    ArithmeticConfig error naming knobs the countdown config does not have."""
+    with pytest.raises(ValueError, match="unknown problem kind 'algebra'"):
+        world.problem_set("rl", 3, kinds=("algebra",))
+    with pytest.raises(ValueError, match="no kinds and difficulties"):
+        world.problem_set("rl", 3, kinds=())
+    with pytest.raises(ValueError, match="no kinds and difficulties"):
+        world.problem_set("rl", 3, difficulties={"arithmetic": ()})
+    with pytest.raises(ValueError, match=r"op_weights needs 3 non-negative weights"):
+        ArithmeticConfig(op_weights=(1.0, 0.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"op_weights needs 3"):
+        ArithmeticConfig(op_weights=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"keeps 99 within 1\.\.99"):  # only "+": 40 operands reach 99
+        random_chain(random.Random(0), 40, ArithmeticConfig(op_weights=(1.0, 0.0, 0.0)))
+    with pytest.raises(ValueError, match="CountdownConfig needs 2 <= max_number <= max_value"):
+        CountdownConfig(max_number=200)
+    adds = random_chain(random.Random(0), 4, ArithmeticConfig(op_weights=(1.0, 0.0, 0.0)))
+    assert adds.ops == ("+", "+", "+")

@@ -35,6 +35,9 @@ class ArithmeticConfig:
     def __post_init__(self) -> None:
         if not 2 <= self.max_first <= self.max_value or self.max_operand < 1 or self.max_value < 4:
             raise ValueError(f"inconsistent arithmetic config {self}")
+        if len(self.op_weights) != len(OPS) or min(self.op_weights) < 0 or not any(self.op_weights):
+            raise ValueError(f"op_weights needs {len(OPS)} non-negative weights (for {' '.join(OPS)}), not all zero; "
+                             f"got {self.op_weights}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +115,10 @@ def feasible_moves(value: int, config: ArithmeticConfig) -> list[tuple[str, rang
 def _move(rng: random.Random, value: int, config: ArithmeticConfig) -> tuple[str, int]:
     """A random operator and right operand that keep the next value in range."""
     weights = dict(zip(OPS, config.op_weights))
-    moves = feasible_moves(value, config)
+    moves = [(op, rights) for op, rights in feasible_moves(value, config) if weights[op] > 0]
+    if not moves:  # e.g. op_weights (1, 0, 0) once a long chain reaches max_value
+        raise ValueError(f"no operator with a positive weight in {config.op_weights} keeps {value} within "
+                         f"1..{config.max_value}")
     op, choices = rng.choices(moves, weights=[weights[op] for op, _ in moves])[0]
     return op, rng.choice(choices)
 

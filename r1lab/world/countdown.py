@@ -27,6 +27,10 @@ class CountdownConfig:
     max_number: int = 12
     max_value: int = 99
 
+    def __post_init__(self) -> None:  # checked here: the arithmetic config it maps to names other knobs
+        if not 2 <= self.max_number <= self.max_value or self.max_value < 4:
+            raise ValueError(f"CountdownConfig needs 2 <= max_number <= max_value and max_value >= 4; got {self}")
+
     def arithmetic(self) -> ArithmeticConfig:
         """Any of the numbers may be combined with any value, within range."""
         n = self.max_number

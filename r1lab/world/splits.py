@@ -55,7 +55,12 @@ def problem_set(
     smaller one (same prefix).
     """
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown problem kind {unknown[0]!r}; expected one of {KINDS}")
     plan = [(kind, d) for kind in kinds for d in difficulties[kind]]
+    if not plan and n > 0:
+        raise ValueError(f"no kinds and difficulties to draw from: kinds={kinds}, difficulties={difficulties}")
     rng = random.Random(f"{split}:{seed}")
     problems: list[WorldProblem] = []
     seen: set[str] = set()
