@@ -41,6 +41,9 @@ _SPACE = re.compile(r"\s+")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[^{}]*\}")  # \begin{aligned}: a delimiter, like \[
 # Markdown's two code fences; a line may also start after a lone \r (str.splitlines and CommonMark agree)
 _FENCE = re.compile(r"```|(?:^|(?<=\r))[ \t]*~~~", re.MULTILINE)
+# Markdown's line endings (CommonMark): str.splitlines also breaks at \v, \f, \x1c-\x1e, \x85 and
+# U+2028/9, which display inside a line, so a wall of text joined by them would pass as short lines
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(kw_only=True)
@@ -64,12 +67,12 @@ class ReadabilityConfig:
 
 
 def reasoning_lines(response: Any) -> list[str]:
-    """The non-empty lines of the chain of thought, stripped.
+    """The non-empty lines of the chain of thought (ended by \\n, \\r\\n or \\r), stripped.
 
     >>> reasoning_lines("<think>\\nFirst, 2+3=5.\\n\\nThen 5*2=10.\\n</think>\\nIt is 10.")
     ['First, 2+3=5.', 'Then 5*2=10.']
     """
-    return [line.strip() for line in chain_of_thought(turn_body(response)).splitlines() if line.strip()]
+    return [line.strip() for line in _LINE_END.split(chain_of_thought(turn_body(response))) if line.strip()]
 
 
 def is_r1_format(response: Any) -> bool:

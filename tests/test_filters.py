@@ -123,6 +123,16 @@ def test_paragraph_length_is_the_longest_reasoning_line():
     assert not check_readability(wall).paragraph_length
 
 
+@pytest.mark.parametrize("separator", ["\v", "\f", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_a_paragraph_joined_by_characters_that_are_no_line_end_is_one_line(separator):
+    """Markdown ends a line at \\n, \\r\\n or \\r only; str.splitlines also splits at these, which
+    display inside the line: six 24-character steps joined by one were six short lines."""
+    steps = ["First, 20-8=12, so 12+4."] * 6
+    wall = "<think>\n" + separator.join(steps) + "\n</think>\nIt is 16."
+    assert longest_paragraph(wall) == 6 * 24 + 5
+    assert not check_readability(wall).paragraph_length
+    assert reasoning_lines("<think>\na\r\nb\rc\n</think>\nd") == ["a", "b", "c"]
+
 def test_code_blocks_in_the_reasoning_fail():
     fenced = "<think>\nLet me compute.\n```python\nprint(20-8+4)\n```\n</think>\nThe value of 20-8+4 is 16."
     assert has_code_block(fenced) and not check_readability(fenced).code_block
