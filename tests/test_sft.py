@@ -320,3 +320,13 @@ def test_an_example_past_the_models_positions_is_refused_before_the_run_director
     assert not (tmp_path / "sft").exists()
     short = sft.tokenize(tokenizer, SFTExample(prompt="Hi", response="Hello!"), 2 * positions, "x")
     sft.check_positions([short] * 3, positions, config(tmp_path, data, seq_len=2 * positions))
+
+
+def test_pretraining_windows_past_the_models_positions_are_refused():
+    """The tiny preset has 512 positions: --seq-len 1024 trained positions 512-1023 without a word,
+    and the checkpoint still said 512 (the engine, GRPO and SFT refuse them)."""
+    from r1lab.stages import pretrain
+
+    assert pretrain.PretrainConfig(model="tiny", seq_len=512).seq_len == 512
+    with pytest.raises(ValueError, match=r"seq_len 513 exceeds the 'tiny' model's max_position_embeddings \(512\)"):
+        pretrain.PretrainConfig(model="tiny", seq_len=513)

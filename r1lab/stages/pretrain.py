@@ -51,7 +51,11 @@ class PretrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
         training.check_optimizer_settings(self)
-        preset(self.model)  # an unknown preset: refused before an earlier run's checkpoints are removed
+        # an unknown preset: refused before an earlier run's checkpoints are removed
+        positions = preset(self.model).max_position_embeddings
+        if self.seq_len > positions:  # it would train positions its checkpoint says it has not got
+            raise ValueError(f"PretrainConfig.seq_len {self.seq_len} exceeds the {self.model!r} model's "
+                             f"max_position_embeddings ({positions}); give --seq-len {positions} or less")
         training.check_device(self.device, "PretrainConfig")
         training.check_seed(self.seed, "PretrainConfig")
         training.check_threads(self.threads, "PretrainConfig")
