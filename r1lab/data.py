@@ -83,10 +83,13 @@ def _check_text(text: str | None, name: str, where: str) -> None:
 def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
     """Every example of a chat JSONL file, in order; blank lines skipped.
 
-    FileNotFoundError for a missing file; ValueError naming the file and line for a malformed one
-    (bad JSON, missing fields, or bytes that are not UTF-8).
+    FileNotFoundError for a missing file; ValueError for a directory, or naming the file and line
+    for a malformed one (bad JSON, missing fields, or bytes that are not UTF-8).
     """
     path = Path(path)
+    if path.is_dir():  # a dataset builder's run directory given for the file it wrote there
+        raise ValueError(f"{path} is a directory, not a chat JSONL file (a dataset builder writes "
+                         f"{path / 'data.jsonl'})")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     examples = [example_from_record(record, f"{path}:{line_no}") for line_no, record in jsonl_objects(path)]

@@ -188,6 +188,15 @@ def test_cli_missing_data_file_is_one_line_exit_2(tmp_path, capsys, monkeypatch)
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_run_directory_given_as_data_says_it_is_a_directory(tmp_path, capsys):
+    """`--data runs/rejection_sampling` (the builder's run directory) said "data file not found"
+    although the path exists."""
+    (tmp_path / "rs").mkdir()
+    assert cli.main(["sft", "--data", str(tmp_path / "rs"), "--out-dir", str(tmp_path / "sft")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'rs'} is a directory" in err and "not found" not in err
+    assert str(tmp_path / "rs" / "data.jsonl") in err and not (tmp_path / "sft").exists()
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="data"):
         sft.SFTConfig()
