@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -302,6 +303,14 @@ def test_config_validation_and_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("r1lab rejection-sample: error: --template r1_zero") and err.count("\n") == 1
 
+
+@pytest.mark.parametrize("bad, message", [(dict(temperature=float("inf")), "temperature must be finite and >= 0, got inf"),
+                                          (dict(temperature=-0.5), "temperature must be finite and >= 0, got -0.5"),
+                                          (dict(n_chat=-3), "n_chat must be >= 0, got -3")])
+def test_a_bad_temperature_or_n_chat_is_named_with_its_value(bad, message):
+    """Both were "n_chat and temperature must be >= 0": not which, and false for an infinite temperature."""
+    with pytest.raises(ValueError, match=re.escape(f"RejectionSamplingConfig.{message}")):
+        RejectionSamplingConfig(checkpoint="x", **bad)
 
 def test_unusable_out_dir_is_one_line_before_loading_the_model(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")

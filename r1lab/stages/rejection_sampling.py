@@ -89,8 +89,10 @@ class RejectionSamplingConfig:
                      "judge_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_chat < 0 or not 0 <= self.temperature < float("inf"):  # NaN too
-            raise ValueError("RejectionSamplingConfig: n_chat and temperature must be >= 0")
+        if self.n_chat < 0:
+            raise ValueError(f"RejectionSamplingConfig.n_chat must be >= 0, got {self.n_chat}")
+        if not 0 <= self.temperature < float("inf"):  # NaN too
+            raise ValueError(f"RejectionSamplingConfig.temperature must be finite and >= 0, got {self.temperature}")
         check_template(self.template)
         if self.template == R1_ZERO:
             # R1 §2.3.3 samples the reasoning-RL checkpoint, trained after the cold start in the chat
