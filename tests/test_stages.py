@@ -79,6 +79,14 @@ def test_pretrain_on_a_corpus_shorter_than_a_window_is_a_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()  # checked before the run directory is made
 
 
+def test_pretrain_heldout_documents_are_not_training_documents(tmp_path):
+    config = tiny_pretrain(tmp_path, 1)
+    config.n_docs = 2000
+    train, held_out = pretrain.corpus_documents(config)
+    assert 400 < len(held_out) < 500  # the world's short documents repeat: some of the 500 drawn are left out
+    assert not set(held_out) & set(train)
+
+
 def test_pretrain_resume_past_its_end_is_refused(base, tmp_path):
     """The base run saved step 3 of 6; resumed with 2 steps in all it did nothing and saved that
     3-step model as the 2-step one."""
