@@ -298,3 +298,16 @@ def test_thousands_gaps_mean_the_same_when_math_verify_decides():
              ("1\\,500 \\text{ dollars}", "1500")]
     assert check_answers([p for p, _ in pairs], [g for _, g in pairs]) == [True] * 4
     assert check_answers(["1 2"], ["12"]) == [False]  # a gap that is no thousands separator
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>a</think> x <think> draft \\boxed{5}", None),
+    ("<think>a</think> \\boxed{4} <think> wait, maybe \\boxed{5}", "4"),  # the stated answer, not the draft
+    ("<think>a</think> <answer>4</answer> <think> or <answer>5</answer>", "4"),
+    ("<think>a</think>\n#### 4\n<think>\n#### 5", "4"),
+])
+def test_a_reopened_unfinished_think_block_is_a_draft(completion, expected):
+    """Text in a <think> block that never closed is reasoning (as when the first one never closes):
+    after "</think> x <think> draft \\boxed{5}" the draft 5 was read as the final answer."""
+    assert extract_answer(completion) == expected
+    assert accuracy_reward(completion, {"answer": "5"}) == 0.0

@@ -54,8 +54,8 @@ def extract_answer(completion: str) -> str | None:
     r"""The final answer of a completion, or None when it states none.
 
     Reads this turn only (up to the first ``<|eos|>``/``<|user|>``/``<|bos|>``: a later turn's
-    answer is not this one's), after its last ``</think>`` (or all of it when there is none),
-    then takes the last ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else
+    answer is not this one's), after its last ``</think>`` (or all of it when there is none) and
+    before any ``<think>`` reopened there and never closed (a draft), then takes the last ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else
     the last ``#### N`` line. Linear in the text length, whatever the text.
 
     >>> extract_answer(r"<think>maybe \boxed{3}</think> so \boxed{\frac{1}{2}}.")
@@ -70,6 +70,8 @@ def extract_answer(completion: str) -> str | None:
     body = turn_body(completion)
     if "</think>" in body:
         text = body[body.rfind("</think>") + len("</think>"):]
+        # a <think> after it opens a block that never closed: a draft, read like unfinished thinking
+        text = text.split("<think>", 1)[0]
     elif "<think>" in body:
         return None  # never finished thinking: everything is reasoning, drafts included
     else:
