@@ -311,3 +311,14 @@ def test_a_reopened_unfinished_think_block_is_a_draft(completion, expected):
     after "</think> x <think> draft \\boxed{5}" the draft 5 was read as the final answer."""
     assert extract_answer(completion) == expected
     assert accuracy_reward(completion, {"answer": "5"}) == 0.0
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("12.5\\%", "12.5", True), ("7.5%", "7.5", True), ("12.5", "12.5\\%", True),  # math-verify: False
+    ("25\\%", "25", True), ("12.5\\%", "0.125", True), ("1{,}250.5\\%", "1250.5", True),
+    ("12.5\\%", "12.6", False), ("12.5\\%", "1250", False), ("12.5\\%", "0.0125", False),
+])
+def test_a_percentage_equals_its_number_or_its_hundredth(pred, gold, expected):
+    """math-verify reads "25%" as 25 or 0.25 but "12.5%" only as 0.125: a decimal percentage
+    against the bare-number gold of a "what percent" question scored 0, unlike an integer one."""
+    assert answers_equal(pred, gold) is expected

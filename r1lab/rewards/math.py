@@ -188,6 +188,14 @@ def _too_long_number(text: str) -> bool:
     return len(text) > _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text) is not None
 
 
+def _percent_number(text: str) -> Fraction | None:
+    """p for a normal form "p%" or "p\\%" with p a plain number, else None."""
+    for sign in ("\\%", "%"):
+        if text.endswith(sign):
+            return _normal_form(text[:-len(sign)])[1]
+    return None
+
+
 def _fast_verdict(pred: str | None, gold: str) -> bool | None:
     """True/False when decidable without math-verify, None when math-verify must decide."""
     if not isinstance(pred, str) or not pred.strip():
@@ -195,6 +203,11 @@ def _fast_verdict(pred: str | None, gold: str) -> bool | None:
     (pred_text, pred_value), (gold_text, gold_value) = _normal_form(pred), _normal_form(gold)
     if pred_value is not None and gold_value is not None:
         return pred_value == gold_value  # two plain numbers: exact comparison
+    # "p%" against a plain number equals p or p/100, as math-verify rules for integers only: it
+    # has 25% = 25 but 12.5% != 12.5
+    for percent, number in ((_percent_number(pred_text), gold_value), (_percent_number(gold_text), pred_value)):
+        if percent is not None and number is not None:
+            return number in (percent, percent / 100)
     if pred_text == gold_text:
         return True
     if _too_long_number(pred_text) or _too_long_number(gold_text):
