@@ -322,3 +322,20 @@ def test_a_percentage_equals_its_number_or_its_hundredth(pred, gold, expected):
     """math-verify reads "25%" as 25 or 0.25 but "12.5%" only as 0.125: a decimal percentage
     against the bare-number gold of a "what percent" question scored 0, unlike an integer one."""
     assert answers_equal(pred, gold) is expected
+
+
+def test_numbers_apart_are_not_their_sum(monkeypatch):
+    """math-verify reads "3 5" as 3 + 5 (as for a mixed number): \\boxed{3 5} or \\boxed{3\\,5} scored 1
+    against the gold 8, and "12 34" against 46. Two numbers equal no one number; a thousands gap
+    and a real mixed number are still read."""
+    def no_math_verify(*args, **kwargs):
+        raise AssertionError("math-verify was called")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rm, "_math_verify_many", no_math_verify)
+        assert check_answers(["3 5", "3\\,5", "12 34", "-1 2.5", "1 2"], ["8", "8", "46", "1.5", "1 2"]) == \
+            [False, False, False, False, True]
+    assert check_answers(["1 000", "2 \\frac{1}{2}"], ["1000", "2.5"]) == [True, True]
+    start = time.perf_counter()
+    assert not answers_equal("1 " * 50_000, "5")
+    assert time.perf_counter() - start < 1.0

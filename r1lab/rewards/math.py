@@ -148,6 +148,8 @@ _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\
 _MARKUP = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\\$|\$")
 _REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
+# Numbers the normal form keeps apart ("3 5"): math-verify adds them up (reads "3 5" as 8)
+_NUMBERS = re.compile(rf"(?:{_NUMBER.pattern})(?: (?:{_NUMBER.pattern}))+")
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
 _MAX_NUMBER_CHARS = 1000
@@ -212,6 +214,8 @@ def _fast_verdict(pred: str | None, gold: str) -> bool | None:
         return True
     if _too_long_number(pred_text) or _too_long_number(gold_text):
         return False  # equal only as identical text; math-verify's sympy would choke on it too
+    if _NUMBERS.fullmatch(pred_text) or _NUMBERS.fullmatch(gold_text):
+        return False  # two numbers are not their sum, and equal no one number
     return None
 
 
