@@ -339,3 +339,14 @@ def test_numbers_apart_are_not_their_sum(monkeypatch):
     start = time.perf_counter()
     assert not answers_equal("1 " * 50_000, "5")
     assert time.perf_counter() - start < 1.0
+
+
+def test_latex_spacing_before_a_unit_keeps_the_number_whole():
+    """math-verify drops a unit but not the spacing before it, and read "1,250\\,\\text{km}" as the
+    set {1, 250}: the common way to typeset a quantity scored 0 against 1250 (without the comma, or
+    with "\\ ", it passed). A matrix's row break `\\\\` is no spacing and stays."""
+    preds = ["1,250\\,\\text{km}", "1,250\\;\\text{km}", "1,250\\quad\\text{km}", "(1,\\,2)", "1,250\\,\\text{km}",
+             "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"]
+    golds = ["1250", "1250", "1250", "(1,2)", "(1,250)", "\\begin{pmatrix}1\\\\2\\end{pmatrix}",
+             "\\begin{pmatrix}1&2\\end{pmatrix}"]
+    assert check_answers(preds, golds) == [True] * 4 + [False, True, False]

@@ -141,6 +141,7 @@ _GAP = r"(?:\s|\\[!,;: ])+"  # whitespace and LaTeX spacing
 # and before exactly 3; any other gap separates two numbers ("1 2" is not 12) and stays a space.
 _THOUSANDS_GAP = re.compile(rf"(?<![\d.])(\d{{1,3}}){_GAP}(?=\d{{3}}(?!\d))")
 _DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
+_SPACING = re.compile(r"\\\\|\\(?:[!,;: ]|q?quad(?![a-zA-Z]))")  # `\\` (a matrix's row break) kept whole
 # A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
 # math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
 _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\s()+\-.,]*+\d[\s()+\-.,\d]*+)\}")
@@ -285,13 +286,17 @@ def _strip_dollars(text: str) -> str:
     return text
 
 
+def _spacing_to_space(text: str) -> str:
+    return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
+
+
 def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
     """Runs in a worker: math-verify with its own signal.alarm timeouts (main thread there)."""
     from math_verify import verify
 
     # numbers in \\text{} and thousands gaps as the fast path reads them ("10\\,080" is 10080):
-    # math-verify would not
-    pred, gold = (_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)) for text in (pred, gold))
+    # math-verify would not; other LaTeX spacing is a space (it read "1,250\\,\\text{km}" as {1, 250})
+    pred, gold = (_spacing_to_space(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text))) for text in (pred, gold))
     try:
         gold_parsed = _mv_parse(f"${_strip_dollars(gold)}$", timeout)
         pred_parsed = _mv_parse(f"${_strip_dollars(pred)}$", timeout) or _mv_parse(pred, timeout)
