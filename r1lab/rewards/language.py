@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
@@ -48,18 +49,27 @@ def world_language_reward(completion: str, example: Any = None, target: str = "e
     return float(language_consistency(chain_of_thought(completion), target))
 
 
-def _word_script(word: str) -> str | None:
-    """The script of a word's first letter; None for a token that is not a word (maths)."""
-    first = next((ch for ch in word if ch.isalpha()), None)
-    if first is None:
+@lru_cache(maxsize=8192)
+def _letter_script(ch: str) -> str | None:
+    """The script of a letter ("LATIN", "CJK", ...); None for a non-letter or a maths letter (𝑥)."""
+    if not ch.isalpha():
         return None
-    name = unicodedata.name(first, "")
-    if name.startswith("CJK"):
-        return "CJK"  # an ideograph is a word by itself
-    longest_run = max(len(list(run)) for letters, run in groupby(word, str.isalpha) if letters)
-    if longest_run < 2 or any(ch.isnumeric() for ch in word):
-        return None  # "x", "θ", "f(x)", "2x", "4π", "x²": a formula, in any language
-    return name.split(" ")[0]
+    name = unicodedata.name(ch, "").removeprefix("FULLWIDTH ")  # ＡＢＣ is Latin
+    script = "CJK" if name.startswith("CJK") else name.split(" ")[0]
+    return None if script in ("", "MATHEMATICAL") else script
+
+
+def _word_scripts(token: str) -> list[str]:
+    """The scripts of the words in a whitespace-free token: an ideograph is a word by itself, any
+    other word is a run of two or more letters of one script, so "x-координата" and "решаем,then"
+    hold one Cyrillic word each, not a Latin one. A token with a digit is a formula ("2x", "4π",
+    "x²"), as is one without such a run ("x", "θ", "f(x)"), in any language."""
+    if len(token) == 1 and _letter_script(token) == "CJK":
+        return ["CJK"]
+    if any(ch.isnumeric() for ch in token):
+        return []
+    scripts = [_letter_script(ch) for ch in token if not unicodedata.category(ch).startswith("M")]  # accents join
+    return [script for script, run in groupby(scripts) if script is not None and len(list(run)) >= 2]
 
 
 def script_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
@@ -76,6 +86,6 @@ def script_language_reward(completion: str, example: Any = None, target: str = "
     if want is None:
         raise ValueError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
     text = _LATEX_COMMAND.sub(" ", chain_of_thought(completion))  # \frac, \sin, \alpha: maths, not words
-    text = re.sub(r"([\u3400-\u9fff])", r" \1 ", text)
-    scripts = [s for s in (_word_script(w) for w in text.split()) if s is not None]
+    text = "".join(f" {ch} " if _letter_script(ch) == "CJK" else ch for ch in text)
+    scripts = [script for token in text.split() for script in _word_scripts(token)]
     return sum(s == want for s in scripts) / len(scripts) if scripts else 1.0

@@ -1,0 +1,38 @@
+"""The script language-consistency reward (r1lab.rewards.language): how the chain of thought is
+split into words when scripts mix."""
+
+from __future__ import annotations
+
+import doctest
+import time
+
+import pytest
+
+import r1lab.rewards.language as lang
+from r1lab.rewards.language import script_language_reward
+
+
+@pytest.mark.parametrize("cot, target, expected", [
+    ("x-координата равна пяти", "ru", 1.0),  # the variable is maths; was counted as a Latin word
+    ("Привет,hello", "en", 0.5),  # two words, one per script; was one Cyrillic word
+    ("решаем,then solve", "ru", 1 / 3),
+    ("𠀀𠀁 so", "zh", 2 / 3),  # ideographs beyond U+9FFF are words one by one too
+    ("𝑥𝑦 is ok", "en", 1.0),  # mathematical letters are maths
+    ("ＡＢＣ test", "en", 1.0),  # fullwidth Latin is Latin
+    ("café déjà vu", "en", 1.0),  # accents, composed or not (below), stay in the word
+    ("cafe\u0301 de\u0301ja\u0300 vu", "en", 1.0),
+    ("so 3 plus 4 是 七", "en", 0.5), ("设 x 为 2x 加 θ", "zh", 1.0), ("sin(x) = 2x", "en", 1.0),
+])
+def test_words_are_runs_of_one_script(cot, target, expected):
+    assert script_language_reward(f"<think> {cot} </think>", target=target) == pytest.approx(expected)
+
+
+def test_long_reasoning_is_scored_quickly():
+    cot = "因为 x-координата so 答案 hello, " * 5_000  # ~150 KB
+    start = time.perf_counter()
+    assert script_language_reward(f"<think>{cot}</think>", target="zh") == pytest.approx(4 / 7)  # 因 为 答 案 of 7 words
+    assert time.perf_counter() - start < 2.0
+
+
+def test_language_doctests():
+    assert doctest.testmod(lang).failed == 0
