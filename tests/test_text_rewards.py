@@ -36,3 +36,25 @@ def test_long_reasoning_is_scored_quickly():
 
 def test_language_doctests():
     assert doctest.testmod(lang).failed == 0
+
+
+class _ShortBatch:
+    """A reward whose batch form drops the last completion (a bug in the reward, not model text)."""
+
+    def __call__(self, completion, example):
+        return 1.0
+
+    def batch(self, completions, examples):
+        return [1.0] * (len(completions) - 1) if len(completions) > 1 else [1.0, 1.0]
+
+
+def test_a_batch_reward_of_the_wrong_length_is_refused():
+    """Too few scores raised a bare IndexError in the weighted sum; too many were silently kept,
+    and reward/<name> averaged the extra one in."""
+    from r1lab.rewards import RewardTerm, Rubric
+
+    rubric = Rubric([RewardTerm("short", _ShortBatch())])
+    with pytest.raises(ValueError, match="'short': .batch returned 1 scores for 2 completions"):
+        rubric(["a", "b"], [None, None])
+    with pytest.raises(ValueError, match="returned 2 scores for 1 completions"):
+        rubric(["a"], [None])

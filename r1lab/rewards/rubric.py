@@ -67,6 +67,9 @@ class Rubric:
             batch = getattr(term.fn, "batch", None)
             if batch is not None:
                 scores = [float(s) for s in batch(list(completions), list(examples))]
+                if len(scores) != len(completions):  # one score per completion, or the sum below fails or keeps extras
+                    raise ValueError(f"reward {term.name!r}: .batch returned {len(scores)} scores "
+                                     f"for {len(completions)} completions")
             else:
                 scores = [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
             per_term[term.name] = scores
