@@ -21,7 +21,8 @@ from r1lab.rewards.language import script_language_reward
     ("ＡＢＣ test", "en", 1.0),  # fullwidth Latin is Latin
     ("café déjà vu", "en", 1.0),  # accents, composed or not (below), stay in the word
     ("cafe\u0301 de\u0301ja\u0300 vu", "en", 1.0),
-    ("so 3 plus 4 是 七", "en", 0.5), ("设 x 为 2x 加 θ", "zh", 1.0), ("sin(x) = 2x", "en", 1.0),
+    ("so 3 plus 4 是 七", "en", 0.5), ("设 x 为 2x 加 θ", "zh", 1.0),
+    ("sin(x) = 2x", "en", 1.0),
 ])
 def test_words_are_runs_of_one_script(cot, target, expected):
     assert script_language_reward(f"<think> {cot} </think>", target=target) == pytest.approx(expected)
@@ -30,7 +31,7 @@ def test_words_are_runs_of_one_script(cot, target, expected):
 def test_long_reasoning_is_scored_quickly():
     cot = "因为 x-координата so 答案 hello, " * 5_000  # ~150 KB
     start = time.perf_counter()
-    assert script_language_reward(f"<think>{cot}</think>", target="zh") == pytest.approx(4 / 7)  # 因 为 答 案 of 7 words
+    assert script_language_reward(f"<think>{cot}</think>", target="zh") == pytest.approx(4 / 7)  # 因为答案: 4 of 7
     assert time.perf_counter() - start < 2.0
 
 

@@ -55,8 +55,9 @@ def extract_answer(completion: str) -> str | None:
 
     Reads this turn only (up to the first ``<|eos|>``/``<|user|>``/``<|bos|>``: a later turn's
     answer is not this one's), after its last ``</think>`` (or all of it when there is none) and
-    before any ``<think>`` reopened there and never closed (a draft), then takes the last ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else
-    the last ``#### N`` line. Linear in the text length, whatever the text.
+    before any ``<think>`` reopened there and never closed (a draft), then takes the last
+    ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else the last ``#### N`` line.
+    Linear in the text length, whatever the text.
 
     >>> extract_answer(r"<think>maybe \boxed{3}</think> so \boxed{\frac{1}{2}}.")
     '\\frac{1}{2}'
