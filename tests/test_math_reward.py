@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import r1lab.rewards.answer_forms as forms
 import r1lab.rewards.math as rm
 from r1lab.benchmarks import Problem, load_problems
 from r1lab.rewards.format import lenient_format_reward
@@ -146,7 +147,7 @@ def test_numbers_too_long_to_convert_score_zero_without_raising(completion, monk
     assert accuracy_reward(completion, {"answer": "4"}) == 0.0
     assert accuracy_rewards([completion], [{"answer": "\\frac{1}{2}"}]) == [0.0]
     answer = extract_answer(completion)
-    assert canonical_answer(answer) == rm._normal_form(answer)[0]  # kept as text, not a number
+    assert canonical_answer(answer) == forms._normal_form(answer)[0]  # kept as text, not a number
     assert check_answers([answer, "4"], [answer, HUGE]) == [True, False]  # equal only to itself
 
 
@@ -234,7 +235,7 @@ def test_accuracy_reward_scores_malformed_text_zero(completion, caplog):
 # --- math-verify on the real golds ---------------------------------------------------------
 
 def _plain_number(answer: str) -> bool:
-    return rm._normal_form(answer)[1] is not None
+    return forms._normal_form(answer)[1] is not None
 
 
 @needs_data

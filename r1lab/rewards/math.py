@@ -30,10 +30,10 @@ import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from r1lab.rewards.answer_forms import canonical_answer, fast_verdict, for_math_verify  # canonical_answer: re-exported
 from r1lab.rewards.format import turn_body
 
 log = logging.getLogger(__name__)
@@ -133,95 +133,6 @@ def _last_hashes(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------
-# Normalisation and the exact fast path
-# ---------------------------------------------------------------------------------------
-
-_MATH_DELIMITERS = (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-_GAP = r"(?:\s|\\[!,;: ])+"  # whitespace and LaTeX spacing
-# Spacing between digits is a thousands separator ("10\,080", "1 000 000") only after 1-3 digits
-# and before exactly 3; any other gap separates two numbers ("1 2" is not 12) and stays a space.
-_THOUSANDS_GAP = re.compile(rf"(?<![\d.])(\d{{1,3}}){_GAP}(?=\d{{3}}(?!\d))")
-_DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
-_SPACING = re.compile(r"\\\\|\\(?:[!,;: ]|q?quad(?![a-zA-Z]))")  # `\\` (a matrix's row break) kept whole
-# A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
-# math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
-_TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\s()+\-.,]*+\d[\s()+\-.,\d]*+)\}")
-# Markup goes before the gaps are read: removed after them, "$5$ $6$" and "\$1 \$2" read as 56 and 12
-_MARKUP = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\\$|\$")
-_REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
-_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
-# Numbers the normal form keeps apart ("3 5"): math-verify adds them up (reads "3 5" as 8)
-_NUMBERS = re.compile(rf"(?:{_NUMBER.pattern})(?: (?:{_NUMBER.pattern}))+")
-# Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
-# int_max_str_digits) and no gold answer comes near this length.
-_MAX_NUMBER_CHARS = 1000
-
-
-def canonical_answer(answer: str) -> str:
-    r"""A normal form for cheap comparisons and majority voting.
-
-    Removes math delimiters, ``$``/``\$``, ``\left``/``\right``, LaTeX spacing and whitespace
-    (between two digits only when it separates thousands: ``"1 2"`` stays two numbers), a
-    trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac``; a plain number (thousands
-    separators allowed, at most 1,000 characters) becomes its exact value, so ``"1,000.0"`` ->
-    ``"1000"`` and ``"0.5"`` -> ``"1/2"``. Never raises.
-
-    >>> canonical_answer(r"$\$1,000.50$"), canonical_answer(r"\dfrac{1}{2}"), canonical_answer("025")
-    ('2001/2', '\\frac{1}{2}', '25')
-    """
-    text, value = _normal_form(answer)
-    if value is None:
-        return text
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
-
-
-def _normal_form(answer: str) -> tuple[str, Fraction | None]:
-    """The normalised text of an answer and, when it is a plain decimal number, its exact value."""
-    text = _TEXT_NUMBER.sub(r"\1", answer).strip()
-    for left, right in _MATH_DELIMITERS:
-        if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
-            text = text[len(left):len(text) - len(right)].strip()
-    text = text.replace("{,}", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = _DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", _MARKUP.sub("", text)))
-    text = _REMOVED.sub("", text).rstrip(".")
-    plain = len(text) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text)
-    return text, Fraction(text.replace(",", "")) if plain else None
-
-
-def _too_long_number(text: str) -> bool:
-    return len(text) > _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text) is not None
-
-
-def _percent_number(text: str) -> Fraction | None:
-    """p for a normal form "p%" or "p\\%" with p a plain number, else None."""
-    for sign in ("\\%", "%"):
-        if text.endswith(sign):
-            return _normal_form(text[:-len(sign)])[1]
-    return None
-
-
-def _fast_verdict(pred: str | None, gold: str) -> bool | None:
-    """True/False when decidable without math-verify, None when math-verify must decide."""
-    if not isinstance(pred, str) or not pred.strip():
-        return False
-    (pred_text, pred_value), (gold_text, gold_value) = _normal_form(pred), _normal_form(gold)
-    if pred_value is not None and gold_value is not None:
-        return pred_value == gold_value  # two plain numbers: exact comparison
-    # "p%" against a plain number equals p or p/100, as math-verify rules for integers only: it
-    # has 25% = 25 but 12.5% != 12.5
-    for percent, number in ((_percent_number(pred_text), gold_value), (_percent_number(gold_text), pred_value)):
-        if percent is not None and number is not None:
-            return number in (percent, percent / 100)
-    if pred_text == gold_text:
-        return True
-    if _too_long_number(pred_text) or _too_long_number(gold_text):
-        return False  # equal only as identical text; math-verify's sympy would choke on it too
-    if _NUMBERS.fullmatch(pred_text) or _NUMBERS.fullmatch(gold_text):
-        return False  # two numbers are not their sum, and equal no one number
-    return None
-
-
-# ---------------------------------------------------------------------------------------
 # math-verify in worker processes
 # ---------------------------------------------------------------------------------------
 
@@ -287,17 +198,11 @@ def _strip_dollars(text: str) -> str:
     return text
 
 
-def _spacing_to_space(text: str) -> str:
-    return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
-
-
 def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
     """Runs in a worker: math-verify with its own signal.alarm timeouts (main thread there)."""
     from math_verify import verify
 
-    # numbers in \\text{} and thousands gaps as the fast path reads them ("10\\,080" is 10080):
-    # math-verify would not; other LaTeX spacing is a space (it read "1,250\\,\\text{km}" as {1, 250})
-    pred, gold = (_spacing_to_space(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text))) for text in (pred, gold))
+    pred, gold = for_math_verify(pred), for_math_verify(gold)
     try:
         gold_parsed = _mv_parse(f"${_strip_dollars(gold)}$", timeout)
         pred_parsed = _mv_parse(f"${_strip_dollars(pred)}$", timeout) or _mv_parse(pred, timeout)
@@ -355,7 +260,7 @@ def check_answers(preds: Sequence[str | None], golds: Sequence[str], *,
     if len(preds) != len(golds):
         raise ValueError(f"check_answers: {len(preds)} predictions but {len(golds)} gold answers")
     golds = [str(g) for g in golds]
-    verdicts = [_fast_verdict(p, g) for p, g in zip(preds, golds)]
+    verdicts = [fast_verdict(p, g) for p, g in zip(preds, golds)]
     slow = [i for i, v in enumerate(verdicts) if v is None]
     if slow:
         for i, ok in zip(slow, _math_verify_many([(preds[i], golds[i]) for i in slow], timeout)):
