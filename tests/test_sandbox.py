@@ -332,3 +332,20 @@ def test_close_cleans_up_even_when_a_later_fork_holds_the_servers_stdin(tmp_path
     finally:
         os.kill(child, 9)
         os.waitpid(child, 0)
+
+
+@pytest.mark.parametrize("ending", ["sys.stdout.close()", "sys.stdout = None", "sys.stderr.close()",
+                                    "sys.stdout = open(os.devnull, 'w'); sys.stdout.close()"])
+def test_closing_or_dropping_a_std_stream_exits_0_as_in_python(sandbox, ending):
+    """CPython flushes sys.stdout and sys.stderr at exit only when they are open; the sandbox
+    flushed them regardless, so a program that closed one exited 120 and a finished HumanEval
+    answer or stdio program scored 0."""
+    result = run(sandbox, f"import os, sys\nprint('done', flush=True)\n{ending}\n")
+    assert (result.status, result.exit_code, result.stdout) == ("passed", 0, "done\n"), result.stderr
+
+
+def test_a_stdout_whose_flush_fails_at_exit_exits_120_as_in_python(sandbox):
+    source = ("import sys\nclass Broken:\n    def write(self, text):\n        return len(text)\n"
+              "    def flush(self):\n        raise OSError('broken')\nsys.stdout = Broken()\n")
+    result = run(sandbox, source)
+    assert (result.status, result.exit_code) == ("failed", 120)

@@ -271,14 +271,30 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
-    try:
-        for stream in {out, sys.stdout, sys.stderr}:
-            stream.flush()
-    except Exception:
-        return 120  # what CPython returns when flushing stdout fails at exit
+    # As CPython at exit: flush sys.stdout and sys.stderr unless None or closed (a program may
+    # close them), 120 if that fails; the original stdout as its finaliser does, errors ignored
+    failed = False
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and not _is_closed(stream):
+            try:
+                stream.flush()
+            except Exception:
+                failed = True
+    with contextlib.suppress(Exception):
+        if not out.closed:
+            out.flush()
+    if failed:
+        return 120
     if finished and code == 0:
         os.write(1, secret.value)
     return code & 0xFF
+
+
+def _is_closed(stream: object) -> bool:
+    try:
+        return bool(stream.closed)
+    except Exception:  # no usable `closed`: CPython then tries to flush it
+        return False
 
 
 def _no_network(*args: object, **kwargs: object) -> NoReturn:
