@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -182,6 +183,7 @@ def test_host_files_are_neither_visible_nor_writable(sandbox, tmp_path, home_can
     probes = [str(canary), str(repo / "pyproject.toml"), str(home_canary), "/etc/passwd", "/proc/1"]
     source = f"""
 import os
+import signal
 print([os.path.exists(p) for p in {probes!r}])
 for target in [{str(canary)!r}, '/usr/r1lab-pwned', '/r1lab-pwned', {str(tmp_path / 'new')!r}]:
     try:
@@ -349,3 +351,33 @@ def test_a_stdout_whose_flush_fails_at_exit_exits_120_as_in_python(sandbox):
               "    def flush(self):\n        raise OSError('broken')\nsys.stdout = Broken()\n")
     result = run(sandbox, source)
     assert (result.status, result.exit_code) == ("failed", 120)
+
+
+def _in_child(action) -> bytes:
+    """What `action()` returns in a forked child (given 5 s), as bytes."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read)
+            signal.alarm(5)
+            os.write(write, action())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read()
+    os.waitpid(child, 0)
+    return said
+
+
+def test_a_forked_child_runs_jobs_on_its_own_server_and_leaves_the_parents_alone():
+    """A child forked after a `map` inherited the pool's bookkeeping but not its threads, so its
+    `map` waited forever; and its `close` (or the inherited atexit hook of the default sandbox)
+    told the parent's server to stop, killing the parent's runs."""
+    with Sandbox(max_workers=1) as box:
+        assert box.map([Job(source="print(1)")])[0].stdout == "1\n"  # the pool's thread now idles
+        server = box.server_pid
+        assert _in_child(lambda: box.map([Job(source="print(2)")])[0].stdout.encode()) == b"2\n"
+        assert _in_child(lambda: box.close() or b"closed") == b"closed"
+        assert box.server_pid == server and box.execute(Job(source="print(3)")).stdout == "3\n"

@@ -129,14 +129,29 @@ class Sandbox:
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max(1, min(max_workers or os.cpu_count() or 1,
                                       len(os.sched_getaffinity(0))))
-        self._lock = threading.Lock()
         self._server: subprocess.Popen | None = None
         self._control: socket.socket | None = None
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.max_workers)
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="r1lab-sandbox")
 
+    def _unless_forked(self) -> None:
+        """In a forked child, drop the parent's pool (its threads did not come along: `map` waited
+        forever) and server (closing the copy stopped the parent's): the child starts its own."""
+        if self._pid != os.getpid():
+            if self._control is not None:
+                self._control.close()  # only this process's copy
+                self._server.stdin.close()
+            self._server = self._control = None
+            self._fresh_state()
+
     def start(self) -> Sandbox:
         """Start the server now rather than on the first run (it takes ~0.1 s)."""
+        self._unless_forked()
         with self._lock:
             if self._server is None or self._server.poll() is not None:
                 self._start_server()
@@ -148,15 +163,18 @@ class Sandbox:
 
     def execute(self, job: Job) -> ExecutionResult:
         """Run one job (blocking). Never raises for anything the program does."""
+        self._unless_forked()
         with self._slots:
             return self._run(job)
 
     def map(self, jobs: Sequence[Job]) -> list[ExecutionResult]:
         """Run many jobs in parallel, results in the order of `jobs`."""
+        self._unless_forked()
         return list(self._pool.map(self.execute, jobs))
 
     def close(self) -> None:
         """Stop the server; it kills whatever still runs before it exits."""
+        self._unless_forked()
         self._pool.shutdown(wait=True)
         with self._lock:
             if self._control is not None:
