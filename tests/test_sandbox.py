@@ -381,3 +381,13 @@ def test_a_forked_child_runs_jobs_on_its_own_server_and_leaves_the_parents_alone
         assert _in_child(lambda: box.map([Job(source="print(2)")])[0].stdout.encode()) == b"2\n"
         assert _in_child(lambda: box.close() or b"closed") == b"closed"
         assert box.server_pid == server and box.execute(Job(source="print(3)")).stdout == "3\n"
+
+
+def test_close_does_not_raise_when_the_server_already_died():
+    """The "stop" it could not deliver stayed buffered, and closing the pipe flushed it again:
+    BrokenPipeError out of `close` (and out of a `with Sandbox()` block)."""
+    box = Sandbox(max_workers=1).start()
+    os.kill(box.server_pid, signal.SIGKILL)
+    box._server.wait()
+    box.close()
+    assert box._server is None

@@ -180,8 +180,8 @@ class Sandbox:
             if self._control is not None:
                 self._control.close()
                 with contextlib.suppress(OSError):  # a server that already died has no reader
-                    self._server.stdin.write(b"stop")
-                    self._server.stdin.flush()
+                    # unbuffered: a "stop" left in the buffer made the close() below raise BrokenPipeError
+                    os.write(self._server.stdin.fileno(), b"stop")
                 self._server.stdin.close()
                 try:
                     self._server.wait(timeout=5)
