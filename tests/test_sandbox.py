@@ -391,3 +391,18 @@ def test_close_does_not_raise_when_the_server_already_died():
     box._server.wait()
     box.close()
     assert box._server is None
+
+
+def test_a_run_the_server_cannot_take_reports_an_error_and_leaks_no_descriptors(monkeypatch):
+    """The read ends of the output pipes were left open on every such run."""
+    box = Sandbox(max_workers=1)
+
+    def refuse(payload: bytes, fds: list[int]) -> None:
+        raise OSError("no server")
+
+    monkeypatch.setattr(box, "_send", refuse)
+    before = len(os.listdir("/proc/self/fd"))
+    results = [box.execute(Job(source="print(1)")) for _ in range(3)]
+    assert [(r.status, r.detail) for r in results] == [("error", "sandbox server unavailable: no server")] * 3
+    assert len(os.listdir("/proc/self/fd")) == before
+    box.close()

@@ -231,6 +231,9 @@ class Sandbox:
         try:
             self._send(request, [remote.fileno(), files[0], files[1], out_w, err_w])
         except OSError as exc:
+            for fd in (out_r, err_r):  # no collector will read (and close) them
+                os.close(fd)
+            chan.close()
             return ExecutionResult(status="error", exit_code=None, stdout="", stderr="",
                                    duration_s=0.0, detail=f"sandbox server unavailable: {exc}")
         finally:
