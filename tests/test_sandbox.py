@@ -406,3 +406,12 @@ def test_a_run_the_server_cannot_take_reports_an_error_and_leaks_no_descriptors(
     assert [(r.status, r.detail) for r in results] == [("error", "sandbox server unavailable: no server")] * 3
     assert len(os.listdir("/proc/self/fd")) == before
     box.close()
+
+
+def test_standard_streams_are_set_up_as_python_sets_them_up():
+    """stdin translated "\\r\\n" and "\\r" to "\\n" (`python solution.py` on Linux keeps them, so
+    `len(input())` differed), and stdin/stdout were strict where CPython uses surrogateescape."""
+    with Sandbox(max_workers=1) as box:
+        result = box.execute(Job(source="import sys\nprint(repr(sys.stdin.read()), sys.stdin.errors)\n"
+                                        "print('\\udcff' + 'x')", stdin="a\r\nb\r"))
+    assert (result.status, result.stdout) == ("passed", "'a\\r\\nb\\r' surrogateescape\n\ufffdx\n"), result.stderr

@@ -252,8 +252,11 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
     sys.argv = ["solution.py"]
-    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)
-    out = sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
+    # as CPython on Linux (LANG=C.UTF-8) sets them up: surrogateescape, and stdin keeps "\r\n" and "\r"
+    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", newline="\n",
+                                     closefd=False)
+    out = sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape",
+                                             closefd=False)
     sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
                                        closefd=False, buffering=1)
     finished = False
