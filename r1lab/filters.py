@@ -239,6 +239,11 @@ class Funnel:
             if not ok:
                 passed = False
                 break
+        else:  # all passed: a check beyond the funnel's filters would have been ignored, not applied
+            extra = next(checks, None)
+            if extra is not None:
+                raise ValueError(f"funnel {self.source!r}: check {extra[0]!r} after its last filter "
+                                 f"{self.names[-1] if self.filters else None!r}")
         self.kept += passed
         self.kept_fraction = self.kept / self.candidates
         return passed

@@ -206,3 +206,11 @@ def test_a_funnel_given_too_few_checks_says_which_is_missing():
     funnel = Funnel.of("demo", ["correct", "short"])
     with pytest.raises(ValueError, match="expected filter 'short', got None"):
         funnel.admit([("correct", True)])
+
+
+def test_a_funnel_given_more_checks_than_filters_refuses_the_extra():
+    """A check after the funnel's last filter was never applied: a sample failing it was kept."""
+    funnel = Funnel.of("demo", ["correct"])
+    with pytest.raises(ValueError, match="check 'short' after its last filter 'correct'"):
+        funnel.admit([("correct", True), ("short", False)])
+    assert Funnel.of("demo", ["correct"]).admit(iter([("correct", True)]))  # exactly its filters: fine
