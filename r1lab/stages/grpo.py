@@ -213,6 +213,9 @@ def run(config: GRPOConfig) -> Path:
     pool = rl_prompts(config.n_prompts, seed=config.seed)
     model, ref, tokenizer, optimizer, state = _load(config)
     check_lengths(pool, tokenizer, config, model.config.max_position_embeddings)
+    if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
+        print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
+              "(bias balancing still runs)")
     start = state.get("step", 0)
     out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
     if state:

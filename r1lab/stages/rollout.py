@@ -150,7 +150,10 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
 
     One forward over the prompts records their latents; the completions then attend to their
     prompt's (`PrefixCache`), so a group of G completions costs one prompt forward, not G. The
-    logits are those of full [prompt | completion] rows (tests/test_stages.py checks it)."""
+    logits are those of full [prompt | completion] rows (tests/test_stages.py checks it).
+    The MoE's sequence-wise balance loss (`seq_aux_loss_alpha`, V3 eq. 17-20) is left out of RL:
+    prompt and completion are separate passes, and its per-sequence statistics would not be the
+    whole row's. The bias balancing (V3 §2.1.2) still runs after every optimizer step."""
     prefix = PrefixCache()
     # only the prompts these rows answer: a minibatch (or dynamic sampling's dropped groups) must not
     # forward the others, which cost work and counted toward the MoE balancing load of every minibatch
