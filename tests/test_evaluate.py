@@ -403,3 +403,35 @@ def test_an_unreadable_checkpoint_config_is_one_line_naming_it(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith(f"r1lab eval: error: {tmp_path / 'r1lab_config.json'}: ") and err.count("\n") == 1
     assert "--template" in err
+
+
+def test_countdown_samples_vote_as_expressions(monkeypatch):
+    """A countdown answer is an expression: the world's check returned its last number, so cons@k
+    counted '4*5+3' (wrong) and '5*(4+3)' (right) as one answer, 3, which outvoted '(3+4)*5'."""
+    import dataclasses
+
+    import r1lab.world
+    from r1lab.engine import Completion
+    from r1lab.stages import sample_eval
+
+    countdown = r1lab.world.heldout_problems(1, kinds=(r1lab.world.COUNTDOWN,))[0]
+    problem = dataclasses.replace(countdown, numbers=(3, 4, 5), answer=35, question="Use 3, 4, 5 once each to make 35")
+    texts = ["<think>try</think> <answer>4*5+3</answer>", "<think>a</think> <answer>(3+4)*5</answer>",
+             "<think>b</think> <answer>5*(4+3)</answer>", "<think>c</think> <answer>3+4+5</answer>"]
+
+    class FakeEngine:
+        def __init__(self, *a, **k) -> None:
+            pass
+
+        def generate(self, prompts, params):
+            return [[Completion(prompt_index=0, token_ids=[5], logprobs=[0.0], finish_reason="stop", text=t)
+                     for t in texts]]
+
+    monkeypatch.setattr(sample_eval, "Engine", FakeEngine)
+    monkeypatch.setattr(r1lab.world, "heldout_problems", lambda n, seed=0: [problem])
+    base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
+    config = sample_eval.SampleEvalConfig(checkpoint=str(base), n_problems=1, k=4)
+    score = sample_eval.evaluate_checkpoint(config, k=3).problems[0]
+    assert score.answers == ["4*5+3", "(3+4)*5", "5*(4+3)", "3+4+5"]
+    assert score.correct == [False, True, True, False]
+    assert (score.majority, score.cons_correct) == ("(3+4)*5", True)  # the two solutions vote together

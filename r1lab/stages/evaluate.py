@@ -187,7 +187,8 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
     at least k. pass@1 uses all samples, pass@k the unbiased estimator over all samples,
     cons@k the vote over the first k. All answers are checked in one parallel batch.
     `check(index, completion) -> (answer, correct)` replaces the math checker (e.g. the
-    miniature world's rule, where countdown answers are expressions).
+    miniature world's rule, where countdown answers are expressions); its verdict must follow from
+    the answer it returns, as correct answers vote as one in cons@k.
     """
     indices = sorted(i for i, texts in completions_by_index.items() if len(texts) > 0)
     for i in indices:
@@ -213,18 +214,17 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
     for (i, _), ok in zip(flat, verdicts):
         correct[i].append(ok)
 
-    # The math checker judges the answer itself, so its correct answers are all equal to the gold
-    # and vote as one; a custom check may judge more than the answer it returns (a countdown
-    # expression, returned as its last number), so there votes follow the answers only.
-    same_as_gold = check is None
-    scores = [_problem_score(i, problems[i], answers[i], correct[i], k, same_as_gold) for i in indices]
+    # Correct answers vote as one (each is judged equal to the gold, or for a custom check, a valid
+    # countdown expression); only the math checker's equality can merge wrong answers written apart.
+    same = check_answers if check is None else None
+    scores = [_problem_score(i, problems[i], answers[i], correct[i], k, same) for i in indices]
     return EvalResult(name=name or problems[0].source, k=k, problems=scores, n_data=len(problems))
 
 
 def _problem_score(index: int, problem: Problem, answers: list[str | None], correct: list[bool],
-                   k: int, same_as_gold: bool) -> ProblemScore:
+                   k: int, same: Callable[[list[str], list[str]], list[bool]] | None) -> ProblemScore:
     n, c = len(correct), sum(correct)
-    voted = majority_vote(answers[:k], correct[:k] if same_as_gold else None, check_answers if same_as_gold else None)
+    voted = majority_vote(answers[:k], correct[:k], same)
     return ProblemScore(
         index=index, id=problem.id, gold=problem.answer, answers=answers, correct=correct,
         pass_at_1=c / n, pass_at_k=pass_at_k(n, c, k),

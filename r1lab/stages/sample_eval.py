@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,15 +180,24 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     if world is None:
         result = score_completions(problems, texts, k)
         return replace(result, settings={**settings, "length_mean": _mean_len(lengths)})
-    from r1lab.world import check_completion, extract_final_answer
+    result = score_completions(problems, texts, k, name="world/heldout", check=world_check(world))
+    metrics = world_metrics(world, texts, lengths, format_rule(config.template))
+    return replace(result, settings={**settings, "template": config.template, **metrics})
+
+
+def world_check(world: list[Any]) -> Callable[[int, str], tuple[str | None, bool]]:
+    """The world's rule as `score_completions`'s check: (answer, correct) of problem i's completion.
+    The answer voted on is the final integer, or for countdown the final expression: its last number
+    grouped unlike expressions, right and wrong, into one vote (cons@k)."""
+    from r1lab.world import ARITHMETIC, check_completion, extract_final_answer, extract_final_expression
 
     def check(i: int, text: str) -> tuple[str | None, bool]:
+        if world[i].kind != ARITHMETIC:
+            return extract_final_expression(text), check_completion(world[i], text)
         answer = extract_final_answer(text)
         return (None if answer is None else str(answer)), check_completion(world[i], text)
 
-    result = score_completions(problems, texts, k, name="world/heldout", check=check)
-    metrics = world_metrics(world, texts, lengths, format_rule(config.template))
-    return replace(result, settings={**settings, "template": config.template, **metrics})
+    return check
 
 
 def _mean_len(lengths: dict[int, list[int]]) -> float:
