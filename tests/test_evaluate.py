@@ -43,6 +43,20 @@ def test_pass_at_k(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected)
 
 
+def test_pass_at_k_is_the_exact_formula_rounded_once():
+    """1 - C(n-c, k) / C(n, k) computed exactly, then rounded to a float: for every small (n, c, k),
+    c = 0, c = n, n = k, and n far past float's range for C(n, k); pass@1 is c / n exactly."""
+    from fractions import Fraction
+    from math import comb
+
+    cases = [(n, c, k) for n in range(1, 13) for c in range(n + 1) for k in range(1, n + 1)]
+    cases += [(10_000, 1, 5_000), (100_000, 3, 50_000), (2_000, 1_000, 1_000), (3_000, 0, 3_000), (10**6, 1, 1)]
+    for n, c, k in cases:
+        assert pass_at_k(n, c, k) == float(1 - Fraction(comb(n - c, k), comb(n, k))), (n, c, k)
+    assert [pass_at_k(5, c, 1) for c in range(6)] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert pass_at_k(10**6, 1, 1) == 1e-06
+
+
 @pytest.mark.parametrize("n, c, k", [(4, 5, 1), (4, 1, 5), (4, 1, 0), (4, -1, 1)])
 def test_pass_at_k_rejects_impossible_counts(n, c, k):
     with pytest.raises(ValueError):

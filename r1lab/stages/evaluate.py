@@ -52,7 +52,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:
         return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    # one exact integer division, rounded once: "1.0 - ratio" lost digits (pass@1 of 1 in 5 was
+    # 0.19999999999999996, not c/n = 0.2; 1 in a million came out 1.0000000000287557e-06)
+    total = math.comb(n, k)
+    return (total - math.comb(n - c, k)) / total
 
 
 def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None = None,
