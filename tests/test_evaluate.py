@@ -192,6 +192,32 @@ def test_load_real_benchmarks():
 
 
 @needs_data
+@pytest.mark.parametrize("name, split, count", [("gsm8k", "test", 1319), ("gsm8k", "train", 7473),
+                                                ("math500", "test", 500), ("aime24", "test", 30)])
+def test_every_record_of_the_real_files_loads_with_its_own_gold(name, split, count):
+    """One problem per line, in order, none skipped; ids unique; gold and prompt from the record's
+    own fields: GSM8K's '#### N' line without commas (CONVENTIONS.md), MATH-500's answer (= its
+    solution's last \\boxed{}), AIME's answer string with its leading zeros."""
+    path = DATA / name / f"{split}.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    problems = load_problems(path)
+    assert len(records) == len(problems) == count
+    assert len({p.id for p in problems}) == count and {p.source for p in problems} == {f"{name}/{split}"}
+    for i, (record, problem) in enumerate(zip(records, problems)):
+        if name == "gsm8k":
+            gold = record["answer"].splitlines()[-1].removeprefix("#### ").replace(",", "")
+            assert (problem.id, problem.prompt, problem.answer) == (str(i), record["question"], gold)
+            assert gold.lstrip("-").isdigit()
+        else:
+            own_id = record["unique_id"] if name == "math500" else str(record["id"])
+            assert (problem.id, problem.prompt, problem.answer) == (own_id, record["problem"], record["answer"])
+    assert [p.answer for p in problems[:3]] == {"gsm8k": {"test": ["18", "3", "70000"], "train": ["72", "10", "5"]},
+                                                "math500": {"test": ["\\left( 3, \\frac{\\pi}{2} \\right)", "p - q",
+                                                                     "\\frac{14}{3}"]},
+                                                "aime24": {"test": ["204", "113", "371"]}}[name][split]
+
+
+@needs_data
 def test_code_benchmarks_are_refused_with_the_reason(tmp_path):
     """HumanEval's .gz was 'not valid UTF-8 (byte 0x8b ...)'; MBPP's records 'need a text field
     answer': neither said these are code tasks, scored by running tests, not by final answers."""
@@ -449,3 +475,54 @@ def test_countdown_samples_vote_as_expressions(monkeypatch):
     assert score.answers == ["4*5+3", "(3+4)*5", "5*(4+3)", "3+4+5"]
     assert score.correct == [False, True, True, False]
     assert (score.majority, score.cons_correct) == ("(3+4)*5", True)  # the two solutions vote together
+
+
+@needs_data
+def test_prompts_follow_r1_table_1_and_the_r1_readme(tmp_path):
+    """World prompts under R1-Zero: BOS, then R1 Table 1's template word for word (as quoted in
+    CONVENTIONS.md) around the question. Benchmark prompts: the chat turn with no system prompt, the
+    question, a newline, the README's math instruction with \\boxed{}, and the output forced to "<think>\\n"."""
+    import re
+
+    from r1lab.prompts import CHAT, R1_ZERO, prompt_ids
+    from r1lab.stages import sample_eval
+    from r1lab.tokenizer import Tokenizer
+
+    conventions = (DATA / "CONVENTIONS.md").read_text(encoding="utf-8")
+    quoted = re.search(r'Training template \(R1 paper, Table 1\): "(.*?)"\n', conventions, re.DOTALL)[1]
+    table_1 = re.sub(r"\s+", " ", quoted)
+    base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
+    tokenizer = Tokenizer.load(base)
+    world_config = sample_eval.SampleEvalConfig(checkpoint=str(base), n_problems=2, k=1)
+    assert world_config.template == R1_ZERO  # the shipped base model is prompted as R1-Zero was
+    world_problems, ids, _ = sample_eval._prompts(world_config, tokenizer)
+    for problem, prompt in zip(world_problems, ids):
+        assert prompt[0] == tokenizer.bos_id
+        assert tokenizer.decode(prompt[1:]) == table_1.replace("{prompt}", problem.prompt)
+    assert tokenizer.decode(prompt_ids(tokenizer, "Compute 2+3", CHAT)) == "<|bos|><|user|>Compute 2+3<|assistant|>"
+
+    data = write_jsonl(tmp_path / "b.jsonl", [{"problem": "What is $1+2$?", "answer": "3"}])
+    bench_config = sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data), n_problems=1, k=1)
+    _, (prompt,), _ = sample_eval._prompts(bench_config, tokenizer)
+    assert tokenizer.decode(prompt) == ("<|bos|><|user|>What is $1+2$?\nPlease reason step by step, and put your "
+                                        "final answer within \\boxed{}.<|assistant|><think>\n")
+
+
+def test_eval_json_reads_back_and_renders_identically(hand_files, tmp_path, capsys):
+    """eval.json holds every number of the report: rebuilt from it, the result writes the same
+    eval.json and eval.md (the settings are the summary's keys beyond the computed ones)."""
+    from r1lab.stages.evaluate import EvalResult, ProblemScore
+
+    data, completions = hand_files
+    out = tmp_path / "report"
+    assert cli.main(["eval", "--data", str(data), "--completions", str(completions), "--k", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    document = json.loads((out / "eval.json").read_text(encoding="utf-8"))
+    computed = ("name", "k", "n_problems", "n_data", "n_samples", "pass@1", "pass@k", "cons@k", "no_answer", "problems")
+    rebuilt = EvalResult(name=document["name"], k=document["k"], n_data=document["n_data"],
+                         problems=[ProblemScore(**p) for p in document["problems"]],
+                         settings={key: value for key, value in document.items() if key not in computed})
+    assert rebuilt.settings == {"data": str(data), "completions": str(completions)}
+    assert rebuilt.to_json() + "\n" == (out / "eval.json").read_text(encoding="utf-8")
+    assert rebuilt.to_markdown() == (out / "eval.md").read_text(encoding="utf-8")
+    assert "| pass@1 | pass@3 | cons@3 |" in rebuilt.to_markdown()
