@@ -228,13 +228,20 @@ def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tens
 
     The nucleus is the smallest prefix of the sorted tokens whose mass reaches top_p; with top_k
     as well, that mass is measured on the top-k renormalised distribution (top-k first, then
-    top-p, as Hugging Face's warpers and vLLM). Without top-k, a partial top-k of 64 usually holds
+    top-p, as Hugging Face's warpers and vLLM); top-k keeps every token tied with the k-th, as they
+    do. Without top-k, a partial top-k of 64 usually holds
     the nucleus (a trained model is peaked); only rows where it does not fall back to sorting the
     whole vocabulary."""
     V = probs.shape[-1]
     k = min(top_k, V) if top_k > 0 else min(64, V)
     values, ids = probs.topk(k, dim=-1)  # sorted, descending
-    if top_p < 1.0 and top_k == 0 and bool((values.sum(-1) < top_p).any()):
+    if top_k > 0:  # tokens tied with the k-th are kept too (HF: drop p < p_k; vLLM likewise)
+        kth = values[:, -1:]
+        # topk alone keeps k of them, arbitrarily (ties at p = 0 need no sort: never drawn)
+        if k < V and bool((((probs >= kth) & (probs > 0)).sum(-1) > k).any()):
+            values, ids = _sort_descending(probs)
+            values = values.masked_fill(values < kth, 0.0)
+    elif top_p < 1.0 and bool((values.sum(-1) < top_p).any()):
         values, ids = _sort_descending(probs)
     if top_p < 1.0:
         mass = values / values.sum(-1, keepdim=True) if top_k > 0 else values  # (R, C)

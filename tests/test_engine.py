@@ -296,3 +296,23 @@ def test_bf16_decode_step_routes_on_float32_input(monkeypatch):
     DecodeWeights(model, torch.bfloat16).step(ids[:, 5], pos[:, 5], valid, cache)
     assert inputs and all(x.dtype == torch.float32 for x in inputs)
     assert all((x != x.to(torch.bfloat16).float()).any() for x in inputs)  # not bf16-rounded values
+
+
+@pytest.mark.parametrize("top_k,top_p", [(2, 1.0), (2, 0.99), (3, 0.95), (1, 1.0)])
+def test_top_k_keeps_tokens_tied_with_the_kth_as_transformers_does(top_k, top_p):
+    """HF's TopK warper (and vLLM) drop only tokens less likely than the k-th: ties with it stay.
+    bf16 logits tie often. probs of [3, 1, 1, 1, 0]: 0.687, 0.093 x 3, 0.034; top_k = 2 keeps 4
+    tokens, renormalised 0.711, 0.096 x 3 (torch.topk kept 2: two of the three tied ones dropped)."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.tensor([[3.0, 1.0, 1.0, 1.0, 0.0], [0.0, 2.0, 2.0, -1.0, 2.0]])
+    values, ids = _truncate(logits.softmax(-1), top_k, top_p)
+    ours = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, ids, values > 0)
+    warped = TopKLogitsWarper(top_k)(None, logits)
+    theirs = (TopPLogitsWarper(top_p)(None, warped) if top_p < 1 else warped).isfinite()
+    assert torch.equal(ours, theirs)
+    expected = {(2, 1.0): [4, 3], (2, 0.99): [4, 3], (3, 0.95): [4, 3], (1, 1.0): [1, 3]}[(top_k, top_p)]
+    assert ours.sum(-1).tolist() == expected  # by hand: the last tied token comes after 0.904 < 0.95 of mass
+    tok, _, _ = sample(logits[:1].expand(4000, 5), SamplingParams(top_k=2), torch.Generator().manual_seed(0))
+    counts = torch.bincount(tok, minlength=5)
+    assert counts[4] == 0 and (counts[1:4] > 200).all()  # 0.096 of 4000 = 386 each
