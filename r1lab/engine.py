@@ -98,6 +98,8 @@ class Engine:
         """Returns, for each prompt, its `params.n` completions."""
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
+        if len(prompts) == 0:  # nothing to sample (e.g. every problem of a batch filtered out)
+            return []
         ids = self._prompt_ids(prompts, params)
         was_training = self.model.training
         self.model.eval()
@@ -113,7 +115,7 @@ class Engine:
         if any(isinstance(p, str) for p in prompts) and self.tokenizer is None:
             raise ValueError("string prompts need a tokenizer (Engine(model, tokenizer)); or pass token ids")
         ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]  # type: ignore[union-attr]
-        if not ids or any(len(x) == 0 for x in ids):
+        if any(len(x) == 0 for x in ids):
             raise ValueError("every prompt needs at least one token")
         config = self.model.config
         lo, hi = min(min(x) for x in ids), max(max(x) for x in ids)

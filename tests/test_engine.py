@@ -316,3 +316,10 @@ def test_top_k_keeps_tokens_tied_with_the_kth_as_transformers_does(top_k, top_p)
     tok, _, _ = sample(logits[:1].expand(4000, 5), SamplingParams(top_k=2), torch.Generator().manual_seed(0))
     counts = torch.bincount(tok, minlength=5)
     assert counts[4] == 0 and (counts[1:4] > 200).all()  # 0.096 of 4000 = 386 each
+
+
+def test_no_prompts_give_no_completions_and_an_empty_prompt_is_refused(model):
+    """An empty batch has nothing to sample: [] (it raised 'every prompt needs at least one token')."""
+    assert Engine(model).generate([], SamplingParams(n=4)) == []
+    with pytest.raises(ValueError, match="at least one token"):
+        Engine(model).generate([[5], []], SamplingParams())
