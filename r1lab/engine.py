@@ -53,6 +53,11 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.n < 1:
             raise ValueError("top_k must be >= 0 and n >= 1")
+        # a bare str would be iterated as one stop string per character: every row stopping early
+        if isinstance(self.stop_strings, str) or isinstance(self.stop_token_ids, int):
+            raise TypeError("stop_strings and stop_token_ids are tuples: write stop_strings=(s,), stop_token_ids=(id,)")
+        if "" in self.stop_strings:  # "" is in every text: each row would stop after one token
+            raise ValueError("stop_strings must not contain the empty string")
 
 
 @dataclass
@@ -98,6 +103,8 @@ class Engine:
         """Returns, for each prompt, its `params.n` completions."""
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
+        if isinstance(prompts, str):  # else each character would be a prompt
+            raise TypeError("prompts is a list of prompts: pass [prompt] for one")
         if len(prompts) == 0:  # nothing to sample (e.g. every problem of a batch filtered out)
             return []
         ids = self._prompt_ids(prompts, params)

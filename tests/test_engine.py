@@ -323,3 +323,16 @@ def test_no_prompts_give_no_completions_and_an_empty_prompt_is_refused(model):
     assert Engine(model).generate([], SamplingParams(n=4)) == []
     with pytest.raises(ValueError, match="at least one token"):
         Engine(model).generate([[5], []], SamplingParams())
+
+
+def test_a_bare_string_where_a_tuple_or_list_belongs_is_refused(model):
+    """stop_strings="</answer>" stopped every row at its first '<', '/', 'a', ... (one stop string
+    per character); generate("ab") sampled one group per character of the prompt."""
+    with pytest.raises(TypeError, match="stop_strings=\\(s,\\)"):
+        SamplingParams(stop_strings="</answer>")
+    with pytest.raises(TypeError, match="stop_token_ids=\\(id,\\)"):
+        SamplingParams(stop_token_ids=1)
+    with pytest.raises(ValueError, match="empty string"):
+        SamplingParams(stop_strings=("x", ""))
+    with pytest.raises(TypeError, match="\\[prompt\\]"):
+        Engine(model, CharTokenizer()).generate("ab", SamplingParams(max_new_tokens=2))
