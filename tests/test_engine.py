@@ -336,3 +336,36 @@ def test_a_bare_string_where_a_tuple_or_list_belongs_is_refused(model):
         SamplingParams(stop_strings=("x", ""))
     with pytest.raises(TypeError, match="\\[prompt\\]"):
         Engine(model, CharTokenizer()).generate("ab", SamplingParams(max_new_tokens=2))
+
+
+def test_bf16_decode_step_with_many_rows_runs_the_experts_in_bf16(monkeypatch):
+    """Many rows take the model's dispatching MoE; with bf16 weights it ran its experts in float32
+    (no autocast around it), unlike the dense path and decode.py's doc. Its output must be what
+    the MoE gives under bf16 autocast."""
+    from r1lab.model.decode import DecodeWeights
+    from r1lab.model.moe import MoE
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=50, num_hidden_layers=2, n_routed_experts=64, n_group=1,
+                                               topk_group=1)).eval()
+    B, P = 64, 6  # 64 rows x 64 experts > DENSE_DECODE_BUDGET (512) x K (2): dispatching
+    ids, pos, valid = torch.randint(0, 50, (B, P)), torch.arange(P).expand(B, P), torch.ones(B, P, dtype=torch.bool)
+    with torch.no_grad():
+        cache = model.make_cache(B, P)
+        model(ids[:, :-1], position_ids=pos[:, :-1], cache=cache)
+    calls, real = [], MoE.forward
+
+    def recording(self, x, token_valid=None):
+        out = real(self, x, token_valid)
+        calls.append((self, x, out[0]))
+        return out
+
+    monkeypatch.setattr(MoE, "forward", recording)
+    DecodeWeights(model, torch.bfloat16).step(ids[:, -1], pos[:, -1], valid, cache)
+    assert calls
+    with torch.no_grad():
+        for moe, x, out in calls:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                expected = real(moe, x)[0]
+            torch.testing.assert_close(out.float(), expected.float(), atol=0, rtol=0)
+            assert not torch.equal(out.float(), real(moe, x)[0].float())  # float32 experts: other numbers

@@ -190,7 +190,9 @@ class DecodeWeights:
             return F.linear(F.silu(gate) * up, w.w_down)
         E, K = w.moe.config.n_routed_experts, w.moe.config.num_experts_per_tok
         if R * E > DENSE_DECODE_BUDGET * K:  # many rows: dispatching does E/K times fewer FLOPs
-            return w.moe(h32.to(w.moe.experts.gate_up_proj.dtype)[:, None])[0][:, 0]  # the router upcasts itself
+            weights = w.moe.experts.gate_up_proj.dtype  # its experts in self.dtype, as the dense path's
+            with torch.autocast(h.device.type, dtype=self.dtype, enabled=self.dtype != weights):
+                return w.moe(h32.to(weights)[:, None])[0][:, 0].to(self.dtype)  # the router upcasts itself
         routing = w.moe.gate(h32)  # the model's router on float32 input, as under autocast (counts no load: eval)
         gates = w.gate_base.expand(R, -1).scatter(1, routing.indices, routing.weights.to(self.dtype))  # (R, X)
         gate, up = F.linear(h, w.w_gate_up).chunk(2, dim=-1)  # (R, X * I) each
