@@ -238,9 +238,8 @@ def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tens
     The nucleus is the smallest prefix of the sorted tokens whose mass reaches top_p; with top_k
     as well, that mass is measured on the top-k renormalised distribution (top-k first, then
     top-p, as Hugging Face's warpers and vLLM); top-k keeps every token tied with the k-th, as they
-    do. Without top-k, a partial top-k of 64 usually holds
-    the nucleus (a trained model is peaked); only rows where it does not fall back to sorting the
-    whole vocabulary."""
+    do. Without top-k, a partial top-k of 64 usually holds the nucleus (a trained model is peaked);
+    only rows where it does not fall back to sorting the whole vocabulary."""
     V = probs.shape[-1]
     k = min(top_k, V) if top_k > 0 else min(64, V)
     values, ids = probs.topk(k, dim=-1)  # sorted, descending
