@@ -100,6 +100,10 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
 def lr_at(step: int, *, lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at `total_steps`.
 
+    Step `step` is 0-based: the warmup's last step (warmup_steps - 1) and the decay's first both
+    use the peak, and the last step (total_steps - 1) stays a little above the floor. A convention,
+    kept because the shipped base model and the demo's numbers were trained with it.
+
     R1's SFT stages: 5e-5 -> 5e-6 (min_lr_ratio 0.1) by cosine (R1-FACTS.md, "Cold start and SFT")."""
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
