@@ -24,6 +24,11 @@ CONFIGS = {
     "yarn-mscale-all-dim-0": dict(rope_factor=4.0, original_max_position_embeddings=16, mscale=0.707,
                                   mscale_all_dim=0.0),
     "yarn-attention-factor": dict(rope_factor=4.0, original_max_position_embeddings=16, attention_factor=0.8),
+    "low-rank-q+yarn+interleave": dict(q_lora_rank=16, rope_factor=8.0, original_max_position_embeddings=8,
+                                       mscale=0.7, mscale_all_dim=1.3),
+    # raw gate weights (no renormalisation), scaled, one group of four allowed
+    "no-norm-topk+scaling+1-of-4-groups": dict(norm_topk_prob=False, routed_scaling_factor=1.7, n_group=4,
+                                               topk_group=1),
 }
 
 
@@ -85,6 +90,29 @@ def test_transformers_checkpoint_loads_in_r1lab(name, tmp_path):
     with torch.no_grad():
         diff = (model(x) - hf(x).logits).abs().max().item()
     assert diff <= PARITY_ATOL
+
+
+def test_left_padded_batch_and_bf16_load_match_transformers(tmp_path):
+    """transformers' attention mask (0 = pad) and explicit position ids mean the same here, on the real
+    tokens; a bf16 load of the same checkpoint stays within bf16 rounding of transformers' bf16 load."""
+    torch.manual_seed(0)
+    model = Transformer(make_config(q_lora_rank=16, rope_factor=8.0, original_max_position_embeddings=8)).eval()
+    randomize_bias(model)
+    sharpen_attention(model)
+    save_pretrained(model, tmp_path / "ck")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ck").eval()
+    x = torch.randint(0, 96, (2, 24))
+    mask = torch.ones(2, 24, dtype=torch.long)
+    mask[0, :5] = 0  # row 0 left-padded by 5
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    real = mask.bool()
+    with torch.no_grad():
+        ours = model(x, attention_mask=real, position_ids=pos)
+        theirs = hf(x, attention_mask=mask, position_ids=pos).logits
+        assert (ours - theirs)[real].abs().max().item() <= PARITY_ATOL
+        ours16 = from_pretrained(tmp_path / "ck", dtype=torch.bfloat16).eval()(x).float()
+        hf16 = AutoModelForCausalLM.from_pretrained(tmp_path / "ck", dtype=torch.bfloat16).eval()
+        assert ours16.dtype == torch.float32 and (ours16 - hf16(x).logits.float()).abs().max().item() < 0.02
 
 
 def test_roundtrip_is_exact_including_mtp_and_bias(tmp_path):
