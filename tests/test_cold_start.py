@@ -101,7 +101,7 @@ def test_r1_zero_samples_are_kept_only_when_correct_and_readable(tokenizer):
     assert [(e.meta["prompt_id"], e.meta["sample_index"]) for e in examples] == [(p0.id, 0), (p1.id, 0), (p1.id, 3)]
     assert [(f.name, f.reached, f.kept) for f in funnel.filters] == [
         ("finished", 16, 15), ("correct", 15, 10), ("r1_zero_format", 10, 9), ("step_by_step", 9, 8),
-        ("r1_format", 8, 8), ("language", 8, 7), ("repetition", 7, 6), ("paragraph_length", 6, 5),
+        ("reaches_answer", 8, 8), ("r1_format", 8, 8), ("language", 8, 7), ("repetition", 7, 6), ("paragraph_length", 6, 5),
         ("code_block", 5, 4), ("dedupe", 4, 3)]
     assert funnel.kept_fraction == 3 / 16
     first = examples[0]
@@ -258,3 +258,29 @@ def test_countdown_verdicts_stay_on_their_attempts_line():
                                           "Try 11+12=23, 23+7=30. We get 30, not 8.",
                                           "Try 12-11=1, 1+7=8. We get 8.", "</think>"]
     assert check_readability(response).ok
+
+
+def test_a_sample_whose_reasoning_ends_elsewhere_than_its_answer_is_not_kept(tokenizer):
+    """A correct answer after reasoning that concluded something else ("12+4=17", or a countdown
+    attempt that "gets 30, not 8") was kept, and the rewrite's summary then contradicted the
+    reasoning above it. Now the reasoning's last worked step must give the answer."""
+    from r1lab.world.arithmetic import Chain
+    from r1lab.world.problems import countdown_problem
+
+    p0 = world.rl_prompts(1)[0]  # Compute 20-8+4 = 16
+    countdown = countdown_problem((7, 11, 12), 8, Chain(operands=(12, 11, 7), ops=("-", "+")))
+    groups = [[
+        done(zero(p0, steps="First, 20-8=12, so 12+4. Next, 12+4=16.")),  # 0 kept
+        done(zero(p0, intro="Let me compute.", steps="First, 20-8=12, so 12+4. Next, 12+4=17.")),  # 1 ends at 17
+        done(zero(p0, intro="Let me see.", steps="First, 20-8=12, so 12+4.")),  # 2 stops at 12
+        done(zero(p0, intro="Step.", steps="First, 20-8=12. Next, 12+4=" + "9" * 5000 + ".")),  # 3 huge, no raise
+    ], [
+        done("<think> Try 7+12=19, 19+11=30. We get 30, not 8. </think> <answer> 12-11+7 </answer>"),  # 0 contradicts
+        done("<think> Try 12-11=1, 1+7=8. We get 8. </think> <answer> 12-11+7 </answer>"),  # 1 kept
+    ]]
+    config = ColdStartConfig(zero_checkpoint="zero/policy", n_prompts=2, samples_per_prompt=4)
+    examples, funnel = cold_start.zero_examples(FakeEngine(groups), tokenizer, [p0, countdown], config, Deduper())
+    assert [(e.meta["prompt_id"], e.meta["sample_index"]) for e in examples] == [(p0.id, 0), (countdown.id, 1)]
+    assert [(f.name, f.reached, f.kept) for f in funnel.filters][3:5] == [("step_by_step", 6, 6),
+                                                                          ("reaches_answer", 6, 2)]
+    assert examples[0].response.endswith("Next, 12+4=16.\n</think>\nThe value of 20-8+4 is 16.")

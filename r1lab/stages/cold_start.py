@@ -8,7 +8,8 @@ format and from few-shot prompting with long CoT, then post-processed them: the 
 - source ``r1-zero``: an R1-Zero policy answers RL-split prompts in its own template (R1 Table 1);
   a sample is kept when it finished, is correct (the world's rule), is in R1-Zero's strict format
   and works the problem out (at least one step "a op b = c": a bare "The answer is 16." inside
-  ``<think>`` is no chain of thought); then it is *rewritten*: the reasoning inside ``<think>``
+  ``<think>`` is no chain of thought) whose last step gives the answer (the summary is written from
+  the answer: it must not contradict where the reasoning ended); then it is *rewritten*: the reasoning inside ``<think>``
   goes one sentence per line and the ``<answer>`` becomes a one-line summary from the world's
   phrasebook ("The value of 3+4 is 7." for arithmetic, "So the answer is 2*5+1." for countdown).
   The reasoning itself stays the model's own;
@@ -52,14 +53,16 @@ from r1lab.world.language import PHRASES
 from r1lab.world.problems import KINDS
 
 R1_ZERO_SOURCE, LONG_COT_SOURCE = "r1-zero", "world-long-cot"
-ZERO_FILTERS: tuple[str, ...] = ("finished", "correct", "r1_zero_format", "step_by_step", *READABILITY_FILTERS,
-                                 "dedupe")
+ZERO_FILTERS: tuple[str, ...] = ("finished", "correct", "r1_zero_format", "step_by_step", "reaches_answer",
+                                 *READABILITY_FILTERS, "dedupe")
 LONG_COT_FILTERS: tuple[str, ...] = (*READABILITY_FILTERS, "dedupe")
 # settings that only steer sampling the R1-Zero checkpoint (`check_sampling_settings`)
 SAMPLING_FIELDS: tuple[str, ...] = ("n_prompts", "samples_per_prompt", "max_new_tokens", "temperature",
                                     "batch_problems", "bf16", "device")
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# a worked step "a op b = c" (as `is_reasoning` counts them), capturing c
+_STEP_RESULT = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*(-?\d+)")
 # a countdown attempt's verdict ("We get 30, not 8.", "We get 8."), in any language: the world writes
 # it on its attempt's line; on a line of its own, two misses of equal value read as a loop
 _VERDICTS = [re.compile(re.sub(r"\\\{[nt]\\\}", r"\\S+", re.escape(template)))
@@ -167,6 +170,18 @@ def readable_from_r1_zero(completion: str, problem: WorldProblem, language: str 
     return "<think>\n" + "\n".join(lines) + "\n</think>\n" + summary_line(problem, completion, language)
 
 
+def reaches_answer(response: str, problem: WorldProblem) -> bool:
+    """Whether the reasoning's last worked step gives the answer (the value, or the countdown target).
+
+    The summary is written from the answer, so a correct answer after reasoning that ended at
+    another number ("12+4=17", "We get 30, not 8.") would make a summary that contradicts it.
+    """
+    match = _THINK.search(response)
+    results = _STEP_RESULT.findall(match.group(1)) if match else []
+    # a result too long to be the answer is no int() call (CPython refuses over 4,300 digits)
+    return bool(results) and len(results[-1]) <= 20 and int(results[-1]) == problem.answer
+
+
 def readable_checks(prompt: str, response: str, readability: ReadabilityConfig,
                     dedupe: Deduper) -> Iterator[tuple[str, bool]]:
     """The readability filters then dedupe, pulled lazily by `Funnel.admit` (so only readable
@@ -182,6 +197,7 @@ def _zero_checks(problem: WorldProblem, completion: Completion, response: str, r
     yield "correct", check_completion(problem, completion.text)
     yield "r1_zero_format", strict_format_reward(completion.text) == 1.0
     yield "step_by_step", is_reasoning(completion.text)
+    yield "reaches_answer", reaches_answer(response, problem)
     yield from readable_checks(problem.question, response, readability, dedupe)
 
 
