@@ -94,7 +94,7 @@ def final_answer(prediction: str) -> str:
 
 
 def parse_verdict(text: str) -> bool:
-    """True when the judge's reply (after its ``</think>``, if it reasons) starts with the word "yes".
+    """True when the first word of the judge's reply (after its ``</think>``, if it reasons) is "yes".
 
     >>> [parse_verdict(t) for t in (" Yes.", "yes, it is<|eos|>", "no", "Yesterday", "", "<think>yes", None)]
     [True, True, False, False, False, False, False]
@@ -105,7 +105,7 @@ def parse_verdict(text: str) -> bool:
         return False
     from r1lab.world.answers import final_answer_span
 
-    match = _FIRST_WORD.match(final_answer_span(text).strip())
+    match = _FIRST_WORD.search(final_answer_span(text))  # "**Yes**": the first word, after any markup
     return match is not None and match.group(0).lower() == "yes"
 
 

@@ -284,3 +284,13 @@ def test_a_sample_whose_reasoning_ends_elsewhere_than_its_answer_is_not_kept(tok
     assert [(f.name, f.reached, f.kept) for f in funnel.filters][3:5] == [("step_by_step", 6, 6),
                                                                           ("reaches_answer", 6, 2)]
     assert examples[0].response.endswith("Next, 12+4=16.\n</think>\nThe value of 20-8+4 is 16.")
+
+
+def test_a_judges_yes_in_markup_or_quotes_is_a_yes():
+    """"**Yes**" or '"Yes."' (markdown or quotes round the verdict) read as False: the first word
+    was only looked for at the very first character. Now the first word, wherever it starts."""
+    from r1lab.judges import parse_verdict
+
+    replies = ["**Yes**", '"Yes."', "*yes*, it matches", "- Yes", "**No**", "maybe yes", "<think>yes", "", "...",
+               "<think>\nok\n</think>\n**Yes.**"]
+    assert [parse_verdict(r) for r in replies] == [True, True, True, True, False, False, False, False, False, True]
