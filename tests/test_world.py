@@ -426,3 +426,14 @@ def test_bad_knobs_get_errors_that_name_them() -> None:
         CountdownConfig(max_number=200)
     adds = random_chain(random.Random(0), 4, ArithmeticConfig(op_weights=(1.0, 0.0, 0.0)))
     assert adds.ops == ("+", "+", "+")
+
+
+def test_cold_start_examples_name_a_bad_language_or_kinds() -> None:
+    """An unknown language was a bare ``KeyError: 'fr'`` (and none at all for n=0), and
+    ``kinds="countdown"`` complained of an unknown kind 'c'. Now ValueErrors that name the argument."""
+    with pytest.raises(ValueError, match=r"language 'fr'.*\('en', 'vl'\)"):
+        world.cold_start_examples(2, language="fr")
+    with pytest.raises(ValueError, match=r"language 'fr'"):
+        world.cold_start_examples(0, language="fr")
+    with pytest.raises(ValueError, match=r"kinds must be a tuple.*\('countdown',\)"):
+        world.cold_start_examples(2, kinds="countdown")

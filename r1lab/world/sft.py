@@ -12,7 +12,7 @@ import random
 
 from r1lab.world.chat import ChatExample, chat_tasks
 from r1lab.world.corpus import pretraining_corpus
-from r1lab.world.language import ENGLISH, VELARI
+from r1lab.world.language import ENGLISH, LANGUAGES, VELARI
 from r1lab.world.problems import ARITHMETIC, COUNTDOWN, PRETRAIN
 from r1lab.world.render import R1_ZERO_TEMPLATE, long_cot
 from r1lab.world.splits import problem_set
@@ -24,7 +24,14 @@ def cold_start_examples(
     language: str = ENGLISH,
     kinds: tuple[str, ...] = (ARITHMETIC,),
 ) -> list[ChatExample]:
-    """``n`` cold-start pairs: question -> ``<think>`` readable reasoning ``</think>`` summary."""
+    """``n`` cold-start pairs: question -> ``<think>`` readable reasoning ``</think>`` summary.
+
+    ValueError for a language the world lacks, or ``kinds`` given as one string, not a tuple.
+    """
+    if language not in LANGUAGES:  # else a bare KeyError from the phrasebook, and only when n > 0
+        raise ValueError(f"cold_start_examples: unknown language {language!r}; the world has {LANGUAGES}")
+    if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
+        raise ValueError(f"cold_start_examples: kinds must be a tuple of kinds, e.g. {(kinds,)!r}, got {kinds!r}")
     problems = problem_set(PRETRAIN, n, seed=seed, kinds=kinds)
     return [
         ChatExample(prompt=problem.question, response=long_cot(problem, language, seed), kind=problem.kind)
