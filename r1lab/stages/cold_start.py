@@ -8,11 +8,11 @@ format and from few-shot prompting with long CoT, then post-processed them: the 
 - source ``r1-zero``: an R1-Zero policy answers RL-split prompts in its own template (R1 Table 1);
   a sample is kept when it finished, is correct (the world's rule), is in R1-Zero's strict format
   and works the problem out (at least one step "a op b = c": a bare "The answer is 16." inside
-  ``<think>`` is no chain of thought) whose last step gives the answer (the summary is written from
-  the answer: it must not contradict where the reasoning ended); then it is *rewritten*: the reasoning inside ``<think>``
-  goes one sentence per line and the ``<answer>`` becomes a one-line summary from the world's
-  phrasebook ("The value of 3+4 is 7." for arithmetic, "So the answer is 2*5+1." for countdown).
-  The reasoning itself stays the model's own;
+  ``<think>`` is no chain of thought) whose last step gives the answer (the summary is written
+  from the answer: it must not contradict where the reasoning ended); then it is *rewritten*: the
+  reasoning inside ``<think>`` goes one sentence per line and the ``<answer>`` becomes a one-line
+  summary from the world's phrasebook ("The value of 3+4 is 7." for arithmetic, "So the answer
+  is 2*5+1." for countdown). The reasoning itself stays the model's own;
 - source ``world-long-cot``: stands for "a stronger model prompted few-shot with long CoT". The
   world's own renderer (`r1lab.world.long_cot`: one step per line, a check pass, a summary) writes
   the chains that such a model would, on pretrain-split problems (never RL or held-out ones).
