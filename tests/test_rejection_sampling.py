@@ -167,7 +167,9 @@ def test_only_correct_readable_distinct_samples_are_kept_up_to_the_cap(tokenizer
 
     assert [(e.meta["prompt_id"], e.meta["sample_index"]) for e in examples] == [(p0.id, 0), (p0.id, 1), (p1.id, 4)]
     assert [(f.name, f.reached, f.kept) for f in funnel.filters] == [
-        ("finished", 16, 15), ("correct", 15, 11), ("step_by_step", 11, 10), ("r1_format", 10, 9), ("language", 9, 8),
+        ("finished", 16, 15), ("correct", 15, 11), ("step_by_step", 11, 10),
+        ("reaches_answer", 10, 9),  # 7 (R1-Zero format) stops at 20-8=12
+        ("r1_format", 9, 9), ("language", 9, 8),
         ("repetition", 8, 7), ("paragraph_length", 7, 6), ("code_block", 6, 5), ("dedupe", 5, 4),
         ("per_prompt_cap", 4, 3)]
     assert funnel.filters[1].kept_fraction == 11 / 15 and funnel.kept_fraction == 3 / 16
@@ -178,6 +180,19 @@ def test_only_correct_readable_distinct_samples_are_kept_up_to_the_cap(tokenizer
     prompts, params = engine.calls[0]
     assert prompts == [prompt_ids(tokenizer, p.question, CHAT) for p in (p0, p1)]
     assert (params.n, params.temperature, params.seed) == (8, 1.0, 5 * 1_000_003)
+
+
+def test_a_correct_sample_whose_reasoning_ends_at_another_number_is_not_kept(tokenizer):
+    """A verified answer after reasoning that ended elsewhere ("12+4=17", then "The value ... is 16.")
+    was kept: its summary contradicts its reasoning. The last worked step must give the answer."""
+    p0 = world.rl_prompts(1)[0]  # 20-8+4: 20-8=12, 12+4=16
+    steps = [f"{s.text()}." for s in p0.chain.steps()]
+    off = re.sub(r"=(-?\d+)\.$", lambda m: f"={int(m[1]) + 1}.", steps[-1])  # 12+4=17.
+    engine = FakeEngine([[done(readable(p0, lines=steps)), done(readable(p0, intro="Let me see.", lines=[*steps[:-1], off]))]])
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=1, samples_per_prompt=2, keep_per_prompt=2)
+    examples, funnel = rs.reasoning_examples(engine, tokenizer, [p0], RuleJudge(), config, Deduper())
+    assert [e.meta["sample_index"] for e in examples] == [0]
+    assert ("reaches_answer", 2, 1) in [(f.name, f.reached, f.kept) for f in funnel.filters]
 
 
 def test_the_judge_decides_correctness(tokenizer):
@@ -220,7 +235,7 @@ def test_only_the_verified_turn_is_kept_not_a_made_up_next_turn(tokenizer):
     examples, funnel = rs.reasoning_examples(FakeEngine(groups), tokenizer, [p0, p1], judge, config, Deduper())
     assert [e.response for e in examples] == [verified, readable(p1)]  # the tails gone; the rest duplicates
     assert seen[:4] == [verified] * 4  # the judge saw exactly the kept text
-    assert [(f.name, f.kept) for f in funnel.filters][3:7] == [("r1_format", 8), ("language", 8), ("repetition", 8),
+    assert [(f.name, f.kept) for f in funnel.filters][4:8] == [("r1_format", 8), ("language", 8), ("repetition", 8),
                                                                 ("paragraph_length", 8)]
 
 

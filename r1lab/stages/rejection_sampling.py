@@ -42,15 +42,15 @@ from r1lab.engine import Completion, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
-from r1lab.stages.cold_start import load_engine, parse_kinds, readable_checks
+from r1lab.stages.cold_start import load_engine, parse_kinds, reaches_answer, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
 from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
 from r1lab.world.render import final_answer_text
 
 REASONING_SOURCE, CHAT_SOURCE = "rejection-sampling", "world-chat"
-REASONING_FILTERS: tuple[str, ...] = ("finished", "correct", "step_by_step", *READABILITY_FILTERS, "dedupe",
-                                      "per_prompt_cap")
+REASONING_FILTERS: tuple[str, ...] = ("finished", "correct", "step_by_step", "reaches_answer", *READABILITY_FILTERS,
+                                      "dedupe", "per_prompt_cap")
 CHAT_FILTERS: tuple[str, ...] = ("dedupe",)
 TRIVIAL_CHAT: tuple[str, ...] = ("greeting", "identity", "copy")  # answered with no chain of thought
 
@@ -142,6 +142,8 @@ def _reasoning_checks(problem: WorldProblem, completion: Completion, response: s
     yield "finished", completion.finish_reason == "stop"
     yield "correct", correct
     yield "step_by_step", is_reasoning(response)
+    # a verified answer after reasoning that ended at another number: the summary contradicts it
+    yield "reaches_answer", reaches_answer(response, problem)
     yield from readable_checks(problem.question, response, readability, dedupe)
     yield "per_prompt_cap", kept < config.keep_per_prompt
 
