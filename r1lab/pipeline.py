@@ -98,6 +98,8 @@ def base_checkpoint(config: PipelineConfig) -> Path:
     if SHIPPED_BASE.exists() and not config.pretrain:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
+    if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
+        _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
     return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, device=config.device,
                                                 resume=_should_resume(out, False)))
 
@@ -174,18 +176,13 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     since (resumed, they would continue training a model of the old inputs)."""
     stamp_file = done.with_name(done.name + ".inputs.json")
     built, now = _read_stamp(stamp_file), _stamp(inputs)
+    left = training.latest_checkpoint(checkpoints) if checkpoints is not None else None
+    if not done.exists() and left is not None and not (built and built.get("inputs") != now):
+        # to be resumed: the stage's own check would advise "without --resume", a flag the demo lacks
+        _check_settings(checkpoints, left / "r1lab_config.json", expected)
     if done.exists():
-        if saved is not None and saved.exists():
-            try:
-                config = json.loads(saved.read_text())
-            except ValueError:
-                raise ValueError(f"{saved} is not readable JSON; delete {done} to rebuild it") from None
-            config = config.get("config", config)
-            changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config
-                       and not training.same_setting(config[k], v)]
-            if changed:
-                raise ValueError(f"{done} was built with other settings ({', '.join(changed)}); "
-                                 "use another --out, or delete it to rebuild")
+        if saved is not None:
+            _check_settings(done, saved, expected)
         if not built or (built.get("inputs") == now and not built.get("building")):
             return done, built.get("seconds", 0.0)
         if built.get("inputs") != now:
@@ -200,6 +197,23 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     seconds = time.perf_counter() - t0
     write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
     return out, seconds
+
+
+def _check_settings(output: Path, saved: Path, expected: dict[str, object]) -> None:
+    """A ValueError if `output` (a stage's result, or its interrupted run's checkpoints) was made
+    with other `expected` settings than now, as its saved config (or a stats file's "config") says."""
+    if not saved.exists():
+        return
+    try:
+        config = json.loads(saved.read_text())
+    except ValueError:
+        raise ValueError(f"{saved} is not readable JSON; delete {output} to rebuild it") from None
+    config = config.get("config", config)
+    changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config
+               and not training.same_setting(config[k], v)]
+    if changed:
+        raise ValueError(f"{output} was built with other settings ({', '.join(changed)}); "
+                         "use another --out, or delete it to rebuild")
 
 
 def _read_stamp(path: Path) -> dict[str, object]:

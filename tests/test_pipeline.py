@@ -284,3 +284,31 @@ def test_an_interrupted_rebuild_is_not_taken_for_a_finished_one(tmp_path):
         pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), inputs=[source])
     pipeline._reuse_or_run(done, lambda: build("from v2"), inputs=[source])
     assert done.read_text() == "from v2"
+
+
+def test_an_interrupted_stage_of_other_settings_is_refused_in_the_demo_s_terms(tmp_path, monkeypatch):
+    """A demo killed in R1-Zero with seed 0, rerun with --seed 1: the error told the user to "start
+    afresh without --resume", a flag `r1lab demo` does not have."""
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", _fake_evaluate)
+    config = toy_config(tmp_path)
+    config.stop_after, config.seed = "zero", 1
+    left = tmp_path / "zero" / "checkpoints" / "step_000001"
+    left.mkdir(parents=True)
+    (left / "trainer_state.pt").write_text("")
+    (left / "r1lab_config.json").write_text(json.dumps({"init": str(pipeline.SHIPPED_BASE), "seed": 0}))
+    with pytest.raises(ValueError, match=r"zero/checkpoints was built with other settings \(seed 0 -> 1\); "
+                                         r"use another --out, or delete it") as err:
+        pipeline.run(config)
+    assert "--resume" not in str(err.value)
+
+
+def test_an_interrupted_pretraining_of_another_seed_is_refused_in_the_demo_s_terms(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline.pretrain, "run", lambda config: pytest.fail("pretrained with other settings"))
+    config = toy_config(tmp_path)
+    config.pretrain, config.seed = True, 1
+    left = tmp_path / "base" / "checkpoints" / "step_000500"
+    left.mkdir(parents=True)
+    (left / "trainer_state.pt").write_text("")
+    (left / "r1lab_config.json").write_text(json.dumps({"seed": 0}))
+    with pytest.raises(ValueError, match=r"base/checkpoints was built with other settings \(seed 0 -> 1\)"):
+        pipeline.base_checkpoint(config)
