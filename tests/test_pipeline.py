@@ -312,3 +312,29 @@ def test_an_interrupted_pretraining_of_another_seed_is_refused_in_the_demo_s_ter
     (left / "r1lab_config.json").write_text(json.dumps({"seed": 0}))
     with pytest.raises(ValueError, match=r"base/checkpoints was built with other settings \(seed 0 -> 1\)"):
         pipeline.base_checkpoint(config)
+
+
+def test_every_readme_command_parses_into_its_stage_config():
+    """Each `r1lab ...` line of the README's commands parses, and its flags reach the config."""
+    import argparse
+    import importlib
+    import re
+    import shlex
+
+    from r1lab import cli
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line for line in re.findall(r"^r1lab \S+.*$", readme, re.M) if line.split()[1] in cli.COMMANDS]
+    assert len(lines) >= 10
+    parsed = {}
+    for line in lines:
+        name, *rest = shlex.split(line.split("#")[0])[1:]
+        parser = argparse.ArgumentParser()
+        importlib.import_module(cli.COMMANDS[name][0]).add_arguments(parser)
+        parsed.setdefault(name, []).append(parser.parse_args(rest))
+    rl = cli.config_from_args(grpo.GRPOConfig, parsed["zero"][1])
+    assert (rl.init, rl.template, rl.language_weight, rl.max_new_tokens, rl.max_steps, rl.lr, rl.out_dir) == \
+        ("runs/cs/model", "chat", 1.0, 160, 160, 4e-5, "runs/rl")
+    final = cli.config_from_args(sft.SFTConfig, parsed["sft"][1])
+    assert (final.data, final.init, final.lr, final.epochs) == ("runs/rs/data.jsonl", "runs/base/base", 1e-3, 8)
+    assert parsed["eval"][0].samples == 8 and parsed["demo"][0].out == "runs/demo"
