@@ -4,6 +4,7 @@ accuracy + format with equal weights; §2.3.2 adds language consistency)."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -72,6 +73,17 @@ class Rubric:
                                      f"for {len(completions)} completions")
             else:
                 scores = [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
-            per_term[term.name] = scores
+            per_term[term.name] = _finite(term.name, scores, completions)
         total = [sum(t.weight * per_term[t.name][i] for t in self.terms) for i in range(len(completions))]
-        return RubricResult(total=total, per_term=per_term)
+        return RubricResult(total=_finite("total (weighted sum)", total, completions), per_term=per_term)
+
+
+def _finite(name: str, scores: list[float], completions: Sequence[str]) -> list[float]:
+    """`scores`, or a ValueError naming the term, the value and the completion: a NaN or inf reward
+    (a user's reward function gone wrong; model text scores 0, never NaN) would make its group's
+    advantages, then the loss and every weight, NaN with no error."""
+    bad = next((i for i, v in enumerate(scores) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise ValueError(f"reward {name!r} is {scores[bad]} for completion {bad} "
+                         f"({completions[bad][:80]!r}); rewards must be finite numbers")
+    return scores

@@ -45,7 +45,7 @@ from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, Re
 from r1lab.model import from_pretrained
 from r1lab.prompts import R1_ZERO, prompt_ids
 from r1lab.rewards import strict_format_reward
-from r1lab.stages.sample_eval import is_reasoning
+from r1lab.stages.sample_eval import WORKED_STEP, is_reasoning
 from r1lab.tokenizer import Tokenizer
 from r1lab.world import (ARITHMETIC, PRETRAIN, WorldProblem, check_completion, completion_body,
                          extract_final_expression, long_cot, problem_set, rl_prompts)
@@ -61,8 +61,6 @@ SAMPLING_FIELDS: tuple[str, ...] = ("n_prompts", "samples_per_prompt", "max_new_
                                     "batch_problems", "bf16", "device")
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# a worked step "a op b = c" (as `is_reasoning` counts them), capturing c
-_STEP_RESULT = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*(-?\d+)")
 # a countdown attempt's verdict ("We get 30, not 8.", "We get 8."), in any language: the world writes
 # it on its attempt's line; on a line of its own, two misses of equal value read as a loop
 _VERDICTS = [re.compile(re.sub(r"\\\{[nt]\\\}", r"\\S+", re.escape(template)))
@@ -177,7 +175,7 @@ def reaches_answer(response: str, problem: WorldProblem) -> bool:
     another number ("12+4=17", "We get 30, not 8.") would make a summary that contradicts it.
     """
     match = _THINK.search(response)
-    results = _STEP_RESULT.findall(match.group(1)) if match else []
+    results = WORKED_STEP.findall(match.group(1)) if match else []
     # a result too long to be the answer is no int() call (CPython refuses over 4,300 digits)
     return bool(results) and len(results[-1]) <= 20 and int(results[-1]) == problem.answer
 

@@ -8,7 +8,6 @@ completion positions only, the G completions of a prompt sharing one forward ove
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -54,7 +53,6 @@ class Rollout:
         completions = [c for g in groups for c in g]
         examples = [problems[c.prompt_index] for c in completions]
         rewards = rubric([c.text for c in completions], examples)
-        check_finite_rewards(rewards, completions)
         return cls(prompts=prompts, completions=completions, examples=examples, rewards=rewards,
                    group_size=params.n)
 
@@ -75,17 +73,6 @@ class Rollout:
                         **{name: v[idx] for name, v in self.rewards.per_term.items()},
                         "reward": self.rewards.total[idx]})
         return out
-
-
-def check_finite_rewards(rewards: Any, completions: Sequence[Completion]) -> None:
-    """A reward of NaN or inf (a user's reward function gone wrong) would make its group's
-    advantages, then the loss and every weight, NaN with no error: refused here, naming the term,
-    the value and the completion. Malformed model text scores 0 by the reward contract, never NaN."""
-    for name, scores in {**rewards.per_term, "total (weighted sum)": rewards.total}.items():
-        bad = next((i for i, v in enumerate(scores) if not math.isfinite(v)), None)
-        if bad is not None:
-            raise ValueError(f"reward {name!r} is {scores[bad]} for completion {bad} "
-                             f"({completions[bad].text[:80]!r}); rewards must be finite numbers")
 
 
 @dataclass

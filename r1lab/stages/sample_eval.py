@@ -37,7 +37,7 @@ from r1lab.tokenizer import Tokenizer
 # opening is put back in front of each completion, so that one cut off while still thinking has no
 # answer (a draft \boxed{} inside the reasoning is not graded).
 THINK_OPENING = "<think>\n"
-_STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*-?\d+")  # one worked step, e.g. "17-11=6"
+WORKED_STEP = re.compile(r"-?\d+\s*[+\-*]\s*-?\d+\s*=\s*(-?\d+)")  # a worked step ("17-11=6"), its result captured
 
 
 @dataclass(kw_only=True)
@@ -95,7 +95,7 @@ def config_from_eval_args(args: argparse.Namespace) -> SampleEvalConfig:
 
 def is_reasoning(completion: str) -> bool:
     """Whether the sample works the problem out step by step (at least one "a op b = c" step)."""
-    return bool(_STEP.search(chain_of_thought(completion)))
+    return bool(WORKED_STEP.search(chain_of_thought(completion)))
 
 
 def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],

@@ -30,8 +30,6 @@ def cold_start_examples(
     """
     if language not in LANGUAGES:  # else a bare KeyError from the phrasebook, and only when n > 0
         raise ValueError(f"cold_start_examples: unknown language {language!r}; the world has {LANGUAGES}")
-    if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
-        raise ValueError(f"cold_start_examples: kinds must be a tuple of kinds, e.g. {(kinds,)!r}, got {kinds!r}")
     problems = problem_set(PRETRAIN, n, seed=seed, kinds=kinds)
     return [
         ChatExample(prompt=problem.question, response=long_cot(problem, language, seed), kind=problem.kind)

@@ -55,6 +55,8 @@ def problem_set(
     smaller one (same prefix).
     """
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
+    if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
+        raise ValueError(f"kinds must be a tuple of kinds, e.g. {(kinds,)!r}, got {kinds!r}")
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown:
         raise ValueError(f"unknown problem kind {unknown[0]!r}; expected one of {KINDS}")
