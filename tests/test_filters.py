@@ -214,3 +214,10 @@ def test_a_funnel_given_more_checks_than_filters_refuses_the_extra():
     with pytest.raises(ValueError, match="check 'short' after its last filter 'correct'"):
         funnel.admit([("correct", True), ("short", False)])
     assert Funnel.of("demo", ["correct"]).admit(iter([("correct", True)]))  # exactly its filters: fine
+
+
+def test_every_think_block_is_reasoning():
+    """A code fence or a repeated line in a second <think> block was not seen."""
+    two = "<think>\nFirst, 2+3=5.\n</think> <think>\n```\nprint(5)\n```\nFirst, 2+3=5.\n</think>\nIt is 5."
+    assert reasoning_lines(two) == ["First, 2+3=5.", "```", "print(5)", "```", "First, 2+3=5."]
+    assert has_code_block(two) and has_repeated_lines(two)

@@ -59,3 +59,16 @@ def test_a_batch_reward_of_the_wrong_length_is_refused():
         rubric(["a", "b"], [None, None])
     with pytest.raises(ValueError, match="returned 2 scores for 1 completions"):
         rubric(["a"], [None])
+
+
+def test_every_think_block_is_chain_of_thought():
+    """Only the first <think> block was scored, so Velari or Chinese in a second block (which the
+    lenient format rewards) went unseen: both scored 1.0."""
+    from r1lab.rewards.format import lenient_format_reward
+    from r1lab.rewards.language import chain_of_thought, world_language_reward
+
+    two = "<think> First, 2+3=5. </think> <think> Tuka, 5*2=10. </think> <answer> 10 </answer>"
+    assert lenient_format_reward(two) == 1.0
+    assert world_language_reward(two) == pytest.approx(0.5)  # First (en), Tuka (vl)
+    assert script_language_reward("<think> so 3 plus 4 </think> <think> 是 七 </think>") == pytest.approx(0.5)
+    assert chain_of_thought("<think> a <think> b </think> c") == " a \n b "  # an unclosed block ends at the next

@@ -24,18 +24,24 @@ from typing import Any
 from r1lab.rewards.format import turn_body
 
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
-_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
+# a block ends at its </think>, at the next <think> (one left open) or at the end of the text
+_THINK = re.compile(r"<think>(.*?)(?=</think>|<think>|\Z)", re.DOTALL)
 # The script each language the script classifier knows is written in.
 SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRILLIC", "el": "GREEK"}
 
 
 def chain_of_thought(completion: str) -> str:
-    """The reasoning: inside the first <think> block; without tags, the text before <answer>."""
+    """The reasoning: every <think> block, one per line (R1 §2.3.2 scores the whole CoT, and the
+    lenient format accepts several blocks); without tags, the text before <answer>.
+
+    >>> chain_of_thought("<think>2+3=5</think> <think>5*2=10</think> <answer>10</answer>")
+    '2+3=5\\n5*2=10'
+    """
     if not isinstance(completion, str):
         return ""
     body = turn_body(completion)
-    m = _THINK.search(body)
-    return m.group(1) if m else body.split("<answer>", 1)[0]
+    blocks = _THINK.findall(body)
+    return "\n".join(blocks) if blocks else body.split("<answer>", 1)[0]
 
 
 def world_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
