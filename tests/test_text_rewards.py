@@ -72,3 +72,13 @@ def test_every_think_block_is_chain_of_thought():
     assert world_language_reward(two) == pytest.approx(0.5)  # First (en), Tuka (vl)
     assert script_language_reward("<think> so 3 plus 4 </think> <think> 是 七 </think>") == pytest.approx(0.5)
     assert chain_of_thought("<think> a <think> b </think> c") == " a \n b "  # an unclosed block ends at the next
+
+
+@pytest.mark.parametrize("completion", [
+    "<think> 因为 </answer> 所以 </think>",  # a stray tag inside the reasoning
+    "因为所以 </think> <answer> 5 </answer>",  # no opening tag: the CoT is the text before <answer>
+    "<think> 因为<|assistant|>所以 </think>",  # a sampled control token
+])
+def test_tags_are_not_latin_words(completion):
+    """"think", "answer" and "assistant" counted as English words: a pure Chinese CoT scored 0.8."""
+    assert script_language_reward(completion, target="zh") == 1.0

@@ -24,6 +24,8 @@ from typing import Any
 from r1lab.rewards.format import turn_body
 
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+# tags and control tokens are markup, not Latin words (the world classifier drops them too)
+_MARKUP = re.compile(r"</?(?:think|answer)>|<\|[a-z]+\|>")
 # a block ends at its </think>, at the next <think> (one left open) or at the end of the text
 _THINK = re.compile(r"<think>(.*?)(?=</think>|<think>|\Z)", re.DOTALL)
 # The script each language the script classifier knows is written in.
@@ -91,7 +93,7 @@ def script_language_reward(completion: str, example: Any = None, target: str = "
     want = SCRIPTS.get(target)
     if want is None:
         raise ValueError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
-    text = _LATEX_COMMAND.sub(" ", chain_of_thought(completion))  # \frac, \sin, \alpha: maths, not words
+    text = _LATEX_COMMAND.sub(" ", _MARKUP.sub(" ", chain_of_thought(completion)))  # \frac, \sin: maths
     text = "".join(f" {ch} " if _letter_script(ch) == "CJK" else ch for ch in text)
     scripts = [script for token in text.split() for script in _word_scripts(token)]
     return sum(s == want for s in scripts) / len(scripts) if scripts else 1.0
