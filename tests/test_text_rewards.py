@@ -82,3 +82,20 @@ def test_every_think_block_is_chain_of_thought():
 def test_tags_are_not_latin_words(completion):
     """"think", "answer" and "assistant" counted as English words: a pure Chinese CoT scored 0.8."""
     assert script_language_reward(completion, target="zh") == 1.0
+
+
+@pytest.mark.parametrize("reward, target", [(script_language_reward, "ja"), (lang.world_language_reward, "fr")])
+def test_a_language_reward_with_an_unknown_target_is_refused_by_the_rubric(reward, target):
+    """The Rubric caught the ValueError and scored every completion 0, the silent failure the
+    reward's docstring says raising avoids; an error on the text itself still scores 0."""
+    import functools
+
+    from r1lab.rewards import RewardConfigError, RewardTerm, Rubric
+
+    with pytest.raises(RewardConfigError, match=repr(target)):
+        Rubric([RewardTerm("language", functools.partial(reward, target=target))])(["<think> so </think>"], [None])
+
+    def broken(completion, example):
+        return 1.0 / len(completion.split())  # raises on empty model text
+
+    assert Rubric([RewardTerm("broken", broken)])(["", "a b"], [None, None]).total == [0.0, 0.5]

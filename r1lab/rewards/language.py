@@ -22,6 +22,7 @@ from itertools import groupby
 from typing import Any
 
 from r1lab.rewards.format import turn_body
+from r1lab.rewards.rubric import RewardConfigError
 
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 # tags and control tokens are markup, not Latin words (the world classifier drops them too)
@@ -47,13 +48,16 @@ def chain_of_thought(completion: str) -> str:
 
 
 def world_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
-    """Share of the CoT's words in the target world language ("en" or "vl").
+    """Share of the CoT's words in the target world language ("en" or "vl"); RewardConfigError
+    (a ValueError) for another target.
 
     >>> world_language_reward("<think> First, 2+3=5. </think> <answer> 5 </answer>")
     1.0
     """
-    from r1lab.world import language_consistency
+    from r1lab.world import LANGUAGES, language_consistency
 
+    if target not in LANGUAGES:
+        raise RewardConfigError(f"world_language_reward: the world's languages are {LANGUAGES}, got {target!r}")
     return float(language_consistency(chain_of_thought(completion), target))
 
 
@@ -82,8 +86,8 @@ def _word_scripts(token: str) -> list[str]:
 
 def script_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
     """Share of CoT words written in the target's script; CJK characters count one word each,
-    maths tokens ("x", "2x", "π") none. Raises ValueError for a target not in `SCRIPTS`
-    (a configuration error: scoring every completion 0 would hide it).
+    maths tokens ("x", "2x", "π") none. Raises RewardConfigError (a ValueError, which `Rubric`
+    lets through) for a target not in `SCRIPTS`: scoring every completion 0 would hide it.
 
     >>> script_language_reward("<think> so 3 plus 4 是 七 </think>")
     0.5
@@ -92,7 +96,7 @@ def script_language_reward(completion: str, example: Any = None, target: str = "
     """
     want = SCRIPTS.get(target)
     if want is None:
-        raise ValueError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
+        raise RewardConfigError(f"script_language_reward: no script known for language {target!r}; known: {sorted(SCRIPTS)}")
     text = _LATEX_COMMAND.sub(" ", _MARKUP.sub(" ", chain_of_thought(completion)))  # \frac, \sin: maths
     text = "".join(f" {ch} " if _letter_script(ch) == "CJK" else ch for ch in text)
     scripts = [script for token in text.split() for script in _word_scripts(token)]

@@ -33,9 +33,16 @@ class RubricResult:
         return out
 
 
+class RewardConfigError(ValueError):
+    """A reward's own setting is wrong (a target language it cannot score), not the model text:
+    `Rubric` lets it through, since scoring every completion 0 would hide the mistake."""
+
+
 def _safe(fn: RewardFn, completion: str, example: Any, name: str) -> float:
     try:
         return float(fn(completion, example))
+    except RewardConfigError:
+        raise
     except Exception as err:  # a reward must never take a run down on model text
         log.debug("reward %s raised %r; scoring 0", name, err)
         return 0.0
