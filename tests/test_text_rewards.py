@@ -99,3 +99,21 @@ def test_a_language_reward_with_an_unknown_target_is_refused_by_the_rubric(rewar
         return 1.0 / len(completion.split())  # raises on empty model text
 
     assert Rubric([RewardTerm("broken", broken)])(["", "a b"], [None, None]).total == [0.0, 0.5]
+
+
+class _BatchRaisesOnEmpty:
+    """A reward whose batch form raises when one completion is empty, as its per-text form does."""
+
+    def __call__(self, completion, example):
+        return 1.0 / len(completion.split())
+
+    def batch(self, completions, examples):
+        return [self(c, e) for c, e in zip(completions, examples)]
+
+
+def test_a_batch_reward_that_raises_on_model_text_scores_that_text_0():
+    """A raising .batch took the run down, where the same reward without .batch scored the text 0."""
+    from r1lab.rewards import RewardTerm, Rubric
+
+    result = Rubric([RewardTerm("inverse", _BatchRaisesOnEmpty(), 2.0)])(["a b", "", "a b c d"], [None] * 3)
+    assert result.per_term["inverse"] == [0.5, 0.0, 0.25] and result.total == [1.0, 0.0, 0.5]

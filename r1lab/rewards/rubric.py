@@ -72,17 +72,26 @@ class Rubric:
             raise ValueError("completions and examples must have the same length")
         per_term: dict[str, list[float]] = {}
         for term in self.terms:
-            batch = getattr(term.fn, "batch", None)
-            if batch is not None:
-                scores = [float(s) for s in batch(list(completions), list(examples))]
-                if len(scores) != len(completions):  # one score per completion, or the sum below fails or keeps extras
-                    raise ValueError(f"reward {term.name!r}: .batch returned {len(scores)} scores "
-                                     f"for {len(completions)} completions")
-            else:
-                scores = [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
-            per_term[term.name] = _finite(term.name, scores, completions)
+            per_term[term.name] = _finite(term.name, _term_scores(term, completions, examples), completions)
         total = [sum(t.weight * per_term[t.name][i] for t in self.terms) for i in range(len(completions))]
         return RubricResult(total=_finite("total (weighted sum)", total, completions), per_term=per_term)
+
+
+def _term_scores(term: RewardTerm, completions: Sequence[str], examples: Sequence[Any]) -> list[float]:
+    """One unweighted score per completion, by the term's batch form where it has one."""
+    batch = getattr(term.fn, "batch", None)
+    if batch is None:
+        return [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
+    try:
+        scores = [float(s) for s in batch(list(completions), list(examples))]
+    except RewardConfigError:
+        raise
+    except Exception as err:  # as for one text: the batch's bad text scores 0, the others their score
+        log.debug("reward %s: .batch raised %r; scoring each completion alone", term.name, err)
+        return [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
+    if len(scores) != len(completions):  # one score per completion, or the sum below fails or keeps extras
+        raise ValueError(f"reward {term.name!r}: .batch returned {len(scores)} scores for {len(completions)} completions")
+    return scores
 
 
 def _finite(name: str, scores: list[float], completions: Sequence[str]) -> list[float]:
