@@ -117,3 +117,12 @@ def test_a_batch_reward_that_raises_on_model_text_scores_that_text_0():
 
     result = Rubric([RewardTerm("inverse", _BatchRaisesOnEmpty(), 2.0)])(["a b", "", "a b c d"], [None] * 3)
     assert result.per_term["inverse"] == [0.5, 0.0, 0.25] and result.total == [1.0, 0.0, 0.5]
+
+
+@pytest.mark.parametrize("value", [None, "high"])
+def test_a_reward_that_returns_no_number_is_named(value):
+    """A reward returning None (a missing return) scored 0 on every completion with no error."""
+    from r1lab.rewards import RewardTerm, Rubric
+
+    with pytest.raises(TypeError, match=f"reward 'forgot' returned {value!r}, not a number"):
+        Rubric([RewardTerm("forgot", lambda completion, example: value)])(["<think> 2+3=5 </think>"], [None])

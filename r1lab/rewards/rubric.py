@@ -40,12 +40,22 @@ class RewardConfigError(ValueError):
 
 def _safe(fn: RewardFn, completion: str, example: Any, name: str) -> float:
     try:
-        return float(fn(completion, example))
+        value = fn(completion, example)
     except RewardConfigError:
         raise
     except Exception as err:  # a reward must never take a run down on model text
         log.debug("reward %s raised %r; scoring 0", name, err)
         return 0.0
+    return _number(name, value)
+
+
+def _number(name: str, value: Any) -> float:
+    """`value` as a float, or a TypeError naming the term: a reward that returns None (a missing
+    `return`) is a bug in the reward, not bad model text, and scoring it 0 everywhere would hide it."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"reward {name!r} returned {value!r}, not a number") from None
 
 
 class Rubric:
@@ -83,15 +93,15 @@ def _term_scores(term: RewardTerm, completions: Sequence[str], examples: Sequenc
     if batch is None:
         return [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
     try:
-        scores = [float(s) for s in batch(list(completions), list(examples))]
+        values = list(batch(list(completions), list(examples)))
     except RewardConfigError:
         raise
     except Exception as err:  # as for one text: the batch's bad text scores 0, the others their score
         log.debug("reward %s: .batch raised %r; scoring each completion alone", term.name, err)
         return [_safe(term.fn, c, e, term.name) for c, e in zip(completions, examples)]
-    if len(scores) != len(completions):  # one score per completion, or the sum below fails or keeps extras
-        raise ValueError(f"reward {term.name!r}: .batch returned {len(scores)} scores for {len(completions)} completions")
-    return scores
+    if len(values) != len(completions):  # one score per completion, or the sum below fails or keeps extras
+        raise ValueError(f"reward {term.name!r}: .batch returned {len(values)} scores for {len(completions)} completions")
+    return [_number(term.name, v) for v in values]
 
 
 def _finite(name: str, scores: list[float], completions: Sequence[str]) -> list[float]:
