@@ -239,6 +239,20 @@ def test_only_the_verified_turn_is_kept_not_a_made_up_next_turn(tokenizer):
                                                                 ("paragraph_length", 8)]
 
 
+def test_a_turn_longer_than_the_judges_read_is_not_kept_cut_short(tokenizer):
+    """`completion_body` reads a completion's first 20k characters: a finished turn longer than that
+    was judged on, and kept as, its first 20k characters (here its summary cut mid-sentence)."""
+    p0, p1 = world.rl_prompts(2)
+    long = readable(p0) + " So the value is the value." * 900  # 24,375 characters, correct and readable
+    assert len(long) > 20_000 > len(readable(p1))
+    made_up_turn = readable(p1) + " User: " + "so the value is 999, " * 1000  # over 20k, but the turn ends early
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=1, keep_per_prompt=1)
+    examples, funnel = rs.reasoning_examples(FakeEngine([[done(long)], [done(made_up_turn)]]), tokenizer, [p0, p1],
+                                             RuleJudge(), config, Deduper())
+    assert [e.response for e in examples] == [readable(p1)]
+    assert (funnel.filters[0].name, funnel.filters[0].reached, funnel.filters[0].kept) == ("finished", 2, 1)
+
+
 # --- chat data --------------------------------------------------------------------------------
 
 

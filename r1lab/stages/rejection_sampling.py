@@ -8,10 +8,11 @@ translation), giving ~600k + ~200k samples on which the base model is fine-tuned
 
 Here, for each of `n_prompts` prompts, `samples_per_prompt` samples are drawn in the chat
 template at the RL temperature, and a sample is kept when it
-  finished (EOS before `max_new_tokens`), is judged correct (`r1lab.judges`; the world's rule by
-  default), works the problem out step by step (at least one "a op b = c"), passes the readability
-  filters (`r1lab.filters`: R1 format, language, repetition, paragraph length, code block), is not a
-  duplicate, and its prompt has fewer than `keep_per_prompt` samples kept so far.
+  finished (EOS before `max_new_tokens`, the turn within the 20k characters the judges read), is
+  judged correct (`r1lab.judges`; the world's rule by default), works the problem out step by step
+  (at least one "a op b = c"), passes the readability filters (`r1lab.filters`: R1 format,
+  language, repetition, paragraph length, code block), is not a duplicate, and its prompt has
+  fewer than `keep_per_prompt` samples kept so far.
 Prompts come from the world's ``rl`` split: R1 samples the RL checkpoint on its reasoning prompts;
 held-out problems stay unseen for evaluation, and ``pretrain`` problems are the base model's own
 corpus (and the cold-start long CoT's).
@@ -45,6 +46,7 @@ from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
 from r1lab.stages.cold_start import load_engine, parse_kinds, reaches_answer, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
+from r1lab.world.answers import _MAX_CHARS as JUDGED_CHARS  # how much of a completion completion_body reads
 from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
 from r1lab.world.render import final_answer_text
 
@@ -134,12 +136,18 @@ def kept_response(text: str) -> str:
     return completion_body(text).strip()
 
 
+def judged_whole(text: str) -> bool:
+    """Whether the turn ends within the `JUDGED_CHARS` characters `completion_body` (so the judges and
+    `kept_response`) reads: a longer one would be verified, filtered and kept cut short, its tail unread."""
+    return len(text) <= JUDGED_CHARS or len(completion_body(text)) < JUDGED_CHARS
+
+
 def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,
                       readability: ReadabilityConfig, config: RejectionSamplingConfig,
                       dedupe: Deduper) -> Iterator[tuple[str, bool]]:
     """The filters of one sample, in `REASONING_FILTERS` order (pulled lazily by `Funnel.admit`);
     ``kept``: samples of this prompt kept so far."""
-    yield "finished", completion.finish_reason == "stop"
+    yield "finished", completion.finish_reason == "stop" and judged_whole(completion.text)
     yield "correct", correct
     yield "step_by_step", is_reasoning(response)
     # a verified answer after reasoning that ended at another number: the summary contradicts it
