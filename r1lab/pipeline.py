@@ -93,7 +93,8 @@ class StageRow:
 
 def base_checkpoint(config: PipelineConfig) -> Path:
     out = Path(config.out_dir) / "base"
-    if (out / "base" / "config.json").exists():
+    if (out / "base" / "config.json").exists():  # pretrained here by an earlier run: of this seed only
+        _check_settings(out / "base", out / "base" / "r1lab_config.json", {"seed": config.seed})
         return out / "base"
     if SHIPPED_BASE.exists() and not config.pretrain:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")

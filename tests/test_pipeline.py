@@ -314,6 +314,21 @@ def test_an_interrupted_pretraining_of_another_seed_is_refused_in_the_demo_s_ter
         pipeline.base_checkpoint(config)
 
 
+def test_a_finished_pretraining_of_another_seed_is_refused_not_reused(tmp_path):
+    """A base pretrained here with seed 0 was reused by a rerun with --seed 1 (every later stage
+    checks its seed, the base did not), so a seed-1 R1-Zero trained from the seed-0 base."""
+    config = toy_config(tmp_path)
+    config.pretrain, config.seed = True, 1
+    base = tmp_path / "base" / "base"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    (base / "r1lab_config.json").write_text(json.dumps({"seed": 0}))
+    with pytest.raises(ValueError, match=r"base/base was built with other settings \(seed 0 -> 1\)"):
+        pipeline.base_checkpoint(config)
+    config.seed = 0
+    assert pipeline.base_checkpoint(config) == base
+
+
 def test_every_readme_command_parses_into_its_stage_config():
     """Each `r1lab ...` line of the README's commands parses, and its flags reach the config."""
     import argparse
