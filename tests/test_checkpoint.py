@@ -341,3 +341,15 @@ def test_a_cut_weights_file_or_a_broken_config_is_one_error_naming_the_file(tmp_
     (path / "config.json").write_text("[]\n")  # JSON, but no object: an AttributeError traceback before
     with pytest.raises(ValueError, match=r"config\.json: expected a JSON object, got list"):
         from_pretrained(path)
+
+
+@pytest.mark.parametrize("field,value", [("hidden_size", None), ("hidden_size", "64"), ("eos_token_id", []),
+                                         ("r1lab", None), ("rope_parameters", {"rope_type": "yarn", "factor": "4"})])
+def test_a_config_field_of_the_wrong_type_is_one_error_naming_the_file(tmp_path, field, value):
+    """A hand-edited config.json with a null, string or empty field raised a TypeError or
+    IndexError deep in the config code (a traceback from the CLI), naming neither file nor field."""
+    path = save_pretrained(Transformer(preset("tiny").replace(num_hidden_layers=1)), tmp_path / "ck")
+    hf = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**hf, field: value}))
+    with pytest.raises(ValueError, match=r"config\.json: a field has the wrong type or is empty"):
+        from_pretrained(path)

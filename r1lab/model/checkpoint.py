@@ -285,7 +285,10 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         raise ValueError(f"{file}: not readable JSON ({err})") from None
     if not isinstance(hf, dict):  # valid JSON, but not a config (from_hf_config would raise AttributeError)
         raise ValueError(f"{file}: expected a JSON object, got {type(hf).__name__}")
-    return from_hf_config(hf)
+    try:
+        return from_hf_config(hf)
+    except (TypeError, IndexError) as err:  # a field of the wrong type ("hidden_size": null, "eos_token_id": [])
+        raise ValueError(f"{file}: a field has the wrong type or is empty ({err})") from None
 
 
 def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
