@@ -206,10 +206,29 @@ def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
     try:
         gold_parsed = _mv_parse(f"${_strip_dollars(gold)}$", timeout)
         pred_parsed = _mv_parse(f"${_strip_dollars(pred)}$", timeout) or _mv_parse(pred, timeout)
-        return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+        if not (gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=timeout)):
+            return False
+        return _all_sides_equal(gold_parsed, pred_parsed[0], timeout)
     except Exception as err:  # noqa: BLE001 - model text must never crash the checker
         log.debug("math-verify failed on %r vs %r: %s", pred, gold, err)
         return False
+
+
+def _all_sides_equal(gold_parsed: list, pred: Any, timeout: int) -> bool:
+    """Against a gold that is no equation, math-verify reads an equation as its last right side,
+    which is right for an assignment ("x=5") but made "4=5" equal 5. An equation whose left side
+    is a constant ("4=5", "2+3=5") is a statement: every side of it must equal the gold."""
+    from math_verify import verify
+    from math_verify.grader import is_assignment_relation, is_equation, take_first_relation
+    from sympy import And
+
+    if not is_equation(pred) or is_assignment_relation(pred) or any(is_equation(g) for g in gold_parsed):
+        return True
+    if take_first_relation(pred).lhs.free_symbols:
+        return True  # "2x=10": math-verify's own reading
+    relations = pred.args if isinstance(pred, And) else (pred,)
+    sides = [side for relation in relations for side in (relation.lhs, relation.rhs)]
+    return all(verify(gold_parsed, side, timeout_seconds=timeout) for side in sides)
 
 
 def _math_verify_many(pairs: Sequence[tuple[str, str]], timeout: float = DEFAULT_TIMEOUT,
