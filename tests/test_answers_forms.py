@@ -3,9 +3,11 @@ unit words after a number, and the majority vote's merging of equal wrong answer
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from r1lab.rewards.math import answers_equal, check_answers
+from r1lab.rewards.math import answers_equal, canonical_answer, check_answers
 
 
 @pytest.mark.parametrize("pred, gold, expected", [
@@ -21,3 +23,32 @@ from r1lab.rewards.math import answers_equal, check_answers
 ])
 def test_an_equation_with_a_constant_left_side_must_hold(pred, gold, expected):
     assert answers_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("1,250 dollars", "1250", True),  # GSM8K answers often carry their unit
+    ("1250 dollars", "1,250", True),
+    ("1 250 cookies", "1250", True),
+    ("12 red apples.", "12", True),
+    ("5 dollars a day", "5", True),
+    ("0.5 dollars", "\\frac{1}{2}", True),  # math-verify decides: it read a product of letters
+    ("12 apples", "13", False),
+    ("12 apples 13", "12", False),  # not a number and its unit
+    ("5 x", "5", False),  # a variable, not a unit
+    ("2 pi", "2", False),
+    ("5 sin", "5", False),
+])
+def test_a_number_with_unit_words_is_the_number(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_unit_words_vote_with_their_number():
+    assert canonical_answer("1,250 dollars") == canonical_answer("$1250$") == "1250"
+    assert canonical_answer("5 x") == "5x"
+
+
+def test_unit_words_on_degenerate_text_stay_linear():
+    start = time.perf_counter()
+    for text in ("5 " + "a" * 50_000 + "1", "5" + " abc" * 20_000 + "-", "5 " + "ab-" * 20_000 + "7"):
+        assert canonical_answer(text) != "5"
+    assert time.perf_counter() - start < 2.0

@@ -28,6 +28,10 @@ _REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
 # Numbers the normal form keeps apart ("3 5"): math-verify adds them up (reads "3 5" as 8)
 _NUMBERS = re.compile(rf"(?:{_NUMBER.pattern})(?: (?:{_NUMBER.pattern}))+")
+# A plain number then only words ("1,250 dollars", "12 red apples"): GSM8K-style answers with their
+# unit. The words must be of 3+ letters and not maths ("5 x", "2 pi", "3 sqrt" stay as they are).
+_UNIT_WORDS = re.compile(rf"({_NUMBER.pattern})\s+[A-Za-z]{{3,}}(?:[\s-]+[A-Za-z]+)*\.?")
+_MATH_WORDS = {"sqrt", "inf", "infty", "infinity", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "mod"}
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
 _MAX_NUMBER_CHARS = 1000
@@ -58,10 +62,18 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
     text = text.replace("{,}", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = _DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", _MARKUP.sub("", text)))
+    text = _without_unit_words(_DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", _MARKUP.sub("", text))))
     text = _REMOVED.sub("", text).rstrip(".")
     plain = len(text) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text)
     return text, Fraction(text.replace(",", "")) if plain else None
+
+
+def _without_unit_words(text: str) -> str:
+    """The number of "<number> <words>" when no word is maths, else the text unchanged."""
+    unit = _UNIT_WORDS.fullmatch(text.strip())
+    if unit is None or _MATH_WORDS & set(re.findall(r"[A-Za-z]+", text.lower())):
+        return text
+    return unit.group(1)
 
 
 def _too_long_number(text: str) -> bool:
@@ -101,6 +113,6 @@ def for_math_verify(text: str) -> str:
     """An answer as math-verify should read it: numbers in ``\\text{}`` and thousands gaps as the
     fast path reads them (``"10\\,080"`` is 10080), which math-verify would not; other LaTeX spacing
     is a plain space (math-verify read ``"1,250\\,\\text{km}"`` as the set {1, 250}); a matrix's row
-    break ``\\\\`` untouched."""
-    text = _THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text))
+    break ``\\\\`` untouched; a number's unit words dropped (it read "0.5 dollars" as a product)."""
+    text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)))
     return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
