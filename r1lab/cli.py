@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import shlex
 import sys
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -79,6 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad input or an unusable path (disk full, no permission): one line
         print(f"r1lab {name}: error: {error_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: how to go on, not a traceback; 130 = 128 + SIGINT, as shells report it
+        print(f"\nr1lab {name}: {interrupted_line(name, rest, args)}", file=sys.stderr)
+        return 130
+
+
+def interrupted_line(name: str, rest: list[str], args: argparse.Namespace) -> str:
+    """What a Ctrl-C leaves and how to go on. Metrics logs are flushed at each record and checkpoints
+    saved atomically, so a training stage (`resume` and `out_dir` flags) continues from its newest
+    complete checkpoint; the demo continues when rerun as it was; other commands start again."""
+    command = shlex.join(["r1lab", name, *rest])
+    if hasattr(args, "resume") and hasattr(args, "out_dir"):
+        from r1lab.training import latest_checkpoint  # torch is loaded by now: the stage ran
+
+        checkpoint = latest_checkpoint(Path(args.out_dir) / "checkpoints")
+        if checkpoint is None:
+            return f"interrupted before the first checkpoint in {args.out_dir}; start again with: {command}"
+        resume = command if args.resume else f"{command} --resume"  # the last of --resume/--no-resume wins
+        return (f"interrupted; the newest checkpoint is {checkpoint} (steps after it are redone); "
+                f"resume with: {resume}")
+    if name == "demo":
+        return ("interrupted; finished stages are kept and an interrupted one continues from its newest "
+                f"checkpoint: resume with the same command: {command}")
+    return f"interrupted; run again with: {command}"
 
 
 def error_line(err: Exception) -> str:
