@@ -17,17 +17,48 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def _number(value: object) -> float:
+    """A metric as a float; NaN (a gap in the curve) for null, missing, non-numeric or infinite values
+    (an infinity would also poison the trailing mean)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return float("nan")
+    return float(value)
+
+
+def _read_rows(metrics_path: Path) -> tuple[list[dict], int]:
+    """The records that have a numeric step, and how many lines were skipped (unreadable JSON,
+    not an object, no step): a run's curves are drawn at its end, where a bad line must not crash it."""
+    rows, skipped = [], 0
+    for line in metrics_path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and not math.isnan(_number(row.get("step"))):
+            rows.append(row)
+        else:
+            skipped += 1
+    return rows, skipped
+
+
 def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = "GRPO") -> Path:
-    """Three panels from a GRPO metrics.jsonl: accuracy & format rate, reward, completion length."""
+    """Three panels from a GRPO metrics.jsonl: accuracy & format rate, reward, completion length.
+
+    What cannot be plotted (bad lines, a metric never logged or always null, an empty log) is
+    skipped and said on stdout; the figure is written all the same."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+    rows, skipped = _read_rows(Path(metrics_path))
+    if skipped:
+        print(f"plots: skipped {skipped} line(s) of {metrics_path} without a readable record and step")
     if not rows:
-        raise ValueError(f"no metrics in {metrics_path}")
-    steps = [r["step"] for r in rows]
+        print(f"plots: no metrics to plot in {metrics_path}; {out_path} has empty panels")
+    steps = [_number(r["step"]) for r in rows]
     window = max(1, len(rows) // 20)
     panels = [("accuracy / format", [("accuracy", "accuracy"), ("format_rate", "format rate")]),
               ("reward", [("reward/total", "total reward")]),
@@ -35,12 +66,17 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for ax, (label, series) in zip(axes, panels):
         for key, name in series:
-            values = [r.get(key, float("nan")) for r in rows]
+            values = [_number(r.get(key)) for r in rows]
+            if all(math.isnan(v) for v in values):  # never logged, or always null
+                if rows:
+                    print(f"plots: no values of {key!r} in {metrics_path}; not plotted")
+                continue
             ax.plot(steps, values, alpha=0.3)
             ax.plot(steps, _smooth(values, window), label=name)
         ax.set_xlabel("step")
         ax.set_title(label)
-        ax.legend(loc="best")
+        if ax.get_legend_handles_labels()[0]:  # an empty legend only warns
+            ax.legend(loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     out_path = Path(out_path)

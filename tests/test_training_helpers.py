@@ -126,3 +126,22 @@ def test_resume_accepts_the_same_path_spelled_otherwise(tmp_path, monkeypatch):
                             ("data",))
     with pytest.raises(ValueError, match="data 'run/cold_start/data.jsonl' -> 'run/other.jsonl'"):
         training.check_same_run(tmp_path, Config(data="run/other.jsonl"), ("data",))
+
+
+def test_plots_skip_what_they_cannot_draw(tmp_path, capsys):
+    """An empty log raised, a null metric crashed the smoothing (TypeError): a run's end must not."""
+    from r1lab.plots import plot_rl_curves
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert plot_rl_curves(empty, tmp_path / "empty.png").stat().st_size > 0
+    assert "no metrics to plot" in capsys.readouterr().out
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "accuracy": null, "format_rate": 0.5, "length_mean": 10}\n'
+                   '{"step": 2, "accuracy": 0.25, "format_rate": null, "length_mean": 12}\n'
+                   '{"accuracy": 1.0}\n[1, 2]\n{"step": 3, "accura')
+    assert plot_rl_curves(log, tmp_path / "c.png").stat().st_size > 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"plots: skipped 3 line(s) of {log} without a readable record and step",
+        f"plots: no values of 'reward/total' in {log}; not plotted"]
