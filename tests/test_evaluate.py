@@ -136,6 +136,19 @@ def test_score_completions_with_k_below_the_sample_count():
     assert summary["cons@k"] == pytest.approx(2 / 3)  # votes over the first 2: [4,4] [6,6] [0.5,0.50]
 
 
+def test_a_setting_named_like_a_metric_is_refused():
+    """A setting "pass@1" replaced the computed pass@1 in the summary, eval.json and eval.md
+    (found by a review helper; failed before its fix)."""
+    from dataclasses import replace
+
+    result = score_completions(PROBLEMS, SAMPLES, k=2)
+    with pytest.raises(ValueError, match=r"settings 'pass@1', 'problems' would overwrite the summary's own values"):
+        replace(result, settings={"pass@1": 1.0, "seed": 0, "problems": []})
+    kept = replace(result, settings={"seed": 0})
+    assert kept.summary()["pass@1"] == pytest.approx(0.5) and kept.summary()["seed"] == 0
+    assert set(kept.summary()) | {"problems"} == set(kept.RESERVED) | {"seed"}  # RESERVED is every computed key
+
+
 def test_score_completions_rejects_bad_k_and_indices():
     with pytest.raises(ValueError, match=r"k must be from 1 to 4 \(the fewest samples any problem has\), got 5"):
         score_completions(PROBLEMS, SAMPLES, k=5)

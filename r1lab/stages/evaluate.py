@@ -145,6 +145,17 @@ class EvalResult:
     n_data: int  # problems in the data file (problems scored may be fewer)
     settings: dict[str, Any] = field(default_factory=dict)  # how the completions were made
 
+    # the summary's computed keys and to_json's "problems": a setting of one of these names would
+    # silently replace the number (the summary is one flat dict, settings merged in)
+    RESERVED = ("name", "k", "n_problems", "n_data", "n_samples", "pass@1", "pass@k", "cons@k", "no_answer",
+                "problems")
+
+    def __post_init__(self) -> None:
+        clash = [key for key in self.settings if key in self.RESERVED]
+        if clash:
+            raise ValueError(f"EvalResult settings {', '.join(map(repr, clash))} would overwrite the summary's "
+                             "own values; give them other names")
+
     def summary(self) -> dict[str, Any]:
         """The aggregate numbers, as one flat JSON-ready dict."""
         answers = [a for p in self.problems for a in p.answers]
