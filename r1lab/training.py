@@ -73,6 +73,10 @@ def check_device(device: str, owner: str = "config") -> None:
         dev = torch.device(device)
     except RuntimeError:
         raise ValueError(f"{owner}.device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if dev.type not in ("cpu", "cuda"):  # mps, xpu, ... checked by their torch module; meta holds no data
+        backend = getattr(torch, dev.type, None)
+        if not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+            raise ValueError(f"{owner}.device is {device!r} but no {dev.type} device is available here")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{owner}.device is {device!r} but CUDA is not available here")
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():

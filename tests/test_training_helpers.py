@@ -145,3 +145,17 @@ def test_plots_skip_what_they_cannot_draw(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         f"plots: skipped 3 line(s) of {log} without a readable record and step",
         f"plots: no values of 'reward/total' in {log}; not plotted"]
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "xpu:0"])
+def test_a_device_this_machine_lacks_is_named(device):
+    """Only cuda was checked: --device mps on this CPU-only machine failed deep in the model load
+    (NotImplementedError), and meta ran on tensors without data."""
+    import torch
+
+    backend = getattr(torch, device.split(":")[0], None)
+    if backend is not None and backend.is_available():
+        pytest.skip(f"this machine has a {device} device")
+    with pytest.raises(ValueError, match=rf"SFTConfig.device is '{device}' but no {device.split(':')[0]} device is available"):
+        training.check_device(device, "SFTConfig")
+    training.check_device("cpu", "SFTConfig")  # what this machine has still passes
