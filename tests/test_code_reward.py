@@ -98,7 +98,7 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
     blank = ["```" + " " * 40_000 + "\nx = 1", "```python\nx = 1\n```\n```" + "\t" * 20_000]
     start = time.perf_counter()
     assert [extract_code(text) for text in stuck] == stuck
-    assert [extract_code(text) for text in blank] == [blank[0], "x = 1"]
+    assert [extract_code(text) for text in blank] == ["x = 1", "x = 1"]  # the first never closes
     assert time.perf_counter() - start < 1.0
 
 
@@ -109,6 +109,24 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
 ])
 def test_extraction_takes_the_program_as_markdown_shows_it(completion):
     assert extract_code(completion) == "def add(a, b):\n    return a + b"
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>ok</think>\n```python\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b"),
+    ("<think>ok</think>\n```python\nx = 1\n```\nOutput:\n```\n1\n", "x = 1"),  # an open untagged block loses
+    ("<think>ok</think>\n```\nx = 1\n```\n```py\n  x = 2\n", "  x = 2"),  # the last Python block, open
+    ("<think>ok</think>\n```python\nx = 1\n```\n```python", "x = 1"),  # an opener with no code yet
+    ("<think>ok</think>\n```python\nx = 1\n```\n```python\n\n", "x = 1"),
+])
+def test_a_final_fence_left_open_runs_to_the_end_of_the_answer(completion, expected):
+    """A completion cut off (or never closed) after its opening fence was run whole, fence line
+    and all: a SyntaxError, reward 0, though the code a reader sees is complete."""
+    assert extract_code(completion) == expected
+
+
+def test_an_unclosed_fence_is_scored_on_its_code(sandbox):
+    assert code_reward("<think>ok</think>\n```python\ndef add(a, b):\n    return a + b\n", ADD,
+                       sandbox=sandbox) == 1.0
 
 
 def test_extraction_reads_the_current_turn_only():

@@ -4,7 +4,8 @@ Contract, like every r1lab reward: `(completion: str, example) -> float`, and a 
 on model text; text without usable code scores 0 (the reason is logged at debug level).
 
 - Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
-  tags if there are any); the code is the last fenced Python block of the answer, else the answer.
+  tags if there are any); the code is the last fenced Python block of the answer (a final fence
+  left open runs to the end of the answer, as Markdown reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
   "mbpp" runs `code + test_setup_code + asserts` (setup after the code: tasks 367 and 927 need it);
   "stdio" feeds each case's input to the program and compares its output, exactly or with
@@ -38,6 +39,8 @@ Kind = Literal["humaneval", "mbpp", "stdio"]
 # The run of spaces after the backticks is possessive (`*+`): else, on a fence that never
 # closes, the regex tries every split of it with the info string's rest (quadratic in its length).
 _FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
+# An opening fence line alone: one left open after the last closed block runs to the end (Markdown)
+_OPEN_FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n", re.M)
 _PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"
@@ -123,7 +126,7 @@ def extract_code(completion: str) -> str | None:
         answer = completion
     tagged = last_answer_block(answer)
     answer = answer if tagged is None else tagged
-    fences = _FENCE.findall(answer)  # (indent, language, body)
+    fences = _fences(answer)  # (indent, language, body)
     if fences:
         python = [f for f in fences if f[1].lower() in _PYTHON_FENCES] or [f for f in fences if not f[1]]
         if not python:
@@ -133,6 +136,20 @@ def extract_code(completion: str) -> str | None:
             answer = re.sub(rf"(?m)^[ \t]{{0,{len(indent)}}}", "", answer)
     code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
     return code or None
+
+
+def _fences(answer: str) -> list[tuple[str, str, str]]:
+    """The fenced blocks of `answer`, plus a last one left open (a completion cut off, or one that
+    never wrote the closing fence): as Markdown reads it, that block runs to the end of the text."""
+    fences, end = [], 0
+    for match in _FENCE.finditer(answer):
+        fences.append(match.groups())
+        end = match.end()
+    # no closed block starts after `end` (finditer would have found it): an opener here is unclosed
+    opener = _OPEN_FENCE.search(answer, end)
+    if opener is not None and answer[opener.end():].strip():  # cut off at its opening: no block yet
+        fences.append((*opener.groups(), answer[opener.end():]))
+    return fences
 
 
 def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]:
