@@ -415,3 +415,31 @@ def test_standard_streams_are_set_up_as_python_sets_them_up():
         result = box.execute(Job(source="import sys\nprint(repr(sys.stdin.read()), sys.stdin.errors)\n"
                                         "print('\\udcff' + 'x')", stdin="a\r\nb\r"))
     assert (result.status, result.stdout) == ("passed", "'a\\r\\nb\\r' surrogateescape\n\ufffdx\n"), result.stderr
+
+
+def test_a_broken_control_socket_is_retried_on_a_fresh_server():
+    """On a failed send the retry killed the server but, finding it not yet dead, sent again on
+    the same broken socket: the run was an error though a fresh server was one restart away."""
+    with Sandbox(max_workers=1) as box:
+        old = box.server_pid
+        broken, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        peer.close()
+        box._control.close()
+        box._control = broken  # the server lives on, but nothing reads what is sent here
+        result = box.execute(Job(source="print(1)"))
+        assert (result.status, result.stdout) == ("passed", "1\n"), result.detail
+        assert box.server_pid != old
+
+
+def test_a_run_on_a_server_that_just_died_is_rerun_on_a_fresh_one():
+    """A server killed (OOM killer, a stray signal) between two runs still looked alive to the
+    next one, whose request went to a dying supervisor: the run was an error, every time."""
+    with Sandbox(max_workers=1) as box:
+        for _ in range(3):
+            box.execute(Job(source="print(1)"))
+            old = box.server_pid
+            os.kill(old, signal.SIGKILL)
+            result = box.execute(Job(source="print(2)"))
+            assert (result.status, result.stdout) == ("passed", "2\n"), result.detail
+            assert box.server_pid != old
+

@@ -167,7 +167,13 @@ class Sandbox:
         """Run one job (blocking). Never raises for anything the program does."""
         self._unless_forked()
         with self._slots:
-            return self._run(job)
+            result = self._run(job)
+            server = self._server
+            if result.status == "error" and server is not None and server.poll() is not None:
+                # the server died under the run (its supervisor with it), which is not the
+                # program's doing: run it once more, on the fresh server `_send` starts
+                result = self._run(job)
+            return result
 
     def map(self, jobs: Sequence[Job]) -> list[ExecutionResult]:
         """Run many jobs in parallel, results in the order of `jobs`."""
@@ -207,7 +213,10 @@ class Sandbox:
                     socket.send_fds(self._control, [payload], fds)
                     return
                 except OSError:
+                    # reaped, so the retry starts a fresh server: just killed, it still polled as
+                    # alive, and the retry sent to the same dead socket
                     self._server.kill()
+                    self._server.wait()
                     if attempt:
                         raise
 
