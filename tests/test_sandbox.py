@@ -443,3 +443,10 @@ def test_a_run_on_a_server_that_just_died_is_rerun_on_a_fresh_one():
             assert (result.status, result.stdout) == ("passed", "2\n"), result.detail
             assert box.server_pid != old
 
+
+def test_file_is_defined_as_for_a_script(sandbox):
+    """`__file__` raised NameError: `python solution.py` sets it (absolute, since Python 3.9)."""
+    source = "import os\nprint(os.path.basename(__file__), os.path.isabs(__file__))\n" \
+             "if __name__ == '__main__':\n    print('main')\n"
+    result = sandbox.execute(Job(source=source))
+    assert (result.status, result.stdout) == ("passed", "solution.py True\nmain\n"), result.stderr

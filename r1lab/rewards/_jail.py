@@ -248,6 +248,9 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
 
     atexit._clear()
     main = sys.modules["__main__"] = sys.modules[module] = types.ModuleType(module)
+    # as `python solution.py` (3.9+) sets it: absolute, in the working directory; code reading
+    # `os.path.dirname(__file__)` raised NameError
+    main.__file__ = os.path.join(os.getcwd(), "solution.py")
     # exit() and quit() come from `site`, which the server skips (-S); programs call them often
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
