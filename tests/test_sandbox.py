@@ -450,3 +450,13 @@ def test_file_is_defined_as_for_a_script(sandbox):
              "if __name__ == '__main__':\n    print('main')\n"
     result = sandbox.execute(Job(source=source))
     assert (result.status, result.stdout) == ("passed", "solution.py True\nmain\n"), result.stderr
+
+
+def test_a_closed_sandbox_runs_again_with_map_as_with_execute():
+    """After `close` (the end of a `with` block), `execute` started a new server but `map`
+    raised RuntimeError: its pool had been shut down for good."""
+    box = Sandbox(max_workers=1)
+    with box:
+        assert box.map([Job(source="print(1)")])[0].stdout == "1\n"
+    with box:
+        assert [r.stdout for r in box.map([Job(source="print(2)"), Job(source="print(3)")])] == ["2\n", "3\n"]

@@ -170,8 +170,7 @@ class Sandbox:
             result = self._run(job)
             server = self._server
             if result.status == "error" and server is not None and server.poll() is not None:
-                # the server died under the run (its supervisor with it), which is not the
-                # program's doing: run it once more, on the fresh server `_send` starts
+                # its server died (not the program's doing): once more, on a fresh server
                 result = self._run(job)
             return result
 
@@ -181,9 +180,11 @@ class Sandbox:
         return list(self._pool.map(self.execute, jobs))
 
     def close(self) -> None:
-        """Stop the server; it kills whatever still runs before it exits."""
+        """Stop the server; it kills whatever still runs. A later run or `map` starts a new one."""
         self._unless_forked()
         self._pool.shutdown(wait=True)
+        # threads start on demand; a shut-down pool made a later `map` raise RuntimeError
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="r1lab-sandbox")
         with self._lock:
             if self._control is not None:
                 self._control.close()
@@ -213,8 +214,7 @@ class Sandbox:
                     socket.send_fds(self._control, [payload], fds)
                     return
                 except OSError:
-                    # reaped, so the retry starts a fresh server: just killed, it still polled as
-                    # alive, and the retry sent to the same dead socket
+                    # reaped: just killed, it still polled alive and the retry reused its socket
                     self._server.kill()
                     self._server.wait()
                     if attempt:
