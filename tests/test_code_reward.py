@@ -22,7 +22,8 @@ import pytest
 
 from r1lab.rewards import code as code_module
 from r1lab.rewards.code import CodeTask, build_jobs, code_reward, code_rewards, extract_code
-from r1lab.rewards.sandbox import SANDBOX_UIDS, Sandbox
+from r1lab.rewards.sandbox import Sandbox
+from test_sandbox import sandbox_processes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROOT = os.geteuid() == 0
@@ -374,13 +375,6 @@ def test_attack_suite_scores_zero_and_leaves_the_host_untouched(tmp_path, monkey
     assert not (Path(__file__).resolve().parent / "r1lab-pwned.txt").exists()
     time.sleep(1.0)  # the daemon would have written its pid file by now
     assert not (tmp_path / "daemon.pid").exists()
-    uids = [line.split()[1] for status in Path("/proc").glob("[0-9]*/status")
-            for line in _lines(status) if line.startswith("Uid:")]
-    assert [uid for uid in uids if int(uid) in SANDBOX_UIDS] == []
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except OSError:
-        return []
+    # this run's or orphaned only: counting every sandbox process on the machine failed whenever
+    # another test run's sandbox was busy at the same time
+    assert sandbox_processes() == []
