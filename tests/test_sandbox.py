@@ -40,10 +40,14 @@ def _ours_or_orphaned(pid: str) -> bool:
 
 def sandbox_processes() -> list[int]:
     """Pids of live processes under a sandbox uid (only runs as root get one) that are this run's
-    or leaked (orphaned)."""
+    or leaked (orphaned). Zombies are dead: a program whose supervisor died with a killed server is
+    reparented to pid 1, and stays a zombie until pid 1 reaps it, which some init processes do late."""
     pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
-        uid = _status(status.parent.name).get("Uid", "").split()
+        fields = _status(status.parent.name)
+        uid = fields.get("Uid", "").split()
+        if fields.get("State", "").strip().startswith("Z"):
+            continue
         if uid and int(uid[0]) in SANDBOX_UIDS and _ours_or_orphaned(status.parent.name):
             pids.append(int(status.parent.name))
     return pids
@@ -460,3 +464,4 @@ def test_a_closed_sandbox_runs_again_with_map_as_with_execute():
         assert box.map([Job(source="print(1)")])[0].stdout == "1\n"
     with box:
         assert [r.stdout for r in box.map([Job(source="print(2)"), Job(source="print(3)")])] == ["2\n", "3\n"]
+
