@@ -465,3 +465,24 @@ def test_a_closed_sandbox_runs_again_with_map_as_with_execute():
     with box:
         assert [r.stdout for r in box.map([Job(source="print(2)"), Job(source="print(3)")])] == ["2\n", "3\n"]
 
+
+def test_a_program_whose_supervisor_died_before_it_could_follow_it_does_not_run(tmp_path):
+    """The die-with-the-supervisor signal is cleared by fork and by the uid change, and set again
+    only after them: a supervisor killed in between sent no signal, and the program ran on without
+    its CPU limit. It now reads the supervisor's end of a pipe as closed and exits before running."""
+    import types
+
+    from r1lab.rewards import _jail
+
+    limits = types.SimpleNamespace(**vars(Limits()))
+    source = f"open({str(tmp_path / 'ran')!r}, 'w').close()"
+    alive_r, alive_w = os.pipe()
+    os.close(alive_w)  # the supervisor is gone
+    pid = os.fork()
+    if pid == 0:  # the program's process, as the supervisor forks it (no uid change: not root here)
+        _jail._program({"source": source, "nonce": "x", "module": "__main__"}, limits, None, str(tmp_path),
+                       False, alive_r)
+    os.close(alive_r)
+    status = os.waitpid(pid, 0)[1]
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert not (tmp_path / "ran").exists()

@@ -122,10 +122,13 @@ def _run_request(request: dict, fds: list[int], layers: list[str], cwd: str, uid
     if "chroot" in layers:
         _enter_jail(workdir, limits.disk_mb, uid)
     os.write(3, marshal.dumps({"isolation": layers}))
+    alive_r, alive_w = os.pipe()  # end-of-file on alive_r: this supervisor is gone
     pid = os.fork()
     if pid == 0:
         os.close(3)
-        _program(request, limits, uid, cwd, "socket-patch" in layers)
+        os.close(alive_w)
+        _program(request, limits, uid, cwd, "socket-patch" in layers, alive_r)
+    os.close(alive_r)
     for fd in (0, 1, 2):  # the caller sees end-of-file as soon as the program's side is gone
         os.close(fd)
     pidfd, poller = os.pidfd_open(pid), select.poll()
@@ -191,7 +194,7 @@ def _enter_jail(root: str, disk_mb: int, uid: int) -> None:
 
 
 def _program(request: dict, limits: types.SimpleNamespace, uid: int | None, cwd: str,
-             patch_socket: bool) -> NoReturn:
+             patch_socket: bool, alive_fd: int) -> NoReturn:
     """The program's process (pid 1 of its namespace): drop privileges, set limits, run the code.
 
     Being pid 1 means signals it sends itself without a handler are ignored and that the kernel
@@ -208,7 +211,11 @@ def _program(request: dict, limits: types.SimpleNamespace, uid: int | None, cwd:
             os.setresuid(uid, uid, uid)
             # counted per uid, so only meaningful for a uid of the run's own
             resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes,) * 2)
-        libc.prctl(1, signal.SIGKILL)  # die with the supervisor (the uid change cleared it)
+        libc.prctl(1, signal.SIGKILL)  # die with the supervisor (a fork and the uid change clear it)
+        # a supervisor that died before this line sent no signal: its pipe end is closed then
+        if select.select([alive_fd], [], [], 0)[0]:
+            return
+        os.close(alive_fd)
         cpu, mb = int(limits.timeout_s) + 1, 1 << 20
         for kind, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
                             (resource.RLIMIT_AS, (limits.memory_mb * mb,) * 2),
