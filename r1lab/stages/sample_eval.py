@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,18 +151,27 @@ def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[s
     training.keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     problems, prompts, world = _prompts(config, tokenizer)
-    texts: dict[int, list[str]] = {}
-    lengths: dict[int, list[int]] = {}
-    bar = tqdm(range(0, len(prompts), config.batch_problems), desc=f"sampling k={config.k}", dynamic_ncols=True)
+    opening = "" if world is not None else THINK_OPENING
+    # A prompt with no room left for max_new_tokens in the model's positions made the engine raise
+    # for its whole batch, ending the run after minutes of sampling (a tiny model on MATH-500): such a
+    # problem is not sampled and gets k empty completions, scored as unanswered (length 0).
+    room = model.config.max_position_embeddings - config.max_new_tokens
+    fitting = [i for i, ids in enumerate(prompts) if len(ids) <= room]
+    texts = {i: [opening] * config.k for i in range(len(prompts))}
+    lengths = {i: [0] * config.k for i in range(len(prompts))}
+    if len(fitting) < len(prompts):
+        print(f"r1lab eval: warning: {len(prompts) - len(fitting)} of {len(prompts)} prompts leave no room for "
+              f"{config.max_new_tokens} new tokens in the model's {model.config.max_position_embeddings} positions; "
+              "scored as unanswered", file=sys.stderr)
+    bar = tqdm(range(0, len(fitting), config.batch_problems), desc=f"sampling k={config.k}", dynamic_ncols=True)
     for start in bar:
-        chunk = prompts[start:start + config.batch_problems]
-        groups = engine.generate(chunk, SamplingParams(
+        chunk = fitting[start:start + config.batch_problems]
+        groups = engine.generate([prompts[i] for i in chunk], SamplingParams(
             n=config.k, temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
             stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 1_000_003 + start))
-        opening = "" if world is not None else THINK_OPENING
-        for j, group in enumerate(groups):
-            texts[start + j] = [opening + c.text for c in group]
-            lengths[start + j] = [len(c.token_ids) for c in group]
+        for i, group in zip(chunk, groups):
+            texts[i] = [opening + c.text for c in group]
+            lengths[i] = [len(c.token_ids) for c in group]
     return problems, texts, lengths, world
 
 
@@ -179,7 +189,8 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
                                 "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed}
     if world is None:
         result = score_completions(problems, texts, k)
-        return replace(result, settings={**settings, "length_mean": _mean_len(lengths)})
+        unsampled = sum(not any(v) for v in lengths.values())  # no room to sample: every length 0
+        return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
     result = score_completions(problems, texts, k, name="world/heldout", check=world_check(world))
     metrics = world_metrics(world, texts, lengths, format_rule(config.template))
     return replace(result, settings={**settings, "template": config.template, **metrics})
