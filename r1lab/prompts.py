@@ -41,6 +41,8 @@ def check_template(template: str) -> str:
 def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str | None = None) -> list[int]:
     """Token ids of the prompt for ``question``; the completion follows directly."""
     if check_template(template) == R1_ZERO:
+        if system:  # Table 1's template has no place for one: dropping it would change the prompt unseen
+            raise ValueError("the r1_zero template takes no system text (R1 Table 1); use the chat template")
         from r1lab.world.render import format_r1_zero
 
         return [tokenizer.bos_id, *tokenizer.encode(format_r1_zero(question))]

@@ -25,3 +25,16 @@ def test_a_prompt_longer_than_the_context_is_scored_unanswered_not_a_crash(tmp_p
     assert len(short.answers) == 2
     assert result.summary()["prompts_too_long"] == 1 and result.summary()["n_samples"] == 4
     assert "1 of 2 prompts leave no room for 4 new tokens" in capsys.readouterr().err
+
+
+def test_a_system_text_is_refused_by_the_r1_zero_template_not_dropped():
+    import pytest
+
+    from r1lab.prompts import CHAT, R1_ZERO, prompt_ids
+    from r1lab.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(BASE)
+    with pytest.raises(ValueError, match="r1_zero template takes no system text"):
+        prompt_ids(tokenizer, "Compute 2+3", R1_ZERO, system="Be brief.")
+    assert tokenizer.decode(prompt_ids(tokenizer, "Compute 2+3", CHAT, system="Be brief.")) == (
+        "<|bos|>Be brief.<|user|>Compute 2+3<|assistant|>")
