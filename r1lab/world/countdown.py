@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 
 from r1lab.world.arithmetic import ArithmeticConfig, Chain, feasible_moves, apply, random_chain
 from r1lab.world.problems import WorldProblem, countdown_problem
+
+_EXPRESSION = re.compile(r"[0-9+\-*() ]*")  # the characters of an expression of the task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +80,8 @@ def missed_attempts(rng: random.Random, problem: WorldProblem, count: int, confi
 
 def evaluate_expression(text: str) -> tuple[int, list[int]] | None:
     """Value and literal numbers of an expression of integers, ``+ - *`` and parentheses; None if not one."""
+    if not _EXPRESSION.fullmatch(text.strip()):  # Python reads more: "1_2" as 12, "3+4 # 9" as 3+4
+        return None
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError):
