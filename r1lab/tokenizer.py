@@ -40,7 +40,8 @@ RESERVED_TOKENS: tuple[str, ...] = SPECIAL_TOKENS + TAG_TOKENS  # ids 0..8, in t
 def find_control_token(text: str) -> str | None:
     """The first control token written out in `text` (``<|eos|>``...), or None: such text would
     encode as the real token (a sampled ``<|assistant|>``, or one inside a user's data)."""
-    return next((token for token in SPECIAL_TOKENS if token in text), None)
+    found = [(text.find(token), token) for token in SPECIAL_TOKENS if token in text]
+    return min(found)[1] if found else None  # the earliest in the text, not in SPECIAL_TOKENS' order
 DEFAULT_VOCAB_SIZE = 1024
 
 # The R1 conversation format (BOS, then turns; each assistant turn closed by EOS), in Jinja for
