@@ -137,7 +137,10 @@ class Engine:
     def _generate(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
         n, P = params.n, -(-max(len(x) for x in ids) // 8) * 8  # prompt width: a multiple of 8 (repeating shapes)
         S = P + params.max_new_tokens
-        pad = self.model.config.pad_token_id or 0
+        # pad slots are masked, so any in-vocabulary id serves; a config's pad id may be None, or
+        # outside the vocabulary (HF configs write -1): embedding that raised an IndexError
+        pad, vocab = self.model.config.pad_token_id, self.model.config.vocab_size
+        pad = pad if pad is not None and 0 <= pad < vocab else 0
         tokens = torch.full((len(ids), P), pad, dtype=torch.long)
         mask = torch.zeros(len(ids), S, dtype=torch.bool)
         for i, x in enumerate(ids):  # left padding: every prompt ends at slot P - 1
