@@ -143,8 +143,8 @@ def shuffle_generator(config: GRPOConfig, step: int) -> torch.Generator:
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
                   batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
-    step); returns mean statistics. The router biases move after each optimizer step, as in
-    pretraining (`expert_load_max_mean`: the mean over those steps of the load each saw)."""
+    step); returns mean statistics. A minibatch without a loss token takes no step. The router
+    biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over those steps of the load each saw)."""
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
@@ -155,6 +155,10 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     for _ in range(config.ppo_epochs):
         for rows in minibatch_rows(n, config.minibatches, g):
             rows = rows.to(batch.tokens.device)
+            if not batch.mask[rows].any():
+                # no loss token (overlong filtering masked every row): AdamW's momentum would still
+                # move the weights, and ratio / clip stats of 0 would enter the step's means
+                continue
             with training.autocast(config.bf16, config.device):
                 logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
@@ -171,7 +175,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
                          ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
                 stats.setdefault(k, []).append(float(v.detach()))
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+    # nothing trained: as a step whose groups were all dropped (no load to balance)
+    return {k: sum(v) / len(v) for k, v in stats.items()} or {"expert_load_max_mean": 1.0}
 
 
 def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenizer, torch.optim.Optimizer,

@@ -1,0 +1,64 @@
+"""GRPO updates on batches whose loss mask is empty (DAPO overlong filtering masks every token of
+a truncated completion): no loss token means no optimizer step and no statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from r1lab import training
+from r1lab.engine import Completion
+from r1lab.model import Transformer, preset
+from r1lab.rewards import RubricResult
+from r1lab.stages import grpo
+from r1lab.stages.rollout import Rollout, build_batch, completion_logprobs
+
+
+def _model_and_batch(finish: list[str]) -> tuple[Transformer, object]:
+    """Two prompts, two completions each, old log-probs the model's own (ratio exactly 1)."""
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()
+    comps = [Completion(prompt_index=i // 2, token_ids=[3 + i, 4, 5], logprobs=[0.0] * 3, text="",
+                        finish_reason=f) for i, f in enumerate(finish)]
+    rollout = Rollout(prompts=[[1, 5], [1, 6]], completions=comps, examples=[None] * 4,
+                      rewards=RubricResult(total=[1.0, 0.0] * 2, per_term={}), group_size=2)
+    batch = build_batch(rollout, torch.tensor([1.0, -1.0] * 2), pad_id=0, drop_equal_groups=False,
+                        mask_truncated=True)
+    model.eval()  # no expert-load bookkeeping for this read
+    with torch.no_grad():
+        batch.old_logp = completion_logprobs(model, batch, torch.arange(4), temperature=1.0)
+    return model.train(), batch
+
+
+class Counting(torch.optim.AdamW):
+    steps = 0
+
+    def step(self, closure=None):
+        Counting.steps += 1
+        return super().step(closure)
+
+
+def test_a_minibatch_without_loss_tokens_takes_no_step_and_does_not_drag_the_ratio_to_zero():
+    # prompt 0's completions were cut by the length limit: fully masked; prompt 1's stopped
+    model, batch = _model_and_batch(["length", "length", "stop", "stop"])
+    Counting.steps = 0
+    config = grpo.GRPOConfig(minibatches=4, kl_coef=0.0, group_size=2)
+    stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch, config)
+    # one row a minibatch: only the two rows with loss tokens step; before, four steps, and the two
+    # empty minibatches reported ratio 0 and clip fraction 0, so the logged ratio was 0.5
+    assert Counting.steps == 2
+    assert stats["ratio"] == pytest.approx(1.0, abs=1e-2)  # lr 0: only the router bias moves
+
+
+def test_a_fully_masked_batch_leaves_the_weights_alone():
+    """AdamW moves weights on a zero gradient (its momentum): an update without a loss token must
+    not take the step at all."""
+    model, batch = _model_and_batch(["length"] * 4)
+    optimizer = training.make_optimizer(model, 1e-2, 0.0)
+    model(torch.tensor([[1, 5, 3]])).sum().backward()  # some momentum from an earlier step
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    stats = grpo.policy_update(model, None, optimizer, batch, grpo.GRPOConfig(kl_coef=0.0, group_size=2))
+    assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())
+    assert stats == {"expert_load_max_mean": 1.0}  # as a step whose groups were all dropped
