@@ -3,6 +3,8 @@ a truncated completion): no loss token means no optimizer step and no statistics
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -62,3 +64,17 @@ def test_a_fully_masked_batch_leaves_the_weights_alone():
     stats = grpo.policy_update(model, None, optimizer, batch, grpo.GRPOConfig(kl_coef=0.0, group_size=2))
     assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())
     assert stats == {"expert_load_max_mean": 1.0}  # as a step whose groups were all dropped
+
+
+def test_a_step_whose_completions_are_all_truncated_and_masked_trains_no_token(tmp_path):
+    """With --mask-truncated and every completion cut, the step had no loss token but still ran
+    the update (reference forward, an AdamW step) and logged every token as trained."""
+    from r1lab.stages import pretrain
+
+    base = pretrain.run(pretrain.PretrainConfig(out_dir=str(tmp_path / "base"), n_docs=100, seq_len=32,
+                                                batch_size=2, max_steps=1, eval_every=1, save_every=1, bf16=False))
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
+                             group_size=2, max_new_tokens=2, max_steps=1, mask_truncated=True, bf16=False))
+    record = json.loads((tmp_path / "zero" / "metrics.jsonl").read_text())
+    assert record["truncation_rate"] == 1.0  # seeded: the untrained base never stops in 2 tokens
+    assert record["train_tokens_per_s"] == 0.0 and "ratio" not in record and "loss" not in record

@@ -144,7 +144,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                   batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
     step); returns mean statistics. A minibatch without a loss token takes no step. The router
-    biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over those steps of the load each saw)."""
+    biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over
+    those steps of the load each saw)."""
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
@@ -245,8 +246,10 @@ def run(config: GRPOConfig) -> Path:
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
                             config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
         t1 = time.perf_counter()
-        # every group dropped (dynamic sampling): no update, and no load to balance
-        stats = policy_update(model, ref, optimizer, batch, config, step) if batch.tokens.shape[0] else \
+        # every group dropped (dynamic sampling) or every row masked (overlong filtering): no update,
+        # no load to balance, no token trained
+        trained = bool(batch.mask.any())
+        stats = policy_update(model, ref, optimizer, batch, config, step) if trained else \
             {"expert_load_max_mean": 1.0}
         t_train = time.perf_counter() - t1
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
@@ -256,7 +259,8 @@ def run(config: GRPOConfig) -> Path:
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
                   "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
                   # every token forwarded and backpropagated (masked truncated ones too), as rollout's
-                  "train_tokens_per_s": int(batch.token_valid.sum()) * config.ppo_epochs / max(t_train, 1e-9)}
+                  "train_tokens_per_s": trained * int(batch.token_valid.sum()) * config.ppo_epochs
+                  / max(t_train, 1e-9)}
         metrics.write(record)
         bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                         len=f"{record['length_mean']:.0f}")
