@@ -153,6 +153,8 @@ def test_save_replaces_existing_checkpoint_atomically(tmp_path, monkeypatch):
     ("model_type", "llama", "model_type"),
     ("hidden_act", "gelu", "hidden_act"),
     ("topk_method", "greedy", "topk_method"),
+    # transformers would route such a checkpoint with sigmoid: r1lab must not follow softmax silently
+    ("scoring_func", "softmax", "scoring_func"),
     ("num_key_value_heads", 1, "num_key_value_heads"),
     ("rope_parameters", {"rope_type": "linear", "factor": 2.0}, "rope_type"),
     ("rope_parameters", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,

@@ -93,8 +93,10 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
     a missing field means what it means to transformers' DeepseekV3Config."""
     if d.get("model_type") != "deepseek_v3":
         raise _unsupported("model_type", d.get("model_type"), "r1lab reads deepseek_v3 checkpoints")
+    # scoring_func: transformers' DeepseekV3 routes with sigmoid whatever the field says, so a
+    # softmax-gated checkpoint would be a different model in each library (and saving refuses it)
     checks = [("hidden_act", "silu"), ("attention_bias", False), ("topk_method", "noaux_tc"),
-              ("pretraining_tp", 1), ("quantization_config", None)]
+              ("scoring_func", "sigmoid"), ("pretraining_tp", 1), ("quantization_config", None)]
     for field, ok in checks:
         if field in d and d[field] != ok:
             raise _unsupported(field, d[field], f"only {ok!r} is implemented")
@@ -112,7 +114,7 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
         qk_nope_head_dim=d["qk_nope_head_dim"], qk_rope_head_dim=d["qk_rope_head_dim"], v_head_dim=d["v_head_dim"],
         first_k_dense_replace=d["first_k_dense_replace"] or 0,
         n_shared_experts=d["n_shared_experts"] or 0, n_routed_experts=d["n_routed_experts"] or 0,
-        scoring_func=d.get("scoring_func", "sigmoid"), norm_topk_prob=d["norm_topk_prob"], **routing,
+        norm_topk_prob=d["norm_topk_prob"], **routing,
         num_nextn_predict_layers=d["num_nextn_predict_layers"] or 0,
         max_position_embeddings=d["max_position_embeddings"], **_rope_fields(d),
         rope_interleave=d["rope_interleave"], rms_norm_eps=d["rms_norm_eps"],
