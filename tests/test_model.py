@@ -143,6 +143,19 @@ def test_left_padded_batch_matches_unpadded_rows():
     torch.testing.assert_close(step[0, 0], ref_a[0, 9], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("first,second", [(3, 3), (4, 1)])
+def test_a_full_cache_is_a_value_error_naming_it(first, second):
+    """More tokens than the cache holds: a shape RuntimeError from the slice write or the mask
+    before (a write past the end broadcast to an empty slice); the cache is left as it was."""
+    model = Transformer(small_config()).eval()
+    cache = model.make_cache(1, 4)
+    with torch.no_grad():
+        model(torch.randint(0, 64, (1, first)), cache=cache)
+        with pytest.raises(ValueError, match="KVCache holds 4 positions"):
+            model(torch.randint(0, 64, (1, second)), cache=cache)
+    assert cache.length == first
+
+
 def test_cache_is_latent_only():
     config = preset("deepseek-v3-671b")
     cache = KVCache(config.replace(num_hidden_layers=1), 1, 1, device="meta", dtype=torch.bfloat16)

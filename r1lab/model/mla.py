@@ -79,6 +79,8 @@ class KVCache:
         """Writes this step's (B, T, c) latents and (B, T, d_rope) keys after the filled slots;
         returns everything cached so far for the layer (B, S, ...) in `dtype`, and the step's first slot."""
         start, T = self.length, latent.shape[1]
+        if start + T > self.max_len:  # the slice write would broadcast or fail with a shape error
+            raise ValueError(f"KVCache holds {self.max_len} positions: {start} are filled, {T} more do not fit")
         self.latent[layer, :, start:start + T] = latent.to(self.latent.dtype)
         self.k_rope[layer, :, start:start + T] = k_rope.to(self.k_rope.dtype)
         return self.latent[layer, :, :start + T].to(dtype), self.k_rope[layer, :, :start + T].to(dtype), start
