@@ -26,6 +26,8 @@ CONFIGS = {
     "yarn-attention-factor": dict(rope_factor=4.0, original_max_position_embeddings=16, attention_factor=0.8),
     "low-rank-q+yarn+interleave": dict(q_lora_rank=16, rope_factor=8.0, original_max_position_embeddings=8,
                                        mscale=0.7, mscale_all_dim=1.3),
+    # odd nope and latent widths: the RoPE parts of q and [c_KV ; k_rope] start at odd offsets
+    "odd-nope+odd-latent": dict(q_lora_rank=0, qk_nope_head_dim=7, kv_lora_rank=15),
     # raw gate weights (no renormalisation), scaled, one group of four allowed
     "no-norm-topk+scaling+1-of-4-groups": dict(norm_topk_prob=False, routed_scaling_factor=1.7, n_group=4,
                                                topk_group=1),

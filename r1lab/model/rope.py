@@ -74,7 +74,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
     Llama layout pairs dim i with dim i + d/2. Either way q·k only depends on the relative angle.
     """
     if interleave:  # pairs as complex numbers, rotated by e^{i theta} in float32: one multiply
-        pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, H, T, d/2)
+        xf = x.float()
+        # view_as_complex needs an even storage offset and even strides; a float32 slice of q or of
+        # [c_KV ; k_rope] has odd ones when qk_nope_head_dim or kv_lora_rank is odd: copy it then
+        if xf.storage_offset() % 2 or any(s % 2 for s in xf.stride()[:-1]):
+            xf = xf.clone(memory_format=torch.contiguous_format)
+        pairs = torch.view_as_complex(xf.reshape(*x.shape[:-1], -1, 2))  # (B, H, T, d/2)
         rotated = pairs * torch.complex(cos, sin)[:, None]
         return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
     cos, sin = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)  # (B, 1, T, d/2)
