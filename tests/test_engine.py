@@ -243,6 +243,25 @@ def test_packed_decode_step_equals_the_model_forward(changes):
     assert error < 2 * autocast_error
 
 
+def test_one_row_decode_step_with_odd_widths_equals_the_model_forward():
+    """With one row, the RoPE slice of the step's fused projection is contiguous but starts at an
+    odd offset when qk_nope_head_dim or kv_lora_rank is odd: `.contiguous()` did not copy it, and
+    the complex view of interleaved RoPE raised (storage offset not divisible by 2)."""
+    from r1lab.model.decode import DecodeWeights
+
+    torch.manual_seed(0)
+    config = preset("tiny").replace(vocab_size=50, num_hidden_layers=2, qk_nope_head_dim=7, kv_lora_rank=15)
+    model = Transformer(config).to(DEVICE).eval()
+    ids = torch.randint(0, 50, (1, 6), device=DEVICE)
+    pos, valid = torch.arange(6, device=DEVICE)[None], torch.ones(1, 6, dtype=torch.bool, device=DEVICE)
+    with torch.no_grad():
+        full = model(ids, position_ids=pos)  # (1, 6, V)
+        cache = model.make_cache(1, 6)
+        model(ids[:, :5], position_ids=pos[:, :5], cache=cache)
+        logits = DecodeWeights(model).step(ids[:, 5], pos[:, 5], valid, cache)
+    torch.testing.assert_close(logits, full[:, 5], atol=1e-4, rtol=1e-4)
+
+
 def test_decode_step_takes_a_cache_of_another_dtype():
     """The absorbed attention weights follow the cache's dtype: DecodeWeights packs them in its
     `cache_dtype` (float32 on a CPU, bf16 on a GPU), yet a step on a cache made in the other dtype

@@ -151,7 +151,10 @@ class DecodeWeights:
         cos, sin, rotation = rope
         if rotation is None:
             return apply_rope(x[:, :, None], cos, sin, False)[:, :, 0]
-        pairs = torch.view_as_complex(x.contiguous().view(*x.shape[:-1], -1, 2))  # (R, n, d_rope / 2)
+        # a copy unless already usable: one row's slice is contiguous but can start at an odd offset
+        # (odd qk_nope_head_dim or kv_lora_rank), which the complex view refuses
+        x = x.contiguous() if x.storage_offset() % 2 == 0 else x.clone()
+        pairs = torch.view_as_complex(x.view(*x.shape[:-1], -1, 2))  # (R, n, d_rope / 2)
         return torch.view_as_real(pairs * rotation).flatten(-2)
 
     def _attention(self, layer: int, w: _Attention, h: torch.Tensor,
