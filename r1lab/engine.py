@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -54,8 +55,15 @@ class SamplingParams:
         if self.top_k < 0 or self.n < 1:
             raise ValueError("top_k must be >= 0 and n >= 1")
         # a bare str would be iterated as one stop string per character: every row stopping early
-        if isinstance(self.stop_strings, str) or isinstance(self.stop_token_ids, int):
+        if isinstance(self.stop_strings, str):
             raise TypeError("stop_strings and stop_token_ids are tuples: write stop_strings=(s,), stop_token_ids=(id,)")
+        # a scalar id of any kind (int, np.int64, 0-d tensor) would otherwise fail later at len() with
+        # an unrelated message; operator.index takes integer scalars of numpy and torch and refuses floats
+        try:
+            self.stop_token_ids = tuple(operator.index(i) for i in self.stop_token_ids)
+        except TypeError:
+            raise TypeError("stop_strings and stop_token_ids are tuples: write stop_strings=(s,), stop_token_ids=(id,)"
+                            f"; got stop_token_ids={self.stop_token_ids!r}") from None
         if "" in self.stop_strings:  # "" is in every text: each row would stop after one token
             raise ValueError("stop_strings must not contain the empty string")
 
