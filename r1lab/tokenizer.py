@@ -108,8 +108,25 @@ class Tokenizer:
             raise _unencodable(list(texts)) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of ``ids``, special tokens included, so ``decode(encode(t)) == t``."""
-        return self.backend.decode(list(ids), skip_special_tokens=False)
+        """The text of ``ids``, special tokens included, so ``decode(encode(t)) == t``.
+
+        An id at or above ``vocab_size`` (a model's vocabulary may be padded past the tokenizer's,
+        as SFT allows, and the engine can sample those rows) has no text: it decodes to U+FFFD, as
+        undecodable bytes do, where the backend dropped it silently. A negative id (e.g. the -100
+        of ignored labels) raises ValueError naming it.
+        """
+        ids = list(ids)
+        if not ids or (min(ids) >= 0 and max(ids) < self.vocab_size):
+            return self.backend.decode(ids, skip_special_tokens=False)
+        if min(ids) < 0:
+            raise ValueError(f"token id {min(ids)} is negative: it is no token")
+        runs: list[list[int]] = [[]]  # the in-vocabulary runs between out-of-vocabulary ids
+        for i in ids:
+            if i < self.vocab_size:
+                runs[-1].append(i)
+            else:
+                runs.append([])
+        return "\ufffd".join(self.backend.decode(run, skip_special_tokens=False) for run in runs)
 
     def token_id(self, token: str) -> int:
         token_id = self.backend.token_to_id(token)
