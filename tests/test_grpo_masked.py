@@ -44,12 +44,14 @@ def test_a_minibatch_without_loss_tokens_takes_no_step_and_does_not_drag_the_rat
     # prompt 0's completions were cut by the length limit: fully masked; prompt 1's stopped
     model, batch = _model_and_batch(["length", "length", "stop", "stop"])
     Counting.steps = 0
-    config = grpo.GRPOConfig(minibatches=4, kl_coef=0.0, group_size=2)
+    config = grpo.GRPOConfig(minibatches=4, ppo_epochs=2, kl_coef=0.0, group_size=2)
     stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch, config)
-    # one row a minibatch: only the two rows with loss tokens step; before, four steps, and the two
-    # empty minibatches reported ratio 0 and clip fraction 0, so the logged ratio was 0.5
-    assert Counting.steps == 2
+    # one row a minibatch: only the two rows with loss tokens step, in each of 2 passes; before, eight
+    # steps, and the empty minibatches reported ratio 0 and clip fraction 0 (logged ratio 0.5)
+    assert Counting.steps == 2 * 2
     assert stats["ratio"] == pytest.approx(1.0, abs=1e-2)  # lr 0: only the router bias moves
+    # train_tokens_per_s counts what trained: 2 rows x 3 tokens x 2 passes, not all 4 rows (24)
+    assert stats["train_tokens"] == 2 * 3 * 2
 
 
 def test_a_fully_masked_batch_leaves_the_weights_alone():
@@ -63,7 +65,7 @@ def test_a_fully_masked_batch_leaves_the_weights_alone():
     before = {k: v.clone() for k, v in model.named_parameters()}
     stats = grpo.policy_update(model, None, optimizer, batch, grpo.GRPOConfig(kl_coef=0.0, group_size=2))
     assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())
-    assert stats == {"expert_load_max_mean": 1.0}  # as a step whose groups were all dropped
+    assert stats == {"expert_load_max_mean": 1.0, "train_tokens": 0}  # as a step whose groups were all dropped
 
 
 def test_a_step_whose_completions_are_all_truncated_and_masked_trains_no_token(tmp_path):

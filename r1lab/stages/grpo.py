@@ -143,7 +143,8 @@ def shuffle_generator(config: GRPOConfig, step: int) -> torch.Generator:
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
                   batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
-    step); returns mean statistics. A minibatch without a loss token takes no step. The router
+    step); returns mean statistics and `train_tokens`, the completion tokens forwarded and
+    backpropagated in all. A minibatch without a loss token takes no step. The router
     biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over
     those steps of the load each saw)."""
     n = batch.tokens.shape[0]
@@ -152,6 +153,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
         with torch.no_grad(), training.autocast(config.bf16, config.device):
             ref_logp = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
     stats: dict[str, list[float]] = {}
+    tokens = 0
     g = shuffle_generator(config, step)
     for _ in range(config.ppo_epochs):
         for rows in minibatch_rows(n, config.minibatches, g):
@@ -160,6 +162,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                 # no loss token (overlong filtering masked every row): AdamW's momentum would still
                 # move the weights, and ratio / clip stats of 0 would enter the step's means
                 continue
+            tokens += int(batch.token_valid[rows].sum())  # masked truncated rows of the minibatch too
             with training.autocast(config.bf16, config.device):
                 logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
@@ -177,7 +180,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                          ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
                 stats.setdefault(k, []).append(float(v.detach()))
     # nothing trained: as a step whose groups were all dropped (no load to balance)
-    return {k: sum(v) / len(v) for k, v in stats.items()} or {"expert_load_max_mean": 1.0}
+    means = {k: sum(v) / len(v) for k, v in stats.items()} or {"expert_load_max_mean": 1.0}
+    return {**means, "train_tokens": tokens}
 
 
 def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenizer, torch.optim.Optimizer,
@@ -248,19 +252,17 @@ def run(config: GRPOConfig) -> Path:
         t1 = time.perf_counter()
         # every group dropped (dynamic sampling) or every row masked (overlong filtering): no update,
         # no load to balance, no token trained
-        trained = bool(batch.mask.any())
-        stats = policy_update(model, ref, optimizer, batch, config, step) if trained else \
-            {"expert_load_max_mean": 1.0}
-        t_train = time.perf_counter() - t1
+        stats = policy_update(model, ref, optimizer, batch, config, step) if batch.mask.any() else \
+            {"expert_load_max_mean": 1.0, "train_tokens": 0}
+        t_train, train_tokens = time.perf_counter() - t1, stats.pop("train_tokens")
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: reference replaced every 400 steps
         record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
                   "rollout_s": t_rollout, "train_s": t_train,
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
                   "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
-                  # every token forwarded and backpropagated (masked truncated ones too), as rollout's
-                  "train_tokens_per_s": trained * int(batch.token_valid.sum()) * config.ppo_epochs
-                  / max(t_train, 1e-9)}
+                  # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
+                  "train_tokens_per_s": train_tokens / max(t_train, 1e-9)}
         metrics.write(record)
         bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                         len=f"{record['length_mean']:.0f}")
