@@ -33,7 +33,7 @@ JUDGE_PROMPT = (
     "Predicted answer: {prediction}"
 )
 _MAX_PREDICTION_CHARS = 500  # the judge sees the end of the prediction's final answer, cut to this length
-_FIRST_WORD = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]+")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,10 +94,14 @@ def final_answer(prediction: str) -> str:
 
 
 def parse_verdict(text: str) -> bool:
-    """True when the first word of the judge's reply (after its ``</think>``, if it reasons) is "yes".
+    """True when the first word of the judge's reply (after its ``</think>``, if it reasons) is "yes"
+    and no word of it is "no": a judge that echoes the instruction ("Yes or no: no", "Yes/No") gave
+    no clear yes.
 
     >>> [parse_verdict(t) for t in (" Yes.", "yes, it is<|eos|>", "no", "Yesterday", "", "<think>yes", None)]
     [True, True, False, False, False, False, False]
+    >>> [parse_verdict(t) for t in ("Yes or no: no", "Yes/No", "Yes, it matches.")]
+    [False, False, True]
     >>> parse_verdict("<think>\\n5 = 5.\\n</think>\\nyes")
     True
     """
@@ -105,8 +109,8 @@ def parse_verdict(text: str) -> bool:
         return False
     from r1lab.world.answers import final_answer_span
 
-    match = _FIRST_WORD.search(final_answer_span(text))  # "**Yes**": the first word, after any markup
-    return match is not None and match.group(0).lower() == "yes"
+    words = [word.lower() for word in _WORD.findall(final_answer_span(text))]  # "**Yes**": words, not markup
+    return words[:1] == ["yes"] and "no" not in words
 
 
 class GenerativeJudge:
