@@ -140,17 +140,27 @@ class MetricsLog:
         records = []
         for i, line in lines:
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as err:
                 if i != lines[-1][0]:
                     raise ValueError(f"{self.path}:{i}: not a JSON record ({err})") from None
                 print(f"warning: {self.path}:{i}: skipping an unreadable last line (cut off by a crash?)")
+                continue
+            if not isinstance(record, dict):  # no crash leaves one: every record is written as an object
+                raise ValueError(f"{self.path}:{i}: not a JSON record (a JSON {type(record).__name__}, not an object)")
+            records.append(record)
         return records
 
     def truncate_after(self, step: int) -> None:
         """On resume: drop records of steps after the checkpoint (they will be redone). Written to a
         temporary file and renamed over the log, so a crash here leaves the old log whole."""
-        keep = [r for r in self.read() if r.get("step", 0) <= step]
+        records = self.read()
+        for r in records:  # a null or text step cannot be placed before or after the checkpoint
+            at = r.get("step", 0)
+            if isinstance(at, bool) or not isinstance(at, (int, float)):
+                raise ValueError(f"{self.path}: the record {json.dumps(r)[:80]} has step {at!r}, not a "
+                                 "number; fix or remove that line, or start afresh without --resume")
+        keep = [r for r in records if r.get("step", 0) <= step]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
         os.replace(tmp, self.path)
