@@ -35,15 +35,20 @@ SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRI
 
 def chain_of_thought(completion: str) -> str:
     """The reasoning: every <think> block, one per line (R1 §2.3.2 scores the whole CoT, and the
-    lenient format accepts several blocks); without tags, the text before <answer>.
+    lenient format accepts several blocks), and before any <think> the text up to a </think> (a
+    block the prompt opened: its summary is not reasoning); without tags, the text before <answer>.
 
     >>> chain_of_thought("<think>2+3=5</think> <think>5*2=10</think> <answer>10</answer>")
     '2+3=5\\n5*2=10'
+    >>> chain_of_thought("2+3=5 </think> The sum is 5.")
+    '2+3=5 '
     """
     if not isinstance(completion, str):
         return ""
     body = turn_body(completion)
-    blocks = _THINK.findall(body)
+    head = body.split("<think>", 1)[0]
+    blocks = [head.rsplit("</think>", 1)[0]] if "</think>" in head else []
+    blocks += _THINK.findall(body)
     return "\n".join(blocks) if blocks else body.split("<answer>", 1)[0]
 
 
