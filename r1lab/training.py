@@ -239,7 +239,8 @@ def _step_of(path: Path) -> int:
 
 def _complete_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """The `step_N` directories with a trainer state, oldest first (by number: step_1000000 > step_999999)."""
-    return sorted((p.parent for p in Path(checkpoint_dir).glob("step_*/trainer_state.pt")), key=_step_of)
+    found = (p.parent for p in Path(checkpoint_dir).glob("step_*/trainer_state.pt"))
+    return sorted((p for p in found if _step_of(p) >= 0), key=_step_of)  # not a copy: step_000010_copy
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -352,7 +353,7 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
         return
     oldest_kept = _step_of(complete[-keep])  # only complete checkpoints count: a newer half-saved one is no backup
     for old in Path(checkpoint_dir).glob("step_*"):
-        if old.is_dir() and _step_of(old) < oldest_kept:
+        if old.is_dir() and 0 <= _step_of(old) < oldest_kept:  # a copy saved as step_000010_copy is the user's
             (old / "trainer_state.pt").unlink(missing_ok=True)  # first: a half-removed one is never resumed
             shutil.rmtree(old, ignore_errors=True)
 
