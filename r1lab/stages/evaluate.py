@@ -323,6 +323,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} exists and is not a directory")
+    # a directory would otherwise be reported as "file not found", though it exists
+    for flag, path in (("--data", None if args.data == "world" else Path(args.data)), ("--completions", args.completions)):
+        if path is not None and path.is_dir():
+            raise ValueError(f"{flag} {path} is a directory, not a JSONL file")
     sampling = [flag for flag in SAMPLING_FLAGS if getattr(args, flag.removeprefix("--").replace("-", "_")) is not None]
     if args.checkpoint is None and sampling:
         raise ValueError(f"{', '.join(sampling)} set how --checkpoint is sampled; --completions are scored as they are")
