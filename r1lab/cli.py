@@ -53,8 +53,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> N
             raise TypeError(f"{config_cls.__name__}.{f.name}: no command-line flag for type {kind}")
 
 
+OUTPUT_FIELDS = frozenset({"out_dir", "out"})  # config fields where a stage writes
+
+
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    for name in OUTPUT_FIELDS & values.keys():  # Path("") is the working directory: a run would write (and clear) there
+        if not str(values[name]).strip():
+            raise ValueError(f"--{name.replace('_', '-')} must name a path, got {values[name]!r}")
     return config_cls(**{**values, **overrides})
 
 

@@ -34,3 +34,13 @@ def test_eval_data_directory_with_checkpoint_is_refused_before_loading(tmp_path,
     # the checkpoint does not exist: the directory check must come first and name --data
     assert main(["eval", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["pretrain", "--out-dir", ""], ["zero", "--out-dir", " "], ["sft", "--out-dir", ""],
+                                  ["rejection-sample", "--out-dir", ""], ["cold-start", "--out", ""]])
+def test_an_empty_output_path_is_refused_not_the_working_directory(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    flag = argv[1]
+    assert capsys.readouterr().err == f"r1lab {argv[0]}: error: {flag} must name a path, got {argv[2]!r}\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written in the working directory
