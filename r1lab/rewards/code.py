@@ -38,9 +38,9 @@ Kind = Literal["humaneval", "mbpp", "stdio"]
 # Groups: the fence's indentation (a fence inside a list item), the language, the body.
 # The run of spaces after the backticks is possessive (`*+`): else, on a fence that never
 # closes, the regex tries every split of it with the info string's rest (quadratic in its length).
-_FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n(.*?)^[ \t]*```", re.S | re.M)
-# An opening fence line alone: one left open after the last closed block runs to the end (Markdown)
+# An opening fence line (indent, info string): one left open after the last closed block runs to the end (Markdown)
 _OPEN_FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n", re.M)
+_FENCE = re.compile(_OPEN_FENCE.pattern + r"(.*?)^[ \t]*```", re.S | re.M)  # (indent, language, body)
 _PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"

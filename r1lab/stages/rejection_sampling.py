@@ -46,7 +46,7 @@ from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
 from r1lab.stages.cold_start import load_engine, parse_kinds, reaches_answer, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
-from r1lab.world.answers import _MAX_CHARS as JUDGED_CHARS  # how much of a completion completion_body reads
+from r1lab.world.answers import READ_CHARS  # how much of a completion completion_body reads
 from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
 from r1lab.world.render import final_answer_text
 
@@ -137,9 +137,9 @@ def kept_response(text: str) -> str:
 
 
 def judged_whole(text: str) -> bool:
-    """Whether the turn ends within the `JUDGED_CHARS` characters `completion_body` (so the judges and
+    """Whether the turn ends within the `READ_CHARS` characters `completion_body` (so the judges and
     `kept_response`) reads: a longer one would be verified, filtered and kept cut short, its tail unread."""
-    return len(text) <= JUDGED_CHARS or len(completion_body(text)) < JUDGED_CHARS
+    return len(text) <= READ_CHARS or len(completion_body(text)) < READ_CHARS
 
 
 def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,

@@ -29,14 +29,14 @@ _EXPRESSION_CHARS = re.compile(r"(?:[\d+\-*/^() ]|(?<=\d)\.(?=\d))+")
 _OPERATORS = "+-*/^"
 _R1_ZERO_FORMAT = re.compile(  # no tag inside the other's block (as the strict format reward)
     r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*", re.DOTALL)
-_MAX_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
+READ_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
 
 
 def completion_body(completion: str) -> str:
     """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new document."""
     if not isinstance(completion, str):
         return ""
-    return _END.split(completion[:_MAX_CHARS], maxsplit=1)[0]
+    return _END.split(completion[:READ_CHARS], maxsplit=1)[0]
 
 
 def final_answer_span(completion: str) -> str:
