@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints usage / error and exits
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])  # torch's import takes seconds: Ctrl-C lands here too
+    except KeyboardInterrupt:
+        print(f"\nr1lab {name}: interrupted; run again with: {shlex.join(['r1lab', name, *rest])}", file=sys.stderr)
+        return 130
     parser = argparse.ArgumentParser(prog=f"r1lab {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)

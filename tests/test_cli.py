@@ -64,3 +64,13 @@ def test_ctrl_c_in_the_demo_says_rerun_it(monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("r1lab demo: interrupted; finished stages are kept")
     assert err.endswith("resume with the same command: r1lab demo --out 'runs/x y'")
+
+
+def test_ctrl_c_while_the_command_imports_its_module(monkeypatch, capsys):
+    """Importing a stage imports torch (seconds on a cold start): a Ctrl-C then printed a traceback."""
+    def interrupted_import(name: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted_import)
+    assert cli.main(["zero", "--max-steps", "3"]) == 130
+    assert capsys.readouterr().err.strip() == "r1lab zero: interrupted; run again with: r1lab zero --max-steps 3"
