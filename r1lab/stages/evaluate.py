@@ -179,12 +179,16 @@ class EvalResult:
     def to_markdown(self) -> str:
         """A one-row markdown table of the summary, in percent."""
         s, k = self.summary(), self.k
-        head = f"| data | problems | samples | pass@1 | pass@{k} | cons@{k} | no answer |"
-        row = (f"| {s['name']} | {s['n_problems']} | {s['n_samples']} | {100 * s['pass@1']:.1f} | "
-               f"{100 * s['pass@k']:.1f} | {100 * s['cons@k']:.1f} | {100 * s['no_answer']:.1f} |")
-        note = (f"pass@1: mean correctness over the samples; pass@{k}: unbiased estimate; "
-                f"cons@{k}: majority vote over {k} final answers. Values in %.")
-        return "\n".join([head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |", row, "", note]) + "\n"
+        # at k = 1 the unbiased pass@k is c/n, the pass@1 column itself: a second "pass@1" column is dropped
+        pass_k = [] if k == 1 else [(f"pass@{k}", s["pass@k"])]
+        columns = [("pass@1", s["pass@1"]), *pass_k, (f"cons@{k}", s["cons@k"]), ("no answer", s["no_answer"])]
+        head = "| data | problems | samples | " + " | ".join(name for name, _ in columns) + " |"
+        rule = "| --- | ---: | ---: |" + " ---: |" * len(columns)
+        row = (f"| {s['name']} | {s['n_problems']} | {s['n_samples']} | "
+               + " | ".join(f"{100 * value:.1f}" for _, value in columns) + " |")
+        note = ("pass@1: mean correctness over the samples; " + (f"pass@{k}: unbiased estimate; " if pass_k else "")
+                + f"cons@{k}: majority vote over {k} final answer{'s' if k > 1 else ''}. Values in %.")
+        return "\n".join([head, rule, row, "", note]) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
