@@ -97,7 +97,9 @@ def _problem_from_record(record: dict[str, Any], position: int, source: str, whe
         raise ValueError(f"{where}: a code task (fields {sorted(record)}), not a problem with a final answer; "
                          "code benchmarks are scored by running their tests (r1lab.rewards.code)")
     if not isinstance(answer, str):
-        raise ValueError(f"{where}: needs a text field 'answer'; fields are {sorted(record)}")
+        # a present answer of another type (0.5, null) was reported as missing, its name listed as present
+        found = f"got {type(answer).__name__} {answer!r}" if "answer" in record else f"fields are {sorted(record)}"
+        raise ValueError(f"{where}: needs a text (or integer) field 'answer'; {found}")
     if isinstance(record.get("problem"), str):  # MATH-500, AIME
         prompt = record["problem"]
     elif isinstance(record.get("question"), str) and "####" in answer:  # GSM8K
