@@ -251,12 +251,17 @@ def run(config: RejectionSamplingConfig) -> Path:
     dedupe = Deduper()
     reasoning, reasoning_funnel = reasoning_examples(engine, tokenizer, problems, judge, config, dedupe)
     chat, chat_funnel = chat_examples(config, dedupe)
-    data = write_sft_jsonl(out / "data.jsonl", reasoning + chat)
-    funnels = [reasoning_funnel, chat_funnel]
+    data, funnels = out / "data.jsonl", [reasoning_funnel, chat_funnel]
     DatasetStats(data=str(data), examples=len(reasoning) + len(chat), sources=funnels,
                  config=asdict(config)).write(out / "stats.json")
     for funnel in funnels:
         print(funnel.describe())
+    if not reasoning + chat:  # an empty data.jsonl would only fail later, in the SFT, as "no examples"
+        raise ValueError(f"rejection sampling kept no sample and --n-chat is 0: no data to fine-tune on (see "
+                         f"{out / 'stats.json'}); sample more (--n-prompts, --samples-per-prompt) or a better checkpoint")
+    if not reasoning:
+        print(f"warning: no reasoning sample passed the filters (see {out / 'stats.json'}); the SFT set is chat only")
+    write_sft_jsonl(data, reasoning + chat)
     print(f"rejection-sampled data: {len(reasoning)} reasoning + {len(chat)} chat examples -> {data}")
     return data
 
