@@ -95,14 +95,14 @@ def base_checkpoint(config: PipelineConfig) -> Path:
     out = Path(config.out_dir) / "base"
     if (out / "base" / "config.json").exists():  # pretrained here by an earlier run: of this seed only
         _check_settings(out / "base", out / "base" / "r1lab_config.json", {"seed": config.seed})
-        return out / "base"
+        return _drop_resume_checkpoints(out, out / "base")  # left by a run that stopped right after saving it
     if SHIPPED_BASE.exists() and not config.pretrain:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
-    return pretrain.run(pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, device=config.device,
-                                                resume=_should_resume(out, False)))
+    return _drop_resume_checkpoints(out, pretrain.run(pretrain.PretrainConfig(
+        out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False))))
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
