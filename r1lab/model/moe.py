@@ -64,6 +64,20 @@ class Router(nn.Module):
         # tokens routed to each expert since the last bias update (not saved in checkpoints)
         self.register_buffer("expert_load", torch.zeros(config.n_routed_experts), persistent=False)
 
+    # buffers that stay float32 through dtype casts (`model.to(torch.bfloat16)`, `.half()`), as
+    # transformers keeps the bias (`_keep_in_fp32_modules_strict`): in bf16, gamma = 0.001 updates to
+    # a bias near 1 round away (bf16 steps there by 0.008) and token counts above 256 lose units
+    _FLOAT32_BUFFERS = ("e_score_correction_bias", "expert_load")
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]  # nn.Module's signature
+        before = {name: self._buffers[name] for name in self._FLOAT32_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if new is not None and old is not None and new.dtype != torch.float32:
+                self._buffers[name] = old.to(new.device, torch.float32)  # from the unrounded values
+        return self
+
     def forward(self, x: torch.Tensor, token_valid: torch.Tensor | None = None) -> Routing:
         """x (N, D) -> routing; token_valid (N,) bool: only real tokens count toward the load
         (padding would skew the balancing bias toward the experts pads happen to choose)."""
