@@ -125,7 +125,10 @@ class Transformer(nn.Module):
         # the query tokens' own validity, for MoE balancing: a 4-D packing mask marks no padding, so
         # its caller passes token_valid; a 2-D mask is it
         if attention_mask is not None and attention_mask.dim() == 2:
-            token_valid = attention_mask[:, start:start + T].bool()  # (B, T)
+            token_valid = attention_mask[:, start:start + T]  # (B, T)
+        # bool whatever the caller's dtype: a 0/1 integer mask (transformers' convention) would index
+        # the routed experts by position (rows 0 and 1) instead of selecting the real tokens
+        token_valid = token_valid.bool() if token_valid is not None else None
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
@@ -147,6 +150,7 @@ class Transformer(nn.Module):
         """Next-token + MTP loss. labels (B, T): the target of each position (input shifted by
         one), -100 where no loss is taken. attention_mask, position_ids and token_valid (the real
         tokens, with a 4-D mask) as in `hidden_states`."""
+        token_valid = token_valid.bool() if token_valid is not None else None  # the MTP depths' masks too
         h, aux = self.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                     token_valid=token_valid)
         ce = self.head_loss(h, labels)
