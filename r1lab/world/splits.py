@@ -74,9 +74,12 @@ def problem_set(
             seen.add(problem.canonical)
             problems.append(problem)
             misses = 0
-        elif (misses := misses + 1) > 20_000:  # the split holds fewer distinct problems than asked for
-            raise ValueError(f"the {split} split has only about {len(problems)} distinct problems of these "
-                             f"kinds and difficulties; asked for {n}")
+        elif (misses := misses + 1) > 20_000:  # this kind and difficulty has run out of distinct problems
+            # name the pair alone: the others, drawn in turn with it, may hold far more than asked for
+            have = sum(p.kind == kind and p.difficulty == difficulty for p in problems)
+            raise ValueError(f"the {split} split has only about {have} distinct problems of kind {kind} and "
+                             f"difficulty {difficulty}, and problem_set draws the {len(plan)} kind/difficulty pairs in "
+                             f"turn; asked for {n}")
     return problems
 
 
