@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from r1lab.model import Transformer, save_pretrained
+from r1lab.model.checkpoint import fsync
 
 
 def seed_everything(seed: int) -> None:
@@ -228,7 +229,9 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
                  "python_rng": random.getstate(), **(extra_state or {})}
         tmp = path / "trainer_state.pt.tmp"
         torch.save(state, tmp)
+        fsync(tmp)  # on disk before the rename marks the checkpoint complete for --resume
         os.replace(tmp, path / "trainer_state.pt")
+        fsync(path)
     return path
 
 

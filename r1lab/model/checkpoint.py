@@ -259,6 +259,9 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
+        for file in tmp.iterdir():  # on disk before the rename publishes them (else a power cut can
+            fsync(file)  # leave a "complete" checkpoint of empty files)
+        fsync(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -274,7 +277,19 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync(path.parent)  # the rename itself
     return path
+
+
+def fsync(path: Path) -> None:
+    """Flushes a file, or a directory's entries (POSIX only: Windows cannot open a directory), to disk."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)  # Windows fsyncs only a writable handle
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_config(path: str | os.PathLike) -> ModelConfig:

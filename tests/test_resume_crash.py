@@ -1,0 +1,53 @@
+"""Crash safety of checkpoints: what a save writes is on disk before the rename publishes it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from r1lab import training
+from r1lab.model import Transformer, preset
+
+
+@dataclass
+class Cfg:
+    seed: int = 0
+
+
+def tiny_model() -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(preset("tiny").replace(vocab_size=64, hidden_size=32, intermediate_size=48,
+                                              moe_intermediate_size=16, num_hidden_layers=2, kv_lora_rank=16,
+                                              qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8,
+                                              max_position_embeddings=32))
+
+
+def save(model: Transformer, checkpoints: Path, step: int, **kwargs) -> Path:
+    return training.save_checkpoint(model, checkpoints / f"step_{step:06d}", step=step, config=Cfg(),
+                                    optimizer=training.make_optimizer(model, 1e-3, 0.0), **kwargs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+def test_every_checkpoint_file_is_fsynced_under_its_temporary_name(tmp_path, monkeypatch):
+    """Without fsync a rename can reach the disk before the data: after a power cut the newest
+    checkpoint has its trainer_state.pt (so --resume picks it) but empty or cut weights."""
+    synced, real_fsync = [], os.fsync
+
+    def record(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))  # the file's name at the time of the fsync
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    model = tiny_model()
+    ck = save(model, tmp_path, 1, extra_models={"reference": tiny_model()})
+    tmp_dir = str(tmp_path / ".step_000001.")
+    before_rename = {Path(p).name for p in synced if p.startswith(tmp_dir) and not p.endswith(tmp_dir)}
+    assert {"model.safetensors", "config.json", "r1lab_config.json"} <= before_rename
+    assert any(p.startswith(str(ck / ".reference.")) and p.endswith("/model.safetensors") for p in synced)
+    assert str(ck / "trainer_state.pt.tmp") in synced  # then renamed to trainer_state.pt
+    assert str(tmp_path) in synced  # the directory entry of the renamed checkpoint itself
+
