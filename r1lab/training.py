@@ -359,6 +359,9 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
         if old.is_dir() and 0 <= _step_of(old) < oldest_kept:  # a copy saved as step_000010_copy is the user's
             (old / "trainer_state.pt").unlink(missing_ok=True)  # first: a half-removed one is never resumed
             shutil.rmtree(old, ignore_errors=True)
+    for tmp in Path(checkpoint_dir).glob(".step_*"):  # `.step_N.XXXXXXXX`: a save killed outright left it
+        if tmp.is_dir() and 0 <= _step_of(Path(tmp.name[1:].split(".")[0])) < oldest_kept:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Throughput:

@@ -1,4 +1,5 @@
-"""Crash safety of checkpoints: what a save writes is on disk before the rename publishes it."""
+"""Crash safety of checkpoints: what a save writes is on disk before the rename publishes it, and
+the temporaries of a save killed outright (SIGKILL, power cut: no `except` runs) do not pile up."""
 
 from __future__ import annotations
 
@@ -51,3 +52,21 @@ def test_every_checkpoint_file_is_fsynced_under_its_temporary_name(tmp_path, mon
     assert str(ck / "trainer_state.pt.tmp") in synced  # then renamed to trainer_state.pt
     assert str(tmp_path) in synced  # the directory entry of the renamed checkpoint itself
 
+
+def test_a_save_killed_outright_leaves_no_temporaries_behind(tmp_path):
+    """A kill mid-write leaves `.step_N.XXXXXXXX` (mkdtemp's name): never resumed from, but nothing
+    removed it, so each crash left another copy of the weights on disk for ever."""
+    model = tiny_model()
+    killed = [tmp_path / ".step_000001.k1ll3d_1", tmp_path / ".step_000002.k1ll3d_2"]
+    for d in killed:
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"half")
+    mine = tmp_path / ".step_000001.old"  # a kill mid-swap: the only copy of that checkpoint, kept
+    mine.mkdir()
+    save(model, tmp_path, 1)  # saving step 1 again: its own leftover goes
+    assert not killed[0].exists() and killed[1].exists() and mine.exists()
+    assert training.latest_checkpoint(tmp_path).name == "step_000001"
+    for step in (3, 4):  # step 2 is not saved again (a resumed run given other --save-every / --max-steps)
+        save(model, tmp_path, step)
+        training.prune_checkpoints(tmp_path, 2)  # leftovers older than the checkpoints kept go with them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003", "step_000004"]

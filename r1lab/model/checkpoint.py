@@ -249,6 +249,7 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     tensors = {k: v.detach().to("cpu", torch.float32 if _keeps_float32(k) else dtype if v.is_floating_point()
                                 else v.dtype) for k, v in to_hf_state_dict(model).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         mtp = {k: v for k, v in tensors.items() if _is_mtp_key(k, model.config)}
@@ -290,6 +291,16 @@ def fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Removes the `.<name>.XXXXXXXX` temporaries (mkdtemp's 8 characters) of `path` that a save
+    killed outright (no `except` ran) left behind: each such kill would leave one more. Not
+    `.<name>.old`, where a kill mid-swap leaves the only copy of the checkpoint, nor another path's."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}")
+    for stale in path.parent.glob(".*"):
+        if own.fullmatch(stale.name) and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_config(path: str | os.PathLike) -> ModelConfig:
