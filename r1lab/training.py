@@ -164,7 +164,9 @@ class MetricsLog:
         keep = [r for r in records if r.get("step", 0) <= step]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        fsync(tmp)  # else a power cut after the rename can leave an empty log: the kept rows lost
         os.replace(tmp, self.path)
+        fsync(self.path.parent)
 
 
 def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ...] = ("checkpoints",)) -> Path:

@@ -70,3 +70,16 @@ def test_a_save_killed_outright_leaves_no_temporaries_behind(tmp_path):
         save(model, tmp_path, step)
         training.prune_checkpoints(tmp_path, 2)  # leftovers older than the checkpoints kept go with them
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003", "step_000004"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+def test_a_resumed_runs_truncated_metrics_log_is_fsynced_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    """open_log on resume rewrites metrics.jsonl through a temporary file; renamed over the log
+    unsynced, a power cut could leave an empty log: the rows of the steps kept would be gone."""
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(f'{{"step": {s}}}\n' for s in (1, 2, 3)))
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    training.open_log(log, 2)
+    assert str(tmp_path / "metrics.jsonl.tmp") in synced
+    assert [r["step"] for r in training.MetricsLog(log).read()] == [1, 2]
