@@ -82,7 +82,7 @@ class Router(nn.Module):
         """x (N, D) -> routing; token_valid (N,) bool: only real tokens count toward the load
         (padding would skew the balancing bias toward the experts pads happen to choose)."""
         c = self.config
-        # float32 routing: V3 §3.3.2 keeps the MoE gating in higher precision; autocast would run
+        # float32 routing: V3 §3.3.1 keeps the MoE gating in higher precision; autocast would run
         # this matmul in bf16 even on float32 inputs, so it is switched off around it
         with torch.autocast(x.device.type, enabled=False):
             logits = F.linear(x.float(), self.weight.float())  # (N, E)

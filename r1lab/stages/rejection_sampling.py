@@ -67,7 +67,7 @@ class RejectionSamplingConfig:
     max_new_tokens: int = 192  # tokens per sample at most; the world's long CoT takes < 150
     template: str = CHAT  # prompt template; only "chat": R1 samples its post-cold-start RL checkpoint (§2.3.3)
     keep_per_prompt: int = 2  # distinct correct samples kept per prompt at most
-    n_chat: int = 256  # non-reasoning chat tasks mixed in (before dedupe); paper: ~200k to ~600k
+    n_chat: int = 256  # non-reasoning chat tasks mixed in (before dedupe); paper: ~200k beside ~600k reasoning
     chat_cot: bool = True  # a short CoT for non-trivial chat tasks (translate, fact); trivial ones never
     kinds: str = "arithmetic"  # problem kinds, comma-separated: arithmetic,countdown
     language: str = "en"  # target language of the reasoning and the summary ("en" or "vl")
