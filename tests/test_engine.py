@@ -297,7 +297,7 @@ def test_a_zero_uniform_draw_never_samples_a_token_of_probability_zero(monkeypat
 
 
 def test_bf16_decode_step_routes_on_float32_input(monkeypatch):
-    """V3 §3.3.2 / decode.py's doc: the router stays float32 as under autocast, so its input is the
+    """V3 §3.3.1 / decode.py's doc: the router stays float32 as under autocast, so its input is the
     float32 RMSNorm output, not a bf16-rounded copy."""
     from r1lab.model.decode import DecodeWeights
     from r1lab.model.moe import Router

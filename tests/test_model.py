@@ -314,7 +314,7 @@ def test_fused_attention_path_equals_split_path(monkeypatch):
 
 
 def test_router_stays_float32_under_bf16_autocast():
-    """V3 §3.3.2 keeps the MoE gating in higher precision: autocast must not run it in bf16."""
+    """V3 §3.3.1 keeps the MoE gating in higher precision: autocast must not run it in bf16."""
     from r1lab.model.moe import Router
 
     router = Router(small_config())
