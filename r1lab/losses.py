@@ -77,7 +77,7 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: in
 class PolicyLoss:
     loss: torch.Tensor  # scalar to minimise
     policy_loss: torch.Tensor  # the clipped surrogate part (detached)
-    kl: torch.Tensor  # mean k3 KL to the reference (detached; 0 without a reference)
+    kl: torch.Tensor  # k3 KL to the reference, aggregated as the loss is (detached; 0 without a reference)
     clip_fraction: torch.Tensor  # share of tokens whose ratio was clipped (detached)
     ratio_mean: torch.Tensor  # mean pi_theta / pi_old (detached)
 
@@ -91,7 +91,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
         -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) + kl_coef * KL_k3(pi_theta || pi_ref)
 
     logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). rho = exp(logp - old_logp).
-    eps_high > eps_low is DAPO's clip-higher."""
+    eps_high > eps_low is DAPO's clip-higher. The `kl` statistic is aggregated like the loss, so
+    loss = policy_loss + kl_coef * kl: with seq_mean, R1's per-output KL_i (mean over its tokens)
+    averaged over outputs; a token mean instead weighed long outputs more than the loss does."""
     if advantages.shape != logp.shape[:1] or old_logp.shape != logp.shape or mask.shape != logp.shape:
         # an (N, 1) column would broadcast against (N, T) into an (N, N, T) loss without an error
         raise ValueError(f"grpo_loss: advantages must be (N,) and old_logp, mask (N, T) like logp {tuple(logp.shape)}, "
@@ -110,7 +112,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     with torch.no_grad():
         was_clipped = (clipped < unclipped).float()  # the min picked the clipped term
         stats = dict(policy_loss=aggregate(surrogate.detach(), mask, aggregation, max_len),
-                     kl=masked_mean(kl, mask), clip_fraction=masked_mean(was_clipped, mask),
+                     kl=aggregate(kl, mask, aggregation, max_len), clip_fraction=masked_mean(was_clipped, mask),
                      ratio_mean=masked_mean(ratio, mask))
     return PolicyLoss(loss=loss, **stats)
 
