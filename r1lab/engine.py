@@ -111,8 +111,10 @@ class Engine:
         """Returns, for each prompt, its `params.n` completions."""
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
-        if isinstance(prompts, str):  # else each character would be a prompt
-            raise TypeError("prompts is a list of prompts: pass [prompt] for one")
+        # a bare str would make each character a prompt; one prompt's flat ids (`tokenizer.encode(t)`)
+        # failed deep inside with "'int' object is not iterable"
+        if isinstance(prompts, str) or any(_is_integer(p) for p in prompts):
+            raise TypeError("prompts is a list of prompts: pass [prompt] for one (a str or a list of token ids)")
         if len(prompts) == 0:  # nothing to sample (e.g. every problem of a batch filtered out)
             return []
         ids = self._prompt_ids(prompts, params)
@@ -213,6 +215,17 @@ class Engine:
             text = text[:cut]
         return Completion(prompt_index=prompt_index, token_ids=ids, logprobs=logprobs, finish_reason=finish, text=text,
                           entropies=entropies)
+
+
+def _is_integer(x: object) -> bool:
+    """An integer scalar (int, numpy or 0-d torch integer): a token id, not a prompt."""
+    if isinstance(x, torch.Tensor) and x.dim() > 0:  # index() also takes a one-element prompt tensor
+        return False
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return True
 
 
 def sample(logits: torch.Tensor, params: SamplingParams,
