@@ -3,7 +3,10 @@
 `Engine.generate(prompts, SamplingParams(n=G, ...))` left-pads the prompts, prefills them once,
 then shares each prompt's cache among its `n` samples (GRPO samples groups of G per question,
 R1 §2.2.1) and decodes all rows together, dropping rows from the batch as they finish.
-Sampling is seeded: the same seed, prompts and model give the same samples.
+Sampling is seeded: the same seed, prompts (in the same order), params and model give the same
+samples. One generator serves the batch, one uniform per running row and step, rows in order
+(prompt-major), finished rows leaving it: a prompt's samples change with the other prompts, their
+order, `n` and when other rows finish. Greedy decoding does not depend on the batch (up to rounding).
 """
 
 from __future__ import annotations

@@ -1,0 +1,128 @@
+"""Sampling against hand-computed distributions, and seeded sampling with the cache against
+full forwards without one (what a seed fixes: see engine.py's module doc)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from r1lab.engine import Engine, SamplingParams, sample
+from r1lab.model import Transformer, preset
+
+LOGITS = torch.tensor([2.0, 1.0, 0.5, -1.0, 0.0, 3.0, -2.0, 1.5])  # no ties
+
+
+def exact(temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """The renormalised distribution, by the definitions: softmax(logits / T); keep the k most
+    likely; then the smallest most-likely-first prefix whose (top-k renormalised) mass reaches p."""
+    q = torch.softmax(LOGITS.double() / temperature, -1).tolist()
+    order = sorted(range(len(q)), key=lambda i: -q[i])
+    kept = order[:top_k] if top_k else order
+    total = sum(q[i] for i in kept)
+    nucleus, mass = [], 0.0
+    for i in kept:
+        if mass >= top_p:
+            break
+        nucleus.append(i)
+        mass += q[i] / total
+    out = torch.zeros(len(q), dtype=torch.float64)
+    out[nucleus] = torch.tensor([q[i] for i in nucleus], dtype=torch.float64)
+    return out / out.sum()
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [
+    (1.0, 0, 1.0), (0.6, 0, 1.0), (1.7, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.8), (1.3, 0, 0.95),
+    (0.7, 4, 0.9), (2.0, 5, 0.7),
+])
+def test_empirical_distribution_of_sample_is_the_truncated_renormalised_one(
+        temperature: float, top_k: int, top_p: float) -> None:
+    N = 100_000
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    tokens, logprobs, entropy = sample(LOGITS.expand(N, -1).contiguous(), params, torch.Generator().manual_seed(1))
+    freq = torch.bincount(tokens, minlength=len(LOGITS)).double() / N
+    p = exact(temperature, top_k, top_p)
+    assert (freq[p == 0] == 0).all()  # truncated tokens are never drawn
+    sigma = (p * (1 - p) / N).sqrt()
+    assert ((freq - p).abs() <= 5 * sigma + 1e-12).all(), (freq, p)  # 5 sigma per token: fails ~1e-6 of seeds
+    # log-prob and entropy: of the untruncated softmax(logits / T), whatever was truncated
+    full = torch.softmax(LOGITS.double() / temperature, -1)
+    torch.testing.assert_close(logprobs.double(), full.log()[tokens], atol=1e-5, rtol=0)
+    torch.testing.assert_close(entropy.double(), -(full * full.log()).sum().expand(N), atol=1e-5, rtol=0)
+
+
+def test_temperature_towards_zero_is_greedy() -> None:
+    logits = torch.tensor([[0.3, 1.2, 1.1999, -4.0], [5.0, 4.0, 4.9, 0.0]]).repeat(500, 1)
+    gen = torch.Generator().manual_seed(0)
+    tokens, _, entropy = sample(logits, SamplingParams(temperature=1e-6), gen)  # gap 1e-4 / T = 100 nats
+    assert tokens.tolist() == [1, 0] * 500
+    greedy, logprobs, _ = sample(logits, SamplingParams(temperature=0), gen)
+    assert greedy.tolist() == [1, 0] * 500
+    torch.testing.assert_close(logprobs, logits.log_softmax(-1).gather(1, greedy[:, None])[:, 0])  # T = 1
+    assert entropy.max() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def model() -> Transformer:
+    torch.manual_seed(0)
+    config = preset("tiny").replace(vocab_size=40, num_hidden_layers=2, max_position_embeddings=32,
+                                    num_nextn_predict_layers=0)
+    m = Transformer(config)
+    with torch.no_grad():
+        m.lm_head.weight.mul_(8)
+    return m.eval()
+
+
+def reference(model: Transformer, prompts: list[list[int]], params: SamplingParams) -> list[list[int]]:
+    """Sampling by full forwards of each running row without a cache, drawing as the engine's
+    documented contract says: one generator, at each step one uniform per running row, rows in
+    order (prompt-major, its n samples together), finished rows leaving the batch."""
+    rows = [list(p) for p in prompts for _ in range(params.n)]
+    out: list[list[int]] = [[] for _ in rows]
+    running, gen = list(range(len(rows))), torch.Generator().manual_seed(params.seed)
+    for _ in range(params.max_new_tokens):
+        with torch.no_grad():
+            logits = torch.stack([model(torch.tensor([rows[r] + out[r]]))[0, -1] for r in running])
+        tokens, _, _ = sample(logits.float(), params, gen)
+        for r, t in zip(running, tokens.tolist()):
+            out[r].append(t)
+        running = [r for r in running if out[r][-1] not in params.stop_token_ids]
+        if not running:
+            break
+    return out
+
+
+def test_sampling_with_the_cache_equals_full_forwards_drawing_the_same_uniforms(model: Transformer) -> None:
+    """Ragged prompts (left padding), n = 3 per prompt (shared prefill), stop ids that end rows at
+    different steps; a prompt of 24 + 8 new tokens fills the model's 32 positions exactly."""
+    prompts = [[3, 4, 5], [7], list(range(2, 26)), [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    params = SamplingParams(temperature=0.9, top_k=12, top_p=0.95, n=3, max_new_tokens=8,
+                            stop_token_ids=(0, 1, 2, 3, 4), seed=11)
+    out = Engine(model).generate(prompts, params)
+    expected = reference(model, prompts, params)
+    got = [c.token_ids for group in out for c in group]
+    assert got == expected
+    assert {len(x) for x in got} != {8}  # some rows did stop early, and the rest ran on
+    for c in (c for group in out for c in group):
+        stopped = [i for i, t in enumerate(c.token_ids) if t in params.stop_token_ids]
+        assert stopped in ([], [len(c.token_ids) - 1])  # nothing kept after a stop id
+        assert c.finish_reason == ("stop" if stopped else "length")
+        assert len(c.token_ids) == (len(c.token_ids) if stopped else params.max_new_tokens)
+
+
+def test_a_seed_fixes_the_samples_of_a_batch_not_of_each_prompt(model: Transformer) -> None:
+    """What engine.py's doc says a seed fixes: the same prompts, params and seed give the same
+    samples; the samples of one prompt depend on the rest of the batch (the shared generator)."""
+    params = SamplingParams(temperature=1.0, n=2, max_new_tokens=6, seed=5)
+    alone = Engine(model).generate([[3, 4, 5]], params)
+    again = Engine(model).generate([[3, 4, 5]], params)
+    batched = Engine(model).generate([[9, 9], [3, 4, 5]], params)
+    assert [c.token_ids for c in alone[0]] == [c.token_ids for c in again[0]]
+    assert [c.token_ids for c in alone[0]] == reference(model, [[3, 4, 5]], params)
+    assert [c.token_ids for c in batched[1]] == reference(model, [[9, 9], [3, 4, 5]], params)[2:]
+    assert [c.token_ids for c in batched[1]] != [c.token_ids for c in alone[0]]
+    greedy = SamplingParams(temperature=0, n=2, max_new_tokens=6)  # greedy does not depend on the batch
+    ids = [[c.token_ids for c in group] for group in (Engine(model).generate([[3, 4, 5]], greedy)[0],
+                                                      Engine(model).generate([[9, 9], [3, 4, 5]], greedy)[1])]
+    assert ids[0] == ids[1]  # (log-probs agree up to rounding: the padded prefill differs)
