@@ -216,16 +216,20 @@ def _verify_in_worker(pred: str, gold: str, timeout: int) -> bool:
 
 def _all_sides_equal(gold_parsed: list, pred: Any, timeout: int) -> bool:
     """Against a gold that is no equation, math-verify reads an equation as its last right side,
-    which is right for an assignment ("x=5") but made "4=5" equal 5. An equation whose left side
-    is a constant ("4=5", "2+3=5") is a statement: every side of it must equal the gold."""
+    which is right for an assignment ("x=5", "a+b=7": a left side of symbols only) but made "4=5"
+    and "2x=10" equal 5 and 10. An equation whose left side is a constant ("4=5", "2+3=5") is a
+    statement: every side of it must equal the gold. One with any other left side ("2x=10",
+    "x^2=4") is not solved for its unknown: it states no value, so it is not the answer."""
     from math_verify import verify
-    from math_verify.grader import is_assignment_relation, is_equation, take_first_relation
-    from sympy import And
+    from math_verify.grader import is_equation, take_first_relation
+    from sympy import And, Number
 
-    if not is_equation(pred) or is_assignment_relation(pred) or any(is_equation(g) for g in gold_parsed):
+    if not is_equation(pred) or any(is_equation(g) for g in gold_parsed):
         return True
-    if take_first_relation(pred).lhs.free_symbols:
-        return True  # "2x=10": math-verify's own reading
+    lhs = take_first_relation(pred).lhs
+    if lhs.free_symbols:
+        # not math-verify's is_assignment_relation: it takes "x/2" for symbols only
+        return not lhs.atoms(Number)
     relations = pred.args if isinstance(pred, And) else (pred,)
     sides = [side for relation in relations for side in (relation.lhs, relation.rhs)]
     return all(verify(gold_parsed, side, timeout_seconds=timeout) for side in sides)
