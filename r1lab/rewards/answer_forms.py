@@ -35,6 +35,9 @@ _MATH_WORDS = {"sqrt", "inf", "infty", "infinity", "sin", "cos", "tan", "cot", "
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
 _MAX_NUMBER_CHARS = 1000
+# U+2212, the minus sign of typeset text: models copy it, and as "-" it is the same number
+# (unmapped, "−5" and "-5" voted apart and "−1,000" read as the set {−1, 0} in math-verify)
+_UNICODE_MINUS = "\u2212"
 
 
 def canonical_answer(answer: str) -> str:
@@ -42,7 +45,8 @@ def canonical_answer(answer: str) -> str:
 
     Removes math delimiters, ``$``/``\$``, ``\left``/``\right``, LaTeX spacing and whitespace
     (between two digits only when it separates thousands: ``"1 2"`` stays two numbers), a
-    trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac``; a plain number (thousands
+    trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac`` and the minus sign U+2212 as
+    ``-``; a plain number (thousands
     separators allowed, at most 1,000 characters) becomes its exact value, so ``"1,000.0"`` ->
     ``"1000"`` and ``"0.5"`` -> ``"1/2"``. Never raises.
 
@@ -57,7 +61,7 @@ def canonical_answer(answer: str) -> str:
 
 def _normal_form(answer: str) -> tuple[str, Fraction | None]:
     """The normalised text of an answer and, when it is a plain decimal number, its exact value."""
-    text = _TEXT_NUMBER.sub(r"\1", answer).strip()
+    text = _TEXT_NUMBER.sub(r"\1", answer.replace(_UNICODE_MINUS, "-")).strip()
     for left, right in _MATH_DELIMITERS:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
@@ -114,5 +118,6 @@ def for_math_verify(text: str) -> str:
     fast path reads them (``"10\\,080"`` is 10080), which math-verify would not; other LaTeX spacing
     is a plain space (math-verify read ``"1,250\\,\\text{km}"`` as the set {1, 250}); a matrix's row
     break ``\\\\`` untouched; a number's unit words dropped (it read "0.5 dollars" as a product)."""
+    text = text.replace(_UNICODE_MINUS, "-")
     text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)))
     return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
