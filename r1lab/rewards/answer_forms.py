@@ -31,6 +31,9 @@ _NUMBERS = re.compile(rf"(?:{_NUMBER.pattern})(?: (?:{_NUMBER.pattern}))+")
 # A plain number then only words ("1,250 dollars", "12 red apples"): GSM8K-style answers with their
 # unit. The words must be of 3+ letters and not maths ("5 x", "2 pi", "3 sqrt" stay as they are).
 _UNIT_WORDS = re.compile(rf"({_NUMBER.pattern})\s+[A-Za-z]{{3,}}(?:[\s-]+[A-Za-z]+)*\.?")
+# Two numbers with words set in text between them ("5 \\text{ hours } 30 \\text{ minutes}"): math-verify
+# reads only the first number, so against a plain number it paid "5 hours 30 minutes" as 5
+_TEXT_BETWEEN_NUMBERS = re.compile(r"\d\s*\\(?:text|textrm|mathrm|mbox)\s*\{(?=[^{}]*[A-Za-z])[^{}]*+\}\s*[-+]?\d")
 _MATH_WORDS = {"sqrt", "inf", "infty", "infinity", "sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "mod"}
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
@@ -110,6 +113,8 @@ def fast_verdict(pred: str | None, gold: str) -> bool | None:
         return False  # equal only as identical text; math-verify's sympy would choke on it too
     if _NUMBERS.fullmatch(pred_text) or _NUMBERS.fullmatch(gold_text):
         return False  # two numbers are not their sum, and equal no one number
+    if gold_value is not None and _TEXT_BETWEEN_NUMBERS.search(pred_text):
+        return False
     return None
 
 
