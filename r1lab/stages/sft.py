@@ -252,12 +252,18 @@ def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps:
     trained = sum(len(s.ids) - s.n_prompt for s in samples)
     truncated = sum(s.truncated for s in samples)
     r1_format = sum(r1_format_reward(e.response) for e in examples) / len(examples)
-    rows = len(epoch_rows([len(s.ids) for s in samples], config, 0))
+    lengths = [len(s.ids) for s in samples]
+    rows = epoch_rows(lengths, config, 0)
+    # `collate` pads each batch to its longest row, not to seq_len: that is the compute spent
+    padded = 0
+    for start in range(0, len(rows), config.batch_size):
+        batch = rows[start:start + config.batch_size]
+        padded += len(batch) * max(sum(lengths[i] for i in row) for row in batch)
     print(f"{len(examples):,} examples from {config.data}: {tokens:,} tokens, {trained:,} of them response "
           f"tokens; {truncated} truncated to seq_len {config.seq_len}; {r1_format:.0%} in R1's format "
           "(<think>...</think> then a summary)")
-    print(f"{n_steps:,} steps of {config.batch_size} rows; an epoch is {rows:,} rows, "
-          f"{tokens / (rows * config.seq_len):.0%} of their tokens real")
+    print(f"{n_steps:,} steps of {config.batch_size} rows; an epoch is {len(rows):,} rows, "
+          f"{tokens / padded:.0%} of their tokens real (the rest padding)")
 
 
 def run(config: SFTConfig) -> Path:
