@@ -43,7 +43,7 @@ from r1lab.data import SFTExample, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
 from r1lab.model import from_pretrained
-from r1lab.prompts import R1_ZERO, prompt_ids
+from r1lab.prompts import R1_ZERO, infer_template, prompt_ids
 from r1lab.rewards import strict_format_reward
 from r1lab.stages.sample_eval import WORKED_STEP, is_reasoning
 from r1lab.tokenizer import Tokenizer
@@ -265,6 +265,10 @@ def run(config: ColdStartConfig) -> Path:
         check_output_file(path)
     # first: more problems than a split holds, or a bad checkpoint, fail before anything is sampled
     sampled = config.n_prompts if config.zero_checkpoint else 0
+    # a chat-trained model asked in Table 1's template fails R1-Zero's format: all dropped, a wrong checkpoint unsaid
+    if sampled and infer_template(config.zero_checkpoint) != R1_ZERO:
+        raise ValueError(f"{config.zero_checkpoint} was trained on the chat template; the cold start samples an "
+                         "R1-Zero policy with R1 Table 1's template: give the R1-Zero run's policy (or a base model)")
     problems = rl_prompts(sampled, seed=config.seed, kinds=config.kind_tuple()) if sampled else []
     long_problems = problem_set(PRETRAIN, config.n_long_cot, seed=config.seed, kinds=config.kind_tuple())
     loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None
