@@ -73,9 +73,7 @@ def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[t
     """Random windows, a pure function of (seed, step): a resumed run sees the same batches; on
     `config.device` (the stream stays in host memory, the window draw on the CPU generator)."""
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    # a window is seq_len + 1 tokens, so its start runs to len - seq_len - 1 inclusive (randint's
-    # high is exclusive): the stream's last token is a label too
-    starts = torch.randint(0, len(stream) - config.seq_len, (config.batch_size,), generator=g)
+    starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
     rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()]).to(config.device)  # (B, T+1)
     return rows[:, :-1], rows[:, 1:]
 
@@ -112,9 +110,9 @@ def corpora(config: PretrainConfig) -> tuple[Tokenizer, torch.Tensor, torch.Tens
     train_docs, val_docs = corpus_documents(config)
     stream, val_stream = pack(tokenizer, train_docs), pack(tokenizer, val_docs)
     for name, tokens in (("training", stream), ("held-out", val_stream)):
-        if len(tokens) < config.seq_len + 1:  # a window is seq_len + 1 tokens (inputs and their labels)
-            raise ValueError(f"the {name} corpus has {len(tokens):,} tokens, fewer than seq_len + 1 "
-                             f"({config.seq_len + 1}): raise --n-docs or lower --seq-len")
+        if len(tokens) < config.seq_len + 2:  # a window is seq_len + 1 tokens, drawn from a random start
+            raise ValueError(f"the {name} corpus has {len(tokens):,} tokens, fewer than seq_len + 2 "
+                             f"({config.seq_len + 2}): raise --n-docs or lower --seq-len")
     return tokenizer, stream, val_stream
 
 
