@@ -75,9 +75,8 @@ def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[t
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     # Starts are drawn from [0, len - seq_len - 1): one short of the last window, so the stream's
     # final token (1 of ~4M) is never a label. Kept on purpose: the shipped base model
-    # (r1lab/assets/base-tiny) was trained with these draws and `r1lab pretrain --seed 0` rebuilds
-    # it bit for bit; with the last start allowed every draw changes, and that run's base scored
-    # pass@1 21.7% against 27.5% (cons@16 36.0% vs 45.5%; seed luck, measured 2026-11-29)
+    # (r1lab/assets/base-tiny) was trained with these draws; allowing the last start changes every
+    # draw, hence the base `r1lab pretrain --seed 0` gives (see the asset's README for figures)
     starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
     rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()]).to(config.device)  # (B, T+1)
     return rows[:, :-1], rows[:, 1:]
