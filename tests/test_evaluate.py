@@ -322,14 +322,6 @@ def test_cli_checkpoint_honours_k_and_refuses_completions(hand_files, capsys):
     assert (summary["k"], summary["n_problems"], summary["n_samples"]) == (1, 2, 4)
 
 
-def test_cli_checkpoint_refuses_a_template_for_a_benchmark(hand_files, capsys):
-    """--template was silently ignored with a benchmark file (its prompts are always the chat ones)."""
-    data, _ = hand_files
-    assert cli.main(["eval", "--data", str(data), "--checkpoint", "nowhere", "--template", "r1_zero"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("r1lab eval: error: SampleEvalConfig.template 'r1_zero' is for data 'world' only")
-
-
 @pytest.mark.parametrize("flag, message", [("--samples", "k (samples per problem, --samples) must be >= 1, got 0"),
                                            ("--n-problems", "n_problems must be >= 1, got 0"),
                                            ("--max-new-tokens", "max_new_tokens must be >= 1, got 0")])
@@ -441,7 +433,7 @@ def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monke
     monkeypatch.setattr(sample_eval, "Engine", FakeEngine)
     base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
     result = sample_eval.evaluate_checkpoint(sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data),
-                                                                          n_problems=1, k=2))
+                                                                          n_problems=1, k=2, template="chat"))
     assert result.problems[0].answers == [None, "3"] and result.summary()["pass@1"] == 0.5
     # n_data is the file's count (it was the n_problems sampled: a partial run read as the whole benchmark)
     assert (result.summary()["n_problems"], result.summary()["n_data"]) == (1, 2)
@@ -515,7 +507,8 @@ def test_prompts_follow_r1_table_1_and_the_r1_readme(tmp_path):
     assert tokenizer.decode(prompt_ids(tokenizer, "Compute 2+3", CHAT)) == "<|bos|><|user|>Compute 2+3<|assistant|>"
 
     data = write_jsonl(tmp_path / "b.jsonl", [{"problem": "What is $1+2$?", "answer": "3"}])
-    bench_config = sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data), n_problems=1, k=1)
+    bench_config = sample_eval.SampleEvalConfig(checkpoint=str(base), data=str(data), n_problems=1, k=1,
+                                                template="chat")  # a chat-trained model's benchmark prompt
     _, (prompt,), _ = sample_eval._prompts(bench_config, tokenizer)
     assert tokenizer.decode(prompt) == ("<|bos|><|user|>What is $1+2$?\nPlease reason step by step, and put your "
                                         "final answer within \\boxed{}.<|assistant|><think>\n")

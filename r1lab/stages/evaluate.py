@@ -311,8 +311,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, help=f"with --checkpoint (default and paper: {TOP_P})")
     parser.add_argument("--seed", type=int, help="with --checkpoint: sampling seed (default 0)")
     parser.add_argument("--template", choices=("auto", "r1_zero", "chat"),
-                        help="with --checkpoint and --data world: the prompt template (default auto: as the checkpoint "
-                             "was trained: R1-Zero's for base and R1-Zero models, chat after SFT)")
+                        help="with --checkpoint: the prompt template (default auto: as the checkpoint was trained: "
+                             "R1-Zero's for base and R1-Zero models, chat after SFT)")
     parser.add_argument("--device", help="with --checkpoint: cpu | cuda | cuda:N (default cpu)")
     parser.add_argument("--bf16", action="store_const", const=True, help="with --checkpoint: bf16 autocast while sampling")
     parser.add_argument("--completions", type=Path,

@@ -7,8 +7,10 @@ Two kinds of data:
   world's rule; it also reports what the R1 story needs to see:
   format compliance, mean length, how often the model reasons step by step and how accurate
   reasoning is against bare answers, and the language consistency of the reasoning;
-- a benchmark file (GSM8K, MATH-500, AIME), prompted as the R1 README recommends (no system
-  prompt, the step-by-step instruction in the user turn, output forced to start with "<think>\\n").
+- a benchmark file (GSM8K, MATH-500, AIME), prompted with the checkpoint's template too: after SFT
+  (chat) as the R1 README recommends (no system prompt, the step-by-step instruction in the user
+  turn, output forced to start with "<think>\\n"); a base or R1-Zero model with R1 Table 1's
+  template around the bare problem, its answer read from the ``<answer>`` tags it was trained on.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from tqdm import tqdm
 from r1lab import training
 from r1lab.engine import Engine, SamplingParams
 from r1lab.model import from_pretrained
-from r1lab.prompts import AUTO, check_template, format_rule, infer_template, prompt_ids
+from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
 from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
 
-# Benchmark prompts end by opening the reasoning (R1's usage advice: force "<think>\n"); the
+# Chat benchmark prompts end by opening the reasoning (R1's usage advice: force "<think>\n"); the
 # opening is put back in front of each completion, so that one cut off while still thinking has no
 # answer (a draft \boxed{} inside the reasoning is not graded).
 THINK_OPENING = "<think>\n"
@@ -54,7 +56,7 @@ class SampleEvalConfig:
     batch_problems: int = 32  # problems sampled together
     bf16: bool = False  # bf16 autocast while sampling
     device: str = "cpu"  # cpu | cuda | cuda:N: where the model samples
-    template: str = "auto"  # world prompts: r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
+    template: str = "auto"  # r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
         for name in ("k", "n_problems", "batch_problems", "max_new_tokens"):
@@ -66,13 +68,8 @@ class SampleEvalConfig:
                              f"{self.temperature} and {self.top_p}")
         training.check_device(self.device, "SampleEvalConfig")
         training.check_seed(self.seed, "SampleEvalConfig")
-        if self.template != AUTO and self.data != "world":  # it would be ignored
-            raise ValueError(f"SampleEvalConfig.template {self.template!r} is for data 'world' only: benchmark "
-                             "prompts are the R1 README's (chat, the step-by-step instruction, '<think>' forced)")
-        if self.template != AUTO:
-            check_template(self.template)
-        elif self.data == "world":  # benchmarks never read it
-            self.template = infer_template(self.checkpoint)
+        # benchmarks too: an R1-Zero model asked in the chat format it never saw answers noise
+        self.template = infer_template(self.checkpoint) if self.template == AUTO else check_template(self.template)
 
 
 def config_from_eval_args(args: argparse.Namespace) -> SampleEvalConfig:
@@ -140,6 +137,8 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
     from r1lab.benchmarks import load_problems
 
     problems = load_problems(Path(config.data))
+    if config.template == R1_ZERO:  # Table 1 carries the format instruction; nothing about content is added
+        return problems, [prompt_ids(tokenizer, p.prompt, R1_ZERO) for p in problems[:config.n_problems]], None
     chats = [tokenizer.apply_chat_template([{"role": "user", "content": eval_prompt(p)}], add_generation_prompt=True)
              + tokenizer.encode(THINK_OPENING) for p in problems[:config.n_problems]]
     return problems, chats, None
@@ -151,7 +150,7 @@ def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[s
     training.keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     problems, prompts, world = _prompts(config, tokenizer)
-    opening = "" if world is not None else THINK_OPENING
+    opening = THINK_OPENING if world is None and config.template == CHAT else ""  # what the prompt forced
     # A prompt with no room left for max_new_tokens in the model's positions made the engine raise
     # for its whole batch, ending the run after minutes of sampling (a tiny model on MATH-500): such a
     # problem is not sampled and gets k empty completions, scored as unanswered (length 0).
@@ -190,7 +189,8 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     if world is None:
         result = score_completions(problems, texts, k)
         unsampled = sum(not any(v) for v in lengths.values())  # no room to sample: every length 0
-        return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
+        return replace(result, settings={**settings, "template": config.template, "length_mean": _mean_len(lengths),
+                                         "prompts_too_long": unsampled})
     result = score_completions(problems, texts, k, name="world/heldout", check=world_check(world))
     metrics = world_metrics(world, texts, lengths, format_rule(config.template))
     return replace(result, settings={**settings, "template": config.template, **metrics})
