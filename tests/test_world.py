@@ -226,6 +226,10 @@ def test_mixed_solutions_switch_language_midway(docs: list[world.Document]) -> N
     (" <answer> 92/2 </answer>", None),
     (" It is 2^3.", None),
     (" <answer> 46.0 </answer>", 46),  # read as 0
+    (" <think> 37+48=85. 85*2=170. 170-19=151", None),  # cut off while thinking: no final answer yet
+    (" <think> 2+2=4 </think> <think> so 4", None),  # the last <think> is never closed
+    (" <think> <answer> 151 </answer> and 151", None),
+    (" </think> <answer> 151 </answer>", 151),  # a close without its open (the prompt opened it)
 ])
 def test_extract_final_answer(completion: str, expected: int | None) -> None:
     assert world.extract_final_answer(completion) == expected

@@ -40,8 +40,12 @@ def completion_body(completion: str) -> str:
 
 
 def final_answer_span(completion: str) -> str:
-    """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``."""
+    """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``;
+    nothing when the last ``<think>`` is never closed: a completion cut off while thinking has no
+    final answer yet (as benchmark samples, `rewards.math`), only the last number of a draft."""
     body = completion_body(completion)
+    if body.rfind("<think>") > body.rfind("</think>"):
+        return ""
     answer = last_answer_block(body)
     if answer is not None:
         return answer
