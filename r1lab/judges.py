@@ -108,9 +108,11 @@ def parse_verdict(text: str) -> bool:
     """
     if not isinstance(text, str):
         return False
-    from r1lab.world.answers import final_answer_span
+    from r1lab.world.answers import completion_body, final_answer_span
 
-    words = [word.lower() for word in _WORD.findall(final_answer_span(text))]  # "**Yes**": words, not markup
+    # the verdict follows the reasoning: an <answer> block drafted inside <think> is not the reply
+    reply = completion_body(text).rsplit("</think>", 1)[-1]
+    words = [word.lower() for word in _WORD.findall(final_answer_span(reply))]  # "**Yes**": words, not markup
     return words[:1] == ["yes"] and "no" not in words
 
 
