@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -75,6 +76,9 @@ class Rubric:
             raise ValueError(f"reward term names must be unique, got {names}")
         if "total" in names:  # its mean would be reported under reward/total, then overwritten
             raise ValueError(f"a reward term may not be named 'total' (reward/total is the weighted sum), got {names}")
+        for term in terms:  # else a NaN weight reads as a NaN reward of the first completion, a string as a TypeError
+            if not isinstance(term.weight, numbers.Real) or not math.isfinite(term.weight):
+                raise ValueError(f"reward term {term.name!r}: weight must be a finite number, got {term.weight!r}")
         self.terms = list(terms)
 
     def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
