@@ -92,6 +92,8 @@ def language_share(response: Any, language: str = "en", classifier: str = WORLD)
     >>> language_share("<think>\\nFirst, 2+3=5.\\nPori 5*2=10.\\n</think>\\nSo it is 10.")
     0.8
     """
+    if classifier not in (WORLD, SCRIPT):  # else read as SCRIPT, by which Velari is English (both Latin)
+        raise ValueError(f"language_share: classifier must be {WORLD!r} or {SCRIPT!r}, got {classifier!r}")
     text = _TAGS.sub(" ", turn_body(response))
     if classifier == WORLD:
         from r1lab.world import language_consistency
