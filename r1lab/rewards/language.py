@@ -54,7 +54,8 @@ def chain_of_thought(completion: str) -> str:
 
 def world_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
     """Share of the CoT's words in the target world language ("en" or "vl"); RewardConfigError
-    (a ValueError) for another target.
+    (a ValueError) for another target. A CoT without words (empty, or only numbers and
+    operators) scores 1.0, as `language_consistency`: no word of it is in another language.
 
     >>> world_language_reward("<think> First, 2+3=5. </think> <answer> 5 </answer>")
     1.0
@@ -91,8 +92,10 @@ def _word_scripts(token: str) -> list[str]:
 
 def script_language_reward(completion: str, example: Any = None, target: str = "en") -> float:
     """Share of CoT words written in the target's script; CJK characters count one word each,
-    maths tokens ("x", "2x", "π") none. Raises RewardConfigError (a ValueError, which `Rubric`
-    lets through) for a target not in `SCRIPTS`: scoring every completion 0 would hide it.
+    maths tokens ("x", "2x", "π") none. A CoT without words (empty, or only numbers and maths)
+    scores 1.0, as the world's classifier: R1's ratio has no words to count, and none is foreign.
+    Raises RewardConfigError (a ValueError, which `Rubric` lets through) for a target not in
+    `SCRIPTS`: scoring every completion 0 would hide it.
 
     >>> script_language_reward("<think> so 3 plus 4 是 七 </think>")
     0.5
