@@ -4,8 +4,9 @@ Contract, like every r1lab reward: `(completion: str, example) -> float`, and a 
 on model text; text without usable code scores 0 (the reason is logged at debug level).
 
 - Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
-  tags if there are any); the code is the last fenced Python block of the answer (a final fence
-  left open runs to the end of the answer, as Markdown reads it), else the answer.
+  tags if there are any, less the blanks after the tag on its line); the code is the last fenced
+  Python block of the answer (a final fence left open runs to the end of the answer, as Markdown
+  reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
   "mbpp" runs `code + test_setup_code + asserts` (setup after the code: tasks 367 and 927 need it);
   "stdio" feeds each case's input to the program and compares its output, exactly or with
@@ -125,7 +126,9 @@ def extract_code(completion: str) -> str | None:
     else:
         answer = completion
     tagged = last_answer_block(answer)
-    answer = answer if tagged is None else tagged
+    # R1's template writes `<answer> answer here </answer>`: blanks between the tag and text on
+    # its own line separate them; they are not the code's (or a fence's) indentation
+    answer = answer if tagged is None else re.sub(r"\A[ \t]+(?=\S)", "", tagged)
     fences = _fences(answer)  # (indent, language, body)
     if fences:
         python = [f for f in fences if f[1].lower() in _PYTHON_FENCES] or [f for f in fences if not f[1]]
