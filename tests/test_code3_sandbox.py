@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from r1lab.rewards.code import CodeTask, code_reward
-from r1lab.rewards.sandbox import Sandbox
+from r1lab.rewards.sandbox import Sandbox, execute
 
 ADD = CodeTask(kind="mbpp", asserts=("assert add(1, 2) == 3", "assert add(0, 0) == 0"))
 SUM_STDIO = CodeTask.from_stdio([("1 2\n", "3\n"), ("5 7\n", "12\n")], match="exact")
@@ -44,3 +44,16 @@ def test_a_passing_program_that_closes_or_redirects_fd_1_still_passes(sandbox, s
 def test_an_early_exit_after_silencing_stdout_still_fails(sandbox, early):
     program = f"def add(a, b):\n    return 0\nimport os\nos.close(1)\n{early}\n"
     assert code_reward(program, ADD, sandbox=sandbox) == 0.0
+
+
+@pytest.mark.parametrize("opened", ["open(1, 'w')", "__import__('os').fdopen(1, 'w')"])
+def test_a_file_on_fd_1_left_open_is_flushed_at_exit_as_in_python(sandbox, opened):
+    """CPython's finalisation releases the program's globals, so a file object it never closed is
+    flushed; the sandbox ended with os._exit and dropped what it buffered: no output, score 0."""
+    program = f"out = {opened}\nout.write(str(sum(map(int, input().split()))) + '\\n')\n"
+    assert code_reward(program, SUM_STDIO, sandbox=sandbox) == 1.0
+
+
+def test_the_left_open_file_is_flushed_after_sys_stdout_as_in_python(sandbox):
+    result = execute("f = open(1, 'w')\nf.write('a\\n')\nprint('b')\n", sandbox=sandbox)
+    assert (result.status, result.stdout) == ("passed", "b\na\n")  # what `python -c` prints

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import marshal
 import os
 import resource
@@ -296,6 +297,10 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
                 stream.flush()
             except Exception:
                 failed = True
+    # then, as CPython's finalisation clears modules, release the program's globals: a file it
+    # never closed (`out = open(1, "w")`) is flushed by its finaliser instead of lost at os._exit
+    main.__dict__.clear()
+    gc.collect()
     with contextlib.suppress(Exception):
         if not out.closed:
             out.flush()
