@@ -58,10 +58,15 @@ OUTPUT_FIELDS = frozenset({"out_dir", "out"})  # config fields where a stage wri
 
 def config_from_args(config_cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
-    for name in OUTPUT_FIELDS & values.keys():  # Path("") is the working directory: a run would write (and clear) there
-        if not str(values[name]).strip():
-            raise ValueError(f"--{name.replace('_', '-')} must name a path, got {values[name]!r}")
+    for name in OUTPUT_FIELDS & values.keys():
+        check_output_path(name, values[name])
     return config_cls(**{**values, **overrides})
+
+
+def check_output_path(name: str, value: object) -> None:
+    """Path("") is the working directory: a run given a blank --out/--out-dir would write (and clear) there."""
+    if not str(value).strip():
+        raise ValueError(f"--{name.replace('_', '-')} must name a path, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:

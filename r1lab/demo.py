@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from r1lab.cli import check_output_path
 from r1lab.pipeline import PipelineConfig, run
 
 
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_output_path("out", args.out)  # --out is not a config field here: config_from_args never sees it
     run(PipelineConfig(out_dir=args.out, seed=args.seed, pretrain=args.pretrain, eval_problems=args.eval_problems,
                        eval_samples=args.eval_samples, stop_after=args.stop_after, device=args.device))
     return 0
