@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from r1lab.benchmarks import Problem, jsonl_objects, load_problems
+from r1lab.cli import check_output_path
 from r1lab.data import write_text_atomically
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
@@ -321,12 +322,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=None,
                         help="k of pass@k and cons@k (default: the fewest samples any problem has)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, not a table")
-    parser.add_argument("--out", type=Path, help="also write eval.json (with per-problem scores) and eval.md here")
+    # a str, not a Path: Path("") is "." and a blank --out would write into the working directory unseen
+    parser.add_argument("--out", help="also write eval.json (with per-problem scores) and eval.md here")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} exists and is not a directory")
+    if args.out is not None:
+        check_output_path("out", args.out)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a directory")
     # a directory would otherwise be reported as "file not found", though it exists
     for flag, path in (("--data", None if args.data == "world" else Path(args.data)), ("--completions", args.completions)):
         if path is not None and path.is_dir():
@@ -350,8 +355,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"r1lab eval: warning: completions cover {len(result.problems)} of {len(problems)} problems; "
               "scoring those only", file=sys.stderr)
     if args.out is not None:
-        write_text_atomically(args.out / "eval.json", result.to_json() + "\n")
-        write_text_atomically(args.out / "eval.md", result.to_markdown())
+        write_text_atomically(out / "eval.json", result.to_json() + "\n")
+        write_text_atomically(out / "eval.md", result.to_markdown())
     print(json.dumps(result.summary()) if args.json else result.to_markdown(), end="\n" if args.json else "")
     return 0
 
