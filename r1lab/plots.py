@@ -71,8 +71,10 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
                 if rows:
                     print(f"plots: no values of {key!r} in {metrics_path}; not plotted")
                 continue
+            # a lone point is no line segment: without a marker a 1-step run's curve is invisible
+            marker = "o" if len(steps) == 1 else None
             ax.plot(steps, values, alpha=0.3)
-            ax.plot(steps, _smooth(values, window), label=name)
+            ax.plot(steps, _smooth(values, window), label=name, marker=marker)
         ax.set_xlabel("step")
         ax.set_title(label)
         if ax.get_legend_handles_labels()[0]:  # an empty legend only warns
