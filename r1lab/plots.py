@@ -73,8 +73,9 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
                 continue
             # a lone point is no line segment: without a marker a 1-step run's curve is invisible
             marker = "o" if len(steps) == 1 else None
-            ax.plot(steps, values, alpha=0.3)
-            ax.plot(steps, _smooth(values, window), label=name, marker=marker)
+            raw, = ax.plot(steps, values, alpha=0.3)
+            # the legend names the smoothed line: its raw curve must be drawn in the same colour
+            ax.plot(steps, _smooth(values, window), label=name, marker=marker, color=raw.get_color())
         ax.set_xlabel("step")
         ax.set_title(label)
         if ax.get_legend_handles_labels()[0]:  # an empty legend only warns

@@ -34,3 +34,17 @@ def test_a_one_step_run_draws_its_point(monkeypatch, tmp_path):
     labelled = [line for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")]
     assert [line.get_label() for line in labelled] == ["accuracy", "format rate", "total reward", "mean length"]
     assert all(_visible(line) for line in labelled)
+
+
+def test_each_raw_curve_has_its_smoothed_lines_colour(monkeypatch, tmp_path):
+    # the raw accuracy was drawn blue beside an orange smoothed "accuracy", raw format green beside a
+    # red "format rate": the legend's colours named neither raw curve
+    fig = _figure(monkeypatch, tmp_path, [{"step": s, "accuracy": s / 10, "format_rate": 1.0, "reward/total": 1.0,
+                                            "length_mean": 8.0 + s} for s in range(1, 6)])
+    for ax in fig.axes:
+        lines = ax.get_lines()  # raw, smoothed for each series, in order
+        assert len(lines) % 2 == 0 and lines
+        for raw, smoothed in zip(lines[::2], lines[1::2]):
+            assert raw.get_label().startswith("_") and not smoothed.get_label().startswith("_")
+            assert raw.get_color() == smoothed.get_color()
+        assert len({line.get_color() for line in lines}) == len(lines) // 2  # two series: two colours
