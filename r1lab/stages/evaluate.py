@@ -23,7 +23,7 @@ from typing import Any
 
 from r1lab.benchmarks import Problem, jsonl_objects, load_problems
 from r1lab.cli import check_output_path
-from r1lab.data import write_text_atomically
+from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
 # Sampling settings of the protocol, for the sampling path (R1-FACTS.md, "Evaluation protocol").
@@ -332,6 +332,7 @@ def main(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a directory")
+        check_output_dir(out)  # a parent that is a file failed only at the write, after all the sampling
     # a directory would otherwise be reported as "file not found", though it exists
     for flag, path in (("--data", None if args.data == "world" else Path(args.data)), ("--completions", args.completions)):
         if path is not None and path.is_dir():
@@ -357,6 +358,8 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_text_atomically(out / "eval.json", result.to_json() + "\n")
         write_text_atomically(out / "eval.md", result.to_markdown())
+        # stderr: with --json, stdout is the summary alone, for a pipe
+        print(f"r1lab eval: wrote {out / 'eval.json'} and {out / 'eval.md'}", file=sys.stderr)
     print(json.dumps(result.summary()) if args.json else result.to_markdown(), end="\n" if args.json else "")
     return 0
 
