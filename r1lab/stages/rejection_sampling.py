@@ -120,7 +120,12 @@ def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64, device: 
     that replies in at most `max_new_tokens` tokens."""
     if spec == "rule":
         return RuleJudge()
-    return GenerativeJudge(*load_engine(spec, bf16, device), max_new_tokens=max_new_tokens)
+    try:
+        engine, tokenizer = load_engine(spec, bf16, device)
+    except FileNotFoundError as err:  # "checkpoint not found: Rule" named neither --judge nor its values
+        raise FileNotFoundError(f"--judge {spec!r} is neither 'rule' (the world's rule) nor a judge checkpoint "
+                                f"directory: {err}") from None
+    return GenerativeJudge(engine, tokenizer, max_new_tokens=max_new_tokens)
 
 
 def kept_response(text: str) -> str:
