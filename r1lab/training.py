@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from r1lab.data import check_output_dir
 from r1lab.model import Transformer, save_pretrained
 from r1lab.model.checkpoint import fsync
 
@@ -178,7 +179,8 @@ def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ..
     set_threads(getattr(config, "threads", 0))
     keep_freed_memory()
     seed_everything(config.seed)
-    out = Path(config.out_dir)
+    # an --out-dir that is (or lies under) a file: this message, not mkdir's bare "File exists: X"
+    out = check_output_dir(config.out_dir)
     if fresh:
         stale_dirs = [out / d for d in own if (out / d).exists()]
         init = getattr(config, "init", None)
