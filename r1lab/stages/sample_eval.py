@@ -184,16 +184,18 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     if not 1 <= k <= config.k:  # before sampling, not after
         raise ValueError(f"k must be from 1 to the samples per problem ({config.k}), got {k}")
     problems, texts, lengths, world = sample_completions(config)
-    settings: dict[str, Any] = {"checkpoint": config.checkpoint, "temperature": config.temperature,
-                                "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed}
+    # "data" as a --completions run records it; prompts_too_long for world runs too, whose unsampled
+    # problems count as wrong like a benchmark's
+    unsampled = sum(not any(v) for v in lengths.values())  # no room to sample: every length 0
+    settings: dict[str, Any] = {"checkpoint": config.checkpoint, "data": config.data, "temperature": config.temperature,
+                                "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed,
+                                "template": config.template}
     if world is None:
         result = score_completions(problems, texts, k)
-        unsampled = sum(not any(v) for v in lengths.values())  # no room to sample: every length 0
-        return replace(result, settings={**settings, "template": config.template, "length_mean": _mean_len(lengths),
-                                         "prompts_too_long": unsampled})
+        return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
     result = score_completions(problems, texts, k, name="world/heldout", check=world_check(world))
     metrics = world_metrics(world, texts, lengths, format_rule(config.template))
-    return replace(result, settings={**settings, "template": config.template, **metrics})
+    return replace(result, settings={**settings, **metrics, "prompts_too_long": unsampled})
 
 
 def world_check(world: list[Any]) -> Callable[[int, str], tuple[str | None, bool]]:
