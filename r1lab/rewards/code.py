@@ -5,8 +5,8 @@ on model text; text without usable code scores 0 (the reason is logged at debug 
 
 - Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
   tags if there are any, less the blanks after the tag on its line); the code is the last fenced
-  Python block of the answer (a final fence left open runs to the end of the answer, as Markdown
-  reads it), else the answer.
+  Python block of the answer (``` or ~~~, each closed only by its own kind; a final fence left
+  open runs to the end of the answer, as Markdown reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
   "mbpp" runs `code + test_setup_code + asserts` (setup after the code: tasks 367 and 927 need it);
   "stdio" feeds each case's input to the program and compares its output, exactly or with
@@ -34,14 +34,18 @@ from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default
 logger = logging.getLogger(__name__)
 
 Kind = Literal["humaneval", "mbpp", "stdio"]
+# A fence is ``` or ~~~ (CommonMark); a block closes only on a fence of its own kind.
 # The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
 # could take its characters too, and on a fence line with no newline the backtracking is quadratic.
 # Groups: the fence's indentation (a fence inside a list item), the language, the body.
-# The run of spaces after the backticks is possessive (`*+`): else, on a fence that never
+# The run of spaces after the fence is possessive (`*+`): else, on a fence that never
 # closes, the regex tries every split of it with the info string's rest (quadratic in its length).
-# An opening fence line (indent, info string): one left open after the last closed block runs to the end (Markdown)
-_OPEN_FENCE = re.compile(r"^([ \t]*)```[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n", re.M)
-_FENCE = re.compile(_OPEN_FENCE.pattern + r"(.*?)^[ \t]*```", re.S | re.M)  # (indent, language, body)
+_FENCE_START = re.compile(r"^[ \t]*(```|~~~)", re.M)  # where a block may open (group: its kind)
+_OPEN_FENCES = {mark: re.compile(rf"^([ \t]*){mark}[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n", re.M)
+                for mark in ("```", "~~~")}  # an opening fence line: (indent, language)
+_FENCES = {mark: re.compile(opener.pattern + rf"(.*?)^[ \t]*{mark}", re.S | re.M)
+           for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, language, body)
+_FENCE = _FENCES["```"]
 _PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"
@@ -144,14 +148,20 @@ def extract_code(completion: str) -> str | None:
 def _fences(answer: str) -> list[tuple[str, str, str]]:
     """The fenced blocks of `answer`, plus a last one left open (a completion cut off, or one that
     never wrote the closing fence): as Markdown reads it, that block runs to the end of the text."""
-    fences, end = [], 0
-    for match in _FENCE.finditer(answer):
-        fences.append(match.groups())
-        end = match.end()
-    # no closed block starts after `end` (finditer would have found it): an opener here is unclosed
-    opener = _OPEN_FENCE.search(answer, end)
-    if opener is not None and answer[opener.end():].strip():  # cut off at its opening: no block yet
-        fences.append((*opener.groups(), answer[opener.end():]))
+    fences: list[tuple[str, str, str]] = []
+    at = 0
+    while (start := _FENCE_START.search(answer, at)) is not None:
+        mark = start.group(1)
+        block = _FENCES[mark].match(answer, start.start())
+        if block is not None:
+            fences.append(block.groups())
+            at = block.end()
+            continue
+        # no fence of its kind closes it: as Markdown reads it, the rest of the text is its body
+        opener = _OPEN_FENCES[mark].match(answer, start.start())
+        if opener is not None and answer[opener.end():].strip():  # cut off at its opening: no block yet
+            fences.append((*opener.groups(), answer[opener.end():]))
+        break
     return fences
 
 
