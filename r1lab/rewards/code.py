@@ -46,7 +46,8 @@ _OPEN_FENCES = {mark: re.compile(rf"^([ \t]*){mark}[ \t]*+([\w+.#-]*)(?:[^\w+.#\
 _FENCES = {mark: re.compile(opener.pattern + rf"(.*?)^[ \t]*{mark}", re.S | re.M)
            for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, language, body)
 _FENCE = _FENCES["```"]
-_PYTHON_FENCES = {"python", "py", "python3", "py3"}  # an untagged fence counts only when none is tagged
+# python, py, python3, py3, and with a version (python3.11): an untagged fence counts only when none is tagged
+_PYTHON_FENCE = re.compile(r"(?:python|py)(?:3(?:\.\d+)*)?", re.I)
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"
 
@@ -135,7 +136,7 @@ def extract_code(completion: str) -> str | None:
     answer = answer if tagged is None else re.sub(r"\A[ \t]+(?=\S)", "", tagged)
     fences = _fences(answer)  # (indent, language, body)
     if fences:
-        python = [f for f in fences if f[1].lower() in _PYTHON_FENCES] or [f for f in fences if not f[1]]
+        python = [f for f in fences if _PYTHON_FENCE.fullmatch(f[1])] or [f for f in fences if not f[1]]
         if not python:
             return None  # only other languages
         indent, _, answer = python[-1]
