@@ -50,6 +50,7 @@ _FENCE = _FENCES["```"]
 _PYTHON_FENCE = re.compile(r"(?:python|py)(?:3(?:\.\d+)*)?", re.I)
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"
+_BOM = "\ufeff"  # compile() refuses it in a str, though CPython accepts it at the start of a file
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +135,8 @@ def extract_code(completion: str) -> str | None:
     # R1's template writes `<answer> answer here </answer>`: blanks between the tag and text on
     # its own line separate them; they are not the code's (or a fence's) indentation
     answer = answer if tagged is None else re.sub(r"\A[ \t]+(?=\S)", "", tagged)
+    # a byte-order mark opening the text (or a block) is no character of it, as CPython reads a file
+    answer = answer.removeprefix(_BOM)
     fences = _fences(answer)  # (indent, language, body)
     if fences:
         python = [f for f in fences if _PYTHON_FENCE.fullmatch(f[1])] or [f for f in fences if not f[1]]
@@ -142,7 +145,7 @@ def extract_code(completion: str) -> str | None:
         indent, _, answer = python[-1]
         if indent:  # the fence's own indentation is not the code's
             answer = re.sub(rf"(?m)^[ \t]{{0,{len(indent)}}}", "", answer)
-    code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer).rstrip()
+    code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer.removeprefix(_BOM)).rstrip()
     return code or None
 
 
