@@ -8,7 +8,8 @@ on model text; text without usable code scores 0 (the reason is logged at debug 
   Python block of the answer (``` or ~~~, each closed only by its own kind; a final fence left
   open runs to the end of the answer, as Markdown reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
-  "mbpp" runs `code + test_setup_code + asserts` (setup after the code: tasks 367 and 927 need it);
+  "mbpp" runs `code + test_setup_code (or test_imports) + asserts` (setup after the code: tasks 367
+  and 927 need it);
   "stdio" feeds each case's input to the program and compares its output, exactly or with
   whitespace normalised.
 - Reward: 1.0 if every test passes (the DeepSeek-R1 rule), else 0.0; with `partial=True`, the
@@ -96,9 +97,13 @@ class CodeTask:
     @classmethod
     def from_mbpp(cls, record: Mapping[str, Any], *, challenge: bool = False,
                   timeout_s: float = 10.0) -> CodeTask:
-        """From an MBPP record; `challenge` adds challenge_test_list. Task 123 needs ~4 s."""
+        """From an MBPP record, original (test_setup_code) or sanitized (test_imports, run as setup);
+        `challenge` adds challenge_test_list, which only the original has. Task 123 needs ~4 s."""
+        if challenge and "challenge_test_list" not in record:
+            raise ValueError(f"MBPP task {record['task_id']!r} has no challenge_test_list (sanitized format?)")
         asserts = list(record["test_list"]) + (list(record["challenge_test_list"]) if challenge else [])
-        return cls(kind="mbpp", task_id=str(record["task_id"]), setup=record["test_setup_code"],
+        setup = [*record.get("test_imports", ()), record.get("test_setup_code", "")]
+        return cls(kind="mbpp", task_id=str(record["task_id"]), setup="\n".join(filter(None, setup)),
                    asserts=tuple(asserts), timeout_s=timeout_s)
 
     @classmethod
