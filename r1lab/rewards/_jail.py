@@ -27,7 +27,7 @@ import tempfile
 import threading
 import traceback
 import types
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 SANDBOX_UIDS = range(1_500_000_000, 2_000_000_000)  # each run (as root) gets a random one
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -246,13 +246,12 @@ class _Secret:
         return "<secret>"
 
 
-def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
-    """Emulate `python solution.py`: fresh __main__ (whose __name__ is `module`), then atexit,
-    thread joins and flushes."""
+def _fresh_interpreter_state(module: str) -> tuple[types.ModuleType, TextIO]:
+    """A fresh __main__ (named `module`), exit/quit, argv and std streams as `python solution.py`
+    starts with; returns __main__ and the new stdout."""
     import _sitebuiltins
     import atexit
     import builtins
-    import types
 
     atexit._clear()
     main = sys.modules["__main__"] = sys.modules[module] = types.ModuleType(module)
@@ -270,6 +269,15 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
                                              closefd=False)
     sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
                                        closefd=False, buffering=1)
+    return main, out
+
+
+def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
+    """Emulate `python solution.py`: fresh __main__ (whose __name__ is `module`), then atexit,
+    thread joins and flushes."""
+    import atexit
+
+    main, out = _fresh_interpreter_state(module)
     # the secret goes through a copy of fd 1: a program may close or redirect its own fd 1
     # (`with open(1, "w")`, silencing prints), which python solution.py survives; the proof must too
     proof = os.dup(1)
