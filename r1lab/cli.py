@@ -69,19 +69,6 @@ def check_output_path(name: str, value: object) -> None:
         raise ValueError(f"--{name.replace('_', '-')} must name a path, got {value!r}")
 
 
-# training stages (the name of their `<name>_config.json`): each owns its run directory's metrics.jsonl and checkpoints/
-TRAINING_RUNS = ("pretrain", "grpo", "sft")
-
-
-def check_run_dir(out_dir: str | Path, name: str) -> None:
-    """Refuses a run directory that holds another training stage's run: this run would overwrite its
-    metrics.jsonl and, starting fresh, delete its checkpoints/ (with --resume too: it has none of ours)."""
-    for other in TRAINING_RUNS:
-        saved = Path(out_dir) / f"{other}_config.json"
-        if other != name and saved.is_file():
-            raise ValueError(f"--out-dir {out_dir} holds another stage's run ({saved}); give another --out-dir")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1lab", description="The DeepSeek-R1 recipe, end to end.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

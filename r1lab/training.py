@@ -170,6 +170,20 @@ class MetricsLog:
         fsync(self.path.parent)
 
 
+# training stages (the name of their `<name>_config.json`): each owns its run directory's metrics.jsonl and checkpoints/
+TRAINING_RUNS = ("pretrain", "grpo", "sft")
+
+
+def check_run_dir(out_dir: str | Path, name: str) -> None:
+    """Refuses a run directory that holds another training stage's run: this run would overwrite its
+    metrics.jsonl and, starting fresh, delete its checkpoints/ (with --resume too: it has none of ours).
+    Each training command calls it before its `run`, whose --resume reads the directory before `start_run`."""
+    for other in TRAINING_RUNS:
+        saved = Path(out_dir) / f"{other}_config.json"
+        if other != name and saved.is_file():
+            raise ValueError(f"--out-dir {out_dir} holds another stage's run ({saved}); give another --out-dir")
+
+
 def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ...] = ("checkpoints",)) -> Path:
     """Common start of every stage: threads, allocator, seeds, the run directory and `<name>_config.json`.
 

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from r1lab import training
-from r1lab.cli import add_config_arguments, check_run_dir, config_from_args
+from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
@@ -303,6 +303,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(GRPOConfig, args)
-    check_run_dir(config.out_dir, "grpo")
+    training.check_run_dir(config.out_dir, "grpo")
     run(config)
     return 0

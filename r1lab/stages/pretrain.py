@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from r1lab import training
-from r1lab.cli import add_config_arguments, check_run_dir, config_from_args
+from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset
 from r1lab.tokenizer import Tokenizer, world_tokenizer
 
@@ -188,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = config_from_args(PretrainConfig, args)
-    check_run_dir(config.out_dir, "pretrain")
+    training.check_run_dir(config.out_dir, "pretrain")
     run(config)
     print(f"done in {math.ceil(time.perf_counter() - start)} s")
     return 0

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from r1lab import training
-from r1lab.cli import add_config_arguments, check_run_dir, config_from_args
+from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, read_sft_jsonl
 from r1lab.model import Transformer, document_mask, from_pretrained, max_mean_load_ratio
 from r1lab.rewards.format import r1_format_reward
@@ -319,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = config_from_args(SFTConfig, args)
-    check_run_dir(config.out_dir, "sft")
+    training.check_run_dir(config.out_dir, "sft")
     run(config)
     print(f"done in {math.ceil(time.perf_counter() - start)} s")
     return 0
