@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from r1lab.rewards.math import answers_equal, canonical_answer, check_answers
+from r1lab.rewards.math import answers_equal, canonical_answer
 
 
 @pytest.mark.parametrize("pred, gold, expected", [

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
 
 from r1lab.model import Transformer, from_pretrained, preset, save_pretrained
 from r1lab.model.checkpoint import from_hf_config, to_hf_config
-from safetensors.torch import load_file
 
 CONFIGS = {
     "full-rank-q+moe+groups": dict(q_lora_rank=0, n_group=4, topk_group=2),

@@ -1,10 +1,14 @@
-"""The `r1lab` command line on a Ctrl-C (found by a review helper; each test failed before its fix)."""
+"""The `r1lab` command line on a Ctrl-C ."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import types
+from pathlib import Path
+
+import pytest
 
 from r1lab import cli
 
@@ -74,3 +78,97 @@ def test_ctrl_c_while_the_command_imports_its_module(monkeypatch, capsys):
     monkeypatch.setattr(cli.importlib, "import_module", interrupted_import)
     assert cli.main(["zero", "--max-steps", "3"]) == 130
     assert capsys.readouterr().err.strip() == "r1lab zero: interrupted; run again with: r1lab zero --max-steps 3"
+
+
+# `r1lab demo` as a user meets it .
+@pytest.mark.parametrize("out", ["", "  "])
+def test_demo_with_a_blank_out_is_refused_before_running(out, monkeypatch, capsys):
+    # Path("") is the working directory: the demo used to start and write eval/ and zero/ there
+    import r1lab.demo
+
+    ran = []
+    monkeypatch.setattr(r1lab.demo, "run", ran.append)
+    assert cli.main(["demo", "--out", out]) == 2
+    assert ran == []
+    assert capsys.readouterr().err.strip() == f"r1lab demo: error: --out must name a path, got {out!r}"
+
+
+# `r1lab eval` as a user meets it .
+@pytest.mark.parametrize("out", ["", " "])
+def test_eval_with_a_blank_out_writes_nothing_in_the_working_directory(out, tmp_path, monkeypatch, capsys):
+    # --out "" was Path("") == ".": eval.json and eval.md landed in the working directory unannounced
+    data, completions = tmp_path / "d.jsonl", tmp_path / "c.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}) + "\n")
+    completions.write_text(json.dumps({"index": 0, "completion": "<answer>2</answer>"}) + "\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cli.main(["eval", "--data", str(data), "--completions", str(completions), "--out", out]) == 2
+    assert capsys.readouterr().err.strip() == f"r1lab eval: error: --out must name a path, got {out!r}"
+    assert list(work.iterdir()) == []
+
+
+# A training command given another training stage's run directory : it used to overwrite that run's metrics.jsonl and delete its checkpoints/.
+BASE = str(Path(__file__).resolve().parents[1] / "r1lab" / "assets" / "base-tiny")
+
+
+def _stage_run(directory: Path, name: str) -> None:
+    """What a finished-or-stopped run of stage `name` leaves: its config, metrics and a checkpoint."""
+    (directory / "checkpoints" / "step_000001").mkdir(parents=True)
+    (directory / "checkpoints" / "step_000001" / "trainer_state.pt").write_text("s")
+    (directory / f"{name}_config.json").write_text("{}\n")
+    (directory / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.5}) + "\n")
+
+
+def _argv(command: str, out_dir: Path, data: Path) -> list[str]:
+    tiny = {"zero": ["--init", BASE, "--max-steps", "1", "--prompts-per-step", "1", "--group-size", "2",
+                     "--max-new-tokens", "4"],
+            "sft": ["--data", str(data), "--init", BASE, "--max-steps", "1", "--batch-size", "1", "--seq-len", "64"],
+            "pretrain": ["--n-docs", "50", "--seq-len", "32", "--batch-size", "2", "--max-steps", "1"]}[command]
+    return [command, *tiny, "--out-dir", str(out_dir)]
+
+
+@pytest.mark.parametrize("command, other", [("zero", "sft"), ("sft", "grpo"), ("pretrain", "sft")])
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_another_stages_run_directory_is_refused_and_kept(command, other, resume, tmp_path, capsys):
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"prompt": "Hello", "response": "Hi."}) + "\n")
+    run = tmp_path / "run"
+    _stage_run(run, other)
+    assert cli.main([*_argv(command, run, data), *resume]) == 2
+    assert capsys.readouterr().err.strip() == (f"r1lab {command}: error: --out-dir {run} holds another stage's run "
+                                               f"({run / f'{other}_config.json'}); give another --out-dir")
+    assert (run / "checkpoints" / "step_000001" / "trainer_state.pt").read_text() == "s"
+    assert (run / "metrics.jsonl").read_text() == json.dumps({"step": 1, "loss": 1.5}) + "\n"
+    assert sorted(p.name for p in run.iterdir()) == sorted(["checkpoints", f"{other}_config.json", "metrics.jsonl"])
+
+
+# r1lab eval --out: where the report went is said on stderr; an unusable --out fails before any work.
+def _files(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}) + "\n")
+    completions = tmp_path / "completions.jsonl"
+    completions.write_text(json.dumps({"index": 0, "completion": "\\boxed{2}"}) + "\n")
+    return data, completions
+
+
+def test_out_files_are_named_on_stderr_and_json_stdout_stays_one_object(tmp_path, capsys):
+    data, completions = _files(tmp_path)
+    out = tmp_path / "report"
+    assert cli.main(["eval", "--data", str(data), "--completions", str(completions), "--json", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["pass@1"] == 1.0  # stdout: the summary only
+    assert captured.err == f"r1lab eval: wrote {out / 'eval.json'} and {out / 'eval.md'}\n"
+
+
+def test_out_under_a_file_fails_before_scoring(tmp_path, capsys, monkeypatch):
+    """`--out afile/report` passed the check and failed at the write ("Not a directory"), after sampling."""
+    from r1lab.stages import evaluate
+
+    data, completions = _files(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(evaluate, "collect_completions", lambda *a: (_ for _ in ()).throw(AssertionError("scored")))
+    argv = ["eval", "--data", str(data), "--completions", str(completions), "--out", str(tmp_path / "afile" / "report")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"r1lab eval: error: cannot write {tmp_path / 'afile' / 'report'}: {tmp_path / 'afile'} is a file, not a directory\n"

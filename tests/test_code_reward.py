@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from test_sandbox import sandbox_processes
 
 from r1lab.rewards import code as code_module
 from r1lab.rewards.code import CodeTask, build_jobs, code_reward, code_rewards, extract_code
 from r1lab.rewards.sandbox import Sandbox
-from test_sandbox import sandbox_processes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROOT = os.geteuid() == 0
@@ -64,7 +64,6 @@ def fenced(code: str) -> str:
 
 
 # ---------------------------------------------------------------- extraction and formats
-
 def test_docstring_examples_hold():
     assert doctest.testmod(code_module).failed == 0
 
@@ -199,7 +198,6 @@ def test_a_solutions_main_block_does_not_run_in_humaneval_and_mbpp_as_in_their_h
 
 
 # ---------------------------------------------------------------- the real data sets
-
 def off_by_one(source: str) -> str | None:
     """Add 1 to the first integer literal, else make the first comparison (non)strict."""
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -378,3 +376,113 @@ def test_attack_suite_scores_zero_and_leaves_the_host_untouched(tmp_path, monkey
     # this run's or orphaned only: counting every sandbox process on the machine failed whenever
     # another test run's sandbox was busy at the same time
     assert sandbox_processes() == []
+
+
+# What code a completion in R1-Zero's answer tags runs.
+SUM_STDIO = CodeTask.from_stdio([("1 2\n", "3\n")])
+ADD_MBPP = CodeTask(kind="mbpp", asserts=("assert add(1, 2) == 3",))
+
+
+@pytest.mark.parametrize("completion, expected", [
+    # R1 Table 1's template writes `<answer> answer here </answer>`: the blank after the tag
+    # separates, it is not the code's indentation (an IndentationError scored a right answer 0)
+    ("<think>t</think> <answer> print(sum(map(int, input().split()))) </answer>",
+     "print(sum(map(int, input().split())))"),
+    ("<think>t</think> <answer> def add(a, b):\n    return a + b\n</answer>",
+     "def add(a, b):\n    return a + b"),
+    # a fence on the tag's line is not indented either: its body keeps its own indentation
+    ("<think>t</think> <answer> ```python\ndef add(a, b):\n    return a + b\n```</answer>",
+     "def add(a, b):\n    return a + b"),
+    # text on the lines below the tag keeps its indentation (a HumanEval body)
+    ("<think>t</think> <answer>\n    return a + b\n</answer>", "    return a + b"),
+])
+def test_blanks_after_the_answer_tag_are_not_indentation(completion, expected):
+    assert extract_code(completion) == expected
+
+
+def test_a_one_line_program_in_the_r1_zero_template_is_scored():
+    stdio = "<think>add them</think> <answer> print(sum(map(int, input().split()))) </answer>"
+    mbpp = "<think>t</think> <answer> def add(a, b): return a + b </answer>"
+    assert (code_reward(stdio, SUM_STDIO), code_reward(mbpp, ADD_MBPP)) == (1.0, 1.0)
+
+
+# A byte-order mark at the start of the code, as CPython accepts in a file.
+@pytest.mark.parametrize("completion", [
+    "\ufeffdef add(a, b):\n    return a + b\n",
+    "\ufeff```python\ndef add(a, b):\n    return a + b\n```",  # the fence is on the first line
+    "<think>ok</think>```python\n\ufeffdef add(a, b):\n    return a + b\n```",
+])
+def test_a_leading_bom_is_not_code(completion):
+    assert extract_code(completion) == "def add(a, b):\n    return a + b"
+
+
+def test_a_completion_starting_with_a_bom_is_scored_on_its_code():
+    assert code_reward("\ufeffdef add(a, b):\n    return a + b\n", ADD_MBPP) == 1.0  # SyntaxError, 0 before
+
+
+# Which fenced blocks a completion's code is taken from.
+ADD_SOURCE = "def add(a, b):\n    return a + b"
+
+
+@pytest.mark.parametrize("completion, expected", [
+    # CommonMark allows tilde fences; the whole answer (fence lines too) ran and scored 0
+    (f"<think>ok</think>\n~~~python\n{ADD_SOURCE}\n~~~\n", ADD_SOURCE),
+    (f"<think>ok</think>\n~~~\n{ADD_SOURCE}\n~~~\nDone.", ADD_SOURCE),
+    (f"<think>ok</think>\n~~~python\n{ADD_SOURCE}\n", ADD_SOURCE),  # left open: runs to the end
+    # a block closes only on a fence of its own kind: ``` lines inside ~~~ are its text
+    ("<think>ok</think>\n~~~python\ns = '''\n```\n'''\n~~~\n", "s = '''\n```\n'''"),
+    ("<think>ok</think>\n```python\nx = 1\n~~~\ny = 2\n```\n", "x = 1\n~~~\ny = 2"),
+    # the last Python block wins across kinds
+    ("<think>ok</think>\n```python\nx = 1\n```\n~~~py\nx = 2\n~~~\n", "x = 2"),
+    ("<think>ok</think>\n~~~cpp\nint main() {}\n~~~\n", None),  # only another language
+])
+def test_tilde_fences_are_code_blocks(completion, expected):
+    assert extract_code(completion) == expected
+
+
+def test_tilde_fences_stay_linear():
+    open_tilde = "~~~python\n" + "```\n" * 20_000  # backtick lines inside a block never closed
+    texts = ["~~~python" + "x" * 100_000, "~~~" + " " * 40_000 + "\nx = 1", open_tilde]
+    start = time.perf_counter()
+    assert [extract_code(text) for text in texts] == [texts[0], "x = 1", open_tilde[10:].rstrip()]
+    assert time.perf_counter() - start < 1.0
+
+
+# MBPP records in the sanitized format (test_imports, no test_setup_code).
+SANITIZED = {"source_file": "Benchmark Questions Verification V2.ipynb", "task_id": 2,
+             "prompt": "Write a function to find the square root of a number.",
+             "code": "def root(x):\n    return math.sqrt(x)",
+             "test_imports": ["import math"], "test_list": ["assert math.isclose(root(4.0), 2.0)"]}
+
+
+def test_a_sanitized_record_is_accepted_and_its_imports_run_before_the_tests():
+    task = CodeTask.from_mbpp(SANITIZED)  # KeyError: 'test_setup_code' before
+    assert (task.task_id, task.setup, task.asserts) == ("2", "import math", tuple(SANITIZED["test_list"]))
+    # the solution relies on the tests' import, as the sanitized harness runs it
+    assert code_reward("```python\ndef root(x):\n    return math.sqrt(x)\n```", task) == 1.0
+
+
+def test_the_original_format_keeps_its_setup():
+    record = {"task_id": 1, "test_list": ["assert f() == 1"], "test_setup_code": "x = 1",
+              "challenge_test_list": ["assert f() != 2"]}
+    task = CodeTask.from_mbpp(record, challenge=True)
+    assert (task.setup, task.asserts) == ("x = 1", ("assert f() == 1", "assert f() != 2"))
+
+
+def test_challenge_tests_asked_of_a_record_without_them_are_refused_by_name():
+    with pytest.raises(ValueError, match="challenge_test_list"):
+        CodeTask.from_mbpp(SANITIZED, challenge=True)
+
+
+# A fence tagged with a versioned Python name is Python.
+@pytest.mark.parametrize("tag", ["python3.11", "Python3.12", "py3.10", "python3.9.1"])
+def test_a_versioned_python_tag_is_python(tag):
+    # it counted as another language: "only other languages", no code, reward 0
+    assert extract_code(f"<think>ok</think>\n```{tag}\nx = 1\n```\n") == "x = 1"
+    # and it wins over an untagged block after it (the output, not the program)
+    assert extract_code(f"<think>ok</think>\n```{tag}\nx = 1\n```\n```\n1\n```\n") == "x = 1"
+
+
+@pytest.mark.parametrize("tag", ["python2", "pyth", "python3.x", "cpp"])
+def test_other_tags_are_not_python(tag):
+    assert extract_code(f"<think>ok</think>\n```{tag}\nx = 1\n```\n") is None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from r1lab import engine as engine_module
 from r1lab.engine import Engine, SamplingParams, _truncate, sample
 from r1lab.model import Transformer, preset
-
 
 # R1LAB_TEST_DEVICE=cuda runs these tests with the model on a GPU (the engine is device-agnostic)
 DEVICE = torch.device(os.environ.get("R1LAB_TEST_DEVICE", "cpu"))
@@ -388,3 +388,68 @@ def test_bf16_decode_step_with_many_rows_runs_the_experts_in_bf16(monkeypatch):
                 expected = real(moe, x)[0]
             torch.testing.assert_close(out.float(), expected.float(), atol=0, rtol=0)
             assert not torch.equal(out.float(), real(moe, x)[0].float())  # float32 experts: other numbers
+
+
+# Engine.generate's prompts argument: one prompt's flat token ids is refused clearly.
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    torch.manual_seed(0)
+    config = preset("tiny").replace(vocab_size=50, num_hidden_layers=2, num_nextn_predict_layers=0)
+    return Engine(Transformer(config).eval())
+
+
+@pytest.mark.parametrize("flat", [[5, 6, 7], (5, 6, 7), np.array([5, 6, 7]), torch.tensor([5, 6, 7]), [[5, 6], 7]])
+def test_flat_token_ids_as_prompts_are_refused_with_the_clear_message(engine: Engine, flat: object) -> None:
+    """generate(tokenizer.encode(text), ...) failed deep inside with "'int' object is not iterable"
+    (or "iteration over a 0-d tensor"): nothing said that prompts is a list of prompts."""
+    with pytest.raises(TypeError, match=r"pass \[prompt\] for one"):
+        engine.generate(flat, SamplingParams(temperature=0, max_new_tokens=2))  # type: ignore[arg-type]
+
+
+def test_prompts_as_arrays_and_tensors_of_rows_still_generate(engine: Engine) -> None:
+    """A one-token prompt as a 1-element tensor is a prompt, not a token id (index() takes it)."""
+    params = SamplingParams(temperature=0, max_new_tokens=3)
+    expected = engine.generate([[5]], params)[0][0].token_ids
+    for prompts in (torch.tensor([[5]]), np.array([[5]]), [torch.tensor([5])], [np.array([5])]):
+        assert engine.generate(prompts, params)[0][0].token_ids == expected  # type: ignore[arg-type]
+
+
+# Engine edge cases: configs and arguments that are legal but unusual.
+def _greedy_reference(model, prompt, steps):
+    ids = list(prompt)
+    for _ in range(steps):
+        with torch.no_grad():
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+@pytest.mark.parametrize("pad", [-1, 60])
+def test_a_pad_id_outside_the_vocabulary_still_pads_ragged_prompts(pad):
+    """ModelConfig accepts any pad_token_id (checkpoint.py reads HF's, which may be -1); the engine
+    embedded it in the left padding of a ragged batch: an IndexError. Pad slots are masked, so
+    the samples are those of the unpadded prompts."""
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=60, num_hidden_layers=2, pad_token_id=pad)).eval()
+    prompts = [[5, 6, 7], [8]]
+    out = Engine(model).generate(prompts, SamplingParams(temperature=0, max_new_tokens=3))
+    assert [g[0].token_ids for g in out] == [_greedy_reference(model, p, 3) for p in prompts]
+
+
+# SamplingParams.stop_token_ids: scalar ids of any integer type are refused up front with the clear
+# message, and sequences of numpy / torch integers become a tuple of Python ints.
+@pytest.mark.parametrize("scalar", [3, np.int64(3), torch.tensor(3)])
+def test_scalar_stop_token_id_is_refused_with_the_clear_message(scalar: object) -> None:
+    with pytest.raises(TypeError, match=r"stop_token_ids=\(id,\)"):
+        SamplingParams(stop_token_ids=scalar)  # type: ignore[arg-type]
+
+
+def test_float_stop_token_id_is_refused() -> None:
+    with pytest.raises(TypeError, match="stop_token_ids"):
+        SamplingParams(stop_token_ids=(1.5,))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ids", [[4, 5], np.array([4, 5]), torch.tensor([4, 5]), (np.int64(4), torch.tensor(5))])
+def test_stop_token_ids_become_a_tuple_of_ints(ids: object) -> None:
+    got = SamplingParams(stop_token_ids=ids).stop_token_ids  # type: ignore[arg-type]
+    assert got == (4, 5)
+    assert type(got) is tuple and all(type(i) is int for i in got)

@@ -30,7 +30,6 @@ def r1_completion(reasoning: str, answer: str) -> str:
 
 
 # --- metrics --------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("n, c, k, expected", [
     (10, 3, 1, 0.3),
     (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
@@ -137,8 +136,7 @@ def test_score_completions_with_k_below_the_sample_count():
 
 
 def test_a_setting_named_like_a_metric_is_refused():
-    """A setting "pass@1" replaced the computed pass@1 in the summary, eval.json and eval.md
-    (found by a review helper; failed before its fix)."""
+    """A setting "pass@1" replaced the computed pass@1 in the summary, eval.json and eval.md."""
     from dataclasses import replace
 
     result = score_completions(PROBLEMS, SAMPLES, k=2)
@@ -169,7 +167,6 @@ def test_report_formats():
 
 
 # --- loaders ----------------------------------------------------------------------------------
-
 def test_load_problems_formats_and_errors(tmp_path):
     path = write_jsonl(tmp_path / "mixed.jsonl", [
         {"question": "How many?", "answer": "2 + 3 = 5 boxes\n#### 1,250"},
@@ -266,7 +263,6 @@ def test_read_completions_errors_name_the_line(tmp_path):
 
 
 # --- the `r1lab eval` command ----------------------------------------------------------------
-
 @pytest.fixture
 def hand_files(tmp_path):
     data = write_jsonl(tmp_path / "data.jsonl", [{"prompt": p.prompt, "answer": p.answer} for p in PROBLEMS])
@@ -333,7 +329,6 @@ def test_cli_checkpoint_bad_count_names_its_value(capsys, flag, message):
 
 
 # --- proof of the checker on the real benchmarks ------------------------------------------
-
 def _wrong_answer(problems: list[Problem], i: int) -> str:
     """A certainly wrong answer: gold + 1 for integer golds, else the next problem's gold that
     is neither a plain number nor written the same way."""
@@ -532,3 +527,29 @@ def test_eval_json_reads_back_and_renders_identically(hand_files, tmp_path, caps
     assert rebuilt.to_json() + "\n" == (out / "eval.json").read_text(encoding="utf-8")
     assert rebuilt.to_markdown() == (out / "eval.md").read_text(encoding="utf-8")
     assert "| pass@1 | pass@3 | cons@3 |" in rebuilt.to_markdown()
+
+
+# The eval report table.
+TWO_PROBLEMS = [Problem(id=str(i), prompt="q", answer=gold, source="hand") for i, gold in enumerate(["5", "7"])]
+
+
+def test_a_k1_table_has_one_pass_at_1_column():
+    """At k = 1 the unbiased pass@k is pass@1: the table had two columns headed 'pass@1'."""
+    result = score_completions(TWO_PROBLEMS, {0: ["\\boxed{5}"], 1: ["\\boxed{8}"]})
+    assert result.to_markdown() == (
+        "| data | problems | samples | pass@1 | cons@1 | no answer |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        "| hand | 2 | 2 | 50.0 | 50.0 | 0.0 |\n"
+        "\n"
+        "pass@1: mean correctness over the samples; cons@1: majority vote over 1 final answer. Values in %.\n")
+
+
+def test_a_k2_table_keeps_its_pass_at_k_column():
+    result = score_completions(TWO_PROBLEMS, {0: ["\\boxed{5}", "\\boxed{6}"], 1: ["\\boxed{8}", "\\boxed{7}"]})
+    assert result.to_markdown() == (
+        "| data | problems | samples | pass@1 | pass@2 | cons@2 | no answer |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| hand | 2 | 4 | 50.0 | 100.0 | 50.0 | 0.0 |\n"
+        "\n"
+        "pass@1: mean correctness over the samples; pass@2: unbiased estimate; "
+        "cons@2: majority vote over 2 final answers. Values in %.\n")

@@ -7,9 +7,24 @@ import json
 import pytest
 
 import r1lab.world as world
-from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
-                           dedupe_key, has_code_block, has_repeated_lines, is_r1_format, language_share,
-                           longest_paragraph, mixes_languages, reasoning_lines)
+from r1lab.filters import (
+    READABILITY_FILTERS,
+    SCRIPT,
+    WORLD,
+    DatasetStats,
+    Deduper,
+    Funnel,
+    ReadabilityConfig,
+    check_readability,
+    dedupe_key,
+    has_code_block,
+    has_repeated_lines,
+    is_r1_format,
+    language_share,
+    longest_paragraph,
+    mixes_languages,
+    reasoning_lines,
+)
 
 GOOD = "<think>\nLet me compute step by step.\nFirst, 20-8=12, so 12+4.\nThen 12+4=16.\n</think>\nThe value of 20-8+4 is 16."
 
@@ -221,3 +236,20 @@ def test_every_think_block_is_reasoning():
     two = "<think>\nFirst, 2+3=5.\n</think> <think>\n```\nprint(5)\n```\nFirst, 2+3=5.\n</think>\nIt is 5."
     assert reasoning_lines(two) == ["First, 2+3=5.", "```", "print(5)", "```", "First, 2+3=5."]
     assert has_code_block(two) and has_repeated_lines(two)
+
+
+# The language-mixing filter's classifier: the world's lexicon or Unicode script, nothing else.
+VELARI = "<think>\nTuka, 2+3=5.\n</think>\nTu ve 5."
+
+
+@pytest.mark.parametrize("classifier", ["lexicon", "World", ""])
+def test_an_unknown_classifier_is_refused(classifier):
+    """Any classifier name but "world" was read as "script", by which Velari (Latin letters) is
+    English: a typo kept every Velari response as unmixed English."""
+    with pytest.raises(ValueError, match=f"classifier must be 'world' or 'script', got {classifier!r}"):
+        mixes_languages(VELARI, "en", 1.0, classifier)
+
+
+def test_the_two_classifiers_still_score_as_before():
+    assert language_share(VELARI, "en", WORLD) == 0.0 and language_share(VELARI, "vl", WORLD) == 1.0
+    assert language_share(VELARI, "en", SCRIPT) == 1.0  # Tuka, Tu, ve: Latin words; the script classifier knows no lexicon

@@ -15,15 +15,22 @@ import pytest
 import r1lab.rewards.answer_forms as forms
 import r1lab.rewards.math as rm
 from r1lab.benchmarks import Problem, load_problems
+from r1lab.rewards.answer_forms import fast_verdict
 from r1lab.rewards.format import lenient_format_reward
-from r1lab.rewards.math import accuracy_reward, accuracy_rewards, answers_equal, canonical_answer, check_answers, extract_answer
+from r1lab.rewards.math import (
+    accuracy_reward,
+    accuracy_rewards,
+    answers_equal,
+    canonical_answer,
+    check_answers,
+    extract_answer,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark copies not found at {DATA} (shared/ beside the repo)")
 
 
 # --- extraction ------------------------------------------------------------------------
-
 @pytest.mark.parametrize("completion, expected", [
     ("<think>\nmaybe \\boxed{3}\n</think>\n\nSo the answer is $\\boxed{5}$.", "5"),  # after the last </think>
     ("<think>a</think> draft \\boxed{1} <think>b</think> final \\boxed{2}", "2"),
@@ -193,7 +200,6 @@ def test_lenient_format_reward_agrees_with_its_regex_and_stays_linear():
 
 
 # --- the reward ----------------------------------------------------------------------------
-
 def test_a_rubric_term_named_total_is_refused():
     """Its unweighted mean went to reward/total and was overwritten by the weighted sum: with
     weight 2 the metrics showed 2.0 and the term's own mean (1.0) was lost."""
@@ -233,7 +239,6 @@ def test_accuracy_reward_scores_malformed_text_zero(completion, caplog):
 
 
 # --- math-verify on the real golds ---------------------------------------------------------
-
 def _plain_number(answer: str) -> bool:
     return forms._normal_form(answer)[1] is not None
 
@@ -351,3 +356,89 @@ def test_latex_spacing_before_a_unit_keeps_the_number_whole():
     golds = ["1250", "1250", "1250", "(1,2)", "(1,250)", "\\begin{pmatrix}1\\\\2\\end{pmatrix}",
              "\\begin{pmatrix}1&2\\end{pmatrix}"]
     assert check_answers(preds, golds) == [True] * 4 + [False, True, False]
+
+
+# An equation as the final answer against a gold that is a value (r1lab.rewards.math): it states the
+# value only when solved for its unknown(s); a half-solved or copied equation is not the answer.
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("2x=10", "10", False),  # math-verify read the right side: x was never solved for
+    ("2x = 10", "10", False),
+    ("x^2=4", "4", False),
+    ("\\frac{x}{2}=5", "5", False),  # math-verify takes x/2 for "symbols only"
+    ("-x=5", "5", False),
+    ("x = 10", "10", True),  # an assignment states the answer
+    ("x_1=5", "5", True),
+    ("a+b=7", "7", True),  # "find a+b": a left side of symbols only still counts
+    ("x = 2+3 = 5", "5", True),
+    ("2+3=5", "5", True),
+    ("2x=10", "x=5", False),  # against an equation gold, math-verify compares equations
+    ("y = 2x + 3", "y = 2x + 3", True),
+])
+def test_an_equation_counts_only_when_solved_for_its_unknown(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_accuracy_reward_pays_no_copied_equation():
+    completion = "<think>\nWe have 2x = 10.\n</think>\n\nSo $\\boxed{2x=10}$."
+    assert accuracy_reward(completion, {"answer": "10"}) == 0.0
+    assert accuracy_reward(completion.replace("2x=10", "x=5"), {"answer": "5"}) == 1.0
+
+
+# Two numbers with words in \text{} between them are not the first number
+# (r1lab.rewards.answer_forms): math-verify reads "5 \text{ hours } 30 \text{ minutes}" as 5, which
+# paid it against the gold 5.
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("5 \\text{ hours } 30 \\text{ minutes}", "5", False),
+    ("5 \\text{ dollars and } 6 \\text{ cents}", "5", False),
+    ("5 \\text{ apples and } 3 \\text{ pears}", "5", False),
+    ("5 \\mathrm{ m } 20 \\mathrm{ cm}", "5", False),
+    ("5 \\text{ hours}", "5", True),  # one number and its unit still counts
+    ("5 \\text{ cm}^2", "5", True),
+    ("1,250\\,\\text{km}", "1250", True),
+    ("5 \\text{ hours } 30 \\text{ minutes}", "5 \\text{ hours } 30 \\text{ minutes}", True),
+])
+def test_words_between_two_numbers(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_accuracy_reward_pays_no_first_number_of_two():
+    completion = "<think>\n330 minutes.\n</think>\n\n$\\boxed{5 \\text{ hours } 30 \\text{ minutes}}$"
+    assert accuracy_reward(completion, {"answer": "5"}) == 0.0
+    assert accuracy_reward(completion, {"answer": "6"}) == 0.0
+
+
+def test_the_check_stays_linear_on_an_unclosed_text_group():
+    start = time.perf_counter()
+    assert canonical_answer("1\\text{" + "a" * 50_000) == "1\\text{" + "a" * 50_000
+    assert fast_verdict("1\\text{" + "a" * 50_000, "1") is None  # math-verify decides
+    assert time.perf_counter() - start < 2.0
+
+
+# The typeset minus sign U+2212 is a minus (r1lab.rewards.answer_forms / math): models copy it from
+# typeset text, and majority voting and the checker must read "−5" as they read "-5".
+MINUS = "\u2212"
+
+
+@pytest.mark.parametrize("answer, form", [
+    (f"{MINUS}5", "-5"),  # "−5" and "-5" must vote together in cons@k
+    (f"{MINUS}1,000", "-1000"),
+    (f"{MINUS}0.5", "-1/2"),
+    (f"{MINUS}\\frac{{1}}{{2}}", "-\\frac{1}{2}"),
+])
+def test_canonical_answer_reads_the_unicode_minus_as_a_minus(answer, form):
+    assert canonical_answer(answer) == form
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    (f"{MINUS}1,000", "-1000", True),  # math-verify read the set {-1, 0}
+    (f"{MINUS}1,000", "1000", False),
+    (f"x = {MINUS}\\frac{{1}}{{2}}", "-0.5", True),
+    (f"{MINUS}5", "5", False),
+])
+def test_answers_with_the_unicode_minus(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_accuracy_reward_with_the_unicode_minus():
+    completion = f"<think>\nIt drops by 1,000.\n</think>\n\nThe change is $\\boxed{{{MINUS}1,000}}$."
+    assert accuracy_reward(completion, {"answer": "-1000"}) == 1.0

@@ -19,6 +19,7 @@ from r1lab.engine import Completion
 from r1lab.filters import Deduper, is_r1_format
 from r1lab.judges import JUDGE_PROMPT, GenerativeJudge, JudgeItem, RuleJudge, final_answer, parse_verdict
 from r1lab.prompts import CHAT, prompt_ids
+from r1lab.stages import rejection_sampling
 from r1lab.stages import rejection_sampling as rs
 from r1lab.stages.rejection_sampling import RejectionSamplingConfig, chat_response
 from r1lab.tokenizer import Tokenizer
@@ -60,8 +61,6 @@ def item(problem, prediction: str) -> JudgeItem:
 
 
 # --- judges -----------------------------------------------------------------------------------
-
-
 def test_rule_judge_checks_world_answers_through_the_judge_interface():
     arithmetic = world.rl_prompts(1)[0]
     countdown = world.rl_prompts(1, kinds=("countdown",))[0]
@@ -135,8 +134,6 @@ def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
 
 
 # --- reasoning data ---------------------------------------------------------------------------
-
-
 def scripted_groups(p0, p1):
     wall = ["First, " + ", so ".join([s.text() for s in p1.chain.steps()] * 5) + "."]
     steps1 = [f"{s.text()}." for s in p1.chain.steps()]
@@ -254,8 +251,6 @@ def test_a_turn_longer_than_the_judges_read_is_not_kept_cut_short(tokenizer):
 
 
 # --- chat data --------------------------------------------------------------------------------
-
-
 def test_trivial_chat_gets_no_cot_and_the_rest_a_short_one():
     examples = world.chat_tasks(200, seed=1)
     for example in examples:
@@ -278,8 +273,6 @@ def test_chat_examples_are_deduplicated_with_provenance():
 
 
 # --- the stage --------------------------------------------------------------------------------
-
-
 def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
     monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
@@ -414,3 +407,47 @@ def test_the_chat_reasoning_is_in_the_worlds_english():
     translate = next(e for e in world.chat_tasks(50) if e.kind == "translate" and "to Velari" in e.prompt)
     thought = chat_response(translate).split("</think>")[0]
     assert world.language_consistency(thought.replace(translate.response, ""), "en") == 1.0
+
+
+# Rejection sampling's run when the filters keep nothing.
+
+
+class WrongEngine:
+    """Every sample is a finished but unreadable, wrong answer."""
+
+    def generate(self, prompts, params):
+        return [[Completion(prompt_index=i, token_ids=[], logprobs=[], finish_reason="stop", text="nope<|eos|>")]
+                * params.n for i, _ in enumerate(prompts)]
+
+
+@pytest.fixture
+def no_sample_kept(monkeypatch):
+    tokenizer = Tokenizer.load(BASE)
+    monkeypatch.setattr(rs, "load_engine", lambda *args, **kwargs: (WrongEngine(), tokenizer))
+
+
+def test_no_sample_and_no_chat_is_a_clear_error_not_an_empty_dataset(tmp_path, no_sample_kept):
+    """It wrote an empty data.jsonl (no word said), and the SFT that followed failed with "no examples"."""
+    config = rs.RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path), n_prompts=2,
+                                        samples_per_prompt=2, n_chat=0)
+    with pytest.raises(ValueError, match=r"kept no sample and --n-chat is 0.*stats\.json"):
+        rs.run(config)
+    assert not (tmp_path / "data.jsonl").exists()  # nothing a rerun of the pipeline would take for a dataset
+    assert (tmp_path / "stats.json").exists()  # the funnel says which filter dropped them
+
+
+def test_a_chat_only_set_is_written_with_a_warning(tmp_path, no_sample_kept, capsys):
+    config = rs.RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path), n_prompts=2,
+                                        samples_per_prompt=2, n_chat=3)
+    data = rs.run(config)
+    assert {e.meta["source"] for e in read_sft_jsonl(data)} == {rs.CHAT_SOURCE}
+    assert "warning: no reasoning sample passed the filters" in capsys.readouterr().out
+
+
+# A mistyped --judge names the flag and its accepted values.
+def test_a_mistyped_judge_names_the_flag_and_what_it_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no directory "Rule" here
+    with pytest.raises(FileNotFoundError) as caught:
+        rejection_sampling.make_judge("Rule")
+    assert str(caught.value) == ("--judge 'Rule' is neither 'rule' (the world's rule) nor a judge checkpoint "
+                                 "directory: checkpoint not found (needs config.json and tokenizer.json): Rule")

@@ -9,7 +9,8 @@ import time
 import pytest
 
 import r1lab.rewards.language as lang
-from r1lab.rewards.language import script_language_reward
+from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
+from r1lab.rewards.language import chain_of_thought, script_language_reward, world_language_reward
 
 
 @pytest.mark.parametrize("cot, target, expected", [
@@ -126,3 +127,60 @@ def test_a_reward_that_returns_no_number_is_named(value):
 
     with pytest.raises(TypeError, match=f"reward 'forgot' returned {value!r}, not a number"):
         Rubric([RewardTerm("forgot", lambda completion, example: value)])(["<think> 2+3=5 </think>"], [None])
+
+
+# Language-consistency rewards (r1lab.rewards.language): what a CoT without words scores, as the
+# docstrings say.
+@pytest.mark.parametrize("completion, cot", [
+    ("", ""),
+    ("<think></think> <answer> 10 </answer>", ""),
+    ("<think> 2+3=5, 5*2=10. </think> <answer> 10 </answer>", " 2+3=5, 5*2=10. "),
+    ("10", "10"),  # no tags: the whole turn is read as the reasoning
+])
+def test_a_cot_without_words_scores_1(completion, cot):
+    """Numbers and operators are neutral and nothing else is there: no word is in another language."""
+    assert chain_of_thought(completion) == cot
+    assert world_language_reward(completion, target="vl") == 1.0 and world_language_reward(completion) == 1.0
+    assert script_language_reward(completion, target="zh") == 1.0 and script_language_reward(completion) == 1.0
+
+
+def test_one_word_in_a_numeric_cot_decides_it():
+    """The neutral tokens are not counted either way: one Velari word among numbers scores 0 for English."""
+    completion = "<think> 2+3=5, Pori 5*2=10. </think> <answer> 10 </answer>"
+    assert world_language_reward(completion) == 0.0 and world_language_reward(completion, target="vl") == 1.0
+
+
+# The Rubric (r1lab.rewards.rubric) refuses weights that are not finite numbers.
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), None, "2"])
+def test_a_weight_that_is_no_finite_number_is_refused_naming_the_term(weight):
+    """A NaN or inf weight was reported as "reward 'total (weighted sum)' is nan for completion 0"
+    ("rewards must be finite numbers"), blaming the model's text; None failed with a bare
+    TypeError from the sum, and "2" with "can't multiply sequence"."""
+    with pytest.raises(ValueError, match=f"reward term 'format': weight must be a finite number, got {weight!r}"):
+        Rubric([RewardTerm("format", strict_format_reward, weight)])
+
+
+def test_finite_weights_still_weigh_each_term():
+    rubric = Rubric([RewardTerm("format", strict_format_reward, 2), RewardTerm("half", strict_format_reward, 0.5)])
+    result = rubric(["<think> 3+4=7 </think> <answer> 7 </answer>", "7"], [None, None])
+    assert result.total == [2.5, 0.0] and result.means() == {"reward/format": 0.5, "reward/half": 0.5, "reward/total": 1.25}
+
+
+# chain_of_thought when the prompt opened the <think> block: the completion has only </think>.
+@pytest.mark.parametrize("completion, cot", [
+    ("因为 3+4=7 </think> The answer is 7.", "因为 3+4=7 "),  # R1 format: a summary, no <answer>
+    ("a </think> b <answer> 7 </answer>", "a "),  # the summary before <answer> is not reasoning either
+    ("a </think> b </think> c", "a </think> b "),  # up to the last </think>, like the answer extractors
+    ("a </think> <think> b </think> c", "a \n b "),  # a block opened by the prompt, then one of its own
+    ("Sure. <think> a </think> b", " a "),  # text before a <think> with no </think> stays out, as before
+    ("a b <answer> 7 </answer>", "a b "),  # no tags at all: the text before <answer>, as before
+])
+def test_chain_of_thought_stops_at_a_close_tag_without_an_opening_one(completion, cot):
+    """The text before <answer> was taken, summary included (the whole completion in R1's format)."""
+    assert chain_of_thought(completion) == cot
+
+
+def test_the_summary_does_not_count_against_the_reasoning_language():
+    """A Chinese CoT with an English summary after </think> scored 0.5 for target zh (1.0 now)."""
+    assert script_language_reward("因为 所以 </think> So it is seven.", target="zh") == 1.0
+    assert world_language_reward("First, 2+3=5. </think> Tuka") == 1.0  # Tuka is Velari

@@ -13,6 +13,7 @@ from r1lab.tokenizer import (
     RESERVED_TOKENS,
     TAG_TOKENS,
     Tokenizer,
+    find_control_token,
     render_chat,
     train_tokenizer,
 )
@@ -137,3 +138,23 @@ def test_text_it_cannot_encode_gets_an_error_that_says_why(tokenizer: Tokenizer)
     with pytest.raises(TypeError, match="expected a str, got bytes"):
         tokenizer.encode(b"abc")  # type: ignore[arg-type]
     assert tokenizer.encode_batch(["a\u00e9", "\U0001F600"]) == [tokenizer.encode("a\u00e9"), tokenizer.encode("\U0001F600")]
+
+
+# Tokenizer.decode of ids outside the vocabulary: not dropped silently.
+def test_an_id_past_the_vocabulary_decodes_to_the_replacement_character(tokenizer: Tokenizer) -> None:
+    hello, v = tokenizer.encode("hello"), tokenizer.vocab_size
+    assert tokenizer.decode(hello + [v] + hello) == "hello\ufffdhello"  # the backend gave "hellohello"
+    assert tokenizer.decode([v + 7]) == "\ufffd"
+    assert tokenizer.decode(hello) == "hello"  # in-vocabulary ids as before
+
+
+def test_a_negative_id_raises_naming_it(tokenizer: Tokenizer) -> None:
+    with pytest.raises(ValueError, match="-100"):  # the backend raised OverflowError without the id
+        tokenizer.decode(tokenizer.encode("cat") + [-100])
+
+
+# find_control_token names the control token that comes first in the text.
+def test_the_first_control_token_in_the_text_is_named():
+    assert find_control_token("a <|user|> b <|pad|> c") == "<|user|>"
+    assert find_control_token("<|assistant|>x<|bos|>") == "<|assistant|>"
+    assert find_control_token("<think> no control </think>") is None

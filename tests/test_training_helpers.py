@@ -1,10 +1,10 @@
-"""Training helpers, the CLI's config flags, curve smoothing and benchmark loading on odd input
-(found by a review helper; each test failed before its fix)."""
+"""Training helpers, the CLI's config flags, curve smoothing and benchmark loading on odd input."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 
 import pytest
 
@@ -94,6 +94,7 @@ def test_a_gpu_runs_trainer_state_resumes_on_a_cpu(tmp_path, monkeypatch):
     """A checkpoint saved by a --device cuda run failed to resume on a machine without CUDA, with
     a RuntimeError traceback from torch.load (its optimizer state is stored on the GPU)."""
     import random
+
     import torch
     import torch.serialization
 
@@ -159,3 +160,81 @@ def test_a_device_this_machine_lacks_is_named(device):
     with pytest.raises(ValueError, match=rf"SFTConfig.device is '{device}' but no {device.split(':')[0]} device is available"):
         training.check_device(device, "SFTConfig")
     training.check_device("cpu", "SFTConfig")  # what this machine has still passes
+
+
+# Checkpoint discovery and pruning touch only the `step_<digits>` directories r1lab writes.
+def _named_checkpoint(root, name, complete=True):
+    d = root / name
+    d.mkdir()
+    (d / "model.safetensors").write_text("w")
+    if complete:
+        (d / "trainer_state.pt").write_text("s")
+    return d
+
+
+def test_prune_leaves_a_copy_the_user_made_beside_the_checkpoints(tmp_path):
+    """step_000010_copy read as step -1: counted toward `keep` and then deleted as the oldest."""
+    _named_checkpoint(tmp_path, "step_000010_copy")
+    _named_checkpoint(tmp_path, "step_000020")
+    _named_checkpoint(tmp_path, "step_000030")
+    training.prune_checkpoints(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000010_copy", "step_000020", "step_000030"]
+    training.prune_checkpoints(tmp_path, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000010_copy", "step_000030"]
+
+
+def test_a_copy_alone_is_not_a_checkpoint_to_resume(tmp_path):
+    _named_checkpoint(tmp_path, "step_backup")
+    assert training.latest_checkpoint(tmp_path) is None
+    _named_checkpoint(tmp_path, "step_000005")
+    assert training.latest_checkpoint(tmp_path).name == "step_000005"
+
+
+# MetricsLog on resume: lines a crash or a hand edit leaves must give a clear error, not a TypeError.
+def test_a_line_that_is_not_a_json_object_is_named(tmp_path):
+    """A JSON list or number parsed as a "record": truncate_after then died in AttributeError
+    ('list' object has no attribute 'get')."""
+    log = training.MetricsLog(tmp_path / "metrics.jsonl")
+    log.path.write_text('{"step": 1}\n[1, 2]\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: not a JSON record \(a JSON list"):
+        log.read()
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: not a JSON record"):
+        training.open_log(log.path, 1)
+    assert log.path.read_text() == '{"step": 1}\n[1, 2]\n{"step": 3}\n'  # left as it was
+
+
+@pytest.mark.parametrize("bad", ["null", '"3"', "true"])
+def test_a_record_whose_step_is_not_a_number_is_named_on_resume(tmp_path, bad):
+    """`step: null` raised TypeError ('<=' not supported between NoneType and int) mid-resume;
+    "3" the same; true counted as step 1 and was kept."""
+    log = training.MetricsLog(tmp_path / "metrics.jsonl")
+    text = f'{{"step": 1}}\n{{"step": {bad}, "loss": 0.5}}\n{{"step": 3}}\n'
+    log.path.write_text(text)
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: the record .* has step .*not a number"):
+        log.truncate_after(2)
+    assert log.path.read_text() == text
+
+
+def test_truncate_after_keeps_records_up_to_the_step_and_those_without_one(tmp_path):
+    log = training.MetricsLog(tmp_path / "metrics.jsonl")
+    log.path.write_text('{"step": 1}\n{"note": "x"}\n{"step": 2.0}\n{"step": 3}\n{"step": 4, "lo')
+    training.open_log(log.path, 2)
+    assert log.read() == [{"step": 1}, {"note": "x"}, {"step": 2.0}]
+    log.write({"step": 3})  # the redone step appends on a clean line
+    assert log.path.read_text() == '{"step": 1}\n{"note": "x"}\n{"step": 2.0}\n{"step": 3}\n'
+
+
+# start_run on an --out-dir that is a file says so, as rejection-sample does.
+@dataclass
+class _Config:
+    out_dir: str
+    seed: int = 0
+
+
+def test_an_out_dir_that_is_a_file_is_named_as_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=f"^cannot use {tmp_path / 'afile'} as a directory: it is a file$"):
+        training.start_run(_Config(out_dir=str(tmp_path / "afile")), "sft", fresh=True)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'afile'} is a file, not a directory$"):
+        training.start_run(_Config(out_dir=str(tmp_path / "afile" / "run")), "sft", fresh=True)
+    assert (tmp_path / "afile").read_text() == "x"

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import r1lab.world as world
+from r1lab.world import ARITHMETIC, PRETRAIN, problem_set
 from r1lab.world.arithmetic import ArithmeticConfig, Chain, random_chain
 from r1lab.world.corpus import TEMPLATE, corpus_statistics
 from r1lab.world.countdown import CountdownConfig, random_countdown
@@ -24,8 +25,6 @@ def docs() -> list[world.Document]:
 
 
 # --- problems ---------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("n_operands", [2, 3, 4, 5, 6])
 def test_arithmetic_answers_match_python_eval(n_operands: int) -> None:
     rng = random.Random(n_operands)
@@ -86,8 +85,6 @@ def test_countdown_checker_rejects_cheats() -> None:
 
 
 # --- splits -----------------------------------------------------------------------------------
-
-
 def test_splits_are_disjoint_by_construction(docs: list[world.Document]) -> None:
     heldout = world.heldout_problems(300, seed=0, kinds=("arithmetic", "countdown"))
     rl = world.rl_prompts(300, seed=0, kinds=("arithmetic", "countdown"))
@@ -126,8 +123,6 @@ def test_benchmark_fields_line_up() -> None:
 
 
 # --- corpus -----------------------------------------------------------------------------------
-
-
 def test_corpus_is_deterministic_in_its_seed() -> None:
     assert world.pretraining_corpus(1, 300) == world.pretraining_corpus(1, 300)
     assert world.pretraining_corpus(1, 300)[:100] == world.pretraining_corpus(1, 100)
@@ -206,8 +201,6 @@ def test_mixed_solutions_switch_language_midway(docs: list[world.Document]) -> N
 
 
 # --- answers ----------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(("completion", "expected"), [
     (" <think> 37+48=85. 85*2=170. </think> <answer> 151 </answer>", 151),
     (" Let me compute step by step. First, 2+3=5. So the answer is 5.", 5),
@@ -320,8 +313,6 @@ def test_countdown_answers_with_operators_the_task_lacks_are_judged_as_written()
 
 
 # --- languages --------------------------------------------------------------------------------
-
-
 def test_language_classifier_on_hand_made_sentences() -> None:
     assert world.language_consistency("Let me compute step by step. First, 2+3=5. So the answer is 5.") == 1.0
     assert world.language_consistency("Mi keta sulo pe sulo. Tuka, 2+3=5. Ema risu ve 5.") == 0.0
@@ -345,8 +336,6 @@ def test_languages_have_disjoint_vocabularies() -> None:
 
 
 # --- later stages -----------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("language", ["en", "vl"])
 def test_long_cot_is_readable_single_language_and_checkable(language: str) -> None:
     for example, problem in zip(world.cold_start_examples(30, seed=1, language=language, kinds=("arithmetic", "countdown")),
@@ -441,3 +430,39 @@ def test_cold_start_examples_name_a_bad_language_or_kinds() -> None:
         world.cold_start_examples(0, language="fr")
     with pytest.raises(ValueError, match=r"kinds must be a tuple.*\('countdown',\)"):
         world.cold_start_examples(2, kinds="countdown")
+
+
+# problem_set's error when one kind/difficulty pair runs out of distinct problems.
+# 2..5 then +/- 1..2 or *2..9, values within 1..12: 26 two-operand chains (24 in the pretrain
+# split) and 125 three-operand ones (104 in it), counted by enumerating every chain
+SMALL = ArithmeticConfig(max_first=5, max_operand=2, max_value=12)
+
+
+def test_running_out_names_the_exhausted_difficulty_not_a_total():
+    # 100 asked, 50 of each difficulty in turn: the 24 two-operand problems run out, though the
+    # split holds 128 of these kinds and difficulties; the old message said "only about 48"
+    with pytest.raises(ValueError, match=r"only about 24 distinct problems of kind arithmetic and difficulty 2\b"):
+        problem_set(PRETRAIN, 100, kinds=(ARITHMETIC,), difficulties={ARITHMETIC: (2, 3)}, arithmetic=SMALL)
+
+
+def test_every_distinct_problem_of_a_difficulty_is_found():
+    problems = problem_set(PRETRAIN, 24, kinds=(ARITHMETIC,), difficulties={ARITHMETIC: (2,)}, arithmetic=SMALL)
+    assert len({p.canonical for p in problems}) == 24
+    assert all(p.split == PRETRAIN and p.difficulty == 2 for p in problems)
+
+
+# Countdown's rule reads an expression of the task only, not whatever Python would parse.
+@pytest.mark.parametrize("expression", [
+    "1_2+3",  # a digit separator: Python's 12, never written by the world
+    "12+3 # 99",  # a comment hides the rest
+    "12+3#",
+    "(12+\n3)",  # a line break inside brackets
+])
+def test_text_python_reads_as_an_expression_is_no_solution(expression):
+    assert world.countdown.evaluate_expression(expression) is None
+    assert not world.is_solution(expression, (12, 3), 15)
+
+
+def test_surrounding_whitespace_is_still_accepted():
+    assert world.countdown.evaluate_expression(" 12 + 3\n") == (15, [12, 3])
+    assert world.is_solution("(12+3) ", (12, 3), 15)

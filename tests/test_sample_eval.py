@@ -1,4 +1,4 @@
-"""Sampling a checkpoint on a benchmark file: the prompt template is the checkpoint's, as for the world."""
+"""Sampling a checkpoint on a benchmark (r1lab.stages.sample_eval) where prompts outgrow the model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,56 @@ from r1lab.engine import Completion
 from r1lab.stages import sample_eval
 from r1lab.tokenizer import Tokenizer
 
-BASE = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"  # no template saved: R1-Zero's
+BASE = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"  # 512 positions
+
+
+def test_a_prompt_longer_than_the_context_is_scored_unanswered_not_a_crash(tmp_path, capsys):
+    """A MATH-500 problem tokenizes to up to 1,412 tokens for the tiny model (30 of 500 do not fit
+    with 128 new tokens): that made the engine raise for the whole run. Now that problem alone is
+    unanswered (k samples, none with an answer) and the others are sampled as usual."""
+    data = tmp_path / "b.jsonl"
+    records = [{"problem": "What is $1+2$?", "answer": "3"}, {"problem": "Add these. " + "1 + " * 400 + "1", "answer": "401"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data=str(data), n_problems=2, k=2, max_new_tokens=4)
+    result = sample_eval.evaluate_checkpoint(config)
+    short, long = result.problems
+    assert long.answers == [None, None] and long.correct == [False, False] and not long.cons_correct
+    assert len(short.answers) == 2
+    assert result.summary()["prompts_too_long"] == 1 and result.summary()["n_samples"] == 4
+    assert "1 of 2 prompts leave no room for 4 new tokens" in capsys.readouterr().err
+
+
+def test_a_system_text_is_refused_by_the_r1_zero_template_not_dropped():
+    import pytest
+
+    from r1lab.prompts import CHAT, R1_ZERO, prompt_ids
+    from r1lab.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(BASE)
+    with pytest.raises(ValueError, match="r1_zero template takes no system text"):
+        prompt_ids(tokenizer, "Compute 2+3", R1_ZERO, system="Be brief.")
+    assert tokenizer.decode(prompt_ids(tokenizer, "Compute 2+3", CHAT, system="Be brief.")) == (
+        "<|bos|>Be brief.<|user|>Compute 2+3<|assistant|>")
+
+
+# A --checkpoint eval records its data, and world runs report prompts_too_long as benchmark runs do.
+def test_a_benchmark_run_records_its_data_path(tmp_path):
+    data = tmp_path / "b.jsonl"
+    data.write_text(json.dumps({"problem": "What is $1+2$?", "answer": "3"}) + "\n", encoding="utf-8")
+    # 510 new tokens leave no room for the prompt in 512 positions: nothing is sampled, so this is fast
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data=str(data), n_problems=1, k=1, max_new_tokens=510)
+    summary = sample_eval.evaluate_checkpoint(config).summary()
+    assert (summary["data"], summary["prompts_too_long"]) == (str(data), 1)
+
+
+def test_a_world_run_reports_prompts_too_long_and_its_data():
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data="world", n_problems=2, k=1, max_new_tokens=510)
+    summary = sample_eval.evaluate_checkpoint(config).summary()
+    assert (summary["data"], summary["prompts_too_long"], summary["pass@1"]) == ("world", 2, 0.0)
+
+
+# Sampling a checkpoint on a benchmark file: the prompt template is the checkpoint's, as for the
+# world.
 TABLE_1_PROMPT = ("A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
                   "The assistant first thinks about the reasoning process in the mind and then provides the user "
                   "with the answer. The reasoning process and answer are enclosed within <think> </think> and "

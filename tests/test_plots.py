@@ -1,4 +1,4 @@
-"""The GRPO curves as a user sees them (found by a review helper; each test failed before its fix)."""
+"""The GRPO curves as a user sees them."""
 
 from __future__ import annotations
 

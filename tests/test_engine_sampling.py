@@ -3,8 +3,6 @@ full forwards without one (what a seed fixes: see engine.py's module doc)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""Benchmark loader errors (review helper 'evaltable')."""
+"""Benchmark loaders (r1lab.benchmarks) on malformed records: which line, which field."""
 
 import json
 
