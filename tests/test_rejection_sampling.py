@@ -350,8 +350,10 @@ def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path
     from r1lab.stages import rejection_sampling
 
     monkeypatch.setattr(rejection_sampling, "load_engine", lambda spec, bf16, device="cpu": (FakeEngine(reply="yes"), None))
-    assert rejection_sampling.make_judge("some/checkpoint").max_new_tokens == 64
-    assert rejection_sampling.make_judge("some/checkpoint", max_new_tokens=80).max_new_tokens == 80
+    for name in ("config.json", "tokenizer.json"):  # a checkpoint directory, as far as the --judge check looks
+        (tmp_path / name).write_text("{}")
+    assert rejection_sampling.make_judge(str(tmp_path)).max_new_tokens == 64
+    assert rejection_sampling.make_judge(str(tmp_path), max_new_tokens=80).max_new_tokens == 80
     with pytest.raises(ValueError, match="judge_max_new_tokens"):
         rejection_sampling.RejectionSamplingConfig(checkpoint="x", judge_max_new_tokens=0)
 
@@ -410,8 +412,6 @@ def test_the_chat_reasoning_is_in_the_worlds_english():
 
 
 # Rejection sampling's run when the filters keep nothing.
-
-
 class WrongEngine:
     """Every sample is a finished but unreadable, wrong answer."""
 
@@ -451,3 +451,19 @@ def test_a_mistyped_judge_names_the_flag_and_what_it_accepts(tmp_path, monkeypat
         rejection_sampling.make_judge("Rule")
     assert str(caught.value) == ("--judge 'Rule' is neither 'rule' (the world's rule) nor a judge checkpoint "
                                  "directory: checkpoint not found (needs config.json and tokenizer.json): Rule")
+
+
+def test_a_mistyped_judge_is_refused_before_the_sampled_model_loads(tmp_path, monkeypatch):
+    loaded = []
+
+    def load_engine(checkpoint, *args, **kwargs):  # as the real one, less the loading
+        loaded.append(checkpoint)
+        if not Path(checkpoint).is_dir():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        return None, None
+
+    monkeypatch.setattr(rs, "load_engine", load_engine)
+    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(tmp_path / "run"), judge="Rule")
+    with pytest.raises(FileNotFoundError, match="--judge 'Rule' is neither 'rule'"):
+        rs.run(config)
+    assert loaded == [] and not (tmp_path / "run").exists()  # nothing loaded, no run directory

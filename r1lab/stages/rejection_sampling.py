@@ -120,12 +120,17 @@ def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64, device: 
     that replies in at most `max_new_tokens` tokens."""
     if spec == "rule":
         return RuleJudge()
-    try:
-        engine, tokenizer = load_engine(spec, bf16, device)
-    except FileNotFoundError as err:  # "checkpoint not found: Rule" named neither --judge nor its values
-        raise FileNotFoundError(f"--judge {spec!r} is neither 'rule' (the world's rule) nor a judge checkpoint "
-                                f"directory: {err}") from None
+    check_judge(spec)
+    engine, tokenizer = load_engine(spec, bf16, device)
     return GenerativeJudge(engine, tokenizer, max_new_tokens=max_new_tokens)
+
+
+def check_judge(spec: str) -> None:
+    """The error a mistyped ``--judge`` gets, without loading anything: "checkpoint not found:
+    Rule" named neither the flag nor its values, and came after the sampled model had loaded."""
+    if spec != "rule" and not all((Path(spec) / name).is_file() for name in ("config.json", "tokenizer.json")):
+        raise FileNotFoundError(f"--judge {spec!r} is neither 'rule' (the world's rule) nor a judge checkpoint "
+                                f"directory: checkpoint not found (needs config.json and tokenizer.json): {spec}")
 
 
 def kept_response(text: str) -> str:
@@ -248,6 +253,7 @@ def run(config: RejectionSamplingConfig) -> Path:
         check_output_file(out_dir / name)
     # first: more prompts than the split holds, or a bad checkpoint, leave no run directory
     problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
+    check_judge(config.judge)
     engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)
     judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens, config.device)
     out = training.start_run(config, "rejection_sampling")
