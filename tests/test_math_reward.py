@@ -442,3 +442,31 @@ def test_answers_with_the_unicode_minus(pred, gold, expected):
 def test_accuracy_reward_with_the_unicode_minus():
     completion = f"<think>\nIt drops by 1,000.\n</think>\n\nThe change is $\\boxed{{{MINUS}1,000}}$."
     assert accuracy_reward(completion, {"answer": "-1000"}) == 1.0
+
+
+# Scale words after a number multiply it and "percent" is a percentage (r1lab.rewards.answer_forms):
+# dropped like a unit ("5 dollars"), "3 million" equalled 3 and not 3,000,000.
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("3 million", "3000000", True),
+    ("3 million", "3", False),
+    ("3 \\text{ million}", "3000000", True),
+    ("3 \\text{ million}", "3", False),
+    ("\\$1.5 billion", "1,500,000,000", True),
+    ("2 hundred thousand", "200000", True),
+    ("5 dozen", "60", True),
+    ("5 dozen", "5", False),
+    ("3 million dollars", "3000000", True),
+    ("25 percent", "0.25", True),  # as "25\%" against 0.25
+    ("25 \\text{ percent}", "25", True),
+    ("26 percent", "0.25", False),
+    ("5 dollars", "5", True),  # a unit is still dropped
+])
+def test_scale_words_multiply_the_number(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_scale_words_in_votes_and_rewards():
+    assert canonical_answer("3 million") == canonical_answer("3,000,000") == "3000000"
+    assert canonical_answer("1" + "0" * 40 + " thousand") == "1" + "0" * 43  # exact, not rounded to 28 digits
+    completion = "<think>\n3 thousand apples a day for 1000 days\n</think>\n\n$\\boxed{3 \\text{ million}}$"
+    assert accuracy_rewards([completion, completion], [{"answer": "3000000"}, {"answer": "3"}]) == [1.0, 0.0]

@@ -9,6 +9,7 @@ math-verify (`r1lab.rewards.math`), whose input `for_math_verify` prepares alike
 from __future__ import annotations
 
 import re
+from decimal import Context, Decimal
 from fractions import Fraction
 
 
@@ -38,6 +39,12 @@ _MATH_WORDS = {"sqrt", "inf", "infty", "infinity", "sin", "cos", "tan", "cot", "
 # Longer "numbers" are not converted: int() refuses strings of over 4,300 digits (CPython's
 # int_max_str_digits) and no gold answer comes near this length.
 _MAX_NUMBER_CHARS = 1000
+# Words that scale a number rather than name its unit: dropped like a unit, "3 million" equalled 3
+# and not 3000000, and "25 percent" equalled 25 but not 0.25 (as "25\\%" does)
+_SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12, "dozen": 12}
+_TEXT_SCALE_WORD = re.compile(r"\\(?:text|textrm|mathrm|mbox)\s*\{\s*((?:hundred|thousand|million|billion|"
+                              r"trillion|dozen)s?|percent)\s*\}")
+_EXACT = Context(prec=_MAX_NUMBER_CHARS + 20)
 # U+2212, the minus sign of typeset text: models copy it, and as "-" it is the same number
 # (unmapped, "−5" and "-5" voted apart and "−1,000" read as the set {−1, 0} in math-verify)
 _UNICODE_MINUS = "\u2212"
@@ -76,11 +83,23 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
 
 
 def _without_unit_words(text: str) -> str:
-    """The number of "<number> <words>" when no word is maths, else the text unchanged."""
-    unit = _UNIT_WORDS.fullmatch(text.strip())
+    """The number of "<number> <words>" when no word is maths, else the text unchanged; leading
+    scale words multiply it ("3 million" -> "3000000") and "percent" makes it "p\\%"."""
+    unit = _UNIT_WORDS.fullmatch(_TEXT_SCALE_WORD.sub(r" \1", text).strip())
     if unit is None or _MATH_WORDS & set(re.findall(r"[A-Za-z]+", text.lower())):
         return text
-    return unit.group(1)
+    words = re.findall(r"[A-Za-z]+", unit.group(0)[len(unit.group(1)):].lower())
+    if words[0] == "percent":
+        return f"{unit.group(1)}\\%"
+    scale = 1
+    for word in words:
+        if word.removesuffix("s") not in _SCALE_WORDS:  # "3 millions" is no less 3,000,000
+            break
+        scale *= _SCALE_WORDS[word.removesuffix("s")]
+    if scale == 1:
+        return unit.group(1)
+    # exact: the default context (28 digits) would round a long number
+    return format(_EXACT.multiply(Decimal(unit.group(1).replace(",", "")), scale), "f")
 
 
 def _too_long_number(text: str) -> bool:
