@@ -470,3 +470,21 @@ def test_integer_token_valid_counts_only_real_tokens_and_keeps_the_mtp_loss():
     assert [l.sum().item() for l in loads[:3]] == [13 * 2] * 3  # K = 2 experts per real token
     assert all(torch.equal(a, b) for a, b in zip(loads, ref_loads))
     assert torch.allclose(out.loss, ref.loss)
+
+
+# Only training forwards (train mode, gradients on) count toward the expert load that moves the bias.
+def test_no_grad_and_eval_forwards_count_no_expert_load():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).train()
+    x = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        model(x)  # e.g. old log-probs computed in train mode: no optimizer step follows from them
+    model.eval()
+    model(x)
+    assert [l.sum().item() for l in model.expert_load()] == [0.0, 0.0, 0.0]  # 2 main MoE layers, the MTP block's
+    before = [m.gate.e_score_correction_bias.clone() for m in model.moe_layers()]
+    model.update_router_bias()
+    assert all(torch.equal(m.gate.e_score_correction_bias, b) for m, b in zip(model.moe_layers(), before))
+    model.train()
+    model(x)
+    assert [l.sum().item() for l in model.expert_load()] == [2 * 5 * 2] * 2 + [0.0]  # K = 2; no MTP in forward

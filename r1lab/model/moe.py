@@ -80,7 +80,8 @@ class Router(nn.Module):
 
     def forward(self, x: torch.Tensor, token_valid: torch.Tensor | None = None) -> Routing:
         """x (N, D) -> routing; token_valid (N,) bool: only real tokens count toward the load
-        (padding would skew the balancing bias toward the experts pads happen to choose)."""
+        (padding would skew the balancing bias toward the experts pads happen to choose), and only
+        in training mode with gradients enabled."""
         c = self.config
         # float32 routing: V3 §3.3.1 keeps the MoE gating in higher precision; autocast would run
         # this matmul in bf16 even on float32 inputs, so it is switched off around it
@@ -89,7 +90,9 @@ class Router(nn.Module):
         routing = route(logits, self.e_score_correction_bias, top_k=c.num_experts_per_tok, n_group=c.n_group,
                         topk_group=c.topk_group, scoring_func=c.scoring_func,
                         norm_topk_prob=c.norm_topk_prob, scaling=c.routed_scaling_factor)
-        if self.training:
+        # only forwards that train count: a no-grad pass in train mode (old log-probs, a metric) is
+        # no optimizer step, and its tokens would move the bias as if they had been trained on
+        if self.training and torch.is_grad_enabled():
             chosen = routing.indices if token_valid is None else routing.indices[token_valid]  # (N', K)
             with torch.no_grad():
                 self.expert_load += torch.bincount(chosen.flatten(), minlength=c.n_routed_experts)
