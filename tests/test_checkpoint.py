@@ -357,3 +357,31 @@ def test_a_config_field_of_the_wrong_type_is_one_error_naming_the_file(tmp_path,
     (path / "config.json").write_text(json.dumps({**hf, field: value}))
     with pytest.raises(ValueError, match=r"config\.json: a field has the wrong type or is empty"):
         from_pretrained(path)
+
+
+# per-expert tensors on disk: a missing, mis-shaped or extra one is a one-line error naming it
+@pytest.mark.parametrize("edit,match", [
+    ("drop", r"missing model\.layers\.1\.mlp\.experts\.3\.up_proj\.weight"),
+    ("cut", r"shape of model\.layers\.1\.mlp\.experts\.3\.up_proj\.weight \[15, 32\] \(config: \[16, 32\]\)"),
+    ("extra", r"unexpected model\.layers\.1\.mlp\.experts\.8\.\*"),
+    ("mtp", r"missing model\.layers\.3\.mlp\.experts\.0\.down_proj\.weight"),  # MTP block, named as on disk
+])
+def test_a_bad_per_expert_tensor_is_one_error_naming_it(tmp_path, edit, match):
+    from safetensors.torch import save_file
+
+    path = save_pretrained(Transformer(make_config()), tmp_path / "ck")
+    file = path / ("mtp.safetensors" if edit == "mtp" else "model.safetensors")
+    sd = load_file(file)
+    up = "model.layers.1.mlp.experts.3.up_proj.weight"
+    if edit == "drop":
+        del sd[up]
+    elif edit == "cut":
+        sd[up] = sd[up][:-1].clone()
+    elif edit == "extra":
+        sd[up.replace(".3.", ".8.")] = sd[up].clone()
+    else:
+        del sd["model.layers.3.mlp.experts.0.down_proj.weight"]
+    save_file(sd, file)
+    with pytest.raises(ValueError, match=match) as err:
+        from_pretrained(path)
+    assert "\n" not in str(err.value)

@@ -202,7 +202,9 @@ def from_hf_state_dict(sd: dict[str, torch.Tensor], config: ModelConfig) -> dict
     (and are then reported by the strict load)."""
     n, out = config.num_hidden_layers, {}
     experts: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
+    disk_prefix: dict[str, str] = {}  # r1lab's experts prefix -> the checkpoint's, for error messages
     for name, t in sd.items():
+        disk_name = name
         m = _LAYER.match(name)
         if m and int(m.group(1)) >= n:  # an MTP module
             k, rest = int(m.group(1)) - n, m.group(2)
@@ -219,16 +221,35 @@ def from_hf_state_dict(sd: dict[str, torch.Tensor], config: ModelConfig) -> dict
         m = _EXPERT_ONE.match(name)
         if m:
             experts.setdefault(m.group(1), {}).setdefault(int(m.group(2)), {})[m.group(3)] = t
+            disk_prefix[m.group(1)] = _EXPERT_ONE.match(disk_name).group(1)
         else:
             out[name] = t
     for prefix, per_expert in experts.items():
-        ids = sorted(per_expert)
+        _check_experts(disk_prefix[prefix], per_expert, config)
+        ids = range(config.n_routed_experts)
         out[f"{prefix}.gate_up_proj"] = torch.stack(
             [torch.cat([per_expert[e]["gate_proj"], per_expert[e]["up_proj"]], dim=0) for e in ids])
         out[f"{prefix}.down_proj"] = torch.stack([per_expert[e]["down_proj"] for e in ids])
     if config.tie_word_embeddings:
         out.pop("lm_head.weight", None)
     return out
+
+
+def _check_experts(prefix: str, per_expert: dict[int, dict[str, torch.Tensor]], config: ModelConfig) -> None:
+    """One layer's per-expert tensors are complete and of the config's shapes: else a ValueError naming
+    the tensor (stacking them would raise a KeyError or torch's "stack expects each tensor..." instead)."""
+    d, i = config.hidden_size, config.moe_intermediate_size
+    shapes = {"gate_proj": [i, d], "up_proj": [i, d], "down_proj": [d, i]}
+    extra = sorted(e for e in per_expert if e >= config.n_routed_experts)
+    if extra:
+        raise ValueError(f"unexpected {prefix}.{extra[0]}.* (config: n_routed_experts={config.n_routed_experts})")
+    for e in range(config.n_routed_experts):
+        for proj, shape in shapes.items():
+            t = per_expert.get(e, {}).get(proj)
+            if t is None:
+                raise ValueError(f"missing {prefix}.{e}.{proj}.weight")
+            if list(t.shape) != shape:
+                raise ValueError(f"shape of {prefix}.{e}.{proj}.weight {list(t.shape)} (config: {shape})")
 
 
 # ----------------------------------------------------------------------------- files
@@ -338,7 +359,10 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
         config = config.replace(num_nextn_predict_layers=0)
     with torch.device("meta"):
         model = Transformer(config)
-    state = from_hf_state_dict(sd, config)
+    try:
+        state = from_hf_state_dict(sd, config)
+    except ValueError as err:  # a per-expert tensor missing, extra or mis-shaped
+        raise ValueError(f"checkpoint {path} does not match its config: {err}") from None
     shapes = {k: v.shape for k, v in model.state_dict().items()}  # what the config builds (meta tensors)
     expected = set(shapes) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
