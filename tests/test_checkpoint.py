@@ -385,3 +385,19 @@ def test_a_bad_per_expert_tensor_is_one_error_naming_it(tmp_path, edit, match):
     with pytest.raises(ValueError, match=match) as err:
         from_pretrained(path)
     assert "\n" not in str(err.value)
+
+
+# an MTP module's tensors are named in errors as in the checkpoint's files (layer num_hidden_layers + k)
+def test_a_bad_mtp_tensor_is_named_as_on_disk(tmp_path):
+    from safetensors.torch import save_file
+
+    path = save_pretrained(Transformer(make_config()), tmp_path / "ck")  # 3 layers: the MTP module is layer 3
+    sd = load_file(path / "mtp.safetensors")
+    sd["model.layers.3.eh_proj.weight"] = sd["model.layers.3.eh_proj.weight"][:, :-1].clone()
+    save_file(sd, path / "mtp.safetensors")
+    with pytest.raises(ValueError, match=r"shapes of model\.layers\.3\.eh_proj\.weight \[32, 63\] \(config: \[32, 64\]\)"):
+        from_pretrained(path)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "num_nextn_predict_layers": 2}))
+    with pytest.raises(ValueError, match=r"missing \['model\.layers\.4\.eh_proj\.weight'"):
+        from_pretrained(path)

@@ -173,16 +173,21 @@ def _keeps_float32(name: str) -> bool:
     return name.endswith(".mlp.gate.weight") or name.endswith("e_score_correction_bias")
 
 
+def _hf_name(name: str, config: ModelConfig) -> str:
+    """The checkpoint's name of an r1lab tensor: MTP module k is layer num_hidden_layers + k on disk."""
+    m = _MTP_LOCAL.match(name)
+    if not m:
+        return name
+    rest = {"norm.weight": "shared_head.norm.weight"}.get(m.group(2), m.group(2).removeprefix("block."))
+    return f"model.layers.{config.num_hidden_layers + int(m.group(1))}.{rest}"
+
+
 def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     config, out = model.config, {}
     for name, t in model.state_dict().items():
         if config.tie_word_embeddings and name == "lm_head.weight":
             continue  # tied: transformers re-ties it from the embedding
-        m = _MTP_LOCAL.match(name)
-        if m:
-            layer, rest = config.num_hidden_layers + int(m.group(1)), m.group(2)
-            rest = {"norm.weight": "shared_head.norm.weight"}.get(rest, rest.removeprefix("block."))
-            name = f"model.layers.{layer}.{rest}"
+        name = _hf_name(name, config)
         m = _EXPERT_STACK.match(name)
         if m and m.group(2) == "gate_up_proj":
             gates, ups = t.chunk(2, dim=1)  # (E, I, D) each
@@ -365,12 +370,14 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
         raise ValueError(f"checkpoint {path} does not match its config: {err}") from None
     shapes = {k: v.shape for k, v in model.state_dict().items()}  # what the config builds (meta tensors)
     expected = set(shapes) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    # named as in the checkpoint's files (an MTP module's `mtp.0.*` is `model.layers.{n}.*` there)
+    missing = sorted(_hf_name(k, config) for k in expected - set(state))
+    unexpected = sorted(_hf_name(k, config) for k in set(state) - expected)
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     # a size changed in config.json: one line naming the tensor, not load_state_dict's RuntimeError
-    wrong = [f"{k} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
+    wrong = [f"{_hf_name(k, config)} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
              if state[k].shape != shapes[k]]
     if wrong:
         raise ValueError(f"checkpoint {path} does not match its config: shapes of {', '.join(wrong[:3])}")
