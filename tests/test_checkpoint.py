@@ -401,3 +401,10 @@ def test_a_bad_mtp_tensor_is_named_as_on_disk(tmp_path):
     (path / "config.json").write_text(json.dumps({**cfg, "num_nextn_predict_layers": 2}))
     with pytest.raises(ValueError, match=r"missing \['model\.layers\.4\.eh_proj\.weight'"):
         from_pretrained(path)
+
+
+# a single routed expert cannot be scored as a group (transformers takes each group's top-2 affinities)
+def test_a_single_routed_expert_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"each expert group needs >= 2 experts.*1 routed experts in 1 group"):
+        make_config(n_routed_experts=1, num_experts_per_tok=1, n_group=1, topk_group=1)
+    assert make_config(n_routed_experts=2, num_experts_per_tok=1, n_group=1, topk_group=1).n_routed_experts == 2

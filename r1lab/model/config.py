@@ -99,7 +99,9 @@ class ModelConfig:
                  f"n_routed_experts ({self.n_routed_experts}) must divide into n_group ({self.n_group}) groups")
             need(1 <= self.topk_group <= self.n_group, f"topk_group must be in [1, n_group], got {self.topk_group}")
             per_group = self.n_routed_experts // self.n_group
-            need(per_group >= 2 or self.n_group == 1, "each expert group needs >= 2 experts (group score = top-2 sum)")
+            # transformers' DeepseekV3 takes each group's top-2 even with one group: a single expert crashes it
+            need(per_group >= 2, f"each expert group needs >= 2 experts (group score = top-2 sum), got "
+                                 f"{self.n_routed_experts} routed experts in {self.n_group} group(s)")
             need(1 <= self.num_experts_per_tok <= self.topk_group * per_group,
                  f"num_experts_per_tok ({self.num_experts_per_tok}) must be in [1, topk_group * experts per group]")
 
