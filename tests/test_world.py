@@ -466,3 +466,18 @@ def test_text_python_reads_as_an_expression_is_no_solution(expression):
 def test_surrounding_whitespace_is_still_accepted():
     assert world.countdown.evaluate_expression(" 12 + 3\n") == (15, [12, 3])
     assert world.is_solution("(12+3) ", (12, 3), 15)
+
+
+# CorpusConfig refuses weights no document can be drawn from, when it is made.
+@pytest.mark.parametrize(("knobs", "name"), [
+    ({"doc_weights": (0,) * 7}, "doc_weights"),
+    ({"context_weights": (0, 0, 0)}, "context_weights"),
+    ({"profile_weights": (0, 0, 0)}, "profile_weights"),
+    ({"arithmetic_operands": {}}, "arithmetic_operands"),
+    ({"arithmetic_operands": {3: 0.0}}, "arithmetic_operands"),
+    ({"countdown_numbers": {3: -1.0, 4: 2.0}}, "countdown_numbers"),
+    ({"drill_steps": (5, 2)}, "drill_steps"),
+])
+def test_corpus_knobs_nothing_can_be_drawn_from_are_refused_by_name(knobs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=rf"CorpusConfig\.{name} needs"):
+        world.CorpusConfig(**knobs)

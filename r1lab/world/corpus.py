@@ -71,6 +71,16 @@ class CorpusConfig:
         for name, (values, names) in lengths.items():
             if len(values) != len(names) or min(values) < 0:
                 raise ValueError(f"CorpusConfig.{name} needs {len(names)} non-negative values ({', '.join(names)})")
+        # else random.choices fails only once a document draws from them, naming no knob
+        # ("Total of weights must be greater than zero", or an IndexError for an empty dict)
+        draws = {"doc_weights": self.doc_weights, "context_weights": self.context_weights,
+                 "profile_weights": self.profile_weights, "arithmetic_operands": tuple(self.arithmetic_operands.values()),
+                 "countdown_numbers": tuple(self.countdown_numbers.values())}
+        for name, values in draws.items():
+            if not values or min(values) < 0 or sum(values) <= 0:
+                raise ValueError(f"CorpusConfig.{name} needs non-negative weights, not all zero; got {values}")
+        if not 1 <= self.drill_steps[0] <= self.drill_steps[1]:  # else randint's "empty range" at the first drill
+            raise ValueError(f"CorpusConfig.drill_steps needs 1 <= low <= high; got {self.drill_steps}")
 
 
 @dataclass(frozen=True, kw_only=True)
