@@ -8,20 +8,26 @@ table (R1 §2.2-2.3.3 in miniature, about 11 minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from r1lab.cli import check_output_path
-from r1lab.pipeline import PipelineConfig, run
+from r1lab.pipeline import STOP_POINTS, PipelineConfig, run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
+    # defaults from PipelineConfig, so that --help shows the values a run uses
+    d = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    parser.add_argument("--out", default=d["out_dir"], help=f"run directory (default: {d['out_dir']})")
+    parser.add_argument("--seed", type=int, default=d["seed"], help=f"seed of every stage (default: {d['seed']})")
     parser.add_argument("--pretrain", action="store_true", help="pretrain the base model even if one is shipped")
-    parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems per evaluation")
-    parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem (k)")
-    parser.add_argument("--stop-after", default="", choices=("zero", "cold_start", "reasoning_rl", "rejection"),
+    parser.add_argument("--eval-problems", type=int, default=d["eval_problems"],
+                        help=f"held-out problems per evaluation (default: {d['eval_problems']})")
+    parser.add_argument("--eval-samples", type=int, default=d["eval_samples"],
+                        help=f"samples per problem, k (default: {d['eval_samples']})")
+    parser.add_argument("--stop-after", default=d["stop_after"], choices=STOP_POINTS[1:],
                         help="last stage to run (default: all)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, for every stage (default: cpu)")
+    parser.add_argument("--device", default=d["device"],
+                        help=f"cpu | cuda | cuda:N, for every stage (default: {d['device']})")
 
 
 def main(args: argparse.Namespace) -> int:

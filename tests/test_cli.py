@@ -172,3 +172,20 @@ def test_out_under_a_file_fails_before_scoring(tmp_path, capsys, monkeypatch):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"r1lab eval: error: cannot write {tmp_path / 'afile' / 'report'}: {tmp_path / 'afile'} is a file, not a directory\n"
+
+
+# `r1lab demo --help` shows each flag's default, and the defaults are PipelineConfig's.
+def test_demo_help_shows_the_pipeline_defaults(capsys):
+    import r1lab.demo
+    from r1lab.pipeline import PipelineConfig
+
+    parser = argparse.ArgumentParser(prog="r1lab demo")
+    r1lab.demo.add_arguments(parser)
+    defaults = parser.parse_args([])
+    config = PipelineConfig()
+    assert (defaults.out, defaults.seed, defaults.eval_problems, defaults.eval_samples, defaults.stop_after,
+            defaults.device) == (config.out_dir, config.seed, config.eval_problems, config.eval_samples,
+                                 config.stop_after, config.device) == ("runs/demo", 0, 200, 8, "", "cpu")
+    help_text = " ".join(parser.format_help().split())
+    assert "held-out problems per evaluation (default: 200)" in help_text
+    assert "samples per problem, k (default: 8)" in help_text
