@@ -96,13 +96,21 @@ def base_checkpoint(config: PipelineConfig) -> Path:
     if (out / "base" / "config.json").exists():  # pretrained here by an earlier run: of this seed only
         _check_settings(out / "base", out / "base" / "r1lab_config.json", {"seed": config.seed})
         return _drop_resume_checkpoints(out, out / "base")  # left by a run that stopped right after saving it
-    if SHIPPED_BASE.exists() and not config.pretrain:
+    if planned_base(config) == SHIPPED_BASE:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
     return _drop_resume_checkpoints(out, pretrain.run(pretrain.PretrainConfig(
         out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False))))
+
+
+def planned_base(config: PipelineConfig) -> Path:
+    """The base model `base_checkpoint` will return, before it is pretrained (if it must be)."""
+    pretrained = Path(config.out_dir) / "base" / "base"
+    if (pretrained / "config.json").exists() or config.pretrain or not SHIPPED_BASE.exists():
+        return pretrained
+    return SHIPPED_BASE
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
@@ -267,6 +275,9 @@ def _drop_resume_checkpoints(out: Path, final: Path) -> Path:
 def run(config: PipelineConfig) -> list[StageRow]:
     out, seed = Path(config.out_dir), config.seed
     out.mkdir(parents=True, exist_ok=True)
+    # an R1-Zero built from another base or seed is refused now, not after pretraining a base (minutes)
+    zero_config = out / "zero" / "policy" / "r1lab_config.json"
+    _check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
     t0 = time.perf_counter()
     base = base_checkpoint(config)
     rows = [evaluate("base", base, config, time.perf_counter() - t0)]

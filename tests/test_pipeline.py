@@ -384,3 +384,17 @@ def test_checkpoints_left_next_to_a_finished_base_are_removed_when_it_is_reused(
     assert pipeline.base_checkpoint(config) == tmp_path / "base" / "base"
     assert (tmp_path / "base" / "base" / "config.json").exists()
     assert not (tmp_path / "base" / "checkpoints").exists()
+
+
+# A finished R1-Zero of another base is refused before a base model is pretrained (minutes), not after.
+def test_pretraining_waits_for_no_r1_zero_of_another_base(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline.pretrain, "run", lambda config: pytest.fail("pretrained before the refusal"))
+    policy = tmp_path / "zero" / "policy"
+    policy.mkdir(parents=True)
+    (policy / "r1lab_config.json").write_text(json.dumps({"init": str(pipeline.SHIPPED_BASE), "seed": 0}))
+    config = toy_config(tmp_path)
+    config.pretrain = True
+    with pytest.raises(ValueError, match=r"zero/policy was built with other settings \(init '.*base-tiny' -> "
+                                         r"'.*base/base'\)"):
+        pipeline.run(config)
+    assert not (tmp_path / "base").exists()
