@@ -1,5 +1,7 @@
-"""GRPO updates on batches whose loss mask is empty (DAPO overlong filtering masks every token of
-a truncated completion): no loss token means no optimizer step and no statistics."""
+"""The GRPO stage (r1lab.stages.grpo).
+
+Updates on batches whose loss mask is empty (DAPO overlong filtering masks every token of a
+truncated completion): no loss token means no optimizer step and no statistics."""
 
 from __future__ import annotations
 
