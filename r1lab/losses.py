@@ -27,7 +27,10 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
     equal gets advantage exactly 0 for every sample (its float32 mean can be a rounding unit off,
     which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction).
     A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages).
-    A NaN or inf reward is refused: it would turn its group's advantages, and the loss, into NaN."""
+    A NaN or inf reward is refused: it would turn its group's advantages, and the loss, into NaN.
+    Integer or bool rewards (0/1 correctness) give float32 advantages, as their float values would."""
+    if not rewards.is_floating_point():  # mean() and std() refuse integer and bool tensors
+        rewards = rewards.float()
     if not rewards.isfinite().all():
         raise ValueError(f"group_advantages: rewards must be finite, got {rewards[~rewards.isfinite()].tolist()}")
     centered = rewards - rewards.mean(dim=-1, keepdim=True)

@@ -192,3 +192,13 @@ def test_logged_kl_is_aggregated_like_the_loss(how, expected):
     out = grpo_loss(logp, logp.clone(), adv, mask, kl_coef=0.1, ref_logp=ref, aggregation=how, max_len=4)
     assert out.kl.item() == pytest.approx(expected, rel=1e-5)
     assert out.loss.item() == pytest.approx(out.policy_loss.item() + 0.1 * out.kl.item(), rel=1e-5)
+
+
+# integer and bool rewards: advantages as for the same rewards in float
+@pytest.mark.parametrize("scale_by_std", [True, False])
+def test_integer_and_bool_rewards_give_the_advantages_of_their_float_values(scale_by_std):
+    as_int = torch.tensor([[1, 0, 0, 1], [2, 2, 2, 2]])
+    expected = group_advantages(as_int.float(), scale_by_std=scale_by_std)
+    assert expected[0, 0] > 0 and torch.equal(expected[1], torch.zeros(4))
+    torch.testing.assert_close(group_advantages(as_int, scale_by_std=scale_by_std), expected)
+    torch.testing.assert_close(group_advantages(as_int[:1].bool(), scale_by_std=scale_by_std), expected[:1])
