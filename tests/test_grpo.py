@@ -12,6 +12,7 @@ import torch
 
 from r1lab import training
 from r1lab.engine import Completion
+from r1lab.losses import grpo_loss
 from r1lab.model import Transformer, preset
 from r1lab.rewards import RubricResult
 from r1lab.stages import grpo
@@ -82,3 +83,15 @@ def test_a_step_whose_completions_are_all_truncated_and_masked_trains_no_token(t
     record = json.loads((tmp_path / "zero" / "metrics.jsonl").read_text())
     assert record["truncation_rate"] == 1.0  # seeded: the untrained base never stops in 2 tokens
     assert record["train_tokens_per_s"] == 0.0 and "ratio" not in record and "loss" not in record
+
+
+# R1's first RL stage clips at eps = 10 (R1-FACTS): eps_low >= 1 leaves no clip below.
+def test_the_papers_clip_ratio_of_ten_is_accepted_and_clips_nothing_below():
+    config = grpo.GRPOConfig(clip_eps_low=10.0, clip_eps_high=10.0)  # refused before: eps_low had to be < 1
+    logp, old = torch.log(torch.tensor([[0.05]])), torch.zeros(1, 1)  # ratio 0.05
+    advantage, mask = torch.tensor([-1.0]), torch.ones(1, 1)
+    loss = grpo_loss(logp, old, advantage, mask, clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high)
+    assert loss.loss.item() == pytest.approx(0.05) and loss.clip_fraction.item() == 0.0  # -min(-0.05, -0.05)
+    clipped = grpo_loss(logp, old, advantage, mask, clip_eps_low=0.2, clip_eps_high=0.2)
+    assert clipped.loss.item() == pytest.approx(0.8) and clipped.clip_fraction.item() == 1.0  # -min(-0.05, -0.8)
+

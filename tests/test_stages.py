@@ -255,7 +255,7 @@ def test_grpo_from_a_checkpoint_of_the_run_it_replaces_is_refused(base, tmp_path
 
 
 BAD_GRPO = {"save_every": 0, "log_samples_every": 0, "ref_reset_every": -1, "min_lr_ratio": 1.5,
-            "clip_eps_low": 1.0, "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
+            "clip_eps_low": float("nan"), "clip_eps_high": -0.1, "language": "fr", "device": "gpu0", "lr": 0.0,
             "threads": -1, "seed": 2**40, "accuracy_weight": float("nan"), "format_weight": float("inf"),
             "language_weight": -1.0, "kl_coef": float("inf"), "temperature": 1e-7, "group_size": 1,
             "loss_aggregation": "average"}

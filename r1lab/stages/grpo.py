@@ -51,8 +51,8 @@ class GRPOConfig:
     min_lr_ratio: float = 1.0  # cosine floor as a share of lr; 1.0 = constant LR
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max global gradient norm
-    clip_eps_low: float = 0.2  # ratio clip below, 1 - eps
-    clip_eps_high: float = 0.2  # ratio clip above, 1 + eps; DAPO's clip-higher: 0.28
+    clip_eps_low: float = 0.2  # ratio clip below, 1 - eps; >= 1 clips nothing below (R1's first RL stage: eps 10)
+    clip_eps_high: float = 0.2  # ratio clip above, 1 + eps; DAPO's clip-higher: 0.28; R1's first RL stage: 10
     kl_coef: float = 0.001  # beta of the k3 KL to the reference; paper: 0.001; 0 loads no reference
     ref_reset_every: int = 400  # reset the reference to the policy every N steps; paper: 400; 0 = never
     ppo_epochs: int = 1  # mu, passes over each rollout batch; paper: 1
@@ -97,8 +97,9 @@ class GRPOConfig:
         training.check_optimizer_settings(self)
         if self.ref_reset_every < 0:
             raise ValueError(f"GRPOConfig.ref_reset_every must be >= 0 (0 = never), got {self.ref_reset_every}")
-        if not (0 <= self.clip_eps_low < 1 and self.clip_eps_high >= 0):  # 1 - eps_low must stay a positive ratio
-            raise ValueError(f"GRPOConfig: clip_eps_low must be in [0, 1) and clip_eps_high >= 0, got "
+        # eps_low >= 1 is no clip below (a ratio is > 0): R1's eps = 10 (R1-FACTS) must be expressible
+        if not (self.clip_eps_low >= 0 and self.clip_eps_high >= 0):  # NaN fails too
+            raise ValueError(f"GRPOConfig: clip_eps_low and clip_eps_high must be >= 0, got "
                              f"{self.clip_eps_low} and {self.clip_eps_high}")
         check_template(self.template)
         check_language(self.language)
