@@ -133,3 +133,11 @@ def test_cli_template_with_a_benchmark_is_used(tmp_path, capsys):
             "--max-new-tokens", "2", "--template", "chat", "--json"]
     assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["template"] == "chat"
+
+
+# Sampling settings the engine would refuse are refused when the config is made, before the model loads.
+@pytest.mark.parametrize("temperature", [1e-7, -0.1, float("nan"), float("inf")])
+def test_a_temperature_the_engine_refuses_is_refused_by_the_config(temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        sample_eval.SampleEvalConfig(checkpoint=str(BASE), temperature=temperature)
+    sample_eval.SampleEvalConfig(checkpoint=str(BASE), temperature=0)  # greedy stays allowed

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from r1lab import training
-from r1lab.engine import Engine, SamplingParams
+from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.model import from_pretrained
 from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
@@ -63,9 +63,10 @@ class SampleEvalConfig:
             if getattr(self, name) < 1:
                 what = " (samples per problem, --samples)" if name == "k" else ""  # not the --k of pass@k
                 raise ValueError(f"SampleEvalConfig.{name}{what} must be >= 1, got {getattr(self, name)}")
-        if not (0 <= self.temperature < math.inf and 0 < self.top_p <= 1):  # checked before the model loads
-            raise ValueError(f"SampleEvalConfig: temperature must be >= 0 and finite and top_p in (0, 1], got "
-                             f"{self.temperature} and {self.top_p}")
+        # checked before the model loads, as SamplingParams will: 0 < T < MIN_TEMPERATURE overflows logits / T
+        if not ((self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < math.inf) and 0 < self.top_p <= 1):
+            raise ValueError(f"SampleEvalConfig: temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, inf) and "
+                             f"top_p in (0, 1], got {self.temperature} and {self.top_p}")
         training.check_device(self.device, "SampleEvalConfig")
         training.check_seed(self.seed, "SampleEvalConfig")
         # benchmarks too: an R1-Zero model asked in the chat format it never saw answers noise
