@@ -141,3 +141,12 @@ def test_a_temperature_the_engine_refuses_is_refused_by_the_config(temperature):
     with pytest.raises(ValueError, match="temperature"):
         sample_eval.SampleEvalConfig(checkpoint=str(BASE), temperature=temperature)
     sample_eval.SampleEvalConfig(checkpoint=str(BASE), temperature=0)  # greedy stays allowed
+
+
+# The recorded settings name everything that changes the samples drawn.
+def test_a_run_records_its_precision_device_and_samples_per_problem():
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data="world", n_problems=2, k=3, max_new_tokens=510,
+                                          bf16=True)  # 510 new tokens: nothing sampled, fast
+    summary = sample_eval.evaluate_checkpoint(config, k=2).summary()
+    assert (summary["bf16"], summary["device"], summary["samples_per_problem"]) == (True, "cpu", 3)
+

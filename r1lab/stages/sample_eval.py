@@ -190,7 +190,8 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     unsampled = sum(not any(v) for v in lengths.values())  # no room to sample: every length 0
     settings: dict[str, Any] = {"checkpoint": config.checkpoint, "data": config.data, "temperature": config.temperature,
                                 "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed,
-                                "template": config.template}
+                                "template": config.template, "samples_per_problem": config.k,
+                                "bf16": config.bf16, "device": config.device}  # both change the samples drawn
     if world is None:
         result = score_completions(problems, texts, k)
         return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
