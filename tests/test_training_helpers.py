@@ -238,3 +238,13 @@ def test_an_out_dir_that_is_a_file_is_named_as_a_file(tmp_path):
     with pytest.raises(ValueError, match=f"{tmp_path / 'afile'} is a file, not a directory$"):
         training.start_run(_Config(out_dir=str(tmp_path / "afile" / "run")), "sft", fresh=True)
     assert (tmp_path / "afile").read_text() == "x"
+
+
+# the learning-rate schedule: linear warmup from lr/warmup, the peak on the warmup's last step and the
+# decay's first, cosine to lr * min_lr_ratio reached at total_steps (one past the last step)
+@pytest.mark.parametrize("step, expected", [(0, 0.25), (3, 1.0), (4, 1.0), (9, 0.55),
+                                            (13, 0.1 + 0.9 * 0.5 * (1 - 0.9510565163)), (14, 0.1), (20, 0.1)])
+def test_lr_schedule_at_hand_computed_steps(step, expected):
+    lr = training.lr_at(step, lr=1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    assert lr == pytest.approx(expected, abs=1e-9)
+    assert training.lr_at(0, lr=2e-3, warmup_steps=0, total_steps=10, min_lr_ratio=0.1) == 2e-3
