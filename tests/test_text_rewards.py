@@ -184,3 +184,14 @@ def test_the_summary_does_not_count_against_the_reasoning_language():
     """A Chinese CoT with an English summary after </think> scored 0.5 for target zh (1.0 now)."""
     assert script_language_reward("因为 所以 </think> So it is seven.", target="zh") == 1.0
     assert world_language_reward("First, 2+3=5. </think> Tuka") == 1.0  # Tuka is Velari
+
+
+# The R1 output format's summary (r1lab.rewards.format.r1_format_reward): control tokens are no text.
+@pytest.mark.parametrize("summary, expected", [
+    ("<|assistant|>", 0.0), ("\n<|pad|><|pad|>\n", 0.0), (" <|assistant|> It is 7.", 1.0), ("It is 7.", 1.0),
+])
+def test_a_summary_of_only_control_tokens_is_no_summary(summary, expected):
+    """A sampled <|assistant|> or <|pad|> after </think> counted as a non-empty summary: format reward 1.0."""
+    from r1lab.rewards import r1_format_reward
+
+    assert r1_format_reward(f"<think>\n3+4=7\n</think>{summary}") == expected

@@ -20,6 +20,8 @@ _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answe
                      re.DOTALL)
 _R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)
 _TAG = re.compile(r"</?think>|</?answer>")
+# a control token written out (a sampled <|assistant|> or <|pad|>) is a special id, not summary text
+_CONTROL = re.compile(r"<\|[a-z]+\|>")
 _LENIENT = ("<think>", "</think>", "<answer>", "</answer>")
 
 
@@ -88,7 +90,8 @@ def lenient_format_reward(completion: str, example: Any = None) -> float:
 
 
 def r1_format_reward(completion: str, example: Any = None) -> float:
-    """1.0 for ``<think>`` reasoning ``</think>`` followed by a non-empty summary (R1 §2.3.1).
+    """1.0 for ``<think>`` reasoning ``</think>`` followed by a non-empty summary (R1 §2.3.1); control
+    tokens (``<|pad|>``, ``<|assistant|>``) are no summary text.
 
     >>> r1_format_reward("<think>\\n3+4=7\\n</think>\\nThe value of 3+4 is 7.")
     1.0
@@ -96,7 +99,7 @@ def r1_format_reward(completion: str, example: Any = None) -> float:
     (0.0, 0.0)
     """
     m = _R1.fullmatch(turn_body(completion))
-    return 1.0 if m and m.group(1).strip() and not _TAG.search(m.group(1)) else 0.0
+    return 1.0 if m and _CONTROL.sub("", m.group(1)).strip() and not _TAG.search(m.group(1)) else 0.0
 
 
 format_reward = strict_format_reward
