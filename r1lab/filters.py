@@ -283,7 +283,9 @@ def dedupe_key(prompt: str, response: str) -> str:
     >>> key == dedupe_key("compute  2+3 ", "<think> 2+3=5. </think> It is 5.")
     True
     """
-    return _SPACE.sub(" ", prompt).strip().lower() + "\x00" + _SPACE.sub(" ", response).strip().lower()
+    # JSON, not a separator character: a prompt or response holding the separator (a NUL in model
+    # text) would make two different pairs one key, and the second would be dropped as a duplicate
+    return json.dumps([_SPACE.sub(" ", text).strip().lower() for text in (prompt, response)], ensure_ascii=False)
 
 
 @dataclass

@@ -253,3 +253,11 @@ def test_an_unknown_classifier_is_refused(classifier):
 def test_the_two_classifiers_still_score_as_before():
     assert language_share(VELARI, "en", WORLD) == 0.0 and language_share(VELARI, "vl", WORLD) == 1.0
     assert language_share(VELARI, "en", SCRIPT) == 1.0  # Tuka, Tu, ve: Latin words; the script classifier knows no lexicon
+
+
+# The dedupe key keeps prompt and response apart, whatever characters they hold.
+def test_pairs_split_differently_around_a_nul_are_different_examples():
+    """"a\\x00b" + "c" and "a" + "b\\x00c" had the same key: the second pair was dropped as a duplicate."""
+    assert dedupe_key("a\x00b", "c") != dedupe_key("a", "b\x00c")
+    deduper = Deduper()
+    assert [deduper.add("a\x00b", "c"), deduper.add("a", "b\x00c"), deduper.add("A\x00b", "c ")] == [True, True, False]
