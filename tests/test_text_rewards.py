@@ -195,3 +195,12 @@ def test_a_summary_of_only_control_tokens_is_no_summary(summary, expected):
     from r1lab.rewards import r1_format_reward
 
     assert r1_format_reward(f"<think>\n3+4=7\n</think>{summary}") == expected
+
+
+# A Rubric built from any iterable of terms scores with every term.
+def test_a_rubric_built_from_a_generator_keeps_its_terms():
+    """The name checks used the generator up: the rubric had no terms and every total was 0."""
+    rubric = Rubric(RewardTerm(name, strict_format_reward, weight) for name, weight in [("format", 1.0), ("twice", 2.0)])
+    result = rubric(["<think> 3+4=7 </think> <answer> 7 </answer>", "7"], [None, None])
+    assert [t.name for t in rubric.terms] == ["format", "twice"] and result.total == [3.0, 0.0]
+    assert result.means() == {"reward/format": 0.5, "reward/twice": 0.5, "reward/total": 1.5}

@@ -69,6 +69,7 @@ class Rubric:
     """
 
     def __init__(self, terms: Sequence[RewardTerm]) -> None:
+        terms = list(terms)  # a generator would be used up by the checks below, leaving no term to score
         if not terms:
             raise ValueError("a rubric needs at least one reward term")
         names = [t.name for t in terms]
@@ -79,7 +80,7 @@ class Rubric:
         for term in terms:  # else a NaN weight reads as a NaN reward of the first completion, a string as a TypeError
             if not isinstance(term.weight, numbers.Real) or not math.isfinite(term.weight):
                 raise ValueError(f"reward term {term.name!r}: weight must be a finite number, got {term.weight!r}")
-        self.terms = list(terms)
+        self.terms = terms
 
     def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
         if len(completions) != len(examples):
