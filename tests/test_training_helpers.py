@@ -13,13 +13,17 @@ from r1lab.benchmarks import load_problems
 from r1lab.plots import _smooth
 
 
-def _ck(root, step, complete=True):
-    d = root / f"step_{step:06d}"
+def _named_checkpoint(root, name, complete=True):
+    d = root / name
     d.mkdir()
     (d / "model.safetensors").write_text("w")
     if complete:
         (d / "trainer_state.pt").write_text("s")
     return d
+
+
+def _ck(root, step, complete=True):
+    return _named_checkpoint(root, f"step_{step:06d}", complete)
 
 
 def test_prune_counts_only_complete_checkpoints(tmp_path):
@@ -163,15 +167,6 @@ def test_a_device_this_machine_lacks_is_named(device):
 
 
 # Checkpoint discovery and pruning touch only the `step_<digits>` directories r1lab writes.
-def _named_checkpoint(root, name, complete=True):
-    d = root / name
-    d.mkdir()
-    (d / "model.safetensors").write_text("w")
-    if complete:
-        (d / "trainer_state.pt").write_text("s")
-    return d
-
-
 def test_prune_leaves_a_copy_the_user_made_beside_the_checkpoints(tmp_path):
     """step_000010_copy read as step -1: counted toward `keep` and then deleted as the oldest."""
     _named_checkpoint(tmp_path, "step_000010_copy")
