@@ -22,9 +22,15 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, runs are not guarded
+    fcntl = None
 
 from r1lab import training
 from r1lab.data import write_text_atomically
@@ -272,9 +278,30 @@ def _drop_resume_checkpoints(out: Path, final: Path) -> Path:
     return final
 
 
+@contextmanager
+def _only_run_in(out: Path) -> Iterator[None]:
+    """Holds `out` for one demo: two demos in one run directory would train the same stages into
+    the same checkpoints, each resuming or deleting the other's. The lock goes with the process
+    (flock), so a killed demo leaves none behind."""
+    with (out / ".demo.lock").open("a") as lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"{out} is in use by another demo still running; wait for it to finish, "
+                                 "or use another --out") from None
+        yield
+
+
 def run(config: PipelineConfig) -> list[StageRow]:
-    out, seed = Path(config.out_dir), config.seed
+    out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _only_run_in(out):
+        return _run_stages(config)
+
+
+def _run_stages(config: PipelineConfig) -> list[StageRow]:
+    out, seed = Path(config.out_dir), config.seed
     # an R1-Zero built from another base or seed is refused now, not after pretraining a base (minutes)
     zero_config = out / "zero" / "policy" / "r1lab_config.json"
     _check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})

@@ -398,3 +398,18 @@ def test_pretraining_waits_for_no_r1_zero_of_another_base(tmp_path, monkeypatch)
                                          r"'.*base/base'\)"):
         pipeline.run(config)
     assert not (tmp_path / "base").exists()
+
+
+# Two demos in one run directory: the second is refused at once, before any stage or evaluation.
+def test_a_second_demo_in_the_same_run_directory_is_refused(tmp_path, monkeypatch):
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", lambda settings: pytest.fail("ran beside another demo"))
+    config = toy_config(tmp_path)
+    config.stop_after = "zero"
+    with (tmp_path / ".demo.lock").open("a") as other:  # what a running demo holds
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="in use by another demo"):
+            pipeline.run(config)
+    assert not (tmp_path / "eval").exists()
+    with pipeline._only_run_in(tmp_path):  # the finished (refused) run holds nothing
+        pass
