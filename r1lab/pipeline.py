@@ -107,8 +107,16 @@ def base_checkpoint(config: PipelineConfig) -> Path:
         return SHIPPED_BASE
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
-    return _drop_resume_checkpoints(out, pretrain.run(pretrain.PretrainConfig(
-        out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False))))
+    t0 = time.perf_counter()
+    base = pretrain.run(pretrain.PretrainConfig(
+        out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False)))
+    # its time, for the table of a rerun that reuses it (as every other stage's)
+    write_text_atomically(_base_stamp(base), json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
+    return _drop_resume_checkpoints(out, base)
+
+
+def _base_stamp(base: Path) -> Path:
+    return base.with_name(base.name + ".inputs.json")
 
 
 def planned_base(config: PipelineConfig) -> Path:
@@ -305,9 +313,10 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     # an R1-Zero built from another base or seed is refused now, not after pretraining a base (minutes)
     zero_config = out / "zero" / "policy" / "r1lab_config.json"
     _check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
-    t0 = time.perf_counter()
     base = base_checkpoint(config)
-    rows = [evaluate("base", base, config, time.perf_counter() - t0)]
+    # the shipped base was not trained here: no time
+    seconds = 0.0 if base == SHIPPED_BASE else _read_stamp(_base_stamp(base)).get("seconds", 0.0)
+    rows = [evaluate("base", base, config, seconds)]
 
     def finish() -> list[StageRow]:
         _write_results(rows, config)

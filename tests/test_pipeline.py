@@ -413,3 +413,28 @@ def test_a_second_demo_in_the_same_run_directory_is_refused(tmp_path, monkeypatc
     assert not (tmp_path / "eval").exists()
     with pipeline._only_run_in(tmp_path):  # the finished (refused) run holds nothing
         pass
+
+
+# A base pretrained here keeps its pretraining time in the table when a rerun evaluates it anew.
+def test_a_reused_pretrained_base_keeps_its_time(tmp_path, monkeypatch):
+    clock = [0.0]
+
+    def pretrain_for_100_s(config) -> Path:
+        clock[0] += 100.0
+        base = _fake_pretrain(config)
+        (base / "model.safetensors").write_bytes(b"weights")
+        return base
+
+    def evaluate_base_then_stop(stage, checkpoint, config, seconds):
+        seen.append(seconds)
+        raise Killed()  # the base row is all this test needs
+
+    seen = []
+    monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(pipeline.pretrain, "run", pretrain_for_100_s)
+    monkeypatch.setattr(pipeline, "evaluate", evaluate_base_then_stop)
+    config = pipeline.PipelineConfig(out_dir=str(tmp_path), pretrain=True)
+    for _ in range(2):  # pretrained, then reused
+        with pytest.raises(Killed):
+            pipeline.run(config)
+    assert seen == [100.0, 100.0]
