@@ -82,7 +82,8 @@ def test_extract_code(completion, expected):
 
 
 OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)  # the regexes the linear versions replace
-OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+# a backtick fence's info string holds no backtick (CommonMark: ```python x``` is a code span)
+OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n`]*\n(.*?)^[ \t]*```", re.S | re.M)
 
 
 def test_extraction_matches_its_old_regexes_and_stays_linear():
@@ -486,3 +487,20 @@ def test_a_versioned_python_tag_is_python(tag):
 @pytest.mark.parametrize("tag", ["python2", "pyth", "python3.x", "cpp"])
 def test_other_tags_are_not_python(tag):
     assert extract_code(f"<think>ok</think>\n```{tag}\nx = 1\n```\n") is None
+
+
+# A line whose backticks close on it is a code span, not a fence (CommonMark).
+@pytest.mark.parametrize("completion", [
+    f"<think>ok</think>\n```python add(1, 2)``` gives 3. The code:\n```python\n{ADD_SOURCE}\n```\n",
+    f"<think>ok</think>\n``` `add` ```\n\n```python\n{ADD_SOURCE}\n```\n",
+    f"<think>ok</think>\n```py add```\n```python\n{ADD_SOURCE}\n",  # the block after it left open
+])
+def test_a_code_span_line_does_not_open_a_fence(completion):
+    assert extract_code(completion) == ADD_SOURCE
+
+
+def test_code_span_lines_stay_linear():
+    spans = "```python x```\n" * 60_000 + "```python\nx = 1\n```\n"
+    start = time.perf_counter()
+    assert extract_code(spans) == "x = 1"
+    assert time.perf_counter() - start < 1.0

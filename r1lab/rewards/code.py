@@ -36,14 +36,16 @@ logger = logging.getLogger(__name__)
 
 Kind = Literal["humaneval", "mbpp", "stdio"]
 # A fence is ``` or ~~~ (CommonMark); a block closes only on a fence of its own kind.
+# A backtick fence's info string holds no backtick: a line like ```python x``` is a code span.
 # The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
 # could take its characters too, and on a fence line with no newline the backtracking is quadratic.
 # Groups: the fence's indentation (a fence inside a list item), the language, the body.
 # The run of spaces after the fence is possessive (`*+`): else, on a fence that never
 # closes, the regex tries every split of it with the info string's rest (quadratic in its length).
 _FENCE_START = re.compile(r"^[ \t]*(```|~~~)", re.M)  # where a block may open (group: its kind)
-_OPEN_FENCES = {mark: re.compile(rf"^([ \t]*){mark}[ \t]*+([\w+.#-]*)(?:[^\w+.#\-\n][^\n]*)?\n", re.M)
-                for mark in ("```", "~~~")}  # an opening fence line: (indent, language)
+_INFO_REST = {"```": r"[^\w+.#\-\n`][^\n`]*+", "~~~": r"[^\w+.#\-\n][^\n]*+"}
+_OPEN_FENCES = {mark: re.compile(rf"^([ \t]*){mark}[ \t]*+([\w+.#-]*)(?:{rest})?\n", re.M)
+                for mark, rest in _INFO_REST.items()}  # an opening fence line: (indent, language)
 _FENCES = {mark: re.compile(opener.pattern + rf"(.*?)^[ \t]*{mark}", re.S | re.M)
            for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, language, body)
 _FENCE = _FENCES["```"]
@@ -166,9 +168,14 @@ def _fences(answer: str) -> list[tuple[str, str, str]]:
             fences.append(block.groups())
             at = block.end()
             continue
-        # no fence of its kind closes it: as Markdown reads it, the rest of the text is its body
         opener = _OPEN_FENCES[mark].match(answer, start.start())
-        if opener is not None and answer[opener.end():].strip():  # cut off at its opening: no block yet
+        if opener is None:  # no fence (a code span on the line, or no newline): read on below it
+            at = answer.find("\n", start.end()) + 1
+            if at == 0:
+                break
+            continue
+        # no fence of its kind closes it: as Markdown reads it, the rest of the text is its body
+        if answer[opener.end():].strip():  # cut off at its opening: no block yet
             fences.append((*opener.groups(), answer[opener.end():]))
         break
     return fences
