@@ -82,8 +82,9 @@ def test_extract_code(completion, expected):
 
 
 OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)  # the regexes the linear versions replace
-# a backtick fence's info string holds no backtick (CommonMark: ```python x``` is a code span)
-OLD_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n`]*\n(.*?)^[ \t]*```", re.S | re.M)
+# a backtick fence's info string holds no backtick (CommonMark: ```python x``` is a code span), and
+# a fence closes on a run at least as long as its own
+OLD_FENCE = re.compile(r"^[ \t]*(```+)[ \t]*([\w+.#-]*)[^\n`]*\n(.*?)^[ \t]*\1", re.S | re.M)
 
 
 def test_extraction_matches_its_old_regexes_and_stays_linear():
@@ -93,7 +94,7 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 20)))
         found = OLD_ANSWER.findall(text)
         assert code_module.last_answer_block(text) == (found[-1] if found else None), text
-        assert [(lang, body) for _, lang, body in code_module._FENCE.findall(text)] == OLD_FENCE.findall(text), text
+        assert [found[1:] for found in code_module._FENCE.findall(text)] == OLD_FENCE.findall(text), text
     stuck = ["<answer>" * 40_000, "```python" + "x" * 100_000]  # 43 s and ~4 s before
     # spaces or tabs after a fence that never closes: 6 s and ~1.5 s before the possessive `[ \t]*+`
     blank = ["```" + " " * 40_000 + "\nx = 1", "```python\nx = 1\n```\n```" + "\t" * 20_000]
@@ -503,4 +504,27 @@ def test_code_span_lines_stay_linear():
     spans = "```python x```\n" * 60_000 + "```python\nx = 1\n```\n"
     start = time.perf_counter()
     assert extract_code(spans) == "x = 1"
+    assert time.perf_counter() - start < 1.0
+
+
+# A fence of more than three backticks or tildes closes only on a run at least as long.
+@pytest.mark.parametrize("completion, expected", [
+    # ```` wraps text holding ``` lines; it was read as ``` with an info string "`python"
+    ("<think>ok</think>\n````python\ns = \'\'\'\n```\n\'\'\'\n````\n", "s = \'\'\'\n```\n\'\'\'"),
+    # Markdown shown inside ```` is not the program: the Python block after it is
+    ("<think>ok</think>\n````markdown\n```python\nx = 1\n```\n````\n```python\nx = 2\n```\n", "x = 2"),
+    ("<think>ok</think>\n````markdown\n```python\nx = 1\n```\n````\n", None),  # only Markdown
+    ("<think>ok</think>\n~~~~python\nx = 1\n~~~\ny = 2\n~~~~\n", "x = 1\n~~~\ny = 2"),
+    ("<think>ok</think>\n````python\nx = 1\n```\ny = 2\n", "x = 1\n```\ny = 2"),  # left open
+    ("<think>ok</think>\n```python\nx = 1\n`````\nDone.", "x = 1"),  # a longer run closes ```
+])
+def test_a_longer_fence_closes_only_on_a_run_as_long(completion, expected):
+    assert extract_code(completion) == expected
+
+
+def test_longer_fences_stay_linear():
+    inner = "````python\n" + "```\n" * 100_000  # short runs inside a block never closed
+    wide = "`" * 200_000 + "\n" + ("`" * 199_999 + "\n") * 4 + "x"  # runs one short of its close
+    start = time.perf_counter()
+    assert [extract_code(text) for text in (inner, wide)] == [inner[11:].rstrip(), wide[200_001:]]
     assert time.perf_counter() - start < 1.0

@@ -5,8 +5,8 @@ on model text; text without usable code scores 0 (the reason is logged at debug 
 
 - Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
   tags if there are any, less the blanks after the tag on its line); the code is the last fenced
-  Python block of the answer (``` or ~~~, each closed only by its own kind; a final fence left
-  open runs to the end of the answer, as Markdown reads it), else the answer.
+  Python block of the answer (``` or ~~~, or longer: each closed only by as long a run of its own
+  kind; a final fence left open runs to the end of the answer, as Markdown reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
   "mbpp" runs `code + test_setup_code (or test_imports) + asserts` (setup after the code: tasks 367
   and 927 need it);
@@ -35,19 +35,20 @@ from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default
 logger = logging.getLogger(__name__)
 
 Kind = Literal["humaneval", "mbpp", "stdio"]
-# A fence is ``` or ~~~ (CommonMark); a block closes only on a fence of its own kind.
+# A fence is a run of 3+ backticks or tildes (CommonMark); a block closes only on a run of its own
+# character at least as long (a ```` block may hold ``` lines: models write it to wrap Markdown).
 # A backtick fence's info string holds no backtick: a line like ```python x``` is a code span.
 # The info string's rest starts with a non-language character: a bare `[^\n]*` after the language
 # could take its characters too, and on a fence line with no newline the backtracking is quadratic.
-# Groups: the fence's indentation (a fence inside a list item), the language, the body.
+# Groups: the fence's indentation (a fence inside a list item), its run, the language, the body.
 # The run of spaces after the fence is possessive (`*+`): else, on a fence that never
 # closes, the regex tries every split of it with the info string's rest (quadratic in its length).
 _FENCE_START = re.compile(r"^[ \t]*(```|~~~)", re.M)  # where a block may open (group: its kind)
 _INFO_REST = {"```": r"[^\w+.#\-\n`][^\n`]*+", "~~~": r"[^\w+.#\-\n][^\n]*+"}
-_OPEN_FENCES = {mark: re.compile(rf"^([ \t]*){mark}[ \t]*+([\w+.#-]*)(?:{rest})?\n", re.M)
-                for mark, rest in _INFO_REST.items()}  # an opening fence line: (indent, language)
-_FENCES = {mark: re.compile(opener.pattern + rf"(.*?)^[ \t]*{mark}", re.S | re.M)
-           for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, language, body)
+_OPEN_FENCES = {mark: re.compile(rf"^([ \t]*)({mark[0]}{{3,}}+)[ \t]*+([\w+.#-]*)(?:{rest})?\n", re.M)
+                for mark, rest in _INFO_REST.items()}  # an opening fence line: (indent, run, language)
+_FENCES = {mark: re.compile(opener.pattern + r"(.*?)^[ \t]*\2", re.S | re.M)  # \2: its run, or longer
+           for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, run, language, body)
 _FENCE = _FENCES["```"]
 # python, py, python3, py3, and with a version (python3.11): an untagged fence counts only when none is tagged
 _PYTHON_FENCE = re.compile(r"(?:python|py)(?:3(?:\.\d+)*)?", re.I)
@@ -165,7 +166,7 @@ def _fences(answer: str) -> list[tuple[str, str, str]]:
         mark = start.group(1)
         block = _FENCES[mark].match(answer, start.start())
         if block is not None:
-            fences.append(block.groups())
+            fences.append(block.group(1, 3, 4))
             at = block.end()
             continue
         opener = _OPEN_FENCES[mark].match(answer, start.start())
@@ -176,7 +177,7 @@ def _fences(answer: str) -> list[tuple[str, str, str]]:
             continue
         # no fence of its kind closes it: as Markdown reads it, the rest of the text is its body
         if answer[opener.end():].strip():  # cut off at its opening: no block yet
-            fences.append((*opener.groups(), answer[opener.end():]))
+            fences.append((*opener.group(1, 3), answer[opener.end():]))
         break
     return fences
 
