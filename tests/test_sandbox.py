@@ -446,7 +446,18 @@ def test_a_run_on_a_server_that_just_died_is_rerun_on_a_fresh_one():
             os.kill(old, signal.SIGKILL)
             result = box.execute(Job(source="print(2)"))
             assert (result.status, result.stdout) == ("passed", "2\n"), result.detail
+            # on a loaded machine the dying server may still have served that run; once the
+            # kill has landed, the sandbox must not keep using it
+            _wait_until_ended(old)
             assert box.server_pid != old
+
+
+def _wait_until_ended(pid: int, within_s: float = 30.0) -> None:
+    """Wait until process `pid` has exited (a zombie, or gone), polling its /proc status."""
+    deadline = time.monotonic() + within_s
+    while _status(str(pid)).get("State", "Z").strip()[:1] not in ("Z", "X"):
+        assert time.monotonic() < deadline, f"process {pid} still alive after {within_s} s"
+        time.sleep(0.01)
 
 
 def test_file_is_defined_as_for_a_script(sandbox):
