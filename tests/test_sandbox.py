@@ -546,3 +546,30 @@ def test_a_file_on_fd_1_left_open_is_flushed_at_exit_as_in_python(sandbox, opene
 def test_the_left_open_file_is_flushed_after_sys_stdout_as_in_python(sandbox):
     result = execute("f = open(1, 'w')\nf.write('a\\n')\nprint('b')\n", sandbox=sandbox)
     assert (result.status, result.stdout) == ("passed", "b\na\n")  # what `python -c` prints
+
+
+# A supervisor whose server died before it set its death signal (PR_SET_PDEATHSIG) exits at once.
+def test_a_supervisor_orphaned_before_its_death_signal_exits_at_once(tmp_path):
+    """It lived on as root in its own namespaces, waiting on the old server's socket for a request."""
+    from r1lab.rewards import _jail
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    took_r, took_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # as if forked by a server that is gone: its parent is not that server
+        try:
+            _jail._supervise(theirs, took_w, str(tmp_path), server=os.getppid() + 10**6)
+        finally:
+            os._exit(1)  # never back into pytest
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:  # still waiting for a request: stop it
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    for fd in (took_r, took_w):
+        os.close(fd)
+    ours.close()
+    theirs.close()
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+

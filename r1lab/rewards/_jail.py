@@ -50,10 +50,10 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
     children: dict[int, tuple[int, str]] = {}  # pid -> (pidfd, directory)
 
     def spawn() -> None:
-        workdir = tempfile.mkdtemp(prefix="r1lab-")
+        workdir, server = tempfile.mkdtemp(prefix="r1lab-"), os.getpid()
         pid = os.fork()
         if pid == 0:
-            _supervise(control, took_w, workdir)
+            _supervise(control, took_w, workdir, server)
         children[pid] = (os.pidfd_open(pid), workdir)
         sel.register(children[pid][0], selectors.EVENT_READ, pid)
 
@@ -85,12 +85,15 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _supervise(control: socket.socket, took_w: int, workdir: str) -> NoReturn:
-    """One run's root-side supervisor, forked ahead of time: enter fresh namespaces and build
-    the read-only tree, then take one request from the shared socket and see it through."""
+def _supervise(control: socket.socket, took_w: int, workdir: str, server: int) -> NoReturn:
+    """One run's root-side supervisor, forked ahead of time by the `server` process: enter fresh
+    namespaces and build the read-only tree, then take one request from the shared socket and
+    see it through."""
     try:
         os.setsid()
         _libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the server
+        if os.getppid() != server:  # it died before the line above: no signal will come, and an
+            os._exit(0)  # orphan would wait on the old socket (and could run a request) as root
         uid = secrets.choice(SANDBOX_UIDS) if os.geteuid() == 0 else None
         try:
             layers, cwd, failure = *_isolate(workdir, uid), ""
