@@ -98,25 +98,26 @@ class StageRow:
 
 
 def base_checkpoint(config: PipelineConfig) -> Path:
-    out = Path(config.out_dir) / "base"
-    if (out / "base" / "config.json").exists():  # pretrained here by an earlier run: of this seed only
-        _check_settings(out / "base", out / "base" / "r1lab_config.json", {"seed": config.seed})
-        return _drop_resume_checkpoints(out, out / "base")  # left by a run that stopped right after saving it
-    if planned_base(config) == SHIPPED_BASE:
+    out, planned = Path(config.out_dir) / "base", planned_base(config)
+    if planned == SHIPPED_BASE:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
+    if (planned / "config.json").exists():  # pretrained here by an earlier run: of this seed only
+        _check_settings(planned, planned / "r1lab_config.json", {"seed": config.seed})
+        return _drop_resume_checkpoints(out, planned)  # left by a run that stopped right after saving it
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
     t0 = time.perf_counter()
     base = pretrain.run(pretrain.PretrainConfig(
         out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False)))
     # its time, for the table of a rerun that reuses it (as every other stage's)
-    write_text_atomically(_base_stamp(base), json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
+    write_text_atomically(_stamp_file(base), json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
     return _drop_resume_checkpoints(out, base)
 
 
-def _base_stamp(base: Path) -> Path:
-    return base.with_name(base.name + ".inputs.json")
+def _stamp_file(output: Path) -> Path:
+    """Where a stage's output keeps what it was built from and in how long (`_reuse_or_run`)."""
+    return output.with_name(output.name + ".inputs.json")
 
 
 def planned_base(config: PipelineConfig) -> Path:
@@ -197,7 +198,7 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     when it is reused), is kept as `<output>.inputs.json`, marked "building" while a build runs:
     the resumable `checkpoints` an interrupted build left are removed if its inputs have changed
     since (resumed, they would continue training a model of the old inputs)."""
-    stamp_file = done.with_name(done.name + ".inputs.json")
+    stamp_file = _stamp_file(done)
     built, now = _read_stamp(stamp_file), _stamp(inputs)
     left = training.latest_checkpoint(checkpoints) if checkpoints is not None else None
     if not done.exists() and left is not None and not (built and built.get("inputs") != now):
@@ -315,7 +316,7 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     _check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
     base = base_checkpoint(config)
     # the shipped base was not trained here: no time
-    seconds = 0.0 if base == SHIPPED_BASE else _read_stamp(_base_stamp(base)).get("seconds", 0.0)
+    seconds = 0.0 if base == SHIPPED_BASE else _read_stamp(_stamp_file(base)).get("seconds", 0.0)
     rows = [evaluate("base", base, config, seconds)]
 
     def finish() -> list[StageRow]:

@@ -120,12 +120,18 @@ def parse_kinds(kinds: str) -> tuple[str, ...]:
 def load_engine(checkpoint: str, bf16: bool = False, device: str = "cpu") -> tuple[Engine, Tokenizer]:
     """A sampling engine on a checkpoint directory (model + tokenizer, the model on `device`);
     FileNotFoundError if absent."""
-    path = Path(checkpoint)
-    if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
-        raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
+    path = check_checkpoint(checkpoint)
     tokenizer = Tokenizer.load(path)  # a malformed tokenizer.json: a ValueError naming it
     model = from_pretrained(path, device=device)
     return Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None), tokenizer
+
+
+def check_checkpoint(checkpoint: str) -> Path:
+    """The directory of a checkpoint `load_engine` can load, without loading it; FileNotFoundError if absent."""
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"checkpoint not found (needs config.json and tokenizer.json): {checkpoint}")
+    return path
 
 
 def summary_line(problem: WorldProblem, completion: str, language: str = "en") -> str:

@@ -43,7 +43,7 @@ from r1lab.engine import Completion, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
-from r1lab.stages.cold_start import load_engine, parse_kinds, reaches_answer, readable_checks
+from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
 from r1lab.world.answers import READ_CHARS  # how much of a completion completion_body reads
@@ -128,9 +128,13 @@ def make_judge(spec: str, bf16: bool = False, max_new_tokens: int = 64, device: 
 def check_judge(spec: str) -> None:
     """The error a mistyped ``--judge`` gets, without loading anything: "checkpoint not found:
     Rule" named neither the flag nor its values, and came after the sampled model had loaded."""
-    if spec != "rule" and not all((Path(spec) / name).is_file() for name in ("config.json", "tokenizer.json")):
+    if spec == "rule":
+        return
+    try:
+        check_checkpoint(spec)
+    except FileNotFoundError as err:
         raise FileNotFoundError(f"--judge {spec!r} is neither 'rule' (the world's rule) nor a judge checkpoint "
-                                f"directory: checkpoint not found (needs config.json and tokenizer.json): {spec}")
+                                f"directory: {err}") from None
 
 
 def kept_response(text: str) -> str:
