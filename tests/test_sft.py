@@ -352,3 +352,25 @@ def test_real_token_share_is_of_the_padded_batches_not_of_seq_len_rows(capsys):
     # batches [10, 6] and [8] are padded to 10 and 8 tokens a row: 24 real of 2 * 10 + 8 = 28 (86%),
     # not of 3 rows * seq_len 100 (8%)
     assert "an epoch is 3 rows, 86% of their tokens real" in capsys.readouterr().out
+
+
+# --epochs only sets how many of the same per-epoch batches the plan holds: a resume may change it.
+def test_resume_accepts_other_epochs_when_the_plan_prefix_is_the_same(tmp_path, monkeypatch):
+    lengths = [10, 6, 8, 12, 5, 9, 7, 11]
+    two = sft.plan(lengths, sft.SFTConfig(data="x.jsonl", seq_len=16, batch_size=2, epochs=2))
+    five = sft.plan(lengths, sft.SFTConfig(data="x.jsonl", seq_len=16, batch_size=2, epochs=5))
+    assert len(two) < len(five) and five[:len(two)] == two
+    data = write_jsonl(tmp_path / "train.jsonl", n=8)
+    straight = sft.run(config(tmp_path / "a", data, max_steps=3, save_every=2, epochs=2))
+
+    def kill(*args, **kwargs):
+        raise Killed  # the process dies right after writing its step-2 checkpoint
+
+    monkeypatch.setattr(sft.training, "prune_checkpoints", kill)
+    with pytest.raises(Killed):
+        sft.run(config(tmp_path / "b", data, max_steps=3, save_every=2, epochs=2))
+    monkeypatch.undo()
+    # --max-steps fixes the run's length: its batches and schedule do not depend on --epochs
+    resumed = sft.run(config(tmp_path / "b", data, max_steps=3, save_every=2, epochs=5, resume=True))
+    a, b = from_pretrained(straight).state_dict(), from_pretrained(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

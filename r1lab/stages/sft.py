@@ -215,8 +215,9 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batc
 
 
 # what a resumed SFT run must share with the one that stopped: what decides its plan of batches
-# (a longer --max-steps or another learning rate may continue a run; the plan's prefix is the same)
-SAME_RUN_FIELDS = ("data", "init", "seed", "epochs", "seq_len", "batch_size", "packing")
+# (a longer --max-steps, other --epochs or another learning rate may continue a run: each epoch's
+# batches depend on the seed and the epoch's number only, so the plan's prefix is the same)
+SAME_RUN_FIELDS = ("data", "init", "seed", "seq_len", "batch_size", "packing")
 
 
 # the data file's SHA-256, saved with each checkpoint: a resumed run refuses a file changed in place
