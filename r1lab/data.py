@@ -140,6 +140,8 @@ def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) ->
     try:
         with tmp.open("w", encoding="utf-8") as f:
             f.writelines([text] if isinstance(text, str) else text)
+            f.flush()  # on disk before the rename publishes it: else a power cut can leave an empty
+            os.fsync(f.fileno())  # file in its place (a dataset, or a pipeline stamp saying it is built)
         os.replace(tmp, path)
     except BaseException:  # no stray .tmp next to the file when writing or renaming fails
         tmp.unlink(missing_ok=True)

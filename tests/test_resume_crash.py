@@ -83,3 +83,15 @@ def test_a_resumed_runs_truncated_metrics_log_is_fsynced_before_it_replaces_the_
     training.open_log(log, 2)
     assert str(tmp_path / "metrics.jsonl.tmp") in synced
     assert [r["step"] for r in training.MetricsLog(log).read()] == [1, 2]
+
+
+# Datasets and stamp files written atomically are on disk under their temporary name before the rename.
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+def test_a_file_written_atomically_is_fsynced_before_it_is_renamed(tmp_path, monkeypatch):
+    from r1lab.data import SFTExample, write_sft_jsonl
+
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    out = write_sft_jsonl(tmp_path / "data.jsonl", [SFTExample(prompt="q", response="r")])
+    assert synced == [str(tmp_path / "data.jsonl.tmp")]
+    assert out.read_text() == '{"prompt": "q", "response": "r"}\n'
