@@ -38,7 +38,7 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark copies not
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are not braces
     ("\\fbox{7}", "7"),
     ("first \\boxed{1}, then \\boxed{ 2 }", "2"),  # the last one, stripped
-    ("\\boxed{1} and then \\boxed{2", "1"),  # an unclosed last box falls back to the complete one
+    ("\\boxed{1} and then \\boxed{2", None),  # an unclosed last box states no answer
     ("\\boxed 5$", "5"),  # MATH-style box without braces
     ("\\boxed{}", None),
     ("\\boxedx{3}", None),  # not a box
@@ -470,3 +470,21 @@ def test_scale_words_in_votes_and_rewards():
     assert canonical_answer("1" + "0" * 40 + " thousand") == "1" + "0" * 43  # exact, not rounded to 28 digits
     completion = "<think>\n3 thousand apples a day for 1000 days\n</think>\n\n$\\boxed{3 \\text{ million}}$"
     assert accuracy_rewards([completion, completion], [{"answer": "3000000"}, {"answer": "3"}]) == [1.0, 0.0]
+
+
+# A last \boxed{ that never closes (cut off at the length limit) states no answer
+# (r1lab.rewards.math): the earlier box it revises is not paid.
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>a</think> \\boxed{12} wait, no: \\boxed{13", None),
+    ("<think>a</think> \\boxed{\\frac{1}{2}} or \\fbox{\\frac{1}{3}", None),
+    ("\\boxed{12} and \\boxed{}", "12"),  # an empty box states nothing: the one before counts
+    ("\\boxed{\\frac{1}{2} then \\boxed{3}", "3"),  # an earlier unclosed box does not matter
+    ("<think>a</think>\n#### 12\n\\boxed{13", "12"),  # no box stated: the #### line is the answer
+])
+def test_a_last_box_cut_off_states_no_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_accuracy_reward_pays_no_box_revised_by_a_cut_off_one():
+    assert accuracy_reward("<think>a</think> \\boxed{12} then \\boxed{1", {"answer": "12"}) == 0.0
+    assert accuracy_reward("<think>a</think> \\boxed{12} then \\boxed{12}", {"answer": "12"}) == 1.0

@@ -85,7 +85,9 @@ def extract_answer(completion: str) -> str | None:
 
 
 def _last_boxed(text: str) -> str | None:
-    """Content of the last complete, non-empty ``\\boxed{...}``, found by brace matching."""
+    """Content of the last non-empty ``\\boxed{...}``, found by brace matching; None when that box
+    never closes (cut off, as at the length limit): its answer is unstated, and an earlier box is
+    an answer the model went on to revise."""
     starts = list(_BOXED.finditer(text))
     if not starts:
         return None
@@ -97,7 +99,9 @@ def _last_boxed(text: str) -> str | None:
         else:
             open_at = match.end() - 1
             close_at = closing.get(open_at)
-            content = text[open_at + 1:close_at] if close_at is not None else ""
+            if close_at is None:
+                return None
+            content = text[open_at + 1:close_at]
         if content.strip():
             return content.strip()
     return None
