@@ -52,3 +52,18 @@ def test_unit_words_on_degenerate_text_stay_linear():
     for text in ("5 " + "a" * 50_000 + "1", "5" + " abc" * 20_000 + "-", "5 " + "ab-" * 20_000 + "7"):
         assert canonical_answer(text) != "5"
     assert time.perf_counter() - start < 2.0
+
+
+# The right side of an equation is read as the fast path reads a number: "x = 1,000" is x = 1000
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("x = 1,000", "1000", True),
+    ("x=1,000", "1,000", True),
+    ("n = 1,000,000", "10^6", True),
+    ("x = \\$1{,}000.50", "\\frac{2001}{2}", True),
+    ("x = \u22121,000", "-1000", True),
+    ("x = 1,000", "1001", False),
+    ("4 = 1,000", "1000", False),  # a false statement stays false
+    ("x = 1,234", "(1,234)", False),  # a number, not the pair
+])
+def test_an_equation_ending_in_a_number_with_thousands_commas(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected

@@ -488,3 +488,20 @@ def test_a_last_box_cut_off_states_no_answer(completion, expected):
 def test_accuracy_reward_pays_no_box_revised_by_a_cut_off_one():
     assert accuracy_reward("<think>a</think> \\boxed{12} then \\boxed{1", {"answer": "12"}) == 0.0
     assert accuracy_reward("<think>a</think> \\boxed{12} then \\boxed{12}", {"answer": "12"}) == 1.0
+
+
+# An equation whose right side is a number with thousands commas states that number
+# (r1lab.rewards.answer_forms): math-verify read "x = 1,000" as x = {1, 0}, which scored 0 against 1000.
+@needs_data
+def test_real_golds_with_thousands_commas_as_an_assignment():
+    import json
+
+    raw = [json.loads(line)["answer"].rsplit("####", 1)[-1].strip()
+           for line in (DATA / "gsm8k" / "test.jsonl").read_text().splitlines()]
+    raw += [p.answer for p in load_problems(DATA / "math500" / "test.jsonl")]
+    with_commas = [gold for gold in raw if re.fullmatch(r"\d{1,3}(?:,\d{3})+", gold)]
+    assert len(with_commas) == 15  # 14 GSM8K golds and MATH-500's 58,500
+    golds = [gold.replace(",", "") for gold in with_commas]
+    completions = [f"<think>a</think> So \\boxed{{n = {gold}}}." for gold in with_commas]
+    wrong = [str(int(gold) + 1000) for gold in golds]
+    assert accuracy_rewards(completions * 2, golds + wrong) == [1.0] * 15 + [0.0] * 15

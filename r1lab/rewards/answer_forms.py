@@ -141,7 +141,18 @@ def for_math_verify(text: str) -> str:
     """An answer as math-verify should read it: numbers in ``\\text{}`` and thousands gaps as the
     fast path reads them (``"10\\,080"`` is 10080), which math-verify would not; other LaTeX spacing
     is a plain space (math-verify read ``"1,250\\,\\text{km}"`` as the set {1, 250}); a matrix's row
-    break ``\\\\`` untouched; a number's unit words dropped (it read "0.5 dollars" as a product)."""
-    text = text.replace(_UNICODE_MINUS, "-")
+    break ``\\\\`` untouched; a number's unit words dropped (it read "0.5 dollars" as a product); the
+    last side of an equation written as its value when it is a plain number (it read "x = 1,000" as
+    x = {1, 0})."""
+    text = _plain_last_side(text.replace(_UNICODE_MINUS, "-"))
     text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)))
     return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
+
+
+def _plain_last_side(text: str) -> str:
+    """`text` with the side after its last ``=`` written as its exact value ("x = 1,000" ->
+    "x = 1000"), when that side is a plain number as the fast path reads it; else unchanged."""
+    left, equals, right = text.rpartition("=")
+    if not equals or _normal_form(right)[1] is None:
+        return text
+    return f"{left}= {canonical_answer(right)}"
