@@ -67,3 +67,22 @@ def test_unit_words_on_degenerate_text_stay_linear():
 ])
 def test_an_equation_ending_in_a_number_with_thousands_commas(pred, gold, expected):
     assert answers_equal(pred, gold) is expected
+
+
+# A comma then a space lists numbers: "1, 234" is 1 and 234, not 1234 ("1,\!234" still is 1234)
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("1, 234", "1234", False),
+    ("1125", "1, 125", False),
+    ("1,125", "1, 125", False),
+    ("1, 125", "1,125", False),
+    ("1, 125", "1, 125", True),
+    ("1,\\!125", "1125", True),
+    ("1,125", "1125", True),
+])
+def test_a_comma_and_a_space_list_numbers(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
+def test_listed_numbers_vote_apart_from_the_number():
+    assert canonical_answer("1, 234") == "1, 234" != canonical_answer("1,234") == "1234"
+    assert canonical_answer("(1, 2)") == canonical_answer("(1,2)") == "(1,2)"

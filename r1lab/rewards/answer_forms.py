@@ -26,6 +26,9 @@ _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\
 # Markup goes before the gaps are read: removed after them, "$5$ $6$" and "\$1 \$2" read as 56 and 12
 _MARKUP = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\\$|\$")
 _REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
+# A comma then whitespace lists numbers ("1, 234" is two): no thousands separator is written so
+# ("1,\\!234" is one); removed with the whitespace, "1, 234" read as 1234
+_LIST_COMMA = re.compile(r",\s")
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
 # Numbers the normal form keeps apart ("3 5"): math-verify adds them up (reads "3 5" as 8)
 _NUMBERS = re.compile(rf"(?:{_NUMBER.pattern})(?: (?:{_NUMBER.pattern}))+")
@@ -77,8 +80,11 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
             text = text[len(left):len(text) - len(right)].strip()
     text = text.replace("{,}", ",").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     text = _without_unit_words(_DIGIT_GAP.sub(" ", _THOUSANDS_GAP.sub(r"\1", _MARKUP.sub("", text))))
+    listed = _LIST_COMMA.search(text) is not None
     text = _REMOVED.sub("", text).rstrip(".")
     plain = len(text) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text)
+    if plain and listed:  # a list, kept apart from the number its digits would make
+        return text.replace(",", ", "), None
     return text, Fraction(text.replace(",", "")) if plain else None
 
 
