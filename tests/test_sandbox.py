@@ -573,3 +573,15 @@ def test_a_supervisor_orphaned_before_its_death_signal_exits_at_once(tmp_path):
     theirs.close()
     assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
 
+
+
+# Replacing a dead server closes the old server's control socket and stdin pipe.
+def test_a_replaced_server_leaves_no_open_socket_or_pipe_behind():
+    with Sandbox(max_workers=1) as box:
+        old = box.start()._server
+        control = box._control
+        os.kill(old.pid, signal.SIGKILL)
+        old.wait()
+        assert box.execute(Job(source="print(1)")).stdout == "1\n"
+        assert box._server is not old
+        assert control.fileno() == -1 and old.stdin.closed

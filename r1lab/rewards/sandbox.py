@@ -145,11 +145,15 @@ class Sandbox:
         """In a forked child, drop the parent's pool (its threads did not come along: `map` waited
         forever) and server (closing the copy stopped the parent's): the child starts its own."""
         if self._pid != os.getpid():
-            if self._control is not None:
-                self._control.close()  # only this process's copy
-                self._server.stdin.close()
-            self._server = self._control = None
+            self._release()  # only this process's copies
             self._fresh_state()
+
+    def _release(self) -> None:
+        """Close our ends of the server's control socket and stdin, and forget that server."""
+        if self._control is not None:
+            self._control.close()
+            self._server.stdin.close()
+        self._server = self._control = None
 
     def start(self) -> Sandbox:
         """Start the server now rather than on the first run (it takes ~0.1 s)."""
@@ -221,6 +225,7 @@ class Sandbox:
                         raise
 
     def _start_server(self) -> None:
+        self._release()  # a dead server's: dropping them unclosed leaked a socket and a pipe per restart
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._server = subprocess.Popen(
             [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
