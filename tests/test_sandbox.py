@@ -585,3 +585,20 @@ def test_a_replaced_server_leaves_no_open_socket_or_pipe_behind():
         assert box.execute(Job(source="print(1)")).stdout == "1\n"
         assert box._server is not old
         assert control.fileno() == -1 and old.stdin.closed
+
+
+# A killed server's supervisors' directories are removed when a fresh server replaces it.
+def test_a_killed_servers_directories_are_removed_by_the_next_server(tmp_path, monkeypatch):
+    _own_tmpdir(tmp_path, monkeypatch)
+
+    def ours() -> set[str]:
+        return {p.name for p in Path(tempfile.gettempdir()).glob("r1lab-*")}
+
+    with Sandbox(max_workers=1) as box:
+        os.kill(box.server_pid, signal.SIGKILL)
+        box._server.wait()
+        left = ours()
+        assert left  # the waiting supervisors' directories
+        assert box.execute(Job(source="print(1)")).stdout == "1\n"
+        assert ours() & left == set()
+    assert ours() == set()

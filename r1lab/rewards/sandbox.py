@@ -63,6 +63,7 @@ import marshal
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,7 @@ class Sandbox:
                                       len(os.sched_getaffinity(0))))
         self._server: subprocess.Popen | None = None
         self._control: socket.socket | None = None
+        self._workroot: str | None = None  # the server's TMPDIR, holding its supervisors' directories
         self._fresh_state()
 
     def _fresh_state(self) -> None:
@@ -153,7 +155,14 @@ class Sandbox:
         if self._control is not None:
             self._control.close()
             self._server.stdin.close()
-        self._server = self._control = None
+        self._server = self._control = self._workroot = None
+
+    def _retire(self) -> None:
+        """Release a server that has ended, and remove what its supervisors left (a killed one
+        cleaned up nothing; a dead server's supervisors die with it, and with them its runs)."""
+        if self._workroot is not None:
+            shutil.rmtree(self._workroot, ignore_errors=True)
+        self._release()
 
     def start(self) -> Sandbox:
         """Start the server now rather than on the first run (it takes ~0.1 s)."""
@@ -201,7 +210,7 @@ class Sandbox:
                 except subprocess.TimeoutExpired:  # it kills its programs on exit; if it lingers, end it
                     self._server.kill()
                     self._server.wait()
-                self._server = self._control = None
+                self._retire()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -225,13 +234,16 @@ class Sandbox:
                         raise
 
     def _start_server(self) -> None:
-        self._release()  # a dead server's: dropping them unclosed leaked a socket and a pipe per restart
+        self._retire()  # a dead server's: dropping them unclosed leaked a socket and a pipe per restart
+        # its own TMPDIR, traversable (a run under its own uid without namespaces works below it)
+        self._workroot = tempfile.mkdtemp(prefix="r1lab-sandbox-")
+        os.chmod(self._workroot, 0o711)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._server = subprocess.Popen(
             [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
              str(self.max_workers + 1)],
-            # nothing of the caller's environment but where temporary directories go (the caller's TMPDIR)
-            pass_fds=[child.fileno()], env={"TMPDIR": tempfile.gettempdir()}, stdin=subprocess.PIPE,
+            # nothing of the caller's environment but where temporary directories go
+            pass_fds=[child.fileno()], env={"TMPDIR": self._workroot}, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, start_new_session=True)
         child.close()
         self._control = parent
