@@ -602,3 +602,14 @@ def test_a_killed_servers_directories_are_removed_by_the_next_server(tmp_path, m
         assert box.execute(Job(source="print(1)")).stdout == "1\n"
         assert ours() & left == set()
     assert ours() == set()
+
+
+# SysV shared memory, message queues and semaphore sets cannot be created in a run.
+@needs_root
+def test_sysv_ipc_memory_outside_the_address_space_limit_is_refused(sandbox):
+    source = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+              "libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]\n"
+              "print(libc.shmget(0, 1 << 20, 0o1600), libc.msgget(0, 0o1600), libc.semget(0, 1, 0o1600))")
+    result = run(sandbox, source)
+    assert (result.status, result.stdout) == ("passed", "-1 -1 -1\n"), result.stderr
+    assert "no-sysv-ipc" in result.isolation

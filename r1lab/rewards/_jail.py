@@ -153,6 +153,7 @@ def _isolate(workdir: str, uid: int | None) -> tuple[list[str], str]:
     """Enter whatever namespaces the kernel allows; return the layers applied and the cwd."""
     layers = ["session", "rlimits", "wall-clock", "scrubbed-env", "output-cap"]
     if uid is not None and _unshare(NEWNS | NEWNET | NEWPID | NEWIPC | NEWUTS):
+        layers += ["no-sysv-ipc"] if _no_sysv_ipc() else []
         _build_jail(workdir)
         return layers + ["netns", "pidns", "ipcns", "utsns", "mountns", "chroot", "tmpfs", "uid"], "/tmp"
     if uid is None and _unshare(NEWUSER | NEWNET | NEWPID | NEWIPC):
@@ -160,11 +161,26 @@ def _isolate(workdir: str, uid: int | None) -> tuple[list[str], str]:
                            ("gid_map", f"{os.getgid()} {os.getgid()} 1")):
             with open(f"/proc/self/{name}", "w") as f:
                 f.write(line)
+        layers += ["no-sysv-ipc"] if _no_sysv_ipc() else []
         return layers + ["userns", "netns", "pidns", "ipcns", "tmpdir"], workdir
     if uid is not None:
         os.chown(workdir, uid, uid)
         layers.append("uid")
     return layers + ["tmpdir", "socket-patch"], workdir
+
+
+def _no_sysv_ipc() -> bool:
+    """Allow no SysV shared memory, message queue or semaphore set in our fresh IPC namespace: they
+    hold memory no process maps, outside the address-space limit (a run at memory_mb=128 held 300 MB
+    of shared memory, with no bound). These limits are per IPC namespace; False where /proc/sys is
+    read-only (a container) or refuses us (a user namespace)."""
+    try:
+        for name, value in (("shmall", "0"), ("msgmni", "0"), ("sem", "0 0 0 0")):
+            with open(f"/proc/sys/kernel/{name}", "w") as f:
+                f.write(value)
+    except OSError:
+        return False
+    return True
 
 
 def _build_jail(root: str) -> None:
