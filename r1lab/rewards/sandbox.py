@@ -19,7 +19,8 @@ Isolation layers, and what each does NOT protect against:
   of the run's uid, file size, open files, no core dumps. The address-space limit is per process,
   so one run maps at most `max_processes * memory_mb`; it counts the interpreter itself (~30 MB).
   Memory never mapped escapes it: bytes written to `memfd_create` files (a probe held 320 MB at
-  `memory_mb=128`; up to ~8 GB across the open-file and process limits) need a cgroup to bound.
+  `memory_mb=128`; up to ~8 GB across the open-file and process limits) need a cgroup to bound;
+  SysV IPC, unbounded, is refused in the run's IPC namespace (`no-sysv-ipc`, if /proc/sys allows).
   As root the NPROC limit only works because the program runs as its own uid (below).
 - Wall-clock timeout, enforced by the parent, which kills the whole run.
 - Fresh working directory: with a mount namespace, a private size-limited tmpfs (`disk_mb`) at
