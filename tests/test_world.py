@@ -481,3 +481,11 @@ def test_surrounding_whitespace_is_still_accepted():
 def test_corpus_knobs_nothing_can_be_drawn_from_are_refused_by_name(knobs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=rf"CorpusConfig\.{name} needs"):
         world.CorpusConfig(**knobs)
+
+
+# corpus_statistics of no documents: every share is 0, not a ZeroDivisionError.
+def test_statistics_of_an_empty_corpus_are_zero() -> None:
+    stats = corpus_statistics([])
+    assert stats["docs/arithmetic"] == 0.0 and stats["docs/tagged"] == 0.0 and stats["chars/mean"] == 0.0
+    assert stats["docs/with_velari"] == 0.0 and stats["worked/english_consistency"] == 0.0
+    assert set(stats) == set(corpus_statistics(world.pretraining_documents(0, 5)))

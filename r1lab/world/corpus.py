@@ -194,20 +194,21 @@ register_words(ENGLISH, "Problem Solution Q A User Assistant Velari means")
 
 
 def corpus_statistics(docs: list[Document]) -> dict[str, float]:
-    """Shares that matter for the base model's targets (see the module docstring)."""
+    """Shares that matter for the base model's targets (see the module docstring); all 0.0 for no documents."""
+    n_docs = max(1, len(docs))  # a share of nothing is 0, as for the problem shares below
     problems = [d for d in docs if d.problem is not None]
     worked = [d for d in problems if d.mode in ("worked", "corrected")]
     template = [d for d in problems if d.context == TEMPLATE]
-    stats = {f"docs/{kind}": sum(d.kind == kind for d in docs) / len(docs) for kind in DOC_KINDS}
+    stats = {f"docs/{kind}": sum(d.kind == kind for d in docs) / n_docs for kind in DOC_KINDS}
     for mode in ("bare", "wrong", "worked", "corrected"):
         stats[f"problems/{mode}"] = sum(d.mode == mode for d in problems) / max(1, len(problems))
     for profile in PROFILES:
         stats[f"worked/{profile}"] = sum(d.profile == profile for d in worked) / max(1, len(worked))
     stats["template/worked"] = sum(d.mode in ("worked", "corrected") for d in template) / max(1, len(template))
     stats["template/tagged"] = sum(d.tagged for d in template) / max(1, len(template))
-    stats["docs/tagged"] = sum(d.tagged for d in docs) / len(docs)
+    stats["docs/tagged"] = sum(d.tagged for d in docs) / n_docs
     # a Velari word, not a consistency > 0: text without words (a drill sheet) has consistency 1
-    stats["docs/with_velari"] = sum(any(word_language(w) == VELARI for w in words(d.text)) for d in docs) / len(docs)
+    stats["docs/with_velari"] = sum(any(word_language(w) == VELARI for w in words(d.text)) for d in docs) / n_docs
     stats["worked/english_consistency"] = sum(language_consistency(d.response or "") for d in worked) / max(1, len(worked))
-    stats["chars/mean"] = sum(len(d.text) for d in docs) / len(docs)
+    stats["chars/mean"] = sum(len(d.text) for d in docs) / n_docs
     return stats
