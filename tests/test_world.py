@@ -489,3 +489,18 @@ def test_statistics_of_an_empty_corpus_are_zero() -> None:
     assert stats["docs/arithmetic"] == 0.0 and stats["docs/tagged"] == 0.0 and stats["chars/mean"] == 0.0
     assert stats["docs/with_velari"] == 0.0 and stats["worked/english_consistency"] == 0.0
     assert set(stats) == set(corpus_statistics(world.pretraining_documents(0, 5)))
+
+
+# Drill steps start only from values an allowed operator can leave.
+def test_drill_steps_of_an_addition_only_world_never_start_at_the_ceiling() -> None:
+    from r1lab.world.arithmetic import random_step
+
+    config = world.ArithmeticConfig(op_weights=(1, 0, 0), max_value=5, max_first=5)  # 5 has no "+" step
+    rng = random.Random(0)
+    steps = [random_step(rng, config) for _ in range(300)]
+    assert all(s.op == "+" and 2 <= s.left <= 4 and s.result == s.left + s.right <= 5 for s in steps)
+    assert {s.left for s in steps} == {2, 3, 4}
+    docs = world.pretraining_documents(0, 100, world.CorpusConfig(arithmetic=world.ArithmeticConfig(op_weights=(1, 0, 0))))
+    assert any(d.kind == "drill" for d in docs)
+    with pytest.raises(ValueError, match="no operator"):  # "*" alone, from values too big to multiply
+        random_step(rng, world.ArithmeticConfig(op_weights=(0, 0, 1), max_multiplicand=1))

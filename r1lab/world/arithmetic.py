@@ -138,8 +138,22 @@ def random_chain(rng: random.Random, n_operands: int, config: ArithmeticConfig =
 
 
 def random_step(rng: random.Random, config: ArithmeticConfig = ArithmeticConfig()) -> Step:
-    """One step like those inside chains (left value anywhere in range): drill material."""
+    """One step like those inside chains (left value anywhere in range): drill material.
+
+    A left value no allowed operator can leave (99 when only ``+`` has weight) is drawn again:
+    chains never take a step from it either. ValueError if no value in range has a step.
+    """
     high = config.max_value if rng.random() < 0.6 else config.max_first
+    weights = dict(zip(OPS, config.op_weights))
+
+    def has_step(value: int) -> bool:
+        return any(weights[op] > 0 for op, _ in feasible_moves(value, config))
+
+    if not any(has_step(value) for value in range(2, high + 1)):
+        raise ValueError(f"no operator with a positive weight in {config.op_weights} has a step from any value "
+                         f"in 2..{high} within 1..{config.max_value}")
     left = rng.randint(2, high)
+    while not has_step(left):  # redrawn only then, so configs whose every value has a step draw as before
+        left = rng.randint(2, high)
     op, right = _move(rng, left, config)
     return Step(left=left, op=op, right=right, result=apply(left, op, right))
