@@ -13,7 +13,7 @@ import r1lab
 from r1lab import cli
 from r1lab.benchmarks import Problem, load_problems
 from r1lab.judges import final_answer
-from r1lab.stages.evaluate import majority_vote, pass_at_k, read_completions, score_completions
+from r1lab.stages.evaluate import SCORING_VERSION, majority_vote, pass_at_k, read_completions, score_completions
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark copies not found at {DATA} (shared/ beside the repo)")
@@ -523,7 +523,7 @@ def test_eval_json_reads_back_and_renders_identically(hand_files, tmp_path, caps
     rebuilt = EvalResult(name=document["name"], k=document["k"], n_data=document["n_data"],
                          problems=[ProblemScore(**p) for p in document["problems"]],
                          settings={key: value for key, value in document.items() if key not in computed})
-    assert rebuilt.settings == {"data": str(data), "completions": str(completions)}
+    assert rebuilt.settings == {"data": str(data), "completions": str(completions), "scoring_version": SCORING_VERSION}
     assert rebuilt.to_json() + "\n" == (out / "eval.json").read_text(encoding="utf-8")
     assert rebuilt.to_markdown() == (out / "eval.md").read_text(encoding="utf-8")
     assert "| pass@1 | pass@3 | cons@3 |" in rebuilt.to_markdown()
@@ -553,3 +553,27 @@ def test_a_k2_table_keeps_its_pass_at_k_column():
         "\n"
         "pass@1: mean correctness over the samples; pass@2: unbiased estimate; "
         "cons@2: majority vote over 2 final answers. Values in %.\n")
+
+
+# Saved evaluations carry the scoring rule's version; the pipeline's cache is not reused across versions.
+def test_the_eval_cache_scores_again_after_the_scoring_rule_changed(tmp_path, monkeypatch):
+    from r1lab import pipeline
+    from r1lab.stages import sample_eval
+    from r1lab.stages.evaluate import EvalResult
+
+    base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
+    metrics = {"format_rate": 1.0, "length_mean": 5.0, "reasoning_share": 0.0, "accuracy_reasoning": None,
+               "accuracy_bare": 0.5, "language_consistency": None}
+    calls = []
+
+    def fake_evaluate(config):
+        calls.append(config.checkpoint)
+        return EvalResult(name="world/heldout", k=1, problems=[], n_data=0, settings=metrics)
+
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", fake_evaluate)
+    config = pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=1, eval_samples=1)
+    pipeline.evaluate("base", base, config, 0.0)
+    pipeline.evaluate("base", base, config, 0.0)  # same rule: the cached row
+    monkeypatch.setattr(sample_eval, "SCORING_VERSION", SCORING_VERSION + 1)
+    pipeline.evaluate("base", base, config, 0.0)  # the rule changed: scored again
+    assert calls == [str(base), str(base)]

@@ -30,6 +30,11 @@ from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 TEMPERATURE = 0.6
 TOP_P = 0.95
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Version of the scoring rule (answer extraction, grading, the world's rule, the vote): raise it when
+# a change scores the same completions differently. Saved evaluations are keyed by it (eval.json records
+# it; the pipeline's eval cache compares it), so a rerun after such a change scores again instead of
+# silently reusing numbers from the old rule.
+SCORING_VERSION = 1
 
 
 def eval_prompt(problem: Problem) -> str:
@@ -351,7 +356,7 @@ def main(args: argparse.Namespace) -> int:
         problems = load_problems(Path(args.data))
         completions, settings = collect_completions(args, problems)
         result = score_completions(problems, completions, args.k)
-        result = replace(result, settings={"data": str(args.data), **settings})
+        result = replace(result, settings={"data": str(args.data), **settings, "scoring_version": SCORING_VERSION})
     if len(result.problems) < len(problems):
         print(f"r1lab eval: warning: completions cover {len(result.problems)} of {len(problems)} problems; "
               "scoring those only", file=sys.stderr)
