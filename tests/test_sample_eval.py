@@ -150,3 +150,15 @@ def test_a_run_records_its_precision_device_and_samples_per_problem():
     summary = sample_eval.evaluate_checkpoint(config, k=2).summary()
     assert (summary["bf16"], summary["device"], summary["samples_per_problem"]) == (True, "cpu", 3)
 
+
+
+# The settings an evaluation records include every one that changes the samples drawn.
+def test_the_recorded_settings_include_the_batch_size_that_seeds_each_batch(monkeypatch):
+    from r1lab.benchmarks import Problem
+
+    problems = [Problem(id="0", prompt="q", answer="3", source="hand")]
+    monkeypatch.setattr(sample_eval, "sample_completions",
+                        lambda config: (problems, {0: ["\\boxed{3}"]}, {0: [4]}, None))
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data="b.jsonl", n_problems=1, k=1, batch_problems=5)
+    settings = sample_eval.evaluate_checkpoint(config).settings
+    assert settings["batch_problems"] == 5 and settings["seed"] == 0 and settings["samples_per_problem"] == 1

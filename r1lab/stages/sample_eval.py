@@ -196,6 +196,7 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
                                 "top_p": config.top_p, "max_new_tokens": config.max_new_tokens, "seed": config.seed,
                                 "template": config.template, "samples_per_problem": config.k,
                                 "bf16": config.bf16, "device": config.device,  # both change the samples drawn
+                                "batch_problems": config.batch_problems,  # so does it: each batch's seed
                                 "scoring_version": config.scoring_version}
     if world is None:
         result = score_completions(problems, texts, k)
