@@ -8,41 +8,9 @@ straight to the caller. A run therefore costs two forks and no interpreter start
 one thread per usable core sends the requests, so parallel runs never oversubscribe the cores.
 Needs Linux >= 5.3 (pidfd).
 
-Isolation layers, and what each does NOT protect against:
-
-- Process group and session (`setsid`), killed whole at the end. A child that calls `setsid()`
-  escapes the group; the pid namespace below catches it, the fallback does not.
-- Pid namespace (root or user namespace): the program is its pid 1, so when it exits the kernel
-  kills every process left in it, daemons that double-forked included. (As pid 1 it also ignores
-  signals it sends itself without a handler.) Not available -> process group only.
-- Resource limits (per process): CPU seconds, address space (`memory_mb`), processes and threads
-  of the run's uid, file size, open files, no core dumps. The address-space limit is per process,
-  so one run maps at most `max_processes * memory_mb`; it counts the interpreter itself (~30 MB).
-  Memory never mapped escapes it: bytes written to `memfd_create` files (a probe held 320 MB at
-  `memory_mb=128`; up to ~8 GB across the open-file and process limits) need a cgroup to bound;
-  SysV IPC, unbounded, is refused in the run's IPC namespace (`no-sysv-ipc`, if /proc/sys allows).
-  As root the NPROC limit only works because the program runs as its own uid (below).
-- Wall-clock timeout, enforced by the parent, which kills the whole run.
-- Fresh working directory: with a mount namespace, a private size-limited tmpfs (`disk_mb`) at
-  `/tmp` that vanishes with the run; otherwise a `mkdtemp` directory deleted afterwards.
-- Filesystem (root): a mount namespace and `chroot` into a read-only tree holding only the
-  system's /usr, /lib*, /bin, the interpreter's prefix and /dev/{null,zero,random,urandom}, all
-  `nosuid`. Home directories, /etc, /proc, the repository and the data sets are not there at all.
-- Unprivileged uid (root): the program runs as a random uid in [1.5e9, 2e9) with no groups, no
-  capabilities and `no_new_privs`, so it cannot write the read-only tree, signal the host or raise
-  its limits. A kernel exploit is out of scope: this is not a VM.
-- Scrubbed environment: the server starts with an empty environment; the program sees only
-  PATH, HOME, TMPDIR and LANG.
-- Network: a new, empty network namespace (loopback down). Without namespaces the fallback only
-  replaces `socket.socket` in the program, which `import _socket` gets around; `isolation` says so.
-- Output: stdout and stderr are each capped (`max_output_bytes`); more output ends the run.
-- IPC and UTS namespaces, when available.
-
-Fallbacks, reported in `isolation`: not root but user namespaces allowed -> user, network, pid and
-IPC namespaces, no chroot or own uid (the host's files are open to the caller's permissions, and
-NPROC is not set because it would count all the caller's processes). Namespaces refused -> session,
-rlimits, own uid when root, a `mkdtemp` directory and the socket patch: the program then sees the
-host's files as that uid may, and a child calling `setsid()` can outlive the run.
+Isolation layers (process group, pid / mount / network / IPC namespaces, rlimits, a read-only
+chroot, its own uid, a scrubbed environment, output caps), their fallbacks and what each does NOT
+protect against (memfd memory, a kernel exploit): docs/sandbox.md.
 
 The server side of all this (supervisors, namespaces, the read-only tree, dropping privileges,
 limits, running the source) lives in `_jail.py`; this module is the caller's side: it sends the
