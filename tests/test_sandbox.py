@@ -613,3 +613,16 @@ def test_sysv_ipc_memory_outside_the_address_space_limit_is_refused(sandbox):
     result = run(sandbox, source)
     assert (result.status, result.stdout) == ("passed", "-1 -1 -1\n"), result.stderr
     assert "no-sysv-ipc" in result.isolation
+
+
+
+# A server whose caller has gone without close() (a forked child leaving with os._exit) removes
+# the directory the caller made for it.
+def test_a_server_whose_caller_left_without_close_removes_its_directory(tmp_path, monkeypatch):
+    _own_tmpdir(tmp_path, monkeypatch)
+    box = Sandbox(max_workers=1)  # never started here: the child starts its own server
+    assert _in_child(lambda: box.map([Job(source="print(2)")])[0].stdout.encode()) == b"2\n"
+    deadline = time.monotonic() + 10
+    while list(tmp_path.glob("r1lab-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("r1lab-*")) == []

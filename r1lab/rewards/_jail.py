@@ -68,6 +68,7 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
                     _kill_group(pid)
                     os.waitpid(pid, 0)
                     shutil.rmtree(workdir, ignore_errors=True)
+                _remove_own_tmpdir()
                 os._exit(0)
             elif key.data == "took":
                 for _ in os.read(took_r, 256):
@@ -78,6 +79,15 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
                 sel.unregister(pidfd)
                 os.close(pidfd)
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _remove_own_tmpdir() -> None:
+    """The directory the caller made for this server (its TMPDIR), now empty: the caller may be
+    gone (it died, or was a forked child that left with os._exit) and cannot remove it."""
+    root = tempfile.gettempdir()
+    if os.path.basename(root).startswith("r1lab-sandbox-"):
+        with contextlib.suppress(OSError):  # rmdir: never anything but an empty directory
+            os.rmdir(root)
 
 
 def _kill_group(pid: int) -> None:
