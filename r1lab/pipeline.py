@@ -36,6 +36,7 @@ from r1lab import training
 from r1lab.data import write_text_atomically
 from r1lab.prompts import CHAT
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
+from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
@@ -155,11 +156,11 @@ def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: floa
 
 def _fingerprint(checkpoint: Path, settings: SampleEvalConfig) -> dict[str, object]:
     """What an evaluation depends on: the weights file (size, mtime: a retrained stage writes a new
-    one) and the sampling settings, the checkpoint by its resolved path (however the run directory
-    was spelled, the same weights are not evaluated again)."""
+    one), the sampling settings, the checkpoint by its resolved path (however the run directory
+    was spelled, the same weights are not evaluated again) and the scoring rule's version."""
     weights = (checkpoint / "model.safetensors").stat()
     return {"weights": [weights.st_size, weights.st_mtime_ns], **asdict(settings),
-            "checkpoint": str(checkpoint.resolve())}
+            "checkpoint": str(checkpoint.resolve()), "scoring_version": evaluate_stage.SCORING_VERSION}
 
 
 def markdown_table(rows: list[StageRow], k: int) -> str:

@@ -558,7 +558,7 @@ def test_a_k2_table_keeps_its_pass_at_k_column():
 # Saved evaluations carry the scoring rule's version; the pipeline's cache is not reused across versions.
 def test_the_eval_cache_scores_again_after_the_scoring_rule_changed(tmp_path, monkeypatch):
     from r1lab import pipeline
-    from r1lab.stages import sample_eval
+    from r1lab.stages import evaluate
     from r1lab.stages.evaluate import EvalResult
 
     base = Path(r1lab.__file__).resolve().parent / "assets" / "base-tiny"
@@ -574,6 +574,6 @@ def test_the_eval_cache_scores_again_after_the_scoring_rule_changed(tmp_path, mo
     config = pipeline.PipelineConfig(out_dir=str(tmp_path), eval_problems=1, eval_samples=1)
     pipeline.evaluate("base", base, config, 0.0)
     pipeline.evaluate("base", base, config, 0.0)  # same rule: the cached row
-    monkeypatch.setattr(sample_eval, "SCORING_VERSION", SCORING_VERSION + 1)
+    monkeypatch.setattr(evaluate, "SCORING_VERSION", SCORING_VERSION + 1)
     pipeline.evaluate("base", base, config, 0.0)  # the rule changed: scored again
     assert calls == [str(base), str(base)]

@@ -20,7 +20,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ from r1lab.model import from_pretrained
 from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
-from r1lab.stages.evaluate import SCORING_VERSION, TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
+from r1lab.stages import evaluate
+from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
 
 # Chat benchmark prompts end by opening the reasoning (R1's usage advice: force "<think>\n"); the
@@ -57,12 +58,8 @@ class SampleEvalConfig:
     bf16: bool = False  # bf16 autocast while sampling
     device: str = "cpu"  # cpu | cuda | cuda:N: where the model samples
     template: str = "auto"  # r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
-    # not a setting: the scoring rule's version, a field so that a cache keyed by the config's fields
-    # (the pipeline's eval cache) is not reused after the rule changed
-    scoring_version: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scoring_version = SCORING_VERSION
         for name in ("k", "n_problems", "batch_problems", "max_new_tokens"):
             if getattr(self, name) < 1:
                 what = " (samples per problem, --samples)" if name == "k" else ""  # not the --k of pass@k
@@ -197,7 +194,7 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
                                 "template": config.template, "samples_per_problem": config.k,
                                 "bf16": config.bf16, "device": config.device,  # both change the samples drawn
                                 "batch_problems": config.batch_problems,  # so does it: each batch's seed
-                                "scoring_version": config.scoring_version}
+                                "scoring_version": evaluate.SCORING_VERSION}
     if world is None:
         result = score_completions(problems, texts, k)
         return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
