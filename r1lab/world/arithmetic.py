@@ -112,6 +112,11 @@ def feasible_moves(value: int, config: ArithmeticConfig) -> list[tuple[str, rang
     return moves
 
 
+def _has_move(value: int, config: ArithmeticConfig) -> bool:
+    weights = dict(zip(OPS, config.op_weights))
+    return any(weights[op] > 0 for op, _ in feasible_moves(value, config))
+
+
 def _move(rng: random.Random, value: int, config: ArithmeticConfig) -> tuple[str, int]:
     """A random operator and right operand that keep the next value in range."""
     weights = dict(zip(OPS, config.op_weights))
@@ -144,16 +149,14 @@ def random_step(rng: random.Random, config: ArithmeticConfig = ArithmeticConfig(
     chains never take a step from it either. ValueError if no value in range has a step.
     """
     high = config.max_value if rng.random() < 0.6 else config.max_first
-    weights = dict(zip(OPS, config.op_weights))
-
-    def has_step(value: int) -> bool:
-        return any(weights[op] > 0 for op, _ in feasible_moves(value, config))
-
-    if not any(has_step(value) for value in range(2, high + 1)):
-        raise ValueError(f"no operator with a positive weight in {config.op_weights} has a step from any value "
-                         f"in 2..{high} within 1..{config.max_value}")
     left = rng.randint(2, high)
-    while not has_step(left):  # redrawn only then, so configs whose every value has a step draw as before
-        left = rng.randint(2, high)
-    op, right = _move(rng, left, config)
+    while True:  # drawn again only then, so configs whose every value has a step draw as before
+        try:
+            op, right = _move(rng, left, config)  # raises before drawing anything when there is no move
+            break
+        except ValueError:
+            if not any(_has_move(value, config) for value in range(2, high + 1)):
+                raise ValueError(f"no operator with a positive weight in {config.op_weights} has a step from "
+                                 f"any value in 2..{high} within 1..{config.max_value}") from None
+            left = rng.randint(2, high)
     return Step(left=left, op=op, right=right, result=apply(left, op, right))
