@@ -23,9 +23,10 @@ def equal_groups(rewards: torch.Tensor) -> torch.Tensor:
 
 def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
     """rewards (P, G) -> advantages (P, G): A_i = (r_i - mean(r)) / (std(r) + eps) within each group
-    (R1 §2.2.1). `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose rewards are all
-    equal gets advantage exactly 0 for every sample (its float32 mean can be a rounding unit off,
-    which the division by std + eps would turn into a push of ~2e-3 in an arbitrary direction).
+    (R1 §2.2.1), std the sample (unbiased, n - 1) one, as TRL's. `scale_by_std=False` keeps
+    r_i - mean(r) (Dr. GRPO). A group whose rewards are all equal gets advantage exactly 0 for every
+    sample, whatever eps (its float32 mean can be a rounding unit off, which the division by
+    std + eps would turn into a push of ~2e-3 in an arbitrary direction; with eps = 0, 0 / 0).
     A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages).
     A NaN or inf reward is refused: it would turn its group's advantages, and the loss, into NaN.
     Integer or bool rewards (0/1 correctness) give float32 advantages, as their float values would."""
@@ -39,7 +40,9 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
         return centered
     if rewards.shape[-1] < 2:
         return centered  # (P, 1) of zeros; std with one degree of freedom would be NaN (and warn)
-    return centered / (rewards.std(dim=-1, keepdim=True, unbiased=True) + eps)
+    # an equal group's std is 0: with eps = 0 its zero advantages would be 0 / 0 = NaN
+    std = rewards.std(dim=-1, keepdim=True, unbiased=True).masked_fill(equal_groups(rewards)[:, None], 1.0)
+    return centered / (std + eps)
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

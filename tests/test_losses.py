@@ -202,3 +202,12 @@ def test_integer_and_bool_rewards_give_the_advantages_of_their_float_values(scal
     assert expected[0, 0] > 0 and torch.equal(expected[1], torch.zeros(4))
     torch.testing.assert_close(group_advantages(as_int, scale_by_std=scale_by_std), expected)
     torch.testing.assert_close(group_advantages(as_int[:1].bool(), scale_by_std=scale_by_std), expected[:1])
+
+
+# eps = 0 (the paper's A = (r - mean) / std, no eps): an equal group still gets advantage 0
+def test_equal_group_gets_zero_advantage_without_eps():
+    r = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    a = group_advantages(r, eps=0.0)
+    assert torch.equal(a[0], torch.zeros(3))  # was 0 / 0 = NaN
+    std = math.sqrt(1 / 3)  # unbiased std of (1, 0, 0)
+    torch.testing.assert_close(a[1], torch.tensor([2 / 3, -1 / 3, -1 / 3]) / std)
