@@ -22,11 +22,12 @@ def equal_groups(rewards: torch.Tensor) -> torch.Tensor:
 
 
 def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
-    """rewards (P, G) -> advantages (P, G): A_i = (r_i - mean(r)) / (std(r) + eps) within each group
-    (R1 §2.2.1), std the sample (unbiased, n - 1) one, as TRL's. `scale_by_std=False` keeps
-    r_i - mean(r) (Dr. GRPO). A group whose rewards are all equal gets advantage exactly 0 for every
-    sample, whatever eps (its float32 mean can be a rounding unit off, which the division by
-    std + eps would turn into a push of ~2e-3 in an arbitrary direction; with eps = 0, 0 / 0).
+    """rewards (P, G), or one group (G,) -> advantages of the same shape:
+    A_i = (r_i - mean(r)) / (std(r) + eps) within each group (R1 §2.2.1), std the sample (unbiased,
+    n - 1) one, as TRL's. `scale_by_std=False` keeps r_i - mean(r) (Dr. GRPO). A group whose
+    rewards are all equal gets advantage exactly 0 for every sample, whatever eps (its float32 mean
+    can be a rounding unit off, which the division by std + eps would turn into a push of ~2e-3 in
+    an arbitrary direction; with eps = 0, 0 / 0).
     A group of one sample is such a group: its unbiased std is NaN, read as 0 (not NaN advantages).
     A NaN or inf reward is refused: it would turn its group's advantages, and the loss, into NaN.
     Integer or bool rewards (0/1 correctness) give float32 advantages, as their float values would."""
@@ -34,14 +35,14 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
         rewards = rewards.float()
     if not rewards.isfinite().all():
         raise ValueError(f"group_advantages: rewards must be finite, got {rewards[~rewards.isfinite()].tolist()}")
-    centered = rewards - rewards.mean(dim=-1, keepdim=True)
-    centered = centered.masked_fill(equal_groups(rewards)[:, None], 0.0)
+    equal = equal_groups(rewards).unsqueeze(-1)  # (P, 1), or (1,) for one group (G,)
+    centered = (rewards - rewards.mean(dim=-1, keepdim=True)).masked_fill(equal, 0.0)
     if not scale_by_std:
         return centered
     if rewards.shape[-1] < 2:
         return centered  # (P, 1) of zeros; std with one degree of freedom would be NaN (and warn)
     # an equal group's std is 0: with eps = 0 its zero advantages would be 0 / 0 = NaN
-    std = rewards.std(dim=-1, keepdim=True, unbiased=True).masked_fill(equal_groups(rewards)[:, None], 1.0)
+    std = rewards.std(dim=-1, keepdim=True, unbiased=True).masked_fill(equal, 1.0)
     return centered / (std + eps)
 
 

@@ -211,3 +211,12 @@ def test_equal_group_gets_zero_advantage_without_eps():
     assert torch.equal(a[0], torch.zeros(3))  # was 0 / 0 = NaN
     std = math.sqrt(1 / 3)  # unbiased std of (1, 0, 0)
     torch.testing.assert_close(a[1], torch.tensor([2 / 3, -1 / 3, -1 / 3]) / std)
+
+
+# one group as a 1-D tensor (G,): the advantages of the same rewards as a (1, G) row
+@pytest.mark.parametrize("scale_by_std", [True, False])
+def test_one_group_as_a_vector_gets_its_row_advantages(scale_by_std):
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    expected = torch.tensor([0.5, -0.5, -0.5, 0.5]) / (math.sqrt(1 / 3) + 1e-4 if scale_by_std else 1.0)
+    torch.testing.assert_close(group_advantages(r, scale_by_std=scale_by_std), expected)
+    assert torch.equal(group_advantages(torch.full((4,), 2.0), scale_by_std=scale_by_std), torch.zeros(4))
