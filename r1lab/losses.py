@@ -97,7 +97,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
 
         -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) + kl_coef * KL_k3(pi_theta || pi_ref)
 
-    logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). rho = exp(logp - old_logp).
+    logp, old_logp, ref_logp, mask: (N, T) (checked); advantages: (N,). rho = exp(logp - old_logp).
     eps_high > eps_low is DAPO's clip-higher. The `kl` statistic is aggregated like the loss, so
     loss = policy_loss + kl_coef * kl: with seq_mean, R1's per-output KL_i (mean over its tokens)
     averaged over outputs; a token mean instead weighed long outputs more than the loss does."""
@@ -105,6 +105,9 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
         # an (N, 1) column would broadcast against (N, T) into an (N, N, T) loss without an error
         raise ValueError(f"grpo_loss: advantages must be (N,) and old_logp, mask (N, T) like logp {tuple(logp.shape)}, "
                          f"got {tuple(advantages.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}")
+    if ref_logp is not None and ref_logp.shape != logp.shape:
+        # the whole batch's (N, T) against a one-row minibatch broadcasts into N rows of loss
+        raise ValueError(f"grpo_loss: ref_logp must be (N, T) like logp {tuple(logp.shape)}, got {tuple(ref_logp.shape)}")
     adv = advantages[:, None]  # (N, 1): every token of a sample shares its advantage
     ratio = (logp - old_logp).exp()  # (N, T)
     unclipped = ratio * adv

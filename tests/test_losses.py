@@ -220,3 +220,13 @@ def test_one_group_as_a_vector_gets_its_row_advantages(scale_by_std):
     expected = torch.tensor([0.5, -0.5, -0.5, 0.5]) / (math.sqrt(1 / 3) + 1e-4 if scale_by_std else 1.0)
     torch.testing.assert_close(group_advantages(r, scale_by_std=scale_by_std), expected)
     assert torch.equal(group_advantages(torch.full((4,), 2.0), scale_by_std=scale_by_std), torch.zeros(4))
+
+
+# the reference log-probs must be shaped like logp: the whole batch's against a one-row minibatch
+def test_grpo_loss_refuses_reference_logprobs_of_another_shape():
+    logp, mask, adv = torch.log(torch.full((1, 3), 0.5)), torch.ones(1, 3), torch.tensor([1.0])
+    ref = torch.log(torch.tensor([[0.5] * 3, [0.25] * 3]))  # (2, 3): broadcast into a loss of -2 + KL, not -1
+    assert grpo_loss(logp, logp, adv, mask, kl_coef=0.1, ref_logp=ref[:1]).loss.item() == pytest.approx(-1.0)
+    for bad in (ref, ref[0], ref[:1, :1]):
+        with pytest.raises(ValueError, match="ref_logp must be"):
+            grpo_loss(logp, logp, adv, mask, kl_coef=0.1, ref_logp=bad)
