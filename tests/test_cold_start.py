@@ -327,3 +327,15 @@ def test_an_r1_zero_checkpoint_is_still_sampled(tmp_path, monkeypatch):
                              n_long_cot=2, threads=1)
     cold_start.run(config)
     assert calls == [2]
+
+
+# ColdStartConfig: a bad count or temperature is named with its value
+@pytest.mark.parametrize("bad, message", [
+    ({"temperature": float("inf")}, "temperature must be finite and >= 0, got inf"),
+    ({"temperature": float("nan")}, "temperature must be finite and >= 0, got nan"),
+    ({"n_prompts": -1}, r"n_prompts must be >= 0, got -1"),
+    ({"n_long_cot": -2}, r"n_long_cot must be >= 0, got -2"),
+])
+def test_a_bad_count_or_temperature_is_named_with_its_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ColdStartConfig(**bad)

@@ -93,8 +93,11 @@ class ColdStartConfig:
         for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_prompts < 0 or self.n_long_cot < 0 or not 0 <= self.temperature < float("inf"):
-            raise ValueError("ColdStartConfig: n_prompts, n_long_cot and temperature must be >= 0")
+        for name in ("n_prompts", "n_long_cot"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ColdStartConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.temperature < float("inf"):  # NaN too; "must be >= 0" misled for inf
+            raise ValueError(f"ColdStartConfig.temperature must be finite and >= 0, got {self.temperature}")
         if not (self.zero_checkpoint and self.n_prompts) and not self.n_long_cot:
             raise ValueError("ColdStartConfig: nothing to build; give --zero-checkpoint and --n-prompts, "
                              "or --n-long-cot")
