@@ -467,3 +467,12 @@ def test_a_mistyped_judge_is_refused_before_the_sampled_model_loads(tmp_path, mo
     with pytest.raises(FileNotFoundError, match="--judge 'Rule' is neither 'rule'"):
         rs.run(config)
     assert loaded == [] and not (tmp_path / "run").exists()  # nothing loaded, no run directory
+
+
+# A --max-new-tokens past the model's positions is refused before the run directory exists
+def test_max_new_tokens_past_the_models_positions_fails_before_the_run_directory_exists(tmp_path):
+    out = tmp_path / "rs"
+    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, max_new_tokens=512, n_chat=0)
+    with pytest.raises(ValueError, match=r"--max-new-tokens 512 leaves no room .* 512 positions; at most \d+"):
+        rs.run(config)
+    assert not out.exists()
