@@ -9,7 +9,7 @@ import time
 import pytest
 
 import r1lab.rewards.language as lang
-from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
+from r1lab.rewards import RewardTerm, Rubric, r1_format_reward, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, script_language_reward, world_language_reward
 
 
@@ -204,3 +204,18 @@ def test_a_rubric_built_from_a_generator_keeps_its_terms():
     result = rubric(["<think> 3+4=7 </think> <answer> 7 </answer>", "7"], [None, None])
     assert [t.name for t in rubric.terms] == ["format", "twice"] and result.total == [3.0, 0.0]
     assert result.means() == {"reward/format": 0.5, "reward/twice": 0.5, "reward/total": 1.5}
+
+
+# A plain-text new turn ("User:", "Assistant:", R1 Table 1's turn markers) ends the reply for the
+# format and language rewards, as it does for the world's accuracy rule.
+MADE_UP_TURN = "\nUser: and 1+1?\nAssistant: <think> 是 七 </think> <answer> 2 </answer>"
+
+
+@pytest.mark.parametrize("reward, reply, expected", [
+    (strict_format_reward, " <think> so 2+3=5 </think> <answer> 5 </answer>", 1.0),
+    (strict_format_reward, " <think> so 2+3=5 </think> 5", 0.0),
+    (r1_format_reward, " <think> so 2+3=5 </think> It is 5.", 1.0),
+    (lambda c: script_language_reward(c, target="en"), " <think> so 2+3=5 </think> <answer> 5 </answer>", 1.0),
+])
+def test_a_made_up_turn_is_not_part_of_the_reply(reward, reply, expected):
+    assert reward(reply + MADE_UP_TURN) == expected

@@ -504,3 +504,16 @@ def test_drill_steps_of_an_addition_only_world_never_start_at_the_ceiling() -> N
     assert any(d.kind == "drill" for d in docs)
     with pytest.raises(ValueError, match="no operator"):  # "*" alone, from values too big to multiply
         random_step(rng, world.ArithmeticConfig(op_weights=(0, 0, 1), max_multiplicand=1))
+
+
+# A reply followed by a turn the model made up ("User: ..."): the accuracy rule, the world's format
+# rule and the strict format reward all judge the reply alone.
+def test_format_and_accuracy_judge_the_same_reply() -> None:
+    from r1lab.rewards import strict_format_reward
+
+    problem = world.heldout_problems(1, seed=2, kinds=("arithmetic",))[0]
+    reply = f" <think> so it is {problem.answer} </think> <answer> {problem.answer} </answer>"
+    completion = reply + "\nUser: and 1+1?\nAssistant: <think> 1+1=2 </think> <answer> 2 </answer>"
+    assert world.check_completion(problem, completion)
+    assert world.follows_r1_zero_format(completion)
+    assert strict_format_reward(completion) == 1.0

@@ -1,7 +1,7 @@
 """Format rewards for the R1-Zero template (R1 §2.2.2, Table 1): reasoning inside
 `<think>...</think>`, then the answer inside `<answer>...</answer>`.
 
-strict:  the whole completion (up to its end marker) is exactly <think>…</think> <answer>…</answer>,
+strict:  the whole completion (up to its end, `reply_body`) is exactly <think>…</think> <answer>…</answer>,
          each tag once, nothing around them but whitespace;
 lenient: a <think>…</think> block is followed somewhere later by an <answer>…</answer> block.
 
@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
+# R1 Table 1's template writes the turns as plain text ("User: {prompt}. Assistant:"), so a
+# completion that goes on with "User:" or "Assistant:" has made up a new turn
+NEW_TURN = re.compile(r"\b(?:User|Assistant):")
 _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*",
                      re.DOTALL)
 _R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)
@@ -34,6 +37,17 @@ def turn_body(completion: Any) -> str:
     '<think>2+3=5</think> 5'
     """
     return _END.split(completion, maxsplit=1)[0] if isinstance(completion, str) else ""
+
+
+def reply_body(completion: Any) -> str:
+    """`turn_body` also ended by a new plain-text turn (``User:``, ``Assistant:``), where the world's
+    accuracy rule stops reading (`r1lab.world.completion_body`): the format and language rewards
+    judge the reply whose answer is graded, not the turns the model made up after it.
+
+    >>> reply_body("<think>2+3=5</think> <answer>5</answer> User: and 1+1? Assistant: 2")
+    '<think>2+3=5</think> <answer>5</answer> '
+    """
+    return NEW_TURN.split(turn_body(completion), maxsplit=1)[0]
 
 
 def last_answer_block(text: str) -> str | None:
@@ -77,7 +91,7 @@ def strict_format_reward(completion: str, example: Any = None) -> float:
     >>> strict_format_reward("<think> 3+4=7 </think> 7")
     0.0
     """
-    return 1.0 if _STRICT.fullmatch(turn_body(completion)) else 0.0
+    return 1.0 if _STRICT.fullmatch(reply_body(completion)) else 0.0
 
 
 def lenient_format_reward(completion: str, example: Any = None) -> float:
@@ -86,7 +100,7 @@ def lenient_format_reward(completion: str, example: Any = None) -> float:
     >>> lenient_format_reward("Sure. <think> 3+4=7 </think> So: <answer> 7 </answer> done")
     1.0
     """
-    return 1.0 if _in_order(turn_body(completion), _LENIENT) else 0.0
+    return 1.0 if _in_order(reply_body(completion), _LENIENT) else 0.0
 
 
 def r1_format_reward(completion: str, example: Any = None) -> float:
@@ -98,7 +112,7 @@ def r1_format_reward(completion: str, example: Any = None) -> float:
     >>> r1_format_reward("<think> 3+4=7 </think>"), r1_format_reward("<think> 3+4=7 </think> <answer> 7 </answer>")
     (0.0, 0.0)
     """
-    m = _R1.fullmatch(turn_body(completion))
+    m = _R1.fullmatch(reply_body(completion))
     return 1.0 if m and _CONTROL.sub("", m.group(1)).strip() and not _TAG.search(m.group(1)) else 0.0
 
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
-from r1lab.rewards.format import turn_body
+from r1lab.rewards.format import reply_body
 from r1lab.rewards.rubric import RewardConfigError
 
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
@@ -34,9 +34,10 @@ SCRIPTS = {"en": "LATIN", "fr": "LATIN", "de": "LATIN", "zh": "CJK", "ru": "CYRI
 
 
 def chain_of_thought(completion: str) -> str:
-    """The reasoning: every <think> block, one per line (R1 §2.3.2 scores the whole CoT, and the
-    lenient format accepts several blocks), and before any <think> the text up to a </think> (a
-    block the prompt opened: its summary is not reasoning); without tags, the text before <answer>.
+    """The reasoning of the reply (`reply_body`): every <think> block, one per line (R1 §2.3.2
+    scores the whole CoT, and the lenient format accepts several blocks), and before any <think>
+    the text up to a </think> (a block the prompt opened: its summary is not reasoning); without
+    tags, the text before <answer>.
 
     >>> chain_of_thought("<think>2+3=5</think> <think>5*2=10</think> <answer>10</answer>")
     '2+3=5\\n5*2=10'
@@ -45,7 +46,7 @@ def chain_of_thought(completion: str) -> str:
     """
     if not isinstance(completion, str):
         return ""
-    body = turn_body(completion)
+    body = reply_body(completion)
     head = body.split("<think>", 1)[0]
     blocks = [head.rsplit("</think>", 1)[0]] if "</think>" in head else []
     blocks += _THINK.findall(body)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 
-from r1lab.rewards.format import last_answer_block
+from r1lab.rewards.format import NEW_TURN, last_answer_block
 from r1lab.world.countdown import is_solution
 from r1lab.world.problems import ARITHMETIC, WorldProblem
 
 # A completion ends at the end-of-sequence token or where the model starts a new turn.
-_END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>|\b(?:User|Assistant):|\n\n(?:Problem|Q):")
+# (the new turn as the format rewards read it, so that both judge the same reply)
+_END = re.compile(rf"<\|eos\|>|<\|user\|>|<\|bos\|>|{NEW_TURN.pattern}|\n\n(?:Problem|Q):")
 # A minus right after a digit or ")" is an operator. A number with a decimal point, a fraction bar
 # or a power is read whole, so that "4.5" is not 5 nor "92/2" 2; of those only "46.0" is an integer.
 _NUMBER = re.compile(r"(?<![\d)./^])-?\d+(?:[./^]\d+)*")
