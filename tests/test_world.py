@@ -517,3 +517,14 @@ def test_format_and_accuracy_judge_the_same_reply() -> None:
     assert world.check_completion(problem, completion)
     assert world.follows_r1_zero_format(completion)
     assert strict_format_reward(completion) == 1.0
+
+
+# A last <answer> never closed holds the final answer, also after an earlier closed one.
+@pytest.mark.parametrize(("completion", "expected"), [
+    (" <think> 2+3=5 </think> <answer> 5", 5),
+    (" <think> 2+3=6, no: 5 </think> <answer> 6 </answer> wait, <answer> 5", 5),  # read as 6
+    (" <answer> 6 </answer> <answer> 5 <|eos|>", 5),  # read as 6
+    (" <think> 2+3=5 </think> 5 <answer>", None),  # the answer block was cut off before its text; read as 5
+])
+def test_an_unclosed_last_answer_block_is_the_final_answer(completion: str, expected: int | None) -> None:
+    assert world.extract_final_answer(completion) == expected

@@ -43,10 +43,15 @@ def completion_body(completion: str) -> str:
 def final_answer_span(completion: str) -> str:
     """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``;
     nothing when the last ``<think>`` is never closed: a completion cut off while thinking has no
-    final answer yet (as benchmark samples, `rewards.math`), only the last number of a draft."""
+    final answer yet (as benchmark samples, `rewards.math`), only the last number of a draft.
+    A last ``<answer>`` never closed (cut off, or the turn ended) is read to the end: what it says
+    is the final answer (a missing tag costs the format reward), not an earlier block's."""
     body = completion_body(completion)
     if body.rfind("<think>") > body.rfind("</think>"):
         return ""
+    opened = body.rfind("<answer>")
+    if opened > body.rfind("</answer>"):  # "<answer>1</answer> <answer>2": the answer was revised to 2
+        return body[opened + len("<answer>"):]
     answer = last_answer_block(body)
     if answer is not None:
         return answer
