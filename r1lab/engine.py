@@ -134,7 +134,7 @@ class Engine:
         the model (an embedding IndexError) or, too long, run silently past the trained positions."""
         if any(isinstance(p, str) for p in prompts) and self.tokenizer is None:
             raise ValueError("string prompts need a tokenizer (Engine(model, tokenizer)); or pass token ids")
-        ids = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]  # type: ignore[union-attr]
+        ids = [self.tokenizer.encode(p) if isinstance(p, str) else _token_ids(p) for p in prompts]  # type: ignore[union-attr]
         if any(len(x) == 0 for x in ids):
             raise ValueError("every prompt needs at least one token")
         config = self.model.config
@@ -218,6 +218,16 @@ class Engine:
             text = text[:cut]
         return Completion(prompt_index=prompt_index, token_ids=ids, logprobs=logprobs, finish_reason=finish, text=text,
                           entropies=entropies)
+
+
+def _token_ids(prompt: Sequence[int]) -> list[int]:
+    """One prompt's ids as Python ints. Float ids (a float array or tensor) were cast to long in the
+    padded batch, 5.7 silently becoming 5, and NaN an IndexError deep in the model."""
+    values = prompt.tolist() if isinstance(prompt, (np.ndarray, torch.Tensor)) else prompt
+    try:
+        return [operator.index(t) for t in values]
+    except TypeError:
+        raise TypeError(f"token ids must be integers, got {prompt!r}") from None
 
 
 def _is_integer(x: object) -> bool:

@@ -453,3 +453,17 @@ def test_stop_token_ids_become_a_tuple_of_ints(ids: object) -> None:
     got = SamplingParams(stop_token_ids=ids).stop_token_ids  # type: ignore[arg-type]
     assert got == (4, 5)
     assert type(got) is tuple and all(type(i) is int for i in got)
+
+
+# Engine.generate's prompts: token ids that are not integers are refused, not cast to long.
+@pytest.mark.parametrize("prompt", [[5.7, 6.0], np.array([5.0, 6.0]), torch.tensor([5.0, 6.0]), [5, float("nan")]])
+def test_float_token_ids_in_a_prompt_are_refused(engine: Engine, prompt: object) -> None:
+    with pytest.raises(TypeError, match="token ids must be integers"):
+        engine.generate([prompt], SamplingParams(temperature=0, max_new_tokens=2))  # type: ignore[list-item]
+
+
+def test_integer_token_ids_of_any_integer_type_still_generate(engine: Engine) -> None:
+    params = SamplingParams(temperature=0, max_new_tokens=3)
+    expected = engine.generate([[5, 6]], params)[0][0].token_ids
+    for prompt in ([np.int64(5), torch.tensor(6)], np.array([5, 6], dtype=np.int32), torch.tensor([5, 6])):
+        assert engine.generate([prompt], params)[0][0].token_ids == expected  # type: ignore[list-item]
