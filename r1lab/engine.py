@@ -45,6 +45,11 @@ class SamplingParams:
     seed: int = 0  # seed of the sampling generator
 
     def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "top_k", "n", "seed"):  # a float (4.0 from a config file) failed
+            try:  # deep in torch (zeros(), topk(), repeat_interleave(), manual_seed) with unrelated messages
+                setattr(self, name, operator.index(getattr(self, name)))
+            except TypeError:
+                raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}") from None
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.temperature < math.inf:  # NaN too: it samples garbage without an error

@@ -467,3 +467,16 @@ def test_integer_token_ids_of_any_integer_type_still_generate(engine: Engine) ->
     expected = engine.generate([[5, 6]], params)[0][0].token_ids
     for prompt in ([np.int64(5), torch.tensor(6)], np.array([5, 6], dtype=np.int32), torch.tensor([5, 6])):
         assert engine.generate([prompt], params)[0][0].token_ids == expected  # type: ignore[list-item]
+
+
+# SamplingParams' integer fields: a float is refused by name; integer scalars of numpy / torch become ints.
+@pytest.mark.parametrize("name", ["max_new_tokens", "top_k", "n", "seed"])
+def test_a_float_where_sampling_params_take_an_integer_is_refused_by_name(name: str) -> None:
+    with pytest.raises(TypeError, match=f"{name} must be an integer, got 2.0"):
+        SamplingParams(**{name: 2.0})
+
+
+def test_integer_sampling_params_of_numpy_and_torch_become_ints() -> None:
+    params = SamplingParams(max_new_tokens=np.int64(3), top_k=torch.tensor(2), n=np.int32(2), seed=np.uint8(7))
+    got = (params.max_new_tokens, params.top_k, params.n, params.seed)
+    assert got == (3, 2, 2, 7) and all(type(v) is int for v in got)
