@@ -488,3 +488,14 @@ def test_no_grad_and_eval_forwards_count_no_expert_load():
     model.train()
     model(x)
     assert [l.sum().item() for l in model.expert_load()] == [2 * 5 * 2] * 2 + [0.0]  # K = 2; no MTP in forward
+
+
+# a negative balancing, balance-loss or MTP weight trains the opposite of what it is for; a negative
+# init std failed inside torch's normal_ without naming the field
+@pytest.mark.parametrize("field,value", [("bias_update_speed", -0.001), ("seq_aux_loss_alpha", -1e-4),
+                                         ("mtp_loss_weight", -0.3), ("routed_scaling_factor", 0.0),
+                                         ("routed_scaling_factor", -2.5), ("initializer_range", -0.02)])
+def test_training_weights_of_the_wrong_sign_are_rejected_by_name(field, value):
+    with pytest.raises(ValueError, match=f"ModelConfig: {field}"):
+        small_config(**{field: value})
+    small_config(**{field: 0.0 if field != "routed_scaling_factor" else 1.0})  # the boundary is allowed

@@ -93,8 +93,13 @@ class ModelConfig:
             need(self.rope_factor == 1.0 or getattr(self, name) > 0, f"{name} must be > 0 with YaRN, got {getattr(self, name)}")
         need(self.attention_factor is None or self.attention_factor > 0,
              f"attention_factor must be > 0 (or None), got {self.attention_factor}")
+        # a negative weight trains the opposite of its purpose (gamma < 0 drives the load apart)
+        for name in ("bias_update_speed", "seq_aux_loss_alpha", "mtp_loss_weight", "initializer_range"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         if self.has_moe:
             need(self.moe_intermediate_size > 0, "moe_intermediate_size must be > 0")
+            # 0 silences every routed expert, a negative factor flips their outputs' sign
+            need(self.routed_scaling_factor > 0, f"routed_scaling_factor must be > 0, got {self.routed_scaling_factor}")
             need(self.n_group >= 1 and self.n_routed_experts % self.n_group == 0,
                  f"n_routed_experts ({self.n_routed_experts}) must divide into n_group ({self.n_group}) groups")
             need(1 <= self.topk_group <= self.n_group, f"topk_group must be in [1, n_group], got {self.topk_group}")
