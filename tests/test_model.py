@@ -499,3 +499,15 @@ def test_training_weights_of_the_wrong_sign_are_rejected_by_name(field, value):
     with pytest.raises(ValueError, match=f"ModelConfig: {field}"):
         small_config(**{field: value})
     small_config(**{field: 0.0 if field != "routed_scaling_factor" else 1.0})  # the boundary is allowed
+
+
+# RoPE frequencies stay float32 through a dtype cast, as a bf16 load (from_pretrained) builds them:
+# bf16-rounded ones put cos at position 4000 off by up to 0.5 (the small preset)
+def test_rope_frequencies_stay_float32_after_a_bf16_cast():
+    config = small_config(qk_rope_head_dim=16)
+    model = Transformer(config)
+    before = model.rotary(torch.tensor([[4000]]))
+    model.to(torch.bfloat16)
+    assert model.rotary.inv_freq.dtype == torch.float32
+    after = model.rotary(torch.tensor([[4000]]))
+    assert all(torch.equal(a, b) for a, b in zip(before, after))

@@ -61,6 +61,16 @@ class RotaryEmbedding(torch.nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.amplitude = amplitude
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]  # nn.Module's signature
+        # inv_freq stays float32 through dtype casts (`model.to(torch.bfloat16)`), as a bf16
+        # `from_pretrained` builds it: rounded to bf16's 8 bits, the small preset's cos at position
+        # 4000 is off by up to 0.5
+        old = self.inv_freq
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = old.to(self.inv_freq.device, torch.float32)
+        return self
+
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # position_ids: (B, T) -> cos, sin: (B, T, rope_dim/2), float32
         freqs = position_ids.float()[..., None] * self.inv_freq.to(position_ids.device)
