@@ -7,7 +7,8 @@
   fills with ``<think>reasoning</think>`` and a summary, ended by EOS.
 
 Every stage that samples (RL rollouts, evaluation, cold-start and rejection sampling) builds its
-prompts here, so a model is always asked the way it was trained.
+prompts with these templates, so a model is always asked the way it was trained; chat benchmark
+prompts add R1's forced opening ``<think>`` after the chat prompt (`sample_eval`).
 """
 
 from __future__ import annotations
