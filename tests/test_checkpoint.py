@@ -408,3 +408,19 @@ def test_a_single_routed_expert_is_rejected_by_name():
     with pytest.raises(ValueError, match=r"each expert group needs >= 2 experts.*1 routed experts in 1 group"):
         make_config(n_routed_experts=1, num_experts_per_tok=1, n_group=1, topk_group=1)
     assert make_config(n_routed_experts=2, num_experts_per_tok=1, n_group=1, topk_group=1).n_routed_experts == 2
+
+
+# transformers' sharded checkpoints (model.safetensors.index.json): loaded, and a missing shard is named
+def test_a_sharded_transformers_checkpoint_loads_and_a_missing_shard_is_named(tmp_path):
+    torch.manual_seed(0)
+    model = Transformer(make_config(num_nextn_predict_layers=0)).eval()
+    save_pretrained(model, tmp_path / "ck")
+    AutoModelForCausalLM.from_pretrained(tmp_path / "ck").save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    shards = sorted((tmp_path / "sharded").glob("model-*-of-*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    x = torch.randint(0, 96, (1, 12))
+    with torch.no_grad():
+        assert torch.equal(from_pretrained(tmp_path / "sharded")(x), model(x))
+    shards[1].unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{shards[1].name}: listed in model\.safetensors\.index\.json"):
+        from_pretrained(tmp_path / "sharded")

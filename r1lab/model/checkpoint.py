@@ -345,11 +345,19 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         raise ValueError(f"{file}: a field has the wrong type or is empty ({err})") from None
 
 
-def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32) -> Transformer:
-    """Loads a deepseek_v3 checkpoint (r1lab's or transformers') into an r1lab Transformer."""
-    path = Path(path)
-    config = load_config(path)
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the directory's *.safetensors files (one file, or transformers' shards). A shard
+    that the index (model.safetensors.index.json) lists but the directory lacks is a FileNotFoundError
+    naming it: its tensors would otherwise be reported as "missing" as if the config were wrong."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{index}: not a readable safetensors index ({err!r})") from None
+        absent = sorted(name for name in shards if not (path / name).is_file())
+        if absent:
+            raise FileNotFoundError(f"{path / absent[0]}: listed in {index.name}, not in the directory")
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {path}")
@@ -359,6 +367,15 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
             sd.update(load_file(f))
         except Exception as err:  # noqa: BLE001 (SafetensorError: a cut or corrupt file)
             raise ValueError(f"{f}: not a readable safetensors file ({err})") from None
+    return sd
+
+
+def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Transformer:
+    """Loads a deepseek_v3 checkpoint (r1lab's or transformers') into an r1lab Transformer."""
+    path = Path(path)
+    config = load_config(path)
+    sd = _read_weights(path)
     if config.num_nextn_predict_layers and not any(_is_mtp_key(k, config) for k in sd):
         # transformers has no MTP: its checkpoints keep num_nextn_predict_layers but no weights
         config = config.replace(num_nextn_predict_layers=0)
