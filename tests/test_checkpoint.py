@@ -424,3 +424,15 @@ def test_a_sharded_transformers_checkpoint_loads_and_a_missing_shard_is_named(tm
     shards[1].unlink()
     with pytest.raises(FileNotFoundError, match=rf"{shards[1].name}: listed in model\.safetensors\.index\.json"):
         from_pretrained(tmp_path / "sharded")
+
+
+# a tensor stored in two weight files (a stale model.safetensors beside shards) is an error naming both
+def test_a_tensor_in_two_weight_files_is_an_error_naming_both(tmp_path):
+    from safetensors.torch import save_file
+
+    path = save_pretrained(Transformer(preset("tiny").replace(num_hidden_layers=1)), tmp_path / "ck")
+    sd = load_file(path / "model.safetensors")
+    save_file({"model.norm.weight": sd["model.norm.weight"] * 2}, path / "model-00001-of-00001.safetensors")
+    with pytest.raises(ValueError, match=r"model\.norm\.weight is in both .*model-00001-of-00001\.safetensors and "
+                                         r".*/model\.safetensors"):
+        from_pretrained(path)

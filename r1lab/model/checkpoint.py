@@ -347,8 +347,8 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the directory's *.safetensors files (one file, or transformers' shards). A shard
-    that the index (model.safetensors.index.json) lists but the directory lacks is a FileNotFoundError
-    naming it: its tensors would otherwise be reported as "missing" as if the config were wrong."""
+    the index lists but the directory lacks is named (else: "missing" tensors, as if config.json were
+    wrong); so is a tensor in two files (a stale model.safetensors beside shards), which one overwrote."""
     index = path / "model.safetensors.index.json"
     if index.exists():
         try:
@@ -362,11 +362,17 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {path}")
     sd: dict[str, torch.Tensor] = {}
+    origin: dict[str, Path] = {}
     for f in files:
         try:
-            sd.update(load_file(f))
+            part = load_file(f)
         except Exception as err:  # noqa: BLE001 (SafetensorError: a cut or corrupt file)
             raise ValueError(f"{f}: not a readable safetensors file ({err})") from None
+        twice = sorted(part.keys() & sd.keys())
+        if twice:
+            raise ValueError(f"{twice[0]} is in both {origin[twice[0]]} and {f}: remove the stale file")
+        sd.update(part)
+        origin.update(dict.fromkeys(part, f))
     return sd
 
 
