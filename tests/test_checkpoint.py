@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
 
 from r1lab.model import Transformer, from_pretrained, preset, save_pretrained
-from r1lab.model.checkpoint import from_hf_config, to_hf_config
+from r1lab.model.hf_config import from_hf_config, to_hf_config
 
 CONFIGS = {
     "full-rank-q+moe+groups": dict(q_lora_rank=0, n_group=4, topk_group=2),
@@ -212,7 +212,7 @@ def test_yarn_frequencies_amplitude_and_scale_match_transformers(rope):
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
     from transformers.models.deepseek_v3.modeling_deepseek_v3 import yarn_apply_mscale
 
-    from r1lab.model.checkpoint import from_hf_config
+    from r1lab.model.hf_config import from_hf_config
     from r1lab.model.rope import rope_frequencies
 
     d = to_hf_config(preset("deepseek-v3-671b").replace(num_hidden_layers=1, rope_factor=1.0))
@@ -239,7 +239,7 @@ def test_missing_fields_mean_transformers_defaults():
     """A config.json without a field means DeepseekV3Config's default (the published V3 model): a
     routing field dropped from a small config, and a config of nothing but model_type, read as
     transformers reads them (n_routed_experts 256 and first_k_dense_replace 3, not 0)."""
-    from r1lab.model.checkpoint import _HF_DEFAULTS, from_hf_config
+    from r1lab.model.hf_config import _HF_DEFAULTS, from_hf_config
 
     defaults = DeepseekV3Config()
     assert {k: getattr(defaults, k) for k in _HF_DEFAULTS} == _HF_DEFAULTS
