@@ -20,6 +20,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from r1lab import __version__
+
 C = TypeVar("C")
 
 # command name -> (module, one-line help)
@@ -71,6 +73,7 @@ def check_output_path(name: str, value: object) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1lab", description="The DeepSeek-R1 recipe, end to end.")
+    parser.add_argument("--version", action="version", version=f"r1lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

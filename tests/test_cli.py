@@ -189,3 +189,13 @@ def test_demo_help_shows_the_pipeline_defaults(capsys):
     help_text = " ".join(parser.format_help().split())
     assert "held-out problems per evaluation (default: 200)" in help_text
     assert "samples per problem, k (default: 8)" in help_text
+
+
+# `r1lab --version` prints the version and exits 0 (it was refused as a missing COMMAND).
+def test_version_prints_the_package_version(capsys):
+    import r1lab
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"r1lab {r1lab.__version__}\n"
