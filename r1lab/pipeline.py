@@ -33,7 +33,7 @@ except ImportError:  # Windows: no advisory locks, runs are not guarded
     fcntl = None
 
 from r1lab import training
-from r1lab.data import write_text_atomically
+from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.prompts import CHAT
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
@@ -304,7 +304,7 @@ def _only_run_in(out: Path) -> Iterator[None]:
 
 
 def run(config: PipelineConfig) -> list[StageRow]:
-    out = Path(config.out_dir)
+    out = check_output_dir(config.out_dir)  # a file there failed in mkdir as a bare "File exists"
     out.mkdir(parents=True, exist_ok=True)
     with _only_run_in(out):
         return _run_stages(config)

@@ -44,3 +44,16 @@ def test_an_empty_output_path_is_refused_not_the_working_directory(tmp_path, mon
     flag = argv[1]
     assert capsys.readouterr().err == f"r1lab {argv[0]}: error: {flag} must name a path, got {argv[2]!r}\n"
     assert list(tmp_path.iterdir()) == []  # nothing written in the working directory
+
+
+# `r1lab demo --out` naming a file (or a path under one) is refused in one line that says so.
+@pytest.mark.parametrize("under", [False, True])
+def test_demo_out_that_is_a_file_is_named_as_one(tmp_path, capsys, under):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = afile / "run" if under else afile
+    assert main(["demo", "--out", str(out)]) == 2
+    expected = (f"cannot write {out}: {afile} is a file, not a directory" if under
+                else f"cannot use {afile} as a directory: it is a file")
+    assert capsys.readouterr().err == f"r1lab demo: error: {expected}\n"
+    assert afile.read_text() == "x"
