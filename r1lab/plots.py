@@ -20,9 +20,13 @@ def _smooth(values: list[float], window: int) -> list[float]:
 def _number(value: object) -> float:
     """A metric as a float; NaN (a gap in the curve) for null, missing, non-numeric or infinite values
     (an infinity would also poison the trailing mean)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return float("nan")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float's range: math.isfinite raises on it too
+        return float("nan")
+    return number if math.isfinite(number) else float("nan")
 
 
 def _read_rows(metrics_path: Path) -> tuple[list[dict], int]:
@@ -34,7 +38,7 @@ def _read_rows(metrics_path: Path) -> tuple[list[dict], int]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or an integer longer than Python converts (4300 digits)
             row = None
         if isinstance(row, dict) and not math.isnan(_number(row.get("step"))):
             rows.append(row)

@@ -48,3 +48,18 @@ def test_each_raw_curve_has_its_smoothed_lines_colour(monkeypatch, tmp_path):
             assert raw.get_label().startswith("_") and not smoothed.get_label().startswith("_")
             assert raw.get_color() == smoothed.get_color()
         assert len({line.get_color() for line in lines}) == len(lines) // 2  # two series: two colours
+
+
+# Integers beyond float's range are gaps in the curve, not a crash at the end of a run.
+def test_an_integer_too_large_for_a_float_is_a_gap(monkeypatch, tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "accuracy": 0.5, "length_mean": 1' + "0" * 400 + '}\n'
+                   '{"step": 2, "accuracy": ' + "9" * 5000 + '}\n'
+                   '{"step": 3, "accuracy": 0.75, "length_mean": 8}\n')
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    assert plot_rl_curves(log, tmp_path / "curves.png").stat().st_size > 0
+    accuracy = next(line for line in closed[0].axes[0].get_lines() if line.get_label() == "accuracy")
+    assert list(accuracy.get_xdata()) == [1.0, 3.0]  # the 5000-digit line is skipped as unreadable
+    length = next(line for line in closed[0].axes[2].get_lines() if line.get_label() == "mean length")
+    assert math.isnan(length.get_ydata()[0]) and length.get_ydata()[1] == 8.0
