@@ -17,6 +17,13 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def _has_lone_point(values: list[float]) -> bool:
+    """Whether some finite value has no finite neighbour, so that a plain line draws nothing there."""
+    finite = [not math.isnan(v) for v in values]
+    return any(here and not (i > 0 and finite[i - 1]) and not (i + 1 < len(finite) and finite[i + 1])
+               for i, here in enumerate(finite))
+
+
 def _number(value: object) -> float:
     """A metric as a float; NaN (a gap in the curve) for null, missing, non-numeric or infinite values
     (an infinity would also poison the trailing mean)."""
@@ -75,11 +82,13 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
                 if rows:
                     print(f"plots: no values of {key!r} in {metrics_path}; not plotted")
                 continue
-            # a lone point is no line segment: without a marker a 1-step run's curve is invisible
-            marker = "o" if len(steps) == 1 else None
+            smoothed = _smooth(values, window)
+            # a lone point is no line segment: without a marker a 1-step run's curve, or a value
+            # between gaps (missing keys, NaN), is invisible
+            marker = "o" if _has_lone_point(smoothed) else None
             raw, = ax.plot(steps, values, alpha=0.3)
             # the legend names the smoothed line: its raw curve must be drawn in the same colour
-            ax.plot(steps, _smooth(values, window), label=name, marker=marker, color=raw.get_color())
+            ax.plot(steps, smoothed, label=name, marker=marker, color=raw.get_color())
         ax.set_xlabel("step")
         ax.set_title(label)
         if ax.get_legend_handles_labels()[0]:  # an empty legend only warns

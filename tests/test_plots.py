@@ -63,3 +63,14 @@ def test_an_integer_too_large_for_a_float_is_a_gap(monkeypatch, tmp_path):
     assert list(accuracy.get_xdata()) == [1.0, 3.0]  # the 5000-digit line is skipped as unreadable
     length = next(line for line in closed[0].axes[2].get_lines() if line.get_label() == "mean length")
     assert math.isnan(length.get_ydata()[0]) and length.get_ydata()[1] == 8.0
+
+
+# A value logged between gaps (missing keys, NaN) is drawn as a point; unbroken curves stay plain lines.
+def test_a_value_between_gaps_is_drawn(monkeypatch, tmp_path):
+    fig = _figure(monkeypatch, tmp_path, [{"step": 1, "format_rate": 1.0},
+                                          {"step": 2, "accuracy": 0.5, "format_rate": 0.5},
+                                          {"step": 3, "accuracy": float("nan"), "format_rate": 0.0}])
+    accuracy, format_rate = [line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert accuracy.get_label() == "accuracy" and list(accuracy.get_ydata()[1:2]) == [0.5]
+    assert _visible(accuracy) and accuracy.get_marker() == "o"
+    assert format_rate.get_marker() in ("None", None)
