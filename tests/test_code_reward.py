@@ -529,3 +529,12 @@ def test_longer_fences_stay_linear():
     start = time.perf_counter()
     assert [extract_code(text) for text in (inner, wide)] == [inner[11:].rstrip(), wide[200_001:]]
     assert time.perf_counter() - start < 1.0
+
+
+# a dangling decorator at the end of the code cannot wrap the test's check
+@pytest.mark.parametrize("tail", ["@lambda check: lambda candidate: None",
+                                  "@lambda f: (lambda *a: None)\n# the tests follow"])
+def test_a_trailing_decorator_cannot_disarm_check(sandbox, tail):
+    assert code_reward(fenced(f"    return None\n\n{tail}"), ADD, sandbox=sandbox) == 0.0
+    assert code_reward(fenced(f"    return a + b\n\n{tail}"), ADD, sandbox=sandbox) == 0.0
+    assert code_reward(fenced("    return a + b"), ADD, sandbox=sandbox) == 1.0

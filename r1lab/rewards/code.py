@@ -7,7 +7,8 @@ on model text; text without usable code scores 0 (the reason is logged at debug 
   tags if there are any, less the blanks after the tag on its line); the code is the last fenced
   Python block of the answer (``` or ~~~, or longer: each closed only by as long a run of its own
   kind; a final fence left open runs to the end of the answer, as Markdown reads it), else the answer.
-- Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`;
+- Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`, a
+  top-level `pass` between code and test (so no dangling decorator in the code can wrap `check`);
   "mbpp" runs `code + test_setup_code (or test_imports) + asserts` (setup after the code: tasks 367
   and 927 need it);
   "stdio" feeds each case's input to the program and compares its output, exactly or with
@@ -187,7 +188,9 @@ def build_jobs(code: str, task: CodeTask, *, partial: bool = False) -> list[Job]
     limits = Limits(timeout_s=task.timeout_s, memory_mb=task.memory_mb)
     if task.kind == "humaneval":
         tests = _split_check(task.test) if partial else [task.test]
-        return [Job(source=f"{task.prompt}{code}\n{test}\ncheck({task.entry_point})\n", limits=limits,
+        # `pass` at the top level ends the solution: a trailing decorator (`@lambda f: None`) would
+        # else decorate the test's `def check` and disarm it (100 of 164 HumanEval tests open with it)
+        return [Job(source=f"{task.prompt}{code}\npass\n{test}\ncheck({task.entry_point})\n", limits=limits,
                     module=HARNESS_MODULE) for test in tests]
     if task.kind == "mbpp":
         groups = [[a] for a in task.asserts] if partial else [list(task.asserts)]
