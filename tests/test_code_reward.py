@@ -538,3 +538,12 @@ def test_a_trailing_decorator_cannot_disarm_check(sandbox, tail):
     assert code_reward(fenced(f"    return None\n\n{tail}"), ADD, sandbox=sandbox) == 0.0
     assert code_reward(fenced(f"    return a + b\n\n{tail}"), ADD, sandbox=sandbox) == 0.0
     assert code_reward(fenced("    return a + b"), ADD, sandbox=sandbox) == 1.0
+
+
+# blanks between </think> and text on its line are not indentation, as after <answer>
+@pytest.mark.parametrize("completion, task", [
+    ("<think>t</think> ```python\n    return a + b\n```", ADD),  # a space was shaved off every line
+    ("<think>t</think> def add(a, b): return a + b", ADD_MBPP),  # an IndentationError before
+])
+def test_blanks_after_the_think_tag_are_not_indentation(sandbox, completion, task):
+    assert code_reward(completion, task, sandbox=sandbox) == 1.0

@@ -134,16 +134,20 @@ def extract_code(completion: str) -> str | None:
     loses that indentation, as Markdown reads it.
     """
     completion = turn_body(completion)
-    if "</think>" in completion:
+    thought = "</think>" in completion
+    if thought:
         answer = completion.rsplit("</think>", 1)[1]
     elif "<think>" in completion:
         return None  # never finished thinking: no answer
     else:
         answer = completion
     tagged = last_answer_block(answer)
-    # R1's template writes `<answer> answer here </answer>`: blanks between the tag and text on
-    # its own line separate them; they are not the code's (or a fence's) indentation
-    answer = answer if tagged is None else re.sub(r"\A[ \t]+(?=\S)", "", tagged)
+    answer = answer if tagged is None else tagged
+    # R1's template writes `</think> <answer> answer here </answer>`: blanks between a tag and text
+    # on its own line separate them; they are not the code's (or a fence's) indentation. A bare
+    # completion keeps its leading blanks: they indent a HumanEval body that continues the prompt
+    if thought or tagged is not None:
+        answer = re.sub(r"\A[ \t]+(?=\S)", "", answer)
     # a byte-order mark opening the text (or a block) is no character of it, as CPython reads a file
     answer = answer.removeprefix(_BOM)
     fences = _fences(answer)  # (indent, language, body)
