@@ -547,3 +547,13 @@ def test_a_trailing_decorator_cannot_disarm_check(sandbox, tail):
 ])
 def test_blanks_after_the_think_tag_are_not_indentation(sandbox, completion, task):
     assert code_reward(completion, task, sandbox=sandbox) == 1.0
+
+
+# a failed run's debug log names the error, so a wrong answer is told from broken code
+def test_a_failed_run_logs_its_error(sandbox, caplog):
+    with caplog.at_level("DEBUG", logger="r1lab.rewards.code"):
+        rewards = code_rewards(["    return 0\n", "    return a +\n"], [ADD, ADD], sandbox=sandbox)
+    assert rewards == [0.0, 0.0]
+    wrong, broken = [r.getMessage() for r in caplog.records if "toy/add" in r.getMessage()]
+    assert wrong.endswith("failed exit code 1 AssertionError")
+    assert broken.startswith("completion 1 ") and "SyntaxError" in broken

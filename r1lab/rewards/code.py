@@ -247,8 +247,10 @@ def code_rewards(completions: Sequence[str], examples: Sequence[CodeTask], *,
         if run_passed(result, examples[index], test):
             passed[index] += 1
         else:
-            logger.debug("completion %d (task %s) test %d: %s %s", index,
-                         examples[index].task_id, test, result.status, result.detail)
+            # the error's last line (AssertionError, SyntaxError: ...) tells a wrong answer from broken code
+            error = result.stderr.rstrip().rpartition("\n")[2][-200:]
+            logger.debug("completion %d (task %s) test %d: %s %s %s", index,
+                         examples[index].task_id, test, result.status, result.detail, error)
     return [(p / t if partial else float(p == t)) if t else 0.0 for p, t in zip(passed, totals)]
 
 
