@@ -49,7 +49,7 @@ def group_advantages(rewards: torch.Tensor, *, scale_by_std: bool = True, eps: f
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token k3 estimator of KL(pi_theta || pi_ref): r - log r - 1 with r = pi_ref / pi_theta;
     unbiased and always >= 0 (R1 §2.2.1). log r is clamped to [-20, 20] (as verl does), so exp
-    cannot overflow: a token that far from the reference counts as e^20 and gets no gradient."""
+    cannot overflow: a token farther from the reference keeps the value at the bound, with no gradient."""
     log_ratio = (ref_logp - logp).clamp(-20, 20)
     return log_ratio.exp() - log_ratio - 1
 
