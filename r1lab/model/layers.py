@@ -1,4 +1,5 @@
-"""Small building blocks shared by attention, MoE and the transformer: RMSNorm and the SwiGLU FFN."""
+"""Small building blocks shared by attention, MoE and the transformer: RMSNorm, the SwiGLU FFN and
+buffers kept in float32 through dtype casts."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     memory first: silu and its backward over rows of a strided half are slow on a CPU (bf16,
     4032 x 96 of 192: fwd+bwd 0.96 -> 0.55 ms with the copy)."""
     return F.silu(gate.contiguous()) * up
+
+
+class Float32Buffers(nn.Module):
+    """A module whose buffers named in `FLOAT32_BUFFERS` stay float32 through dtype casts
+    (`model.to(torch.bfloat16)`, `.half()`), as transformers keeps such state
+    (`_keep_in_fp32_modules_strict`); other casts (device moves) apply to them as usual."""
+
+    FLOAT32_BUFFERS: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]  # nn.Module's signature
+        before = {name: self._buffers[name] for name in self.FLOAT32_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if new is not None and old is not None and new.dtype != torch.float32:
+                self._buffers[name] = old.to(new.device, torch.float32)  # from the unrounded values
+        return self

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from r1lab.model.config import ModelConfig
-from r1lab.model.layers import MLP, swiglu
+from r1lab.model.layers import MLP, Float32Buffers, swiglu
 
 
 # Without gradients, N tokens take the dense path when N * E / K <= this: the dense path does E / K
@@ -53,8 +53,12 @@ def route(logits: torch.Tensor, bias: torch.Tensor, *, top_k: int, n_group: int,
     return Routing(weights=weights * scaling, indices=indices, scores=scores)
 
 
-class Router(nn.Module):
+class Router(Float32Buffers):
     """The gate: expert centroids e_i and the balancing bias b_i (`e_score_correction_bias`)."""
+
+    # in bf16, gamma = 0.001 updates to a bias near 1 round away (bf16 steps there by 0.008) and
+    # token counts above 256 lose units
+    FLOAT32_BUFFERS = ("e_score_correction_bias", "expert_load")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -63,20 +67,6 @@ class Router(nn.Module):
         self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts))
         # tokens routed to each expert since the last bias update (not saved in checkpoints)
         self.register_buffer("expert_load", torch.zeros(config.n_routed_experts), persistent=False)
-
-    # buffers that stay float32 through dtype casts (`model.to(torch.bfloat16)`, `.half()`), as
-    # transformers keeps the bias (`_keep_in_fp32_modules_strict`): in bf16, gamma = 0.001 updates to
-    # a bias near 1 round away (bf16 steps there by 0.008) and token counts above 256 lose units
-    _FLOAT32_BUFFERS = ("e_score_correction_bias", "expert_load")
-
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]  # nn.Module's signature
-        before = {name: self._buffers[name] for name in self._FLOAT32_BUFFERS}
-        super()._apply(fn, recurse)
-        for name, old in before.items():
-            new = self._buffers[name]
-            if new is not None and old is not None and new.dtype != torch.float32:
-                self._buffers[name] = old.to(new.device, torch.float32)  # from the unrounded values
-        return self
 
     def forward(self, x: torch.Tensor, token_valid: torch.Tensor | None = None) -> Routing:
         """x (N, D) -> routing; token_valid (N,) bool: only real tokens count toward the load

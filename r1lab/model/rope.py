@@ -14,6 +14,7 @@ import math
 import torch
 
 from r1lab.model.config import ModelConfig
+from r1lab.model.layers import Float32Buffers
 
 
 def _yarn_mscale(factor: float, mscale: float) -> float:
@@ -52,24 +53,18 @@ def rope_frequencies(config: ModelConfig) -> tuple[torch.Tensor, float]:
     return inv_freq, yarn_amplitude(config)
 
 
-class RotaryEmbedding(torch.nn.Module):
+class RotaryEmbedding(Float32Buffers):
     """Computes (cos, sin) for given positions; applied by `apply_rope`."""
+
+    # as a bf16 `from_pretrained` builds it: rounded to bf16's 8 bits, the small preset's cos at
+    # position 4000 is off by up to 0.5
+    FLOAT32_BUFFERS = ("inv_freq",)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         inv_freq, amplitude = rope_frequencies(config)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.amplitude = amplitude
-
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]  # nn.Module's signature
-        # inv_freq stays float32 through dtype casts (`model.to(torch.bfloat16)`), as a bf16
-        # `from_pretrained` builds it: rounded to bf16's 8 bits, the small preset's cos at position
-        # 4000 is off by up to 0.5
-        old = self.inv_freq
-        super()._apply(fn, recurse)
-        if self.inv_freq.dtype != torch.float32:
-            self.inv_freq = old.to(self.inv_freq.device, torch.float32)
-        return self
 
     def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # position_ids: (B, T) -> cos, sin: (B, T, rope_dim/2), float32
