@@ -51,6 +51,17 @@ def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str 
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
 
 
+def check_prompt_room(questions: Sequence[str], tokenizer: _Tokenizer, template: str, max_new_tokens: int,
+                      max_positions: int, flag: str) -> None:
+    """ValueError naming `flag` when the longest prompt plus `max_new_tokens` exceeds the model's
+    positions: a stage checks it before it writes anything (the engine's own check comes only at the
+    first batch, after a run directory was reset or written)."""
+    longest = max((len(prompt_ids(tokenizer, q, template)) for q in questions), default=0)
+    if longest + max_new_tokens > max_positions:
+        raise ValueError(f"{flag} {max_new_tokens} leaves no room for the longest prompt ({longest} tokens) in the "
+                         f"model's max_position_embeddings, {max_positions} positions; at most {max_positions - longest}")
+
+
 def infer_template(checkpoint: str | Path) -> str:
     """The template a checkpoint was trained with, from its saved stage config
     (`r1lab_config.json`): an RL run records its `template`, an SFT run (a `data` file and

@@ -28,7 +28,7 @@ from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
-from r1lab.prompts import R1_ZERO, check_template, prompt_ids
+from r1lab.prompts import R1_ZERO, check_prompt_room, check_template
 from r1lab.rewards import Rubric
 from r1lab.stages.rollout import (SHAPE_MULTIPLE, Rollout, TrainBatch, build_batch, completion_logprobs,
                                   rollout_metrics, world_rubric)
@@ -114,17 +114,6 @@ def check_language(language: str) -> None:
 
     if language not in LANGUAGES:
         raise ValueError(f"GRPOConfig.language must be one of the world's languages {LANGUAGES}, got {language!r}")
-
-
-def check_lengths(pool: list[Any], tokenizer: Tokenizer, config: GRPOConfig, max_positions: int) -> None:
-    """The longest prompt of the pool plus `max_new_tokens` must fit the model's positions: checked
-    before the run directory is reset (the engine's own check came at the first rollout, after an
-    earlier run's checkpoints were gone)."""
-    longest = max(len(prompt_ids(tokenizer, p.question, config.template)) for p in pool)
-    if longest + config.max_new_tokens > max_positions:
-        raise ValueError(f"GRPOConfig.max_new_tokens {config.max_new_tokens} + the longest prompt ({longest} tokens) "
-                         f"exceeds the model's max_position_embeddings ({max_positions}); at most "
-                         f"{max_positions - longest} new tokens")
 
 
 def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -223,7 +212,8 @@ def run(config: GRPOConfig) -> Path:
     # first: a bad --init or more prompts than the split holds leave no run directory
     pool = rl_prompts(config.n_prompts, seed=config.seed)
     model, ref, tokenizer, optimizer, state = _load(config)
-    check_lengths(pool, tokenizer, config, model.config.max_position_embeddings)
+    check_prompt_room([p.question for p in pool], tokenizer, config.template, config.max_new_tokens,
+                      model.config.max_position_embeddings, "GRPOConfig.max_new_tokens")
     if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
         print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
               "(bias balancing still runs)")

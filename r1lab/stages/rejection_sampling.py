@@ -42,7 +42,7 @@ from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sf
 from r1lab.engine import Completion, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
-from r1lab.prompts import CHAT, R1_ZERO, check_template, prompt_ids
+from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prompt_ids
 from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer, readable_checks
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
@@ -156,18 +156,6 @@ def judged_whole(text: str) -> bool:
     return len(text) <= READ_CHARS or len(completion_body(text)) < READ_CHARS
 
 
-def check_room(engine: Any, tokenizer: Any, problems: list[WorldProblem], config: RejectionSamplingConfig) -> None:
-    """ValueError naming --max-new-tokens when the longest prompt leaves it no room in the model's
-    positions: the engine refused only the first batch, after the run directory and config were written."""
-    positions = getattr(getattr(getattr(engine, "model", None), "config", None), "max_position_embeddings", None)
-    if positions is None or not problems:  # an engine without a model (a test's fake) is not limited
-        return
-    longest = max(len(prompt_ids(tokenizer, p.question, config.template)) for p in problems)
-    if longest + config.max_new_tokens > positions:
-        raise ValueError(f"--max-new-tokens {config.max_new_tokens} leaves no room for the longest prompt "
-                         f"({longest} tokens) in the model's {positions} positions; at most {positions - longest}")
-
-
 def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,
                       readability: ReadabilityConfig, config: RejectionSamplingConfig,
                       dedupe: Deduper) -> Iterator[tuple[str, bool]]:
@@ -271,7 +259,9 @@ def run(config: RejectionSamplingConfig) -> Path:
     problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     check_judge(config.judge)
     engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)
-    check_room(engine, tokenizer, problems, config)
+    if (model := getattr(engine, "model", None)) is not None:  # a scripted test engine has none
+        check_prompt_room([p.question for p in problems], tokenizer, config.template, config.max_new_tokens,
+                          model.config.max_position_embeddings, "--max-new-tokens")
     judge = make_judge(config.judge, config.bf16, config.judge_max_new_tokens, config.device)
     out = training.start_run(config, "rejection_sampling")
     for name in ("data.jsonl", "stats.json"):  # an earlier run's: never left next to this run's config
