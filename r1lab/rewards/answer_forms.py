@@ -67,8 +67,10 @@ def canonical_answer(answer: str) -> str:
     ('2001/2', '\\frac{1}{2}', '25')
     """
     text, value = _normal_form(answer)
-    if value is None:
-        return text
+    return text if value is None else _exact(value)
+
+
+def _exact(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
@@ -159,6 +161,5 @@ def _plain_last_side(text: str) -> str:
     """`text` with the side after its last ``=`` written as its exact value ("x = 1,000" ->
     "x = 1000"), when that side is a plain number as the fast path reads it; else unchanged."""
     left, equals, right = text.rpartition("=")
-    if not equals or _normal_form(right)[1] is None:
-        return text
-    return f"{left}= {canonical_answer(right)}"
+    value = _normal_form(right)[1] if equals else None
+    return text if value is None else f"{left}= {_exact(value)}"

@@ -33,8 +33,7 @@ from r1lab.model import from_pretrained
 from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
-from r1lab.stages import evaluate
-from r1lab.stages.evaluate import TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
+from r1lab.stages.evaluate import SCORING_VERSION, TEMPERATURE, TOP_P, EvalResult, eval_prompt, score_completions
 from r1lab.tokenizer import Tokenizer
 
 # Chat benchmark prompts end by opening the reasoning (R1's usage advice: force "<think>\n"); the
@@ -194,7 +193,7 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
                                 "template": config.template, "samples_per_problem": config.k,
                                 "bf16": config.bf16, "device": config.device,  # both change the samples drawn
                                 "batch_problems": config.batch_problems,  # so does it: each batch's seed
-                                "scoring_version": evaluate.SCORING_VERSION}
+                                "scoring_version": SCORING_VERSION}
     if world is None:
         result = score_completions(problems, texts, k)
         return replace(result, settings={**settings, "length_mean": _mean_len(lengths), "prompts_too_long": unsampled})
