@@ -112,15 +112,16 @@ def feasible_moves(value: int, config: ArithmeticConfig) -> list[tuple[str, rang
     return moves
 
 
-def _has_move(value: int, config: ArithmeticConfig) -> bool:
+def _allowed_moves(value: int, config: ArithmeticConfig) -> list[tuple[str, range]]:
+    """`feasible_moves` of the operators with a positive weight."""
     weights = dict(zip(OPS, config.op_weights))
-    return any(weights[op] > 0 for op, _ in feasible_moves(value, config))
+    return [(op, rights) for op, rights in feasible_moves(value, config) if weights[op] > 0]
 
 
 def _move(rng: random.Random, value: int, config: ArithmeticConfig) -> tuple[str, int]:
     """A random operator and right operand that keep the next value in range."""
     weights = dict(zip(OPS, config.op_weights))
-    moves = [(op, rights) for op, rights in feasible_moves(value, config) if weights[op] > 0]
+    moves = _allowed_moves(value, config)
     if not moves:  # e.g. op_weights (1, 0, 0) once a long chain reaches max_value
         raise ValueError(f"no operator with a positive weight in {config.op_weights} keeps {value} within "
                          f"1..{config.max_value}")
@@ -155,7 +156,7 @@ def random_step(rng: random.Random, config: ArithmeticConfig = ArithmeticConfig(
             op, right = _move(rng, left, config)  # raises before drawing anything when there is no move
             break
         except ValueError:
-            if not any(_has_move(value, config) for value in range(2, high + 1)):
+            if not any(_allowed_moves(value, config) for value in range(2, high + 1)):
                 raise ValueError(f"no operator with a positive weight in {config.op_weights} has a step from "
                                  f"any value in 2..{high} within 1..{config.max_value}") from None
             left = rng.randint(2, high)
