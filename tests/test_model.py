@@ -511,3 +511,26 @@ def test_rope_frequencies_stay_float32_after_a_bf16_cast():
     assert model.rotary.inv_freq.dtype == torch.float32
     after = model.rotary(torch.tensor([[4000]]))
     assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+# MTP depth k reads the representation the output head reads: the main model's (or depth k-1's)
+# state after its final norm, as V3's MTP serves in vLLM/SGLang and trains in Megatron-LM
+def test_mtp_depths_read_the_states_after_the_final_norm():
+    torch.manual_seed(0)
+    model = Transformer(small_config(num_nextn_predict_layers=2)).eval()
+    with torch.no_grad():  # non-uniform norm weights: with ones, RMSNorm(RMSNorm(h)) == RMSNorm(h)
+        model.model.norm.weight.uniform_(0.2, 3.0)
+        model.mtp[0].norm.weight.uniform_(0.2, 3.0)
+    x = torch.randint(0, 64, (2, 9))
+    labels = torch.roll(x, -1, 1)
+    h, _ = model.hidden_states(x)
+    state, losses = model.model.norm(h), []  # h_i^0: what the main head reads
+    for k, m in enumerate(model.mtp, start=1):
+        T = state.shape[1] - 1
+        emb = model.model.embed_tokens(x[:, k:k + T])
+        inp = m.eh_proj(torch.cat([m.enorm(emb), m.hnorm(state[:, :T])], -1))
+        cos, sin = model.rotary(torch.arange(T).expand(2, T))
+        out, _ = m.block(inp, cos, sin)
+        state = m.norm(out)  # h_i^k as its head reads it, the input of depth k + 1
+        losses.append(F.cross_entropy(model.lm_head(state).flatten(0, 1), labels[:, k:k + T].flatten()))
+    torch.testing.assert_close(model.loss(x, labels).mtp, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)

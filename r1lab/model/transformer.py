@@ -46,7 +46,9 @@ class Block(nn.Module):
 class MTPModule(nn.Module):
     """One MTP depth k: h'_i = W[norm(Emb(t_{i+k})); norm(h_i^{k-1})], then a block, predicting
     t_{i+k+1} with the shared output head (V3 eq. 21-23). The [embedding; hidden] order follows
-    the published checkpoint's `eh_proj`."""
+    the published checkpoint's `eh_proj`. h_i^{k-1} is the state as the previous head reads it,
+    after the main model's final norm (k = 1) or depth k-1's `norm`: what vLLM and SGLang feed the
+    published MTP weights (`DeepseekV2Model` returns normed states) and Megatron-LM trains on."""
 
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
         super().__init__()
@@ -178,12 +180,14 @@ class Transformer(nn.Module):
     def _mtp_loss(self, h: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None = None,
                   token_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Depth k sees position i's depth-(k-1) state and token t_{i+k}; predicts t_{i+k+1}.
+        """Depth k sees position i's depth-(k-1) state (normed, see MTPModule) and token t_{i+k};
+        predicts t_{i+k+1}.
         The mean over the D depths of each depth's mean cross-entropy (V3 eq. 25, without lambda);
         a depth without any target (a short or mostly unlabelled window) adds 0, not NaN. Also
         returns the MoE blocks' balance losses: each balances its layer's experts as any other MoE
         layer's does (V3 eq. 17-20), so it is not weighted by lambda."""
         losses, balances = [], []
+        h = self.model.norm(h)  # h_i^0 as the main head reads it (see MTPModule)
         keys = attention_mask.bool() if attention_mask is not None and attention_mask.dim() == 2 else token_valid  # (B, S)
         valid = keys  # (B, T) validity of depth k's rows
         for k, module in enumerate(self.mtp, start=1):
@@ -204,10 +208,11 @@ class Transformer(nn.Module):
                 target = target.masked_fill(~same_doc.bool(), -100)
             # a 4-D (packed) mask keeps row i's document; a 2-D one is the rows' validity
             mask = valid if attention_mask is None or attention_mask.dim() == 2 else attention_mask[:, :, :T, :T]
-            h, balance = module.block(x, cos, sin, mask, token_valid=valid)
+            out, balance = module.block(x, cos, sin, mask, token_valid=valid)
             if balance is not None:
                 balances.append(balance)
-            logits = self.lm_head(module.norm(h))
+            h = module.norm(out)  # h_i^k as this depth's head reads it, and depth k+1's input
+            logits = self.lm_head(h)
             ce = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
             losses.append(ce / (target != -100).sum().clamp(min=1))
         mtp = torch.stack(losses).sum() / len(self.mtp) if losses else h.new_zeros((), dtype=torch.float32)
