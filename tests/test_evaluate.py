@@ -577,3 +577,39 @@ def test_the_eval_cache_scores_again_after_the_scoring_rule_changed(tmp_path, mo
     monkeypatch.setattr(evaluate, "SCORING_VERSION", SCORING_VERSION + 1)
     pipeline.evaluate("base", base, config, 0.0)  # the rule changed: scored again
     assert calls == [str(base), str(base)]
+
+
+# The vote's merging of wrong answers written differently: same winners, checker asked only while it matters.
+def _recording_checker(equal_pairs: set[tuple[str, str]], asked: list[tuple[str, str]]):
+    def same(preds: list[str], golds: list[str]) -> list[bool]:
+        asked.extend(zip(preds, golds))
+        return [(p, g) in equal_pairs or (g, p) in equal_pairs for p, g in zip(preds, golds)]
+    return same
+
+
+@pytest.mark.parametrize("answers, correct, equal, winner", [
+    # a, b, c are one wrong answer (3 votes) against 2 right: the wrong one wins at its first sample
+    (["3", "a", "b", "3", "c"], [True, False, False, True, False], {("b", "a"), ("c", "a")}, 1),
+    # c equals b, which joined a: c's vote goes to a's class too (3 against 2)
+    (["3", "a", "b", "3", "c"], [True, False, False, True, False], {("b", "a"), ("c", "b")}, 1),
+    # only b and c are equal: 2 wrong votes tie 2 right ones, and the right answer came first
+    (["3", "a", "b", "3", "c"], [True, False, False, True, False], {("c", "b")}, 0),
+    # the same tie with a wrong answer first: it wins the tie
+    (["b", "a", "3", "3", "c"], [False, False, True, True, False], {("c", "b")}, 0),
+])
+def test_the_vote_merges_equal_wrong_answers_by_hand(answers, correct, equal, winner):
+    assert majority_vote(answers, correct, _recording_checker(equal, [])) == winner
+
+
+def test_the_vote_stops_asking_the_checker_once_no_merge_can_change_the_winner(monkeypatch):
+    """3 right votes against 4 distinct wrong ones: once a, b, c are known apart, d alone (1 vote)
+    joining any of them makes 2 < 3, so d is compared with none: 3 of the 6 pairs are asked
+    (one group's pairs per batch here; by default a batch holds several groups')."""
+    import r1lab.stages.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "_PAIRS_PER_BATCH", 1, raising=False)
+    asked: list[tuple[str, str]] = []
+    answers = ["3", "a", "3", "b", "c", "3", "d"]
+    correct = [True, False, True, False, False, True, False]
+    assert majority_vote(answers, correct, _recording_checker(set(), asked)) == 0
+    assert asked == [("b", "a"), ("c", "a"), ("c", "b")]

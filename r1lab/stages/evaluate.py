@@ -101,20 +101,41 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None 
     return first_at[winner]
 
 
+_PAIRS_PER_BATCH = 64  # checker pairs sent at once by the vote's merging
+
+
 def _merge_equal(keys: list[tuple[bool, str]], votes: dict, first_at: dict, texts: list[str],
                  same: Callable[[list[str], list[str]], list[bool]]) -> None:
-    """Moves the votes of each group (in order of first appearance) to the earliest group the
-    checker finds equal to it; `keys` and `texts` are the groups and their first answers."""
-    pairs = [(i, j) for j in range(len(keys)) for i in range(j)]
-    equal = same([texts[j] for _, j in pairs], [texts[i] for i, _ in pairs])  # one batch
-    into = list(range(len(keys)))
-    for (i, j), eq in zip(pairs, equal):
-        if eq and into[j] == j:  # j joins the earliest group equal to it (i < j, itself not merged)
-            into[j] = into[i]
-    for j, target in enumerate(into):
-        if target != j:
-            votes[keys[target]] += votes.pop(keys[j])
-            del first_at[keys[j]]
+    """Moves the votes of each group (in order of first appearance) to the class of the earliest
+    group the checker finds equal to it; `keys` and `texts` are the groups and their first answers.
+    Group by group (a few per batch), and only while the groups left could still change the winner:
+    all pairs at once cost m^2/2 math-verify calls (64 distinct symbolic answers: ~50 s a problem)."""
+    into, j = list(range(len(keys))), 1
+    while j < len(keys) and _could_change_winner(votes, keys[j:]):
+        stop = j + 1  # several groups per batch, up to _PAIRS_PER_BATCH pairs: keeps the pool busy
+        while stop < len(keys) and sum(range(j, stop + 1)) <= _PAIRS_PER_BATCH:
+            stop += 1
+        rows = range(j, stop)
+        equal = same([texts[r] for r in rows for _ in range(r)], [texts[i] for r in rows for i in range(r)])
+        for r in rows:
+            if not _could_change_winner(votes, keys[r:]):
+                return
+            row, equal = equal[:r], equal[r:]
+            i = next((i for i, eq in enumerate(row) if eq), None)
+            if i is not None:  # r joins the class of the earliest group equal to it (a class's first group)
+                into[r] = into[i]
+                votes[keys[into[r]]] += votes.pop(keys[r])
+                del first_at[keys[r]]
+        j = rows.stop
+
+
+def _could_change_winner(votes: dict, rest: list[tuple[bool, str]]) -> bool:
+    """Whether the groups in `rest`, all their votes joined to any one other class (or forming a
+    new one), could make it tie or outvote the present leader; merging never takes votes away."""
+    left, unsettled = sum(votes[key] for key in rest), set(rest)
+    settled = sorted((votes[key] for key in votes if key not in unsettled), reverse=True)
+    runner_up = settled[1] if len(settled) > 1 else 0
+    return left + runner_up >= settled[0]
 
 
 # ---------------------------------------------------------------------------------------
