@@ -13,6 +13,7 @@ protocol"); GSM8K is the usual small-model check. The files keep their own forma
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ def load_problems(path: str | Path) -> list[Problem]:
         raise FileNotFoundError(f"data file not found: {path}")
     with path.open("rb") as head:
         if head.read(2) == b"\x1f\x8b":  # else: "not valid UTF-8 (byte 0x8b ...)", which hides why
-            raise ValueError(f"{path}: gzip-compressed; give the decompressed JSONL file")
+            _refuse_gzip(path)
     source = f"{path.resolve().parent.name}/{path.stem}"
     problems: list[Problem] = []
     for line_no, record in jsonl_objects(path):
@@ -49,6 +50,25 @@ def load_problems(path: str | Path) -> list[Problem]:
     if not problems:
         raise ValueError(f"{path}: no records")
     return problems
+
+
+def _refuse_gzip(path: Path) -> None:
+    """ValueError for a gzip file; for a code task (HumanEval ships as .jsonl.gz) the code-task error
+    itself, as "give the decompressed file" sent the user to decompress it only to be refused again."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            record = json.loads(lines.readline())
+    except (OSError, EOFError, ValueError, RecursionError):  # damaged or not JSONL inside: the plain advice
+        record = None
+    if isinstance(record, dict) and record.get("answer") is None:
+        _check_not_code_task(record, f"{path} (gzip-compressed), line 1")
+    raise ValueError(f"{path}: gzip-compressed; give the decompressed JSONL file")
+
+
+def _check_not_code_task(record: dict[str, Any], where: str) -> None:
+    if "test" in record or "test_list" in record:  # HumanEval, MBPP
+        raise ValueError(f"{where}: a code task (fields {sorted(record)}), not a problem with a final answer; "
+                         "code benchmarks are scored by running their tests (r1lab.rewards.code)")
 
 
 def jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -93,9 +113,8 @@ def _problem_from_record(record: dict[str, Any], position: int, source: str, whe
     answer = record.get("answer")
     if isinstance(answer, int) and not isinstance(answer, bool):
         answer = str(answer)  # some AIME copies store the answer as a number
-    if answer is None and ("test" in record or "test_list" in record):  # HumanEval, MBPP
-        raise ValueError(f"{where}: a code task (fields {sorted(record)}), not a problem with a final answer; "
-                         "code benchmarks are scored by running their tests (r1lab.rewards.code)")
+    if answer is None:
+        _check_not_code_task(record, where)
     if not isinstance(answer, str):
         # a present answer of another type (0.5, null) was reported as missing, its name listed as present
         found = f"got {type(answer).__name__} {answer!r}" if "answer" in record else f"fields are {sorted(record)}"
