@@ -9,7 +9,7 @@ import time
 import pytest
 
 import r1lab.rewards.language as lang
-from r1lab.rewards import RewardTerm, Rubric, r1_format_reward, strict_format_reward
+from r1lab.rewards import RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, script_language_reward, world_language_reward
 
 
@@ -219,3 +219,18 @@ MADE_UP_TURN = "\nUser: and 1+1?\nAssistant: <think> 是 七 </think> <answer> 2
 ])
 def test_a_made_up_turn_is_not_part_of_the_reply(reward, reply, expected):
     assert reward(reply + MADE_UP_TURN) == expected
+
+
+# A new question after a blank line ("Q:", "Problem:") also ends the reply, for the format rewards as
+# for the world's accuracy rule and format check.
+@pytest.mark.parametrize("reward, completion, expected", [
+    (strict_format_reward, "<think> 2+3=5 </think> <answer> 5 </answer>\n\nQ: What is 1+1?.\nA: 2", 1.0),
+    (lenient_format_reward, "<think> 2+3=5 </think> 5\n\nProblem: 1+1?.\nSolution: <think> 1+1=2 </think> "
+                            "<answer> 2 </answer>", 0.0),
+])
+def test_a_made_up_question_is_not_part_of_the_reply(reward, completion, expected):
+    from r1lab.world import completion_body, follows_r1_zero_format
+
+    assert reward(completion) == expected
+    assert follows_r1_zero_format(completion) == (expected == 1.0 and reward is strict_format_reward)
+    assert completion_body(completion) == completion.split("\n\n")[0]

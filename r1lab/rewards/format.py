@@ -19,6 +19,9 @@ _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 # R1 Table 1's template writes the turns as plain text ("User: {prompt}. Assistant:"), so a
 # completion that goes on with "User:" or "Assistant:" has made up a new turn
 NEW_TURN = re.compile(r"\b(?:User|Assistant):")
+# where the reply ends in a turn: a made-up new turn, or a new question as the world's corpus frames
+# one ("Q: ...", "Problem: ..."; also how few-shot math prompts separate questions)
+_REPLY_END = re.compile(rf"{NEW_TURN.pattern}|\n\n(?:Problem|Q):")
 _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*",
                      re.DOTALL)
 _R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)
@@ -40,14 +43,15 @@ def turn_body(completion: Any) -> str:
 
 
 def reply_body(completion: Any) -> str:
-    """`turn_body` also ended by a new plain-text turn (``User:``, ``Assistant:``), where the world's
-    accuracy rule stops reading (`r1lab.world.completion_body`): the format and language rewards
-    judge the reply whose answer is graded, not the turns the model made up after it.
+    """`turn_body` also ended by a new plain-text turn (``User:``, ``Assistant:``) or a new question
+    after a blank line (``Q:``, ``Problem:``): the one end of the reply that the format and language
+    rewards and the world's accuracy rule (`r1lab.world.completion_body`) share, so that they judge the
+    reply whose answer is graded, not the turns or questions the model made up after it.
 
     >>> reply_body("<think>2+3=5</think> <answer>5</answer> User: and 1+1? Assistant: 2")
     '<think>2+3=5</think> <answer>5</answer> '
     """
-    return NEW_TURN.split(turn_body(completion), maxsplit=1)[0]
+    return _REPLY_END.split(turn_body(completion), maxsplit=1)[0]
 
 
 def last_answer_block(text: str) -> str | None:

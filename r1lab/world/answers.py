@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import re
 
-from r1lab.rewards.format import NEW_TURN, last_answer_block
+from r1lab.rewards.format import last_answer_block, reply_body
 from r1lab.world.countdown import is_solution
 from r1lab.world.problems import ARITHMETIC, WorldProblem
 
-# A completion ends at the end-of-sequence token or where the model starts a new turn.
-# (the new turn as the format rewards read it, so that both judge the same reply)
-_END = re.compile(rf"<\|eos\|>|<\|user\|>|<\|bos\|>|{NEW_TURN.pattern}|\n\n(?:Problem|Q):")
 # A minus right after a digit or ")" is an operator. A number with a decimal point, a fraction bar
 # or a power is read whole, so that "4.5" is not 5 nor "92/2" 2; of those only "46.0" is an integer.
 _NUMBER = re.compile(r"(?<![\d)./^])-?\d+(?:[./^]\d+)*")
@@ -34,10 +31,11 @@ READ_CHARS = 20_000  # completions longer than this are judged on their first 20
 
 
 def completion_body(completion: str) -> str:
-    """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new document."""
+    """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new question
+    (the format rewards' `reply_body`, so that accuracy and format judge the same reply)."""
     if not isinstance(completion, str):
         return ""
-    return _END.split(completion[:READ_CHARS], maxsplit=1)[0]
+    return reply_body(completion[:READ_CHARS])
 
 
 def final_answer_span(completion: str) -> str:
