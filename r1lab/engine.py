@@ -119,6 +119,10 @@ class Engine:
         """Returns, for each prompt, its `params.n` completions."""
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
+        vocab = self.model.config.vocab_size
+        bad = [i for i in params.stop_token_ids if not 0 <= i < vocab]
+        if bad:  # the model never samples such an id: the rows would silently run to max_new_tokens
+            raise ValueError(f"stop token id {bad[0]} is outside the model's vocabulary [0, {vocab})")
         # a bare str would make each character a prompt; one prompt's flat ids (`tokenizer.encode(t)`)
         # failed deep inside with "'int' object is not iterable"
         if isinstance(prompts, str) or any(_is_integer(p) for p in prompts):

@@ -480,3 +480,15 @@ def test_integer_sampling_params_of_numpy_and_torch_become_ints() -> None:
     params = SamplingParams(max_new_tokens=np.int64(3), top_k=torch.tensor(2), n=np.int32(2), seed=np.uint8(7))
     got = (params.max_new_tokens, params.top_k, params.n, params.seed)
     assert got == (3, 2, 2, 7) and all(type(v) is int for v in got)
+
+
+# Engine.generate's stop_token_ids: an id the model cannot sample is refused before any work.
+@pytest.mark.parametrize("stop", [50, 1000, -1])
+def test_a_stop_token_id_outside_the_vocabulary_is_refused_naming_it(engine: Engine, stop: int) -> None:
+    with pytest.raises(ValueError, match=rf"stop token id {stop} is outside the model's vocabulary \[0, 50\)"):
+        engine.generate([[5, 6]], SamplingParams(temperature=0, max_new_tokens=2, stop_token_ids=(4, stop)))
+
+
+def test_stop_token_ids_at_the_vocabulary_edges_are_accepted(engine: Engine) -> None:
+    out = engine.generate([[5, 6]], SamplingParams(temperature=0, max_new_tokens=2, stop_token_ids=(0, 49)))
+    assert len(out[0][0].token_ids) >= 1
