@@ -260,7 +260,8 @@ def sample(logits: torch.Tensor, params: SamplingParams,
     reports them for softmax(logits)."""
     logp = (logits if params.temperature == 0 else logits / params.temperature).log_softmax(-1)  # (R, V)
     probs = logp.exp()
-    entropy = -(probs * logp).sum(-1)  # (R,), before any truncation replaces `probs`
+    # before any truncation replaces `probs`; a -inf logit (a masked token) has p log p = 0, not 0 * -inf = NaN
+    entropy = -(probs * logp).masked_fill(logp == -math.inf, 0.0).sum(-1)  # (R,)
     token = logits.argmax(-1) if params.temperature == 0 else _draw(probs, params, gen)
     return token, logp.gather(1, token[:, None]).squeeze(1), entropy
 

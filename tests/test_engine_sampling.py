@@ -124,3 +124,16 @@ def test_a_seed_fixes_the_samples_of_a_batch_not_of_each_prompt(model: Transform
     ids = [[c.token_ids for c in group] for group in (Engine(model).generate([[3, 4, 5]], greedy)[0],
                                                       Engine(model).generate([[9, 9], [3, 4, 5]], greedy)[1])]
     assert ids[0] == ids[1]  # (log-probs agree up to rounding: the padded prefill differs)
+
+
+# sample() on logits with masked (-inf) tokens: those have probability 0 and add nothing to the entropy.
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0), (0.5, 1, 1.0), (1.0, 0, 0.5)])
+def test_masked_logits_give_the_entropy_of_the_unmasked_tokens(temperature: float, top_k: int, top_p: float) -> None:
+    inf = float("inf")
+    logits = torch.tensor([[-inf, 1.0, 0.0, -inf], [-inf, -inf, 4.0, -inf]])
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p)
+    tokens, logprobs, entropy = sample(logits, params, torch.Generator().manual_seed(0))
+    T = temperature or 1.0
+    p = torch.softmax(torch.tensor([1.0, 0.0]) / T, -1)  # row 0: two live tokens; row 1: one, entropy 0
+    torch.testing.assert_close(entropy, torch.tensor([float(-(p * p.log()).sum()), 0.0]))
+    assert tokens[1] == 2 and logprobs[1] == 0.0 and tokens[0] in (1, 2)
