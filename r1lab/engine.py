@@ -41,7 +41,10 @@ class SamplingParams:
     top_k: int = 0  # keep the k most likely tokens; 0 = off
     n: int = 1  # samples per prompt (GRPO's group size G)
     stop_token_ids: tuple[int, ...] = ()  # a sampled id here ends the row (kept in the output)
-    stop_strings: tuple[str, ...] = ()  # text that ends the row (kept in the output); needs a tokenizer
+    # text that ends the row as soon as the generated text (never the prompt) contains it; needs a
+    # tokenizer. Completion.text is then cut just after its first occurrence, while token_ids keep
+    # the whole token that completed it (that token's text may run past the stop string)
+    stop_strings: tuple[str, ...] = ()
     seed: int = 0  # seed of the sampling generator
 
     def __post_init__(self) -> None:
@@ -82,7 +85,7 @@ class Completion:
     token_ids: list[int]  # generated ids (stop token included)
     logprobs: list[float]  # log-prob of each generated id under softmax(logits / T), before top-k / top-p (greedy: T = 1)
     finish_reason: str  # "stop" (stop token or string) or "length" (max_new_tokens reached)
-    text: str = ""  # decoded token_ids ("" without a tokenizer)
+    text: str = ""  # decoded token_ids, cut just after the stop string that ended it ("" without a tokenizer)
     entropies: list[float] = field(default_factory=list)  # entropy of that same distribution at each generated id (nats)
 
 

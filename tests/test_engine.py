@@ -492,3 +492,32 @@ def test_a_stop_token_id_outside_the_vocabulary_is_refused_naming_it(engine: Eng
 def test_stop_token_ids_at_the_vocabulary_edges_are_accepted(engine: Engine) -> None:
     out = engine.generate([[5, 6]], SamplingParams(temperature=0, max_new_tokens=2, stop_token_ids=(0, 49)))
     assert len(out[0][0].token_ids) >= 1
+
+
+# Stop strings: only generated text counts; text is cut just after the first occurrence, token_ids keep the last token.
+class PieceTokenizer:
+    """Two-character pieces, as BPE merges make them: ids 2..."""
+
+    PIECES = ["ab", "cd", "bc", "xy"]
+
+    def encode(self, text):
+        return [2 + self.PIECES.index(text[i:i + 2]) for i in range(0, len(text), 2)]
+
+    def decode(self, ids):
+        return "".join(self.PIECES[i - 2] for i in ids if i >= 2)
+
+
+def test_a_stop_string_across_pieces_cuts_text_but_keeps_the_last_token(model, monkeypatch):
+    tok = PieceTokenizer()
+    forced = iter(tok.encode("xyabcdxy") * 10)
+    real = engine_module.sample
+
+    def forced_sample(logits, params, gen):
+        token, logprob, entropy = real(logits, params, gen)
+        return torch.full_like(token, next(forced)), logprob, entropy
+
+    monkeypatch.setattr(engine_module, "sample", forced_sample)
+    params = SamplingParams(max_new_tokens=8, stop_strings=("bc", "dx"))
+    out = Engine(model, tok).generate([tok.encode("bcxy")], params)[0][0]  # "bc" in the prompt does not stop
+    assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("xyabcd"), "xyabc")
+    assert tok.decode(out.token_ids).startswith(out.text)
