@@ -75,6 +75,10 @@ class SamplingParams:
         except TypeError:
             raise TypeError("stop_strings and stop_token_ids are tuples: write stop_strings=(s,), stop_token_ids=(id,)"
                             f"; got stop_token_ids={self.stop_token_ids!r}") from None
+        # an id or bytes here (stop_strings=(eos_id,)) failed after the prefill, in str.encode
+        if self.stop_strings is None or not all(isinstance(s, str) for s in self.stop_strings):
+            raise TypeError(f"stop_strings must be a tuple of str, got {self.stop_strings!r}")
+        self.stop_strings = tuple(self.stop_strings)
         if "" in self.stop_strings:  # "" is in every text: each row would stop after one token
             raise ValueError("stop_strings must not contain the empty string")
 

@@ -521,3 +521,14 @@ def test_a_stop_string_across_pieces_cuts_text_but_keeps_the_last_token(model, m
     out = Engine(model, tok).generate([tok.encode("bcxy")], params)[0][0]  # "bc" in the prompt does not stop
     assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("xyabcd"), "xyabc")
     assert tok.decode(out.token_ids).startswith(out.text)
+
+
+# SamplingParams.stop_strings: anything but strings is refused when the params are made.
+@pytest.mark.parametrize("stops", [(2,), (b"</answer>",), ("ok", 2), None])
+def test_stop_strings_that_are_not_strings_are_refused_by_name(stops: object) -> None:
+    with pytest.raises(TypeError, match="stop_strings must be a tuple of str"):
+        SamplingParams(stop_strings=stops)  # type: ignore[arg-type]
+
+
+def test_a_list_of_stop_strings_becomes_a_tuple() -> None:
+    assert SamplingParams(stop_strings=["</answer>", "!"]).stop_strings == ("</answer>", "!")  # type: ignore[arg-type]
