@@ -108,11 +108,11 @@ def base_checkpoint(config: PipelineConfig) -> Path:
         return _drop_resume_checkpoints(out, planned)  # left by a run that stopped right after saving it
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
-    t0 = time.perf_counter()
-    base = pretrain.run(pretrain.PretrainConfig(
-        out_dir=str(out), seed=config.seed, device=config.device, resume=_should_resume(out, False)))
-    # its time, for the table of a rerun that reuses it (as every other stage's)
-    write_text_atomically(_stamp_file(base), json.dumps({"seconds": time.perf_counter() - t0}) + "\n")
+    # its time (with a resumed run's time before its checkpoint), for the table of a rerun that reuses it
+    stamp_file = _stamp_file(planned)
+    base, _ = _build(stamp_file, [], _time_to(left, stamp_file, _read_stamp(stamp_file)), lambda: pretrain.run(
+        pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, device=config.device,
+                                resume=_should_resume(out, False))))
     return _drop_resume_checkpoints(out, base)
 
 
@@ -198,7 +198,8 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     earlier stage was rebuilt). What it was built from, and in how many seconds (the table's time
     when it is reused), is kept as `<output>.inputs.json`, marked "building" while a build runs:
     the resumable `checkpoints` an interrupted build left are removed if its inputs have changed
-    since (resumed, they would continue training a model of the old inputs)."""
+    since (resumed, they would continue training a model of the old inputs). A build resumed from
+    them counts the time its earlier runs spent up to them."""
     stamp_file = _stamp_file(done)
     built, now = _read_stamp(stamp_file), _stamp(inputs)
     left = training.latest_checkpoint(checkpoints) if checkpoints is not None else None
@@ -216,12 +217,35 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
         print(f"{checkpoints}: left by a build from an earlier version of {', '.join(map(str, inputs))}; "
               "removing them, the stage starts afresh")
         shutil.rmtree(checkpoints)
-    write_text_atomically(stamp_file, json.dumps({"inputs": now, "building": True}) + "\n")
+        left = None
+    return _build(stamp_file, now, _time_to(left, stamp_file, built) if built.get("inputs") == now else 0.0, fn)
+
+
+def _build(stamp_file: Path, inputs: list[list[object]], before: float, fn: Callable[[], Path]) -> tuple[Path, float]:
+    """Runs `fn`, stamped "building" while it runs; returns (output, seconds), `before` (the time
+    an interrupted build's earlier runs spent up to its checkpoint) included."""
+    write_text_atomically(stamp_file, json.dumps({"inputs": inputs, "building": True, "seconds_before": before}) + "\n")
     t0 = time.perf_counter()
     out = fn()
-    seconds = time.perf_counter() - t0
-    write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
+    seconds = before + time.perf_counter() - t0
+    write_text_atomically(stamp_file, json.dumps({"inputs": inputs, "seconds": seconds}) + "\n")
     return out, seconds
+
+
+def _seconds_before(built: dict[str, object]) -> float:
+    """The time an interrupted build's earlier runs spent up to where it continued ("building" stamp)."""
+    before = built.get("seconds_before")
+    return float(before) if isinstance(before, (int, float)) else 0.0
+
+
+def _time_to(left: Path | None, stamp_file: Path, built: dict[str, object]) -> float:
+    """Seconds of work a resumed build keeps from before: its earlier runs' time up to `left`, the
+    checkpoint it continues from (the steps after it are redone, so their time does not count);
+    a `left` saved since the "building" stamp adds the time from the stamp to it (file times both)."""
+    if left is None or not built.get("building"):
+        return 0.0
+    gained = (left / "trainer_state.pt").stat().st_mtime_ns - stamp_file.stat().st_mtime_ns
+    return _seconds_before(built) + max(gained, 0) / 1e9
 
 
 def _check_settings(output: Path, saved: Path, expected: dict[str, object]) -> None:

@@ -438,3 +438,30 @@ def test_a_reused_pretrained_base_keeps_its_time(tmp_path, monkeypatch):
         with pytest.raises(Killed):
             pipeline.run(config)
     assert seen == [100.0, 100.0]
+
+
+# A stage resumed from its checkpoint reports its whole time: its earlier runs' up to the checkpoint, then the rest.
+def test_a_resumed_stage_counts_its_time_before_the_interruption(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    done, checkpoints = tmp_path / "policy", tmp_path / "checkpoints"
+
+    def killed_30_s_after_its_start_with_a_checkpoint():
+        step = checkpoints / "step_000002"
+        step.mkdir(parents=True)
+        (step / "trainer_state.pt").write_text("")
+        started = (step / "trainer_state.pt").stat().st_mtime_ns - 30 * 10**9
+        os.utime(pipeline._stamp_file(done), ns=(started, started))
+        raise Killed()
+
+    def resumed_for_20_s():
+        clock[0] += 20.0
+        done.write_text("model")
+        return done
+
+    with pytest.raises(Killed):
+        pipeline._reuse_or_run(done, killed_30_s_after_its_start_with_a_checkpoint, checkpoints=checkpoints)
+    with pytest.raises(Killed):  # killed again before any new checkpoint: the first 30 s still count
+        pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), checkpoints=checkpoints)
+    assert pipeline._reuse_or_run(done, resumed_for_20_s, checkpoints=checkpoints) == (done, 50.0)
+    assert pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 50.0)
