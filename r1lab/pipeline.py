@@ -199,7 +199,8 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
     when it is reused), is kept as `<output>.inputs.json`, marked "building" while a build runs:
     the resumable `checkpoints` an interrupted build left are removed if its inputs have changed
     since (resumed, they would continue training a model of the old inputs). A build resumed from
-    them counts the time its earlier runs spent up to them."""
+    them counts the time its earlier runs spent up to them; one killed after writing its output
+    (and `saved`) but before its stamp is finished and reused, not built again."""
     stamp_file = _stamp_file(done)
     built, now = _read_stamp(stamp_file), _stamp(inputs)
     left = training.latest_checkpoint(checkpoints) if checkpoints is not None else None
@@ -211,6 +212,13 @@ def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None,
             _check_settings(done, saved, expected)
         if not built or (built.get("inputs") == now and not built.get("building")):
             return done, built.get("seconds", 0.0)
+        if built.get("inputs") == now and (finished := _written_since(stamp_file, done, saved)) is not None:
+            # killed after the stage wrote its output, before the stamp: the output is this build's
+            seconds = _seconds_before(built) + finished
+            if checkpoints is not None:
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
+            return done, seconds
         if built.get("inputs") != now:
             print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
     if checkpoints is not None and checkpoints.exists() and built and built.get("inputs") != now:
@@ -246,6 +254,17 @@ def _time_to(left: Path | None, stamp_file: Path, built: dict[str, object]) -> f
         return 0.0
     gained = (left / "trainer_state.pt").stat().st_mtime_ns - stamp_file.stat().st_mtime_ns
     return _seconds_before(built) + max(gained, 0) / 1e9
+
+
+def _written_since(stamp_file: Path, done: Path, saved: Path | None) -> float | None:
+    """Seconds from the "building" stamp to the output if the output and `saved` (its config or
+    stats, written with or beside it) were all written after the stamp: the build finished; else
+    None (an older output, or one whose stats file the kill cut off)."""
+    files = [done] + ([saved] if saved is not None else [])
+    if not all(f.exists() for f in files):
+        return None
+    start, times = stamp_file.stat().st_mtime_ns, [f.stat().st_mtime_ns for f in files]
+    return (max(times) - start) / 1e9 if min(times) > start else None
 
 
 def _check_settings(output: Path, saved: Path, expected: dict[str, object]) -> None:

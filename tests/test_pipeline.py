@@ -465,3 +465,24 @@ def test_a_resumed_stage_counts_its_time_before_the_interruption(tmp_path, monke
         pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), checkpoints=checkpoints)
     assert pipeline._reuse_or_run(done, resumed_for_20_s, checkpoints=checkpoints) == (done, 50.0)
     assert pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 50.0)
+
+
+# A stage killed after writing its output, before its stamp: the output is reused, not built again.
+def test_a_stage_killed_after_writing_its_output_is_not_built_again(tmp_path):
+    done, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
+    saved = done / "r1lab_config.json"
+
+    def finished_40_s_after_its_start_then_killed():
+        (checkpoints / "step_000002").mkdir(parents=True)
+        (checkpoints / "step_000002" / "trainer_state.pt").write_text("")
+        done.mkdir()
+        saved.write_text(json.dumps({"seed": 0}))
+        started = saved.stat().st_mtime_ns - 40 * 10**9
+        os.utime(pipeline._stamp_file(done), ns=(started, started))
+        raise Killed()  # before the pipeline drops the checkpoints and stamps the output
+
+    with pytest.raises(Killed):
+        pipeline._reuse_or_run(done, finished_40_s_after_its_start_then_killed, saved, [], checkpoints, seed=0)
+    again = pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0)
+    assert again == (done, 40.0) and not checkpoints.exists()
+    assert pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0) == again
