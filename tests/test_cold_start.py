@@ -339,3 +339,18 @@ def test_an_r1_zero_checkpoint_is_still_sampled(tmp_path, monkeypatch):
 def test_a_bad_count_or_temperature_is_named_with_its_value(bad, message):
     with pytest.raises(ValueError, match=message):
         ColdStartConfig(**bad)
+
+
+# No example kept: a clear error at the cold start (stats written, no data file), not an empty dataset for the SFT.
+def test_no_example_kept_is_a_clear_error_not_an_empty_dataset(tmp_path, monkeypatch, tokenizer):
+    p0, p1 = world.rl_prompts(2)
+    monkeypatch.setattr(cold_start, "load_engine", lambda checkpoint, bf16=False, device="cpu": (
+        FakeEngine([[done(zero(p0, answer=0))], [done(zero(p1, answer=0))]]), tokenizer))  # both wrong
+    out = tmp_path / "data.jsonl"
+    out.write_text("an earlier run's data\n")
+    config = ColdStartConfig(zero_checkpoint="fake/zero", out=str(out), n_prompts=2, samples_per_prompt=1, n_long_cot=0)
+    with pytest.raises(ValueError, match=r"cold start kept no example.*data\.stats\.json"):
+        cold_start.run(config)
+    assert not out.exists()
+    stats = json.loads((tmp_path / "data.stats.json").read_text())
+    assert stats["examples"] == 0 and {f["name"]: f["kept"] for f in stats["sources"][0]["filters"]}["correct"] == 0

@@ -290,13 +290,17 @@ def run(config: ColdStartConfig) -> Path:
     if config.n_long_cot:
         kept, funnel = long_cot_examples(config, long_problems, dedupe)
         examples, funnels = examples + kept, funnels + [funnel]
-    out = write_sft_jsonl(config.out, examples)
+    out = Path(config.out)
     DatasetStats(data=str(out), examples=len(examples), sources=funnels, config=asdict(config)).write(stats_path(out))
     for funnel in funnels:
         print(funnel.describe())
+    if not examples:  # an empty data.jsonl would only fail later, in the SFT, as "no examples"
+        out.unlink(missing_ok=True)  # an earlier run's: not left beside stats that say none was kept
+        raise ValueError(f"cold start kept no example: none passed the filters (see {stats_path(out)} for which "
+                         "dropped them); sample more (--n-prompts, --samples-per-prompt), give --n-long-cot, "
+                         "or a better --zero-checkpoint")
+    write_sft_jsonl(out, examples)
     print(f"cold-start data: {len(examples)} examples -> {out} (stats: {stats_path(out)})")
-    if not examples:
-        print("warning: no example passed the filters; see the stats file")
     return out
 
 
