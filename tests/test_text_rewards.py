@@ -11,6 +11,7 @@ import pytest
 import r1lab.rewards.language as lang
 from r1lab.rewards import RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, script_language_reward, world_language_reward
+from r1lab.rewards.format import reply_body
 
 
 @pytest.mark.parametrize("cot, target, expected", [
@@ -234,3 +235,14 @@ def test_a_made_up_question_is_not_part_of_the_reply(reward, completion, expecte
     assert reward(completion) == expected
     assert follows_r1_zero_format(completion) == (expected == 1.0 and reward is strict_format_reward)
     assert completion_body(completion) == completion.split("\n\n")[0]
+
+
+# "User:" inside a link (a wiki page such as .../index.php/User:Name, as AIME solutions cite) is
+# not a new turn: the reply goes on past it.
+def test_a_user_page_in_a_link_does_not_end_the_reply():
+    reply = ("<think> see https://artofproblemsolving.com/wiki/index.php/User:Someone for the trick, "
+             "so 2+3=5 </think> <answer> 5 </answer>")
+    assert reply_body(reply) == reply
+    assert strict_format_reward(reply) == 1.0
+    assert reply_body(reply + " User: and 1+1?") == reply + " "  # a turn after a space still ends it
+    assert reply_body(reply + "\nAssistant: 2") == reply + "\n"

@@ -17,8 +17,9 @@ from typing import Any
 
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 # R1 Table 1's template writes the turns as plain text ("User: {prompt}. Assistant:"), so a
-# completion that goes on with "User:" or "Assistant:" has made up a new turn
-NEW_TURN = re.compile(r"\b(?:User|Assistant):")
+# completion that goes on with "User:" or "Assistant:" has made up a new turn; not one inside a link
+# (".../index.php/User:Name", as AIME 2024's reference solutions cite)
+NEW_TURN = re.compile(r"(?<![\w/])(?:User|Assistant):")
 # where the reply ends in a turn: a made-up new turn, or a new question as the world's corpus frames
 # one ("Q: ...", "Problem: ..."; also how few-shot math prompts separate questions)
 _REPLY_END = re.compile(rf"{NEW_TURN.pattern}|\n\n(?:Problem|Q):")
