@@ -95,3 +95,23 @@ def test_the_papers_clip_ratio_of_ten_is_accepted_and_clips_nothing_below():
     clipped = grpo_loss(logp, old, advantage, mask, clip_eps_low=0.2, clip_eps_high=0.2)
     assert clipped.loss.item() == pytest.approx(0.8) and clipped.clip_fraction.item() == 1.0  # -min(-0.05, -0.8)
 
+
+
+# The final policy is the last thing a GRPO run writes (after its curves): a policy directory on
+# disk means the run finished, which the demo relies on to reuse a stage killed before its stamp.
+def test_the_curves_are_drawn_before_the_final_policy_is_saved(tmp_path, monkeypatch):
+    from r1lab.stages import pretrain
+
+    base = pretrain.run(pretrain.PretrainConfig(out_dir=str(tmp_path / "base"), n_docs=100, seq_len=32,
+                                                batch_size=2, max_steps=1, eval_every=1, save_every=1, bf16=False))
+    save = training.save_checkpoint
+
+    def save_then_check(model, directory, **kwargs):
+        if directory.name == "policy":
+            assert (directory.parent / "curves.png").exists()
+        return save(model, directory, **kwargs)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_check)
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
+                             group_size=2, max_new_tokens=2, max_steps=1, bf16=False))
+    assert (tmp_path / "zero" / "policy" / "config.json").exists()

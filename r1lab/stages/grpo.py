@@ -262,9 +262,9 @@ def run(config: GRPOConfig) -> Path:
                 samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
             _save(model, ref, optimizer, tokenizer, config, step + 1)
+    _plot_curves(out, config, rubric)  # first: a saved policy then means a finished run (the demo's reuse)
     final = training.save_checkpoint(model, out / "policy", step=config.max_steps, config=config, tokenizer=tokenizer)
     print(f"policy saved to {final}")
-    _plot_curves(out, config, rubric)
     return final
 
 
