@@ -21,8 +21,7 @@ import dataclasses
 import json
 import re
 import shutil
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ except ImportError:  # Windows: no advisory locks, runs are not guarded
 from r1lab import training
 from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.prompts import CHAT
+from r1lab.reuse import build, check_settings, read_stamp, reuse_or_run, stamp_path, time_to
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
@@ -104,21 +104,16 @@ def base_checkpoint(config: PipelineConfig) -> Path:
         print(f"using the shipped base model {SHIPPED_BASE} (pass --pretrain to train it here)")
         return SHIPPED_BASE
     if (planned / "config.json").exists():  # pretrained here by an earlier run: of this seed only
-        _check_settings(planned, planned / "r1lab_config.json", {"seed": config.seed})
+        check_settings(planned, planned / "r1lab_config.json", {"seed": config.seed})
         return _drop_resume_checkpoints(out, planned)  # left by a run that stopped right after saving it
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
-        _check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
+        check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})
     # its time (with a resumed run's time before its checkpoint), for the table of a rerun that reuses it
-    stamp_file = _stamp_file(planned)
-    base, _ = _build(stamp_file, [], _time_to(left, stamp_file, _read_stamp(stamp_file)), lambda: pretrain.run(
+    stamp_file = stamp_path(planned)
+    base, _ = build(stamp_file, [], time_to(left, stamp_file, read_stamp(stamp_file)), lambda: pretrain.run(
         pretrain.PretrainConfig(out_dir=str(out), seed=config.seed, device=config.device,
                                 resume=_should_resume(out, False))))
     return _drop_resume_checkpoints(out, base)
-
-
-def _stamp_file(output: Path) -> Path:
-    """Where a stage's output keeps what it was built from and in how long (`_reuse_or_run`)."""
-    return output.with_name(output.name + ".inputs.json")
 
 
 def planned_base(config: PipelineConfig) -> Path:
@@ -188,121 +183,6 @@ def _percent(rate: float | None, over_some_sample: bool) -> str:
     return f"{100 * rate:.1f}" if rate is not None and over_some_sample else "–"
 
 
-def _reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, inputs: Sequence[Path] = (),
-                  checkpoints: Path | None = None, **expected: object) -> tuple[Path, float]:
-    """The stage's output if a previous run finished it, else run it; returns (output, seconds).
-
-    A finished output is reused only if it was built with the same settings, the `expected` fields
-    (init, data, seed...) of its saved config `saved` (a stats file's "config"), else an error; and
-    from the same `inputs` (checkpoints, data files) as they are now, else it is built again (an
-    earlier stage was rebuilt). What it was built from, and in how many seconds (the table's time
-    when it is reused), is kept as `<output>.inputs.json`, marked "building" while a build runs:
-    the resumable `checkpoints` an interrupted build left are removed if its inputs have changed
-    since (resumed, they would continue training a model of the old inputs). A build resumed from
-    them counts the time its earlier runs spent up to them; one killed after writing its output
-    (and `saved`) but before its stamp is finished and reused, not built again."""
-    stamp_file = _stamp_file(done)
-    built, now = _read_stamp(stamp_file), _stamp(inputs)
-    left = training.latest_checkpoint(checkpoints) if checkpoints is not None else None
-    if not done.exists() and left is not None and not (built and built.get("inputs") != now):
-        # to be resumed: the stage's own check would advise "without --resume", a flag the demo lacks
-        _check_settings(checkpoints, left / "r1lab_config.json", expected)
-    if done.exists():
-        if saved is not None:
-            _check_settings(done, saved, expected)
-        if not built or (built.get("inputs") == now and not built.get("building")):
-            return done, built.get("seconds", 0.0)
-        if built.get("inputs") == now and (finished := _written_since(stamp_file, done, saved)) is not None:
-            # killed after the stage wrote its output, before the stamp: the output is this build's
-            seconds = _seconds_before(built) + finished
-            if checkpoints is not None:
-                shutil.rmtree(checkpoints, ignore_errors=True)
-            write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
-            return done, seconds
-        if built.get("inputs") != now:
-            print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
-    if checkpoints is not None and checkpoints.exists() and built and built.get("inputs") != now:
-        print(f"{checkpoints}: left by a build from an earlier version of {', '.join(map(str, inputs))}; "
-              "removing them, the stage starts afresh")
-        shutil.rmtree(checkpoints)
-        left = None
-    return _build(stamp_file, now, _time_to(left, stamp_file, built) if built.get("inputs") == now else 0.0, fn)
-
-
-def _build(stamp_file: Path, inputs: list[list[object]], before: float, fn: Callable[[], Path]) -> tuple[Path, float]:
-    """Runs `fn`, stamped "building" while it runs; returns (output, seconds), `before` (the time
-    an interrupted build's earlier runs spent up to its checkpoint) included."""
-    write_text_atomically(stamp_file, json.dumps({"inputs": inputs, "building": True, "seconds_before": before}) + "\n")
-    t0 = time.perf_counter()
-    out = fn()
-    seconds = before + time.perf_counter() - t0
-    write_text_atomically(stamp_file, json.dumps({"inputs": inputs, "seconds": seconds}) + "\n")
-    return out, seconds
-
-
-def _seconds_before(built: dict[str, object]) -> float:
-    """The time an interrupted build's earlier runs spent up to where it continued ("building" stamp)."""
-    before = built.get("seconds_before")
-    return float(before) if isinstance(before, (int, float)) else 0.0
-
-
-def _time_to(left: Path | None, stamp_file: Path, built: dict[str, object]) -> float:
-    """Seconds of work a resumed build keeps from before: its earlier runs' time up to `left`, the
-    checkpoint it continues from (the steps after it are redone, so their time does not count);
-    a `left` saved since the "building" stamp adds the time from the stamp to it (file times both)."""
-    if left is None or not built.get("building"):
-        return 0.0
-    gained = (left / "trainer_state.pt").stat().st_mtime_ns - stamp_file.stat().st_mtime_ns
-    return _seconds_before(built) + max(gained, 0) / 1e9
-
-
-def _written_since(stamp_file: Path, done: Path, saved: Path | None) -> float | None:
-    """Seconds from the "building" stamp to the output if the output and `saved` (its config or
-    stats, written with or beside it) were all written after the stamp: the build finished; else
-    None (an older output, or one whose stats file the kill cut off)."""
-    files = [done] + ([saved] if saved is not None else [])
-    if not all(f.exists() for f in files):
-        return None
-    start, times = stamp_file.stat().st_mtime_ns, [f.stat().st_mtime_ns for f in files]
-    return (max(times) - start) / 1e9 if min(times) > start else None
-
-
-def _check_settings(output: Path, saved: Path, expected: dict[str, object]) -> None:
-    """A ValueError if `output` (a stage's result, or its interrupted run's checkpoints) was made
-    with other `expected` settings than now, as its saved config (or a stats file's "config") says."""
-    if not saved.exists():
-        return
-    try:
-        config = json.loads(saved.read_text())
-    except ValueError:
-        raise ValueError(f"{saved} is not readable JSON; delete {output} to rebuild it") from None
-    config = config.get("config", config)
-    changed = [f"{k} {config[k]!r} -> {v!r}" for k, v in expected.items() if k in config
-               and not training.same_setting(config[k], v)]
-    if changed:
-        raise ValueError(f"{output} was built with other settings ({', '.join(changed)}); "
-                         "use another --out, or delete it to rebuild")
-
-
-def _read_stamp(path: Path) -> dict[str, object]:
-    """An output's record of its inputs; {} if it has none (built before records were kept), and
-    inputs unknown (so it is built again) if the record is unreadable (cut short by a crash)."""
-    if not path.exists():
-        return {}
-    try:
-        built = json.loads(path.read_text())
-    except ValueError:
-        return {"inputs": None}
-    return built if isinstance(built, dict) else {"inputs": built}
-
-
-def _stamp(inputs: Sequence[Path]) -> list[list[object]]:
-    """What outputs built from `inputs` depend on: each checkpoint's weights file or each data
-    file, by size and modification time (a rebuilt stage writes new ones)."""
-    files = [p / "model.safetensors" if p.is_dir() else p for p in inputs]
-    return [[str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns] for f in files]
-
-
 def _should_resume(out: Path, requested: bool) -> bool:
     """Resume when an interrupted run of the stage left a checkpoint (its finished output is missing)."""
     ck = training.latest_checkpoint(out / "checkpoints")
@@ -357,49 +237,49 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     out, seed = Path(config.out_dir), config.seed
     # an R1-Zero built from another base or seed is refused now, not after pretraining a base (minutes)
     zero_config = out / "zero" / "policy" / "r1lab_config.json"
-    _check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
+    check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
     base = base_checkpoint(config)
     # the shipped base was not trained here: no time
-    seconds = 0.0 if base == SHIPPED_BASE else _read_stamp(_stamp_file(base)).get("seconds", 0.0)
+    seconds = 0.0 if base == SHIPPED_BASE else read_stamp(stamp_path(base)).get("seconds", 0.0)
     rows = [evaluate("base", base, config, seconds)]
 
     def finish() -> list[StageRow]:
         _write_results(rows, config)
         return rows
 
-    zero, s = _reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
-                            out / "zero" / "policy" / "r1lab_config.json", [base], out / "zero" / "checkpoints",
-                            init=str(base), seed=seed)
+    zero, s = reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
+                           out / "zero" / "policy" / "r1lab_config.json", [base], out / "zero" / "checkpoints",
+                           init=str(base), seed=seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
 
-    data, s1 = _reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
+    data, s1 = reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
         config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)),
         out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed)
-    cold, s2 = _reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
-                                                                        out / "cold_start", seed),
-                             out / "cold_start" / "model" / "r1lab_config.json", [data, base],
-                             out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed)
+    cold, s2 = reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
+                                                                       out / "cold_start", seed),
+                            out / "cold_start" / "model" / "r1lab_config.json", [data, base],
+                            out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed)
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
 
-    rl, s = _reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
-                                                                       out / "reasoning_rl", seed),
-                          out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold],
-                          out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed)
+    rl, s = reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
+                                                                      out / "reasoning_rl", seed),
+                         out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold],
+                         out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
 
-    rs_data, s1 = _reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
+    rs_data, s1 = reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
         config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)),
         out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed)
-    final, s2 = _reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
-                                                                        out / "rejection", seed),
-                              out / "rejection" / "model" / "r1lab_config.json", [rs_data, base],
-                              out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed)
+    final, s2 = reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
+                                                                       out / "rejection", seed),
+                             out / "rejection" / "model" / "r1lab_config.json", [rs_data, base],
+                             out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed)
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     return finish()
 

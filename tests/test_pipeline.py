@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from r1lab import pipeline
+from r1lab import pipeline, reuse
 from r1lab.prompts import CHAT
 from r1lab.stages import cold_start, grpo, rejection_sampling, sft
 
@@ -278,11 +278,11 @@ def test_an_interrupted_rebuild_is_not_taken_for_a_finished_one(tmp_path):
         done.write_text(text)
         return done
 
-    pipeline._reuse_or_run(done, lambda: build("from v1"), inputs=[source])
+    reuse.reuse_or_run(done, lambda: build("from v1"), inputs=[source])
     os.utime(source, ns=(0, 10**9))  # the input was rebuilt
     with pytest.raises(Killed):
-        pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), inputs=[source])
-    pipeline._reuse_or_run(done, lambda: build("from v2"), inputs=[source])
+        reuse.reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), inputs=[source])
+    reuse.reuse_or_run(done, lambda: build("from v2"), inputs=[source])
     assert done.read_text() == "from v2"
 
 
@@ -430,7 +430,7 @@ def test_a_reused_pretrained_base_keeps_its_time(tmp_path, monkeypatch):
         raise Killed()  # the base row is all this test needs
 
     seen = []
-    monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(reuse, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     monkeypatch.setattr(pipeline.pretrain, "run", pretrain_for_100_s)
     monkeypatch.setattr(pipeline, "evaluate", evaluate_base_then_stop)
     config = pipeline.PipelineConfig(out_dir=str(tmp_path), pretrain=True)
@@ -443,7 +443,7 @@ def test_a_reused_pretrained_base_keeps_its_time(tmp_path, monkeypatch):
 # A stage resumed from its checkpoint reports its whole time: its earlier runs' up to the checkpoint, then the rest.
 def test_a_resumed_stage_counts_its_time_before_the_interruption(tmp_path, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(pipeline, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(reuse, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     done, checkpoints = tmp_path / "policy", tmp_path / "checkpoints"
 
     def killed_30_s_after_its_start_with_a_checkpoint():
@@ -451,7 +451,7 @@ def test_a_resumed_stage_counts_its_time_before_the_interruption(tmp_path, monke
         step.mkdir(parents=True)
         (step / "trainer_state.pt").write_text("")
         started = (step / "trainer_state.pt").stat().st_mtime_ns - 30 * 10**9
-        os.utime(pipeline._stamp_file(done), ns=(started, started))
+        os.utime(reuse.stamp_path(done), ns=(started, started))
         raise Killed()
 
     def resumed_for_20_s():
@@ -460,11 +460,11 @@ def test_a_resumed_stage_counts_its_time_before_the_interruption(tmp_path, monke
         return done
 
     with pytest.raises(Killed):
-        pipeline._reuse_or_run(done, killed_30_s_after_its_start_with_a_checkpoint, checkpoints=checkpoints)
+        reuse.reuse_or_run(done, killed_30_s_after_its_start_with_a_checkpoint, checkpoints=checkpoints)
     with pytest.raises(Killed):  # killed again before any new checkpoint: the first 30 s still count
-        pipeline._reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), checkpoints=checkpoints)
-    assert pipeline._reuse_or_run(done, resumed_for_20_s, checkpoints=checkpoints) == (done, 50.0)
-    assert pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 50.0)
+        reuse.reuse_or_run(done, lambda: (_ for _ in ()).throw(Killed()), checkpoints=checkpoints)
+    assert reuse.reuse_or_run(done, resumed_for_20_s, checkpoints=checkpoints) == (done, 50.0)
+    assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 50.0)
 
 
 # A stage killed after writing its output, before its stamp: the output is reused, not built again.
@@ -478,11 +478,11 @@ def test_a_stage_killed_after_writing_its_output_is_not_built_again(tmp_path):
         done.mkdir()
         saved.write_text(json.dumps({"seed": 0}))
         started = saved.stat().st_mtime_ns - 40 * 10**9
-        os.utime(pipeline._stamp_file(done), ns=(started, started))
+        os.utime(reuse.stamp_path(done), ns=(started, started))
         raise Killed()  # before the pipeline drops the checkpoints and stamps the output
 
     with pytest.raises(Killed):
-        pipeline._reuse_or_run(done, finished_40_s_after_its_start_then_killed, saved, [], checkpoints, seed=0)
-    again = pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0)
+        reuse.reuse_or_run(done, finished_40_s_after_its_start_then_killed, saved, [], checkpoints, seed=0)
+    again = reuse.reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0)
     assert again == (done, 40.0) and not checkpoints.exists()
-    assert pipeline._reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0) == again
+    assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0) == again
