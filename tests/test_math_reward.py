@@ -505,3 +505,17 @@ def test_real_golds_with_thousands_commas_as_an_assignment():
     completions = [f"<think>a</think> So \\boxed{{n = {gold}}}." for gold in with_commas]
     wrong = [str(int(gold) + 1000) for gold in golds]
     assert accuracy_rewards(completions * 2, golds + wrong) == [1.0] * 15 + [0.0] * 15
+
+
+# A made-up new turn ("User:", "Assistant:") or new question after a blank line ends the reply, as
+# for the format rewards: the answer of a turn the model invented is not graded.
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>2+3=5</think> \\boxed{5}.\nUser: and 3+4?\nAssistant: <think>3+4=7</think> \\boxed{7}", "5"),
+    ("<think>2+3=5</think> It is 5. User: and 3+4? Assistant: \\boxed{7}", None),
+    ("So it is \\boxed{5}.\n\nProblem: What is 3+4?\nSolution: \\boxed{7}", "5"),
+    ("So it is 5.\n\nQ: What is 3+4?\nA: <answer>7</answer>", None),
+    ("See https://artofproblemsolving.com/wiki/index.php/User:Someone, so \\boxed{7}", "7"),  # a link goes on
+])
+def test_a_made_up_turn_after_the_reply_is_not_graded(completion, expected):
+    assert extract_answer(completion) == expected
+    assert accuracy_reward(completion, {"answer": "7"}) == (1.0 if expected == "7" else 0.0)

@@ -4,8 +4,9 @@ The R1 recipe grades reasoning with rules, not a learned reward model (R1 §2.2.
 shared/R1-FACTS.md, "R1-Zero training settings"): the final answer is read from the
 completion and compared with the gold answer. Conventions (shared/data/CONVENTIONS.md):
 
-* grade only this turn: the text before the first end-of-turn marker (``<|eos|>``,
-  ``<|user|>``, ``<|bos|>``, as the format rewards read it), and in it only what follows
+* grade only this reply: the text before the first end-of-turn marker (``<|eos|>``,
+  ``<|user|>``, ``<|bos|>``) or made-up new turn or question (``User:``, ``Assistant:``,
+  ``\\n\\nQ:``), as the format rewards read it (`reply_body`), and in it only what follows
   the last ``</think>`` (the reasoning may contain drafts);
 * the final answer is the last ``\\boxed{...}`` / ``\\fbox{...}`` (brace matching, not a
   regex), else the last ``<answer>...</answer>`` (the R1-Zero template, R1 Table 1), else
@@ -34,7 +35,7 @@ from functools import lru_cache
 from typing import Any
 
 from r1lab.rewards.answer_forms import canonical_answer, fast_verdict, for_math_verify  # canonical_answer: re-exported
-from r1lab.rewards.format import turn_body
+from r1lab.rewards.format import reply_body
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ _BARE_BOXED = re.compile(r"\s*([^\s${}]+)")  # `\boxed 5`, as in a few MATH solu
 def extract_answer(completion: str) -> str | None:
     r"""The final answer of a completion, or None when it states none.
 
-    Reads this turn only (up to the first ``<|eos|>``/``<|user|>``/``<|bos|>``: a later turn's
-    answer is not this one's), after its last ``</think>`` (or all of it when there is none) and
+    Reads this reply only (`reply_body`: up to the first ``<|eos|>``/``<|user|>``/``<|bos|>``, or a
+    made-up ``User:``/``Assistant:`` turn or new question: a later turn's answer is not this one's),
+    after its last ``</think>`` (or all of it when there is none) and
     before any ``<think>`` reopened there and never closed (a draft), then takes the last
     ``\boxed{}``/``\fbox{}``, else the last ``<answer>...</answer>``, else the last ``#### N`` line.
     Linear in the text length, whatever the text.
@@ -68,7 +70,7 @@ def extract_answer(completion: str) -> str | None:
     """
     if not isinstance(completion, str):
         return None
-    body = turn_body(completion)
+    body = reply_body(completion)
     if "</think>" in body:
         text = body[body.rfind("</think>") + len("</think>"):]
         # a <think> after it opens a block that never closed: a draft, read like unfinished thinking
