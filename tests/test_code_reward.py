@@ -557,3 +557,52 @@ def test_a_failed_run_logs_its_error(sandbox, caplog):
     wrong, broken = [r.getMessage() for r in caplog.records if "toy/add" in r.getMessage()]
     assert wrong.endswith("failed exit code 1 AssertionError")
     assert broken.startswith("completion 1 ") and "SyntaxError" in broken
+
+
+# A made-up new turn or question after the reply ends it, as for the format and math rewards, but
+# text inside a fenced block is code: a "User:" string, a "\n\nQ:" in a docstring or `class User:`
+# there does not end it; with no fence at all, only a turn marker opening a line ends the code.
+ADD_BODY = "def add(a, b):\n    return a + b"
+MADE_UP_CODE_TURN = "\nUser: now subtract\nAssistant:\n```python\ndef add(a, b):\n    return a - b\n```"
+
+
+@pytest.mark.parametrize("completion, expected", [
+    (fenced(ADD_BODY) + MADE_UP_CODE_TURN, ADD_BODY),
+    (fenced(ADD_BODY) + " Done. User: thanks! Assistant: <think>b</think> def add(a, b): return 0", ADD_BODY),
+    (fenced(ADD_BODY) + "\n\nQ: now subtract\n```python\ndef sub(a, b):\n    return a - b\n```", ADD_BODY),
+    ("<think>a</think>\n" + ADD_BODY + "\nUser: more\nAssistant: <think>b</think>\ndef add(a, b): return 0",
+     ADD_BODY),  # no fence: a turn opening a line still ends the code
+])
+def test_a_made_up_turn_after_the_code_is_not_graded(completion, expected):
+    assert extract_code(completion) == expected
+
+
+@pytest.mark.parametrize("code", [
+    'def greet():\n    """Say hi.\n\nQ: who?\n\nProblem: none"""\n    return "User: hi, Assistant: ok"',
+    "class User:\n    name = 'a'\n# Assistant: the helper\nUser: type = object",
+])
+def test_turn_markers_inside_code_are_code(code):
+    assert extract_code(fenced(code)) == code
+    assert extract_code(f"```python\n{code}\n```\nUser: thanks") == code
+    assert extract_code("<think>a</think>\n~~~~python\n" + code) == code  # a block never closed
+
+
+def test_with_no_fence_only_a_turn_opening_a_line_ends_the_code():
+    code = "class User:\n    name = 'a'  # User: its name\nprint('Assistant: hi')"
+    assert extract_code(code) == code
+    assert extract_code(code + "\nUser: thanks\nAssistant: class User: pass") == code
+
+
+def test_a_made_up_turn_cannot_replace_the_graded_code(sandbox):
+    right, wrong = fenced("    return a + b"), fenced("    return a - b")
+    assert code_reward(right + MADE_UP_CODE_TURN.replace("def add(a, b):\n", ""), ADD, sandbox=sandbox) == 1.0
+    assert code_reward(wrong + "\nUser: fix it\nAssistant:\n```python\n    return a + b\n```", ADD,
+                       sandbox=sandbox) == 0.0
+
+
+# finding the reply's end outside code blocks is linear: every block, code span and marker is read once
+def test_finding_the_end_of_the_reply_is_linear():
+    text = "```python\nx = 'User: a'\n```\nso: ```py x```\n" * 10_000 + "Q: a User: b " * 10_000  # ~560 KB
+    start = time.thread_time()
+    assert extract_code(text) == "x = 'User: a'"
+    assert time.thread_time() - start < 1.0

@@ -3,7 +3,10 @@
 Contract, like every r1lab reward: `(completion: str, example) -> float`, and a reward never raises
 on model text; text without usable code scores 0 (the reason is logged at debug level).
 
-- Extraction (`extract_code`): the answer is what follows the last `</think>` (inside `<answer>`
+- Extraction (`extract_code`): the reply is the turn up to a made-up new turn or question (the format
+  rewards' `reply_body`), where text inside a fenced block is code and never ends it; in a completion
+  with no fence the whole text is code, and only a turn marker at the start of a line ends it. The
+  answer is what follows the reply's last `</think>` (inside `<answer>`
   tags if there are any, less the blanks after the tag on its line); the code is the last fenced
   Python block of the answer (``` or ~~~, or longer: each closed only by as long a run of its own
   kind; a final fence left open runs to the end of the answer, as Markdown reads it), else the answer.
@@ -30,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from r1lab.rewards.format import last_answer_block, turn_body
+from r1lab.rewards.format import NEW_TURN, last_answer_block, reply_body, turn_body
 from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default_sandbox
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ _PYTHON_FENCE = re.compile(r"(?:python|py)(?:3(?:\.\d+)*)?", re.I)
 # HumanEval / MBPP programs run under this __name__, not "__main__", as their harnesses' exec does
 HARNESS_MODULE = "solution"
 _BOM = "\ufeff"  # compile() refuses it in a str, though CPython accepts it at the start of a file
+# `reply_body`'s ends, only at the start of a line: in code with no fence around it, `class User:`, a
+# `# Q: ...` comment or print("Assistant: hi") are code, while a made-up turn after code opens a line
+_BARE_REPLY_END = re.compile(rf"^{NEW_TURN.pattern}|\n\n(?:Problem|Q):", re.M)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,11 +135,11 @@ def extract_code(completion: str) -> str | None:
     >>> extract_code("<think>still thinking...") is None
     True
 
-    Only the current turn counts (`turn_body`); the last block tagged as Python wins over untagged
-    ones (a trailing "Output:" block is not the program); a fence indented inside a list item
-    loses that indentation, as Markdown reads it.
+    Only the reply counts (`_reply`: a made-up turn after it is not this answer); the last block
+    tagged as Python wins over untagged ones (a trailing "Output:" block is not the program); a
+    fence indented inside a list item loses that indentation, as Markdown reads it.
     """
-    completion = turn_body(completion)
+    completion = _reply(completion)
     thought = "</think>" in completion
     if thought:
         answer = completion.rsplit("</think>", 1)[1]
@@ -160,6 +166,34 @@ def extract_code(completion: str) -> str | None:
             answer = re.sub(rf"(?m)^[ \t]{{0,{len(indent)}}}", "", answer)
     code = re.sub(r"\A(?:[ \t]*\r?\n)+", "", answer.removeprefix(_BOM)).rstrip()
     return code or None
+
+
+def _reply(completion: str) -> str:
+    """The turn up to its end as `reply_body` reads it, except inside fenced blocks: a ``User:``
+    string or a ``\\n\\nQ:`` in a docstring there is code. A turn with no fence is code as a whole
+    (a HumanEval body): there only a marker opening a line ends it (`_BARE_REPLY_END`).
+
+    >>> _reply("```python\\nprint('User: hi')\\n```\\nUser: more?\\nAssistant: ```python\\nx = 2\\n```")
+    "```python\\nprint('User: hi')\\n```\\n"
+    """
+    body = turn_body(completion)
+    if _FENCE_START.search(body) is None:
+        return _BARE_REPLY_END.split(body, maxsplit=1)[0]
+    at = 0
+    while True:  # prose (read as `reply_body` reads it) up to the next fence, then that block skipped
+        start = _FENCE_START.search(body, at)
+        prose = body[at:len(body) if start is None else start.start()]
+        if len(end := reply_body(prose)) < len(prose):
+            return body[:at + len(end)]
+        if start is None:
+            return body
+        block = _FENCES[start.group(1)].match(body, start.start())
+        if block is not None:
+            at = block.end()
+        elif _OPEN_FENCES[start.group(1)].match(body, start.start()) is not None:
+            return body  # a block never closed runs to the end of the turn, as Markdown reads it
+        else:
+            at = start.end()  # no block opens here (a code span on the line): read on as prose
 
 
 def _fences(answer: str) -> list[tuple[str, str, str]]:
