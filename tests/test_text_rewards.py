@@ -246,3 +246,20 @@ def test_a_user_page_in_a_link_does_not_end_the_reply():
     assert strict_format_reward(reply) == 1.0
     assert reply_body(reply + " User: and 1+1?") == reply + " "  # a turn after a space still ends it
     assert reply_body(reply + "\nAssistant: 2") == reply + "\n"
+
+
+# The world reads a completion's first READ_CHARS characters: a reply that runs past them is judged
+# neither right nor in format (its end was not read), never on a prefix ("151" cut to 15); a reply
+# that ends within them is judged whatever follows.
+def test_the_world_does_not_judge_a_reply_it_did_not_read_to_its_end():
+    from r1lab.world.answers import READ_CHARS, extract_final_answer, follows_r1_zero_format
+
+    head = "<think>" + "a" * (READ_CHARS - 100) + "</think> <answer> "
+    straddling = head + " " * (READ_CHARS - 2 - len(head)) + "151 </answer>"  # "15" within the limit
+    assert straddling.index("151") == READ_CHARS - 2
+    assert extract_final_answer(straddling) is None and not follows_r1_zero_format(straddling)
+    assert strict_format_reward(straddling) == 1.0  # the format rewards read the whole reply
+    short = "<think> 3+4=7 </think> <answer> 7 </answer>"
+    ended = short + "<|eos|>" + "x" * READ_CHARS  # the turn ends early: the rest is not this reply
+    assert extract_final_answer(ended) == 7 and follows_r1_zero_format(ended)
+    assert extract_final_answer(short + " " * READ_CHARS) is None  # not read to its end

@@ -152,7 +152,8 @@ def kept_response(text: str) -> str:
 
 def judged_whole(text: str) -> bool:
     """Whether the turn ends within the `READ_CHARS` characters `completion_body` (so the judges and
-    `kept_response`) reads: a longer one would be verified, filtered and kept cut short, its tail unread."""
+    `kept_response`) reads: a longer one would be filtered and kept cut short, its tail unread (the
+    world's rules judge such a reply wrong: its final answer was not read)."""
     return len(text) <= READ_CHARS or len(completion_body(text)) < READ_CHARS
 
 

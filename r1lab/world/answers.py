@@ -6,6 +6,12 @@ answer is read from ``<answer>...</answer>`` when present, otherwise from what f
 ``</think>``, otherwise from the whole completion, so a base model that answers in plain text
 ("So the answer is 151.") is scored on its merits before RL has taught it the tags. Nothing here
 raises on malformed text: a completion with no answer simply scores as wrong.
+
+The world reads at most `READ_CHARS` characters of a completion, for every rule here (the accuracy
+rule, its R1-Zero format check, `completion_body`). A reply that has not ended within them was not
+read to its end: it states no final answer and is not in the format, rather than being judged on a
+prefix (a "151" cut at the limit read as 15). The rewards of `r1lab.rewards` (format, math, code)
+read the whole reply, with no limit: on a longer reply they can pay where the world's rules do not.
 """
 
 from __future__ import annotations
@@ -27,15 +33,24 @@ _EXPRESSION_CHARS = re.compile(r"(?:[\d+\-*/^() ]|(?<=\d)\.(?=\d))+")
 _OPERATORS = "+-*/^"
 _R1_ZERO_FORMAT = re.compile(  # no tag inside the other's block (as the strict format reward)
     r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*", re.DOTALL)
-READ_CHARS = 20_000  # completions longer than this are judged on their first 20k characters
+READ_CHARS = 20_000  # what the world reads of a completion; a reply not ended within it is not judged
 
 
 def completion_body(completion: str) -> str:
     """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new question
-    (the format rewards' `reply_body`, so that accuracy and format judge the same reply)."""
+    (the format rewards' `reply_body`, so that accuracy and format judge the same reply), within its
+    first `READ_CHARS` characters."""
     if not isinstance(completion, str):
         return ""
     return reply_body(completion[:READ_CHARS])
+
+
+def _judged_body(completion: str) -> str | None:
+    """`completion_body`, or None when the reply runs past `READ_CHARS`: its end (where the answer
+    is) was not read, so the rules judge it neither right nor in format."""
+    body = completion_body(completion)
+    cut = isinstance(completion, str) and len(completion) > READ_CHARS and len(body) == READ_CHARS
+    return None if cut else body
 
 
 def final_answer_span(completion: str) -> str:
@@ -43,8 +58,11 @@ def final_answer_span(completion: str) -> str:
     nothing when the last ``<think>`` is never closed: a completion cut off while thinking has no
     final answer yet (as benchmark samples, `rewards.math`), only the last number of a draft.
     A last ``<answer>`` never closed (cut off, or the turn ended) is read to the end: what it says
-    is the final answer (a missing tag costs the format reward), not an earlier block's."""
-    body = completion_body(completion)
+    is the final answer (a missing tag costs the format reward), not an earlier block's. Nothing
+    either when the reply runs past `READ_CHARS` (the world did not read its end)."""
+    body = _judged_body(completion)
+    if body is None:
+        return ""
     if body.rfind("<think>") > body.rfind("</think>"):
         return ""
     opened = body.rfind("<answer>")
@@ -99,8 +117,10 @@ def extract_final_expression(completion: str) -> str | None:
 
 
 def follows_r1_zero_format(completion: str) -> bool:
-    """Whether the completion is exactly ``<think> ... </think> <answer> ... </answer>`` (R1 §2.2.2)."""
-    return _R1_ZERO_FORMAT.fullmatch(completion_body(completion)) is not None
+    """Whether the completion is exactly ``<think> ... </think> <answer> ... </answer>`` (R1 §2.2.2),
+    its reply read to its end within `READ_CHARS` characters."""
+    body = _judged_body(completion)
+    return body is not None and _R1_ZERO_FORMAT.fullmatch(body) is not None
 
 
 def check_completion(problem: WorldProblem, completion: str) -> bool:
