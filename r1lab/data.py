@@ -50,8 +50,11 @@ def example_from_record(record: Any, where: str) -> SFTExample:
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     for name in ("prompt", "response"):
-        if not isinstance(record.get(name), str):
+        value = record.get(name)
+        if name not in record:
             raise ValueError(f"{where}: needs a text field {name!r}; fields are {sorted(record)}")
+        if not isinstance(value, str):  # present but not text: listing it among the fields read as missing
+            raise ValueError(f"{where}: field {name!r} must be text, got {type(value).__name__} {value!r:.40}")
     system = record.get("system")
     if system is not None and not isinstance(system, str):
         raise ValueError(f"{where}: field 'system' must be text or absent, got {type(system).__name__}")

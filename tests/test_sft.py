@@ -374,3 +374,16 @@ def test_resume_accepts_other_epochs_when_the_plan_prefix_is_the_same(tmp_path, 
     resumed = sft.run(config(tmp_path / "b", data, max_steps=3, save_every=2, epochs=5, resume=True))
     a, b = from_pretrained(straight).state_dict(), from_pretrained(resumed).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# a prompt or response of the wrong type is named as such, not reported missing while listed
+@pytest.mark.parametrize("value, message", [(5, r"f\.jsonl:2: field 'prompt' must be text, got int 5$"),
+                                            (None, r"f\.jsonl:2: field 'prompt' must be text, got NoneType None$")])
+def test_a_prompt_of_the_wrong_type_is_named_not_reported_missing(tmp_path, value, message):
+    data = tmp_path / "f.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n' + json.dumps({"prompt": value, "response": "b"}) + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_sft_jsonl(data)
+    data.write_text('{"response": "b"}\n')
+    with pytest.raises(ValueError, match=r"f\.jsonl:1: needs a text field 'prompt'; fields are \['response'\]$"):
+        read_sft_jsonl(data)
