@@ -117,6 +117,14 @@ def lr_at(step: int, *, lr: float, warmup_steps: int, total_steps: int, min_lr_r
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def warn_if_all_warmup(warmup_steps: int, total_steps: int) -> None:
+    """Says when `lr_at` only ramps up (a run no longer than its warmup): no decay, the peak late or never."""
+    if 0 < total_steps <= warmup_steps:
+        print(f"warning: warmup_steps {warmup_steps} >= the run's {total_steps} steps: the learning rate only "
+              f"rises, to {total_steps / warmup_steps:.0%} of --lr on the last step, and never decays "
+              "(lower --warmup-steps)")
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

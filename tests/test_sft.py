@@ -387,3 +387,13 @@ def test_a_prompt_of_the_wrong_type_is_named_not_reported_missing(tmp_path, valu
     data.write_text('{"response": "b"}\n')
     with pytest.raises(ValueError, match=r"f\.jsonl:1: needs a text field 'prompt'; fields are \['response'\]$"):
         read_sft_jsonl(data)
+
+
+# SFT's step count comes from the data: a small set whose steps are all warmup is warned about
+def test_sft_warns_when_every_step_is_warmup(capsys):
+    samples = [sft.Sample(ids=[1] * 10, n_prompt=3, truncated=False)] * 3
+    examples = [SFTExample(prompt="q", response="<think>r</think>s")] * 3
+    sft.describe(examples, samples, n_steps=2, config=sft.SFTConfig(data="x.jsonl", warmup_steps=10))
+    assert "warmup_steps 10 >= the run's 2 steps: the learning rate only rises, to 20% of --lr" in capsys.readouterr().out
+    sft.describe(examples, samples, n_steps=11, config=sft.SFTConfig(data="x.jsonl", warmup_steps=10))
+    assert "warning" not in capsys.readouterr().out

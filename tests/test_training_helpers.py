@@ -243,3 +243,17 @@ def test_lr_schedule_at_hand_computed_steps(step, expected):
     lr = training.lr_at(step, lr=1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
     assert lr == pytest.approx(expected, abs=1e-9)
     assert training.lr_at(0, lr=2e-3, warmup_steps=0, total_steps=10, min_lr_ratio=0.1) == 2e-3
+
+
+# a run no longer than its warmup only ramps the learning rate up, and says so
+@pytest.mark.parametrize("warmup, total, said", [(10, 4, "40%"), (4, 4, "100%"), (3, 4, None), (0, 0, None)])
+def test_a_run_that_is_all_warmup_is_warned_about(capsys, warmup, total, said):
+    training.warn_if_all_warmup(warmup, total)
+    out = capsys.readouterr().out
+    if said is None:
+        assert out == ""
+    else:
+        assert f"warmup_steps {warmup} >= the run's {total} steps" in out and f"to {said} of --lr" in out
+    lrs = [training.lr_at(s, lr=1.0, warmup_steps=warmup, total_steps=total, min_lr_ratio=0.1) for s in range(total)]
+    if said is not None:  # by hand: step s of the warmup is (s + 1) / warmup of the peak, rising to the end
+        assert lrs == pytest.approx([(s + 1) / warmup for s in range(total)])

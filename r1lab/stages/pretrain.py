@@ -128,6 +128,7 @@ def run(config: PretrainConfig) -> Path:
     tokenizer, stream, val_stream = corpora(config)
     out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
     print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")
+    training.warn_if_all_warmup(config.warmup_steps, config.max_steps)
 
     model_config = preset(config.model).replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)

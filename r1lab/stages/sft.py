@@ -265,6 +265,7 @@ def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps:
           "(<think>...</think> then a summary)")
     print(f"{n_steps:,} steps of {config.batch_size} rows; an epoch is {len(rows):,} rows, "
           f"{tokens / padded:.0%} of their tokens real (the rest padding)")
+    training.warn_if_all_warmup(config.warmup_steps, n_steps)  # a small data set's steps can all be warmup
 
 
 def run(config: SFTConfig) -> Path:
