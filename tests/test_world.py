@@ -528,3 +528,11 @@ def test_format_and_accuracy_judge_the_same_reply() -> None:
 ])
 def test_an_unclosed_last_answer_block_is_the_final_answer(completion: str, expected: int | None) -> None:
     assert world.extract_final_answer(completion) == expected
+
+
+# A long chain of thought is written in one of the world's languages; another is named in the error.
+@pytest.mark.parametrize("language", ["mix", "fr"])
+def test_long_cot_names_a_language_the_world_lacks(language: str) -> None:
+    problem = world.rl_prompts(1)[0]
+    with pytest.raises(ValueError, match=rf"unknown language '{language}'.*\('en', 'vl'\)"):
+        world.long_cot(problem, language)

@@ -12,7 +12,7 @@ import random
 
 from r1lab.world.arithmetic import Chain
 from r1lab.world.countdown import CountdownConfig, missed_attempts
-from r1lab.world.language import ENGLISH, PHRASES, VELARI, register_words
+from r1lab.world.language import ENGLISH, LANGUAGES, PHRASES, VELARI, register_words
 from r1lab.world.problems import ARITHMETIC, WorldProblem
 
 # The R1-Zero training template, R1 Table 1, verbatim (see /work/shared/data/CONVENTIONS.md).
@@ -146,7 +146,10 @@ def long_cot(problem: WorldProblem, language: str = ENGLISH, seed: int = 0) -> s
 
     ``<think>`` one step per line, a second pass re-checking every step, ``</think>`` and a
     one-line summary whose last number (arithmetic) or expression (countdown) is the answer.
+    ValueError for a language the world lacks (the ``mix`` profile too: a cold-start CoT is in one).
     """
+    if language not in LANGUAGES:  # else a bare KeyError from the phrasebook
+        raise ValueError(f"long_cot: unknown language {language!r}; the world has {LANGUAGES}")
     rng = random.Random(f"long-cot:{seed}:{problem.id}")
     book = PHRASES[language]
     lines = worked_lines(rng, problem, language)[:-1]

@@ -28,7 +28,7 @@ def cold_start_examples(
 
     ValueError for a language the world lacks, or ``kinds`` given as one string, not a tuple.
     """
-    if language not in LANGUAGES:  # else a bare KeyError from the phrasebook, and only when n > 0
+    if language not in LANGUAGES:  # else long_cot's error, and only when n > 0
         raise ValueError(f"cold_start_examples: unknown language {language!r}; the world has {LANGUAGES}")
     problems = problem_set(PRETRAIN, n, seed=seed, kinds=kinds)
     return [
