@@ -82,12 +82,15 @@ class RuleJudge:
 
 
 def final_answer(prediction: str) -> str:
-    """What the judge is shown: the ``<answer>`` body, else the summary after ``</think>``, else all;
-    of a long one only its last 500 characters, since an R1 summary states its answer at the end
-    (R1 §2.3.1: reasoning, then a summary; the math answer last, in ``\\boxed{}``).
+    """What the judge is shown: the ``<answer>`` body, else the summary after ``</think>``, else all,
+    but nothing when the last ``<think>`` is never closed (cut off while thinking: no final answer
+    yet, as for the rule judge); of a long one only its last 500 characters, since an R1 summary
+    states its answer at the end (R1 §2.3.1: reasoning, then a summary; the math answer last, in ``\\boxed{}``).
 
     >>> final_answer("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5.<|eos|>")
     'The value of 2+3 is 5.'
+    >>> final_answer("<think>\\n2+3=5."), final_answer("2+3=5, so 5.")
+    ('', '2+3=5, so 5.')
     """
     from r1lab.world.answers import final_answer_span
 
