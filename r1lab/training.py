@@ -93,7 +93,8 @@ def autocast(enabled: bool, device: torch.device | str = "cpu") -> contextlib.Ab
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
                    betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW; no weight decay on norms, biases and embeddings-like 1-D tensors."""
+    """AdamW; weight decay on matrices (embeddings and output head included), none on 1-D
+    tensors (norm weights, biases, router biases)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
