@@ -10,9 +10,9 @@ Here, for each of `n_prompts` prompts, `samples_per_prompt` samples are drawn in
 template at the RL temperature, and a sample is kept when it
   finished (EOS before `max_new_tokens`, the turn within the 20k characters the judges read), is
   judged correct (`r1lab.judges`; the world's rule by default), works the problem out step by step
-  (at least one "a op b = c") and its last worked step gives the answer, passes the readability filters (`r1lab.filters`: R1 format,
-  language, repetition, paragraph length, code block), is not a duplicate, and its prompt has
-  fewer than `keep_per_prompt` samples kept so far.
+  (at least one "a op b = c") with its last worked step giving the answer, passes the readability
+  filters (`r1lab.filters`: R1 format, language, repetition, paragraph length, code block), is not
+  a duplicate, and its prompt has fewer than `keep_per_prompt` samples kept so far.
 Prompts come from the world's ``rl`` split: R1 samples the RL checkpoint on its reasoning prompts;
 held-out problems stay unseen for evaluation, and ``pretrain`` problems are the base model's own
 corpus (and the cold-start long CoT's).
