@@ -252,8 +252,7 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
     for name, sub in (extra_models or {}).items():
         save_pretrained(sub, path / name)
     if optimizer is not None:
-        state = {"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "python_rng": random.getstate(), **(extra_state or {})}
+        state = {"step": step, "optimizer": optimizer.state_dict(), **_rng_states(), **(extra_state or {})}
         tmp = path / "trainer_state.pt.tmp"
         torch.save(state, tmp)
         fsync(tmp)  # on disk before the rename marks the checkpoint complete for --resume
@@ -369,9 +368,24 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bo
     return state
 
 
+def _rng_states() -> dict[str, Any]:
+    """The RNG states a resumed run needs to draw what the uninterrupted one would have: a GPU
+    run samples with the CUDA generators, so theirs too once CUDA is in use."""
+    states = {"torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+    if torch.cuda.is_initialized():
+        states["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return states
+
+
 def restore_rng(state: dict[str, Any]) -> None:
+    """Restores the RNG states `save_checkpoint` stored. The CUDA ones only on as many GPUs as they
+    were saved from: a GPU run's checkpoint also resumes on a CPU (which draws no CUDA numbers),
+    and a checkpoint saved on a CPU, or before they were stored, has none."""
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
+    cuda = state.get("cuda_rng")
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:

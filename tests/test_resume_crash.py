@@ -95,3 +95,51 @@ def test_a_file_written_atomically_is_fsynced_before_it_is_renamed(tmp_path, mon
     out = write_sft_jsonl(tmp_path / "data.jsonl", [SFTExample(prompt="q", response="r")])
     assert synced == [str(tmp_path / "data.jsonl.tmp")]
     assert out.read_text() == '{"prompt": "q", "response": "r"}\n'
+
+
+# The RNG states a checkpoint stores and restores: the CUDA generators' too where a run uses CUDA.
+def _fake_cuda(monkeypatch, *, devices: int, states: list[torch.Tensor] | None = None) -> list:
+    """torch.cuda as on a machine with `devices` GPUs in use; returns the states restored into it."""
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(states or []))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    return restored
+
+
+def test_a_gpu_runs_cuda_rng_states_are_saved_and_restored(tmp_path, monkeypatch):
+    """Only the CPU and Python RNGs were stored: a resumed GPU run sampled other completions than
+    the uninterrupted one would have."""
+    gpu_states = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5], dtype=torch.uint8)]
+    _fake_cuda(monkeypatch, devices=2, states=gpu_states)
+    path = save(tiny_model(), tmp_path, 5)
+    restored = _fake_cuda(monkeypatch, devices=2)
+    model = tiny_model()
+    state = training.load_training_state(path, training.make_optimizer(model, 1e-3, 0.0))
+    assert [t.tolist() for t in restored] == [[1, 2, 3], [4, 5]]
+    assert [t.tolist() for t in state["cuda_rng"]] == [[1, 2, 3], [4, 5]]
+
+
+@pytest.mark.parametrize("devices", [0, 1])
+def test_cuda_rng_states_of_another_machine_are_not_restored(tmp_path, monkeypatch, devices):
+    """Two GPUs' states resume on a CPU, or on one GPU, without touching the CUDA generators."""
+    _fake_cuda(monkeypatch, devices=2, states=[torch.zeros(3, dtype=torch.uint8)] * 2)
+    path = save(tiny_model(), tmp_path, 5)
+    restored = _fake_cuda(monkeypatch, devices=devices)
+    model = tiny_model()
+    assert training.load_training_state(path, training.make_optimizer(model, 1e-3, 0.0))["step"] == 5
+    assert restored == []
+
+
+def test_a_cpu_runs_checkpoint_stores_no_cuda_rng_state(tmp_path, monkeypatch):
+    """A run that never used CUDA stores what it always did; a GPU machine resumes it with its own seeds."""
+    _fake_cuda(monkeypatch, devices=0)
+    path = save(tiny_model(), tmp_path, 5)
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    assert sorted(state) == ["optimizer", "python_rng", "step", "torch_rng"]
+    restored = _fake_cuda(monkeypatch, devices=1)
+    model = tiny_model()
+    training.load_training_state(path, training.make_optimizer(model, 1e-3, 0.0))
+    assert restored == []
