@@ -33,6 +33,14 @@ class SFTExample:
     system: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # any other fields: provenance, kind, ids
 
+    def __post_init__(self) -> None:
+        # meta is written as top-level fields: a "prompt" in it would silently replace the real one
+        # in the file, so a builder's mistake is refused here rather than written into a dataset
+        clash = sorted(set(self.meta) & set(_FIELDS))
+        if clash:
+            raise ValueError(f"meta must not hold the example's own fields {clash}: they would replace "
+                             "them when the example is written")
+
     def messages(self) -> list[dict[str, str]]:
         """The chat messages, for `Tokenizer.apply_chat_template` (the response last)."""
         head = [{"role": "system", "content": self.system}] if self.system else []

@@ -257,3 +257,15 @@ def test_a_run_that_is_all_warmup_is_warned_about(capsys, warmup, total, said):
     lrs = [training.lr_at(s, lr=1.0, warmup_steps=warmup, total_steps=total, min_lr_ratio=0.1) for s in range(total)]
     if said is not None:  # by hand: step s of the warmup is (s + 1) / warmup of the peak, rising to the end
         assert lrs == pytest.approx([(s + 1) / warmup for s in range(total)])
+
+
+# An SFT example's meta cannot hold its own fields: written as top-level fields, they would replace them.
+@pytest.mark.parametrize("name", ["prompt", "response", "system"])
+def test_meta_naming_an_example_field_is_refused(tmp_path, name):
+    """meta={"prompt": ...} silently replaced the example's prompt in the written file."""
+    from r1lab.data import SFTExample, read_sft_jsonl, write_sft_jsonl
+
+    with pytest.raises(ValueError, match=rf"meta must not hold the example's own fields \['{name}'\]"):
+        SFTExample(prompt="2+2?", response="4", meta={name: "other", "kind": "add"})
+    kept = SFTExample(prompt="2+2?", response="4", meta={"kind": "add"})
+    assert read_sft_jsonl(write_sft_jsonl(tmp_path / "d.jsonl", [kept])) == [kept]
