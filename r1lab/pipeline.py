@@ -34,7 +34,7 @@ except ImportError:  # Windows: no advisory locks, runs are not guarded
 from r1lab import training
 from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.prompts import CHAT
-from r1lab.reuse import build, check_settings, read_stamp, reuse_or_run, stamp_path, time_to
+from r1lab.reuse import build, check_settings, finish_interrupted, read_stamp, reuse_or_run, stamp_path, time_to
 from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
@@ -105,6 +105,10 @@ def base_checkpoint(config: PipelineConfig) -> Path:
         return SHIPPED_BASE
     if (planned / "config.json").exists():  # pretrained here by an earlier run: of this seed only
         check_settings(planned, planned / "r1lab_config.json", {"seed": config.seed})
+        # killed after saving it, before its stamp: its time is kept for the table, as for the other stages
+        stamp_file = stamp_path(planned)
+        finish_interrupted(stamp_file, read_stamp(stamp_file), planned, planned / "r1lab_config.json",
+                           out / "checkpoints")
         return _drop_resume_checkpoints(out, planned)  # left by a run that stopped right after saving it
     if (left := training.latest_checkpoint(out / "checkpoints")) is not None:  # as for the other stages
         check_settings(out / "checkpoints", left / "r1lab_config.json", {"seed": config.seed})

@@ -44,12 +44,8 @@ def reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, 
             check_settings(done, saved, expected)
         if not built or (built.get("inputs") == now and not built.get("building")):
             return done, built.get("seconds", 0.0)
-        if built.get("inputs") == now and (finished := _written_since(stamp_file, done, saved)) is not None:
-            # killed after the stage wrote its output, before the stamp: the output is this build's
-            seconds = _seconds_before(built) + finished
-            if checkpoints is not None:
-                shutil.rmtree(checkpoints, ignore_errors=True)
-            write_text_atomically(stamp_file, json.dumps({"inputs": now, "seconds": seconds}) + "\n")
+        if built.get("inputs") == now and (seconds := finish_interrupted(stamp_file, built, done, saved,
+                                                                           checkpoints)) is not None:
             return done, seconds
         if built.get("inputs") != now:
             print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
@@ -70,6 +66,21 @@ def build(stamp_file: Path, inputs: list[list[object]], before: float, fn: Calla
     seconds = before + time.perf_counter() - t0
     write_text_atomically(stamp_file, json.dumps({"inputs": inputs, "seconds": seconds}) + "\n")
     return out, seconds
+
+
+def finish_interrupted(stamp_file: Path, built: dict[str, object], done: Path, saved: Path | None,
+                       checkpoints: Path | None = None) -> float | None:
+    """The seconds of a build ("building" stamp `built`) killed after it wrote its output `done`
+    (and `saved`), before its stamp: the output is this build's, so its stamp is written now (its
+    resume `checkpoints` removed first); None, stamp untouched, if the build did not get that far."""
+    finished = _written_since(stamp_file, done, saved) if built.get("building") else None
+    if finished is None:
+        return None
+    seconds = _seconds_before(built) + finished
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    write_text_atomically(stamp_file, json.dumps({"inputs": built.get("inputs"), "seconds": seconds}) + "\n")
+    return seconds
 
 
 def stamp_path(output: Path) -> Path:

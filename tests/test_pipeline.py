@@ -486,3 +486,30 @@ def test_a_stage_killed_after_writing_its_output_is_not_built_again(tmp_path):
     again = reuse.reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0)
     assert again == (done, 40.0) and not checkpoints.exists()
     assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0) == again
+
+
+# A pretraining killed after saving the base, before its stamp: the rerun reuses the base and keeps its time.
+def test_a_base_killed_after_it_was_saved_keeps_its_time(tmp_path, monkeypatch):
+    def pretrained_in_70_s_then_killed(config) -> Path:
+        base = _fake_pretrain(config)
+        (base / "r1lab_config.json").write_text(json.dumps({"seed": 0}))
+        started = (base / "r1lab_config.json").stat().st_mtime_ns - 70 * 10**9
+        os.utime(reuse.stamp_path(base), ns=(started, started))
+        raise Killed()  # before the stamp says it is finished
+
+    def evaluate_base_then_stop(stage, checkpoint, config, seconds):
+        seen.append(seconds)
+        raise Killed()
+
+    seen = []
+    monkeypatch.setattr(pipeline.pretrain, "run", pretrained_in_70_s_then_killed)
+    config = pipeline.PipelineConfig(out_dir=str(tmp_path), pretrain=True)
+    with pytest.raises(Killed):
+        pipeline.base_checkpoint(config)
+    monkeypatch.setattr(pipeline.pretrain, "run", lambda config: pytest.fail("pretrained again"))
+    monkeypatch.setattr(pipeline, "evaluate", evaluate_base_then_stop)
+    for _ in range(2):  # the stamp is finished on the first rerun, then read as it is
+        with pytest.raises(Killed):
+            pipeline.run(config)
+    assert seen == [70.0, 70.0]
+    assert not (tmp_path / "base" / "checkpoints").exists()
