@@ -476,3 +476,17 @@ def test_max_new_tokens_past_the_models_positions_fails_before_the_run_directory
     with pytest.raises(ValueError, match=r"--max-new-tokens 512 leaves no room .* 512 positions; at most \d+"):
         rs.run(config)
     assert not out.exists()
+
+
+# A copy of a sample turned away by the per-prompt cap is counted by the cap, not as a duplicate
+def test_a_copy_of_a_sample_over_the_cap_is_a_cap_rejection_not_a_duplicate(tokenizer):
+    p0 = world.rl_prompts(1)[0]
+    first, second, third = (readable(p0, intro=intro) for intro in ("Step by step.", "Let me compute step by step.",
+                                                                    "Let me work it out step by step."))
+    engine = FakeEngine([[done(first), done(second), done(third), done(third), done(first)]])
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=1, samples_per_prompt=5, keep_per_prompt=2)
+    examples, funnel = rs.reasoning_examples(engine, tokenizer, [p0], RuleJudge(), config, Deduper())
+    assert [e.meta["sample_index"] for e in examples] == [0, 1]  # which samples are kept is unchanged
+    counts = {f.name: (f.reached, f.kept) for f in funnel.filters}
+    # sample 3 repeats sample 2, which was never kept: only sample 4 (a copy of kept sample 0) is a duplicate
+    assert counts["dedupe"] == (5, 4) and counts["per_prompt_cap"] == (4, 2)

@@ -12,7 +12,7 @@ template at the RL temperature, and a sample is kept when it
   judged correct (`r1lab.judges`; the world's rule by default), works the problem out step by step
   (at least one "a op b = c") with its last worked step giving the answer, passes the readability
   filters (`r1lab.filters`: R1 format, language, repetition, paragraph length, code block), is not
-  a duplicate, and its prompt has fewer than `keep_per_prompt` samples kept so far.
+  a duplicate of a kept sample, and its prompt has fewer than `keep_per_prompt` samples kept so far.
 Prompts come from the world's ``rl`` split: R1 samples the RL checkpoint on its reasoning prompts;
 held-out problems stay unseen for evaluation, and ``pretrain`` problems are the base model's own
 corpus (and the cold-start long CoT's).
@@ -40,10 +40,11 @@ from r1lab import training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, SamplingParams
-from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig
+from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
+                           dedupe_key)
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prompt_ids
-from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer, readable_checks
+from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
 from r1lab.world.answers import READ_CHARS  # how much of a completion completion_body reads
@@ -161,13 +162,16 @@ def _reasoning_checks(problem: WorldProblem, completion: Completion, response: s
                       readability: ReadabilityConfig, config: RejectionSamplingConfig,
                       dedupe: Deduper) -> Iterator[tuple[str, bool]]:
     """The filters of one sample, in `REASONING_FILTERS` order (pulled lazily by `Funnel.admit`);
-    ``kept``: samples of this prompt kept so far."""
+    ``kept``: samples of this prompt kept so far. A duplicate repeats a kept sample: the caller
+    records a sample in ``dedupe`` once it is kept, so a copy of one the cap turned away is
+    counted by the cap again (the samples kept are the same either way)."""
     yield "finished", completion.finish_reason == "stop" and judged_whole(completion.text)
     yield "correct", correct
     yield "step_by_step", is_reasoning(response)
     # a verified answer after reasoning that ended at another number: the summary contradicts it
     yield "reaches_answer", reaches_answer(response, problem)
-    yield from readable_checks(problem.question, response, readability, dedupe)
+    yield from check_readability(response, readability).checks()
+    yield "dedupe", dedupe_key(problem.question, response) not in dedupe.seen
     yield "per_prompt_cap", kept < config.keep_per_prompt
 
 
@@ -203,6 +207,7 @@ def reasoning_examples(engine: Any, tokenizer: Any, problems: list[WorldProblem]
                 checks = _reasoning_checks(problem, completion, response, next(verdict), kept, readability, config, dedupe)
                 if funnel.admit(checks):
                     kept += 1
+                    dedupe.add(problem.question, response)
                     examples.append(SFTExample(prompt=problem.question, response=response, meta={
                         "source": REASONING_SOURCE, "source_checkpoint": config.checkpoint, "prompt_id": problem.id,
                         "sample_index": index, "kind": problem.kind, "answer": str(problem.answer),
