@@ -4,7 +4,10 @@ R1-Zero's reasoning was hard to read: it mixed languages and lacked formatting (
 cold-start data keeps only readable responses in the R1 output format, ``<think>reasoning</think>``
 then a summary; the rejection-sampled SFT set "filtered out chains of thought with mixed languages,
 long paragraphs, and code blocks". Each of those is one pure function here over a response string
-(the assistant's turn), never raising on model text:
+(the assistant's turn), never raising on model text. Every filter reads the same text, the reply:
+the turn up to its first made-up new turn or question (``User:``, ``\n\nQ:``; `reply_body`, where
+the rewards and the world's judges stop reading too), and ``r1_format`` fails a response that goes
+on past it, so no text that the filters did not read is kept:
 
 - ``r1_format``:       ``<think>…</think>`` then a non-empty summary (``r1lab.rewards.r1_format_reward``);
 - ``language``:        the share of words in the target language (reasoning and summary) reaches a
@@ -30,7 +33,7 @@ from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from r1lab.rewards.format import r1_format_reward, turn_body
+from r1lab.rewards.format import r1_format_reward, reply_body, turn_body
 from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
 from r1lab.data import write_text_atomically
 from r1lab.tokenizer import find_control_token
@@ -76,14 +79,15 @@ def reasoning_lines(response: Any) -> list[str]:
 
 
 def is_r1_format(response: Any) -> bool:
-    """``<think>`` reasoning ``</think>`` then a non-empty summary, no ``<answer>`` tags, and no
-    control token (a sampled ``<|assistant|>`` decodes as text and would train as the real one).
+    """``<think>`` reasoning ``</think>`` then a non-empty summary, no ``<answer>`` tags, no
+    control token (a sampled ``<|assistant|>`` decodes as text and would train as the real one),
+    and no made-up turn after the reply (unread by the other filters, it would train as a reply).
 
     >>> is_r1_format("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5."), is_r1_format("<think> 5 </think>")
     (True, False)
     """
     body = turn_body(response)
-    return r1_format_reward(body) == 1.0 and find_control_token(body) is None
+    return r1_format_reward(body) == 1.0 and find_control_token(body) is None and reply_body(body) == body
 
 
 def language_share(response: Any, language: str = "en", classifier: str = WORLD) -> float:
@@ -94,7 +98,7 @@ def language_share(response: Any, language: str = "en", classifier: str = WORLD)
     """
     if classifier not in (WORLD, SCRIPT):  # else read as SCRIPT, by which Velari is English (both Latin)
         raise ValueError(f"language_share: classifier must be {WORLD!r} or {SCRIPT!r}, got {classifier!r}")
-    text = _TAGS.sub(" ", turn_body(response))
+    text = _TAGS.sub(" ", reply_body(response))  # the script classifier's chain_of_thought reads no further
     if classifier == WORLD:
         from r1lab.world import language_consistency
 

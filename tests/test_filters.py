@@ -261,3 +261,12 @@ def test_pairs_split_differently_around_a_nul_are_different_examples():
     assert dedupe_key("a\x00b", "c") != dedupe_key("a", "b\x00c")
     deduper = Deduper()
     assert [deduper.add("a\x00b", "c"), deduper.add("a", "b\x00c"), deduper.add("A\x00b", "c ")] == [True, True, False]
+
+
+# Every filter reads the same text, the reply up to a made-up new turn; a response that goes on past it fails r1_format.
+def test_every_filter_reads_the_reply_and_a_made_up_turn_fails_the_format():
+    turn = "<think>\nFirst, 2+3=5.\n</think>\nIt is 5.\nUser: Tuka pori?\n```\nprint(5)\n```"
+    assert language_share(turn, "en", WORLD) == 1.0 == language_share(turn, "en", SCRIPT)
+    assert not has_code_block(turn) and longest_paragraph(turn) == 13
+    assert check_readability(turn).passed() == ["language", "repetition", "paragraph_length", "code_block"]
+    assert is_r1_format(turn.split("\nUser:")[0])  # the same reply without the made-up turn is kept
