@@ -464,3 +464,28 @@ def test_a_reward_term_returning_nan_or_inf_is_a_clear_error_naming_it(bad):
         Rollout.collect(Engine(), tokenizer, problems, rubric, SamplingParams(n=2))
     rubric = Rubric([RewardTerm("ok", lambda c, e: 1.0)])  # finite rewards pass
     assert Rollout.collect(Engine(), tokenizer, problems, rubric, SamplingParams(n=2)).rewards.total == [1.0] * 4
+
+
+# The world's rubric reads a reply as far as the world does: its format and accuracy terms agree on a reply too long to read
+def rubric_config(**overrides):
+    return grpo.GRPOConfig(**{"init": "unused", **overrides})
+
+
+def test_world_rubric_format_matches_the_strict_reward_within_the_read_limit_and_stops_past_it():
+    from r1lab.rewards import strict_format_reward
+    from r1lab.stages.rollout import world_rubric
+    from r1lab.world import rl_prompts
+    from r1lab.world.answers import READ_CHARS
+
+    problem = rl_prompts(1)[0]
+    rng = random.Random(0)
+    parts = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "2+3=5", str(problem.answer), "User:",
+             "<|eos|>", "\n\nQ:", "Tuka", "So the answer is"]
+    texts = ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    texts += [f"<think> 2+3=5 </think> <answer> {problem.answer} </answer>"]
+    rubric = world_rubric(rubric_config())
+    scores = rubric(texts, [problem] * len(texts)).per_term["format"]
+    assert scores == [strict_format_reward(t) for t in texts] and 1.0 in scores and 0.0 in scores
+    long = f"<think> {'2+3=5 ' * (READ_CHARS // 6)} </think> <answer> {problem.answer} </answer>"  # > READ_CHARS
+    assert rubric([long], [problem]).per_term == {"accuracy": [0.0], "format": [0.0]}
+

@@ -23,13 +23,24 @@ from r1lab.tokenizer import Tokenizer
 
 
 def world_rubric(config: Any) -> Rubric:
-    """accuracy + format (+ language consistency), the R1 rule rewards, for world problems."""
-    from r1lab.world import check_completion
+    """accuracy + format (+ language consistency), the R1 rule rewards, for world problems.
+
+    The strict R1-Zero format is the world's own rule (`follows_r1_zero_format`): it reads a reply
+    as far as the accuracy rule does, so a reply past the world's read limit is neither right nor
+    in format (the strict reward, reading it whole, paid 1 for it); on shorter ones the two agree.
+    """
+    from r1lab.world import check_completion, follows_r1_zero_format
 
     def accuracy(completion: str, problem: Any) -> float:
         return 1.0 if check_completion(problem, completion) else 0.0
 
-    fmt = format_rule(getattr(config, "template", "r1_zero"), config.strict_format)
+    def world_format(completion: str, problem: Any = None) -> float:
+        return 1.0 if follows_r1_zero_format(completion) else 0.0
+
+    template = getattr(config, "template", "r1_zero")
+    fmt = format_rule(template, config.strict_format)
+    if fmt is strict_format_reward:
+        fmt = world_format
     terms = [RewardTerm("accuracy", accuracy, config.accuracy_weight), RewardTerm("format", fmt, config.format_weight)]
     if config.language_weight > 0:
         lang = functools.partial(world_language_reward, target=config.language)
