@@ -489,3 +489,9 @@ def test_world_rubric_format_matches_the_strict_reward_within_the_read_limit_and
     long = f"<think> {'2+3=5 ' * (READ_CHARS // 6)} </think> <answer> {problem.answer} </answer>"  # > READ_CHARS
     assert rubric([long], [problem]).per_term == {"accuracy": [0.0], "format": [0.0]}
 
+
+def test_world_rubric_refuses_a_lenient_format_with_the_chat_template():
+    from r1lab.stages.rollout import world_rubric
+
+    with pytest.raises(ValueError, match="strict_format=False .* template 'chat'"):
+        world_rubric(rubric_config(template="chat", strict_format=False))

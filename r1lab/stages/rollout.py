@@ -16,7 +16,7 @@ import torch
 from r1lab.engine import Completion, Engine, SamplingParams
 from r1lab.losses import equal_groups, token_logprobs
 from r1lab.model import PrefixCache, Transformer
-from r1lab.prompts import format_rule, prompt_ids
+from r1lab.prompts import CHAT, format_rule, prompt_ids
 from r1lab.rewards import RewardTerm, Rubric, strict_format_reward
 from r1lab.rewards.language import world_language_reward
 from r1lab.tokenizer import Tokenizer
@@ -28,6 +28,8 @@ def world_rubric(config: Any) -> Rubric:
     The strict R1-Zero format is the world's own rule (`follows_r1_zero_format`): it reads a reply
     as far as the accuracy rule does, so a reply past the world's read limit is neither right nor
     in format (the strict reward, reading it whole, paid 1 for it); on shorter ones the two agree.
+    ``strict_format`` chooses between R1-Zero's strict and lenient rules; the chat template has one
+    format rule (``<think>`` reasoning then a summary), so a lenient format with it is refused.
     """
     from r1lab.world import check_completion, follows_r1_zero_format
 
@@ -38,6 +40,9 @@ def world_rubric(config: Any) -> Rubric:
         return 1.0 if follows_r1_zero_format(completion) else 0.0
 
     template = getattr(config, "template", "r1_zero")
+    if template == CHAT and not config.strict_format:  # else ignored: the format term stayed R1's summary rule
+        raise ValueError("strict_format=False (R1-Zero's lenient format) does not apply to template 'chat', whose "
+                         "format reward is <think> reasoning then a summary; keep strict_format=True")
     fmt = format_rule(template, config.strict_format)
     if fmt is strict_format_reward:
         fmt = world_format
