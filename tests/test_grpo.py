@@ -115,3 +115,11 @@ def test_the_curves_are_drawn_before_the_final_policy_is_saved(tmp_path, monkeyp
     grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
                              group_size=2, max_new_tokens=2, max_steps=1, bf16=False))
     assert (tmp_path / "zero" / "policy" / "config.json").exists()
+
+
+# The chat template has one format rule: a lenient format with it is refused when the config is
+# made, before a model is loaded or a run directory written.
+def test_a_lenient_format_with_the_chat_template_is_refused_at_once(tmp_path):
+    with pytest.raises(ValueError, match="strict_format"):
+        grpo.GRPOConfig(init="unused", out_dir=str(tmp_path / "rl"), template="chat", strict_format=False)
+    assert not (tmp_path / "rl").exists()

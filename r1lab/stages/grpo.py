@@ -28,7 +28,7 @@ from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
-from r1lab.prompts import R1_ZERO, check_prompt_room, check_template
+from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template
 from r1lab.rewards import Rubric
 from r1lab.stages.rollout import (SHAPE_MULTIPLE, Rollout, TrainBatch, build_batch, completion_logprobs,
                                   rollout_metrics, world_rubric)
@@ -63,7 +63,7 @@ class GRPOConfig:
     mask_truncated: bool = False  # no loss on completions cut by max_new_tokens (DAPO overlong filtering)
     accuracy_weight: float = 1.0  # weight of the accuracy reward; paper: 1
     format_weight: float = 1.0  # weight of the format reward; paper: 1
-    strict_format: bool = True  # strict (exact) or lenient format rule
+    strict_format: bool = True  # R1-Zero's strict (exact) or lenient format rule; the chat template has only one
     language_weight: float = 0.0  # weight of the language-consistency reward (R1 §2.3.2); 0 = off
     language: str = "en"  # target language of the chain of thought: a language of the world (en | vl)
     template: str = "r1_zero"  # prompt: r1_zero (R1 Table 1, from a base model) | chat (after the cold start)
@@ -102,6 +102,9 @@ class GRPOConfig:
             raise ValueError(f"GRPOConfig: clip_eps_low and clip_eps_high must be >= 0, got "
                              f"{self.clip_eps_low} and {self.clip_eps_high}")
         check_template(self.template)
+        if self.template == CHAT and not self.strict_format:  # else found only after loading (world_rubric)
+            raise ValueError("GRPOConfig: strict_format=False (R1-Zero's lenient format) does not apply to template "
+                             "'chat', whose format reward is <think> reasoning then a summary")
         check_language(self.language)
         training.check_device(self.device, "GRPOConfig")
         training.check_seed(self.seed, "GRPOConfig")
