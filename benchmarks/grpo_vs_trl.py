@@ -18,7 +18,7 @@ float32, `ratio_bf16`) and with each side at its fastest setting (`ratio_fastest
 settings run in turn, `--rounds` times (a shared machine's speed drifts by 10-20% over minutes), and
 every figure is a median over all timed steps of all rounds; compare ratios from one run, not
 seconds across runs. Both sides run with the allocator setting r1lab's stages use
-(`training.keep_freed_memory`), applied once to the whole process before either starts.
+(`runtime.keep_freed_memory`), applied once to the whole process before either starts.
 
     .venv/bin/python benchmarks/grpo_vs_trl.py [--steps 10] [--rounds 2] [--beta 0.04] [--model tiny|ref6m]
 """
@@ -42,7 +42,7 @@ from r1lab.model import Transformer, preset, save_pretrained
 from r1lab.stages import grpo
 from r1lab.stages.rollout import world_rubric
 from r1lab.tokenizer import world_tokenizer
-from r1lab.training import keep_freed_memory
+from r1lab.runtime import keep_freed_memory
 
 PROMPTS_PER_STEP, GROUP = 8, 8
 

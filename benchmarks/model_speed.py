@@ -29,7 +29,7 @@ from r1lab.model import Transformer, preset, save_pretrained
 from r1lab.model.config import ModelConfig
 from r1lab.model.info import count_parameters
 from r1lab.model.moe import Experts
-from r1lab.training import keep_freed_memory
+from r1lab.runtime import keep_freed_memory
 
 
 def mid_config() -> ModelConfig:

@@ -31,7 +31,7 @@ try:
 except ImportError:  # Windows: no advisory locks, runs are not guarded
     fcntl = None
 
-from r1lab import training
+from r1lab import runtime, training
 from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.prompts import CHAT
 from r1lab.reuse import build, check_settings, finish_interrupted, read_stamp, reuse_or_run, stamp_path, time_to
@@ -73,7 +73,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.stop_after not in STOP_POINTS:
             raise ValueError(f"PipelineConfig.stop_after must be one of {STOP_POINTS[1:]} (or empty for all)")
-        training.check_device(self.device, "PipelineConfig")
+        runtime.check_device(self.device, "PipelineConfig")
         if not 0 <= self.seed < 2**32 - 1:  # evaluations sample with seed + 1
             raise ValueError(f"PipelineConfig.seed must be in [0, 2^32 - 1), got {self.seed}")
         if self.eval_problems < 1 or self.eval_samples < 1:  # checked before any stage runs

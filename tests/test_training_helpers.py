@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from r1lab import cli, training
+from r1lab import cli, runtime, training
 from r1lab.benchmarks import load_problems
 from r1lab.plots import _smooth
 
@@ -162,8 +162,8 @@ def test_a_device_this_machine_lacks_is_named(device):
     if backend is not None and backend.is_available():
         pytest.skip(f"this machine has a {device} device")
     with pytest.raises(ValueError, match=rf"SFTConfig.device is '{device}' but no {device.split(':')[0]} device is available"):
-        training.check_device(device, "SFTConfig")
-    training.check_device("cpu", "SFTConfig")  # what this machine has still passes
+        runtime.check_device(device, "SFTConfig")
+    runtime.check_device("cpu", "SFTConfig")  # what this machine has still passes
 
 
 # Checkpoint discovery and pruning touch only the `step_<digits>` directories r1lab writes.

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, Engine, SamplingParams
@@ -87,9 +87,9 @@ class ColdStartConfig:
     threads: int = 0  # torch threads; 0 = torch's default
 
     def __post_init__(self) -> None:
-        training.check_device(self.device, "ColdStartConfig")
-        training.check_seed(self.seed, "ColdStartConfig")
-        training.check_threads(self.threads, "ColdStartConfig")
+        runtime.check_device(self.device, "ColdStartConfig")
+        runtime.check_seed(self.seed, "ColdStartConfig")
+        runtime.check_threads(self.threads, "ColdStartConfig")
         for name in ("samples_per_prompt", "max_new_tokens", "batch_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -281,8 +281,8 @@ def run(config: ColdStartConfig) -> Path:
     problems = rl_prompts(sampled, seed=config.seed, kinds=config.kind_tuple()) if sampled else []
     long_problems = problem_set(PRETRAIN, config.n_long_cot, seed=config.seed, kinds=config.kind_tuple())
     loaded = load_engine(config.zero_checkpoint, config.bf16, config.device) if config.zero_checkpoint else None
-    training.set_threads(config.threads)
-    training.keep_freed_memory()
+    runtime.set_threads(config.threads)
+    runtime.keep_freed_memory()
     dedupe, examples, funnels = Deduper(), [], []
     if loaded is not None and problems:
         kept, funnel = zero_examples(*loaded, problems, config, dedupe)

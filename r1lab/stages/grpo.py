@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
@@ -106,9 +106,9 @@ class GRPOConfig:
             raise ValueError("GRPOConfig: strict_format=False (R1-Zero's lenient format) does not apply to template "
                              "'chat', whose format reward is <think> reasoning then a summary")
         check_language(self.language)
-        training.check_device(self.device, "GRPOConfig")
-        training.check_seed(self.seed, "GRPOConfig")
-        training.check_threads(self.threads, "GRPOConfig")
+        runtime.check_device(self.device, "GRPOConfig")
+        runtime.check_seed(self.seed, "GRPOConfig")
+        runtime.check_threads(self.threads, "GRPOConfig")
 
 
 def check_language(language: str) -> None:
@@ -143,7 +143,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
-        with torch.no_grad(), training.autocast(config.bf16, config.device):
+        with torch.no_grad(), runtime.autocast(config.bf16, config.device):
             ref_logp = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
     stats: dict[str, list[float]] = {}
     tokens = 0
@@ -156,7 +156,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                 # move the weights, and ratio / clip stats of 0 would enter the step's means
                 continue
             tokens += int(batch.token_valid[rows].sum())  # masked truncated rows of the minibatch too
-            with training.autocast(config.bf16, config.device):
+            with runtime.autocast(config.bf16, config.device):
                 logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
             out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset
 from r1lab.tokenizer import Tokenizer, world_tokenizer
@@ -56,9 +56,9 @@ class PretrainConfig:
         if self.seq_len > positions:  # it would train positions its checkpoint says it has not got
             raise ValueError(f"PretrainConfig.seq_len {self.seq_len} exceeds the {self.model!r} model's "
                              f"max_position_embeddings ({positions}); give --seq-len {positions} or less")
-        training.check_device(self.device, "PretrainConfig")
-        training.check_seed(self.seed, "PretrainConfig")
-        training.check_threads(self.threads, "PretrainConfig")
+        runtime.check_device(self.device, "PretrainConfig")
+        runtime.check_seed(self.seed, "PretrainConfig")
+        runtime.check_threads(self.threads, "PretrainConfig")
 
 
 def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
@@ -88,7 +88,7 @@ def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfi
     losses = []
     for i in range(n_batches):
         x, y = batch_at(stream, -1 - i, config)
-        with training.autocast(config.bf16, config.device):
+        with runtime.autocast(config.bf16, config.device):
             losses.append(model.loss(x, y).ce.item())
     model.train()
     return sum(losses) / len(losses)
@@ -150,7 +150,7 @@ def run(config: PretrainConfig) -> Path:
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
         x, y = batch_at(stream, step, config)
-        with training.autocast(config.bf16, config.device):
+        with runtime.autocast(config.bf16, config.device):
             out_loss = model.loss(x, y)
         out_loss.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

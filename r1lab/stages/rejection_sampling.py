@@ -36,7 +36,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, SamplingParams
@@ -83,9 +83,9 @@ class RejectionSamplingConfig:
     threads: int = 0  # torch threads; 0 = torch's default
 
     def __post_init__(self) -> None:
-        training.check_device(self.device, "RejectionSamplingConfig")
-        training.check_seed(self.seed, "RejectionSamplingConfig")
-        training.check_threads(self.threads, "RejectionSamplingConfig")
+        runtime.check_device(self.device, "RejectionSamplingConfig")
+        runtime.check_seed(self.seed, "RejectionSamplingConfig")
+        runtime.check_threads(self.threads, "RejectionSamplingConfig")
         if not self.checkpoint:
             raise ValueError("RejectionSamplingConfig.checkpoint is required (the model to sample)")
         for name in ("n_prompts", "samples_per_prompt", "max_new_tokens", "keep_per_prompt", "batch_problems",

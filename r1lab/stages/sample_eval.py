@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
 from r1lab.model import from_pretrained
 from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
@@ -67,8 +67,8 @@ class SampleEvalConfig:
         if not ((self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < math.inf) and 0 < self.top_p <= 1):
             raise ValueError(f"SampleEvalConfig: temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, inf) and "
                              f"top_p in (0, 1], got {self.temperature} and {self.top_p}")
-        training.check_device(self.device, "SampleEvalConfig")
-        training.check_seed(self.seed, "SampleEvalConfig")
+        runtime.check_device(self.device, "SampleEvalConfig")
+        runtime.check_seed(self.seed, "SampleEvalConfig")
         # benchmarks too: an R1-Zero model asked in the chat format it never saw answers noise
         self.template = infer_template(self.checkpoint) if self.template == AUTO else check_template(self.template)
 
@@ -148,7 +148,7 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
     """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
     model, tokenizer = from_pretrained(config.checkpoint, device=config.device), Tokenizer.load(config.checkpoint)
-    training.keep_freed_memory()
+    runtime.keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     problems, prompts, world = _prompts(config, tokenizer)
     opening = THINK_OPENING if world is None and config.template == CHAT else ""  # what the prompt forced

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from r1lab import training
+from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, read_sft_jsonl
 from r1lab.model import Transformer, document_mask, from_pretrained, max_mean_load_ratio
@@ -71,9 +71,9 @@ class SFTConfig:
         if self.max_steps < 0:
             raise ValueError("SFTConfig.max_steps must be >= 0 (0 = as many as the epochs take)")
         training.check_optimizer_settings(self)
-        training.check_device(self.device, "SFTConfig")
-        training.check_seed(self.seed, "SFTConfig")
-        training.check_threads(self.threads, "SFTConfig")
+        runtime.check_device(self.device, "SFTConfig")
+        runtime.check_seed(self.seed, "SFTConfig")
+        runtime.check_threads(self.threads, "SFTConfig")
 
 
 # ----------------------------------------------------------------------------- data
@@ -199,7 +199,7 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batch,
                config: SFTConfig) -> dict[str, float]:
     """One optimizer step on the response tokens of `batch`; returns its statistics."""
-    with training.autocast(config.bf16, config.device):
+    with runtime.autocast(config.bf16, config.device):
         out = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
                          position_ids=batch.position_ids, token_valid=batch.token_valid)  # pads leave MoE balancing out
     out.loss.backward()
