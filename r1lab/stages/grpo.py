@@ -185,6 +185,9 @@ def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenize
     ck = training.resume_checkpoint(config, ("init", "seed", "n_prompts", "prompts_per_step", "group_size",
                                              "template"), config.max_steps)
     model = from_pretrained(ck or config.init, device=config.device).train()
+    if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
+        print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
+              "(bias balancing still runs)")
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
@@ -217,9 +220,6 @@ def run(config: GRPOConfig) -> Path:
     model, ref, tokenizer, optimizer, state = _load(config)
     check_prompt_room([p.question for p in pool], tokenizer, config.template, config.max_new_tokens,
                       model.config.max_position_embeddings, "GRPOConfig.max_new_tokens")
-    if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
-        print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
-              "(bias balancing still runs)")
     start = state.get("step", 0)
     out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
     if state:
