@@ -303,6 +303,10 @@ class Deduper:
 
     seen: set[str] = field(default_factory=set)
 
+    def __contains__(self, example: tuple[str, str]) -> bool:
+        """Whether (prompt, response) was seen, without recording it."""
+        return dedupe_key(*example) in self.seen
+
     def add(self, prompt: str, response: str) -> bool:
         key = dedupe_key(prompt, response)
         if key in self.seen:

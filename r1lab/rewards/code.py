@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from r1lab.rewards.format import NEW_TURN, last_answer_block, reply_body, turn_body
+from r1lab.rewards.format import NEW_QUESTION, NEW_TURN, last_answer_block, reply_body, turn_body
 from r1lab.rewards.sandbox import ExecutionResult, Job, Limits, Sandbox, default_sandbox
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ HARNESS_MODULE = "solution"
 _BOM = "\ufeff"  # compile() refuses it in a str, though CPython accepts it at the start of a file
 # `reply_body`'s ends, only at the start of a line: in code with no fence around it, `class User:`, a
 # `# Q: ...` comment or print("Assistant: hi") are code, while a made-up turn after code opens a line
-_BARE_REPLY_END = re.compile(rf"^{NEW_TURN.pattern}|\n\n(?:Problem|Q):", re.M)
+_BARE_REPLY_END = re.compile(rf"^{NEW_TURN.pattern}|{NEW_QUESTION.pattern}", re.M)
 
 
 @dataclass(frozen=True, kw_only=True)

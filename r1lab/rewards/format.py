@@ -20,9 +20,11 @@ _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 # completion that goes on with "User:" or "Assistant:" has made up a new turn; not one inside a link
 # (".../index.php/User:Name", as AIME 2024's reference solutions cite)
 NEW_TURN = re.compile(r"(?<![\w/])(?:User|Assistant):")
-# where the reply ends in a turn: a made-up new turn, or a new question as the world's corpus frames
-# one ("Q: ...", "Problem: ..."; also how few-shot math prompts separate questions)
-_REPLY_END = re.compile(rf"{NEW_TURN.pattern}|\n\n(?:Problem|Q):")
+# a new question as the world's corpus frames one ("Q: ...", "Problem: ..."; also how few-shot math
+# prompts separate questions)
+NEW_QUESTION = re.compile(r"\n\n(?:Problem|Q):")
+# where the reply ends in a turn: a made-up new turn or a new question
+_REPLY_END = re.compile(rf"{NEW_TURN.pattern}|{NEW_QUESTION.pattern}")
 _STRICT = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*",
                      re.DOTALL)
 _R1 = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>(.*)", re.DOTALL)

@@ -40,8 +40,7 @@ from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
 from r1lab.engine import Completion, SamplingParams
-from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
-                           dedupe_key)
+from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prompt_ids
 from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer
@@ -171,7 +170,7 @@ def _reasoning_checks(problem: WorldProblem, completion: Completion, response: s
     # a verified answer after reasoning that ended at another number: the summary contradicts it
     yield "reaches_answer", reaches_answer(response, problem)
     yield from check_readability(response, readability).checks()
-    yield "dedupe", dedupe_key(problem.question, response) not in dedupe.seen
+    yield "dedupe", (problem.question, response) not in dedupe
     yield "per_prompt_cap", kept < config.keep_per_prompt
 
 
