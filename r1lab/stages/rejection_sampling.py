@@ -46,7 +46,7 @@ from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prom
 from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer
 from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
-from r1lab.world.answers import READ_CHARS  # how much of a completion completion_body reads
+from r1lab.world.answers import read_to_end
 from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
 from r1lab.world.render import final_answer_text
 
@@ -150,13 +150,6 @@ def kept_response(text: str) -> str:
     return completion_body(text).strip()
 
 
-def judged_whole(text: str) -> bool:
-    """Whether the turn ends within the `READ_CHARS` characters `completion_body` (so the judges and
-    `kept_response`) reads: a longer one would be filtered and kept cut short, its tail unread (the
-    world's rules judge such a reply wrong: its final answer was not read)."""
-    return len(text) <= READ_CHARS or len(completion_body(text)) < READ_CHARS
-
-
 def _reasoning_checks(problem: WorldProblem, completion: Completion, response: str, correct: bool, kept: int,
                       readability: ReadabilityConfig, config: RejectionSamplingConfig,
                       dedupe: Deduper) -> Iterator[tuple[str, bool]]:
@@ -164,7 +157,9 @@ def _reasoning_checks(problem: WorldProblem, completion: Completion, response: s
     ``kept``: samples of this prompt kept so far. A duplicate repeats a kept sample: the caller
     records a sample in ``dedupe`` once it is kept, so a copy of one the cap turned away is
     counted by the cap again (the samples kept are the same either way)."""
-    yield "finished", completion.finish_reason == "stop" and judged_whole(completion.text)
+    # a turn not ended within what completion_body (so the judges and kept_response) reads would be
+    # filtered and kept cut short, its tail unread
+    yield "finished", completion.finish_reason == "stop" and read_to_end(completion.text)
     yield "correct", correct
     yield "step_by_step", is_reasoning(response)
     # a verified answer after reasoning that ended at another number: the summary contradicts it

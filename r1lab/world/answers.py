@@ -45,12 +45,17 @@ def completion_body(completion: str) -> str:
     return reply_body(completion[:READ_CHARS])
 
 
+def read_to_end(completion: str) -> bool:
+    """Whether the reply ends within the `READ_CHARS` characters the world reads (else its end,
+    where the answer is, was not read)."""
+    return not isinstance(completion, str) or len(completion) <= READ_CHARS or \
+        len(completion_body(completion)) < READ_CHARS
+
+
 def _judged_body(completion: str) -> str | None:
-    """`completion_body`, or None when the reply runs past `READ_CHARS`: its end (where the answer
-    is) was not read, so the rules judge it neither right nor in format."""
-    body = completion_body(completion)
-    cut = isinstance(completion, str) and len(completion) > READ_CHARS and len(body) == READ_CHARS
-    return None if cut else body
+    """`completion_body`, or None when the reply is not `read_to_end`: the rules judge it neither
+    right nor in format."""
+    return completion_body(completion) if read_to_end(completion) else None
 
 
 def final_answer_span(completion: str) -> str:
