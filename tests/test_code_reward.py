@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from scaling import assert_linear
 from test_sandbox import sandbox_processes
 
 from r1lab.rewards import code as code_module
@@ -95,14 +96,15 @@ def test_extraction_matches_its_old_regexes_and_stays_linear():
         found = OLD_ANSWER.findall(text)
         assert code_module.last_answer_block(text) == (found[-1] if found else None), text
         assert [found[1:] for found in code_module._FENCE.findall(text)] == OLD_FENCE.findall(text), text
-    stuck = ["<answer>" * 40_000, "```python" + "x" * 100_000]  # 43 s and ~4 s before
-    # spaces or tabs after a fence that never closes: 6 s and ~1.5 s before the possessive `[ \t]*+`
-    blank = ["```" + " " * 40_000 + "\nx = 1", "```python\nx = 1\n```\n```" + "\t" * 20_000]
-    # CPU time of this thread, not wall clock: a loaded CI machine stretches the wall clock, not the work
-    start = time.thread_time()
-    assert [extract_code(text) for text in stuck] == stuck
-    assert [extract_code(text) for text in blank] == ["x = 1", "x = 1"]  # the first never closes
-    assert time.thread_time() - start < 1.0
+
+    def run(k: int) -> None:
+        stuck = ["<answer>" * k, "```python" + "x" * (k * 5 // 2)]  # 40,000: 43 s and ~4 s before
+        # spaces or tabs after a fence that never closes: 6 s and ~1.5 s before the possessive `[ \t]*+`
+        blank = ["```" + " " * k + "\nx = 1", "```python\nx = 1\n```\n```" + "\t" * (k // 2)]
+        assert [extract_code(text) for text in stuck] == stuck
+        assert [extract_code(text) for text in blank] == ["x = 1", "x = 1"]  # the first never closes
+
+    assert_linear(run, 5_000)
 
 
 @pytest.mark.parametrize("completion", [
@@ -444,11 +446,12 @@ def test_tilde_fences_are_code_blocks(completion, expected):
 
 
 def test_tilde_fences_stay_linear():
-    open_tilde = "~~~python\n" + "```\n" * 20_000  # backtick lines inside a block never closed
-    texts = ["~~~python" + "x" * 100_000, "~~~" + " " * 40_000 + "\nx = 1", open_tilde]
-    start = time.thread_time()  # CPU time: load on the machine stretches only the wall clock
-    assert [extract_code(text) for text in texts] == [texts[0], "x = 1", open_tilde[10:].rstrip()]
-    assert time.thread_time() - start < 1.0
+    def run(k: int) -> None:
+        open_tilde = "~~~python\n" + "```\n" * k  # backtick lines inside a block never closed
+        texts = ["~~~python" + "x" * 5 * k, "~~~" + " " * 2 * k + "\nx = 1", open_tilde]
+        assert [extract_code(text) for text in texts] == [texts[0], "x = 1", open_tilde[10:].rstrip()]
+
+    assert_linear(run, 2_500)
 
 
 # MBPP records in the sanitized format (test_imports, no test_setup_code).
@@ -502,10 +505,10 @@ def test_a_code_span_line_does_not_open_a_fence(completion):
 
 
 def test_code_span_lines_stay_linear():
-    spans = "```python x```\n" * 60_000 + "```python\nx = 1\n```\n"
-    start = time.perf_counter()
-    assert extract_code(spans) == "x = 1"
-    assert time.perf_counter() - start < 1.0
+    def run(k: int) -> None:
+        assert extract_code("```python x```\n" * k + "```python\nx = 1\n```\n") == "x = 1"
+
+    assert_linear(run, 2_500)
 
 
 # A fence of more than three backticks or tildes closes only on a run at least as long.
@@ -524,11 +527,12 @@ def test_a_longer_fence_closes_only_on_a_run_as_long(completion, expected):
 
 
 def test_longer_fences_stay_linear():
-    inner = "````python\n" + "```\n" * 100_000  # short runs inside a block never closed
-    wide = "`" * 200_000 + "\n" + ("`" * 199_999 + "\n") * 4 + "x"  # runs one short of its close
-    start = time.perf_counter()
-    assert [extract_code(text) for text in (inner, wide)] == [inner[11:].rstrip(), wide[200_001:]]
-    assert time.perf_counter() - start < 1.0
+    def run(k: int) -> None:
+        inner = "````python\n" + "```\n" * k  # short runs inside a block never closed
+        wide = "`" * 2 * k + "\n" + ("`" * (2 * k - 1) + "\n") * 4 + "x"  # runs one short of its close
+        assert [extract_code(text) for text in (inner, wide)] == [inner[11:].rstrip(), wide[2 * k + 1:]]
+
+    assert_linear(run, 12_500)
 
 
 # a dangling decorator at the end of the code cannot wrap the test's check
@@ -602,7 +606,8 @@ def test_a_made_up_turn_cannot_replace_the_graded_code(sandbox):
 
 # finding the reply's end outside code blocks is linear: every block, code span and marker is read once
 def test_finding_the_end_of_the_reply_is_linear():
-    text = "```python\nx = 'User: a'\n```\nso: ```py x```\n" * 10_000 + "Q: a User: b " * 10_000  # ~560 KB
-    start = time.thread_time()
-    assert extract_code(text) == "x = 'User: a'"
-    assert time.thread_time() - start < 1.0
+    def run(k: int) -> None:
+        text = "```python\nx = 'User: a'\n```\nso: ```py x```\n" * k + "Q: a User: b " * k  # 10,000: ~560 KB
+        assert extract_code(text) == "x = 'User: a'"
+
+    assert_linear(run, 1_250)

@@ -7,10 +7,10 @@ import doctest
 import logging
 import random
 import re
-import time
 from pathlib import Path
 
 import pytest
+from scaling import assert_linear
 
 import r1lab.rewards.answer_forms as forms
 import r1lab.rewards.math as rm
@@ -73,11 +73,12 @@ def test_extract_answer_returns_none_for_non_text(not_text):
 
 def test_extraction_is_linear_on_degenerate_text():
     """A model stuck in a loop can emit huge runs of openers; reading them must stay fast."""
-    texts = ["\\boxed{" * 50_000, "<answer>" * 50_000 + "</answer>" * 3, "{" * 200_000 + "\\boxed{1}", "####" * 50_000]
-    start = time.perf_counter()
-    results = [extract_answer(t) for t in texts]
-    assert results[0] is None and results[2] == "1"
-    assert time.perf_counter() - start < 2.0
+    def run(k: int) -> None:
+        texts = ["\\boxed{" * k, "<answer>" * k + "</answer>" * 3, "{" * 4 * k + "\\boxed{1}", "####" * k]
+        results = [extract_answer(t) for t in texts]
+        assert results[0] is None and results[2] == "1"
+
+    assert_linear(run, 6_250)
 
 
 def test_random_garbage_never_raises():
@@ -193,10 +194,12 @@ def test_lenient_format_reward_agrees_with_its_regex_and_stays_linear():
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
         expected = 1.0 if LENIENT_REGEX.search(text.split("<|eos|>")[0]) else 0.0
         assert lenient_format_reward(text) == expected, text
-    stuck = "<think>step</think>" * 1000  # 19 KB; the regex took ~19 s on it
-    start = time.perf_counter()
-    assert lenient_format_reward(stuck) == 0.0 and lenient_format_reward(stuck + "<answer>5</answer>") == 1.0
-    assert time.perf_counter() - start < 1.0
+
+    def run(k: int) -> None:
+        stuck = "<think>step</think>" * k  # the regex took ~19 s on 1,000 (19 KB)
+        assert lenient_format_reward(stuck) == 0.0 and lenient_format_reward(stuck + "<answer>5</answer>") == 1.0
+
+    assert_linear(run, 125)
 
 
 # --- the reward ----------------------------------------------------------------------------
@@ -342,9 +345,11 @@ def test_numbers_apart_are_not_their_sum(monkeypatch):
         assert check_answers(["3 5", "3\\,5", "12 34", "-1 2.5", "1 2"], ["8", "8", "46", "1.5", "1 2"]) == \
             [False, False, False, False, True]
     assert check_answers(["1 000", "2 \\frac{1}{2}"], ["1000", "2.5"]) == [True, True]
-    start = time.perf_counter()
-    assert not answers_equal("1 " * 50_000, "5")
-    assert time.perf_counter() - start < 1.0
+
+    def run(k: int) -> None:
+        assert not answers_equal("1 " * k, "5")
+
+    assert_linear(run, 6_250)
 
 
 def test_latex_spacing_before_a_unit_keeps_the_number_whole():
@@ -408,10 +413,11 @@ def test_accuracy_reward_pays_no_first_number_of_two():
 
 
 def test_the_check_stays_linear_on_an_unclosed_text_group():
-    start = time.perf_counter()
-    assert canonical_answer("1\\text{" + "a" * 50_000) == "1\\text{" + "a" * 50_000
-    assert fast_verdict("1\\text{" + "a" * 50_000, "1") is None  # math-verify decides
-    assert time.perf_counter() - start < 2.0
+    def run(k: int) -> None:
+        assert canonical_answer("1\\text{" + "a" * k) == "1\\text{" + "a" * k
+        assert fast_verdict("1\\text{" + "a" * k, "1") is None  # math-verify decides
+
+    assert_linear(run, 6_250)
 
 
 # The typeset minus sign U+2212 is a minus (r1lab.rewards.answer_forms / math): models copy it from

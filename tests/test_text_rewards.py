@@ -4,9 +4,9 @@ split into words when scripts mix."""
 from __future__ import annotations
 
 import doctest
-import time
 
 import pytest
+from scaling import assert_linear
 
 import r1lab.rewards.language as lang
 from r1lab.rewards import RewardTerm, Rubric, lenient_format_reward, r1_format_reward, strict_format_reward
@@ -31,10 +31,11 @@ def test_words_are_runs_of_one_script(cot, target, expected):
 
 
 def test_long_reasoning_is_scored_quickly():
-    cot = "因为 x-координата so 答案 hello, " * 5_000  # ~150 KB
-    start = time.perf_counter()
-    assert script_language_reward(f"<think>{cot}</think>", target="zh") == pytest.approx(4 / 7)  # 因为答案: 4 of 7
-    assert time.perf_counter() - start < 2.0
+    def run(k: int) -> None:
+        cot = "因为 x-координата so 答案 hello, " * k  # 5,000: ~150 KB
+        assert script_language_reward(f"<think>{cot}</think>", target="zh") == pytest.approx(4 / 7)  # 因为答案: 4 of 7
+
+    assert_linear(run, 625)
 
 
 def test_language_doctests():
