@@ -264,3 +264,15 @@ def test_the_world_does_not_judge_a_reply_it_did_not_read_to_its_end():
     ended = short + "<|eos|>" + "x" * READ_CHARS  # the turn ends early: the rest is not this reply
     assert extract_final_answer(ended) == 7 and follows_r1_zero_format(ended)
     assert extract_final_answer(short + " " * READ_CHARS) is None  # not read to its end
+
+
+# Numbers written with non-decimal digits (superscripts, fractions, Roman numerals) are numbers to
+# the world's classifier, neutral as "25" is, not unknown words counted against the target.
+@pytest.mark.parametrize("cot", ["First, 5²=25.", "First, ½ of 4 is 2.", "First, Ⅻ is 12.", "First, ① is 1."])
+def test_the_world_reward_counts_no_number_as_a_word(cot):
+    from r1lab.filters import language_share
+    from r1lab.world import word_language, words
+
+    assert world_language_reward(f"<think> {cot} </think>") == 1.0
+    assert language_share(f"<think>\n{cot}\n</think>\nIt is 25.") == 1.0
+    assert words("x² and y") == ["x", "and", "y"] and word_language("²") is None

@@ -94,7 +94,10 @@ _neutral_words: set[str] = set()
 
 def words(text: str) -> list[str]:
     """Alphabetic words of ``text`` (digits, operators, punctuation and tags are not words)."""
-    return _WORD.findall(_TAG.sub(" ", text))
+    text = _TAG.sub(" ", text)
+    if not text.isascii():  # re's \d is only decimal digits: "²", "½", "Ⅻ" would match as letters
+        text = "".join(" " if ch.isnumeric() else ch for ch in text)
+    return _WORD.findall(text)
 
 
 def register_words(language: str | None, text: str) -> None:
@@ -115,7 +118,7 @@ def lexicon(language: str | None) -> frozenset[str]:
 def word_language(word: str) -> str | None:
     """``"en"``, ``"vl"``, ``None`` for neutral tokens (numbers, symbols, names), ``"?"`` for unknown words."""
     lowered = word.lower()
-    if not _WORD.fullmatch(word) or lowered in _neutral_words:
+    if words(word) != [word] or lowered in _neutral_words:  # as `words` reads it: "²" is a number
         return None
     if lowered in _english_words:
         return ENGLISH
