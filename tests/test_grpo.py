@@ -123,3 +123,22 @@ def test_a_lenient_format_with_the_chat_template_is_refused_at_once(tmp_path):
     with pytest.raises(ValueError, match="strict_format"):
         grpo.GRPOConfig(init="unused", out_dir=str(tmp_path / "rl"), template="chat", strict_format=False)
     assert not (tmp_path / "rl").exists()
+
+
+# dynamic sampling dropped every group: with a KL reference, the update is no step, not a crash
+def test_an_update_with_every_group_dropped_and_a_reference_takes_no_step():
+    import copy
+
+    model, _ = _model_and_batch(["stop"] * 4)
+    comps = [Completion(prompt_index=i // 2, token_ids=[3, 4], logprobs=[0.0] * 2, text="", finish_reason="stop")
+             for i in range(4)]
+    rollout = Rollout(prompts=[[1, 5], [1, 6]], completions=comps, examples=[None] * 4,
+                      rewards=RubricResult(total=[1.0, 1.0, 0.0, 0.0], per_term={}), group_size=2)
+    batch = build_batch(rollout, torch.zeros(4), pad_id=0, drop_equal_groups=True, mask_truncated=False)
+    assert batch.tokens.shape[0] == 0
+    ref = copy.deepcopy(model).eval()
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    stats = grpo.policy_update(model, ref, training.make_optimizer(model, 1e-2, 0.0), batch,
+                               grpo.GRPOConfig(group_size=2, dynamic_sampling=True))
+    assert stats == {"expert_load_max_mean": 1.0, "train_tokens": 0}
+    assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())

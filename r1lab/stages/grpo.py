@@ -137,9 +137,14 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                   batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
     step); returns mean statistics and `train_tokens`, the completion tokens forwarded and
-    backpropagated in all. A minibatch without a loss token takes no step. The router
+    backpropagated in all. A minibatch without a loss token takes no step; a batch without
+    one (no row left, or all masked) returns `expert_load_max_mean` 1 and no token. The router
     biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over
     those steps of the load each saw)."""
+    if not batch.mask.any():
+        # every group dropped (dynamic sampling: no row, which the reference's forward cannot take)
+        # or every row masked (overlong filtering): no update, no load to balance, no token trained
+        return {"expert_load_max_mean": 1.0, "train_tokens": 0}
     n = batch.tokens.shape[0]
     ref_logp = None
     if ref is not None:
@@ -172,8 +177,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
                          ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
                 stats.setdefault(k, []).append(float(v.detach()))
-    # nothing trained: as a step whose groups were all dropped (no load to balance)
-    means = {k: sum(v) / len(v) for k, v in stats.items()} or {"expert_load_max_mean": 1.0}
+    means = {k: sum(v) / len(v) for k, v in stats.items()}  # some minibatch had a loss token
     return {**means, "train_tokens": tokens}
 
 
@@ -244,10 +248,7 @@ def run(config: GRPOConfig) -> Path:
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
                             config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
         t1 = time.perf_counter()
-        # every group dropped (dynamic sampling) or every row masked (overlong filtering): no update,
-        # no load to balance, no token trained
-        stats = policy_update(model, ref, optimizer, batch, config, step) if batch.mask.any() else \
-            {"expert_load_max_mean": 1.0, "train_tokens": 0}
+        stats = policy_update(model, ref, optimizer, batch, config, step)  # no update without a loss token
         t_train, train_tokens = time.perf_counter() - t1, stats.pop("train_tokens")
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: reference replaced every 400 steps
