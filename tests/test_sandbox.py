@@ -626,3 +626,12 @@ def test_a_server_whose_caller_left_without_close_removes_its_directory(tmp_path
     while list(tmp_path.glob("r1lab-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(tmp_path.glob("r1lab-*")) == []
+
+
+# A non-daemon thread started by another one after the program's end is waited for, as by CPython.
+def test_a_thread_started_by_a_thread_at_the_end_is_waited_for(sandbox):
+    source = ("import threading, time\ndef late():\n    time.sleep(0.2)\n    print('late')\n"
+              "def starter():\n    time.sleep(0.2)\n    threading.Thread(target=late).start()\n"
+              "threading.Thread(target=starter).start()\nprint('main')\n")
+    result = run(sandbox, source)
+    assert (result.status, result.stdout) == ("passed", "main\nlate\n")

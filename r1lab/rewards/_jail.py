@@ -321,9 +321,7 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
     except BaseException as error:  # the traceback starts at the program, not at this function
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    _join_threads()
     atexit._run_exitfuncs()
     # As CPython at exit: flush sys.stdout and sys.stderr unless None or closed (a program may
     # close them), 120 if that fails; the original stdout as its finaliser does, errors ignored
@@ -347,6 +345,15 @@ def _run_source(source: str, secret: _Secret, module: str = "__main__") -> int:
         with contextlib.suppress(OSError):  # closed by the program itself: no proof, exit as CPython
             os.write(proof, secret.value)
     return code & 0xFF
+
+
+def _join_threads() -> None:
+    """Wait for every non-daemon thread, as CPython does at exit: also for one that a joined thread
+    started after the first look (a single pass let it die at os._exit, its output lost)."""
+    while alive := [thread for thread in threading.enumerate()
+                    if thread is not threading.current_thread() and not thread.daemon]:
+        for thread in alive:
+            thread.join()
 
 
 def _is_closed(stream: object) -> bool:
