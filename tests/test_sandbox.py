@@ -635,3 +635,11 @@ def test_a_thread_started_by_a_thread_at_the_end_is_waited_for(sandbox):
               "threading.Thread(target=starter).start()\nprint('main')\n")
     result = run(sandbox, source)
     assert (result.status, result.stdout) == ("passed", "main\nlate\n")
+
+
+# A program that replaces os._exit ends as under `python solution.py`.
+def test_a_program_that_replaces_os_exit_ends_as_in_python(sandbox):
+    result = run(sandbox, "import os\nos._exit = lambda code: None\nprint('hi')\n")
+    assert (result.status, result.exit_code, result.stdout, result.stderr) == ("passed", 0, "hi\n", "")
+    early = run(sandbox, "import os, sys\nos._exit = lambda code: None\nsys.exit(0)\nprint('hi')\n")
+    assert (early.status, early.exit_code, early.stdout) == ("failed", 0, "")
