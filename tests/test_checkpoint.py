@@ -436,3 +436,16 @@ def test_a_tensor_in_two_weight_files_is_an_error_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"model\.norm\.weight is in both .*model-00001-of-00001\.safetensors and "
                                          r".*/model\.safetensors"):
         from_pretrained(path)
+
+
+# a transformers-built config that leaves num_key_value_heads at DeepseekV3Config's default (128) loads
+def test_transformers_default_num_key_value_heads_loads(tmp_path):
+    cfg = {k: v for k, v in to_hf_config(make_config()).items()
+           if k not in ("architectures", "model_type", "r1lab", "dtype", "num_key_value_heads")}
+    hf = DeepseekV3ForCausalLM(DeepseekV3Config(**cfg)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["num_key_value_heads"] == 128
+    model = from_pretrained(tmp_path / "hf").eval()
+    x = torch.randint(0, 96, (2, 12))
+    with torch.no_grad():
+        assert (model(x) - hf(x).logits).abs().max().item() <= PARITY_ATOL

@@ -85,8 +85,12 @@ def from_hf_config(d: dict[str, Any]) -> ModelConfig:
             raise _unsupported(field, d[field], f"only {ok!r} is implemented")
     d = {**_HF_DEFAULTS, **d}
     heads = d["num_attention_heads"]
-    if d.get("num_key_value_heads") not in (None, heads):
-        raise _unsupported("num_key_value_heads", d["num_key_value_heads"], "MLA uses one KV latent for all heads")
+    # MLA's keys and values come per head from one latent, so transformers' DeepseekV3 ignores this field
+    # unless it is below num_attention_heads (then it repeats the keys and crashes); DeepseekV3Config's
+    # default 128 stays in the config.json of any smaller model built without it, and loads there
+    kv_heads = d.get("num_key_value_heads")
+    if kv_heads is not None and kv_heads < heads:
+        raise _unsupported("num_key_value_heads", kv_heads, "MLA uses one KV latent for all heads")
     routing = {k: d[k] if d[k] is not None else _HF_DEFAULTS[k]
                for k in ("num_experts_per_tok", "n_group", "topk_group", "routed_scaling_factor")}
     extras = d.get("r1lab", {})
