@@ -199,3 +199,47 @@ def test_version_prints_the_package_version(capsys):
         cli.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"r1lab {r1lab.__version__}\n"
+
+
+# Every command line in the README parses, and the files and names the docs point to exist.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_readme_command_line_names_a_command_and_parses():
+    import importlib
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()
+             if line.startswith("r1lab ")]
+    assert len(lines) >= 10
+    for line in lines:
+        name, *rest = shlex.split(line, comments=True)[1:]
+        assert name in cli.COMMANDS, line
+        parser = argparse.ArgumentParser(prog=f"r1lab {name}", exit_on_error=False)
+        importlib.import_module(cli.COMMANDS[name][0]).add_arguments(parser)
+        parser.parse_args(rest)  # an unknown flag or bad value exits: the test fails on that line
+
+
+def test_files_and_names_the_docs_point_to_exist():
+    import importlib
+    import re
+
+    from r1lab.model import Transformer
+
+    files = {p.name for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts}
+    for doc in ("README.md", "docs/architecture.md"):
+        for ref in re.findall(r"`([\w./*-]+\.(?:py|sh|md)|(?:r1lab|benchmarks|docs|tests)/[\w./*-]*)[` ]",
+                              (ROOT / doc).read_text()):
+            assert (list(ROOT.glob(ref)) if "/" in ref else ref in files), f"{doc}: {ref}"
+    modules = {"cli": "r1lab.cli", "training": "r1lab.training", "runtime": "r1lab.runtime",
+               "evaluate": "r1lab.stages.evaluate"}
+    names = [(owner, name) for owner, name in re.findall(r"`(\w+)\.(\w+)", (ROOT / "docs" / "architecture.md").read_text())
+             if name not in ("py", "md", "json", "sh")]  # file names, checked above
+    assert ("training", "start_run") in names
+    for owner, name in names:
+        if owner == "model":  # `model.update_router_bias()`: a method of the model
+            assert hasattr(Transformer, name), name
+        elif owner in modules:
+            assert hasattr(importlib.import_module(modules[owner]), name), f"{owner}.{name}"
