@@ -273,7 +273,9 @@ def test_grpo_config_rejects_bad_values(field):
 
 @pytest.mark.parametrize("argv, message", [
     (["--prompts-per-step", "8", "--n-prompts", "4"], "--prompts-per-step (8) must be <= --n-prompts (4)"),
-    (["--init", "no-such-checkpoint"], "no config.json in no-such-checkpoint")])
+    (["--init", "no-such-checkpoint"], "checkpoint not found: no directory no-such-checkpoint"),
+    (["--init", __file__], f"checkpoint not found: {__file__} is not a directory"),
+    (["--init", str(Path(__file__).parent)], f"no config.json in {Path(__file__).parent}")])
 def test_grpo_cli_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, capsys, argv, message):
     assert cli.main(["zero", "--out-dir", str(tmp_path / "zero"), "--threads", "1", *argv]) == 2
     err = capsys.readouterr().err

@@ -202,6 +202,9 @@ def remove_stale_temporaries(path: Path) -> None:
 
 def load_config(path: str | os.PathLike) -> ModelConfig:
     file = Path(path) / "config.json"
+    if not Path(path).is_dir():  # "no config.json in runs/base/base" read as a damaged checkpoint
+        raise FileNotFoundError(f"checkpoint not found: {path} is not a directory" if Path(path).exists()
+                                else f"checkpoint not found: no directory {path}")
     if not file.exists():
         raise FileNotFoundError(f"no config.json in {path}")
     try:
