@@ -230,7 +230,9 @@ def resume_checkpoint(config: Any, fields: tuple[str, ...], total_steps: int | N
     """The checkpoint a run continues from: with `config.resume`, the newest complete one in
     out_dir/checkpoints, checked to be the stopped run's (`check_same_run`) and, given
     `total_steps`, not past this run's end; None without --resume, or (said on stdout) when there
-    is none yet: the run starts afresh."""
+    is none yet: the run starts afresh. An out_dir that is (or lies under) a file is refused here, at
+    each training stage's first step, before a corpus or a model is built for nothing."""
+    check_output_dir(config.out_dir)
     if not config.resume:
         return None
     directory = Path(config.out_dir) / "checkpoints"

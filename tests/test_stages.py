@@ -497,3 +497,15 @@ def test_world_rubric_refuses_a_lenient_format_with_the_chat_template():
 
     with pytest.raises(ValueError, match="strict_format=False .* template 'chat'"):
         world_rubric(rubric_config(template="chat", strict_format=False))
+
+
+# an --out-dir that is a file is refused before the corpus is built (and before --resume's "starting afresh")
+@pytest.mark.parametrize("resume", [False, True])
+def test_pretrain_refuses_a_file_out_dir_before_any_work(tmp_path, capsys, resume):
+    out = tmp_path / "base.txt"
+    out.write_text("not a run")
+    config = pretrain.PretrainConfig(out_dir=str(out), n_docs=400, seq_len=64, batch_size=4, max_steps=1,
+                                     threads=1, resume=resume)
+    with pytest.raises(ValueError, match="it is a file"):
+        pretrain.run(config)
+    assert capsys.readouterr().out == ""
