@@ -41,9 +41,9 @@ class GRPOConfig:
     out_dir: str = "runs/zero"  # run directory: checkpoints/, metrics.jsonl, samples.jsonl, final policy/
     seed: int = 0  # seeds prompt order, sampling and init of everything random
     n_prompts: int = 1024  # RL prompt pool drawn from the world's rl split
-    prompts_per_step: int = 16  # questions per step; paper: 32
+    prompts_per_step: int = 16  # questions per step (one rollout); paper: 512 a rollout (8,192 outputs), 32 a minibatch
     group_size: int = 8  # G, completions per question; paper: 16
-    max_steps: int = 200  # optimizer steps (rollout batches); paper: 10,400
+    max_steps: int = 200  # steps, one rollout each (minibatches x ppo_epochs updates); paper: 650 rollouts (10,400 updates)
     max_new_tokens: int = 96  # completion length cap; paper: 32,768 (65,536 late)
     temperature: float = 1.0  # rollout sampling temperature; paper: 1.0
     lr: float = 2e-5  # peak learning rate; paper: 3e-6
