@@ -13,7 +13,7 @@ import torch
 
 from r1lab import cli, training
 from r1lab.model import from_pretrained
-from r1lab.stages import grpo, pretrain
+from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling
 from r1lab.tokenizer import Tokenizer
 
 
@@ -509,3 +509,12 @@ def test_pretrain_refuses_a_file_out_dir_before_any_work(tmp_path, capsys, resum
     with pytest.raises(ValueError, match="it is a file"):
         pretrain.run(config)
     assert capsys.readouterr().out == ""
+
+
+# sampling stages refuse a temperature that overflows logits / T when the config is built, naming it
+@pytest.mark.parametrize("make", [lambda t: cold_start.ColdStartConfig(temperature=t),
+                                  lambda t: rejection_sampling.RejectionSamplingConfig(checkpoint="ck", temperature=t)])
+def test_sampling_stage_configs_refuse_a_temperature_below_the_engines_minimum(make):
+    with pytest.raises(ValueError, match=r"Config\.temperature .* got 1e-09 .*>= 1e-06"):
+        make(1e-9)
+    assert make(0.0).temperature == 0.0 and make(1e-6).temperature == 1e-6  # greedy and the smallest T stay

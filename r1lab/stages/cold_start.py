@@ -40,7 +40,7 @@ from tqdm import tqdm
 from r1lab import runtime
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_file, write_sft_jsonl
-from r1lab.engine import Completion, Engine, SamplingParams
+from r1lab.engine import MIN_TEMPERATURE, Completion, Engine, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
 from r1lab.model import from_pretrained
 from r1lab.prompts import R1_ZERO, infer_template, prompt_ids
@@ -96,8 +96,11 @@ class ColdStartConfig:
         for name in ("n_prompts", "n_long_cot"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ColdStartConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.temperature < float("inf"):  # NaN too; "must be >= 0" misled for inf
-            raise ValueError(f"ColdStartConfig.temperature must be finite and >= 0, got {self.temperature}")
+        # NaN too; "must be >= 0" misled for inf. 0 < T < MIN_TEMPERATURE overflows logits / T: SamplingParams
+        # refuses it, but only after the model has loaded and without naming this config
+        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < float("inf")):
+            raise ValueError(f"ColdStartConfig.temperature must be finite and >= 0, got {self.temperature} "
+                             f"(0 is greedy; a positive one must be >= {MIN_TEMPERATURE})")
         if not (self.zero_checkpoint and self.n_prompts) and not self.n_long_cot:
             raise ValueError("ColdStartConfig: nothing to build; give --zero-checkpoint and --n-prompts, "
                              "or --n-long-cot")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
-from r1lab.engine import Completion, SamplingParams
+from r1lab.engine import MIN_TEMPERATURE, Completion, SamplingParams
 from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prompt_ids
@@ -93,8 +93,10 @@ class RejectionSamplingConfig:
                 raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_chat < 0:
             raise ValueError(f"RejectionSamplingConfig.n_chat must be >= 0, got {self.n_chat}")
-        if not 0 <= self.temperature < float("inf"):  # NaN too
-            raise ValueError(f"RejectionSamplingConfig.temperature must be finite and >= 0, got {self.temperature}")
+        # NaN too; 0 < T < MIN_TEMPERATURE overflows logits / T (SamplingParams refuses it after the model loads)
+        if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < float("inf")):
+            raise ValueError(f"RejectionSamplingConfig.temperature must be finite and >= 0, got {self.temperature} "
+                             f"(0 is greedy; a positive one must be >= {MIN_TEMPERATURE})")
         check_template(self.template)
         if self.template == R1_ZERO:
             # R1 §2.3.3 samples the reasoning-RL checkpoint, trained after the cold start in the chat
