@@ -518,3 +518,10 @@ def test_sampling_stage_configs_refuse_a_temperature_below_the_engines_minimum(m
     with pytest.raises(ValueError, match=r"Config\.temperature .* got 1e-09 .*>= 1e-06"):
         make(1e-9)
     assert make(0.0).temperature == 0.0 and make(1e-6).temperature == 1e-6  # greedy and the smallest T stay
+
+
+# a vocabulary too small for the tokenizer's bytes and reserved tokens is refused when the config is built
+def test_pretrain_config_refuses_a_vocabulary_smaller_than_bytes_and_reserved_tokens():
+    with pytest.raises(ValueError, match=r"PretrainConfig\.vocab_size must be >= 265 .* got 264"):
+        pretrain.PretrainConfig(vocab_size=264)
+    assert pretrain.PretrainConfig(vocab_size=265).vocab_size == 265

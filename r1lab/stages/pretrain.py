@@ -20,7 +20,7 @@ from tqdm import tqdm
 from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset
-from r1lab.tokenizer import Tokenizer, world_tokenizer
+from r1lab.tokenizer import RESERVED_TOKENS, Tokenizer, world_tokenizer
 
 
 @dataclass(kw_only=True)
@@ -50,6 +50,9 @@ class PretrainConfig:
         for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.vocab_size < 256 + len(RESERVED_TOKENS):  # else refused only once run() trains the tokenizer
+            raise ValueError(f"PretrainConfig.vocab_size must be >= {256 + len(RESERVED_TOKENS)} (256 bytes + "
+                             f"{len(RESERVED_TOKENS)} reserved tokens), got {self.vocab_size}")
         training.check_optimizer_settings(self)
         # an unknown preset: refused before an earlier run's checkpoints are removed
         positions = preset(self.model).max_position_embeddings
