@@ -534,3 +534,23 @@ def test_mtp_depths_read_the_states_after_the_final_norm():
         state = m.norm(out)  # h_i^k as its head reads it, the input of depth k + 1
         losses.append(F.cross_entropy(model.lm_head(state).flatten(0, 1), labels[:, k:k + T].flatten()))
     torch.testing.assert_close(model.loss(x, labels).mtp, torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)
+
+
+# a real token at or past max_position_embeddings (128 here) is a ValueError naming both, raised before
+# any work (a cache keeps its length); padding slots past it are masked and allowed
+def test_positions_past_the_limit_are_a_value_error_naming_position_and_limit():
+    torch.manual_seed(0)
+    model = Transformer(small_config()).eval()
+    x = torch.randint(0, 64, (1, 4))
+    with pytest.raises(ValueError, match=r"position 128 .*max_position_embeddings \(128\)"):
+        model(x, position_ids=torch.tensor([[125, 126, 127, 128]]))
+    with pytest.raises(ValueError, match=r"position 128 .*\(128\)"):
+        model(torch.randint(0, 64, (1, 129)))  # default positions 0..128
+    cache = model.make_cache(1, 130)
+    cache.length = 126
+    with pytest.raises(ValueError, match=r"position 129 .*\(128\)"):
+        model(x, cache=cache)  # a cached prefill at 126..129
+    assert cache.length == 126
+    model(x[:, :2], cache=cache)  # 126, 127: the last positions allowed
+    mask = torch.tensor([[True, True, False, False]])  # the pads sit at 128, 129
+    model(x, position_ids=torch.tensor([[126, 127, 128, 129]]), attention_mask=mask)

@@ -119,11 +119,6 @@ class Transformer(nn.Module):
         from a 2-D mask, to be given with a 4-D one (None: every token counts)."""
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
-        if position_ids is None:
-            position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
-        cos, sin = self.rotary(position_ids)
-        mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
-            attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
         # the query tokens' own validity, for MoE balancing: a 4-D packing mask marks no padding, so
         # its caller passes token_valid; a 2-D mask is it
         if attention_mask is not None and attention_mask.dim() == 2:
@@ -131,6 +126,12 @@ class Transformer(nn.Module):
         # bool whatever the caller's dtype: a 0/1 integer mask (transformers' convention) would index
         # the routed experts by position (rows 0 and 1) instead of selecting the real tokens
         token_valid = token_valid.bool() if token_valid is not None else None
+        if position_ids is None:
+            position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+        self._check_positions(position_ids, token_valid)
+        cos, sin = self.rotary(position_ids)
+        mask = attention_mask if attention_mask is not None and attention_mask.dim() == 4 else \
+            attention_mask_4d(attention_mask, start, T, start + T, input_ids.device)  # once for all layers
         x = self.model.embed_tokens(input_ids)
         aux: list[torch.Tensor] = []
         for layer in self.model.layers:
@@ -140,6 +141,17 @@ class Transformer(nn.Module):
         if cache is not None:
             cache.length += T
         return x, aux
+
+    def _check_positions(self, position_ids: torch.Tensor, token_valid: torch.Tensor | None) -> None:
+        """A ValueError if a real token sits at or past max_position_embeddings: RoPE would rotate
+        it by angles the model never trained on, silently. Padding slots may (rollout batches
+        round their widths up, and padding is masked)."""
+        limit = self.config.max_position_embeddings
+        real = position_ids if token_valid is None else position_ids.expand_as(token_valid)[token_valid]
+        last = int(real.max()) if real.numel() else -1
+        if last >= limit:
+            raise ValueError(f"position {last} is past the model's max_position_embeddings ({limit}): "
+                             f"positions must be in [0, {limit})")
 
     def forward(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | PrefixCache | None = None) -> torch.Tensor:
