@@ -554,3 +554,17 @@ def test_positions_past_the_limit_are_a_value_error_naming_position_and_limit():
     model(x[:, :2], cache=cache)  # 126, 127: the last positions allowed
     mask = torch.tensor([[True, True, False, False]])  # the pads sit at 128, 129
     model(x, position_ids=torch.tensor([[126, 127, 128, 129]]), attention_mask=mask)
+
+
+# a sequence made only of padding is left out of the sequence-wise balance loss's batch average
+def test_an_all_padding_row_does_not_dilute_the_balance_loss():
+    from r1lab.model.moe import Routing, sequence_balance_loss
+
+    # E = 2, K = 1; row 0's two real tokens both pick expert 0, with s / sum s = (0.75, 0.25) each:
+    # f = 2 / (1 * 2) * (2, 0) = (2, 0), P = (0.75, 0.25), loss 2 * 0.75 = 1.5. Row 1 is all padding.
+    scores = torch.tensor([[0.6, 0.2], [0.3, 0.1], [0.5, 0.5], [0.5, 0.5]])
+    routing = Routing(weights=torch.ones(4, 1), indices=torch.tensor([[0], [0], [1], [1]]), scores=scores)
+    valid = torch.tensor([[True, True], [False, False]])
+    torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 1, valid), torch.tensor(1.5))
+    none = torch.zeros(2, 2, dtype=torch.bool)  # a batch of padding only: 0, not NaN
+    torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 1, none), torch.tensor(0.0))

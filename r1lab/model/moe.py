@@ -299,7 +299,8 @@ def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int,
     """sum_i f_i * P_i per sequence, averaged over the batch (V3 eq. 17-20, without alpha).
 
     f_i = E / (K T) * #tokens of the sequence routed to i;  P_i = mean_t s_i,t / sum_j s_j,t,
-    with T and the mean over the sequence's real tokens only when token_valid (B, T) is given.
+    with T and the mean over the sequence's real tokens only when token_valid (B, T) is given; a
+    sequence without any (a batch's all-padding row) is left out of the batch average.
     """
     E = routing.scores.shape[-1]
     w = torch.ones(B, T, 1, device=routing.scores.device) if token_valid is None \
@@ -308,4 +309,9 @@ def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int,
     chosen = torch.zeros_like(routing.scores).scatter_(1, routing.indices, 1.0).view(B, T, E)
     f = (chosen * w).sum(1) * E / (top_k * n)  # (B, E), no gradient (counts)
     p = ((routing.scores / routing.scores.sum(-1, keepdim=True)).view(B, T, E) * w).sum(1) / n  # (B, E)
-    return (f * p).sum(-1).mean()
+    per_seq = (f * p).sum(-1)  # (B,)
+    if token_valid is None:
+        return per_seq.mean()
+    # an all-padding row has f = P = 0: averaged in, it would shrink every real sequence's loss
+    real = token_valid.view(B, T).any(1).float()  # (B,)
+    return (per_seq * real).sum() / real.sum().clamp(min=1)
