@@ -41,6 +41,9 @@ def route(logits: torch.Tensor, bias: torch.Tensor, *, top_k: int, n_group: int,
     N, E = logits.shape
     scores = logits.float().sigmoid() if scoring_func == "sigmoid" else logits.float().softmax(dim=-1)
     biased = scores + bias.float()  # (N, E): the bias only decides *which* experts
+    # groups score by their top-2 biased affinities with either scoring_func, as DeepSeek's reference
+    # Gate does whenever it has a balancing bias (r1lab always has one); V2's bias-free
+    # `group_limited_greedy` (max per group) is not implemented, and checkpoints that use it are refused
     if 1 < n_group and topk_group < n_group:  # with every group allowed the limit is a no-op
         group_scores = biased.view(N, n_group, E // n_group).topk(2, dim=-1).values.sum(-1)  # (N, G)
         top_groups = group_scores.topk(topk_group, dim=-1).indices  # (N, topk_group)
