@@ -30,6 +30,9 @@ class TokenizerLike(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
+# characters a tail of tokens may get wrong at its start: a character cut there (up to 3 U+FFFD for
+# its continuation bytes), or a leading space a SentencePiece decoder strips
+_GARBLED_CHARS = 3
 MIN_TEMPERATURE = 1e-6  # smallest T > 0 accepted; the sampled distribution is then greedy to float precision
 
 
@@ -219,11 +222,23 @@ class Engine:
                                  params) for r in range(len(ids) * n)]
 
     def _hit_stop_string(self, batch: _Batch, stops: tuple[str, ...]) -> torch.Tensor:
-        """Checks the decoded tail of each running row (enough tokens to cover any stop string)."""
-        # a token is at least one byte (byte-level BPE: one CJK character can take 3 tokens)
-        window = max(len(s.encode("utf-8")) for s in stops) + 2
-        hits = [any(s in self.tokenizer.decode(batch.out_ids[r][-window:]) for s in stops)  # type: ignore[union-attr]
-                for r in batch.rows.tolist()]
+        """Whether each running row's generated text now contains a stop string. One would end in
+        the newest token, so only a tail of the row is decoded; the tail grows until, before the
+        newest token's text, it holds a stop string's length in characters plus _GARBLED_CHARS.
+        Counted in tokens it could miss one: a token may decode to nothing (a skipped control id)."""
+        tokenizer = self.tokenizer
+        assert tokenizer is not None
+        longest = max(len(s) for s in stops)
+        start = max(len(s.encode("utf-8")) for s in stops) + 2  # one byte per token: enough for byte-level BPE
+        hits = []
+        for r in batch.rows.tolist():
+            ids = batch.out_ids[r]
+            window, text = start, tokenizer.decode(ids[-start:])
+            newest = len(tokenizer.decode(ids[-1:]))
+            while window < len(ids) and len(text) - newest < longest - 1 + _GARBLED_CHARS:
+                window *= 2
+                text = tokenizer.decode(ids[-window:])
+            hits.append(any(s in text for s in stops))
         return torch.tensor(hits, dtype=torch.bool, device=self.device)
 
     def _completion(self, prompt_index: int, ids: list[int], logprobs: list[float], entropies: list[float],

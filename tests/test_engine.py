@@ -532,3 +532,18 @@ def test_stop_strings_that_are_not_strings_are_refused_by_name(stops: object) ->
 
 def test_a_list_of_stop_strings_becomes_a_tuple() -> None:
     assert SamplingParams(stop_strings=["</answer>", "!"]).stop_strings == ("</answer>", "!")  # type: ignore[arg-type]
+
+
+# Stop strings: tokens that decode to nothing (skipped control ids) do not hide a stop string written before them.
+def test_a_stop_string_split_by_tokens_that_decode_to_nothing_still_stops(model, monkeypatch):
+    tok = CharTokenizer()  # ids 0 and 1 decode to ""
+    forced = iter(tok.encode("a") + [0] * 5 + tok.encode("b") + tok.encode("x") * 20)
+    real = engine_module.sample
+
+    def forced_sample(logits, params, gen):
+        token, logprob, entropy = real(logits, params, gen)
+        return torch.full_like(token, next(forced)), logprob, entropy
+
+    monkeypatch.setattr(engine_module, "sample", forced_sample)
+    out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=12, stop_strings=("ab",)))[0][0]
+    assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("a") + [0] * 5 + tok.encode("b"), "ab")
