@@ -613,3 +613,19 @@ def test_the_vote_stops_asking_the_checker_once_no_merge_can_change_the_winner(m
     correct = [True, False, True, False, False, True, False]
     assert majority_vote(answers, correct, _recording_checker(set(), asked)) == 0
     assert asked == [("b", "a"), ("c", "a"), ("c", "b")]
+
+
+# The reported majority answer when no sample is right: the vote by normal form, the checker not asked.
+def test_with_no_right_sample_the_reported_majority_is_the_vote_by_normal_form():
+    """'0.5', '\\frac12', '\\frac{1}{2}' are one answer to the checker (3 votes) but three normal
+    forms; with no right sample they are not merged, so '7' (2 votes) is reported; with a right
+    sample among them the merge decides cons@k and the 1/2 class wins."""
+    problem = Problem(id="p", prompt="?", answer="3", source="t")
+    texts = [f"The answer is \\boxed{{{a}}}." for a in ("0.5", "\\frac12", "\\frac{1}{2}", "7", "7")]
+    score = score_completions([problem], {0: texts}).problems[0]
+    assert (score.majority, score.cons_correct, score.correct) == ("7", False, [False] * 5)
+    asked: list[tuple[str, str]] = []
+    answers = ["0.5", "\\frac12", "\\frac{1}{2}", "7", "7", "3"]
+    equal = {("\\frac12", "0.5"), ("\\frac{1}{2}", "0.5")}
+    assert majority_vote(answers[:5], [False] * 5, _recording_checker(equal, asked)) == 3 and asked == []
+    assert majority_vote(answers, [False] * 5 + [True], _recording_checker(equal, asked)) == 0 and asked

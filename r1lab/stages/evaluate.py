@@ -74,9 +74,12 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool] | None 
     (per answer: judged equal to the gold), all correct answers vote as one, at no extra cost.
     A wrong answer written several ways would still split its votes and let a minority right
     answer win: `same(preds, golds)` (the checker's equality, batched) merges those groups
-    whenever together they could outvote the leader. Samples without an answer do not vote; a
-    tie goes to the answer that appeared first. The returned position is that answer's first
-    occurrence.
+    whenever some answer is correct and together they could outvote it. With no correct answer
+    the merge cannot change cons@k and is skipped (it costs up to k(k-1)/2 math-verify calls: ~20 s
+    a problem at k = 64), so the winner is then the majority by normal form, which may be a wrong
+    answer other than the one the checker would find most frequent. Samples without an answer do
+    not vote; a tie goes to the answer that appeared first. The returned position is that answer's
+    first occurrence.
 
     >>> majority_vote(["3", None, "5", "5.0", "3"]), majority_vote(["4", "7"]), majority_vote([None])
     (0, 0, None)
@@ -154,7 +157,9 @@ class ProblemScore:
     correct: list[bool]  # per sample
     pass_at_1: float  # mean correctness over all samples
     pass_at_k: float  # unbiased estimate from all samples
-    majority: str | None  # the voted answer over the first k samples
+    # the voted answer over the first k samples (see majority_vote: with no correct sample among
+    # them, the majority by normal form, not merged by the checker)
+    majority: str | None
     cons_correct: bool  # whether the voted answer is correct
 
 
