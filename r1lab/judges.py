@@ -150,19 +150,22 @@ class GenerativeJudge:
 
     def __call__(self, items: Sequence[JudgeItem]) -> list[bool]:
         """One verdict per item. An item whose judging prompt leaves the judge no room to answer
-        within its context (a long question or prediction), or that holds a written-out control
-        token, is not judged: False, not an error."""
+        within its context (a long question or prediction), that holds a written-out control
+        token, or whose prediction has no final answer (cut off while thinking: `final_answer` is
+        empty, as the rule judge finds no answer) is not judged: False, not an error."""
         params = SamplingParams(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens,
                                 stop_token_ids=(self.tokenizer.eos_id,))
         limit = self._max_prompt_tokens()
         verdicts: list[bool] = []
         for start in range(0, len(items), self.batch_size):
-            texts = [self.prompt(item) for item in items[start:start + self.batch_size]]
+            batch = items[start:start + self.batch_size]
+            texts = [self.prompt(item) for item in batch]
             prompts = [prompt_ids(self.tokenizer, text, self.template) for text in texts]
             # a sampled "<|assistant|>" in the prediction encodes as the real token: the judged
-            # model would write a turn of the judge's own conversation (e.g. "<|assistant|>yes")
-            fits = [find_control_token(text) is None and (limit is None or len(ids) <= limit)
-                    for text, ids in zip(texts, prompts)]
+            # model would write a turn of the judge's own conversation (e.g. "<|assistant|>yes");
+            # an empty prediction has nothing to judge, and a lenient judge model may still say yes
+            fits = [bool(final_answer(item.prediction)) and find_control_token(text) is None
+                    and (limit is None or len(ids) <= limit) for item, text, ids in zip(batch, texts, prompts)]
             judged = [ids for ids, ok in zip(prompts, fits) if ok]
             replies = iter(group[0].text for group in self.engine.generate(judged, params)) if judged else iter(())
             verdicts += [parse_verdict(next(replies)) if ok else False for ok in fits]

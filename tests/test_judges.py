@@ -62,3 +62,16 @@ def test_the_verdict_is_read_after_the_judges_reasoning(reply, verdict):
     """An <answer> block inside the judge's <think> was read as its verdict, over the reply after
     </think> that the docstring says is read."""
     assert parse_verdict(reply) is verdict
+
+
+# Judges (r1lab.judges): a prediction without a final answer is not shown to the judge model.
+def test_a_prediction_cut_off_while_thinking_is_judged_false_without_asking():
+    """final_answer of a prediction whose <think> never closes is empty: the judge model was asked
+    about an empty predicted answer, and a lenient one said yes to a sample with no answer."""
+    tokenizer = Tokenizer.load(BASE)
+    engine = YesEngine()
+    answered = JudgeItem(question="Compute 3+4.", reference="7", prediction="<think>\n3+4=7\n</think>\nIt is 7.")
+    items = [JudgeItem(question="Compute 3+4.", reference="7", prediction=text)
+             for text in ("<think>\n3+4=7, so the answer is", "<think>\n3+4=7\n</think>\n  <|eos|>")]
+    assert GenerativeJudge(engine, tokenizer)([items[0], answered, items[1]]) == [False, True, False]
+    assert len(engine.prompts) == 1
