@@ -116,10 +116,10 @@ class ByteTokenizer:
         return bytes(self.BYTES[i - 2] for i in ids if i >= 2).decode("utf-8", errors="replace")
 
 
-def test_stop_string_of_multibyte_characters_is_found(model, monkeypatch):
-    """"答案" is 6 byte tokens: the decoded tail checked must cover its bytes, not its 2 characters."""
-    tok = ByteTokenizer()
-    forced = iter(tok.encode("ok 答案") + tok.encode("x") * 30)
+def force_tokens(monkeypatch, ids: list[int]) -> None:
+    """Makes the engine emit `ids` in turn (every row the same), with the log-probs and entropies it
+    computed for its own samples."""
+    forced = iter(ids)
     real = engine_module.sample
 
     def forced_sample(logits, params, gen):
@@ -127,6 +127,12 @@ def test_stop_string_of_multibyte_characters_is_found(model, monkeypatch):
         return torch.full_like(token, next(forced)), logprob, entropy
 
     monkeypatch.setattr(engine_module, "sample", forced_sample)
+
+
+def test_stop_string_of_multibyte_characters_is_found(model, monkeypatch):
+    """"答案" is 6 byte tokens: the decoded tail checked must cover its bytes, not its 2 characters."""
+    tok = ByteTokenizer()
+    force_tokens(monkeypatch, tok.encode("ok 答案") + tok.encode("x") * 30)
     out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=20, stop_strings=("答案",)))[0][0]
     assert (out.finish_reason, out.text, len(out.token_ids)) == ("stop", "ok 答案", 9)
 
@@ -509,14 +515,7 @@ class PieceTokenizer:
 
 def test_a_stop_string_across_pieces_cuts_text_but_keeps_the_last_token(model, monkeypatch):
     tok = PieceTokenizer()
-    forced = iter(tok.encode("xyabcdxy") * 10)
-    real = engine_module.sample
-
-    def forced_sample(logits, params, gen):
-        token, logprob, entropy = real(logits, params, gen)
-        return torch.full_like(token, next(forced)), logprob, entropy
-
-    monkeypatch.setattr(engine_module, "sample", forced_sample)
+    force_tokens(monkeypatch, tok.encode("xyabcdxy") * 10)
     params = SamplingParams(max_new_tokens=8, stop_strings=("bc", "dx"))
     out = Engine(model, tok).generate([tok.encode("bcxy")], params)[0][0]  # "bc" in the prompt does not stop
     assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("xyabcd"), "xyabc")
@@ -537,13 +536,6 @@ def test_a_list_of_stop_strings_becomes_a_tuple() -> None:
 # Stop strings: tokens that decode to nothing (skipped control ids) do not hide a stop string written before them.
 def test_a_stop_string_split_by_tokens_that_decode_to_nothing_still_stops(model, monkeypatch):
     tok = CharTokenizer()  # ids 0 and 1 decode to ""
-    forced = iter(tok.encode("a") + [0] * 5 + tok.encode("b") + tok.encode("x") * 20)
-    real = engine_module.sample
-
-    def forced_sample(logits, params, gen):
-        token, logprob, entropy = real(logits, params, gen)
-        return torch.full_like(token, next(forced)), logprob, entropy
-
-    monkeypatch.setattr(engine_module, "sample", forced_sample)
+    force_tokens(monkeypatch, tok.encode("a") + [0] * 5 + tok.encode("b") + tok.encode("x") * 20)
     out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=12, stop_strings=("ab",)))[0][0]
     assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("a") + [0] * 5 + tok.encode("b"), "ab")
