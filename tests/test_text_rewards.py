@@ -276,3 +276,25 @@ def test_the_world_reward_counts_no_number_as_a_word(cot):
     assert world_language_reward(f"<think> {cot} </think>") == 1.0
     assert language_share(f"<think>\n{cot}\n</think>\nIt is 25.") == 1.0
     assert words("x² and y") == ["x", "and", "y"] and word_language("²") is None
+
+
+# A reward that returns text is refused even when the text reads as a number, by either form.
+@pytest.mark.parametrize("value", ["42", "1.0", b"1"])
+def test_a_reward_that_returns_numeric_text_is_named(value):
+    with pytest.raises(TypeError, match="reward 'read' returned .*, not a number"):
+        Rubric([RewardTerm("read", lambda completion, example: value)])(["<answer>42</answer>"], [None])
+
+
+class _BatchReturnsText:
+    """A reward whose batch form returns one string of digits, one character per completion."""
+
+    def __call__(self, completion, example):
+        return 1.0
+
+    def batch(self, completions, examples):
+        return "10"
+
+
+def test_a_batch_reward_that_returns_text_is_named():
+    with pytest.raises(TypeError, match="reward 'digits' returned '1', not a number"):
+        Rubric([RewardTerm("digits", _BatchReturnsText())])(["a", "b"], [None, None])

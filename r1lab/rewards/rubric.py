@@ -52,7 +52,10 @@ def _safe(fn: RewardFn, completion: str, example: Any, name: str) -> float:
 
 def _number(name: str, value: Any) -> float:
     """`value` as a float, or a TypeError naming the term: a reward that returns None (a missing
-    `return`) is a bug in the reward, not bad model text, and scoring it 0 everywhere would hide it."""
+    `return`) is a bug in the reward, not bad model text, and scoring it 0 everywhere would hide it.
+    Text is refused though float() reads it: a reward returning the answer it read ("42") scored 42."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"reward {name!r} returned {value!r}, not a number")
     try:
         return float(value)
     except (TypeError, ValueError):
