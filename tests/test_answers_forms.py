@@ -4,6 +4,10 @@ unit words after a number, and the majority vote's merging of equal wrong answer
 from __future__ import annotations
 
 
+import random
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 from scaling import assert_linear
 
@@ -87,3 +91,42 @@ def test_a_comma_and_a_space_list_numbers(pred, gold, expected):
 def test_listed_numbers_vote_apart_from_the_number():
     assert canonical_answer("1, 234") == "1, 234" != canonical_answer("1,234") == "1234"
     assert canonical_answer("(1, 2)") == canonical_answer("(1,2)") == "(1,2)"
+
+
+# Normal forms of numbers and percentages: every written form of one number shares a normal form
+# ("%" and "\%" alike), and two different numbers or percentages never do.
+@pytest.mark.parametrize("answer, expected", [
+    ("50%", "50\\%"), ("50\\%", "50\\%"), ("$50.0\\%$", "50\\%"), ("50 percent", "50\\%"),
+    ("1,000%", "1000\\%"), ("12.50%", "25/2\\%"), ("-5 \\%", "-5\\%"),
+    ("1, 234%", "1,234%"),  # a list, not the percentage 1234%
+    ("x%", "x%"), ("%", "%"),
+])
+def test_percentages_have_one_normal_form(answer, expected):
+    assert canonical_answer(answer) == expected
+
+
+def _written_forms(number: str) -> dict[str, str]:
+    """Ways to write the decimal `number`, by what they mean: "n" the number, "p" the percentage."""
+    sign, digits = ("-", number[1:]) if number.startswith("-") else ("", number)
+    whole, dot, frac = digits.partition(".")
+    groups = [whole[max(i - 3, 0):i] for i in range(len(whole), 0, -3)][::-1]
+    with_sep = {sep: sign + sep.join(groups) + dot + frac for sep in (",", "\\,", "\\!", " ", "{,}")}
+    forms = {f"${number}$": "n", f"\\text{{{number}}}": "n", f"{with_sep[',']} dollars": "n",
+             f"\\${with_sep[',']}": "n", number.replace("-", "\u2212"): "n", f"{number}{'' if dot else '.'}0": "n",
+             f"{number}%": "p", f"{number}\\%": "p", f"{with_sep[',']} percent": "p"}
+    return {number: "n", **{form: "n" for form in with_sep.values()}, **forms}
+
+
+def test_forms_of_random_numbers_merge_only_when_equal():
+    rng = random.Random(0)
+    numbers = set()
+    while len(numbers) < 300:
+        value = rng.choice([rng.randint(-10**7, 10**7), rng.randint(-1000, 1000), rng.randint(0, 20)])
+        places = rng.choice([0, 0, 1, 2, 3])
+        numbers.add(format(Decimal(value).scaleb(-places), "f"))
+    meaning_of: dict[str, tuple[str, Fraction]] = {}
+    for number in sorted(numbers):
+        for form, kind in _written_forms(number).items():
+            meaning = (kind, Fraction(number))
+            assert meaning_of.setdefault(canonical_answer(form), meaning) == meaning, form
+    assert len(meaning_of) == 2 * len({Fraction(n) for n in numbers})

@@ -61,13 +61,18 @@ def canonical_answer(answer: str) -> str:
     trailing period, and writes ``\dfrac``/``\tfrac`` as ``\frac`` and the minus sign U+2212 as
     ``-``; a plain number (thousands
     separators allowed, at most 1,000 characters) becomes its exact value, so ``"1,000.0"`` ->
-    ``"1000"`` and ``"0.5"`` -> ``"1/2"``. Never raises.
+    ``"1000"`` and ``"0.5"`` -> ``"1/2"``; a plain number then ``%``, ``\%`` or "percent" becomes
+    its exact value then ``\%`` (``"12.50%"`` -> ``"25/2\%"``). Never raises.
 
     >>> canonical_answer(r"$\$1,000.50$"), canonical_answer(r"\dfrac{1}{2}"), canonical_answer("025")
     ('2001/2', '\\frac{1}{2}', '25')
     """
     text, value = _normal_form(answer)
-    return text if value is None else _exact(value)
+    if value is not None:
+        return _exact(value)
+    # "50%" and "50\%" differ only in markup (they voted apart); a list ("1, 234%") is no percentage
+    percent = None if _LIST_COMMA.search(answer) else _percent_number(text)
+    return text if percent is None else f"{_exact(percent)}\\%"
 
 
 def _exact(value: Fraction) -> str:
