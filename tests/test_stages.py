@@ -525,3 +525,32 @@ def test_pretrain_config_refuses_a_vocabulary_smaller_than_bytes_and_reserved_to
     with pytest.raises(ValueError, match=r"PretrainConfig\.vocab_size must be >= 265 .* got 264"):
         pretrain.PretrainConfig(vocab_size=264)
     assert pretrain.PretrainConfig(vocab_size=265).vocab_size == 265
+
+
+# a GRPO run killed after a checkpoint and resumed ends as an uninterrupted run: the same per-step
+# metrics (timings aside) and bit-identical weights, through epochs, minibatches and reference resets
+def test_a_resumed_grpo_run_equals_an_uninterrupted_one(base, tmp_path, monkeypatch):
+    cfg = dict(init=str(base), n_prompts=16, prompts_per_step=2, group_size=4, max_new_tokens=12, save_every=2,
+               log_samples_every=100, bf16=False, kl_coef=0.05, ref_reset_every=3, lr=1e-3, max_steps=5,
+               ppo_epochs=2, minibatches=2, min_lr_ratio=0.1, warmup_steps=2)
+    whole = grpo.run(grpo.GRPOConfig(**cfg, out_dir=str(tmp_path / "whole")))
+    prune = training.prune_checkpoints
+
+    def killed_after_step_2(*args, **kwargs):  # the first prune follows the step-2 checkpoint
+        prune(*args, **kwargs)
+        raise Killed()
+
+    monkeypatch.setattr(training, "prune_checkpoints", killed_after_step_2)
+    with pytest.raises(Killed):
+        grpo.run(grpo.GRPOConfig(**cfg, out_dir=str(tmp_path / "cut")))
+    monkeypatch.setattr(training, "prune_checkpoints", prune)
+    resumed = grpo.run(grpo.GRPOConfig(**cfg, out_dir=str(tmp_path / "cut"), resume=True))
+
+    def rows(run):
+        timing = {"rollout_s", "train_s", "step_s", "rollout_tokens_per_s", "train_tokens_per_s"}
+        lines = (run.parent / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+    assert [r["step"] for r in rows(resumed)] == [1, 2, 3, 4, 5] and rows(resumed) == rows(whole)
+    a, b = from_pretrained(whole).state_dict(), from_pretrained(resumed).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
