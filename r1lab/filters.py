@@ -57,17 +57,26 @@ class ReadabilityConfig:
     classifier: str = WORLD  # "world" (English/Velari lexicon) or "script" (real text)
 
     def __post_init__(self) -> None:
-        if self.classifier not in (WORLD, SCRIPT):
-            raise ValueError(f"ReadabilityConfig.classifier must be {WORLD!r} or {SCRIPT!r}, got {self.classifier!r}")
-        if self.classifier == WORLD and self.language not in ("en", "vl"):
-            raise ValueError(f"the world's languages are 'en' and 'vl', got {self.language!r}")
-        if self.classifier == SCRIPT and self.language not in SCRIPTS:
-            raise ValueError(f"the script classifier knows {sorted(SCRIPTS)}, not {self.language!r}")
-        if not 0.0 <= self.min_language_share <= 1.0:
-            raise ValueError(f"min_language_share must be in [0, 1], got {self.min_language_share}")
-        if self.max_paragraph_chars < 1:
-            raise ValueError(f"max_paragraph_chars must be >= 1, got {self.max_paragraph_chars}")
+        check_readability_settings("ReadabilityConfig", self.language, self.min_language_share,
+                                   self.max_paragraph_chars, self.classifier)
 
+
+def check_readability_settings(owner: str, language: str, min_language_share: float, max_paragraph_chars: int,
+                               classifier: str = WORLD) -> None:
+    """ValueError naming ``<owner>.<field>`` and the value given for a setting no filter can use.
+    The stages that build SFT data hold these settings as their own fields (and flags), so their
+    errors name their config, not the `ReadabilityConfig` made from it."""
+    if classifier not in (WORLD, SCRIPT):
+        raise ValueError(f"{owner}.classifier must be {WORLD!r} or {SCRIPT!r}, got {classifier!r}")
+    if classifier == WORLD and language not in ("en", "vl"):
+        raise ValueError(f"{owner}.language must be one of the world's languages 'en' and 'vl', got {language!r}")
+    if classifier == SCRIPT and language not in SCRIPTS:
+        raise ValueError(f"{owner}.language must be one of the script classifier's languages {sorted(SCRIPTS)}, "
+                         f"got {language!r}")
+    if not 0.0 <= min_language_share <= 1.0:  # NaN fails too
+        raise ValueError(f"{owner}.min_language_share must be in [0, 1], got {min_language_share}")
+    if max_paragraph_chars < 1:
+        raise ValueError(f"{owner}.max_paragraph_chars must be >= 1, got {max_paragraph_chars}")
 
 def reasoning_lines(response: Any) -> list[str]:
     """The non-empty lines of the chain of thought (ended by \\n, \\r\\n or \\r), stripped.

@@ -354,3 +354,28 @@ def test_no_example_kept_is_a_clear_error_not_an_empty_dataset(tmp_path, monkeyp
     assert not out.exists()
     stats = json.loads((tmp_path / "data.stats.json").read_text())
     assert stats["examples"] == 0 and {f["name"]: f["kept"] for f in stats["sources"][0]["filters"]}["correct"] == 0
+
+
+# A bad kinds or readability setting of a data-building stage names "<Config>.<field>" and the value given
+@pytest.mark.parametrize("bad, message", [
+    ({"kinds": "arithmetic,poetry"}, r"\.kinds must be a comma-separated subset of .*, got 'arithmetic,poetry'"),
+    ({"language": "fr"}, r"\.language must be one of the world's languages 'en' and 'vl', got 'fr'"),
+    ({"min_language_share": 1.5}, r"\.min_language_share must be in \[0, 1\], got 1.5"),
+    ({"max_paragraph_chars": 0}, r"\.max_paragraph_chars must be >= 1, got 0"),
+])
+def test_a_bad_kinds_or_readability_setting_names_its_config_and_field(bad, message):
+    from r1lab.stages.rejection_sampling import RejectionSamplingConfig
+
+    with pytest.raises(ValueError, match="^ColdStartConfig" + message):
+        ColdStartConfig(**bad)
+    with pytest.raises(ValueError, match="^RejectionSamplingConfig" + message):
+        RejectionSamplingConfig(checkpoint="ckpt", **bad)
+
+
+def test_a_bad_readability_flag_is_one_line_and_exit_2(capsys):
+    assert cli_main(["cold-start", "--language", "fr"]) == 2
+    assert capsys.readouterr().err == ("r1lab cold-start: error: ColdStartConfig.language must be one of the world's "
+                                       "languages 'en' and 'vl', got 'fr'\n")
+    assert cli_main(["rejection-sample", "--checkpoint", "ckpt", "--max-paragraph-chars", "0"]) == 2
+    assert capsys.readouterr().err == ("r1lab rejection-sample: error: RejectionSamplingConfig.max_paragraph_chars "
+                                       "must be >= 1, got 0\n")

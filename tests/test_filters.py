@@ -270,3 +270,16 @@ def test_every_filter_reads_the_reply_and_a_made_up_turn_fails_the_format():
     assert not has_code_block(turn) and longest_paragraph(turn) == 13
     assert check_readability(turn).passed() == ["language", "repetition", "paragraph_length", "code_block"]
     assert is_r1_format(turn.split("\nUser:")[0])  # the same reply without the made-up turn is kept
+
+
+# ReadabilityConfig's errors name the field and the value given
+@pytest.mark.parametrize("bad, message", [
+    ({"classifier": "bayes"}, r"^ReadabilityConfig\.classifier must be 'world' or 'script', got 'bayes'$"),
+    ({"language": "zh"}, r"^ReadabilityConfig\.language must be one of the world's languages 'en' and 'vl', got 'zh'$"),
+    ({"classifier": "script", "language": "ja"}, r"^ReadabilityConfig\.language must be one of the script .*got 'ja'$"),
+    ({"min_language_share": float("nan")}, r"^ReadabilityConfig\.min_language_share must be in \[0, 1\], got nan$"),
+    ({"max_paragraph_chars": 0}, r"^ReadabilityConfig\.max_paragraph_chars must be >= 1, got 0$"),
+])
+def test_readability_config_errors_name_the_field_and_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ReadabilityConfig(**bad)

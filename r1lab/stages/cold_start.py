@@ -41,7 +41,8 @@ from r1lab import runtime
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_file, write_sft_jsonl
 from r1lab.engine import MIN_TEMPERATURE, Completion, Engine, SamplingParams
-from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
+from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
+                           check_readability_settings)
 from r1lab.model import from_pretrained
 from r1lab.prompts import R1_ZERO, infer_template, prompt_ids
 from r1lab.rewards import strict_format_reward
@@ -104,8 +105,8 @@ class ColdStartConfig:
         if not (self.zero_checkpoint and self.n_prompts) and not self.n_long_cot:
             raise ValueError("ColdStartConfig: nothing to build; give --zero-checkpoint and --n-prompts, "
                              "or --n-long-cot")
-        self.kind_tuple()
-        self.readability()
+        parse_kinds(self.kinds, "ColdStartConfig")  # errors name this config's fields, not ReadabilityConfig's
+        check_readability_settings("ColdStartConfig", self.language, self.min_language_share, self.max_paragraph_chars)
 
     def kind_tuple(self) -> tuple[str, ...]:
         return parse_kinds(self.kinds)
@@ -115,11 +116,13 @@ class ColdStartConfig:
                                  max_paragraph_chars=self.max_paragraph_chars)
 
 
-def parse_kinds(kinds: str) -> tuple[str, ...]:
-    """``"arithmetic,countdown"`` -> ``("arithmetic", "countdown")``; ValueError for an unknown kind."""
+def parse_kinds(kinds: str, owner: str = "") -> tuple[str, ...]:
+    """``"arithmetic,countdown"`` -> ``("arithmetic", "countdown")``; ValueError for an unknown kind,
+    naming ``<owner>.kinds`` when the config holding them is given."""
     parsed = tuple(k.strip() for k in kinds.split(",") if k.strip())
     if not parsed or any(k not in KINDS for k in parsed):
-        raise ValueError(f"kinds must be a comma-separated subset of {KINDS}, got {kinds!r}")
+        field = f"{owner}.kinds" if owner else "kinds"
+        raise ValueError(f"{field} must be a comma-separated subset of {KINDS}, got {kinds!r}")
     return parsed
 
 

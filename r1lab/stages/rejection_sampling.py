@@ -40,7 +40,8 @@ from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, check_output_dir, check_output_file, write_sft_jsonl
 from r1lab.engine import MIN_TEMPERATURE, Completion, SamplingParams
-from r1lab.filters import READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability
+from r1lab.filters import (READABILITY_FILTERS, DatasetStats, Deduper, Funnel, ReadabilityConfig, check_readability,
+                           check_readability_settings)
 from r1lab.judges import GenerativeJudge, Judge, JudgeItem, RuleJudge
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template, prompt_ids
 from r1lab.stages.cold_start import check_checkpoint, load_engine, parse_kinds, reaches_answer
@@ -106,8 +107,9 @@ class RejectionSamplingConfig:
             raise ValueError("--template r1_zero cannot keep any sample: rejection sampling follows the cold "
                              "start (R1 §2.3.3) and keeps only the readable chat format (<think>...</think> "
                              "summary); use --template chat, or rewrite R1-Zero samples with r1lab cold-start")
-        self.kind_tuple()
-        self.readability()
+        parse_kinds(self.kinds, "RejectionSamplingConfig")  # errors name this config's fields
+        check_readability_settings("RejectionSamplingConfig", self.language, self.min_language_share,
+                                   self.max_paragraph_chars)
 
     def kind_tuple(self) -> tuple[str, ...]:
         return parse_kinds(self.kinds)
