@@ -162,3 +162,20 @@ def test_the_recorded_settings_include_the_batch_size_that_seeds_each_batch(monk
     config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data="b.jsonl", n_problems=1, k=1, batch_problems=5)
     settings = sample_eval.evaluate_checkpoint(config).settings
     assert settings["batch_problems"] == 5 and settings["seed"] == 0 and settings["samples_per_problem"] == 1
+
+
+# A missing or code-benchmark --data file is refused before the model loads, not after.
+@pytest.mark.parametrize("record, error, message", [
+    (None, FileNotFoundError, "data file not found"),
+    ({"task_id": "HumanEval/0", "prompt": "def f():", "test": "assert f()"}, ValueError, "a code task"),
+])
+def test_a_bad_data_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, record, error, message):
+    data = tmp_path / "b.jsonl"
+    if record is not None:
+        data.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    loaded: list[str] = []
+    monkeypatch.setattr(sample_eval, "from_pretrained", lambda checkpoint, device="cpu": loaded.append(checkpoint))
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), data=str(data), n_problems=1, k=1)
+    with pytest.raises(error, match=message):
+        sample_eval.sample_completions(config)
+    assert loaded == []

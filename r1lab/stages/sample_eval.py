@@ -147,10 +147,12 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 
 def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
     """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
-    model, tokenizer = from_pretrained(config.checkpoint, device=config.device), Tokenizer.load(config.checkpoint)
+    tokenizer = Tokenizer.load(config.checkpoint)
+    # the prompts first: a missing or unusable --data file (a code benchmark) fails before the model loads
+    problems, prompts, world = _prompts(config, tokenizer)
+    model = from_pretrained(config.checkpoint, device=config.device)
     runtime.keep_freed_memory()
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
-    problems, prompts, world = _prompts(config, tokenizer)
     opening = THINK_OPENING if world is None and config.template == CHAT else ""  # what the prompt forced
     # A prompt with no room left for max_new_tokens in the model's positions made the engine raise
     # for its whole batch, ending the run after minutes of sampling (a tiny model on MATH-500): such a
