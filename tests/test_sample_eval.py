@@ -179,3 +179,11 @@ def test_a_bad_data_file_is_refused_before_the_model_loads(tmp_path, monkeypatch
     with pytest.raises(error, match=message):
         sample_eval.sample_completions(config)
     assert loaded == []
+
+
+# A count or seed that is not an integer (a float or bool from a config file) is refused when the config is made.
+@pytest.mark.parametrize("name, value", [("k", 2.5), ("k", True), ("n_problems", 2.5), ("batch_problems", 1.5),
+                                         ("max_new_tokens", 4.0), ("seed", 0.5)])
+def test_a_count_or_seed_that_is_not_an_integer_is_refused_by_the_config(name, value):
+    with pytest.raises(ValueError, match=rf"^SampleEvalConfig\.{name} must be an integer, got {value!r}$"):
+        sample_eval.SampleEvalConfig(checkpoint=str(BASE), **{name: value})
