@@ -181,6 +181,12 @@ def test_a_bad_data_file_is_refused_before_the_model_loads(tmp_path, monkeypatch
     assert loaded == []
 
 
+def test_a_missing_checkpoint_is_named_as_one(tmp_path):
+    config = sample_eval.SampleEvalConfig(checkpoint=str(tmp_path / "nope"), data="world", n_problems=1, k=1)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: no directory"):
+        sample_eval.sample_completions(config)
+
+
 # A count or seed that is not an integer (a float or bool from a config file) is refused when the config is made.
 @pytest.mark.parametrize("name, value", [("k", 2.5), ("k", True), ("n_problems", 2.5), ("batch_problems", 1.5),
                                          ("max_new_tokens", 4.0), ("seed", 0.5)])

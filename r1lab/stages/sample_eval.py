@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from r1lab import runtime
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
-from r1lab.model import from_pretrained
+from r1lab.model import from_pretrained, load_config
 from r1lab.prompts import AUTO, CHAT, R1_ZERO, check_template, format_rule, infer_template, prompt_ids
 from r1lab.rewards import RewardFn, strict_format_reward
 from r1lab.rewards.language import chain_of_thought, world_language_reward
@@ -152,6 +152,7 @@ def _prompts(config: SampleEvalConfig, tokenizer: Tokenizer) -> tuple[list, list
 
 def sample_completions(config: SampleEvalConfig) -> tuple[list, dict[int, list[str]], dict[int, list[int]], list | None]:
     """k completions per problem: (problems, texts by index, token lengths by index, world problems)."""
+    load_config(config.checkpoint)  # a missing checkpoint named as one, not as "no tokenizer.json in ..."
     tokenizer = Tokenizer.load(config.checkpoint)
     # the prompts first: a missing or unusable --data file (a code benchmark) fails before the model loads
     problems, prompts, world = _prompts(config, tokenizer)
