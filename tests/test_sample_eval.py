@@ -193,3 +193,12 @@ def test_a_missing_checkpoint_is_named_as_one(tmp_path):
 def test_a_count_or_seed_that_is_not_an_integer_is_refused_by_the_config(name, value):
     with pytest.raises(ValueError, match=rf"^SampleEvalConfig\.{name} must be an integer, got {value!r}$"):
         sample_eval.SampleEvalConfig(checkpoint=str(BASE), **{name: value})
+
+
+# The k of pass@k must be a whole number of the samples drawn; refused before any sampling.
+@pytest.mark.parametrize("k", [1.5, True, 0, 3])
+def test_a_k_that_is_no_count_of_the_samples_drawn_is_refused_before_sampling(monkeypatch, k):
+    monkeypatch.setattr(sample_eval, "sample_completions", lambda config: pytest.fail("sampled"))
+    config = sample_eval.SampleEvalConfig(checkpoint=str(BASE), n_problems=1, k=2)
+    with pytest.raises(ValueError, match=rf"k must be from 1 to the samples per problem \(2\), got {k!r}"):
+        sample_eval.evaluate_checkpoint(config, k=k)

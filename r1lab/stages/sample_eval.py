@@ -190,7 +190,8 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     pass@1 and the unbiased pass@k estimate still use every sample drawn.
     """
     k = config.k if k is None else k
-    if not 1 <= k <= config.k:  # before sampling, not after
+    # before sampling, not after: a float k passed this range check and failed in pass@k as a TypeError
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.k:
         raise ValueError(f"k must be from 1 to the samples per problem ({config.k}), got {k}")
     problems, texts, lengths, world = sample_completions(config)
     # "data" as a --completions run records it; prompts_too_long for world runs too, whose unsampled
