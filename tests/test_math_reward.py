@@ -525,3 +525,14 @@ def test_real_golds_with_thousands_commas_as_an_assignment():
 def test_a_made_up_turn_after_the_reply_is_not_graded(completion, expected):
     assert extract_answer(completion) == expected
     assert accuracy_reward(completion, {"answer": "7"}) == (1.0 if expected == "7" else 0.0)
+
+
+# an example without a gold answer is the data's mistake: an error, not a silent 0 for every completion
+@pytest.mark.parametrize("example", [{"question": "2 + 2?"}, {"answer": None}, object()])
+def test_an_example_without_a_gold_answer_is_a_config_error(example):
+    from r1lab.rewards import RewardConfigError, RewardTerm, Rubric
+
+    with pytest.raises(RewardConfigError, match="no gold answer"):
+        Rubric([RewardTerm("accuracy", accuracy_reward)])(["\\boxed{4}"], [example])
+    with pytest.raises(RewardConfigError, match="no gold answer"):
+        accuracy_rewards(["\\boxed{4}"], [example])

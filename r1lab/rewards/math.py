@@ -36,6 +36,7 @@ from typing import Any
 
 from r1lab.rewards.answer_forms import canonical_answer, fast_verdict, for_math_verify  # canonical_answer: re-exported
 from r1lab.rewards.format import reply_body
+from r1lab.rewards.rubric import RewardConfigError
 
 log = logging.getLogger(__name__)
 
@@ -308,12 +309,15 @@ def answers_equal(pred: str | None, gold: str, *, timeout: float = DEFAULT_TIMEO
 
 def gold_answer(example: Any) -> str:
     """The gold answer of an example: a `Problem` (``.answer``), a mapping with ``"answer"``,
-    or the answer string itself."""
+    or the answer string itself. An example without one is a `RewardConfigError`: the data's
+    mistake, not the model's, which `Rubric` would otherwise score 0 for every completion."""
     if isinstance(example, str):
         return example
-    if isinstance(example, Mapping):
-        return str(example["answer"])
-    return str(example.answer)
+    answer = example.get("answer") if isinstance(example, Mapping) else getattr(example, "answer", None)
+    if answer is None:
+        raise RewardConfigError(f"accuracy reward: the example has no gold answer (a {type(example).__name__} "
+                                "without 'answer')")
+    return str(answer)
 
 
 def accuracy_reward(completion: str, example: Any) -> float:
