@@ -76,8 +76,10 @@ class PipelineConfig:
         runtime.check_device(self.device, "PipelineConfig")
         if not 0 <= self.seed < 2**32 - 1:  # evaluations sample with seed + 1
             raise ValueError(f"PipelineConfig.seed must be in [0, 2^32 - 1), got {self.seed}")
-        if self.eval_problems < 1 or self.eval_samples < 1:  # checked before any stage runs
-            raise ValueError("PipelineConfig: eval_problems and eval_samples must be >= 1")
+        for name in ("eval_problems", "eval_samples"):  # checked before any stage runs, not at the first evaluation
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PipelineConfig.{name} must be an integer >= 1, got {value!r}")
         for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
             setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))
 

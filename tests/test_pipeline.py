@@ -513,3 +513,11 @@ def test_a_base_killed_after_it_was_saved_keeps_its_time(tmp_path, monkeypatch):
             pipeline.run(config)
     assert seen == [70.0, 70.0]
     assert not (tmp_path / "base" / "checkpoints").exists()
+
+
+# the evaluation settings are checked when the pipeline is configured, not at its first evaluation
+# (after the R1-Zero run): a float or bool from a config file too
+@pytest.mark.parametrize("field, value", [("eval_samples", 2.5), ("eval_problems", True), ("eval_samples", 0)])
+def test_pipeline_refuses_a_bad_evaluation_setting_at_once(field, value):
+    with pytest.raises(ValueError, match=rf"PipelineConfig\.{field} must be an integer >= 1, got {value!r}"):
+        pipeline.PipelineConfig(**{field: value})
