@@ -4,6 +4,7 @@ split into words when scripts mix."""
 from __future__ import annotations
 
 import doctest
+import logging
 
 import pytest
 from scaling import assert_linear
@@ -298,3 +299,18 @@ class _BatchReturnsText:
 def test_a_batch_reward_that_returns_text_is_named():
     with pytest.raises(TypeError, match="reward 'digits' returned '1', not a number"):
         Rubric([RewardTerm("digits", _BatchReturnsText())])(["a", "b"], [None, None])
+
+
+# a format reward's 0 gives its reason in the debug log (the rewards' contract); a 1 logs nothing
+@pytest.mark.parametrize("reward, why", [(strict_format_reward, "is not exactly <think>"),
+                                         (lenient_format_reward, "has no <think>"),
+                                         (r1_format_reward, "is not one <think>")])
+def test_a_format_reward_logs_why_it_scored_0(reward, why, caplog):
+    with caplog.at_level(logging.DEBUG, logger="r1lab.rewards.format"):
+        assert reward("no tags at all") == 0.0
+    assert f"{reward.__name__}: 0, the reply (14 chars) {why}" in caplog.text
+    caplog.clear()
+    good = "<think> 3+4=7 </think> The sum is 7." if reward is r1_format_reward else "<think> a </think> <answer> 7 </answer>"
+    with caplog.at_level(logging.DEBUG, logger="r1lab.rewards.format"):
+        assert reward(good) == 1.0
+    assert caplog.text == ""

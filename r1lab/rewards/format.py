@@ -11,9 +11,12 @@ r1:      <think>…</think> then a non-empty summary, each think tag once, no <a
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _END = re.compile(r"<\|eos\|>|<\|user\|>|<\|bos\|>")
 # R1 Table 1's template writes the turns as plain text ("User: {prompt}. Assistant:"), so a
@@ -98,7 +101,9 @@ def strict_format_reward(completion: str, example: Any = None) -> float:
     >>> strict_format_reward("<think> 3+4=7 </think> 7")
     0.0
     """
-    return 1.0 if _STRICT.fullmatch(reply_body(completion)) else 0.0
+    body = reply_body(completion)
+    return _verdict(bool(_STRICT.fullmatch(body)), "strict_format_reward", "is not exactly <think>…</think> "
+                    "<answer>…</answer>", body)
 
 
 def lenient_format_reward(completion: str, example: Any = None) -> float:
@@ -107,7 +112,9 @@ def lenient_format_reward(completion: str, example: Any = None) -> float:
     >>> lenient_format_reward("Sure. <think> 3+4=7 </think> So: <answer> 7 </answer> done")
     1.0
     """
-    return 1.0 if _in_order(reply_body(completion), _LENIENT) else 0.0
+    body = reply_body(completion)
+    return _verdict(_in_order(body, _LENIENT), "lenient_format_reward", "has no <think>…</think> then "
+                    "<answer>…</answer>", body)
 
 
 def r1_format_reward(completion: str, example: Any = None) -> float:
@@ -119,8 +126,17 @@ def r1_format_reward(completion: str, example: Any = None) -> float:
     >>> r1_format_reward("<think> 3+4=7 </think>"), r1_format_reward("<think> 3+4=7 </think> <answer> 7 </answer>")
     (0.0, 0.0)
     """
-    m = _R1.fullmatch(reply_body(completion))
-    return 1.0 if m and _CONTROL.sub("", m.group(1)).strip() and not _TAG.search(m.group(1)) else 0.0
+    body = reply_body(completion)
+    m = _R1.fullmatch(body)
+    ok = bool(m and _CONTROL.sub("", m.group(1)).strip() and not _TAG.search(m.group(1)))
+    return _verdict(ok, "r1_format_reward", "is not one <think>…</think> then a summary without tags", body)
+
+
+def _verdict(ok: bool, reward: str, why: str, body: str) -> float:
+    """1.0 or 0.0; a 0 says why in the debug log, as the rewards' contract promises (r1lab.rewards)."""
+    if not ok:
+        log.debug("%s: 0, the reply (%d chars) %s", reward, len(body), why)
+    return 1.0 if ok else 0.0
 
 
 format_reward = strict_format_reward
