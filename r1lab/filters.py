@@ -78,6 +78,7 @@ def check_readability_settings(owner: str, language: str, min_language_share: fl
     if max_paragraph_chars < 1:
         raise ValueError(f"{owner}.max_paragraph_chars must be >= 1, got {max_paragraph_chars}")
 
+
 def reasoning_lines(response: Any) -> list[str]:
     """The non-empty lines of the chain of thought (ended by \\n, \\r\\n or \\r), stripped.
 
