@@ -130,3 +130,9 @@ def test_forms_of_random_numbers_merge_only_when_equal():
             meaning = (kind, Fraction(number))
             assert meaning_of.setdefault(canonical_answer(form), meaning) == meaning, form
     assert len(meaning_of) == 2 * len({Fraction(n) for n in numbers})
+
+
+# a list before a percent sign is no percentage: "1, 234%" is not 1234 (nor 12.34), as "1, 234" is not
+@pytest.mark.parametrize("pred, gold", [("1, 234%", "1234"), ("1234", "1, 234%"), ("1, 234\\%", "12.34")])
+def test_a_list_before_a_percent_sign_is_no_percentage(pred, gold):
+    assert not answers_equal(pred, gold)

@@ -70,8 +70,7 @@ def canonical_answer(answer: str) -> str:
     text, value = _normal_form(answer)
     if value is not None:
         return _exact(value)
-    # "50%" and "50\%" differ only in markup (they voted apart); a list ("1, 234%") is no percentage
-    percent = None if _LIST_COMMA.search(answer) else _percent_number(text)
+    percent = _percent_number(answer, text)  # "50%" and "50\%" differ only in markup (they voted apart)
     return text if percent is None else f"{_exact(percent)}\\%"
 
 
@@ -119,8 +118,11 @@ def _too_long_number(text: str) -> bool:
     return len(text) > _MAX_NUMBER_CHARS and _NUMBER.fullmatch(text) is not None
 
 
-def _percent_number(text: str) -> Fraction | None:
-    """p for a normal form "p%" or "p\\%" with p a plain number, else None."""
+def _percent_number(answer: str, text: str) -> Fraction | None:
+    """p for an answer whose normal form `text` is "p%" or "p\\%" with p a plain number, else None;
+    None for a list ("1, 234%"), whose comma the normal form no longer shows as one."""
+    if _LIST_COMMA.search(answer):
+        return None
     for sign in ("\\%", "%"):
         if text.endswith(sign):
             return _normal_form(text[:-len(sign)])[1]
@@ -136,7 +138,7 @@ def fast_verdict(pred: str | None, gold: str) -> bool | None:
         return pred_value == gold_value  # two plain numbers: exact comparison
     # "p%" against a plain number equals p or p/100, as math-verify rules for integers only: it
     # has 25% = 25 but 12.5% != 12.5
-    for percent, number in ((_percent_number(pred_text), gold_value), (_percent_number(gold_text), pred_value)):
+    for percent, number in ((_percent_number(pred, pred_text), gold_value), (_percent_number(gold, gold_text), pred_value)):
         if percent is not None and number is not None:
             return number in (percent, percent / 100)
     if pred_text == gold_text:
