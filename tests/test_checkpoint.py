@@ -449,3 +449,12 @@ def test_transformers_default_num_key_value_heads_loads(tmp_path):
     x = torch.randint(0, 96, (2, 12))
     with torch.no_grad():
         assert (model(x) - hf(x).logits).abs().max().item() <= PARITY_ATOL
+
+
+# a checkpoint that lost model.safetensors but kept mtp.safetensors names the missing file
+def test_a_checkpoint_with_only_its_mtp_weights_names_the_missing_file(tmp_path):
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=1))
+    save_pretrained(model, tmp_path / "ck")
+    (tmp_path / "ck" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors in .*ck: only the MTP weights"):
+        from_pretrained(tmp_path / "ck")

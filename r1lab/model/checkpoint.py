@@ -235,6 +235,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {path}")
+    if [f.name for f in files] == ["mtp.safetensors"]:  # else: every main tensor "missing", as if config.json were wrong
+        raise FileNotFoundError(f"no model.safetensors in {path}: only the MTP weights (mtp.safetensors)")
     sd: dict[str, torch.Tensor] = {}
     origin: dict[str, Path] = {}
     for f in files:
