@@ -78,7 +78,7 @@ class PipelineConfig:
             raise ValueError(f"PipelineConfig.seed must be in [0, 2^32 - 1), got {self.seed}")
         for name in ("eval_problems", "eval_samples"):  # checked before any stage runs, not at the first evaluation
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not runtime.is_int(value) or value < 1:
                 raise ValueError(f"PipelineConfig.{name} must be an integer >= 1, got {value!r}")
         for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
             setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))

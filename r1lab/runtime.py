@@ -28,6 +28,12 @@ def check_seed(seed: int, owner: str = "config") -> None:
         raise ValueError(f"{owner}.seed must be in [0, 2^32), got {seed}")
 
 
+def is_int(value: object) -> bool:
+    """An int that is not a bool: a count or a seed read from a config file (2.5 is not one, and
+    Python counts True as the int 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_threads(threads: int, owner: str = "config") -> None:
     """A config's `threads` (0 = torch's default), refused by name before anything is built."""
     if threads < 0:

@@ -62,7 +62,7 @@ class SampleEvalConfig:
         # a float from a config file (k = 2.5) failed only while sampling, as a TypeError; a bool read as 0 or 1
         for name in ("k", "n_problems", "batch_problems", "max_new_tokens", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not runtime.is_int(value):
                 raise ValueError(f"SampleEvalConfig.{name} must be an integer, got {value!r}")
         for name in ("k", "n_problems", "batch_problems", "max_new_tokens"):
             if getattr(self, name) < 1:
@@ -191,7 +191,7 @@ def evaluate_checkpoint(config: SampleEvalConfig, k: int | None = None) -> EvalR
     """
     k = config.k if k is None else k
     # before sampling, not after: a float k passed this range check and failed in pass@k as a TypeError
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.k:
+    if not runtime.is_int(k) or not 1 <= k <= config.k:
         raise ValueError(f"k must be from 1 to the samples per problem ({config.k}), got {k}")
     problems, texts, lengths, world = sample_completions(config)
     # "data" as a --completions run records it; prompts_too_long for world runs too, whose unsampled
