@@ -48,14 +48,15 @@ def completion_body(completion: str) -> str:
 def read_to_end(completion: str) -> bool:
     """Whether the reply ends within the `READ_CHARS` characters the world reads (else its end,
     where the answer is, was not read)."""
-    return not isinstance(completion, str) or len(completion) <= READ_CHARS or \
-        len(completion_body(completion)) < READ_CHARS
+    return _judged_body(completion) is not None
 
 
 def _judged_body(completion: str) -> str | None:
     """`completion_body`, or None when the reply is not `read_to_end`: the rules judge it neither
-    right nor in format."""
-    return completion_body(completion) if read_to_end(completion) else None
+    right nor in format. One pass finds the body for both the end test and the rules that read it."""
+    body = completion_body(completion)
+    ended = not isinstance(completion, str) or len(completion) <= READ_CHARS or len(body) < READ_CHARS
+    return body if ended else None
 
 
 def final_answer_span(completion: str) -> str:
