@@ -84,8 +84,8 @@ def test_extract_code(completion, expected):
 
 OLD_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)  # the regexes the linear versions replace
 # a backtick fence's info string holds no backtick (CommonMark: ```python x``` is a code span), and
-# a fence closes on a run at least as long as its own
-OLD_FENCE = re.compile(r"^[ \t]*(```+)[ \t]*([\w+.#-]*)[^\n`]*\n(.*?)^[ \t]*\1", re.S | re.M)
+# a fence closes on a run at least as long as its own, opening a line or ending one
+OLD_FENCE = re.compile(r"^[ \t]*(```+)[ \t]*([\w+.#-]*)[^\n`]*\n(.*?)(?:^[ \t]*\1|(?<!`)\1`*[ \t]*$)", re.S | re.M)
 
 
 def test_extraction_matches_its_old_regexes_and_stays_linear():
@@ -611,3 +611,29 @@ def test_finding_the_end_of_the_reply_is_linear():
         assert extract_code(text) == "x = 'User: a'"
 
     assert_linear(run, 1_250)
+
+
+# A block that no fence line closes ends at a line ending in a run as long as its opener's, as
+# models write it; without one it still runs to the end of the answer.
+@pytest.mark.parametrize("completion, expected", [
+    (f"<think>ok</think>\n```python\n{ADD_SOURCE}```", ADD_SOURCE),
+    (f"<think>ok</think>\n```python\n{ADD_SOURCE}```  \nThat adds them.", ADD_SOURCE),
+    (f"<think>ok</think>\n~~~python\n{ADD_SOURCE}~~~\nDone.", ADD_SOURCE),
+    ("<think>ok</think>\n````python\nx = 1```\ny = 2````\n", "x = 1```\ny = 2"),  # too short a run: code
+    (f"<think>ok</think>\n```python\n{ADD_SOURCE}```\nUser: and now?\nAssistant: ```python\nx = 2\n```",
+     ADD_SOURCE),  # the made-up turn after the block is not this answer
+])
+def test_a_run_ending_a_code_line_closes_an_open_block(completion, expected):
+    assert extract_code(completion) == expected
+
+
+def test_a_block_closed_at_a_line_end_is_scored_on_its_code(sandbox):
+    assert code_reward(f"<think>ok</think>\n```python\n{ADD_SOURCE}```", ADD_MBPP, sandbox=sandbox) == 1.0
+
+
+def test_line_end_closes_stay_linear():
+    def run(k: int) -> None:
+        long_run = "```python\nx = 1  # " + "`" * k + "x"  # one run, not a close: no try per backtick
+        assert extract_code(long_run) == long_run[10:]
+
+    assert_linear(run, 20_000)

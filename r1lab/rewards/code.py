@@ -9,7 +9,8 @@ on model text; text without usable code scores 0 (the reason is logged at debug 
   answer is what follows the reply's last `</think>` (inside `<answer>`
   tags if there are any, less the blanks after the tag on its line); the code is the last fenced
   Python block of the answer (``` or ~~~, or longer: each closed only by as long a run of its own
-  kind; a final fence left open runs to the end of the answer, as Markdown reads it), else the answer.
+  kind, on a line of its own or, as models write it, at the end of a code line: `return x```; a final
+  fence left open runs to the end of the answer, as Markdown reads it), else the answer.
 - Test formats (`CodeTask.kind`): "humaneval" runs `prompt + code + test + check(entry_point)`, a
   top-level `pass` between code and test (so no dangling decorator in the code can wrap `check`);
   "mbpp" runs `code + test_setup_code (or test_imports) + asserts` (setup after the code: tasks 367
@@ -51,7 +52,11 @@ _FENCE_START = re.compile(r"^[ \t]*(```|~~~)", re.M)  # where a block may open (
 _INFO_REST = {"```": r"[^\w+.#\-\n`][^\n`]*+", "~~~": r"[^\w+.#\-\n][^\n]*+"}
 _OPEN_FENCES = {mark: re.compile(rf"^([ \t]*)({mark[0]}{{3,}}+)[ \t]*+([\w+.#-]*)(?:{rest})?\n", re.M)
                 for mark, rest in _INFO_REST.items()}  # an opening fence line: (indent, run, language)
-_FENCES = {mark: re.compile(opener.pattern + r"(.*?)^[ \t]*\2", re.S | re.M)  # \2: its run, or longer
+# A block closes on a line that opens with its run, or longer; or, as models write it, on a line that
+# ends in one (`    return x````): Markdown would run that block on to the end of the text, and the
+# code would keep the backticks and fail. A Python line ends in such a run only inside a string.
+# The run ending a line is no longer one's tail (`(?<!`)`): one try per run, not one per character.
+_FENCES = {mark: re.compile(opener.pattern + rf"(.*?)(?:^[ \t]*\2|(?<!{mark[0]})\2{mark[0]}*+[ \t]*$)", re.S | re.M)
            for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, run, language, body)
 _FENCE = _FENCES["```"]
 # python, py, python3, py3, and with a version (python3.11): an untagged fence counts only when none is tagged
