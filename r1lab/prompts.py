@@ -57,6 +57,9 @@ def check_prompt_room(questions: Sequence[str], tokenizer: _Tokenizer, template:
     positions: a stage checks it before it writes anything (the engine's own check comes only at the
     first batch, after a run directory was reset or written)."""
     longest = max((len(prompt_ids(tokenizer, q, template)) for q in questions), default=0)
+    if longest >= max_positions:  # no flag value helps: "at most 0" (or a negative) would mislead
+        raise ValueError(f"the longest prompt ({longest} tokens) alone fills the model's max_position_embeddings, "
+                         f"{max_positions} positions: no {flag} fits; shorten the questions or use a longer-context model")
     if longest + max_new_tokens > max_positions:
         raise ValueError(f"{flag} {max_new_tokens} leaves no room for the longest prompt ({longest} tokens) in the "
                          f"model's max_position_embeddings, {max_positions} positions; at most {max_positions - longest}")

@@ -158,3 +158,16 @@ def test_the_first_control_token_in_the_text_is_named():
     assert find_control_token("a <|user|> b <|pad|> c") == "<|user|>"
     assert find_control_token("<|assistant|>x<|bos|>") == "<|assistant|>"
     assert find_control_token("<think> no control </think>") is None
+
+
+# check_prompt_room: a prompt that alone fills the model's positions is named as such.
+def test_a_prompt_longer_than_the_model_is_not_told_to_shorten_the_completion(tokenizer: Tokenizer) -> None:
+    from r1lab.prompts import R1_ZERO, check_prompt_room, prompt_ids
+
+    longest = len(prompt_ids(tokenizer, "Compute 2+3", R1_ZERO))
+    with pytest.raises(ValueError, match=rf"longest prompt \({longest} tokens\) alone fills .* {longest - 1} positions: "
+                                         "no --max-new-tokens fits"):
+        check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 8, longest - 1, "--max-new-tokens")
+    with pytest.raises(ValueError, match=rf"--max-new-tokens 8 leaves no room .* at most 4$"):
+        check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 8, longest + 4, "--max-new-tokens")
+    check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 4, longest + 4, "--max-new-tokens")  # exactly fits
