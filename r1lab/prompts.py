@@ -79,7 +79,9 @@ def infer_template(checkpoint: str | Path) -> str:
     if not isinstance(config, dict):
         raise ValueError(f"{path}: cannot infer the prompt template from a JSON {type(config).__name__}, "
                          f"expected an object; {hint}")
-    if config.get("template") in TEMPLATES:
+    if "template" in config:  # a run that recorded its template: another value must not fall through to a guess
+        if config["template"] not in TEMPLATES:
+            raise ValueError(f"{path}: records the prompt template {config['template']!r}, not one of {TEMPLATES}; {hint}")
         return config["template"]
     return CHAT if {"data", "packing"} <= config.keys() else R1_ZERO
 

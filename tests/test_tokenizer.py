@@ -171,3 +171,16 @@ def test_a_prompt_longer_than_the_model_is_not_told_to_shorten_the_completion(to
     with pytest.raises(ValueError, match=rf"--max-new-tokens 8 leaves no room .* at most 4$"):
         check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 8, longest + 4, "--max-new-tokens")
     check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 4, longest + 4, "--max-new-tokens")  # exactly fits
+
+
+# infer_template: a recorded template it does not know is an error, not a guess.
+def test_an_unknown_recorded_template_is_not_guessed(tmp_path: Path) -> None:
+    from r1lab.prompts import infer_template
+
+    (tmp_path / "r1lab_config.json").write_text(json.dumps({"template": "chat"}))
+    assert infer_template(tmp_path) == "chat"
+    (tmp_path / "r1lab_config.json").write_text(json.dumps({"template": "Chat", "seed": 0}))
+    with pytest.raises(ValueError, match=r"r1lab_config.json: records the prompt template 'Chat'.*--template"):
+        infer_template(tmp_path)  # it was read as a base model's r1_zero
+    (tmp_path / "r1lab_config.json").write_text(json.dumps({"data": "x.jsonl", "packing": True}))
+    assert infer_template(tmp_path) == "chat"
