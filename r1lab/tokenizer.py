@@ -102,6 +102,9 @@ class Tokenizer:
             raise _unencodable([text]) from None
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, as `encode` gives them."""
+        if isinstance(texts, str):  # else each character would silently be encoded as a text of its own
+            raise TypeError("encode_batch takes a list of texts: pass [text], or use encode(text)")
         try:
             return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
         except TypeError:

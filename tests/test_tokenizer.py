@@ -184,3 +184,10 @@ def test_an_unknown_recorded_template_is_not_guessed(tmp_path: Path) -> None:
         infer_template(tmp_path)  # it was read as a base model's r1_zero
     (tmp_path / "r1lab_config.json").write_text(json.dumps({"data": "x.jsonl", "packing": True}))
     assert infer_template(tmp_path) == "chat"
+
+
+# encode_batch refuses a bare str rather than encoding each of its characters as a text.
+def test_encode_batch_of_a_bare_string_raises(tokenizer: Tokenizer) -> None:
+    with pytest.raises(TypeError, match=r"list of texts: pass \[text\]"):
+        tokenizer.encode_batch("hello")  # was [[h], [e], [l], [l], [o]]
+    assert tokenizer.encode_batch(["hello"]) == [tokenizer.encode("hello")]
