@@ -189,11 +189,27 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
     if optimizer is not None:
         state = {"step": step, "optimizer": optimizer.state_dict(), **_rng_states(), **(extra_state or {})}
         tmp = path / "trainer_state.pt.tmp"
-        torch.save(state, tmp)
-        fsync(tmp)  # on disk before the rename marks the checkpoint complete for --resume
+        _write_state(state, tmp)  # on disk before the rename marks the checkpoint complete for --resume
         os.replace(tmp, path / "trainer_state.pt")
         fsync(path)
     return path
+
+
+def _write_state(state: dict[str, Any], tmp: Path) -> None:
+    """torch.save through a Python file, synced. A failed write (disk full, quota) raises the OSError
+    naming the file, not torch's "[enforce fail at inline_container.cc] unexpected pos" RuntimeError,
+    and the partial file is removed: it would hold on to the space a retry needs."""
+    try:
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        cause = err if isinstance(err, OSError) else err.__context__  # torch wraps the file's OSError
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, cause.strerror, str(tmp)) from err
+        raise
 
 
 def _step_of(path: Path) -> int:
