@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,23 +150,39 @@ def test_a_cpu_runs_checkpoint_stores_no_cuda_rng_state(tmp_path, monkeypatch):
 
 
 # A trainer state that cannot be written (disk full, quota) is an OSError naming the file, and leaves no partial file.
-@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="limits file sizes with RLIMIT_FSIZE (POSIX)")
-def test_a_trainer_state_the_disk_cannot_hold_is_an_os_error_naming_it(tmp_path):
+@contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """What a full disk does to a write, for real: past `size` bytes it fails with EFBIG (RLIMIT_FSIZE)."""
     import resource  # POSIX only
 
+    handler, limit = signal.signal(signal.SIGXFSZ, signal.SIG_IGN), resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="limits file sizes with RLIMIT_FSIZE (POSIX)")
+def test_a_trainer_state_the_disk_cannot_hold_is_an_os_error_naming_it(tmp_path):
     model = tiny_model()
     optimizer = training.make_optimizer(model, 1e-3, 0.0)
     model.loss(torch.randint(0, 64, (1, 8)), torch.randint(0, 64, (1, 8))).loss.backward()
     optimizer.step()  # Adam's moments: a trainer state (~175 kB) larger than any weights file (~130 kB)
-    handler, limit = signal.signal(signal.SIGXFSZ, signal.SIG_IGN), resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, limit[1]))  # writes past 150 kB fail with EFBIG
-    try:
-        with pytest.raises(OSError) as err:
-            training.save_checkpoint(model, tmp_path / "step_000001", step=1, config=Cfg(), optimizer=optimizer)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
-        signal.signal(signal.SIGXFSZ, handler)
+    with files_limited_to(150_000), pytest.raises(OSError) as err:
+        training.save_checkpoint(model, tmp_path / "step_000001", step=1, config=Cfg(), optimizer=optimizer)
     assert err.value.errno == errno.EFBIG and err.value.filename == str(tmp_path / "step_000001" / "trainer_state.pt.tmp")
     assert sorted(p.name for p in (tmp_path / "step_000001").iterdir()) == [
         "config.json", "model.safetensors", "mtp.safetensors", "r1lab_config.json"]
     assert training.latest_checkpoint(tmp_path) is None
+
+
+# Weights the disk cannot hold: an OSError naming the file (the CLI's one line), and no checkpoint or temporary left.
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="limits file sizes with RLIMIT_FSIZE (POSIX)")
+def test_weights_the_disk_cannot_hold_are_an_os_error_naming_the_file(tmp_path):
+    model = tiny_model()  # its model.safetensors: ~130 kB
+    with files_limited_to(100_000), pytest.raises(OSError) as err:
+        save(model, tmp_path, 1)
+    assert err.value.errno == errno.EFBIG and Path(err.value.filename).name == "model.safetensors"
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from r1lab.model.config import ModelConfig
@@ -151,9 +152,9 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
     try:
         mtp = {k: v for k, v in tensors.items() if _is_mtp_key(k, model.config)}
         main = {k: v for k, v in tensors.items() if k not in mtp}
-        save_file(main, tmp / "model.safetensors", metadata={"format": "pt"})
+        _save_tensors(main, tmp / "model.safetensors")
         if mtp:  # a file of its own: transformers reads model.safetensors only and stays quiet
-            save_file(mtp, tmp / "mtp.safetensors", metadata={"format": "pt"})
+            _save_tensors(mtp, tmp / "mtp.safetensors")
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
@@ -177,6 +178,19 @@ def save_pretrained(model: Transformer, path: str | os.PathLike, *, dtype: torch
         raise
     fsync(path.parent)  # the rename itself
     return path
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """`save_file`; a failed write (disk full, quota) is the OSError naming the file, as for every
+    other file a run writes: safetensors raises its own SafetensorError ("I/O error: No space left
+    on device (os error 28)"), which the CLI reports as a traceback."""
+    try:
+        save_file(tensors, file, metadata={"format": "pt"})
+    except SafetensorError as err:
+        code = re.search(r"\(os error (\d+)\)", str(err))
+        if code is None:  # not the disk's: a tensor it cannot serialize
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(file)) from err
 
 
 def fsync(path: Path) -> None:
