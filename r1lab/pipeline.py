@@ -255,18 +255,20 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
 
     zero, s = reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
                            out / "zero" / "policy" / "r1lab_config.json", [base], out / "zero" / "checkpoints",
-                           init=str(base), seed=seed)
+                           init=str(base), seed=seed, **_settings(config.zero))
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
 
     data, s1 = reuse_or_run(out / "cold_start" / "data.jsonl", lambda: cold_start.run(dataclasses.replace(
         config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)),
-        out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed)
+        out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed,
+        **_settings(config.cold_start_data))
     cold, s2 = reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
                                                                        out / "cold_start", seed),
                             out / "cold_start" / "model" / "r1lab_config.json", [data, base],
-                            out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed)
+                            out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed,
+                            **_settings(config.cold_start_sft))
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
@@ -274,20 +276,35 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     rl, s = reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
                                                                       out / "reasoning_rl", seed),
                          out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold],
-                         out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed)
+                         out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed,
+                         **_settings(config.reasoning_rl))
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
 
     rs_data, s1 = reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
         config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)),
-        out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed)
+        out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed, **_settings(config.rejection))
     final, s2 = reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
                                                                        out / "rejection", seed),
                              out / "rejection" / "model" / "r1lab_config.json", [rs_data, base],
-                             out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed)
+                             out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed,
+                             **_settings(config.final_sft))
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     return finish()
+
+
+# a stage's fields the pipeline sets per run (passed to reuse_or_run by name), or that leave its result as it is
+_NOT_SETTINGS = ("init", "data", "zero_checkpoint", "checkpoint", "out_dir", "out", "seed", "resume", "device",
+                 "threads", "save_every", "keep_checkpoints", "log_every", "log_samples_every")
+
+
+def _settings(stage: object) -> dict[str, object]:
+    """A stage's settings as its saved config holds them (through JSON: tuples as lists): a finished
+    stage, or an interrupted one's checkpoints, of other settings (more steps, another lr) is
+    refused by reuse_or_run, not taken for this configuration's."""
+    saved = json.loads(json.dumps(asdict(stage), default=str))
+    return {k: v for k, v in saved.items() if k not in _NOT_SETTINGS}
 
 
 def _write_results(rows: list[StageRow], config: PipelineConfig) -> None:

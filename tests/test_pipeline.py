@@ -521,3 +521,16 @@ def test_a_base_killed_after_it_was_saved_keeps_its_time(tmp_path, monkeypatch):
 def test_pipeline_refuses_a_bad_evaluation_setting_at_once(field, value):
     with pytest.raises(ValueError, match=rf"PipelineConfig\.{field} must be an integer >= 1, got {value!r}"):
         pipeline.PipelineConfig(**{field: value})
+
+
+# A finished stage trained with other stage settings (its steps, lr...) is refused, not reused as this configuration's.
+def test_a_finished_stage_of_other_stage_settings_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", _fake_evaluate)
+    config = toy_config(tmp_path)
+    config.stop_after = "zero"
+    pipeline.run(config)
+    config.zero.save_every = 50  # bookkeeping only: still the same R1-Zero
+    pipeline.run(config)
+    config.zero.max_steps = 3  # the policy on disk was trained for 2 steps
+    with pytest.raises(ValueError, match=r"other settings \(max_steps 2 -> 3\)"):
+        pipeline.run(config)
