@@ -536,3 +536,16 @@ def test_an_example_without_a_gold_answer_is_a_config_error(example):
         Rubric([RewardTerm("accuracy", accuracy_reward)])(["\\boxed{4}"], [example])
     with pytest.raises(RewardConfigError, match="no gold answer"):
         accuracy_rewards(["\\boxed{4}"], [example])
+
+
+# MATH-500 writes thousands as "10,\!080": a right answer in another form (an assignment, a unit in
+# \text{}) goes to math-verify, which read the gold's "10, 080" as the set {10, 80} and scored it 0
+@needs_data
+def test_math500_golds_with_latex_thousands_commas_in_other_forms():
+    golds = [p.answer for p in load_problems(DATA / "math500" / "test.jsonl") if ",\\!" in p.answer]
+    assert golds == ["10,\\!080", "11,\\! 111,\\! 111,\\! 100", "\\$32,\\!348"]
+    values = ["10080", "11111111100", "32348"]
+    right = [f"n = {v}" for v in values] + [f"{v} \\text{{ ways}}" for v in values] + [f"x = {g}" for g in golds]
+    wrong = [f"n = {int(v) + 1}" for v in values] + [f"{int(v) + 1} \\text{{ ways}}" for v in values]
+    assert check_answers(right + wrong, golds * 5) == [True] * 9 + [False] * 6
+    assert check_answers(["10,\\!080 \\text{ ways}"], ["10080"]) == [True]  # the same spacing in a prediction

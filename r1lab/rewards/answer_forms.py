@@ -19,6 +19,9 @@ _GAP = r"(?:\s|\\[!,;: ])+"  # whitespace and LaTeX spacing
 # and before exactly 3; any other gap separates two numbers ("1 2" is not 12) and stays a space.
 _THOUSANDS_GAP = re.compile(rf"(?<![\d.])(\d{{1,3}}){_GAP}(?=\d{{3}}(?!\d))")
 _DIGIT_GAP = re.compile(rf"(?<=\d){_GAP}(?=\d)")
+# LaTeX spacing after a digit's comma before 3 digits ("10,\\!080", MATH's thousands): kept, it became a
+# space and math-verify read "10, 080" as the set {10, 80}; it reads "10,080" as 10080
+_THOUSANDS_COMMA_SPACING = re.compile(r"(?<=\d),(?:\\[!,;: ]\s*)+(?=\d{3}(?!\d))")
 _SPACING = re.compile(r"\\\\|\\(?:[!,;: ]|q?quad(?![a-zA-Z]))")  # `\\` (a matrix's row break) kept whole
 # A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
 # math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
@@ -154,13 +157,14 @@ def fast_verdict(pred: str | None, gold: str) -> bool | None:
 
 def for_math_verify(text: str) -> str:
     """An answer as math-verify should read it: numbers in ``\\text{}`` and thousands gaps as the
-    fast path reads them (``"10\\,080"`` is 10080), which math-verify would not; other LaTeX spacing
-    is a plain space (math-verify read ``"1,250\\,\\text{km}"`` as the set {1, 250}); a matrix's row
-    break ``\\\\`` untouched; a number's unit words dropped (it read "0.5 dollars" as a product); the
-    last side of an equation written as its value when it is a plain number (it read "x = 1,000" as
-    x = {1, 0})."""
+    fast path reads them (``"10\\,080"`` and ``"10,\\!080"`` are 10080), which math-verify would not;
+    other LaTeX spacing is a plain space (math-verify read ``"1,250\\,\\text{km}"`` as the set
+    {1, 250}); a matrix's row break ``\\\\`` untouched; a number's unit words dropped (it read
+    "0.5 dollars" as a product); the last side of an equation written as its value when it is a plain
+    number (it read "x = 1,000" as x = {1, 0})."""
     text = _plain_last_side(text.replace(_UNICODE_MINUS, "-"))
     text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)))
+    text = _THOUSANDS_COMMA_SPACING.sub(",", text)
     return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
 
 
