@@ -4,8 +4,9 @@ Every step: draw `prompts_per_step` questions, sample a group of `group_size` co
 each from the current policy (one shared prefill per question), score them with the rubric
 (accuracy + format [+ language consistency]), turn rewards into group-relative advantages, and
 take `ppo_epochs` passes of clipped-ratio updates in minibatches, with a k3 KL penalty to a frozen
-reference that is reset to the policy every `ref_reset_every` steps (R1-Zero: 400). Each resumable
-checkpoint holds the reference of its step (`checkpoints/step_N/reference/`).
+reference that is reset to the policy every `ref_reset_every` steps (R1-Zero: every 400 updates,
+which are 25 of its rollouts of 16 minibatches). Each resumable checkpoint holds the reference of
+its step (`checkpoints/step_N/reference/`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class GRPOConfig:
     clip_eps_low: float = 0.2  # ratio clip below, 1 - eps; >= 1 clips nothing below (R1's first RL stage: eps 10)
     clip_eps_high: float = 0.2  # ratio clip above, 1 + eps; DAPO's clip-higher: 0.28; R1's first RL stage: 10
     kl_coef: float = 0.001  # beta of the k3 KL to the reference; paper: 0.001; 0 loads no reference
-    ref_reset_every: int = 400  # reset the reference to the policy every N steps; paper: 400; 0 = never
+    ref_reset_every: int = 400  # reset the reference to the policy every N steps; paper: 400 updates (25 rollouts); 0 = never
     ppo_epochs: int = 1  # mu, passes over each rollout batch; paper: 1
     minibatches: int = 1  # optimizer steps per pass: rows split evenly (sizes differ by <= 1); paper: 16
     scale_by_std: bool = True  # divide advantages by the group std (GRPO); False = Dr. GRPO
