@@ -77,7 +77,7 @@ def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[t
     `config.device` (the stream stays in host memory, the window draw on the CPU generator)."""
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     # Starts are drawn from [0, len - seq_len - 1): one short of the last window, so the stream's
-    # final token (1 of ~4M) is never a label. Kept on purpose: the shipped base model
+    # final token (1 of ~7.3M) is never a label. Kept on purpose: the shipped base model
     # (r1lab/assets/base-tiny) was trained with these draws; allowing the last start changes every
     # draw, hence the base `r1lab pretrain --seed 0` gives (see the asset's README for figures)
     starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
