@@ -643,3 +643,33 @@ def test_a_program_that_replaces_os_exit_ends_as_in_python(sandbox):
     assert (result.status, result.exit_code, result.stdout, result.stderr) == ("passed", 0, "hi\n", "")
     early = run(sandbox, "import os, sys\nos._exit = lambda code: None\nsys.exit(0)\nprint('hi')\n")
     assert (early.status, early.exit_code, early.stdout) == ("failed", 0, "")
+
+
+# multiprocessing (Pool, Queue, locks: POSIX semaphores in /dev/shm) works in a run, within its limits.
+SQUARES = CodeTask(kind="mbpp", asserts=("assert squares([1, 2, 3]) == [1, 4, 9]",))
+POOL_SQUARES = ("import multiprocessing\ndef square(x):\n    return {body}\n"
+                "def squares(xs):\n    with multiprocessing.Pool(2) as pool:\n"
+                "        return pool.map(square, xs)\n")
+
+
+def test_a_solution_using_a_process_pool_is_scored_on_its_answers(sandbox):
+    assert code_reward(POOL_SQUARES.format(body="x * x"), SQUARES, sandbox=sandbox) == 1.0
+    assert code_reward(POOL_SQUARES.format(body="x + x"), SQUARES, sandbox=sandbox) == 0.0
+
+
+def test_a_process_pools_workers_keep_the_time_and_memory_limits(sandbox):
+    worker_loop = POOL_SQUARES.format(body="next(y for y in iter(int, 1) if y)") + "squares([1, 2])"
+    assert run(sandbox, worker_loop, timeout_s=1).status == "timeout"
+    worker_alloc = POOL_SQUARES.format(body="len(bytearray(10 ** 10))") + "squares([1, 2])"
+    assert run(sandbox, worker_alloc, memory_mb=256).status == "memory"
+
+
+@needs_root
+def test_dev_shm_is_private_and_capped_at_disk_mb(sandbox):
+    fill = ("import os\nprint(os.listdir('/dev/shm'))\nwith open('/dev/shm/x', 'wb') as f:\n"
+            "    for _ in range(9):\n        f.write(bytes(1 << 20))\n")
+    result = run(sandbox, fill, disk_mb=8, max_file_mb=64)
+    assert (result.status, result.stdout) == ("failed", "[]\n")
+    assert "No space left on device" in result.stderr
+    again = run(sandbox, "import os\nprint(os.listdir('/dev/shm'))")
+    assert (again.status, again.stdout) == ("passed", "[]\n")

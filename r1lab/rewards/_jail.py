@@ -212,13 +212,17 @@ def _build_jail(root: str) -> None:
     for name in _DEVICES:
         open(f"{root}/dev/{name}", "w").close()
         _mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
+    os.mkdir(root + "/dev/shm")
     os.mkdir(root + "/tmp")
 
 
 def _enter_jail(root: str, disk_mb: int, uid: int) -> None:
-    """A private size-limited tmpfs /tmp for the program, the tree made read-only, chroot."""
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}")
+    """Private size-limited tmpfs at /tmp and /dev/shm for the program, the tree made read-only,
+    chroot. /dev/shm is where glibc's sem_open and shm_open create their files: without it
+    multiprocessing's Lock, Queue and Pool raised FileNotFoundError."""
+    for path in ("/tmp", "/dev/shm"):
+        _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}")
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
     os.chroot(root)
 
