@@ -673,3 +673,16 @@ def test_dev_shm_is_private_and_capped_at_disk_mb(sandbox):
     assert "No space left on device" in result.stderr
     again = run(sandbox, "import os\nprint(os.listdir('/dev/shm'))")
     assert (again.status, again.stdout) == ("passed", "[]\n")
+
+
+# A server that cannot be started leaves neither its directory nor its sockets behind.
+def test_a_server_that_fails_to_start_leaves_no_directory_or_descriptor(tmp_path, monkeypatch):
+    _own_tmpdir(tmp_path, monkeypatch)
+    monkeypatch.setattr("sys.executable", str(tmp_path / "no-such-python"))
+    box = Sandbox(max_workers=1)
+    before = len(os.listdir("/proc/self/fd"))
+    results = [box.execute(Job(source="print(1)")) for _ in range(3)]
+    assert [r.status for r in results] == ["error"] * 3
+    assert "no-such-python" in results[0].detail
+    assert (list(tmp_path.glob("r1lab-*")), len(os.listdir("/proc/self/fd"))) == ([], before)
+    box.close()

@@ -208,13 +208,20 @@ class Sandbox:
         self._workroot = tempfile.mkdtemp(prefix="r1lab-sandbox-")
         os.chmod(self._workroot, 0o711)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._server = subprocess.Popen(
-            [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
-             str(self.max_workers + 1)],
-            # nothing of the caller's environment but where temporary directories go
-            pass_fds=[child.fileno()], env={"TMPDIR": self._workroot}, stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, start_new_session=True)
-        child.close()
+        try:
+            self._server = subprocess.Popen(
+                [sys.executable, "-I", "-S", _SERVER_SCRIPT, "--serve", str(child.fileno()),
+                 str(self.max_workers + 1)],
+                # nothing of the caller's environment but where temporary directories go
+                pass_fds=[child.fileno()], env={"TMPDIR": self._workroot}, stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:  # no server will remove its directory, and close() (no server to stop) did not
+            parent.close()
+            shutil.rmtree(self._workroot, ignore_errors=True)
+            self._workroot = None
+            raise
+        finally:
+            child.close()
         self._control = parent
 
     def _run(self, job: Job) -> ExecutionResult:
