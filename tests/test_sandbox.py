@@ -1,10 +1,14 @@
 """The sandbox: statuses, limits, isolation and the pool, each checked by what a program can do."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -686,3 +690,68 @@ def test_a_server_that_fails_to_start_leaves_no_directory_or_descriptor(tmp_path
     assert "no-such-python" in results[0].detail
     assert (list(tmp_path.glob("r1lab-*")), len(os.listdir("/proc/self/fd"))) == ([], before)
     box.close()
+
+
+# Run as an unprivileged user (no chroot, no own uid), the sandbox still grades, times out and cleans up.
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+AS_NOBODY = """import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from r1lab.rewards.code import CodeTask, code_reward
+from r1lab.rewards.sandbox import Sandbox, execute
+task = CodeTask(kind="mbpp", asserts=("assert add(1, 2) == 3", "assert add(0, 0) == 0"))
+with Sandbox(max_workers=1) as box:
+    rewards = [code_reward(f"def add(a, b):\\n    return {body}\\n", task, sandbox=box)
+               for body in ("a + b", "a - b")]
+    loop = execute("while True:\\n    pass", timeout_s=1, sandbox=box)
+    daemon = execute("import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(60)",
+                     sandbox=box)
+print(json.dumps({"uid": os.getuid(), "rewards": rewards, "loop": [loop.status, loop.duration_s],
+                  "daemon": daemon.status, "isolation": loop.isolation, "left": os.listdir(sys.argv[2])}))
+"""
+
+
+def _python_for_nobody() -> str | None:
+    """An interpreter user nobody may run that imports r1lab from this tree (this one may sit
+    under a home directory nobody cannot enter)."""
+    if not ROOT or not shutil.which("setpriv"):
+        return None
+    tree = str(Path(__file__).resolve().parents[1])
+    probe = "import os, sys; sys.path.insert(0, sys.argv[1]); import r1lab.rewards.code; " \
+            "sys.exit(not os.access(sys.executable, os.X_OK))"
+    candidates = [sys.executable, shutil.which("python3"), shutil.which("python3", path=os.defpath)]
+    for python in dict.fromkeys(filter(None, candidates)):
+        if subprocess.run([*NOBODY, python, "-I", "-c", probe, tree], capture_output=True,
+                          timeout=30).returncode == 0:
+            return python
+    return None
+
+
+def _started_under(tmpdir: str) -> list[str]:
+    """Live processes whose environment (as exec'd, inherited by forks) has a TMPDIR in tmpdir."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if any(var.startswith(f"TMPDIR={tmpdir}/".encode()) for var in environ.read_bytes().split(b"\0")):
+                found.append(environ.parent.name)
+    return [pid for pid in found if not _status(pid).get("State", "").strip().startswith("Z")]
+
+
+def test_as_an_unprivileged_user_runs_are_graded_timed_out_and_cleaned_up():
+    python = _python_for_nobody()
+    if python is None:
+        pytest.skip("needs root, setpriv and a Python that user nobody may run and that imports r1lab")
+    workroot = tempfile.mkdtemp(prefix="r1lab-test-nobody-")
+    try:
+        os.chmod(workroot, 0o777)
+        tree = str(Path(__file__).resolve().parents[1])
+        done = subprocess.run([*NOBODY, python, "-I", "-c", AS_NOBODY, tree, workroot], timeout=60,
+                              capture_output=True, text=True, env={"TMPDIR": workroot, "PATH": os.defpath})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["uid"], report["rewards"], report["loop"][0]) == (65534, [1.0, 0.0], "timeout")
+        assert 1.0 <= report["loop"][1] < 3.0
+        assert "chroot" not in report["isolation"] and "uid" not in report["isolation"]
+        assert (report["daemon"], report["left"]) == ("passed", [])
+        assert _started_under(workroot) == []  # the server, its supervisors, the daemon
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
