@@ -252,7 +252,7 @@ def run(config: GRPOConfig) -> Path:
         stats = policy_update(model, ref, optimizer, batch, config, step)  # no update without a loss token
         t_train, train_tokens = time.perf_counter() - t1, stats.pop("train_tokens")
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
-            ref.load_state_dict(model.state_dict())  # R1-Zero: reference replaced every 400 steps
+            ref.load_state_dict(model.state_dict())  # R1-Zero: every 400 updates (25 rollouts)
         record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
                   "rollout_s": t_rollout, "train_s": t_train,
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
