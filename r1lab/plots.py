@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 
@@ -96,6 +97,12 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
     fig.suptitle(title)
     fig.tight_layout()
     out_path = Path(out_path)
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
+    # written beside and renamed over: a failed save (disk full) leaves the last curves whole, not a cut PNG
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=110, format=out_path.suffix[1:] or "png")  # the format of out_path, not of .tmp
+        os.replace(tmp, out_path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return out_path

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pytest
 
 from r1lab.plots import plot_rl_curves
 
@@ -74,3 +76,23 @@ def test_a_value_between_gaps_is_drawn(monkeypatch, tmp_path):
     assert accuracy.get_label() == "accuracy" and list(accuracy.get_ydata()[1:2]) == [0.5]
     assert _visible(accuracy) and accuracy.get_marker() == "o"
     assert format_rate.get_marker() in ("None", None)
+
+
+# A save that fails part-way leaves the earlier curves.png whole and no temporary file behind.
+def test_a_failed_save_keeps_the_earlier_png(monkeypatch, tmp_path):
+    import matplotlib.figure
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "accuracy": 0.5}\n')
+    png = plot_rl_curves(log, tmp_path / "curves.png")
+    before = png.read_bytes()
+
+    def disk_full(fig, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG cut")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        plot_rl_curves(log, png)
+    assert png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "metrics.jsonl"]
