@@ -96,3 +96,15 @@ def test_a_failed_save_keeps_the_earlier_png(monkeypatch, tmp_path):
         plot_rl_curves(log, png)
     assert png.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "metrics.jsonl"]
+
+
+# A GRPO run whose curves cannot be saved says so and goes on to save its policy.
+def test_grpo_goes_on_when_its_curves_cannot_be_saved(tmp_path, capsys):
+    from r1lab.stages.grpo import GRPOConfig, _plot_curves
+    from r1lab.stages.rollout import world_rubric
+
+    config = GRPOConfig(out_dir=str(tmp_path))
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "accuracy": 0.5}\n')
+    (tmp_path / "curves.png").mkdir()  # the rename onto it fails
+    _plot_curves(tmp_path, config, world_rubric(config))
+    assert "warning: curves not saved" in capsys.readouterr().out

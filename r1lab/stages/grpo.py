@@ -279,7 +279,10 @@ def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric) -> None:
 
     stage = "R1-Zero" if config.template == R1_ZERO else "GRPO after the cold start"
     rewards = " + ".join(term.name for term in rubric.terms)
-    print(f"curves saved to {plot_rl_curves(out / 'metrics.jsonl', out / 'curves.png', f'{stage} ({rewards})')}")
+    try:
+        print(f"curves saved to {plot_rl_curves(out / 'metrics.jsonl', out / 'curves.png', f'{stage} ({rewards})')}")
+    except Exception as err:  # the curves are a view of metrics.jsonl: their failure must not lose the policy
+        print(f"warning: curves not saved ({type(err).__name__}: {err}); metrics.jsonl holds the run's metrics")
 
 
 def _save(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer,
