@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 
@@ -62,7 +63,8 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
     skipped and said on stdout; the figure is written all the same."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # headless; a backend the caller already uses (a notebook's) is kept
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, skipped = _read_rows(Path(metrics_path))

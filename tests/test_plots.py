@@ -108,3 +108,17 @@ def test_grpo_goes_on_when_its_curves_cannot_be_saved(tmp_path, capsys):
     (tmp_path / "curves.png").mkdir()  # the rename onto it fails
     _plot_curves(tmp_path, config, world_rubric(config))
     assert "warning: curves not saved" in capsys.readouterr().out
+
+
+# Drawing the curves leaves the caller's matplotlib backend as it was (a notebook keeps showing its figures).
+def test_the_callers_backend_is_kept(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "accuracy": 0.5}\n')
+    before = plt.get_backend()
+    plt.switch_backend("svg")
+    try:
+        plot_rl_curves(log, tmp_path / "curves.png")
+        assert plt.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
