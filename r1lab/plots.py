@@ -42,7 +42,8 @@ def _read_rows(metrics_path: Path) -> tuple[list[dict], int]:
     """The records that have a numeric step, and how many lines were skipped (unreadable JSON,
     not an object, no step): a run's curves are drawn at its end, where a bad line must not crash it."""
     rows, skipped = [], 0
-    for line in metrics_path.read_text().splitlines():
+    # a damaged line's undecodable bytes become U+FFFD: that line is skipped, not the whole file
+    for line in metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:

@@ -122,3 +122,15 @@ def test_the_callers_backend_is_kept(tmp_path):
     finally:
         plt.switch_backend(before)
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+# A line of bytes that are not UTF-8 (a damaged disk block) is one skipped line; the others are drawn.
+def test_undecodable_bytes_skip_only_their_line(monkeypatch, tmp_path, capsys):
+    log = tmp_path / "metrics.jsonl"
+    log.write_bytes(b'{"step": 1, "accuracy": 0.25}\n\xff\xfe\x80garbage\n{"step": 2, "accuracy": 0.75}\n')
+    closed = []
+    monkeypatch.setattr(plt, "close", closed.append)
+    assert plot_rl_curves(log, tmp_path / "curves.png").stat().st_size > 0
+    accuracy = next(line for line in closed[0].axes[0].get_lines() if line.get_label() == "accuracy")
+    assert list(accuracy.get_xdata()) == [1.0, 2.0] and list(accuracy.get_ydata()) == [0.25, 0.75]
+    assert f"plots: skipped 1 line(s) of {log}" in capsys.readouterr().out
