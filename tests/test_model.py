@@ -568,3 +568,29 @@ def test_an_all_padding_row_does_not_dilute_the_balance_loss():
     torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 1, valid), torch.tensor(1.5))
     none = torch.zeros(2, 2, dtype=torch.bool)  # a batch of padding only: 0, not NaN
     torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 1, none), torch.tensor(0.0))
+
+
+# In float64 the expert dispatch equals the per-token definition to float64 precision, K > 2 included.
+@pytest.mark.parametrize("top_k", [2, 3])
+def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):
+    from r1lab.model.moe import Experts, route
+
+    torch.manual_seed(0)
+    config = small_config()
+    experts = Experts(config).double()
+    torch.nn.init.normal_(experts.gate_up_proj, std=0.3)
+    torch.nn.init.normal_(experts.down_proj, std=0.3)
+    x = torch.randn(8, config.hidden_size, dtype=torch.float64, requires_grad=True)
+    r = route(torch.randn(8, 8, dtype=torch.float64), torch.zeros(8), top_k=top_k, n_group=4, topk_group=2)
+    r.weights = r.weights.double()
+
+    def one_token(n: int) -> torch.Tensor:
+        out = torch.zeros(config.hidden_size, dtype=torch.float64)
+        for k, e in enumerate(r.indices[n].tolist()):
+            gate, up = (experts.gate_up_proj[e] @ x[n]).chunk(2)
+            out = out + r.weights[n, k] * (experts.down_proj[e] @ (F.silu(gate) * up))
+        return out
+
+    expected = torch.stack([one_token(n) for n in range(8)])
+    torch.testing.assert_close(experts._dispatch(x, r), expected, atol=1e-12, rtol=1e-12)
+    assert torch.autograd.gradcheck(lambda v: experts._dispatch(v, r), (x,))
