@@ -269,3 +269,17 @@ def test_meta_naming_an_example_field_is_refused(tmp_path, name):
         SFTExample(prompt="2+2?", response="4", meta={name: "other", "kind": "add"})
     kept = SFTExample(prompt="2+2?", response="4", meta={"kind": "add"})
     assert read_sft_jsonl(write_sft_jsonl(tmp_path / "d.jsonl", [kept])) == [kept]
+
+
+# pretraining logs its throughput every 10 steps and on the last one, so a run of fewer than 10 steps has one
+def test_a_short_pretrain_run_logs_its_throughput_on_the_last_step(tmp_path):
+    import json
+
+    from r1lab.stages import pretrain
+
+    config = pretrain.PretrainConfig(out_dir=str(tmp_path), n_docs=100, seq_len=32, batch_size=2, max_steps=3,
+                                     warmup_steps=1, eval_every=10, save_every=10, bf16=False)
+    pretrain.run(config)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert ["tokens_per_s" in r for r in rows] == [False, False, True] and rows[-1]["tokens_per_s"] > 0

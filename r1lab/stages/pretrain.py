@@ -166,7 +166,7 @@ def run(config: PretrainConfig) -> Path:
                   "expert_load_max_mean": balance}
         if out_loss.mtp is not None:
             record["mtp_loss"] = out_loss.mtp.item()
-        if (step + 1) % 10 == 0:
+        if (step + 1) % 10 == 0 or step + 1 == config.max_steps:  # a run under 10 steps logs one too, as SFT's
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         if (step + 1) % config.eval_every == 0 or step + 1 == config.max_steps:
