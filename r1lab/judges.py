@@ -34,7 +34,7 @@ JUDGE_PROMPT = (
     "Predicted answer: {prediction}"
 )
 _MAX_PREDICTION_CHARS = 500  # the judge sees the end of the prediction's final answer, cut to this length
-_WORD = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[^\W\d_]+")  # letters of any script: "Yesño" is one word, not "Yes" and "o"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,24 +99,28 @@ def final_answer(prediction: str) -> str:
 
 def parse_verdict(text: str) -> bool:
     """True when the first word of the judge's reply (after its ``</think>``, if it reasons) is "yes"
-    and no word of it is "no": a judge that echoes the instruction ("Yes or no: no", "Yes/No") gave
-    no clear yes.
+    and no word of it is "no" (in English or in the world's Velari, "nodo"): a judge that echoes the
+    instruction ("Yes or no: no", "Yes/No") or mixes languages ("Yes - nodo") gave no clear yes.
 
     >>> [parse_verdict(t) for t in (" Yes.", "yes, it is<|eos|>", "no", "Yesterday", "", "<think>yes", None)]
     [True, True, False, False, False, False, False]
     >>> [parse_verdict(t) for t in ("Yes or no: no", "Yes/No", "Yes, it matches.")]
     [False, False, True]
-    >>> parse_verdict("<think>\\n5 = 5.\\n</think>\\nyes")
-    True
+    >>> parse_verdict("<think>\\n5 = 5.\\n</think>\\nyes"), parse_verdict("Yes, nodo.")
+    (True, False)
     """
     if not isinstance(text, str):
         return False
     from r1lab.world.answers import completion_body, final_answer_span
+    from r1lab.world.language import GLOSSARY
+
+    # r1lab's own chat checkpoints judge, and they may mix in Velari (R1 §2.3.2: language mixing)
+    negatives = {"no", dict(GLOSSARY)["no"]}
 
     # the verdict follows the reasoning: an <answer> block drafted inside <think> is not the reply
     reply = completion_body(text).rsplit("</think>", 1)[-1]
     words = [word.lower() for word in _WORD.findall(final_answer_span(reply))]  # "**Yes**": words, not markup
-    return words[:1] == ["yes"] and "no" not in words
+    return words[:1] == ["yes"] and negatives.isdisjoint(words)
 
 
 class GenerativeJudge:

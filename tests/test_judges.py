@@ -75,3 +75,15 @@ def test_a_prediction_cut_off_while_thinking_is_judged_false_without_asking():
              for text in ("<think>\n3+4=7, so the answer is", "<think>\n3+4=7\n</think>\n  <|eos|>")]
     assert GenerativeJudge(engine, tokenizer)([items[0], answered, items[1]]) == [False, True, False]
     assert len(engine.prompts) == 1
+
+
+# Judges (r1lab.judges): a reply that also says no in the world's other language, or whose first word only begins with "yes".
+@pytest.mark.parametrize("reply", ["Yes - nodo, 7 ve nai 8.", "Yes, nodo.", "Yesño", "<think>\nhm\n</think>\nYes. Nodo!"])
+def test_a_reply_saying_no_in_velari_or_a_longer_word_is_no_yes(reply):
+    """Velari's "no" ("nodo") went unread beside an English "yes", and "Yesño" was read as the
+    words "Yes" and "o": both were judged a clear yes."""
+    assert parse_verdict(reply) is False
+
+
+def test_a_yes_beside_other_velari_words_still_reads_as_yes():
+    assert [parse_verdict(r) for r in ("Yes, rano.", "Yes, 7 ve 7.", "yes. nodes")] == [True, True, True]
