@@ -629,3 +629,12 @@ def test_with_no_right_sample_the_reported_majority_is_the_vote_by_normal_form()
     equal = {("\\frac12", "0.5"), ("\\frac{1}{2}", "0.5")}
     assert majority_vote(answers[:5], [False] * 5, _recording_checker(equal, asked)) == 3 and asked == []
     assert majority_vote(answers, [False] * 5 + [True], _recording_checker(equal, asked)) == 0 and asked
+
+
+# score_completions refuses a k that is not a whole count by name, before scoring.
+@pytest.mark.parametrize("k", [2.0, 2.5, True])
+def test_a_k_that_is_no_int_is_refused_by_name(k):
+    """A float k passed the range check and failed later as "slice indices must be integers";
+    True passed as k = 1 and was written to eval.json as "k": true."""
+    with pytest.raises(ValueError, match=rf"k must be from 1 to 4 \(the fewest samples any problem has\), got {k}"):
+        score_completions(PROBLEMS, SAMPLES, k=k)

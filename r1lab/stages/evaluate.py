@@ -248,7 +248,8 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
         raise ValueError("no completions to score")
     fewest = min(len(completions_by_index[i]) for i in indices)
     k = fewest if k is None else k
-    if not 1 <= k <= fewest:
+    # 2.0 failed later at the vote's slice, and True scored as k = 1 (runtime.is_int would import torch)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= fewest:
         raise ValueError(f"k must be from 1 to {fewest} (the fewest samples any problem has), got {k}")
 
     if check is not None:
