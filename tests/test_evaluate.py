@@ -541,7 +541,8 @@ def test_a_k1_table_has_one_pass_at_1_column():
         "| --- | ---: | ---: | ---: | ---: | ---: |\n"
         "| hand | 2 | 2 | 50.0 | 50.0 | 0.0 |\n"
         "\n"
-        "pass@1: mean correctness over the samples; cons@1: majority vote over 1 final answer. Values in %.\n")
+        "pass@1: each problem's share of correct samples; cons@1: majority vote over its first 1 final answer; "
+        "each averaged over problems. no answer: share of all samples. Values in %.\n")
 
 
 def test_a_k2_table_keeps_its_pass_at_k_column():
@@ -551,8 +552,9 @@ def test_a_k2_table_keeps_its_pass_at_k_column():
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
         "| hand | 2 | 4 | 50.0 | 100.0 | 50.0 | 0.0 |\n"
         "\n"
-        "pass@1: mean correctness over the samples; pass@2: unbiased estimate; "
-        "cons@2: majority vote over 2 final answers. Values in %.\n")
+        "pass@1: each problem's share of correct samples; pass@2: unbiased estimate from them; "
+        "cons@2: majority vote over its first 2 final answers; each averaged over problems. "
+        "no answer: share of all samples. Values in %.\n")
 
 
 # Saved evaluations carry the scoring rule's version; the pipeline's cache is not reused across versions.
@@ -638,3 +640,20 @@ def test_a_k_that_is_no_int_is_refused_by_name(k):
     True passed as k = 1 and was written to eval.json as "k": true."""
     with pytest.raises(ValueError, match=rf"k must be from 1 to 4 \(the fewest samples any problem has\), got {k}"):
         score_completions(PROBLEMS, SAMPLES, k=k)
+
+
+# The report says how each figure is averaged when problems have different sample counts.
+def test_the_table_note_names_each_figures_average_over_unequal_sample_counts():
+    """pass@1 is each problem's share of correct samples averaged over problems (62.5, not the 4 of 6
+    samples pooled, 66.7), while "no answer" is a share of all samples (1 of 6); the note said only
+    "mean correctness over the samples", which reads as the pooled share."""
+    result = score_completions(TWO_PROBLEMS, {0: ["\\boxed{5}", "\\boxed{6}"],
+                                              1: ["\\boxed{7}", "\\boxed{7}", "\\boxed{7}", "no answer here"]})
+    assert result.to_markdown() == (
+        "| data | problems | samples | pass@1 | pass@2 | cons@2 | no answer |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| hand | 2 | 6 | 62.5 | 100.0 | 100.0 | 16.7 |\n"
+        "\n"
+        "pass@1: each problem's share of correct samples; pass@2: unbiased estimate from them; "
+        "cons@2: majority vote over its first 2 final answers; each averaged over problems. "
+        "no answer: share of all samples. Values in %.\n")

@@ -189,7 +189,8 @@ class EvalResult:
                              "own values; give them other names")
 
     def summary(self) -> dict[str, Any]:
-        """The aggregate numbers, as one flat JSON-ready dict."""
+        """The aggregate numbers, as one flat JSON-ready dict: pass@1, pass@k and cons@k are means over
+        problems (each counts once, whatever its sample count); no_answer is a share of all samples."""
         answers = [a for p in self.problems for a in p.answers]
         return {
             "name": self.name,
@@ -218,8 +219,11 @@ class EvalResult:
         rule = "| --- | ---: | ---: |" + " ---: |" * len(columns)
         row = (f"| {s['name']} | {s['n_problems']} | {s['n_samples']} | "
                + " | ".join(f"{100 * value:.1f}" for _, value in columns) + " |")
-        note = ("pass@1: mean correctness over the samples; " + (f"pass@{k}: unbiased estimate; " if pass_k else "")
-                + f"cons@{k}: majority vote over {k} final answer{'s' if k > 1 else ''}. Values in %.")
+        # problems may have different sample counts: the rates are means over problems, "no answer" over samples
+        parts = ["pass@1: each problem's share of correct samples"]
+        parts += [f"pass@{k}: unbiased estimate from them"] if pass_k else []
+        parts += [f"cons@{k}: majority vote over its first {k} final answer{'s' if k > 1 else ''}"]
+        note = "; ".join(parts) + "; each averaged over problems. no answer: share of all samples. Values in %."
         return "\n".join([head, rule, row, "", note]) + "\n"
 
 
