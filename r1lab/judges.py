@@ -71,6 +71,11 @@ class RuleJudge:
         self.check = check
 
     def __call__(self, items: Sequence[JudgeItem]) -> list[bool]:
+        # the world's rule reads the task record: without one it raised, and that error, taken for
+        # unreadable model text, judged every answer incorrect in silence
+        if self.check is _world_check and any(item.example is None for item in items):
+            raise ValueError("RuleJudge: the world's rule needs each item's task record (JudgeItem.example, "
+                             "a WorldProblem); give it, or a check that needs none")
         return [self._one(item) for item in items]
 
     def _one(self, item: JudgeItem) -> bool:

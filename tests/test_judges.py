@@ -87,3 +87,15 @@ def test_a_reply_saying_no_in_velari_or_a_longer_word_is_no_yes(reply):
 
 def test_a_yes_beside_other_velari_words_still_reads_as_yes():
     assert [parse_verdict(r) for r in ("Yes, rano.", "Yes, 7 ve 7.", "yes. nodes")] == [True, True, True]
+
+
+# Judges (r1lab.judges): the world's rule refuses items without their task record.
+def test_the_world_rule_refuses_an_item_without_its_problem():
+    """The rule raised on the missing record, and that error was taken for unreadable model text:
+    every such item was judged incorrect, whatever its answer, with no message."""
+    from r1lab.judges import RuleJudge
+
+    item = JudgeItem(question="Compute 2+3.", reference="5", prediction="<think>\n2+3=5\n</think>\nIt is 5.")
+    with pytest.raises(ValueError, match=r"JudgeItem\.example"):
+        RuleJudge()([item])
+    assert RuleJudge(lambda example, prediction: prediction.endswith("5."))([item]) == [True]
