@@ -35,9 +35,9 @@ def is_int(value: object) -> bool:
 
 
 def check_threads(threads: int, owner: str = "config") -> None:
-    """A config's `threads` (0 = torch's default), refused by name before anything is built."""
+    """A config's `threads` (0 = keep the process's count), refused by name before anything is built."""
     if threads < 0:
-        raise ValueError(f"{owner}.threads must be >= 0 (0 = torch's default), got {threads}")
+        raise ValueError(f"{owner}.threads must be >= 0 (0 = keep the process's count), got {threads}")
 
 
 def keep_freed_memory() -> bool:

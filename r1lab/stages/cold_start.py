@@ -85,7 +85,7 @@ class ColdStartConfig:
     batch_problems: int = 32  # prompts sampled together
     bf16: bool = False  # bf16 autocast while sampling
     device: str = "cpu"  # cpu | cuda | cuda:N: where the R1-Zero model samples
-    threads: int = 0  # torch threads; 0 = torch's default
+    threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
 
     def __post_init__(self) -> None:
         runtime.check_device(self.device, "ColdStartConfig")

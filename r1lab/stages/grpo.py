@@ -72,7 +72,7 @@ class GRPOConfig:
     bf16: bool = False  # bf16 autocast in rollouts and updates; tiny's updates 1.1-1.8x faster on 2 CPU cores (benchmarks/results)
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
-    threads: int = 0  # torch threads; 0 = torch's default
+    threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:

@@ -59,7 +59,7 @@ class SFTConfig:
     log_every: int = 10  # steps between tokens/s readings (progress bar and metrics.jsonl)
     save_every: int = 100  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # resumable checkpoints kept on disk
-    threads: int = 0  # torch threads; 0 = torch's default
+    threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:
