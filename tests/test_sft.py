@@ -397,3 +397,11 @@ def test_sft_warns_when_every_step_is_warmup(capsys):
     assert "warmup_steps 10 >= the run's 2 steps: the learning rate only rises, to 20% of --lr" in capsys.readouterr().out
     sft.describe(examples, samples, n_steps=11, config=sft.SFTConfig(data="x.jsonl", warmup_steps=10))
     assert "warning" not in capsys.readouterr().out
+
+
+# a count that is not an int (epochs = 2.5 ran 3 epochs; a float seq_len failed mid-run) is refused by name
+@pytest.mark.parametrize("name, value", [("epochs", 2.5), ("seq_len", 256.0), ("max_steps", 2.5), ("batch_size", True)])
+def test_config_refuses_a_count_that_is_not_an_integer(name, value):
+    with pytest.raises(ValueError, match=rf"SFTConfig\.{name} must be an integer, got {value!r}"):
+        sft.SFTConfig(data="x", **{name: value})
+    assert getattr(sft.SFTConfig(data="x", **{name: 3}), name) == 3
