@@ -80,6 +80,7 @@ class PipelineConfig:
             value = getattr(self, name)
             if not runtime.is_int(value) or value < 1:
                 raise ValueError(f"PipelineConfig.{name} must be an integer >= 1, got {value!r}")
+        runtime.check_int_fields(self)
         for name in STAGE_CONFIGS:  # the pipeline's device is every stage's
             setattr(self, name, dataclasses.replace(getattr(self, name), device=self.device))
 

@@ -6,6 +6,7 @@ starts (`training.start_run`), so that a bad setting fails before anything is lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 
 import torch
@@ -32,6 +33,17 @@ def is_int(value: object) -> bool:
     """An int that is not a bool: a count or a seed read from a config file (2.5 is not one, and
     Python counts True as the int 1)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int_fields(config: object) -> None:
+    """Every field of a config dataclass declared `int` (or `int | None`, when set) holds an int, refused
+    by name: a float from Python or a config file (epochs = 2.5) ran as 3 or failed as a TypeError
+    deep in a run, and a bool (True) ran as 1. Called first in each stage config's `__post_init__`."""
+    for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, field.name)
+        if field.type in ("int", int) or (field.type == "int | None" and value is not None):
+            if not is_int(value):
+                raise ValueError(f"{type(config).__name__}.{field.name} must be an integer, got {value!r}")
 
 
 def check_threads(threads: int, owner: str = "config") -> None:

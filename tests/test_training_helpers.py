@@ -283,3 +283,24 @@ def test_a_short_pretrain_run_logs_its_throughput_on_the_last_step(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert ["tokens_per_s" in r for r in rows] == [False, False, True] and rows[-1]["tokens_per_s"] > 0
+
+
+# Every stage config refuses a non-integer in a field declared int, by name, before anything runs.
+def _stage_configs() -> list[tuple[type, dict]]:
+    from r1lab import pipeline
+    from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sample_eval, sft
+
+    return [(grpo.GRPOConfig, {}), (pretrain.PretrainConfig, {}), (cold_start.ColdStartConfig, {}),
+            (rejection_sampling.RejectionSamplingConfig, {"checkpoint": "ck"}), (sft.SFTConfig, {"data": "d.jsonl"}),
+            (sample_eval.SampleEvalConfig, {"checkpoint": "ck"}), (pipeline.PipelineConfig, {})]
+
+
+@pytest.mark.parametrize("cls, required", _stage_configs(), ids=lambda c: getattr(c, "__name__", ""))
+def test_stage_configs_refuse_non_integer_counts_by_name(cls, required):
+    ints = [f.name for f in dataclasses.fields(cls) if f.type == "int"]
+    assert len(ints) >= 3  # seed, a step or sample count, threads or an eval size
+    for name in ints:
+        default = getattr(cls(**required), name)
+        for bad in (default + 0.5, float(default), True):  # 2.5 ran as 3 or failed mid-run; True ran as 1
+            with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be an integer( >= 1)?, got {bad!r}"):
+                cls(**required, **{name: bad})

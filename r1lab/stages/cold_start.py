@@ -88,6 +88,7 @@ class ColdStartConfig:
     threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
 
     def __post_init__(self) -> None:
+        runtime.check_int_fields(self)
         runtime.check_device(self.device, "ColdStartConfig")
         runtime.check_seed(self.seed, "ColdStartConfig")
         runtime.check_threads(self.threads, "ColdStartConfig")

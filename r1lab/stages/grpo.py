@@ -76,6 +76,7 @@ class GRPOConfig:
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:
+        runtime.check_int_fields(self)  # max_steps = 2.5 failed in range() after the run directory was made
         for name in ("n_prompts", "prompts_per_step", "max_steps", "max_new_tokens", "ppo_epochs", "minibatches",
                      "save_every", "log_samples_every"):
             if getattr(self, name) < 1:

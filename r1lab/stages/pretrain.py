@@ -47,6 +47,7 @@ class PretrainConfig:
     resume: bool = False  # continue from the newest checkpoint in out_dir
 
     def __post_init__(self) -> None:
+        runtime.check_int_fields(self)
         for name in ("n_docs", "seq_len", "batch_size", "max_steps", "eval_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PretrainConfig.{name} must be > 0, got {getattr(self, name)}")

@@ -83,6 +83,7 @@ class RejectionSamplingConfig:
     threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
 
     def __post_init__(self) -> None:
+        runtime.check_int_fields(self)
         runtime.check_device(self.device, "RejectionSamplingConfig")
         runtime.check_seed(self.seed, "RejectionSamplingConfig")
         runtime.check_threads(self.threads, "RejectionSamplingConfig")

@@ -59,11 +59,7 @@ class SampleEvalConfig:
     template: str = "auto"  # r1_zero (R1 Table 1) | chat (after the cold start) | auto (as trained)
 
     def __post_init__(self) -> None:
-        # a float from a config file (k = 2.5) failed only while sampling, as a TypeError; a bool read as 0 or 1
-        for name in ("k", "n_problems", "batch_problems", "max_new_tokens", "seed"):
-            value = getattr(self, name)
-            if not runtime.is_int(value):
-                raise ValueError(f"SampleEvalConfig.{name} must be an integer, got {value!r}")
+        runtime.check_int_fields(self)  # k = 2.5 failed only while sampling, as a TypeError
         for name in ("k", "n_problems", "batch_problems", "max_new_tokens"):
             if getattr(self, name) < 1:
                 what = " (samples per problem, --samples)" if name == "k" else ""  # not the --k of pass@k

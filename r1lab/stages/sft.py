@@ -65,12 +65,7 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError("SFTConfig.data: give a chat JSONL file (--data)")
-        # a float count (epochs = 2.5 from Python or a config file) ran 3 epochs silently, or failed as a
-        # TypeError deep in the run (seq_len 256.0 slicing the examples); a bool read as 0 or 1
-        for name in ("seed", "epochs", "max_steps", "seq_len", "batch_size", "warmup_steps", "log_every",
-                     "save_every", "keep_checkpoints", "threads"):
-            if not runtime.is_int(getattr(self, name)):
-                raise ValueError(f"SFTConfig.{name} must be an integer, got {getattr(self, name)!r}")
+        runtime.check_int_fields(self)  # epochs = 2.5 ran 3 epochs; seq_len 256.0 failed deep in the run
         for name in ("epochs", "seq_len", "batch_size", "log_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SFTConfig.{name} must be > 0, got {getattr(self, name)}")
