@@ -168,7 +168,7 @@ def test_a_prompt_longer_than_the_model_is_not_told_to_shorten_the_completion(to
     with pytest.raises(ValueError, match=rf"longest prompt \({longest} tokens\) alone fills .* {longest - 1} positions: "
                                          "no --max-new-tokens fits"):
         check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 8, longest - 1, "--max-new-tokens")
-    with pytest.raises(ValueError, match=rf"--max-new-tokens 8 leaves no room .* at most 4$"):
+    with pytest.raises(ValueError, match=r"--max-new-tokens 8 leaves no room .* at most 4$"):
         check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 8, longest + 4, "--max-new-tokens")
     check_prompt_room(["Compute 2+3"], tokenizer, R1_ZERO, 4, longest + 4, "--max-new-tokens")  # exactly fits
 
