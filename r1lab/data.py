@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,9 +137,20 @@ def _check_parents(path: Path) -> None:
 
 
 def write_sft_jsonl(path: str | os.PathLike, examples: Iterable[SFTExample]) -> Path:
-    """Writes the examples atomically (a crash never leaves half a dataset); returns the path."""
-    lines = (json.dumps(example.to_record(), ensure_ascii=False) + "\n" for example in examples)
-    return write_text_atomically(check_output_file(path), lines)
+    """Writes the examples atomically (a crash never leaves half a dataset); returns the path.
+
+    ValueError naming the example (1-based, its line in the file) for one `read_sft_jsonl` would
+    refuse, e.g. an empty response: the file is then not written, an earlier one stays as it was.
+    """
+    path = check_output_file(path)
+    return write_text_atomically(path, _checked_lines(path, examples))
+
+
+def _checked_lines(path: Path, examples: Iterable[SFTExample]) -> Iterator[str]:
+    for number, example in enumerate(examples, start=1):
+        record = example.to_record()
+        example_from_record(record, f"{path}: example {number}")  # the reader's checks, so it can read it back
+        yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) -> Path:

@@ -405,3 +405,15 @@ def test_config_refuses_a_count_that_is_not_an_integer(name, value):
     with pytest.raises(ValueError, match=rf"SFTConfig\.{name} must be an integer, got {value!r}"):
         sft.SFTConfig(data="x", **{name: value})
     assert getattr(sft.SFTConfig(data="x", **{name: 3}), name) == 3
+
+
+# an example the reader would refuse (empty response) is refused when written, naming it; nothing is written
+@pytest.mark.parametrize("response", ["", " \n\t"])
+def test_writing_an_empty_response_is_refused_naming_the_example(tmp_path, response):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "old", "response": "kept"}\n')
+    examples = [SFTExample(prompt="a", response="b"), SFTExample(prompt="c", response=response)]
+    with pytest.raises(ValueError, match=r"d\.jsonl: example 2: empty 'response'$"):
+        write_sft_jsonl(data, examples)
+    assert read_sft_jsonl(data) == [SFTExample(prompt="old", response="kept")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
