@@ -71,6 +71,7 @@ def example_from_record(record: Any, where: str) -> SFTExample:
     for name in _FIELDS:
         _check_text(record.get(name), name, where)
     meta = {k: v for k, v in record.items() if k not in _FIELDS}
+    _check_meta(meta, where)
     return SFTExample(prompt=record["prompt"], response=record["response"], system=system, meta=meta)
 
 
@@ -89,6 +90,16 @@ def _check_text(text: str | None, name: str, where: str) -> None:
     if control is not None:
         raise ValueError(f"{where}: field {name!r} contains the control token {control}, which the chat "
                          "template adds itself")
+
+
+def _check_meta(meta: dict[str, Any], where: str) -> None:
+    """The other fields are written back as they are: a lone surrogate in any of their texts (or
+    names, at any depth) would make that write fail, so it is refused here, naming the field."""
+    for name, value in meta.items():
+        try:
+            json.dumps({name: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: field {name!r} is not valid Unicode (a lone surrogate)") from None
 
 
 def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:

@@ -417,3 +417,16 @@ def test_writing_an_empty_response_is_refused_naming_the_example(tmp_path, respo
         write_sft_jsonl(data, examples)
     assert read_sft_jsonl(data) == [SFTExample(prompt="old", response="kept")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
+
+
+# a lone surrogate in any other field (its text, a nested text, its name) is refused on reading, naming it
+@pytest.mark.parametrize("extra", ['"note": "cut \\ud83d"', '"tags": [{"k": "\\udc00"}]', '"\\ud83d": 1'])
+def test_a_lone_surrogate_in_another_field_is_refused_when_read(tmp_path, extra):
+    data = tmp_path / "f.jsonl"
+    data.write_text('{"prompt": "a", "response": "b", "ok": "caf\\u00e9"}\n\n{"prompt": "a", "response": "b", '
+                    + extra + "}\n")
+    with pytest.raises(ValueError, match=r"f\.jsonl:3: field '.+' is not valid Unicode \(a lone surrogate\)$"):
+        read_sft_jsonl(data)
+    with pytest.raises(ValueError, match=r"g\.jsonl: example 1: field 'note' is not valid Unicode"):
+        write_sft_jsonl(tmp_path / "g.jsonl", [SFTExample(prompt="a", response="b", meta={"note": "\ud83d"})])
+    assert not (tmp_path / "g.jsonl").exists()
