@@ -151,17 +151,21 @@ def write_sft_jsonl(path: str | os.PathLike, examples: Iterable[SFTExample]) -> 
     """Writes the examples atomically (a crash never leaves half a dataset); returns the path.
 
     ValueError naming the example (1-based, its line in the file) for one `read_sft_jsonl` would
-    refuse, e.g. an empty response: the file is then not written, an earlier one stays as it was.
+    refuse, e.g. an empty response, or for no example at all: the file is then not written, an
+    earlier one stays as it was.
     """
     path = check_output_file(path)
     return write_text_atomically(path, _checked_lines(path, examples))
 
 
 def _checked_lines(path: Path, examples: Iterable[SFTExample]) -> Iterator[str]:
+    number = 0
     for number, example in enumerate(examples, start=1):
         record = example.to_record()
         example_from_record(record, f"{path}: example {number}")  # the reader's checks, so it can read it back
         yield json.dumps(record, ensure_ascii=False) + "\n"
+    if number == 0:  # an empty file is one read_sft_jsonl refuses ("no examples")
+        raise ValueError(f"{path}: no examples to write")
 
 
 def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) -> Path:

@@ -430,3 +430,13 @@ def test_a_lone_surrogate_in_another_field_is_refused_when_read(tmp_path, extra)
     with pytest.raises(ValueError, match=r"g\.jsonl: example 1: field 'note' is not valid Unicode"):
         write_sft_jsonl(tmp_path / "g.jsonl", [SFTExample(prompt="a", response="b", meta={"note": "\ud83d"})])
     assert not (tmp_path / "g.jsonl").exists()
+
+
+# no example at all is refused when written (the reader refuses an empty file); an earlier file stays
+def test_writing_no_examples_is_refused(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "old", "response": "kept"}\n')
+    with pytest.raises(ValueError, match=r"d\.jsonl: no examples to write$"):
+        write_sft_jsonl(data, iter([]))
+    assert read_sft_jsonl(data) == [SFTExample(prompt="old", response="kept")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
