@@ -29,12 +29,12 @@ from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from grpo_vs_trl import GROUP, PROMPTS_PER_STEP, make_checkpoint  # noqa: E402
+from r1lab import runtime
+from r1lab.stages import grpo
+from r1lab.stages.rollout import TrainBatch, completion_logprobs
 
-from r1lab import runtime  # noqa: E402
-from r1lab.stages import grpo  # noqa: E402
-from r1lab.stages.rollout import TrainBatch, completion_logprobs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the checkpoint and work of grpo_vs_trl.py
+from grpo_vs_trl import GROUP, PROMPTS_PER_STEP, make_checkpoint  # noqa: E402
 
 
 def capture_batch(init: Path, out: Path) -> tuple[torch.nn.Module, TrainBatch]:
@@ -42,7 +42,7 @@ def capture_batch(init: Path, out: Path) -> tuple[torch.nn.Module, TrainBatch]:
     captured: dict = {}
     update = grpo.policy_update
 
-    def keep(model, ref, optimizer, batch, config, step=0):  # noqa: ANN001, ANN202
+    def keep(model, ref, optimizer, batch, config, step=0):  # policy_update's signature
         captured.update(model=model, batch=batch)
         return update(model, ref, optimizer, batch, config, step)
 
