@@ -168,9 +168,21 @@ def _checked_lines(path: Path, examples: Iterable[SFTExample]) -> Iterator[str]:
         raise ValueError(f"{path}: no examples to write")
 
 
+def fsync(path: Path) -> None:
+    """Flushes a file, or a directory's entries (POSIX only: Windows cannot open a directory), to disk."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)  # Windows fsyncs only a writable handle
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) -> Path:
     """Writes `text` (or its pieces, in order) via a temporary file renamed into place: a crash never
-    leaves half a file, nor a stray temporary one; returns the path."""
+    leaves half a file, nor a stray temporary one; returns the path. The directory is synced after
+    the rename too: else a power cut can undo it, leaving the old file (or none) in its place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -183,4 +195,5 @@ def write_text_atomically(path: str | os.PathLike, text: str | Iterable[str]) ->
     except BaseException:  # no stray .tmp next to the file when writing or renaming fails
         tmp.unlink(missing_ok=True)
         raise
+    fsync(path.parent)  # the rename itself
     return path

@@ -20,9 +20,8 @@ from typing import Any
 
 import torch
 
-from r1lab.data import check_output_dir
+from r1lab.data import check_output_dir, fsync
 from r1lab.model import Transformer, save_pretrained
-from r1lab.model.checkpoint import fsync
 from r1lab.runtime import keep_freed_memory, seed_everything, set_threads
 
 

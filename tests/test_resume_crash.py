@@ -97,7 +97,7 @@ def test_a_file_written_atomically_is_fsynced_before_it_is_renamed(tmp_path, mon
     synced, real_fsync = [], os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
     out = write_sft_jsonl(tmp_path / "data.jsonl", [SFTExample(prompt="q", response="r")])
-    assert synced == [str(tmp_path / "data.jsonl.tmp")]
+    assert synced == [str(tmp_path / "data.jsonl.tmp"), str(tmp_path)]  # the data, then the rename
     assert out.read_text() == '{"prompt": "q", "response": "r"}\n'
 
 

@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from r1lab.data import fsync
 from r1lab.model.config import ModelConfig
 from r1lab.model.hf_config import from_hf_config, to_hf_config
 from r1lab.model.transformer import Transformer
@@ -191,17 +192,6 @@ def _save_tensors(tensors: dict[str, torch.Tensor], file: Path) -> None:
         if code is None:  # not the disk's: a tensor it cannot serialize
             raise
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(file)) from err
-
-
-def fsync(path: Path) -> None:
-    """Flushes a file, or a directory's entries (POSIX only: Windows cannot open a directory), to disk."""
-    if path.is_dir() and os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)  # Windows fsyncs only a writable handle
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temporaries(path: Path) -> None:
