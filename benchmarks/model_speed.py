@@ -67,22 +67,27 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> float:
     return 6 * matmul_params + config.num_hidden_layers * attn
 
 
+def forward_backward(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bool) -> None:
+    """One forward+backward on `batch` (B, T+1), gradients dropped."""
+    x, y = batch[:, :-1], batch[:, 1:]
+    ctx = torch.autocast(batch.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with ctx:
+        if is_hf:
+            loss = model(input_ids=x, labels=batch[:, :-1].clone()).loss  # HF shifts internally
+        else:
+            loss = model.loss(x, y).ce
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
 def step_time(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, is_hf: bool, reps: int) -> float:
     """Median seconds of one forward+backward on `batch` (B, T+1)."""
-    x, y = batch[:, :-1], batch[:, 1:]
     device = str(batch.device)
     times = []
     for i in range(reps + 2):
         sync(device)
         start = time.perf_counter()
-        ctx = torch.autocast(batch.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx:
-            if is_hf:
-                loss = model(input_ids=x, labels=batch[:, :-1].clone()).loss  # HF shifts internally
-            else:
-                loss = model.loss(x, y).ce
-        loss.backward()
-        model.zero_grad(set_to_none=True)
+        forward_backward(model, batch, bf16, is_hf)
         sync(device)
         if i >= 2:  # the first two runs warm up (allocator, kernels, autotuning)
             times.append(time.perf_counter() - start)
@@ -103,8 +108,10 @@ def profile_step(model: torch.nn.Module, batch: torch.Tensor, bf16: bool, path: 
     from torch.profiler import ProfilerActivity, profile
     cuda = batch.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        step_time(model, batch, bf16, False, reps=1)
+    step_time(model, batch, bf16, False, reps=0)  # warm-up, outside the profile
+    with profile(activities=activities) as prof:  # one step: the table's totals are one step's
+        forward_backward(model, batch, bf16, False)
+        sync(str(batch.device))
     key = "cuda_time_total" if cuda else "cpu_time_total"
     with open(path, "w") as f:
         f.write(prof.key_averages().table(sort_by=key, row_limit=45, max_name_column_width=60))
