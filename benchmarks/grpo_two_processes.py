@@ -26,7 +26,7 @@ from pathlib import Path
 PROMPTS_PER_STEP, GROUP = 8, 8
 
 
-def worker(init: str, out: str, prompts: int, threads: int, steps: int, bf16: bool) -> None:
+def worker(init: str, out: str, prompts: int, threads: int, steps: int, bf16: bool, seed: int) -> None:
     """One GRPO run in this process; prints its step and rollout seconds (one list each)."""
     import torch
 
@@ -35,15 +35,17 @@ def worker(init: str, out: str, prompts: int, threads: int, steps: int, bf16: bo
     torch.set_num_threads(threads)
     config = grpo.GRPOConfig(init=init, out_dir=out, prompts_per_step=prompts, group_size=GROUP,
                              max_steps=steps + 1, max_new_tokens=64, temperature=1.0, lr=1e-5, kl_coef=0.04,
-                             bf16=bf16, save_every=10_000, log_samples_every=10_000, threads=threads)
+                             bf16=bf16, save_every=10_000, log_samples_every=10_000, threads=threads, seed=seed)
     grpo.run(config)
     rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
     print(json.dumps({"step": [r["step_s"] for r in rows], "rollout": [r["rollout_s"] for r in rows]}))
 
 
-def launch(init: Path, out: Path, prompts: int, threads: int, args: argparse.Namespace) -> subprocess.Popen:
+def launch(init: Path, out: Path, prompts: int, threads: int, args: argparse.Namespace,
+           seed: int = 0) -> subprocess.Popen:
+    """A worker process; the two halves take seeds 0 and 1: data-parallel ranks draw different prompts."""
     command = [sys.executable, __file__, "--worker", str(init), str(out), str(prompts), str(threads),
-               str(args.steps)] + (["--bf16"] if args.bf16 else [])
+               str(args.steps), str(seed)] + (["--bf16"] if args.bf16 else [])
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -56,8 +58,8 @@ def result(process: subprocess.Popen) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        init, out, prompts, threads, steps = sys.argv[2:7]
-        return worker(init, out, int(prompts), int(threads), int(steps), "--bf16" in sys.argv)
+        init, out, prompts, threads, steps, seed = sys.argv[2:8]
+        return worker(init, out, int(prompts), int(threads), int(steps), "--bf16" in sys.argv, int(seed))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="timed steps per run (after one warm-up step)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per setting, interleaved")
@@ -75,7 +77,8 @@ def main() -> None:
         for k in range(args.rounds):
             single = launch(init, Path(tmp) / f"one_{k}", PROMPTS_PER_STEP, 2, args)
             one += result(single)["step"]
-            halves = [launch(init, Path(tmp) / f"two_{k}_{r}", PROMPTS_PER_STEP // 2, 1, args) for r in range(2)]
+            halves = [launch(init, Path(tmp) / f"two_{k}_{r}", PROMPTS_PER_STEP // 2, 1, args, seed=r)
+                      for r in range(2)]
             steps = [result(p)["step"] for p in halves]
             two += [max(a, b) for a, b in zip(*steps)]  # a data-parallel step waits for the slower rank
     one_s, two_s = statistics.median(one), statistics.median(two)
