@@ -56,6 +56,14 @@ class SamplingParams:
                 setattr(self, name, operator.index(getattr(self, name)))
             except TypeError:
                 raise TypeError(f"{name} must be an integer, got {getattr(self, name)!r}") from None
+        for name in ("temperature", "top_p"):  # None or a str ("0.6" from a CLI) failed at a comparison
+            value = getattr(self, name)  # below with "'<=' not supported between 'int' and 'str'", naming neither
+            try:
+                if isinstance(value, (str, bytes)):
+                    raise TypeError
+                setattr(self, name, float(value))
+            except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several values
+                raise TypeError(f"{name} must be a number, got {value!r}") from None
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.temperature < math.inf:  # NaN too: it samples garbage without an error

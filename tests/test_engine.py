@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -486,6 +487,20 @@ def test_integer_sampling_params_of_numpy_and_torch_become_ints() -> None:
     params = SamplingParams(max_new_tokens=np.int64(3), top_k=torch.tensor(2), n=np.int32(2), seed=np.uint8(7))
     got = (params.max_new_tokens, params.top_k, params.n, params.seed)
     assert got == (3, 2, 2, 7) and all(type(v) is int for v in got)
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p"])
+@pytest.mark.parametrize("value", [None, "0.6", b"0.6", [0.6]])
+def test_a_non_number_temperature_or_top_p_is_refused_by_name(name: str, value: object) -> None:
+    """They failed at a comparison with "'<=' not supported between 'int' and 'str'", naming neither."""
+    with pytest.raises(TypeError, match=f"{name} must be a number, got {re.escape(repr(value))}"):
+        SamplingParams(**{name: value})
+
+
+def test_temperature_and_top_p_of_numpy_and_torch_become_floats() -> None:
+    params = SamplingParams(temperature=np.float32(0.5), top_p=torch.tensor(0.75))
+    assert (params.temperature, params.top_p) == (0.5, 0.75)
+    assert type(params.temperature) is float and type(params.top_p) is float
 
 
 # Engine.generate's stop_token_ids: an id the model cannot sample is refused before any work.
