@@ -74,8 +74,10 @@ class SamplingParams:
             raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0 or self.n < 1:
-            raise ValueError("top_k must be >= 0 and n >= 1")
+        if self.top_k < 0:  # one message for both did not say which was bad, nor its value
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
         # a bare str would be iterated as one stop string per character: every row stopping early
         if isinstance(self.stop_strings, str):
             raise TypeError("stop_strings and stop_token_ids are tuples: write stop_strings=(s,), stop_token_ids=(id,)")

@@ -208,6 +208,11 @@ def test_bad_params_are_rejected():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         SamplingParams(max_new_tokens=0)
+    # one message for both said "top_k must be >= 0 and n >= 1": neither which was bad nor its value
+    with pytest.raises(ValueError, match=r"^top_k must be >= 0 \(0 = off\), got -1$"):
+        SamplingParams(top_k=-1)
+    with pytest.raises(ValueError, match=r"^n must be >= 1, got 0$"):
+        SamplingParams(n=0)
 
 
 @pytest.mark.parametrize("changes", [
