@@ -554,3 +554,12 @@ def test_a_resumed_grpo_run_equals_an_uninterrupted_one(base, tmp_path, monkeypa
     assert [r["step"] for r in rows(resumed)] == [1, 2, 3, 4, 5] and rows(resumed) == rows(whole)
     a, b = from_pretrained(whole).state_dict(), from_pretrained(resumed).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_grpo_run_that_is_all_warmup_is_warned_about(base, tmp_path, capsys):
+    # 2 steps with the default 5 warmup steps: the LR only reaches 40% of --lr, as pretrain and sft say
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=2, prompts_per_step=1,
+                             group_size=2, max_new_tokens=4, max_steps=2, kl_coef=0.0, bf16=False))
+    assert "warmup_steps 5 >= the run's 2 steps" in capsys.readouterr().out
+    rows = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([2e-5 / 5, 2 * 2e-5 / 5])

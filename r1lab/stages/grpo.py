@@ -228,6 +228,7 @@ def run(config: GRPOConfig) -> Path:
                       model.config.max_position_embeddings, "GRPOConfig.max_new_tokens")
     start = state.get("step", 0)
     out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
+    training.warn_if_all_warmup(config.warmup_steps, config.max_steps)  # as pretrain and sft say it
     if state:
         training.restore_rng(state)  # after start_run, which seeds the RNGs afresh
     metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
