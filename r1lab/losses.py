@@ -102,6 +102,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     eps_high > eps_low is DAPO's clip-higher. The `kl` statistic is aggregated like the loss, so
     loss = policy_loss + kl_coef * kl: with seq_mean, R1's per-output KL_i (mean over its tokens)
     averaged over outputs; a token mean instead weighed long outputs more than the loss does."""
+    if logp.dim() != 2:  # one sequence as (T,) with (T,) advantages passed the checks below: a (T, T) loss
+        raise ValueError(f"grpo_loss: logp must be (N, T) (one row per completion), got {tuple(logp.shape)}")
     if advantages.shape != logp.shape[:1] or old_logp.shape != logp.shape or mask.shape != logp.shape:
         # an (N, 1) column would broadcast against (N, T) into an (N, N, T) loss without an error
         raise ValueError(f"grpo_loss: advantages must be (N,) and old_logp, mask (N, T) like logp {tuple(logp.shape)}, "

@@ -143,6 +143,16 @@ def test_grpo_loss_refuses_advantages_of_another_shape():
             grpo_loss(logp, logp, bad, mask)
 
 
+def test_grpo_loss_refuses_one_sequence_given_as_a_vector():
+    """logp (T,) with per-token advantages (T,) passed the shape checks and broadcast into a (T, T)
+    loss: one sequence at ratio 1 with A = 1 everywhere gave -3 (T = 3), not -1, and no error."""
+    logp, mask, advantages = torch.tensor([-1.0, -2.0, -0.5]), torch.ones(3), torch.ones(3)
+    with pytest.raises(ValueError, match=r"logp must be \(N, T\).*got \(3,\)"):
+        grpo_loss(logp, logp, advantages, mask)
+    # as one row of three tokens, with its one advantage: the surrogate is -A
+    assert grpo_loss(logp[None], logp[None], advantages[:1], mask[None]).loss.item() == pytest.approx(-1.0)
+
+
 def test_token_logprobs_entropy_sft_and_bradley_terry():
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # (1, 2, 2)
     tokens = torch.tensor([[1, 0]])
