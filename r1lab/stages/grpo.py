@@ -166,6 +166,10 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             with runtime.autocast(config.bf16, config.device):
                 logp = completion_logprobs(model, batch, rows, config.temperature)
             mask = batch.mask[rows]
+            # old_logp are the engine's, the distribution that sampled the tokens: equal to this
+            # forward's up to rounding in float32; under bf16 the two differ (up to ~0.05 nats on
+            # tiny), so a first update's ratio is near, not exactly, 1: the importance weight of
+            # the sampler's tokens, not a recomputed pi_old (which would cost one more forward)
             out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,
                             clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high,
                             kl_coef=config.kl_coef, ref_logp=None if ref_logp is None else ref_logp[rows],
