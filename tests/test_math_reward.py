@@ -375,6 +375,9 @@ def test_latex_spacing_before_a_unit_keeps_the_number_whole():
     ("x_1=5", "5", True),
     ("a+b=7", "7", True),  # "find a+b": a left side of symbols only still counts
     ("x = 2+3 = 5", "5", True),
+    ("f(2)=5", "5", True),  # "find f(2)": the function's value named, as x = 5 (it was taken for 4=5's kind)
+    ("P(3) = 10", "10", True),
+    ("f(2)+1=5", "5", False),  # not solved for f(2)
     ("2+3=5", "5", True),
     ("2x=10", "x=5", False),  # against an equation gold, math-verify compares equations
     ("y = 2x + 3", "y = 2x + 3", True),

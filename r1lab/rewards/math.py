@@ -226,14 +226,18 @@ def _all_sides_equal(gold_parsed: list, pred: Any, timeout: int) -> bool:
     which is right for an assignment ("x=5", "a+b=7": a left side of symbols only) but made "4=5"
     and "2x=10" equal 5 and 10. An equation whose left side is a constant ("4=5", "2+3=5") is a
     statement: every side of it must equal the gold. One with any other left side ("2x=10",
-    "x^2=4") is not solved for its unknown: it states no value, so it is not the answer."""
+    "x^2=4") is not solved for its unknown: it states no value, so it is not the answer. A left
+    side that is a function's value ("f(2)=5", "P(3)=10") names the value asked for, as "x=5" does."""
     from math_verify import verify
     from math_verify.grader import is_equation, take_first_relation
     from sympy import And, Number
+    from sympy.core.function import AppliedUndef
 
     if not is_equation(pred) or any(is_equation(g) for g in gold_parsed):
         return True
     lhs = take_first_relation(pred).lhs
+    if isinstance(lhs, AppliedUndef):  # f(2) has no free symbol: it was taken for a constant, "4=5"'s kind
+        return True
     if lhs.free_symbols:
         # not math-verify's is_assignment_relation: it takes "x/2" for symbols only
         return not lhs.atoms(Number)
