@@ -46,6 +46,21 @@ def test_a_number_with_unit_words_is_the_number(pred, gold, expected):
     assert answers_equal(pred, gold) is expected
 
 
+# A number and its unit set in text together are the number, as with the unit alone in text: math-verify
+# read "\\text{18 dollars}" as one word, so a right GSM8K answer scored 0 where "18 \\text{ dollars}" scored 1
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("\\text{18 dollars}", "18", True),
+    ("\\text{18 dollars}", "\\$18", True),
+    ("\\text{-3 degrees}", "-3", True),
+    ("\\text{3.5 hours}", "3.5", True),
+    ("\\text{3.5 hours}", "3", False),
+    ("\\text{18 hours 30 minutes}", "18", False),  # not a number and its unit
+    ("\\text{5 sin}", "5", False),  # a maths word is no unit
+])
+def test_a_number_with_its_unit_in_text_is_the_number(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
+
+
 def test_unit_words_vote_with_their_number():
     assert canonical_answer("1,250 dollars") == canonical_answer("$1250$") == "1250"
     assert canonical_answer("5 x") == "5x"

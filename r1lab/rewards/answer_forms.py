@@ -26,6 +26,9 @@ _SPACING = re.compile(r"\\\\|\\(?:[!,;: ]|q?quad(?![a-zA-Z]))")  # `\\` (a matri
 # A number set in text or bold (AoPS writes AIME answers as `\textbf{(073)}`) is the number:
 # math-verify reads `\text{073}`, `\mathbf{0.5}` or `\text{1,000}` as a word, equal to no number.
 _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|textrm|mathbf|mathrm|mbox)\s*+\{([\s()+\-.,]*+\d[\s()+\-.,\d]*+)\}")
+# A number and its unit words (3+ letters, as _UNIT_WORDS) set in text together ("\\text{18 hours}") are read
+# as "18 \\text{ hours}" is: math-verify read the whole as one word, equal to no number
+_TEXT_NUMBER_UNIT = re.compile(r"\\(?:text|textrm|mathrm|mbox)\s*+\{\s*+(-?\d[\d,]*+(?:\.\d++)?)(\s++[A-Za-z]{3}[A-Za-z\s-]*+)\}")
 # Markup goes before the gaps are read: removed after them, "$5$ $6$" and "\$1 \$2" read as 56 and 12
 _MARKUP = re.compile(r"\\(?:left|right)(?![a-zA-Z])|\\\$|\$")
 _REMOVED = re.compile(r"\\[!,;: ]|(?<!\d)\s+|\s+(?!\d)")
@@ -83,7 +86,7 @@ def _exact(value: Fraction) -> str:
 
 def _normal_form(answer: str) -> tuple[str, Fraction | None]:
     """The normalised text of an answer and, when it is a plain decimal number, its exact value."""
-    text = _TEXT_NUMBER.sub(r"\1", answer.replace(_UNICODE_MINUS, "-")).strip()
+    text = _text_numbers(answer.replace(_UNICODE_MINUS, "-")).strip()
     for left, right in _MATH_DELIMITERS:
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left):len(text) - len(right)].strip()
@@ -95,6 +98,15 @@ def _normal_form(answer: str) -> tuple[str, Fraction | None]:
     if plain and listed:  # a list, kept apart from the number its digits would make
         return text.replace(",", ", "), None
     return text, Fraction(text.replace(",", "")) if plain else None
+
+
+def _text_numbers(text: str) -> str:
+    """Numbers set in text taken out of it: ``\\text{073}`` -> ``073``, ``\\text{18 hours}`` -> ``18\\text{ hours}``
+    (not ``\\text{2 pi}``: a maths word is no unit)."""
+    def split(unit: re.Match[str]) -> str:
+        return unit[0] if _MATH_WORDS & set(unit[2].lower().split()) else f"{unit[1]}\\text{{{unit[2]}}}"
+
+    return _TEXT_NUMBER_UNIT.sub(split, _TEXT_NUMBER.sub(r"\1", text))
 
 
 def _without_unit_words(text: str) -> str:
@@ -163,7 +175,7 @@ def for_math_verify(text: str) -> str:
     "0.5 dollars" as a product); the last side of an equation written as its value when it is a plain
     number (it read "x = 1,000" as x = {1, 0})."""
     text = _plain_last_side(text.replace(_UNICODE_MINUS, "-"))
-    text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _TEXT_NUMBER.sub(r"\1", text)))
+    text = _without_unit_words(_THOUSANDS_GAP.sub(r"\1", _text_numbers(text)))
     text = _THOUSANDS_COMMA_SPACING.sub(",", text)
     return _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", text)
 
