@@ -33,8 +33,8 @@ MATH_INSTRUCTION = "Please reason step by step, and put your final answer within
 # Version of the scoring rule (answer extraction, grading, the world's rule, the vote): raise it when
 # a change scores the same completions differently. Saved evaluations are keyed by it (eval.json records
 # it; the pipeline's eval cache compares it), so a rerun after such a change scores again instead of
-# silently reusing numbers from the old rule.
-SCORING_VERSION = 1
+# silently reusing numbers from the old rule. 2: math answers '10,\!080', 'f(2)=5', '\text{18 dollars}'.
+SCORING_VERSION = 2
 
 
 def eval_prompt(problem: Problem) -> str:
