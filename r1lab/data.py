@@ -108,13 +108,19 @@ def read_sft_jsonl(path: str | os.PathLike) -> list[SFTExample]:
     FileNotFoundError for a missing file; ValueError for a directory, or naming the file and line
     for a malformed one (bad JSON, missing fields, or bytes that are not UTF-8).
     """
+    return [example for _, example in read_sft_jsonl_lines(path)]
+
+
+def read_sft_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, SFTExample]]:
+    """`read_sft_jsonl` with each example's line number (1-based; blank lines skipped still count),
+    so that a later error about an example (too long for --seq-len) can name its line."""
     path = Path(path)
     if path.is_dir():  # a dataset builder's run directory given for the file it wrote there
         raise ValueError(f"{path} is a directory, not a chat JSONL file (a dataset builder writes "
                          f"{path / 'data.jsonl'})")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    examples = [example_from_record(record, f"{path}:{line_no}") for line_no, record in jsonl_objects(path)]
+    examples = [(line_no, example_from_record(record, f"{path}:{line_no}")) for line_no, record in jsonl_objects(path)]
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples

@@ -323,12 +323,22 @@ def test_an_example_past_the_models_positions_is_refused_before_the_run_director
     positions = from_pretrained(BASE).config.max_position_embeddings
     data = tmp_path / "long.jsonl"
     data.write_text(json.dumps({"prompt": "What is 12 + 30?", "response": "12 + 30 = 42. " * positions}) + "\n")
-    with pytest.raises(ValueError, match=rf"long\.jsonl: example 1 is {2 * positions} tokens .* "
+    with pytest.raises(ValueError, match=rf"long\.jsonl:1: the example is {2 * positions} tokens .* "
                                          rf"max_position_embeddings \({positions}\); give --seq-len {positions}"):
         sft.run(config(tmp_path, data, seq_len=2 * positions))
     assert not (tmp_path / "sft").exists()
     short = sft.tokenize(tokenizer, SFTExample(prompt="Hi", response="Hello!"), 2 * positions, "x")
     sft.check_positions([short] * 3, positions, config(tmp_path, data, seq_len=2 * positions))
+
+
+def test_an_example_too_long_for_seq_len_names_its_line_not_its_number(tmp_path, capsys):
+    """The reader's errors name file:line; the later ones said "example 2" for the example on line
+    3 (a blank line is skipped, not counted as an example), pointing the user at the wrong line."""
+    data = tmp_path / "file.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n\n' + json.dumps({"prompt": "word " * 200, "response": "b"}) + "\n")
+    with pytest.raises(ValueError, match=r"file\.jsonl:3: the prompt alone is \d+ tokens; seq_len 64"):
+        sft.run(config(tmp_path, data, seq_len=64))
+    assert not (tmp_path / "sft").exists()
 
 
 def test_pretraining_windows_past_the_models_positions_are_refused():

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from r1lab import runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.data import SFTExample, read_sft_jsonl
+from r1lab.data import SFTExample, read_sft_jsonl_lines
 from r1lab.model import Transformer, document_mask, from_pretrained, max_mean_load_ratio
 from r1lab.rewards.format import r1_format_reward
 from r1lab.tokenizer import Tokenizer
@@ -238,12 +238,16 @@ def _load(config: SFTConfig, data_digest: str) -> tuple[Transformer, Tokenizer, 
     return model, tokenizer, ck
 
 
-def check_positions(samples: Sequence[Sample], max_positions: int, config: SFTConfig) -> None:
+def check_positions(samples: Sequence[Sample], max_positions: int, config: SFTConfig,
+                    lines: Sequence[int] | None = None) -> None:
     """Positions restart at 0 in every example, so only an example (cut to seq_len) longer than the
-    model's positions is refused: it would train positions the engine never samples at, silently."""
+    model's positions is refused: it would train positions the engine never samples at, silently.
+    ``lines``: each example's line in the file, named in the error (blank lines make it differ from
+    the example's number)."""
     for i, s in enumerate(samples):
         if len(s.ids) > max_positions:
-            raise ValueError(f"{config.data}: example {i + 1} is {len(s.ids)} tokens (cut to seq_len "
+            where = f"{config.data}:{lines[i]}: the example" if lines else f"{config.data}: example {i + 1}"
+            raise ValueError(f"{where} is {len(s.ids)} tokens (cut to seq_len "
                              f"{config.seq_len}), past the model's max_position_embeddings ({max_positions}); "
                              f"give --seq-len {max_positions} or less")
 
@@ -271,12 +275,14 @@ def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps:
 
 def run(config: SFTConfig) -> Path:
     """Fine-tunes `init` on `data` and returns the final checkpoint directory (`out_dir/model`)."""
-    examples = read_sft_jsonl(config.data)  # first: bad data or a bad --init leaves no run directory
+    numbered = read_sft_jsonl_lines(config.data)  # first: bad data or a bad --init leaves no run directory
+    lines, examples = [line for line, _ in numbered], [example for _, example in numbered]
     digest = training.file_digest(config.data)
     model, tokenizer, ck = _load(config, digest)
-    samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}: example {i + 1}")
-               for i, example in enumerate(examples)]
-    check_positions(samples, model.config.max_position_embeddings, config)
+    # errors name the file and line, as the reader's do: with blank lines, "example 3" is not line 3
+    samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}:{line}")
+               for line, example in numbered]
+    check_positions(samples, model.config.max_position_embeddings, config, lines)
     steps = plan([len(s.ids) for s in samples], config)
     training.check_resume_step(ck, len(steps))
     out = training.start_run(config, "sft", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
