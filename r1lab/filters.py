@@ -73,8 +73,14 @@ def check_readability_settings(owner: str, language: str, min_language_share: fl
     if classifier == SCRIPT and language not in SCRIPTS:
         raise ValueError(f"{owner}.language must be one of the script classifier's languages {sorted(SCRIPTS)}, "
                          f"got {language!r}")
+    if isinstance(min_language_share, bool) or not isinstance(min_language_share, (int, float)):  # "0.8": a TypeError
+        raise ValueError(f"{owner}.min_language_share must be a number, got {min_language_share!r}")
     if not 0.0 <= min_language_share <= 1.0:  # NaN fails too
         raise ValueError(f"{owner}.min_language_share must be in [0, 1], got {min_language_share}")
+    # an int, not just >= 1: NaN passed the comparison and then failed every line in silence (every
+    # response dropped as a long paragraph), and "100" raised a TypeError naming no setting
+    if isinstance(max_paragraph_chars, bool) or not isinstance(max_paragraph_chars, int):
+        raise ValueError(f"{owner}.max_paragraph_chars must be an integer, got {max_paragraph_chars!r}")
     if max_paragraph_chars < 1:
         raise ValueError(f"{owner}.max_paragraph_chars must be >= 1, got {max_paragraph_chars}")
 

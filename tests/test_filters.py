@@ -279,6 +279,12 @@ def test_every_filter_reads_the_reply_and_a_made_up_turn_fails_the_format():
     ({"classifier": "script", "language": "ja"}, r"^ReadabilityConfig\.language must be one of the script .*got 'ja'$"),
     ({"min_language_share": float("nan")}, r"^ReadabilityConfig\.min_language_share must be in \[0, 1\], got nan$"),
     ({"max_paragraph_chars": 0}, r"^ReadabilityConfig\.max_paragraph_chars must be >= 1, got 0$"),
+    # NaN passed ">= 1" and then dropped every response as a long paragraph, in silence; a text or
+    # True got past (a TypeError naming no setting, or a limit of 1)
+    ({"max_paragraph_chars": float("nan")}, r"^ReadabilityConfig\.max_paragraph_chars must be an integer, got nan$"),
+    ({"max_paragraph_chars": "100"}, r"^ReadabilityConfig\.max_paragraph_chars must be an integer, got '100'$"),
+    ({"max_paragraph_chars": True}, r"^ReadabilityConfig\.max_paragraph_chars must be an integer, got True$"),
+    ({"min_language_share": "0.8"}, r"^ReadabilityConfig\.min_language_share must be a number, got '0\.8'$"),
 ])
 def test_readability_config_errors_name_the_field_and_value(bad, message):
     with pytest.raises(ValueError, match=message):
