@@ -318,6 +318,21 @@ def test_transformers_checkpoint_without_shared_experts_loads(tmp_path):
         assert (model(x) - hf(x).logits).abs().max().item() <= 1e-5
 
 
+def test_a_checkpoint_without_shared_experts_loads_in_transformers_with_no_missing_keys(tmp_path):
+    """transformers builds zero-width shared experts when n_shared_experts is 0: they are written
+    (empty), else it reports them missing and "newly initialized"; and the checkpoint reloads here."""
+    model = Transformer(make_config(n_shared_experts=0, num_nextn_predict_layers=1)).eval()
+    randomize_bias(model)
+    save_pretrained(model, tmp_path / "ck")
+    hf, info = AutoModelForCausalLM.from_pretrained(tmp_path / "ck", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    x = torch.randint(0, 96, (2, 12))
+    again = from_pretrained(tmp_path / "ck").eval()
+    with torch.no_grad():
+        assert (model(x) - hf.eval()(x).logits).abs().max().item() <= PARITY_ATOL
+        assert torch.equal(model(x), again(x))
+
+
 @pytest.mark.parametrize("field,value", [("n_routed_experts", -4), ("n_shared_experts", -1), ("rope_theta", 0.0),
                                          ("original_max_position_embeddings", 0),
                                          # these crashed building the model / gave NaN logits

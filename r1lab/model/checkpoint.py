@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from r1lab.data import fsync
 from r1lab.model.config import ModelConfig
 from r1lab.model.hf_config import from_hf_config, to_hf_config
+from r1lab.model.moe import MoE
 from r1lab.model.transformer import Transformer
 
 # ----------------------------------------------------------------------------- weights
@@ -72,6 +73,13 @@ def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
                 out[f"{m.group(1)}.{e}.down_proj.weight"] = t[e].contiguous()
         else:
             out[name] = t.contiguous()
+    if config.n_shared_experts == 0:  # transformers builds a zero-width shared expert in every MoE layer
+        for name, module in model.named_modules():  # then: written empty, else it reports them missing
+            if isinstance(module, MoE):
+                prefix, d = _hf_name(name, config), config.hidden_size
+                ref = module.gate.weight
+                for proj, shape in (("gate_proj", (0, d)), ("up_proj", (0, d)), ("down_proj", (d, 0))):
+                    out[f"{prefix}.shared_experts.{proj}.weight"] = ref.new_empty(shape)
     return out
 
 
