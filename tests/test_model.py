@@ -501,6 +501,15 @@ def test_training_weights_of_the_wrong_sign_are_rejected_by_name(field, value):
     small_config(**{field: 0.0 if field != "routed_scaling_factor" else 1.0})  # the boundary is allowed
 
 
+# a float size failed deep in torch ("empty(): argument 'size' failed to unpack"), a str at a comparison
+@pytest.mark.parametrize("field,value", [("hidden_size", 192.0), ("hidden_size", "128"), ("n_group", 2.0),
+                                         ("first_k_dense_replace", True), ("max_position_embeddings", 512.0)])
+def test_a_size_that_is_not_an_int_is_rejected_by_name(field, value):
+    with pytest.raises(TypeError, match=f"ModelConfig: {field} must be an integer, got {value!r}"):
+        small_config(**{field: value})
+    assert small_config(bos_token_id=None).bos_token_id is None  # ids are not sizes: a config.json may hold null
+
+
 # RoPE frequencies stay float32 through a dtype cast, as a bf16 load (from_pretrained) builds them:
 # bf16-rounded ones put cos at position 4000 off by up to 0.5 (the small preset)
 def test_rope_frequencies_stay_float32_after_a_bf16_cast():

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from r1lab.runtime import is_int
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -71,6 +72,12 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"ModelConfig: {msg}")
 
+        # sizes by name: a float (hidden_size=128 * 1.5) failed deep in torch ("empty(): argument 'size'
+        # failed to unpack"), a str ("128") at a comparison naming neither. Token ids are not sizes (a
+        # config.json may hold "bos_token_id": null) and stay as given
+        for f in dataclasses.fields(self):
+            if f.type == "int" and not f.name.endswith("_token_id") and not is_int(getattr(self, f.name)):
+                raise TypeError(f"ModelConfig: {f.name} must be an integer, got {getattr(self, f.name)!r}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "kv_lora_rank", "qk_nope_head_dim", "v_head_dim"):
             need(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
