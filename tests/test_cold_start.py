@@ -114,6 +114,16 @@ def test_r1_zero_samples_are_kept_only_when_correct_and_readable(tokenizer):
     assert (params.n, params.temperature, params.stop_token_ids, params.seed) == (8, 0.6, (tokenizer.eos_id,), 3 * 1_000_003)
 
 
+def test_a_sample_that_stopped_past_what_the_world_reads_counts_as_unfinished(tokenizer):
+    """As in rejection sampling: a reply whose end the world never reads is not 'finished', rather
+    than a wrong answer."""
+    (p0,) = world.rl_prompts(1)
+    engine = FakeEngine([[done(zero(p0) + " and so on" * 3000)]])  # 30,000 characters, no end of turn
+    config = ColdStartConfig(zero_checkpoint="zero/policy", n_prompts=1, samples_per_prompt=1)
+    examples, funnel = cold_start.zero_examples(engine, tokenizer, [p0], config, Deduper())
+    assert examples == [] and [(f.name, f.reached, f.kept) for f in funnel.filters[:2]] == [("finished", 1, 0), ("correct", 0, 0)]
+
+
 @pytest.mark.parametrize("language", ["en", "vl"])
 def test_world_long_cot_source_is_pretrain_split_and_readable(language):
     config = ColdStartConfig(n_long_cot=12, kinds="arithmetic,countdown", language=language)

@@ -50,6 +50,7 @@ from r1lab.stages.sample_eval import WORKED_STEP, is_reasoning
 from r1lab.tokenizer import Tokenizer
 from r1lab.world import (ARITHMETIC, PRETRAIN, WorldProblem, check_completion, completion_body,
                          extract_final_expression, long_cot, problem_set, rl_prompts)
+from r1lab.world.answers import read_to_end
 from r1lab.world.language import PHRASES
 from r1lab.world.problems import KINDS
 
@@ -207,7 +208,9 @@ def readable_checks(prompt: str, response: str, readability: ReadabilityConfig,
 def _zero_checks(problem: WorldProblem, completion: Completion, response: str, readability: ReadabilityConfig,
                  dedupe: Deduper) -> Iterator[tuple[str, bool]]:
     """The filters of an R1-Zero sample, in `ZERO_FILTERS` order."""
-    yield "finished", completion.finish_reason == "stop"
+    # a reply that stopped past what the world reads (READ_CHARS) was not read to its end: unfinished,
+    # as rejection sampling counts it (the rules would judge it neither right nor in format)
+    yield "finished", completion.finish_reason == "stop" and read_to_end(completion.text)
     yield "correct", check_completion(problem, completion.text)
     yield "r1_zero_format", strict_format_reward(completion.text) == 1.0
     yield "step_by_step", is_reasoning(completion.text)
