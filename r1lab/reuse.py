@@ -48,13 +48,23 @@ def reuse_or_run(done: Path, fn: Callable[[], Path], saved: Path | None = None, 
                                                                            checkpoints)) is not None:
             return done, seconds
         if built.get("inputs") != now:
-            print(f"{done} was built from an earlier version of {', '.join(map(str, inputs))}: building it again")
+            print(f"{done} was built from an earlier version of {_changed(inputs, built, now)}: building it again")
     if checkpoints is not None and checkpoints.exists() and built and built.get("inputs") != now:
-        print(f"{checkpoints}: left by a build from an earlier version of {', '.join(map(str, inputs))}; "
+        print(f"{checkpoints}: left by a build from an earlier version of {_changed(inputs, built, now)}; "
               "removing them, the stage starts afresh")
         shutil.rmtree(checkpoints)
         left = None
     return build(stamp_file, now, time_to(left, stamp_file, built) if built.get("inputs") == now else 0.0, fn)
+
+
+def _changed(inputs: Sequence[Path], built: dict[str, object], now: list[list[object]]) -> str:
+    """The inputs whose files differ from the record `built`, for the rebuild message: naming every
+    input blamed the unchanged ones too (the shipped base, when only the cold-start data was rebuilt);
+    all of them if the record cannot be matched to them (unreadable, or another number of inputs)."""
+    old = built.get("inputs")
+    if not isinstance(old, list) or len(old) != len(now):
+        return ", ".join(map(str, inputs))
+    return ", ".join(str(p) for p, was, is_ in zip(inputs, old, now) if was != is_)
 
 
 def build(stamp_file: Path, inputs: list[list[object]], before: float, fn: Callable[[], Path]) -> tuple[Path, float]:

@@ -534,3 +534,28 @@ def test_a_finished_stage_of_other_stage_settings_is_not_reused(tmp_path, monkey
     config.zero.max_steps = 3  # the policy on disk was trained for 2 steps
     with pytest.raises(ValueError, match=r"other settings \(max_steps 2 -> 3\)"):
         pipeline.run(config)
+
+
+def test_a_rebuild_names_only_the_inputs_that_changed(tmp_path, capsys):
+    """The cold-start model rebuilt after only its data was: the message blamed the unchanged
+    shipped base too ("an earlier version of data.jsonl, base-tiny")."""
+    data, base, done = tmp_path / "data.jsonl", tmp_path / "base.txt", tmp_path / "model.txt"
+    data.write_text("v1")
+    base.write_text("base")
+    checkpoints = tmp_path / "checkpoints"
+
+    def build():
+        done.write_text("model")
+        return done
+
+    reuse.reuse_or_run(done, build, inputs=[data, base], checkpoints=checkpoints)
+    os.utime(data, ns=(0, 10**9))  # the data was rebuilt, the base was not
+    capsys.readouterr()
+    reuse.reuse_or_run(done, build, inputs=[data, base], checkpoints=checkpoints)
+    assert f"{done} was built from an earlier version of {data}: building it again" in capsys.readouterr().out
+    done.unlink()  # and an interrupted build's checkpoints, left before the data changed again
+    (checkpoints / "step_000001").mkdir(parents=True)
+    (checkpoints / "step_000001" / "trainer_state.pt").write_text("s")
+    os.utime(data, ns=(0, 2 * 10**9))
+    reuse.reuse_or_run(done, build, inputs=[data, base], checkpoints=checkpoints)
+    assert f"{checkpoints}: left by a build from an earlier version of {data}; removing" in capsys.readouterr().out
