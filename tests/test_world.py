@@ -538,3 +538,12 @@ def test_long_cot_names_a_language_the_world_lacks(language: str) -> None:
     problem = world.rl_prompts(1)[0]
     with pytest.raises(ValueError, match=rf"unknown language '{language}'.*\('en', 'vl'\)"):
         world.long_cot(problem, language)
+
+
+@pytest.mark.parametrize("n", [2.5, 2.0, True, "3"])
+def test_a_count_that_is_not_an_int_is_refused_naming_it(n) -> None:
+    # 2.5 drew 3 problems and True 1, without a word; "3" failed at a comparison naming nothing
+    with pytest.raises(TypeError, match=f"n must be an int, got {re.escape(repr(n))}"):
+        world.heldout_problems(n)
+    with pytest.raises(TypeError, match="n must be an int"):
+        world.cold_start_examples(n)

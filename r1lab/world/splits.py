@@ -8,6 +8,7 @@ reasoning RL (R1 §2.2, §2.3.2) draw ``rl`` prompts, and evaluation uses ``held
 
 from __future__ import annotations
 
+import numbers
 import random
 
 from r1lab.world.arithmetic import ArithmeticConfig, random_chain
@@ -54,6 +55,8 @@ def problem_set(
     Deterministic in (split, n, seed, kinds, difficulties, configs); a larger ``n`` extends a
     smaller one (same prefix).
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):  # else 2.5 drew 3 problems and True 1, in silence
+        raise TypeError(f"problem_set: n must be an int, got {n!r}")
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
     if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
         raise ValueError(f"kinds must be a tuple of kinds, e.g. {(kinds,)!r}, got {kinds!r}")
