@@ -547,3 +547,20 @@ def test_a_count_that_is_not_an_int_is_refused_naming_it(n) -> None:
         world.heldout_problems(n)
     with pytest.raises(TypeError, match="n must be an int"):
         world.cold_start_examples(n)
+
+
+@pytest.mark.parametrize("difficulties, error, match", [
+    ({"arithmetc": (3,)}, ValueError, "unknown problem kind 'arithmetc'"),  # was ignored: (3, 4) drawn instead
+    ({ARITHMETIC: 3}, TypeError, r"difficulties\['arithmetic'\] must be a tuple"),  # was "'int' object is not iterable"
+    ({ARITHMETIC: "34"}, TypeError, r"difficulties\['arithmetic'\] must be a tuple"),
+    ({ARITHMETIC: (3, 1)}, ValueError, r"an int >= 2, got 1"),
+    ({ARITHMETIC: (2.5,)}, ValueError, r"an int >= 2, got 2.5"),
+])
+def test_bad_difficulties_are_refused_naming_the_entry(difficulties, error, match) -> None:
+    with pytest.raises(error, match=match):
+        world.heldout_problems(2, difficulties=difficulties)
+
+
+def test_difficulties_as_a_list_still_draw_those_difficulties() -> None:
+    problems = world.heldout_problems(4, difficulties={ARITHMETIC: [2, 5]})
+    assert [p.difficulty for p in problems] == [2, 5, 2, 5]

@@ -57,6 +57,7 @@ def problem_set(
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):  # else 2.5 drew 3 problems and True 1, in silence
         raise TypeError(f"problem_set: n must be an int, got {n!r}")
+    _check_difficulties(difficulties or {})
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
     if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
         raise ValueError(f"kinds must be a tuple of kinds, e.g. {(kinds,)!r}, got {kinds!r}")
@@ -84,6 +85,20 @@ def problem_set(
                              f"difficulty {difficulty}, and problem_set draws the {len(plan)} kind/difficulty pairs in "
                              f"turn; asked for {n}")
     return problems
+
+
+def _check_difficulties(difficulties: dict[str, tuple[int, ...]]) -> None:
+    """ValueError / TypeError naming a bad entry of ``difficulties``: a misspelt kind was ignored
+    in silence (its default difficulties drawn instead), and a bare number (``{"arithmetic": 3}``)
+    failed as "'int' object is not iterable"."""
+    for kind, values in difficulties.items():
+        if kind not in KINDS:
+            raise ValueError(f"difficulties: unknown problem kind {kind!r}; expected one of {KINDS}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+            raise TypeError(f"difficulties[{kind!r}] must be a tuple of operand counts, e.g. (3, 4), got {values!r}")
+        bad = [d for d in values if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 2]
+        if bad:
+            raise ValueError(f"difficulties[{kind!r}]: a difficulty is a count of operands, an int >= 2, got {bad[0]!r}")
 
 
 def rl_prompts(
