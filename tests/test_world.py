@@ -564,3 +564,23 @@ def test_bad_difficulties_are_refused_naming_the_entry(difficulties, error, matc
 def test_difficulties_as_a_list_still_draw_those_difficulties() -> None:
     problems = world.heldout_problems(4, difficulties={ARITHMETIC: [2, 5]})
     assert [p.difficulty for p in problems] == [2, 5, 2, 5]
+
+
+@pytest.mark.parametrize("make, name, value", [
+    (lambda: ArithmeticConfig(max_value=99.5), "ArithmeticConfig.max_value", 99.5),  # failed near the ceiling only
+    (lambda: ArithmeticConfig(max_operand=9.0), "ArithmeticConfig.max_operand", 9.0),  # failed at the first draw
+    (lambda: ArithmeticConfig(max_operand=True), "ArithmeticConfig.max_operand", True),  # ran as 1
+    (lambda: ArithmeticConfig(max_first=40.5), "ArithmeticConfig.max_first", 40.5),
+    (lambda: CountdownConfig(max_number=12.5), "CountdownConfig.max_number", 12.5),
+    (lambda: CountdownConfig(max_value="99"), "CountdownConfig.max_value", "99"),  # a str failed at a comparison
+])
+def test_a_knob_that_is_not_an_int_is_refused_by_name(make, name, value) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be an integer, got {value!r}")):
+        make()
+
+
+def test_a_float_ceiling_no_longer_runs_until_a_chain_nears_it() -> None:
+    # max_value=99.5 drew a few dozen chains (34 with seed 0), then raised "'float' object cannot be
+    # interpreted as an integer" at a value whose next step's bound is a float (12: 99.5 // 12 = 8.0)
+    with pytest.raises(ValueError, match="max_value must be an integer"):
+        world.heldout_problems(200, arithmetic=ArithmeticConfig(max_value=99.5))
