@@ -584,3 +584,17 @@ def test_a_float_ceiling_no_longer_runs_until_a_chain_nears_it() -> None:
     # interpreted as an integer" at a value whose next step's bound is a float (12: 99.5 // 12 = 8.0)
     with pytest.raises(ValueError, match="max_value must be an integer"):
         world.heldout_problems(200, arithmetic=ArithmeticConfig(max_value=99.5))
+
+
+@pytest.mark.parametrize("seed", [0.0, False, "0"])
+def test_a_seed_that_is_not_an_int_is_refused_naming_it(seed) -> None:
+    # the draw is seeded by the seed's text, so 0.0 ("0.0") and False drew another held-out set
+    # than 0, in silence
+    with pytest.raises(TypeError, match=f"seed must be an int, got {re.escape(repr(seed))}"):
+        world.heldout_problems(2, seed=seed)
+
+
+def test_a_numpy_int_seed_draws_as_the_int() -> None:
+    import numpy as np
+
+    assert world.heldout_problems(2, seed=np.int64(3)) == world.heldout_problems(2, seed=3)
