@@ -603,3 +603,13 @@ def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):
     expected = torch.stack([one_token(n) for n in range(8)])
     torch.testing.assert_close(experts._dispatch(x, r), expected, atol=1e-12, rtol=1e-12)
     assert torch.autograd.gradcheck(lambda v: experts._dispatch(v, r), (x,))
+
+
+def test_model_info_prints_counts_in_a_unit_that_reads(capsys):
+    import argparse
+
+    from r1lab.model import info
+    info.main(argparse.Namespace(preset="tiny", json=False))
+    assert "total:         1,679,744 (1.68M)" in capsys.readouterr().out  # was (0.00B)
+    info.main(argparse.Namespace(preset="deepseek-v3-671b", json=False))
+    assert "(671.03B)" in capsys.readouterr().out

@@ -28,6 +28,11 @@ def count_parameters(config: ModelConfig) -> dict[str, int]:
     return {"total": total, "active": total - n_moe * idle_experts * per_expert, "mtp": mtp}
 
 
+def _short(count: int) -> str:
+    """1.68M, 37.55B: a count in the unit that reads (B printed 0.00B for the CPU presets)."""
+    return f"{count / 1e9:.2f}B" if count >= 1e9 else f"{count / 1e6:.2f}M"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", choices=sorted(PRESETS), help="model preset")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -39,5 +44,5 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(counts))
     else:
         for key, value in counts.items():
-            print(f"{key:>6}: {value:>17,} ({value / 1e9:.2f}B)")
+            print(f"{key:>6}: {value:>17,} ({_short(value)})")
     return 0
