@@ -242,9 +242,11 @@ def run(config: PipelineConfig) -> list[StageRow]:
 
 def _run_stages(config: PipelineConfig) -> list[StageRow]:
     out, seed = Path(config.out_dir), config.seed
-    # an R1-Zero built from another base or seed is refused now, not after pretraining a base (minutes)
+    # an R1-Zero built from another base, seed or GRPO settings is refused now, not after pretraining
+    # and evaluating a base (minutes)
     zero_config = out / "zero" / "policy" / "r1lab_config.json"
-    check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed})
+    check_settings(out / "zero" / "policy", zero_config, {"init": str(planned_base(config)), "seed": seed,
+                                                          **_settings(config.zero)})
     base = base_checkpoint(config)
     # the shipped base was not trained here: no time
     seconds = 0.0 if base == SHIPPED_BASE else read_stamp(stamp_path(base)).get("seconds", 0.0)

@@ -400,6 +400,19 @@ def test_pretraining_waits_for_no_r1_zero_of_another_base(tmp_path, monkeypatch)
     assert not (tmp_path / "base").exists()
 
 
+# ... and so is one of other GRPO settings, before the base model is evaluated (8 samples x 200 problems).
+def test_an_r1_zero_of_other_grpo_settings_is_refused_before_the_base_is_evaluated(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: pytest.fail("evaluated the base before the refusal"))
+    config = toy_config(tmp_path)
+    policy = tmp_path / "zero" / "policy"
+    policy.mkdir(parents=True)
+    saved = {"init": str(pipeline.SHIPPED_BASE), "seed": 0, "max_steps": config.zero.max_steps + 5}
+    (policy / "r1lab_config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=rf"zero/policy was built with other settings \(max_steps "
+                                         rf"{config.zero.max_steps + 5} -> {config.zero.max_steps}\)"):
+        pipeline.run(config)
+
+
 # Two demos in one run directory: the second is refused at once, before any stage or evaluation.
 def test_a_second_demo_in_the_same_run_directory_is_refused(tmp_path, monkeypatch):
     fcntl = pytest.importorskip("fcntl")
