@@ -314,7 +314,13 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bo
     them after it (`restore_rng`), else the resumed run would draw from the fresh seed's stream.
     Read onto the CPU: a GPU run's state resumes anywhere (the optimizer moves it to its parameters)."""
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+    # torch's load_state_dict takes the saved groups' settings too: a run resumed with another
+    # --weight-decay trained on with the old one in silence (lr is set every step). This run's
+    # settings are kept; only the moments and step counts come from the checkpoint.
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for group, setting in zip(optimizer.param_groups, settings):
+        group.update(setting)
     if rng:
         restore_rng(state)
     return state

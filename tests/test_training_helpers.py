@@ -116,6 +116,26 @@ def test_a_gpu_runs_trainer_state_resumes_on_a_cpu(tmp_path, monkeypatch):
     assert all(v.device.type == "cpu" for s in resumed.state.values() for v in s.values())
 
 
+def test_a_resumed_optimizer_takes_this_runs_weight_decay_not_the_checkpoints(tmp_path):
+    """torch's load_state_dict restored the saved groups' settings: a run resumed with
+    --weight-decay 0.5 trained on with the checkpoint's 0.1, in silence."""
+    import random
+
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = training.make_optimizer(model, 1e-3, 0.1)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    torch.save({"step": 1, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate()}, tmp_path / "trainer_state.pt")
+    resumed = training.make_optimizer(model, 1e-3, 0.5, betas=(0.8, 0.99))
+    training.load_training_state(tmp_path, resumed)
+    assert [(g["weight_decay"], g["betas"]) for g in resumed.param_groups] == [(0.5, (0.8, 0.99)), (0.0, (0.8, 0.99))]
+    saved = optimizer.state[model.weight]["exp_avg"]  # the moments are the checkpoint's
+    assert torch.equal(resumed.state[model.weight]["exp_avg"], saved) and saved.abs().sum() > 0
+
+
 def test_resume_accepts_the_same_path_spelled_otherwise(tmp_path, monkeypatch):
     """A demo killed in its cold-start SFT and rerun with --out spelled otherwise (run vs /abs/run)
     stopped with "changed since it was saved: data 'run/cold_start/data.jsonl' -> '/abs/...'"."""
