@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import random
 import shutil
@@ -231,6 +232,10 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 def check_optimizer_settings(config: Any) -> None:
     """The optimizer and schedule fields every training stage has: lr, grad_clip, weight_decay,
     warmup_steps and min_lr_ratio; a ValueError naming the config class and the field."""
+    for field in ("lr", "grad_clip", "weight_decay", "min_lr_ratio"):  # a str (YAML reads 3e-3 as one) or
+        value = getattr(config, field)  # None failed below as "'<' not supported ...", naming neither; True ran as 1
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{type(config).__name__}.{field} must be a number, got {value!r}")
     checks = (("lr", 0 < config.lr < math.inf, "> 0 and finite"),  # NaN fails every comparison
               ("grad_clip", 0 < config.grad_clip, "> 0"),
               ("weight_decay", 0 <= config.weight_decay < math.inf, ">= 0 and finite"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -59,6 +60,19 @@ def test_a_bad_optimizer_setting_is_named_with_its_value(field, value):
 
     with pytest.raises(ValueError, match=rf"^SFTConfig\.{field} must be .*, got {value}$"):
         SFTConfig(data="d.jsonl", **{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("lr", "3e-3"), ("grad_clip", None), ("weight_decay", "0.1"),
+                                          ("min_lr_ratio", True), ("lr", True)])
+def test_an_optimizer_setting_that_is_not_a_number_is_named(field, value):
+    """A str (YAML reads 3e-3 as "3e-3") or None failed as "'<' not supported between instances of
+    'int' and 'str'", naming neither field nor value; lr=True ran as an LR of 1.0."""
+    from r1lab.stages.pretrain import PretrainConfig
+
+    with pytest.raises(TypeError, match=rf"^PretrainConfig\.{field} must be a number, got {re.escape(repr(value))}$"):
+        PretrainConfig(**{field: value})
+    np = pytest.importorskip("numpy")
+    assert PretrainConfig(lr=np.float32(1e-3), weight_decay=np.float64(0.1)).lr == pytest.approx(1e-3)
 
 
 def test_smooth_survives_a_missing_value():
