@@ -76,7 +76,7 @@ def check_device(device: str, owner: str = "config") -> None:
     `owner` names the config in the message (e.g. "SFTConfig")."""
     try:
         dev = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # TypeError: None (unset) or a number; torch's message is a signature list
         raise ValueError(f"{owner}.device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
     if dev.type not in ("cpu", "cuda"):  # mps, xpu, ... checked by their torch module; meta holds no data
         backend = getattr(torch, dev.type, None)

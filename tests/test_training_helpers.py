@@ -186,6 +186,14 @@ def test_plots_skip_what_they_cannot_draw(tmp_path, capsys):
         f"plots: no values of 'reward/total' in {log}; not plotted"]
 
 
+@pytest.mark.parametrize("device", [None, 1.5])
+def test_a_device_that_is_not_a_device_string_is_named(device):
+    """None (an unset setting) raised torch's TypeError, a multi-line list of device() signatures
+    that named neither the config nor the field."""
+    with pytest.raises(ValueError, match=rf"^SFTConfig\.device: {device!r} is not a torch device \(cpu, cuda, cuda:1, \.\.\.\)$"):
+        runtime.check_device(device, "SFTConfig")
+
+
 @pytest.mark.parametrize("device", ["mps", "meta", "xpu:0"])
 def test_a_device_this_machine_lacks_is_named(device):
     """Only cuda was checked: --device mps on this CPU-only machine failed deep in the model load
