@@ -38,9 +38,13 @@ def is_int(value: object) -> bool:
 def check_int_fields(config: object) -> None:
     """Every field of a config dataclass declared `int` (or `int | None`, when set) holds an int, refused
     by name: a float from Python or a config file (epochs = 2.5) ran as 3 or failed as a TypeError
-    deep in a run, and a bool (True) ran as 1. Called first in each stage config's `__post_init__`."""
+    deep in a run, and a bool (True) ran as 1. A field declared `bool` holds a bool: a str ("false" from
+    an environment variable) was true, so bf16="false" trained in bf16. Called first in each stage
+    config's `__post_init__`."""
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, field.name)
+        if field.type in ("bool", bool) and not isinstance(value, bool):
+            raise ValueError(f"{type(config).__name__}.{field.name} must be True or False, got {value!r}")
         if field.type in ("int", int) or (field.type == "int | None" and value is not None):
             if not is_int(value):
                 raise ValueError(f"{type(config).__name__}.{field.name} must be an integer, got {value!r}")

@@ -346,3 +346,15 @@ def test_stage_configs_refuse_non_integer_counts_by_name(cls, required):
         for bad in (default + 0.5, float(default), True):  # 2.5 ran as 3 or failed mid-run; True ran as 1
             with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be an integer( >= 1)?, got {bad!r}"):
                 cls(**required, **{name: bad})
+
+
+@pytest.mark.parametrize("cls, required", _stage_configs(), ids=lambda c: getattr(c, "__name__", ""))
+def test_stage_configs_refuse_a_bool_setting_that_is_not_a_bool(cls, required):
+    """bf16="false" (a str from an environment variable) is true: it trained in bf16, in silence."""
+    flags = [f.name for f in dataclasses.fields(cls) if f.type == "bool"]
+    assert flags  # bf16, resume or a pipeline switch
+    for name in flags:
+        assert isinstance(getattr(cls(**required), name), bool)
+        for bad in ("false", None, 0):
+            with pytest.raises(ValueError, match=rf"^{cls.__name__}\.{name} must be True or False, got {bad!r}$"):
+                cls(**required, **{name: bad})
