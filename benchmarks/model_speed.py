@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--cases", default="tiny,mid", help="comma-separated: tiny, mid, small (the GPU preset)")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16 (autocast)")
     parser.add_argument("--batch", type=int, default=0, help="rows per step for `small` (default 8 x 2048 tokens)")
     parser.add_argument("--compile", action="store_true", help="also with every block torch.compiled (both models)")
     parser.add_argument("--grouped-mm", choices=("auto", "on", "off"), default="auto",
@@ -208,6 +208,8 @@ def main() -> None:
     keep_freed_memory()  # process-wide, before either side runs: both get the same allocator
     reps = 2 if args.quick else 5
     precisions = tuple(args.precisions.split(","))
+    if not precisions or not set(precisions) <= {"fp32", "bf16"}:  # fp16 was timed in float32, labelled fp16
+        parser.error(f"--precisions takes fp32 and/or bf16, comma-separated; got {args.precisions!r}")
     peaks = {p: matmul_peak(torch.float32 if p == "fp32" else torch.bfloat16, args.device) for p in precisions}
     print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
           + f" ({args.device}, {args.threads} threads)", file=sys.stderr)
