@@ -214,7 +214,8 @@ def _write_state(state: dict[str, Any], tmp: Path) -> None:
 
 def _step_of(path: Path) -> int:
     digits = path.name.removeprefix("step_")
-    return int(digits) if digits.isdigit() else -1
+    # ASCII digits only: "²".isdigit() is true but int("²") raises, which crashed the checkpoint listing
+    return int(digits) if digits.isascii() and digits.isdigit() else -1
 
 
 def _complete_checkpoints(checkpoint_dir: str | Path) -> list[Path]:

@@ -358,3 +358,10 @@ def test_stage_configs_refuse_a_bool_setting_that_is_not_a_bool(cls, required):
         for bad in ("false", None, 0):
             with pytest.raises(ValueError, match=rf"^{cls.__name__}\.{name} must be True or False, got {bad!r}$"):
                 cls(**required, **{name: bad})
+
+
+def test_a_step_folder_with_a_non_ascii_digit_is_not_a_checkpoint(tmp_path):
+    for name in ("step_2", "step_\u00b2", "step_\u0663"):  # "²" passed isdigit() and then failed int()
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.pt").write_bytes(b"")
+    assert [p.name for p in training._complete_checkpoints(tmp_path)] == ["step_2"]
