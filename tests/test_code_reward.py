@@ -175,6 +175,14 @@ def test_an_unknown_stdio_match_mode_is_refused():
         CodeTask.from_stdio([("", "1")], match="strict")
 
 
+def test_a_task_with_a_limit_the_sandbox_cannot_enforce_is_refused_when_built():
+    """timeout_s=nan made code_rewards spin forever; memory_mb=-5 ran with no memory limit."""
+    with pytest.raises(ValueError, match="timeout_s must be positive and finite, got nan"):
+        CodeTask.from_stdio([("", "1")], timeout_s=float("nan"))
+    with pytest.raises(ValueError, match="memory_mb must be at least 1, got -5"):
+        CodeTask(kind="mbpp", asserts=("assert True",), memory_mb=-5)
+
+
 @pytest.mark.parametrize("completion", [
     None, 42, b"def add(a, b): return a + b", "", "```python\n", "\x00" * 10,
     "```python\ndef add(a, b):\n    return a + b\x00\n```", "def add(a, b):\n    return '\ud800'",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -68,6 +69,27 @@ def sandbox():
 def run(sandbox: Sandbox, source: str, **limits) -> object:
     stdin = limits.pop("stdin", None)
     return sandbox.execute(Job(source=source, stdin=stdin, limits=Limits(**limits)))
+
+
+@pytest.mark.parametrize("limits, error, message", [
+    ({"timeout_s": float("nan")}, ValueError, "timeout_s must be positive and finite, got nan"),  # spun forever
+    ({"timeout_s": float("inf")}, ValueError, "timeout_s must be positive and finite, got inf"),  # OverflowError
+    ({"timeout_s": -1}, ValueError, "timeout_s must be positive and finite, got -1"),
+    ({"timeout_s": "3"}, TypeError, "timeout_s must be a number of seconds, got '3'"),
+    ({"memory_mb": -5}, ValueError, "memory_mb must be at least 1, got -5"),  # ran with no memory limit
+    ({"disk_mb": 0}, ValueError, "disk_mb must be at least 1, got 0"),  # tmpfs size=0 has no bound
+    ({"memory_mb": 1.5}, TypeError, "memory_mb must be an int, got 1.5"),  # failed, empty stderr
+    ({"max_processes": True}, TypeError, "max_processes must be an int, got True"),
+    ({"max_output_bytes": -1}, ValueError, "max_output_bytes must be at least 0, got -1"),
+])
+def test_a_limit_that_cannot_be_enforced_is_refused_by_name(limits, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        Limits(**limits)
+
+
+def test_limits_at_their_least_are_accepted():
+    Limits(timeout_s=0.1, memory_mb=1, max_processes=1, max_output_bytes=0, max_file_mb=0,
+           max_open_files=1, disk_mb=1)
 
 
 def test_passed_program_gets_stdin_and_returns_stdout(sandbox):
@@ -192,6 +214,7 @@ def test_host_files_are_neither_visible_nor_writable(sandbox, tmp_path, home_can
     probes = [str(canary), str(repo / "pyproject.toml"), str(home_canary), "/etc/passwd", "/proc/1"]
     source = f"""
 import os
+import re
 import signal
 print([os.path.exists(p) for p in {probes!r}])
 for target in [{str(canary)!r}, '/usr/r1lab-pwned', '/r1lab-pwned', {str(tmp_path / 'new')!r}]:

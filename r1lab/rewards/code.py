@@ -102,6 +102,7 @@ class CodeTask:
             raise ValueError(f"CodeTask {self.task_id!r}: kind {self.kind!r} lacks its tests")
         if self.match not in ("exact", "whitespace"):  # any other value was read as "whitespace"
             raise ValueError(f"CodeTask {self.task_id!r}: match must be 'exact' or 'whitespace', got {self.match!r}")
+        Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb)  # a bad limit is refused here, not mid-batch
 
     @classmethod
     def from_humaneval(cls, record: Mapping[str, Any], *, timeout_s: float = 3.0) -> CodeTask:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import marshal
+import math
 import os
 import secrets
 import selectors
@@ -63,6 +64,23 @@ class Limits:
     max_file_mb: int = 16
     max_open_files: int = 64
     disk_mb: int = 64
+
+    def __post_init__(self) -> None:
+        # each of these ran before, badly: a NaN timeout spun the caller forever, an infinite one
+        # raised OverflowError, a negative memory_mb lifted the limit, disk_mb=0 is an unbounded
+        # tmpfs, and a float memory_mb failed the run with an empty stderr
+        timeout = self.timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"Limits: timeout_s must be a number of seconds, got {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"Limits: timeout_s must be positive and finite, got {timeout!r}")
+        for name, least in (("memory_mb", 1), ("max_processes", 1), ("max_output_bytes", 0),
+                            ("max_file_mb", 0), ("max_open_files", 1), ("disk_mb", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Limits: {name} must be an int, got {value!r}")
+            if value < least:
+                raise ValueError(f"Limits: {name} must be at least {least}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
