@@ -479,6 +479,23 @@ def test_a_run_on_a_server_that_just_died_is_rerun_on_a_fresh_one():
             assert box.server_pid != old
 
 
+def test_waiting_supervisors_that_are_killed_are_replaced():
+    """A waiting supervisor killed (OOM killer, a stray signal) was never replaced, and the server
+    lived on: once all were gone, every later run waited for none and was an error, 16 s each."""
+    with Sandbox(max_workers=1) as box:
+        assert box.execute(Job(source="print(1)")).status == "passed"
+        for _ in range(2):  # the replacements can be killed too
+            waiting = [int(pid) for pid in Path(f"/proc/{box.server_pid}/task/{box.server_pid}/children")
+                       .read_text().split()]
+            assert waiting
+            for pid in waiting:
+                os.kill(pid, signal.SIGKILL)
+            for pid in waiting:
+                _wait_until_ended(pid)
+            result = box.execute(Job(source="print(2)", limits=Limits(timeout_s=2.0)))
+            assert (result.status, result.stdout) == ("passed", "2\n"), result.detail
+
+
 def _wait_until_ended(pid: int, within_s: float = 30.0) -> None:
     """Wait until process `pid` has exited (a zombie, or gone), polling its /proc status."""
     deadline = time.monotonic() + within_s

@@ -48,6 +48,15 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
     sel.register(0, selectors.EVENT_READ, "caller")
     sel.register(took_r, selectors.EVENT_READ, "took")
     children: dict[int, tuple[int, str]] = {}  # pid -> (pidfd, directory)
+    busy: set[int] = set()  # supervisors that took a request (and were replaced then)
+    os.set_blocking(took_r, False)
+
+    def note_takers() -> None:  # each supervisor that took a request wrote its pid: replace it
+        with contextlib.suppress(BlockingIOError):
+            while news := os.read(took_r, 256):  # writes of 4 bytes are atomic: no pid is split
+                for at in range(0, len(news), 4):
+                    busy.add(int.from_bytes(news[at:at + 4], "little"))
+                    spawn()
 
     def spawn() -> None:
         workdir, server = tempfile.mkdtemp(prefix="r1lab-"), os.getpid()
@@ -71,14 +80,19 @@ def _serve(control_fd: int, warm: int) -> NoReturn:
                 _remove_own_tmpdir()
                 os._exit(0)
             elif key.data == "took":
-                for _ in os.read(took_r, 256):
-                    spawn()
+                note_takers()
             elif isinstance(key.data, int):
+                note_takers()  # it wrote before it exited: a taker is known by now
                 pidfd, workdir = children.pop(key.data)
-                os.waitpid(key.data, 0)
+                killed = os.WIFSIGNALED(os.waitpid(key.data, 0)[1])
                 sel.unregister(pidfd)
                 os.close(pidfd)
                 shutil.rmtree(workdir, ignore_errors=True)
+                # a waiting one killed (OOM killer, a stray signal) was never replaced, and once all
+                # were, every run was an error; one that left on its own saw the caller close
+                if key.data not in busy and killed:
+                    spawn()
+                busy.discard(key.data)
 
 
 def _remove_own_tmpdir() -> None:
@@ -112,7 +126,7 @@ def _supervise(control: socket.socket, took_w: int, workdir: str, server: int) -
         message, fds, _, _ = socket.recv_fds(control, 1 << 16, 8)
         if not message:  # the sandbox was closed
             os._exit(0)
-        os.write(took_w, b"+")
+        os.write(took_w, os.getpid().to_bytes(4, "little"))
         _run_request(marshal.loads(message), fds, layers, cwd, uid, failure, workdir)
     except BaseException:
         traceback.print_exc()  # the run's stderr, once it has one
