@@ -183,6 +183,13 @@ def test_a_task_with_a_limit_the_sandbox_cannot_enforce_is_refused_when_built():
         CodeTask(kind="mbpp", asserts=("assert True",), memory_mb=-5)
 
 
+@pytest.mark.parametrize("completion", ["    return None\n", "<think>not done"])
+def test_a_raw_record_as_the_example_is_refused_by_name(humaneval, completion):
+    """A HumanEval record passed as it is raised AttributeError: 'dict' has no 'timeout_s' (or 'task_id')."""
+    with pytest.raises(TypeError, match=r"examples\[1\] is a dict, not a CodeTask: build it with CodeTask.from_humaneval"):
+        code_rewards([completion] * 2, [ADD, humaneval[0]])
+
+
 @pytest.mark.parametrize("completion", [
     None, 42, b"def add(a, b): return a + b", "", "```python\n", "\x00" * 10,
     "```python\ndef add(a, b):\n    return a + b\x00\n```", "def add(a, b):\n    return '\ud800'",

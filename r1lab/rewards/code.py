@@ -272,6 +272,9 @@ def code_rewards(completions: Sequence[str], examples: Sequence[CodeTask], *,
     jobs: list[Job] = []
     owners: list[tuple[int, int]] = []  # (completion index, test index) for each job
     for index, (completion, task) in enumerate(zip(completions, examples)):
+        if not isinstance(task, CodeTask):  # a raw record raised AttributeError 'timeout_s' or 'task_id'
+            raise TypeError(f"examples[{index}] is a {type(task).__name__}, not a CodeTask: build it "
+                            "with CodeTask.from_humaneval, from_mbpp or from_stdio")
         code = extract_code(completion) if isinstance(completion, str) else None
         if code is None:
             logger.debug("completion %d (task %s): no code found, reward 0", index, task.task_id)
