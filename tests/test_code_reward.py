@@ -175,6 +175,17 @@ def test_an_unknown_stdio_match_mode_is_refused():
         CodeTask.from_stdio([("", "1")], match="strict")
 
 
+def test_tests_of_the_wrong_type_are_refused_by_name():
+    """An int expected output scored every program 0 in exact mode (AttributeError in whitespace
+    mode); asserts given as one str ran one 'assert' per character: a SyntaxError, always 0."""
+    with pytest.raises(TypeError, match="StdioCase: expected must be a str, got 3"):
+        CodeTask.from_stdio([("1 2\n", 3)], match="exact")
+    with pytest.raises(TypeError, match="StdioCase: stdin must be a str, got 12"):
+        CodeTask.from_stdio([(12, "12\n")])
+    with pytest.raises(TypeError, match="asserts must be a tuple of str, got the str 'assert add"):
+        CodeTask(kind="mbpp", asserts="assert add(2, 3) == 5")
+
+
 def test_a_task_with_a_limit_the_sandbox_cannot_enforce_is_refused_when_built():
     """timeout_s=nan made code_rewards spin forever; memory_mb=-5 ran with no memory limit."""
     with pytest.raises(ValueError, match="timeout_s must be positive and finite, got nan"):

@@ -76,6 +76,11 @@ class StdioCase:
     stdin: str
     expected: str
 
+    def __post_init__(self) -> None:  # an int expected output scored 0 for every program ("3\n" != 3)
+        for name in ("stdin", "expected"):
+            if not isinstance(value := getattr(self, name), str):
+                raise TypeError(f"StdioCase: {name} must be a str, got {value!r}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class CodeTask:
@@ -100,6 +105,8 @@ class CodeTask:
             raise ValueError(f"CodeTask {self.task_id!r}: kind must be one of {tuple(needs)}, got {self.kind!r}")
         if not needs[self.kind]:
             raise ValueError(f"CodeTask {self.task_id!r}: kind {self.kind!r} lacks its tests")
+        if isinstance(self.asserts, str):  # read as one assert per character: SyntaxError, always 0
+            raise TypeError(f"CodeTask {self.task_id!r}: asserts must be a tuple of str, got the str {self.asserts!r}")
         if self.match not in ("exact", "whitespace"):  # any other value was read as "whitespace"
             raise ValueError(f"CodeTask {self.task_id!r}: match must be 'exact' or 'whitespace', got {self.match!r}")
         Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb)  # a bad limit is refused here, not mid-batch
