@@ -1,7 +1,7 @@
 """The sandbox's fork server: a standalone script, standard library only.
 
-`sandbox.Sandbox` starts it once as `python -I -S _jail.py --serve <control-fd> <warm>` with an
-empty environment, so it imports nothing from r1lab, site-packages or the working directory, and
+`sandbox.Sandbox` starts it once as `python -I -S _jail.py --serve <control-fd> <warm>` with only
+TMPDIR in its environment, so it imports nothing from r1lab, site-packages or the working directory, and
 must stay that way: nothing here may import `r1lab`. It keeps `warm` supervisors forked ahead of
 time, each already in fresh namespaces with its read-only tree built; one takes a request (a
 marshalled dict plus the run's channel, source, stdin, stdout and stderr fds), forks the program
