@@ -648,6 +648,7 @@ def test_finding_the_end_of_the_reply_is_linear():
     ("<think>ok</think>\n````python\nx = 1```\ny = 2````\n", "x = 1```\ny = 2"),  # too short a run: code
     (f"<think>ok</think>\n```python\n{ADD_SOURCE}```\nUser: and now?\nAssistant: ```python\nx = 2\n```",
      ADD_SOURCE),  # the made-up turn after the block is not this answer
+    ("```python\r\ndef f(x):\r\n    return x + 1```\r\nDone.", "def f(x):\r\n    return x + 1"),  # Windows line ends
 ])
 def test_a_run_ending_a_code_line_closes_an_open_block(completion, expected):
     assert extract_code(completion) == expected

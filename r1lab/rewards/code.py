@@ -56,7 +56,8 @@ _OPEN_FENCES = {mark: re.compile(rf"^([ \t]*)({mark[0]}{{3,}}+)[ \t]*+([\w+.#-]*
 # ends in one (`    return x````): Markdown would run that block on to the end of the text, and the
 # code would keep the backticks and fail. A Python line ends in such a run only inside a string.
 # The run ending a line is no longer one's tail (`(?<!`)`): one try per run, not one per character.
-_FENCES = {mark: re.compile(opener.pattern + rf"(.*?)(?:^[ \t]*\2|(?<!{mark[0]})\2{mark[0]}*+[ \t]*$)", re.S | re.M)
+# `$` matches before "\n" only: a "\r\n" line end (`return x```\r\n`) takes its "\r" first.
+_FENCES = {mark: re.compile(opener.pattern + rf"(.*?)(?:^[ \t]*\2|(?<!{mark[0]})\2{mark[0]}*+[ \t]*+\r?$)", re.S | re.M)
            for mark, opener in _OPEN_FENCES.items()}  # a closed block: (indent, run, language, body)
 _FENCE = _FENCES["```"]
 # python, py, python3, py3, and with a version (python3.11): an untagged fence counts only when none is tagged
