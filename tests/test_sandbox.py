@@ -795,3 +795,11 @@ def test_as_an_unprivileged_user_runs_are_graded_timed_out_and_cleaned_up():
         assert _started_under(workroot) == []  # the server, its supervisors, the daemon
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True, "2"])
+def test_a_worker_count_below_one_or_not_an_int_is_refused(bad):
+    with pytest.raises(ValueError, match=rf"max_workers must be an int >= 1 or None, got {re.escape(repr(bad))}"):
+        Sandbox(max_workers=bad)
+    with Sandbox(max_workers=1) as one:  # nothing started: the server starts on the first run
+        assert one.max_workers == 1

@@ -117,8 +117,11 @@ class Sandbox:
     """A fork server plus a pool of at most one concurrent run per usable core."""
 
     def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max(1, min(max_workers or os.cpu_count() or 1,
-                                      len(os.sched_getaffinity(0))))
+        """max_workers: concurrent runs at most (None: one per usable core; more are capped to them)."""
+        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
+                                        or max_workers < 1):  # 0 ran on every core, -3 on one, in silence
+            raise ValueError(f"Sandbox: max_workers must be an int >= 1 or None, got {max_workers!r}")
+        self.max_workers = min(max_workers or os.cpu_count() or 1, len(os.sched_getaffinity(0)))
         self._server: subprocess.Popen | None = None
         self._control: socket.socket | None = None
         self._workroot: str | None = None  # the server's TMPDIR, holding its supervisors' directories
