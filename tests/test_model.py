@@ -579,6 +579,21 @@ def test_an_all_padding_row_does_not_dilute_the_balance_loss():
     torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 1, none), torch.tensor(0.0))
 
 
+# the sequence-wise balance loss by hand with K = 2 (the all-padding case above has K = 1, where a
+# dropped K in f_i = E / (K T) * count went unseen)
+def test_sequence_balance_loss_by_hand_with_two_experts_per_token():
+    from r1lab.model.moe import Routing, sequence_balance_loss
+
+    # E = 4, K = 2, T = 2: f_i = 4 / (2 * 2) * count_i = count_i. Row 0 routes to {0, 1} and {0, 2}:
+    # f = (2, 1, 1, 0); s / sum s = (0.4, 0.3, 0.2, 0.1) and (0.5, 0.1, 0.3, 0.1), P = (0.45, 0.2, 0.25, 0.1);
+    # loss 0.9 + 0.2 + 0.25 = 1.35. Row 1 routes both tokens to {0, 1}: f = (2, 2, 0, 0), P = (0.4, 0.4, 0.1, 0.1),
+    # loss 1.6. The batch average: 1.475.
+    scores = torch.tensor([[0.8, 0.6, 0.4, 0.2], [0.5, 0.1, 0.3, 0.1], [0.4, 0.4, 0.1, 0.1], [0.4, 0.4, 0.1, 0.1]])
+    indices = torch.tensor([[0, 1], [2, 0], [0, 1], [1, 0]])
+    routing = Routing(weights=torch.ones(4, 2), indices=indices, scores=scores)
+    torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 2), torch.tensor(1.475))
+
+
 # In float64 the expert dispatch equals the per-token definition to float64 precision, K > 2 included.
 @pytest.mark.parametrize("top_k", [2, 3])
 def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):
