@@ -75,6 +75,22 @@ def test_clipping_by_hand():
     assert out.clip_fraction.item() == pytest.approx(1.0)
 
 
+def test_clip_fraction_counts_only_tokens_where_the_min_took_the_clipped_term():
+    """A ratio outside [1 - eps, 1 + eps] is not clipped when the min takes the unclipped term (rho > 1
+    with A < 0, rho < 1 with A > 0); masked tokens count in neither clip fraction nor ratio mean."""
+    old = torch.log(torch.full((4, 2), 0.5))
+    # ratios 1.8, 0.2, 1.8, 0.2; the masked tokens' (100 or 0.02) would all be clipped
+    new = torch.log(torch.tensor([[0.9, 50.0], [0.1, 0.01], [0.9, 0.01], [0.1, 50.0]]))
+    adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    mask = torch.tensor([[1.0, 0.0]] * 4)
+    out = grpo_loss(new, old, adv, mask, clip_eps_low=0.2, clip_eps_high=0.28)
+    # rows 0, 1 clipped: min(1.8, 1.28) = 1.28, min(-0.2, -0.8) = -0.8; rows 2, 3 not: min(-1.8, -1.28) = -1.8,
+    # min(0.2, 0.8) = 0.2
+    assert out.clip_fraction.item() == pytest.approx(2 / 4)
+    assert out.ratio_mean.item() == pytest.approx((1.8 + 0.2 + 1.8 + 0.2) / 4)
+    assert out.loss.item() == pytest.approx(-(1.28 - 0.8 - 1.8 + 0.2) / 4, abs=1e-6)
+
+
 def test_raising_logprob_of_positive_advantage_lowers_loss():
     old = torch.log(torch.full((2, 3), 0.3))
     adv = torch.tensor([1.0, -1.0])
