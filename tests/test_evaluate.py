@@ -133,6 +133,11 @@ def test_score_completions_with_k_below_the_sample_count():
     assert summary["pass@1"] == pytest.approx(0.5)  # pass@1 still uses all 4 samples
     assert summary["pass@k"] == pytest.approx(((1 - 1 / 6) + (1 - 3 / 6) + 1.0) / 3)
     assert summary["cons@k"] == pytest.approx(2 / 3)  # votes over the first 2: [4,4] [6,6] [0.5,0.50]
+    # there every problem's first-2 vote agrees with its all-samples vote; here they differ: the first 2,
+    # [7, 6], tie and the first (correct) wins, while over all 4 the wrong 6 has three votes
+    late = {1: [r1_completion("", a) for a in ("7", "6", "6", "6")]}
+    assert [(p.majority, p.cons_correct) for p in score_completions(PROBLEMS, late, k=2).problems] == [("7", True)]
+    assert [(p.majority, p.cons_correct) for p in score_completions(PROBLEMS, late, k=4).problems] == [("6", False)]
 
 
 def test_a_setting_named_like_a_metric_is_refused():
