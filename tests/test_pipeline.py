@@ -501,6 +501,31 @@ def test_a_stage_killed_after_writing_its_output_is_not_built_again(tmp_path):
     assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), saved, [], checkpoints, seed=0) == again
 
 
+# A resumed build killed after writing its output, before its stamp: its time before the resume counts too.
+def test_a_resumed_stage_killed_after_writing_its_output_counts_its_earlier_runs(tmp_path):
+    done, checkpoints = tmp_path / "policy", tmp_path / "checkpoints"
+
+    def killed_30_s_after_its_start_with_a_checkpoint():
+        (checkpoints / "step_000002").mkdir(parents=True)
+        (checkpoints / "step_000002" / "trainer_state.pt").write_text("")
+        started = (checkpoints / "step_000002" / "trainer_state.pt").stat().st_mtime_ns - 30 * 10**9
+        os.utime(reuse.stamp_path(done), ns=(started, started))
+        raise Killed()
+
+    def resumed_finished_40_s_after_its_start_then_killed():
+        done.write_text("model")
+        started = done.stat().st_mtime_ns - 40 * 10**9
+        os.utime(reuse.stamp_path(done), ns=(started, started))
+        raise Killed()
+
+    for fn in (killed_30_s_after_its_start_with_a_checkpoint, resumed_finished_40_s_after_its_start_then_killed):
+        with pytest.raises(Killed):
+            reuse.reuse_or_run(done, fn, checkpoints=checkpoints)
+    # 30 s up to the checkpoint, then 40 s of the resumed run: 70, not only the last run's 40
+    assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 70.0)
+    assert reuse.reuse_or_run(done, lambda: pytest.fail("built again"), checkpoints=checkpoints) == (done, 70.0)
+
+
 # A pretraining killed after saving the base, before its stamp: the rerun reuses the base and keeps its time.
 def test_a_base_killed_after_it_was_saved_keeps_its_time(tmp_path, monkeypatch):
     def pretrained_in_70_s_then_killed(config) -> Path:
