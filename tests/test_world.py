@@ -321,6 +321,7 @@ def test_language_classifier_on_hand_made_sentences() -> None:
     assert world.language_consistency("Mi keta sulo pe sulo. Tuka, 2+3=5. Ema risu ve 5.", "vl") == 1.0
     assert world.language_consistency("First, 2+3=5. Pori 5*2=10.") == 0.5
     assert world.language_consistency("2+3=5. 5*2=10.") == 1.0  # numbers are neutral
+    assert world.language_consistency("The capital of Dorrik is Elmby. Pori 2+3=5.") == 4 / 5  # so are names
     assert world.language_consistency("Then xqzt 5.") == 0.5  # unknown words count against
     assert world.language_consistency("<think> Then 4. </think>") == 1.0  # tags are not words
     # a registered name (a country of the chat tasks) is neutral; an unknown word is "?"
