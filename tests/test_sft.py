@@ -48,6 +48,11 @@ def test_labels_are_exactly_the_response_and_eos(tokenizer):
     assert response[0] == tokenizer.token_id("<think>")
     sample = sft.tokenize(tokenizer, example, seq_len=256, where="x")
     assert (sample.ids, sample.n_prompt, sample.truncated) == (prompt + response, len(prompt), False)
+    # a seq_len of exactly the example's length cuts nothing; one token less cuts the EOS
+    exact = sft.tokenize(tokenizer, example, seq_len=len(prompt + response), where="x")
+    assert (exact.ids, exact.truncated) == (prompt + response, False)
+    short = sft.tokenize(tokenizer, example, seq_len=len(prompt + response) - 1, where="x")
+    assert (short.ids, short.truncated) == (prompt + response[:-1], True)
     batch = sft.collate([sample], [[0]], tokenizer.pad_id)
     assert batch.input_ids[0].tolist() == prompt + response
     # position i predicts token i + 1: the last prompt position predicts <think>, the EOS predicts nothing
