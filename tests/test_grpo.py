@@ -142,3 +142,22 @@ def test_an_update_with_every_group_dropped_and_a_reference_takes_no_step():
                                grpo.GRPOConfig(group_size=2, dynamic_sampling=True))
     assert stats == {"expert_load_max_mean": 1.0, "train_tokens": 0}
     assert all(torch.equal(v, before[k]) for k, v in model.named_parameters())
+
+
+# The logged rollout statistics against hand-computed values: only their presence was checked.
+def test_rollout_metrics_by_hand():
+    from r1lab.stages.rollout import rollout_metrics
+
+    spec = [([5, 6, 7], "stop", [0.5] * 3), ([5], "length", [2.0]), ([5, 6], "stop", [1.0] * 2),
+            ([5, 6, 7, 8, 9, 10], "length", [0.0] * 6)]
+    comps = [Completion(prompt_index=i // 2, token_ids=ids, logprobs=[0.0] * len(ids), finish_reason=finish,
+                        text="", entropies=entropies) for i, (ids, finish, entropies) in enumerate(spec)]
+    rewards = RubricResult(total=[2.0, 1.0, 1.0, 1.0], per_term={"accuracy": [1.0, 0.0, 1.0, 1.0],
+                                                                 "format": [1.0, 1.0, 0.0, 0.0]})
+    rollout = Rollout(prompts=[[1, 5], [1, 6]], completions=comps, examples=[None] * 4, rewards=rewards, group_size=2)
+    metrics = rollout_metrics(rollout, torch.tensor(rewards.total).view(-1, 2))
+    assert metrics == pytest.approx({
+        "reward/accuracy": 0.75, "reward/format": 0.5, "reward/total": 1.25, "accuracy": 0.75, "format_rate": 0.5,
+        "length_mean": (3 + 1 + 2 + 6) / 4, "length_max": 6.0, "truncation_rate": 2 / 4,
+        "zero_variance_groups": 1 / 2,  # the second group's rewards (1, 1) are equal
+        "entropy": (3 * 0.5 + 2.0 + 2 * 1.0) / 12})  # a mean over all 12 sampled tokens, not per completion
