@@ -269,6 +269,13 @@ def test_countdown_verdicts_stay_on_their_attempts_line():
                                           "Try 11+12=23, 23+7=30. We get 30, not 8.",
                                           "Try 12-11=1, 1+7=8. We get 8.", "</think>"]
     assert check_readability(response).ok
+    # an arithmetic sample's sentences stay one per line, a verdict-like one too (the demo's rewrites)
+    arithmetic = world.rl_prompts(1)[0]
+    assert arithmetic.question == "Compute 20-8+4"
+    response = cold_start.readable_from_r1_zero(" <think> First, 20-8=12, so 12+4. Next, 12+4=16. We get 16. </think> "
+                                                "<answer> 16 </answer><|eos|>", arithmetic)
+    assert response.splitlines() == ["<think>", "First, 20-8=12, so 12+4.", "Next, 12+4=16.", "We get 16.", "</think>",
+                                     "The value of 20-8+4 is 16."]
 
 
 def test_a_sample_whose_reasoning_ends_elsewhere_than_its_answer_is_not_kept(tokenizer):
