@@ -79,6 +79,8 @@ def test_countdown_checker_rejects_cheats() -> None:
     assert not world.is_solution("46", numbers, target)  # numbers not used
     assert not world.is_solution("7*3+25+0", numbers, target)  # extra number
     assert not world.is_solution("7*7-3", numbers, target)  # reuses 7, misses 25
+    assert not world.is_solution("7*3+25+7-7", numbers, target)  # every number, but 7 three times
+    assert world.is_solution("( ( 25 ) + ( ( 3 ) * ( 7 ) ) )", numbers, target)  # spaced out: still an answer
     assert not world.is_solution("25+7*3-1", numbers, target)
     assert not world.is_solution("__import__('os')", numbers, target)
     assert not world.is_solution("(" * 500, numbers, target)
