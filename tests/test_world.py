@@ -309,7 +309,7 @@ def test_countdown_answers_with_operators_the_task_lacks_are_judged_as_written()
     """Division, a power or a decimal point cut the expression short: "(12*4-2)/1" (= 46 but a 1
     that is not given) and "12*4-2/2" (= 47, 2 used twice) were judged as 12*4-2 and scored."""
     problem = countdown_problem((12, 4, 2), 46, Chain(operands=(12, 4, 2), ops=("*", "-")))
-    wrong = ["(12*4-2)/1", "12*4-2/2", "1/(12*4-2)", "12*4-2^1", "12*4-2.5", "12*4-2 is wrong; 48/2"]
+    wrong = ["(12*4-2)/1", "12*4-2/2", "1/(12*4-2)", "e^(12*4-2)", "12*4-2^1", "12*4-2.5", "12*4-2 is wrong; 48/2"]
     assert [world.check_completion(problem, f"<answer>{a}</answer>") for a in wrong] == [False] * len(wrong)
     assert world.extract_final_expression("<answer>12*4-2 is wrong; 48/2</answer>") == "48/2"
     right = ["12*4-2", "So the answer is 12*4-2.", "12*4-2. 5 is not used", "and/or 12*4-2"]
