@@ -57,6 +57,14 @@ def _read_rows(metrics_path: Path) -> tuple[list[dict], int]:
     return rows, skipped
 
 
+def _one_per_step(rows: list[dict]) -> tuple[list[dict], int]:
+    """The records in step order, the last one of each step kept, and how many were dropped: a log
+    holding a step twice (a run resumed past its log's truncation, logs joined by hand) drew its
+    curves back over themselves, a zigzag; the last record of a step is the redone one."""
+    by_step = {_number(r["step"]): r for r in rows}
+    return [by_step[s] for s in sorted(by_step)], len(rows) - len(by_step)
+
+
 def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = "GRPO") -> Path:
     """Three panels from a GRPO metrics.jsonl: accuracy & format rate, reward, completion length.
 
@@ -71,6 +79,9 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
     rows, skipped = _read_rows(Path(metrics_path))
     if skipped:
         print(f"plots: skipped {skipped} line(s) of {metrics_path} without a readable record and step")
+    rows, repeated = _one_per_step(rows)
+    if repeated:
+        print(f"plots: {repeated} record(s) of {metrics_path} repeat an earlier step; the last of each is drawn")
     if not rows:
         print(f"plots: no metrics to plot in {metrics_path}; {out_path} has empty panels")
     steps = [_number(r["step"]) for r in rows]

@@ -134,3 +134,13 @@ def test_undecodable_bytes_skip_only_their_line(monkeypatch, tmp_path, capsys):
     accuracy = next(line for line in closed[0].axes[0].get_lines() if line.get_label() == "accuracy")
     assert list(accuracy.get_xdata()) == [1.0, 2.0] and list(accuracy.get_ydata()) == [0.25, 0.75]
     assert f"plots: skipped 1 line(s) of {log}" in capsys.readouterr().out
+
+
+def test_a_repeated_step_is_drawn_once_from_its_last_record(monkeypatch, tmp_path, capsys):
+    # steps 1-3, then 2-4 again (a resumed run's redone steps): the curve ran 1 2 3 2 3 4, back over itself
+    records = [{"step": s, "accuracy": a} for s, a in [(1, 0.1), (2, 0.2), (3, 0.3), (2, 0.5), (3, 0.6), (4, 0.7)]]
+    fig = _figure(monkeypatch, tmp_path, records)
+    accuracy = next(line for line in fig.axes[0].get_lines() if line.get_label() == "accuracy")
+    assert list(accuracy.get_xdata()) == [1, 2, 3, 4]
+    assert list(accuracy.get_ydata()) == [0.1, 0.5, 0.6, 0.7]  # window 1: the smoothed line is the raw one
+    assert "plots: 2 record(s) of" in capsys.readouterr().out
