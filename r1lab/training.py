@@ -7,6 +7,7 @@ here knows about parallelism either: a distributed launcher wraps the model (FSD
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,13 +372,23 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
 
 
 class Throughput:
-    """Tokens per second over the last interval."""
+    """Tokens per second over the last interval, the time spent `paused` left out."""
 
     def __init__(self) -> None:
         self.start, self.tokens = time.perf_counter(), 0
 
     def add(self, tokens: int) -> None:
         self.tokens += tokens
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time inside is no training (a held-out evaluation, a checkpoint save): without this, the
+        interval after one read its tokens over that time too, a training speed shown too low."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - t0
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.start

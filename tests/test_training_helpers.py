@@ -327,6 +327,31 @@ def test_a_short_pretrain_run_logs_its_throughput_on_the_last_step(tmp_path):
     assert ["tokens_per_s" in r for r in rows] == [False, False, True] and rows[-1]["tokens_per_s"] > 0
 
 
+# tokens/s is training speed: a held-out evaluation or a checkpoint save inside an interval is not counted
+def test_pretrain_throughput_leaves_out_evaluation_and_checkpoint_time(tmp_path, monkeypatch):
+    import json
+    import types
+
+    from r1lab import training
+    from r1lab.stages import pretrain
+
+    clock = [0.0]  # a fake clock: each training step takes 1 s, each evaluation and each save 100 s
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    balance = pretrain.max_mean_load_ratio
+    monkeypatch.setattr(pretrain, "max_mean_load_ratio", lambda load: clock.__setitem__(0, clock[0] + 1) or balance(load))
+    monkeypatch.setattr(pretrain, "heldout_loss", lambda *a: clock.__setitem__(0, clock[0] + 100) or 0.0)
+    save = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint",
+                        lambda *a, **k: clock.__setitem__(0, clock[0] + 100) or save(*a, **k))
+    config = pretrain.PretrainConfig(out_dir=str(tmp_path), n_docs=100, seq_len=32, batch_size=2, max_steps=20,
+                                     warmup_steps=1, eval_every=10, save_every=10, bf16=False)
+    pretrain.run(config)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # 10 steps of 2 x 32 tokens in 10 s each interval; the evaluation and save at step 10 counted in the
+    # second one made it 640 / 210 s
+    assert [rows[9]["tokens_per_s"], rows[19]["tokens_per_s"]] == [64.0, 64.0]
+
+
 # Every stage config refuses a non-integer in a field declared int, by name, before anything runs.
 def _stage_configs() -> list[tuple[type, dict]]:
     from r1lab import pipeline

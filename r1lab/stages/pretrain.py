@@ -171,13 +171,15 @@ def run(config: PretrainConfig) -> Path:
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         if (step + 1) % config.eval_every == 0 or step + 1 == config.max_steps:
-            record["heldout_loss"] = heldout_loss(model, val_stream, config)
+            with speed.paused():
+                record["heldout_loss"] = heldout_loss(model, val_stream, config)
             bar.write(f"step {step + 1}: loss {record['loss']:.3f}, held-out loss {record['heldout_loss']:.3f}")
         metrics.write(record)
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
-            training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
-                                     config=config, optimizer=optimizer, tokenizer=tokenizer)
-            training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+            with speed.paused():
+                training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
+                                         config=config, optimizer=optimizer, tokenizer=tokenizer)
+                training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
     final = training.save_checkpoint(model, out / "base", step=config.max_steps, config=config, tokenizer=tokenizer)
     print(f"base model saved to {final}")
     return final

@@ -309,10 +309,11 @@ def run(config: SFTConfig) -> Path:
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         metrics.write(record)
         if (step + 1) % config.save_every == 0 and step + 1 < total:
-            training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
-                                     config=config, optimizer=optimizer, tokenizer=tokenizer,
-                                     extra_files={DATA_DIGEST: digest + "\n"})
-            training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+            with speed.paused():
+                training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
+                                         config=config, optimizer=optimizer, tokenizer=tokenizer,
+                                         extra_files={DATA_DIGEST: digest + "\n"})
+                training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
     final = training.save_checkpoint(model, out / "model", step=total, config=config, tokenizer=tokenizer)
     print(f"fine-tuned model saved to {final}")
     return final
