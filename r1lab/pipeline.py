@@ -178,10 +178,11 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
                      f"| {100 * r.reasoning_share:.0f}% | {reasoning} | {bare} | {r.seconds:.0f} s |")
     return "\n".join(lines) + (
         f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
-        "majority vote; language = English share of the reasoning's words (language consistency, R1 §2.3.2); "
-        "length in tokens; format = the stage's own output format (R1-Zero tags for base and R1-Zero, "
-        "<think> + summary after the cold start); reasons = share of samples that work step by step; time = "
-        "the stage's training (and data) wall time.\n")
+        f"majority vote; pass@{k} = share of problems with a right sample among the {k}; language = English share "
+        "of the reasoning's words (language consistency, R1 §2.3.2); length in tokens; format = the stage's own "
+        "output format (R1-Zero tags for base and R1-Zero, <think> + summary after the cold start); reasons = share "
+        "of samples that work step by step; acc. reasoning / acc. bare = accuracy of the samples that do / do not "
+        "(– where there are none); time = the stage's training (and data) wall time.\n")
 
 
 def _percent(rate: float | None, over_some_sample: bool) -> str:

@@ -220,6 +220,17 @@ def test_the_table_shows_no_accuracy_over_no_sample():
     assert "| 100% | 90.0 | – | 1 s |" in table and "| 50% | 90.0 | 0.0 | 1 s |" in table
 
 
+def test_the_tables_legend_explains_every_column():
+    """pass@k, acc. reasoning and acc. bare were columns the legend below the table never explained."""
+    row = pipeline.StageRow(stage="s", checkpoint="x", pass_at_1=0.5, pass_at_k=1.0, cons_at_k=0.5, format_rate=1.0,
+                            length_mean=5.0, reasoning_share=0.5, accuracy_reasoning=1.0, accuracy_bare=0.0,
+                            language_consistency=1.0, seconds=1.0)
+    head, _, _, _, legend = pipeline.markdown_table([row], 4).splitlines()[:5]
+    columns = [c.strip() for c in head.strip("|").split("|")][1:]  # all but "stage"
+    assert columns[:3] == ["pass@1", "cons@4", "pass@4"]
+    assert [c for c in columns if c not in legend] == []
+
+
 def test_results_store_null_for_a_mean_over_no_sample(tmp_path):
     """results.json stored accuracy 0.0 and language 1.0 for a stage none of whose samples reasoned."""
     row = pipeline.StageRow(stage="bare", checkpoint="x", pass_at_1=0.25, pass_at_k=0.5, cons_at_k=0.25,
