@@ -490,3 +490,22 @@ def test_a_copy_of_a_sample_over_the_cap_is_a_cap_rejection_not_a_duplicate(toke
     counts = {f.name: (f.reached, f.kept) for f in funnel.filters}
     # sample 3 repeats sample 2, which was never kept: only sample 4 (a copy of kept sample 0) is a duplicate
     assert counts["dedupe"] == (5, 4) and counts["per_prompt_cap"] == (4, 2)
+
+
+# An R1-Zero policy (its config records template r1_zero) asked in the chat format kept no reasoning
+# sample, and the run wrote a chat-only set with the wrong checkpoint unsaid; as judge, it said no to all.
+def test_an_r1_zero_checkpoint_is_refused_as_sampled_model_and_as_judge(tmp_path, capsys):
+    zero = tmp_path / "zero"
+    shutil.copytree(BASE, zero)
+    (zero / "r1lab_config.json").write_text(json.dumps({"template": "r1_zero", "init": str(BASE)}))
+    out = tmp_path / "rs"
+    with pytest.raises(ValueError, match=r"--checkpoint .*zero was trained on R1 Table 1's r1_zero template"):
+        rs.run(RejectionSamplingConfig(checkpoint=str(zero), out_dir=str(out), n_prompts=2, n_chat=2))
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"--judge .*zero was trained on R1 Table 1's r1_zero template"):
+        rs.run(RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, n_chat=2, judge=str(zero)))
+    assert not out.exists()
+    assert cli_main(["rejection-sample", "--checkpoint", str(zero), "--out-dir", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    (zero / "r1lab_config.json").write_text(json.dumps({"template": "chat"}))  # a reasoning-RL policy: sampled
+    rs.check_chat_trained(str(zero), "--checkpoint")

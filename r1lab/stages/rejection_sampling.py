@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,6 +141,22 @@ def check_judge(spec: str) -> None:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"--judge {spec!r} is neither 'rule' (the world's rule) nor a judge checkpoint "
                                 f"directory: {err}") from None
+    check_chat_trained(spec, "--judge")
+
+
+def check_chat_trained(checkpoint: str, flag: str) -> None:
+    """ValueError when `checkpoint` records R1-Zero's template (an R1-Zero GRPO run): asked in the
+    chat format it never saw, it fails the r1_format filter (or never says a clear yes) on every
+    sample, and the set came out chat only, the wrong checkpoint unsaid. A checkpoint that records
+    no template (a base model, an SFT run) is sampled in the chat format as before."""
+    try:
+        saved = json.loads((Path(checkpoint) / "r1lab_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or unreadable: nothing recorded to contradict
+        return
+    if isinstance(saved, dict) and saved.get("template") == R1_ZERO:
+        raise ValueError(f"{flag} {checkpoint} was trained on R1 Table 1's r1_zero template; rejection sampling "
+                         "asks in the chat format (R1 §2.3.3: the reasoning-RL checkpoint, after the cold start): "
+                         "give a chat-trained checkpoint, or build cold-start data from it with r1lab cold-start")
 
 
 def kept_response(text: str) -> str:
@@ -263,6 +280,7 @@ def run(config: RejectionSamplingConfig) -> Path:
     # first: more prompts than the split holds, or a bad checkpoint, leave no run directory
     problems = rl_prompts(config.n_prompts, seed=config.seed, kinds=config.kind_tuple())
     check_judge(config.judge)
+    check_chat_trained(config.checkpoint, "--checkpoint")
     engine, tokenizer = load_engine(config.checkpoint, config.bf16, config.device)
     if (model := getattr(engine, "model", None)) is not None:  # a scripted test engine has none
         check_prompt_room([p.question for p in problems], tokenizer, config.template, config.max_new_tokens,
