@@ -34,10 +34,13 @@ class Problem:
 def load_problems(path: str | Path) -> list[Problem]:
     """All problems of a benchmark jsonl file, in file order (blank lines skipped).
 
-    Raises FileNotFoundError for a missing file and ValueError, naming the file and line,
-    for a line that is not UTF-8, not a JSON object or has no known format.
+    Raises FileNotFoundError for a missing file, ValueError for a directory and, naming the file and
+    line, for a line that is not UTF-8, not a JSON object or has no known format.
     """
     path = Path(path)
+    if path.is_dir():  # a benchmark's folder (shared/data/aime24) given for its file: "not found" misled
+        files = sorted(p.name for p in path.glob("*.jsonl*"))
+        raise ValueError(f"{path} is a directory, not a JSONL file" + (f"; it holds {', '.join(files)}" if files else ""))
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     with path.open("rb") as head:

@@ -192,6 +192,10 @@ def test_load_problems_formats_and_errors(tmp_path):
         load_problems(tmp_path / "odd.jsonl")
     with pytest.raises(FileNotFoundError, match="data file not found"):
         load_problems(tmp_path / "missing.jsonl")
+    (tmp_path / "aime24").mkdir()
+    write_jsonl(tmp_path / "aime24" / "test.jsonl", [{"problem": "a", "answer": "1"}])
+    with pytest.raises(ValueError, match=r"aime24 is a directory, not a JSONL file; it holds test.jsonl"):
+        load_problems(tmp_path / "aime24")  # was "data file not found", for a folder that is there
     (tmp_path / "latin1.jsonl").write_bytes(b'{"problem": "a", "answer": "1"}\n{"problem": "caf\xe9", "answer": "2"}\n')
     with pytest.raises(ValueError, match=r"latin1.jsonl:2: not valid UTF-8 \(byte 0xe9 at byte 17"):
         load_problems(tmp_path / "latin1.jsonl")
