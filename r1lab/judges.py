@@ -148,9 +148,11 @@ class GenerativeJudge:
         shortest = len(prompt_ids(tokenizer, self.prompt(JudgeItem(question="", reference="", prediction="")), template))
         if limit < shortest:  # else every item is judged False: every sample silently dropped as incorrect
             positions = limit + max_new_tokens
+            room = positions - shortest  # below 1: "at most 0 (or -20)" named a value that cannot run
+            hint = (f"--judge-max-new-tokens must be at most {room}" if room >= 1 else
+                    "no --judge-max-new-tokens fits: the prompt alone fills them; give a judge with longer context")
             raise ValueError(f"GenerativeJudge: max_new_tokens {max_new_tokens} leaves no room for the judging prompt "
-                             f"({shortest} tokens at least) in the judge model's {positions} positions "
-                             f"(--judge-max-new-tokens must be at most {positions - shortest})")
+                             f"({shortest} tokens at least) in the judge model's {positions} positions ({hint})")
 
     def prompt(self, item: JudgeItem) -> str:
         """The judging question for one item (the user turn)."""

@@ -121,6 +121,9 @@ def test_a_generative_judge_with_no_room_for_any_prompt_is_refused(tokenizer):
             GenerativeJudge(engine, tokenizer, max_new_tokens=tokens)
     problem = world.rl_prompts(1)[0]
     assert GenerativeJudge(engine, tokenizer, max_new_tokens=256)([item(problem, "x")]) == [True]
+    engine.model.config.max_position_embeddings = shortest  # the prompt alone fills the context
+    with pytest.raises(ValueError, match=r"\(no --judge-max-new-tokens fits: the prompt alone fills them; give a "):
+        GenerativeJudge(engine, tokenizer, max_new_tokens=1)  # said "must be at most 0"
 
 
 def test_generative_judge_batches_and_reads_only_a_clear_yes(tokenizer):
