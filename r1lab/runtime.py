@@ -6,10 +6,11 @@ starts (`training.start_run`), so that a bad setting fails before anything is lo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 
 import torch
+
+from r1lab.fields import check_int_fields, is_int  # noqa: F401 (re-exported: every stage config calls them here)
 
 
 def seed_everything(seed: int) -> None:
@@ -27,27 +28,6 @@ def check_seed(seed: int, owner: str = "config") -> None:
     which must stay a 64-bit integer for torch's generators (else an overflow deep in a run)."""
     if not 0 <= seed < 2**32:
         raise ValueError(f"{owner}.seed must be in [0, 2^32), got {seed}")
-
-
-def is_int(value: object) -> bool:
-    """An int that is not a bool: a count or a seed read from a config file (2.5 is not one, and
-    Python counts True as the int 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_int_fields(config: object) -> None:
-    """Every field of a config dataclass declared `int` (or `int | None`, when set) holds an int, refused
-    by name: a float from Python or a config file (epochs = 2.5) ran as 3 or failed as a TypeError
-    deep in a run, and a bool (True) ran as 1. A field declared `bool` holds a bool: a str ("false" from
-    an environment variable) was true, so bf16="false" trained in bf16. Called first in each stage
-    config's `__post_init__`."""
-    for field in dataclasses.fields(config):  # type: ignore[arg-type]
-        value = getattr(config, field.name)
-        if field.type in ("bool", bool) and not isinstance(value, bool):
-            raise ValueError(f"{type(config).__name__}.{field.name} must be True or False, got {value!r}")
-        if field.type in ("int", int) or (field.type == "int | None" and value is not None):
-            if not is_int(value):
-                raise ValueError(f"{type(config).__name__}.{field.name} must be an integer, got {value!r}")
 
 
 def check_threads(threads: int, owner: str = "config") -> None:

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from r1lab.runtime import is_int
+from r1lab.fields import is_int
+
 
 @dataclass(kw_only=True)
 class ModelConfig:

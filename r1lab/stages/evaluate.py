@@ -24,6 +24,7 @@ from typing import Any
 from r1lab.benchmarks import Problem, jsonl_objects, load_problems
 from r1lab.cli import check_output_path
 from r1lab.data import check_output_dir, write_text_atomically
+from r1lab.fields import is_int
 from r1lab.rewards.math import canonical_answer, check_answers, extract_answer
 
 # Sampling settings of the protocol, for the sampling path (R1-FACTS.md, "Evaluation protocol").
@@ -252,8 +253,7 @@ def score_completions(problems: Sequence[Problem], completions_by_index: Mapping
         raise ValueError("no completions to score")
     fewest = min(len(completions_by_index[i]) for i in indices)
     k = fewest if k is None else k
-    # 2.0 failed later at the vote's slice, and True scored as k = 1 (runtime.is_int would import torch)
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= fewest:
+    if not is_int(k) or not 1 <= k <= fewest:  # 2.0 failed later at the vote's slice, True scored as k = 1
         raise ValueError(f"k must be from 1 to {fewest} (the fewest samples any problem has), got {k}")
 
     if check is not None:

@@ -18,18 +18,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from r1lab.fields import check_int_fields
+
 OPS: tuple[str, ...] = ("+", "-", "*")
 MULTIPLIERS = range(2, 10)  # "*" always takes a one-digit right operand
-
-
-def check_int_knobs(config: object, names: tuple[str, ...]) -> None:
-    """ValueError naming a knob that is not an int: a float (max_value=99.5) passed the range checks
-    and then failed mid-draw as "'float' object cannot be interpreted as an integer", or only once a
-    chain neared the ceiling; a bool (True) ran as 1."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{type(config).__name__}.{name} must be an integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +35,7 @@ class ArithmeticConfig:
     op_weights: tuple[float, float, float] = (0.35, 0.35, 0.3)  # +, -, * (among those feasible)
 
     def __post_init__(self) -> None:
-        check_int_knobs(self, ("max_first", "max_operand", "max_multiplicand", "max_value"))
+        check_int_fields(self)  # a float (max_value=99.5) passed the range checks, then failed mid-draw
         if not 2 <= self.max_first <= self.max_value or self.max_operand < 1 or self.max_value < 4:
             raise ValueError(f"inconsistent arithmetic config {self}")
         if len(self.op_weights) != len(OPS) or min(self.op_weights) < 0 or not any(self.op_weights):

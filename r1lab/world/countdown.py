@@ -15,7 +15,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from r1lab.world.arithmetic import ArithmeticConfig, Chain, apply, check_int_knobs, feasible_moves, random_chain
+from r1lab.fields import check_int_fields
+from r1lab.world.arithmetic import ArithmeticConfig, Chain, apply, feasible_moves, random_chain
 from r1lab.world.problems import WorldProblem, countdown_problem
 
 _EXPRESSION = re.compile(r"[0-9+\-*() ]*")  # the characters of an expression of the task
@@ -31,7 +32,7 @@ class CountdownConfig:
     max_value: int = 99
 
     def __post_init__(self) -> None:  # checked here: the arithmetic config it maps to names other knobs
-        check_int_knobs(self, ("max_number", "max_value"))
+        check_int_fields(self)
         if not 2 <= self.max_number <= self.max_value or self.max_value < 4:
             raise ValueError(f"CountdownConfig needs 2 <= max_number <= max_value and max_value >= 4; got {self}")
 
