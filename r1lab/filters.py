@@ -36,6 +36,7 @@ from typing import Any
 from r1lab.rewards.format import r1_format_reward, reply_body, turn_body
 from r1lab.rewards.language import SCRIPTS, chain_of_thought, script_language_reward
 from r1lab.data import write_text_atomically
+from r1lab.fields import is_int
 from r1lab.tokenizer import find_control_token
 
 WORLD, SCRIPT = "world", "script"  # language classifiers: the world's lexicon, or Unicode script (real text)
@@ -79,7 +80,7 @@ def check_readability_settings(owner: str, language: str, min_language_share: fl
         raise ValueError(f"{owner}.min_language_share must be in [0, 1], got {min_language_share}")
     # an int, not just >= 1: NaN passed the comparison and then failed every line in silence (every
     # response dropped as a long paragraph), and "100" raised a TypeError naming no setting
-    if isinstance(max_paragraph_chars, bool) or not isinstance(max_paragraph_chars, int):
+    if not is_int(max_paragraph_chars):
         raise ValueError(f"{owner}.max_paragraph_chars must be an integer, got {max_paragraph_chars!r}")
     if max_paragraph_chars < 1:
         raise ValueError(f"{owner}.max_paragraph_chars must be >= 1, got {max_paragraph_chars}")

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
 
 # Re-exported here; imported only in the caller's process (the server runs _jail.py as a script).
+from r1lab.fields import is_int
 from r1lab.rewards._jail import SANDBOX_UIDS as SANDBOX_UIDS
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
@@ -77,7 +78,7 @@ class Limits:
         for name, least in (("memory_mb", 1), ("max_processes", 1), ("max_output_bytes", 0),
                             ("max_file_mb", 0), ("max_open_files", 1), ("disk_mb", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_int(value):
                 raise TypeError(f"Limits: {name} must be an int, got {value!r}")
             if value < least:
                 raise ValueError(f"Limits: {name} must be at least {least}, got {value!r}")
@@ -118,8 +119,8 @@ class Sandbox:
 
     def __init__(self, max_workers: int | None = None) -> None:
         """max_workers: concurrent runs at most (None: one per usable core; more are capped to them)."""
-        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
-                                        or max_workers < 1):  # 0 ran on every core, -3 on one, in silence
+        # 0 ran on every core and -3 on one, in silence
+        if max_workers is not None and (not is_int(max_workers) or max_workers < 1):
             raise ValueError(f"Sandbox: max_workers must be an int >= 1 or None, got {max_workers!r}")
         self.max_workers = min(max_workers or os.cpu_count() or 1, len(os.sched_getaffinity(0)))
         self._server: subprocess.Popen | None = None
