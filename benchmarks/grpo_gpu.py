@@ -3,8 +3,9 @@
 Builds a randomly initialised model of the preset (default `small`, ~300M parameters) with the
 world's tokenizer, then runs r1lab's GRPO (the same `r1lab zero` code path) for a few steps on
 world prompts. A random model rarely stops early, so each completion is about `max_new_tokens`
-long. Ends with one JSON line: median seconds per step, generation and training seconds,
-rollout and training tokens/s (the first step is a warm-up and left out).
+long. Ends with one JSON line: median seconds per step, generation seconds (the logged
+`rollout_s`: sampling and reward scoring) and training seconds, rollout tokens/s (over sampling
+time only, `generate_s`) and training tokens/s (the first step is a warm-up and left out).
 
     python benchmarks/grpo_gpu.py --device cuda [--preset small] [--steps 6]
 """

@@ -78,6 +78,7 @@ def run_r1lab(init: Path, args: argparse.Namespace, bf16: bool, out: Path) -> di
     grpo.run(config)
     total = time.perf_counter() - start
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
+    # rollout_s: sampling and rewards (generate_s + reward_s), what TRL's side times as generation
     return {"step": [r["step_s"] for r in rows], "generation": [r["rollout_s"] for r in rows],
             "tokens": [r["length_mean"] for r in rows], "wall_s": total}
 

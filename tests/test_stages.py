@@ -118,6 +118,7 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path, capsys):
                 "rollout_tokens_per_s", "train_tokens_per_s", "expert_load_max_mean"):
         assert key in rows[-1], key
     assert all(r["step_s"] >= r["rollout_s"] + r["train_s"] for r in rows)  # the whole step covers its parts
+    assert all(r["rollout_s"] >= r["generate_s"] + r["reward_s"] for r in rows)
     assert (tmp_path / "zero" / "samples.jsonl").read_text().count("\n") >= 3
     curves = tmp_path / "zero" / "curves.png"  # issue 4: the curves as PNG next to the metrics
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -547,13 +548,41 @@ def test_a_resumed_grpo_run_equals_an_uninterrupted_one(base, tmp_path, monkeypa
     resumed = grpo.run(grpo.GRPOConfig(**cfg, out_dir=str(tmp_path / "cut"), resume=True))
 
     def rows(run):
-        timing = {"rollout_s", "train_s", "step_s", "rollout_tokens_per_s", "train_tokens_per_s"}
+        timing = {"rollout_s", "generate_s", "reward_s", "train_s", "step_s", "rollout_tokens_per_s",
+                  "train_tokens_per_s"}
         lines = (run.parent / "metrics.jsonl").read_text().splitlines()
         return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
 
     assert [r["step"] for r in rows(resumed)] == [1, 2, 3, 4, 5] and rows(resumed) == rows(whole)
     a, b = from_pretrained(whole).state_dict(), from_pretrained(resumed).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grpo_rollout_tokens_per_s_leaves_out_the_reward_time(base, tmp_path, monkeypatch):
+    """rollout_tokens_per_s was over sampling and scoring together: a slow reward (the code reward's
+    sandbox) read as a slow engine. Now over the engine's seconds; the rubric's are reward_s."""
+    import time
+
+    from r1lab.rewards import RewardTerm
+
+    world_rubric = grpo.world_rubric
+
+    def slow_rubric(config):
+        rubric = world_rubric(config)
+
+        def slow(completion, problem):
+            time.sleep(0.1)
+            return 0.0
+
+        rubric.terms.append(RewardTerm("slow", slow, 0.0))
+        return rubric
+
+    monkeypatch.setattr(grpo, "world_rubric", slow_rubric)
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=2, prompts_per_step=1,
+                             group_size=2, max_new_tokens=4, max_steps=1, kl_coef=0.0, bf16=False))
+    (row,) = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert row["reward_s"] >= 2 * 0.1 and row["rollout_s"] >= row["generate_s"] + row["reward_s"]
+    assert row["rollout_tokens_per_s"] == pytest.approx(2 * row["length_mean"] / row["generate_s"])
 
 
 def test_a_grpo_run_that_is_all_warmup_is_warned_about(base, tmp_path, capsys):

@@ -260,9 +260,12 @@ def run(config: GRPOConfig) -> Path:
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: every 400 updates (25 rollouts)
         record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
-                  "rollout_s": t_rollout, "train_s": t_train,
+                  "rollout_s": t_rollout,  # sampling and scoring: generate_s + reward_s
+                  "generate_s": rollout.generate_s, "reward_s": rollout.reward_s, "train_s": t_train,
                   "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
-                  "rollout_tokens_per_s": rollout.n_tokens / t_rollout,
+                  # the engine's speed: over sampling time only (the rubric's scoring, a code sandbox's
+                  # seconds, is reward_s)
+                  "rollout_tokens_per_s": rollout.n_tokens / max(rollout.generate_s, 1e-9),
                   # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
                   "train_tokens_per_s": train_tokens / max(t_train, 1e-9)}
         metrics.write(record)

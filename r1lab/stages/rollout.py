@@ -8,6 +8,7 @@ completion positions only, the G completions of a prompt sharing one forward ove
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -60,17 +61,23 @@ class Rollout:
     examples: list[Any]  # the question record of each completion
     rewards: Any  # RubricResult
     group_size: int
+    # seconds `collect` spent sampling (the engine) and scoring (the rubric, whose code reward can run
+    # a sandbox for seconds): apart, so that a generation speed does not count the scoring
+    generate_s: float = 0.0
+    reward_s: float = 0.0
 
     @classmethod
     def collect(cls, engine: Engine, tokenizer: Tokenizer, problems: Sequence[Any], rubric: Rubric,
                 params: SamplingParams, template: str = "r1_zero") -> "Rollout":
+        t0 = time.perf_counter()
         prompts = [prompt_ids(tokenizer, p.question, template) for p in problems]
         groups = engine.generate(prompts, params)
         completions = [c for g in groups for c in g]
         examples = [problems[c.prompt_index] for c in completions]
+        t1 = time.perf_counter()
         rewards = rubric([c.text for c in completions], examples)
         return cls(prompts=prompts, completions=completions, examples=examples, rewards=rewards,
-                   group_size=params.n)
+                   group_size=params.n, generate_s=t1 - t0, reward_s=time.perf_counter() - t1)
 
     @property
     def n_tokens(self) -> int:
