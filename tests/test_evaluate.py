@@ -417,6 +417,21 @@ def test_world_metrics_over_no_sample_are_none():
     assert (metrics["reasoning_share"], metrics["accuracy_reasoning"], metrics["accuracy_bare"]) == (1.0, 1.0, None)
 
 
+def test_world_metrics_length_mean_is_over_the_lengths_and_refuses_a_mismatch():
+    """length_mean divided the lengths' sum by the number of texts: lengths short of a completion
+    (or with one too many) gave a wrong mean with no error."""
+    from r1lab.stages.sample_eval import world_metrics
+    from r1lab.world import heldout_problems
+
+    world = heldout_problems(2, seed=0)
+    texts = {0: ["<answer>1</answer>"] * 2, 1: ["<answer>2</answer>"] * 2}
+    assert world_metrics(world, texts, {0: [3, 5], 1: [1, 7]})["length_mean"] == (3 + 5 + 1 + 7) / 4
+    with pytest.raises(ValueError, match="problem 1 has 2 completions but 1 lengths"):
+        world_metrics(world, texts, {0: [3, 5], 1: [1]})
+    with pytest.raises(ValueError, match="problem 1 has 2 completions but 0 lengths"):
+        world_metrics(world, texts, {0: [3, 5]})
+
+
 def test_a_benchmark_sample_cut_off_while_thinking_has_no_answer(tmp_path, monkeypatch):
     """Benchmark prompts end with "<think>\\n"; the opening is put back in front of each completion,
     so a draft \\boxed{} in reasoning cut off by max_new_tokens is not graded."""

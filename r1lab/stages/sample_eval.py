@@ -103,9 +103,15 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
                   format_rule: RewardFn = strict_format_reward) -> dict[str, float | None]:
     """Format (by `format_rule`), length, reasoning share, accuracy of reasoning vs bare samples, language.
     A mean over no sample (no sample reasoned, or none answered bare) is None, not a number that
-    reads as a result (0.0 accuracy, 1.0 language consistency)."""
+    reads as a result (0.0 accuracy, 1.0 language consistency). `lengths` holds the token count of
+    each completion, keyed and ordered alike: a mismatch is a ValueError, not a mean over the wrong count."""
     from r1lab.world import check_completion
 
+    for i in sorted(completions.keys() | lengths.keys()):
+        n, m = len(completions.get(i, ())), len(lengths.get(i, ()))
+        if n != m:
+            raise ValueError(f"world_metrics: problem {i} has {n} completions but {m} lengths; "
+                             "lengths must hold the token count of each completion")
     texts = [(i, t) for i, ts in completions.items() for t in ts]
     right = [check_completion(world_problems[i], t) for i, t in texts]
     reasons = [is_reasoning(t) for _, t in texts]
@@ -118,7 +124,7 @@ def world_metrics(world_problems: list[Any], completions: dict[int, list[str]],
     reasoning_texts = [t for (_, t), r in zip(texts, reasons) if r]
     return {
         "format_rate": sum(format_rule(t) for _, t in texts) / len(texts),
-        "length_mean": sum(sum(v) for v in lengths.values()) / len(texts),
+        "length_mean": _mean_len(lengths),
         "reasoning_share": n_reason / len(texts),
         "accuracy_reasoning": acc(reasons),
         "accuracy_bare": acc([not r for r in reasons]),
