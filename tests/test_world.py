@@ -602,3 +602,18 @@ def test_a_numpy_int_seed_draws_as_the_int() -> None:
     import numpy as np
 
     assert world.heldout_problems(2, seed=np.int64(3)) == world.heldout_problems(2, seed=3)
+
+
+@pytest.mark.parametrize("marker", ["<|eos|>", "<|user|>", "\n\nQ: next", "User: next"])
+def test_an_end_marker_that_starts_within_the_read_limit_ends_the_reply(marker) -> None:
+    from r1lab.world.answers import READ_CHARS, completion_body, read_to_end
+
+    reply = "<think> 3+4=7 </think> <answer> 7 </answer>"
+    for start in (READ_CHARS - 3, READ_CHARS - 1):  # the marker starts within the limit, runs past it
+        straddling = reply + " " * (start - len(reply)) + marker + "x" * 50
+        # cut at the limit first, the marker was cut too ("<|e"): the reply read as not ended
+        assert read_to_end(straddling) and len(completion_body(straddling)) < READ_CHARS
+        assert world.extract_final_answer(straddling) == 7 and world.follows_r1_zero_format(straddling)
+    past = reply + " " * (READ_CHARS - len(reply)) + marker  # starts at the limit: the end was not read
+    assert not read_to_end(past) and world.extract_final_answer(past) is None
+    assert len(world.completion_body(past)) == READ_CHARS

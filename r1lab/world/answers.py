@@ -34,15 +34,20 @@ _OPERATORS = "+-*/^"
 _R1_ZERO_FORMAT = re.compile(  # no tag inside the other's block (as the strict format reward)
     r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*</answer>\s*", re.DOTALL)
 READ_CHARS = 20_000  # what the world reads of a completion; a reply not ended within it is not judged
+# more than the longest end marker of `reply_body` ("\n\nProblem:", "Assistant:", "<|user|>"): a marker
+# that starts within READ_CHARS ends the reply there, though it runs past the limit
+_MARKER_SLACK = 32
 
 
 def completion_body(completion: str) -> str:
     """The completion up to its end: the first EOS, new turn (``User:``, ``Assistant:``), or new question
     (the format rewards' `reply_body`, so that accuracy and format judge the same reply), within its
-    first `READ_CHARS` characters."""
+    first `READ_CHARS` characters (an end marker that starts within them ends it)."""
     if not isinstance(completion, str):
         return ""
-    return reply_body(completion[:READ_CHARS])
+    # cut at READ_CHARS first, an "<|eos|>" starting at READ_CHARS - 3 was cut to "<|e": the reply
+    # that ended there was judged as not read to its end
+    return reply_body(completion[:READ_CHARS + _MARKER_SLACK])[:READ_CHARS]
 
 
 def read_to_end(completion: str) -> bool:
