@@ -5,6 +5,7 @@ re-exports them for the stage configs)."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 
 def is_int(value: object) -> bool:
@@ -26,3 +27,11 @@ def check_int_fields(config: object) -> None:
         if field.type in ("int", int) or (field.type == "int | None" and value is not None):
             if not is_int(value):
                 raise ValueError(f"{type(config).__name__}.{field.name} must be an integer, got {value!r}")
+
+
+def check_seed(function: str, seed: object) -> None:
+    """TypeError naming ``function`` unless ``seed`` is an int (a numpy int too), not a bool: the world's
+    generators seed their stream by the seed's text, so 0.0 ("0.0") and True ("True") drew another
+    stream than 0 and 1, in silence."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{function}: seed must be an int, got {seed!r}")

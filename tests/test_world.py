@@ -617,3 +617,32 @@ def test_an_end_marker_that_starts_within_the_read_limit_ends_the_reply(marker) 
     past = reply + " " * (READ_CHARS - len(reply)) + marker  # starts at the limit: the end was not read
     assert not read_to_end(past) and world.extract_final_answer(past) is None
     assert len(world.completion_body(past)) == READ_CHARS
+
+
+GENERATORS_BY_SEED = {  # each world generator seeded by its seed's text, called with only the seed varying
+    "chat_tasks": lambda seed: world.chat_tasks(3, seed=seed),
+    "iter_documents": lambda seed: world.pretraining_corpus(seed, 0),  # no document drawn: refused all the same
+    "long_cot": lambda seed: world.long_cot(world.rl_prompts(1)[0], seed=seed),
+    "tokenizer_training_texts": lambda seed: world.tokenizer_training_texts(seed=seed, n_docs=5),
+}
+
+
+@pytest.mark.parametrize("name", GENERATORS_BY_SEED)
+@pytest.mark.parametrize("seed", [0.0, True, "1"])
+def test_a_world_generator_refuses_a_seed_that_is_not_an_int(name, seed) -> None:
+    # "0.0", "True" and "1" as text seeded other streams than the ints 0 and 1, in silence
+    with pytest.raises(TypeError, match=f"{name}: seed must be an int, got {re.escape(repr(seed))}"):
+        GENERATORS_BY_SEED[name](seed)
+
+
+def test_an_int_seed_draws_the_same_stream_as_before_the_check() -> None:
+    import numpy as np
+
+    # a numpy int is an int (its text is the int's), and other ints draw other streams
+    assert world.chat_tasks(3, seed=np.int64(3)) == world.chat_tasks(3, seed=3) != world.chat_tasks(3, seed=4)
+    assert world.pretraining_corpus(np.int64(4), 2) == world.pretraining_corpus(4, 2) != world.pretraining_corpus(5, 2)
+    # regression guard: the streams the demo trains on, as drawn before the seeds were checked
+    assert [c.prompt for c in world.chat_tasks(3, seed=3)] == [
+        "Say back: is nodo 520", "What is the national animal of Mareth?", "Copy exactly: stag sia 632 nami"]
+    assert world.pretraining_corpus(4, 2)[1] == "Q: Compute 39+9-5+6.\nA: Risu ve 49."
+    assert world.long_cot(world.rl_prompts(1)[0], seed=5).splitlines()[2] == "First, 20-8=12, so 12+4."

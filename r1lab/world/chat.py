@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
+from r1lab.fields import check_seed
 from r1lab.world.language import ENGLISH, GLOSSARY, VELARI, register_words
 
 WORLD_SEED = 20250122  # the facts of the world are fixed: every corpus and task agrees on them
@@ -133,6 +134,7 @@ CHAT_WEIGHTS: tuple[float, ...] = (0.15, 0.05, 0.25, 0.2, 0.35)
 
 def chat_tasks(n: int, seed: int = 0) -> list[ChatExample]:
     """``n`` non-reasoning SFT pairs (R1 §2.3.3's non-reasoning data), deterministic in ``seed``."""
+    check_seed("chat_tasks", seed)
     rng = random.Random(f"chat:{seed}")
     return [chat_example(rng, rng.choices(CHAT_KINDS, weights=CHAT_WEIGHTS)[0]) for _ in range(n)]
 
