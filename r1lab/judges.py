@@ -172,9 +172,10 @@ class GenerativeJudge:
             batch = items[start:start + self.batch_size]
             texts = [self.prompt(item) for item in batch]
             prompts = [prompt_ids(self.tokenizer, text, self.template) for text in texts]
-            # a sampled "<|assistant|>" in the prediction encodes as the real token: the judged
-            # model would write a turn of the judge's own conversation (e.g. "<|assistant|>yes");
-            # an empty prediction has nothing to judge, and a lenient judge model may still say yes
+            # prompt_ids encodes a written-out control token as text, so a sampled "<|assistant|>yes"
+            # can no longer open a turn of the judge's own conversation; such a prediction (a turn
+            # the judged model began itself) is still not judged; an empty prediction has nothing
+            # to judge, and a lenient judge model may still say yes
             fits = [bool(final_answer(item.prediction)) and find_control_token(text) is None
                     and (limit is None or len(ids) <= limit) for item, text, ids in zip(batch, texts, prompts)]
             judged = [ids for ids, ok in zip(prompts, fits) if ok]

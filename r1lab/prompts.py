@@ -28,7 +28,7 @@ TEMPLATES: tuple[str, ...] = (R1_ZERO, CHAT)
 class _Tokenizer(Protocol):
     bos_id: int
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str, *, split_special_tokens: bool = False) -> list[int]: ...
 
     def apply_chat_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> list[int]: ...
 
@@ -40,13 +40,15 @@ def check_template(template: str) -> str:
 
 
 def prompt_ids(tokenizer: _Tokenizer, question: str, template: str, system: str | None = None) -> list[int]:
-    """Token ids of the prompt for ``question``; the completion follows directly."""
+    """Token ids of the prompt for ``question``; the completion follows directly. A control token
+    written out in ``question`` or ``system`` (``<|eos|>``, ``<|assistant|>``) is encoded as text:
+    only the template places the real ones."""
     if check_template(template) == R1_ZERO:
         if system:  # Table 1's template has no place for one: dropping it would change the prompt unseen
             raise ValueError("the r1_zero template takes no system text (R1 Table 1); use the chat template")
         from r1lab.world.render import format_r1_zero
 
-        return [tokenizer.bos_id, *tokenizer.encode(format_r1_zero(question))]
+        return [tokenizer.bos_id, *tokenizer.encode(format_r1_zero(question), split_special_tokens=True)]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True)
 

@@ -21,6 +21,7 @@ tokens, chat template, ``tokenizer_class: PreTrainedTokenizerFast``), enough for
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -61,20 +62,26 @@ _RESERVED_SPLIT = re.compile("|".join(re.escape(token) for token in RESERVED_TOK
 
 def render_chat(messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
     """``CHAT_TEMPLATE`` in Python: ``<|bos|>[system]<|user|>q<|assistant|>a<|eos|>...``."""
-    parts = [BOS]
+    return "".join(text for text, _ in _chat_parts(messages, add_generation_prompt))
+
+
+def _chat_parts(messages: Sequence[dict[str, str]], add_generation_prompt: bool) -> list[tuple[str, bool]]:
+    """The chat format as (text, is_marker) pieces: the template's own control tokens apart from
+    the messages' contents, so that `Tokenizer.apply_chat_template` can encode them differently."""
+    parts = [(BOS, True)]
     for message in messages:
         role, content = message["role"], message["content"]
         if role == "system":
-            parts.append(content)
+            parts.append((content, False))
         elif role == "user":
-            parts.append(USER + content)
+            parts += [(USER, True), (content, False)]
         elif role == "assistant":
-            parts.append(ASSISTANT + content + EOS)
+            parts += [(ASSISTANT, True), (content, False), (EOS, True)]
         else:
             raise ValueError(f"unknown role: {role}")
     if add_generation_prompt:
-        parts.append(ASSISTANT)
-    return "".join(parts)
+        parts.append((ASSISTANT, True))
+    return parts
 
 
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -94,10 +101,16 @@ class Tokenizer:
         if missing:
             raise ValueError(f"tokenizer lacks reserved tokens {missing}")
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``; reserved-token strings in it map to their ids; no BOS/EOS added."""
+    def encode(self, text: str, *, split_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text``; reserved-token strings in it map to their ids; no BOS/EOS added.
+
+        ``split_special_tokens=True`` (transformers' flag of that name) encodes a written-out
+        control token (``<|eos|>``, ``<|user|>``...) as the plain text it is, for text from data or
+        users that must not end a turn or open one; the tags stay single ids either way.
+        """
+        backend = self._text_backend if split_special_tokens else self.backend
         try:
-            return self.backend.encode(text, add_special_tokens=False).ids
+            return backend.encode(text, add_special_tokens=False).ids
         except TypeError:
             raise _unencodable([text]) from None
 
@@ -131,6 +144,14 @@ class Tokenizer:
                 runs.append([])
         return "\ufffd".join(self.backend.decode(run, skip_special_tokens=False) for run in runs)
 
+    @functools.cached_property
+    def _text_backend(self) -> BackendTokenizer:
+        """A copy of the backend that reads control tokens as text (a copy: setting the flag on
+        ``self.backend`` itself would change every other encode while it is set)."""
+        backend = BackendTokenizer.from_str(self.backend.to_str())
+        backend.encode_special_tokens = True
+        return backend
+
     def token_id(self, token: str) -> int:
         token_id = self.backend.token_to_id(token)
         if token_id is None:
@@ -159,8 +180,14 @@ class Tokenizer:
         return {token: self.token_id(token) for token in RESERVED_TOKENS}
 
     def apply_chat_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> list[int]:
-        """Ids of a conversation in the chat format (same as transformers' ``apply_chat_template``)."""
-        return self.encode(render_chat(messages, add_generation_prompt))
+        """Ids of a conversation in the chat format (same as transformers' ``apply_chat_template``),
+        except that a control token written out in a message's content is encoded as text: only the
+        template places the real ones (a question holding ``<|assistant|>`` cannot answer itself)."""
+        ids: list[int] = []
+        for text, marker in _chat_parts(messages, add_generation_prompt):
+            # the backend encodes the text between control tokens piece by piece too: same ids
+            ids += [self.token_id(text)] if marker else self.encode(text, split_special_tokens=True)
+        return ids
 
     def files(self) -> dict[str, str]:
         """``tokenizer.json`` and ``tokenizer_config.json`` as text (what `save` writes)."""
