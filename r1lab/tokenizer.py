@@ -261,6 +261,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) 
     ``tokenizer.json``. ``vocab_size`` counts the 256 byte tokens and the 9 reserved tokens,
     which take ids 0..8 (``<|pad|>`` is 0).
     """
+    if isinstance(texts, str):  # else each character would be a text of its own: no merge at all, silently
+        raise TypeError("train_tokenizer takes a list of texts: pass [text] (or text.splitlines()), not a str")
     if vocab_size < 256 + len(RESERVED_TOKENS):
         raise ValueError(f"vocab_size must be at least {256 + len(RESERVED_TOKENS)} (bytes + reserved tokens)")
     backend = BackendTokenizer(models.BPE())

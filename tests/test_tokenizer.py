@@ -219,3 +219,11 @@ def test_a_control_token_in_a_question_is_encoded_as_text(tokenizer: Tokenizer, 
         assert tokenizer.apply_chat_template(messages, generation_prompt) == \
             tokenizer.encode(render_chat(messages, generation_prompt))
     assert tokenizer.encode(question) == tokenizer.encode(question, split_special_tokens=False)  # the default
+
+
+# train_tokenizer refuses a bare str rather than training on each of its characters as a text.
+def test_train_tokenizer_of_a_bare_string_raises() -> None:
+    text = "the cat sat on the mat. " * 50
+    with pytest.raises(TypeError, match=r"list of texts: pass \[text\]"):
+        train_tokenizer(text, vocab_size=300)  # was a tokenizer of bytes only: 265 tokens, no merge learnt
+    assert train_tokenizer([text], vocab_size=300).vocab_size > 265
