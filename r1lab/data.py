@@ -78,7 +78,7 @@ def example_from_record(record: Any, where: str) -> SFTExample:
 def _check_text(text: str | None, name: str, where: str) -> None:
     """Text the tokenizer can take as it is: no lone surrogate (JSON's "\\ud83d", left by a cut
     emoji, parses but cannot be encoded), no control token (the chat template places those: a
-    ``<|eos|>`` inside a response would be trained as an end of turn in its middle)."""
+    ``<|eos|>`` inside a response, trained as text, decodes as an end of turn in its middle)."""
     if text is None:
         return
     try:

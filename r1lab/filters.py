@@ -97,7 +97,7 @@ def reasoning_lines(response: Any) -> list[str]:
 
 def is_r1_format(response: Any) -> bool:
     """``<think>`` reasoning ``</think>`` then a non-empty summary, no ``<answer>`` tags, no
-    control token (a sampled ``<|assistant|>`` decodes as text and would train as the real one),
+    control token (a sampled ``<|assistant|>`` decodes as text, which the SFT loader refuses),
     and no made-up turn after the reply (unread by the other filters, it would train as a reply).
 
     >>> is_r1_format("<think>\\n2+3=5.\\n</think>\\nThe value of 2+3 is 5."), is_r1_format("<think> 5 </think>")
