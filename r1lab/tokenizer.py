@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -123,15 +124,16 @@ class Tokenizer:
         except TypeError:
             raise _unencodable(list(texts)) from None
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int] | int) -> str:
         """The text of ``ids``, special tokens included, so ``decode(encode(t)) == t``.
 
         An id at or above ``vocab_size`` (a model's vocabulary may be padded past the tokenizer's,
         as SFT allows, and the engine can sample those rows) has no text: it decodes to U+FFFD, as
         undecodable bytes do, where the backend dropped it silently. A negative id (e.g. the -100
-        of ignored labels) raises ValueError naming it.
+        of ignored labels) raises ValueError naming it. A single id (an int, or a 0-d tensor or array)
+        decodes as a one-token list, as in transformers.
         """
-        ids = list(ids)
+        ids = [int(ids)] if isinstance(ids, numbers.Integral) or getattr(ids, "ndim", None) == 0 else list(ids)
         if not ids or (min(ids) >= 0 and max(ids) < self.vocab_size):
             return self.backend.decode(ids, skip_special_tokens=False)
         if min(ids) < 0:
@@ -263,6 +265,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE) 
     """
     if isinstance(texts, str):  # else each character would be a text of its own: no merge at all, silently
         raise TypeError("train_tokenizer takes a list of texts: pass [text] (or text.splitlines()), not a str")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):  # 300.0 failed inside the trainer, unnamed
+        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
     if vocab_size < 256 + len(RESERVED_TOKENS):
         raise ValueError(f"vocab_size must be at least {256 + len(RESERVED_TOKENS)} (bytes + reserved tokens)")
     backend = BackendTokenizer(models.BPE())

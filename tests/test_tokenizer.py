@@ -227,3 +227,17 @@ def test_train_tokenizer_of_a_bare_string_raises() -> None:
     with pytest.raises(TypeError, match=r"list of texts: pass \[text\]"):
         train_tokenizer(text, vocab_size=300)  # was a tokenizer of bytes only: 265 tokens, no merge learnt
     assert train_tokenizer([text], vocab_size=300).vocab_size > 265
+
+
+# A single id decodes as a one-token list, as in transformers; it failed as "'int' object is not
+# iterable" (a 0-d tensor: "iteration over a 0-d tensor"). A float vocab_size is refused by name.
+def test_decode_takes_a_single_id_and_train_tokenizer_names_a_float_vocab_size(tokenizer: Tokenizer) -> None:
+    import numpy as np
+    import torch
+
+    tok = tokenizer
+    ids = tok.encode("the answer is 42")
+    assert tok.decode(ids[1]) == tok.decode(torch.tensor(ids[1])) == tok.decode(np.int64(ids[1])) == tok.decode([ids[1]])
+    assert tok.decode(torch.tensor(ids)) == "the answer is 42"
+    with pytest.raises(TypeError, match=r"vocab_size must be an int, got 300\.0"):
+        train_tokenizer(["the cat sat on the mat"], vocab_size=300.0)
