@@ -646,3 +646,10 @@ def test_an_int_seed_draws_the_same_stream_as_before_the_check() -> None:
         "Say back: is nodo 520", "What is the national animal of Mareth?", "Copy exactly: stag sia 632 nami"]
     assert world.pretraining_corpus(4, 2)[1] == "Q: Compute 39+9-5+6.\nA: Risu ve 49."
     assert world.long_cot(world.rl_prompts(1)[0], seed=5).splitlines()[2] == "First, 20-8=12, so 12+4."
+
+
+# chat_tasks' n is an int: range() took True as one task, in silence (2.5 failed inside range, unnamed)
+@pytest.mark.parametrize("n", [True, 2.5, "3"])
+def test_chat_tasks_refuses_a_count_that_is_not_an_int(n) -> None:
+    with pytest.raises(TypeError, match=f"chat_tasks: n must be an int, got {re.escape(repr(n))}"):
+        world.chat_tasks(n)

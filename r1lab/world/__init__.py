@@ -13,7 +13,8 @@ The world is deterministic and seeded. It provides
 
 Modules: ``arithmetic`` and ``countdown`` (the tasks), ``problems`` (the record and the split
 rule), ``splits`` (problem sets per stage), ``language`` (English/Velari), ``render`` (answers as
-text), ``corpus`` (pretraining documents), ``chat`` (non-reasoning world), ``answers`` (checking).
+text), ``corpus`` (pretraining documents), ``chat`` (non-reasoning world), ``answers`` (checking),
+``sft`` (cold-start chains of thought and the tokenizer's training texts).
 """
 
 from r1lab.world.answers import (

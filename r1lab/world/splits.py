@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 import random
 
+from r1lab.fields import check_seed
 from r1lab.world.arithmetic import ArithmeticConfig, random_chain
 from r1lab.world.countdown import CountdownConfig, random_countdown
 from r1lab.world.problems import ARITHMETIC, COUNTDOWN, HELDOUT, KINDS, RL, SPLIT_PERCENT, WorldProblem, arithmetic_problem
@@ -57,8 +58,7 @@ def problem_set(
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):  # else 2.5 drew 3 problems and True 1, in silence
         raise TypeError(f"problem_set: n must be an int, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):  # the stream is seeded by its text:
-        raise TypeError(f"problem_set: seed must be an int, got {seed!r}")  # 0.0 drew other problems than 0
+    check_seed("problem_set", seed)  # the stream is seeded by its text: 0.0 drew other problems than 0
     _check_difficulties(difficulties or {})
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
     if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
