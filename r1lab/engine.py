@@ -133,7 +133,9 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    @torch.inference_mode()  # no autograd bookkeeping at all (measured: rollouts 14% faster than under no_grad, tiny)
+    # no autograd bookkeeping at all: tiny's rollouts ~14% faster than under no_grad
+    # (benchmarks/design_choices.py, key `inference_mode`)
+    @torch.inference_mode()
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
                  params: SamplingParams) -> list[list[Completion]]:
         """Returns, for each prompt, its `params.n` completions."""
@@ -341,7 +343,8 @@ def _truncate(probs: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tens
 
 
 def _sort_descending(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows sorted descending. On CPU numpy's argsort is ~5x faster than torch.sort here."""
+    """Rows sorted descending. On CPU numpy's argsort is faster than torch.sort here
+    (benchmarks/design_choices.py, key `sort_descending`)."""
     if probs.device.type == "cpu":
         ids = torch.from_numpy(np.argsort(-probs.numpy(), axis=-1))
         return probs.gather(1, ids), ids

@@ -40,8 +40,9 @@ def keep_freed_memory() -> bool:
     """Makes glibc keep freed memory for reuse instead of handing it back to the OS.
 
     glibc serves every block over 128 KiB with its own mmap and unmaps it on free, so each new
-    activation tensor page-faults fresh zeroed pages in: for small models on a CPU a large share
-    of a step (measured, tiny GRPO step in bf16: rollout 0.223 -> 0.172 s, update 0.253 -> 0.216 s).
+    activation tensor page-faults fresh zeroed pages in: for small models on a CPU a share of a
+    step (a tiny GRPO step in bf16, in two processes without and with this:
+    benchmarks/design_choices.py, key `keep_freed_memory`).
     Blocks up to 32 MiB now come from the heap, and up to 1 GiB of free heap is kept. Returns
     False (and changes nothing) where the C library has no `mallopt` (macOS, musl).
     """

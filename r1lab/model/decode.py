@@ -18,8 +18,8 @@ In float32 a step gives the model's logits up to rounding (tests/test_engine.py)
 `dtype=torch.bfloat16` the projections and experts run in bf16 while norms, residual stream,
 router and softmax stay in float32, as under `torch.autocast`. Attention over the cache runs in
 `cache_dtype`, the dtype the engine makes its cache in: float32 on a CPU, where these small
-batched matmuls are faster in float32 than in bf16 (measured: 31 vs 85 us for 64 rows x 4 heads
-x 61 keys), else the matmul dtype.
+batched matmuls are faster in float32 than in bf16 (a bf16 step of 64 rows over 61 keys is faster
+with a float32 cache: benchmarks/design_choices.py, key `decode_cache_dtype`), else the matmul dtype.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class DecodeWeights:
             down.append(s.down_proj.weight.detach())
         w_gate_up = torch.cat(gate_up)  # (X, 2I, D)
         # every expert's gate rows, then every expert's up rows: the step's gate and up halves are
-        # then X * I wide runs (silu over (R, X, I) slices of width I is ~3x slower in bf16)
+        # then X * I wide runs (silu over (R, X, I) slices of width I is slower in bf16:
+        # benchmarks/design_choices.py, key `decode_silu_layout`)
         stacked = torch.cat(w_gate_up.chunk(2, dim=1)).reshape(-1, D)  # (2 * X * I, D)
         return _FFN(norm=norm.detach().float(), w_gate_up=self._cast(stacked),
                     w_down=self._cast(torch.cat(down, dim=1)), moe=mlp,

@@ -116,7 +116,8 @@ class Experts(nn.Module):
     def _dense(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """Few tokens (decoding): run every expert on every token in three batched matmuls and
         weight the outputs by the gates (0 for experts not chosen). More FLOPs than dispatching,
-        but ~10x fewer operations, and per-op overhead is what a decode step costs."""
+        but a third of the operations (15 vs 45 aten ops in float32), and per-op overhead is what
+        a decode step costs (benchmarks/design_choices.py, key `moe_dense`)."""
         E, two_i, D = self.gate_up_proj.shape
         N = x.shape[0]
         gate, up = F.linear(x, self.gate_up_proj.reshape(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
@@ -129,7 +130,10 @@ class Experts(nn.Module):
         E, two_i, D = self.gate_up_proj.shape
         macs = PER_EXPERT_OVERHEAD_MACS
         if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
-            macs //= 4  # float32 matmuls: ~4x fewer FLOP/s than bf16 (AMX), padding costs 4x more
+            # float32 matmuls: fewer FLOP/s than bf16 (3.3x fewer on an AMX Xeon, 2.1x on an AVX-512
+            # BF16 EPYC: train_precision.py's matmul_ms_4032_rows; design_choices.py, key
+            # `matmul_float32_vs_bf16`), so each padding multiply-add is counted 4x dearer
+            macs //= 4
         slots = ExpertSlots.build(routing.indices, E, max_waste_rows=E * macs // (D * two_i // 2))
         xs = _Slots.apply(x, slots)  # (P, D): each expert's tokens in a block of rows
         if slots.equal_blocks:  # one batched matmul per projection for all experts
@@ -179,13 +183,16 @@ def fast_grouped_mm(x: torch.Tensor) -> bool:
 
 
 # Each expert's block of rows is padded to a multiple of this. On CPUs, bf16 matmuls (oneDNN)
-# build a kernel per new shape (measured: 460 vs 63 us for a 1000 x 128 x 192 matmul), and the
-# tokens per expert change every step; with padding the shapes repeat after a few steps.
+# build a kernel per new shape (a 1000 x 128 x 192 matmul's first call at a new row count is
+# several times slower than at a repeated one: benchmarks/design_choices.py, key `bf16_new_shape`),
+# and the tokens per expert change every step; with padding the shapes repeat after a few steps.
 ROWS_MULTIPLE = 32
 # All experts run as one batched matmul (a few ops instead of a few per expert) when padding every
 # block to the largest wastes fewer multiply-adds than this per expert, about what the ~15 ops an
-# expert costs fwd+bwd take on a CPU. Measured: the tiny preset's MoE layer in GRPO training 19 ->
-# 12 ms with the bmm; the `mid` benchmark model (larger experts) is faster with the loop.
+# expert costs fwd+bwd take on a CPU. The tiny preset's MoE layer in a GRPO update (forward and
+# backward, bf16 autocast) is faster with the bmm than with the loop (benchmarks/design_choices.py,
+# key `moe_bmm_vs_loop`); the `mid` benchmark model (larger experts) was faster with the loop (not
+# reproduced by design_choices.py).
 PER_EXPERT_OVERHEAD_MACS = 2**22
 
 
@@ -250,7 +257,8 @@ class _Tokens(torch.autograd.Function):
         ctx.slots = slots
         rows = ys.index_select(0, slots.row_of).view(-1, slots.k, ys.shape[-1])  # (N, K, D)
         # K slices added, not .sum(1): a reduction over the middle dim is a slow kernel on CPUs
-        # (~1 ms vs 0.14 ms for 8192 x 256 bf16 rows, K = 2); at least float32 accumulation beyond
+        # (~1 ms vs 0.14 ms for 8192 x 256 bf16 rows, K = 2: benchmarks/design_choices.py, key
+        # `combine_sum`); at least float32 accumulation beyond
         # two terms (float64 stays float64: `.float()` would round its first term to float32)
         total = rows[:, 0] if slots.k <= 2 else rows[:, 0].to(torch.promote_types(ys.dtype, torch.float32))
         for k in range(1, slots.k):

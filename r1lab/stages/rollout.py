@@ -185,7 +185,8 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
 
 # Log-probs per chunk of rows in `_head_logprobs` (16 MiB in float32). The (n, T, vocab) float32
 # log-probs of long completions pass glibc's 32 MiB mmap threshold, and every such tensor then
-# page-faults in (measured, an update of 64 x 256 tokens in bf16: 846 -> 764 ms; float32 1,678 -> 1,641 ms).
+# page-faults in (the head's log-probs over 64 x 256 tokens, forward and backward in bf16, are
+# faster chunked: benchmarks/design_choices.py, key `logits_chunk`).
 LOGITS_CHUNK = 1 << 22
 
 
