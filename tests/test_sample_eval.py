@@ -30,6 +30,11 @@ def test_a_prompt_longer_than_the_context_is_scored_unanswered_not_a_crash(tmp_p
     assert len(short.answers) == 2
     assert result.summary()["prompts_too_long"] == 1 and result.summary()["n_samples"] == 4
     assert "1 of 2 prompts leave no room for 4 new tokens" in capsys.readouterr().err
+    # the mean length is over the samples drawn: the short problem's, as when it is evaluated alone
+    # (same batch, same seed); the unsampled problem's 2 zero lengths halved it
+    alone = sample_eval.evaluate_checkpoint(sample_eval.SampleEvalConfig(
+        checkpoint=str(BASE), data=str(data), n_problems=1, k=2, max_new_tokens=4)).summary()
+    assert result.summary()["length_mean"] == alone["length_mean"] >= 1
 
 
 def test_a_system_text_is_refused_by_the_r1_zero_template_not_dropped():

@@ -229,5 +229,8 @@ def world_check(world: list[Any]) -> Callable[[int, str], tuple[str | None, bool
 
 
 def _mean_len(lengths: dict[int, list[int]]) -> float:
-    flat = [n for v in lengths.values() for n in v]
+    """Mean tokens per sample drawn. A problem whose prompt left no room was not sampled (its k lengths
+    are 0; a sampled one has at least its first token) and has no length: counted as 0 it pulled the
+    mean down by the share of such problems (prompts_too_long says how many). 0.0 if none was sampled."""
+    flat = [n for v in lengths.values() if any(v) for n in v]
     return sum(flat) / max(len(flat), 1)
