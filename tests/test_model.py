@@ -594,6 +594,20 @@ def test_sequence_balance_loss_by_hand_with_two_experts_per_token():
     torch.testing.assert_close(sequence_balance_loss(routing, 2, 2, 2), torch.tensor(1.475))
 
 
+# V3 eq. 18 counts a token for expert i when s_i,t is among its K highest affinities: the balancing
+# bias (and the group limit) decide where the token goes, not what the balance loss counts
+def test_sequence_balance_loss_counts_the_unbiased_top_k_not_the_biased_choice():
+    from r1lab.model.moe import sequence_balance_loss
+
+    # E = 2, K = 1, one sequence of T = 2: both tokens prefer expert 0 (s = 0.6, 0.7), but a bias of
+    # 0.5 on expert 1 routes them there. Eq. 18: f = 2 / (1 * 2) * (2, 0) = (2, 0); P = (0.65, 0.35):
+    # loss 2 * 0.65 = 1.3 (counting the biased choice gave f = (0, 2), 0.7)
+    scores = torch.tensor([[0.6, 0.4], [0.7, 0.3]])
+    routing = route(torch.logit(scores), torch.tensor([0.0, 0.5]), top_k=1, n_group=1, topk_group=1)
+    assert routing.indices.flatten().tolist() == [1, 1]
+    torch.testing.assert_close(sequence_balance_loss(routing, 1, 2, 1), torch.tensor(1.3))
+
+
 # In float64 the expert dispatch equals the per-token definition to float64 precision, K > 2 included.
 @pytest.mark.parametrize("top_k", [2, 3])
 def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):

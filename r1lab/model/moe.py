@@ -310,15 +310,19 @@ def sequence_balance_loss(routing: Routing, B: int, T: int, top_k: int,
                           token_valid: torch.Tensor | None = None) -> torch.Tensor:
     """sum_i f_i * P_i per sequence, averaged over the batch (V3 eq. 17-20, without alpha).
 
-    f_i = E / (K T) * #tokens of the sequence routed to i;  P_i = mean_t s_i,t / sum_j s_j,t,
-    with T and the mean over the sequence's real tokens only when token_valid (B, T) is given; a
-    sequence without any (a batch's all-padding row) is left out of the batch average.
+    f_i = E / (K T) * #tokens of the sequence whose K highest affinities s include i;
+    P_i = mean_t s_i,t / sum_j s_j,t, with T and the mean over the sequence's real tokens only when
+    token_valid (B, T) is given; a sequence without any (a batch's all-padding row) is left out of
+    the batch average. f_i counts the top-K of the unbiased s over all experts (V3 eq. 18, as
+    Megatron-LM's `compute_routing_scores_for_aux_loss`), not `routing.indices`: the balancing
+    bias and the group limit change which experts a token goes to, not what this loss counts.
     """
     E = routing.scores.shape[-1]
     w = torch.ones(B, T, 1, device=routing.scores.device) if token_valid is None \
         else token_valid.view(B, T, 1).float()  # (B, T, 1): 1 on tokens that count
     n = w.sum(1).clamp(min=1)  # (B, 1) real tokens per sequence
-    chosen = torch.zeros_like(routing.scores).scatter_(1, routing.indices, 1.0).view(B, T, E)
+    top = routing.scores.topk(top_k, dim=-1).indices  # (N, K): eq. 18's Topk({s_j,t}, K), bias-free
+    chosen = torch.zeros_like(routing.scores).scatter_(1, top, 1.0).view(B, T, E)
     f = (chosen * w).sum(1) * E / (top_k * n)  # (B, E), no gradient (counts)
     p = ((routing.scores / routing.scores.sum(-1, keepdim=True)).view(B, T, E) * w).sum(1) / n  # (B, E)
     per_seq = (f * p).sum(-1)  # (B,)
