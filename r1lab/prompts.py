@@ -1,7 +1,7 @@
 """How a question becomes the model's prompt, in the two ways the R1 recipe uses.
 
 - ``r1_zero``: R1 Table 1's template as plain text after BOS; the base model continues after
-  ``Assistant:`` with ``<think>…</think> <answer>…</answer>`` (R1-Zero, R1 §2.2.1);
+  ``Assistant:`` with ``<think>…</think> <answer>…</answer>`` (R1-Zero, R1 §2.2.3);
 - ``chat``: the chat format (`Tokenizer.apply_chat_template`): BOS, the user turn, then the
   assistant turn, which every model fine-tuned on chat data (cold start onwards, R1 §2.3)
   fills with ``<think>reasoning</think>`` and a summary, ended by EOS.

@@ -1,5 +1,5 @@
 """A rubric: named reward functions with weights, summed into the RL reward (R1 §2.2.2:
-accuracy + format with equal weights; §2.3.2 adds language consistency)."""
+accuracy + format, with equal weights in the Nature version; §2.3.2 adds language consistency)."""
 
 from __future__ import annotations
 
