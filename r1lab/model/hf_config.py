@@ -2,7 +2,8 @@
 
 transformers' `DeepseekV3Config` names are r1lab's field names; what differs is YaRN (nested in
 `rope_parameters` / the legacy `rope_scaling` there, flat fields here), fields a missing key
-defaults to (transformers' defaults, the published V3 values), and r1lab's own training settings
+defaults to (transformers' defaults: the published V3 values but for the context, see
+`_HF_DEFAULTS`), and r1lab's own training settings
 (balancing speed, MTP loss weight), kept under their own names.
 """
 
@@ -15,8 +16,9 @@ import torch
 from r1lab.model.config import ModelConfig
 
 _R1LAB_EXTRAS = ("mtp_loss_weight", "bias_update_speed", "seq_aux_loss_alpha")
-# What transformers' DeepseekV3Config assumes when config.json lacks a field (its defaults, the
-# published V3 values): a missing field must mean the same model here (tests/test_checkpoint.py
+# What transformers' DeepseekV3Config assumes when config.json lacks a field (its defaults: the
+# published V3 values, except the context: 4,096 positions with plain RoPE, where V3 has 163,840
+# with YaRN factor 40): a missing field must mean the same model here (tests/test_checkpoint.py
 # compares this table with DeepseekV3Config()). A field present as null keeps its own meaning.
 _HF_DEFAULTS: dict[str, Any] = {
     "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
