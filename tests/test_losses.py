@@ -256,3 +256,68 @@ def test_grpo_loss_refuses_reference_logprobs_of_another_shape():
     for bad in (ref, ref[0], ref[:1, :1]):
         with pytest.raises(ValueError, match="ref_logp must be"):
             grpo_loss(logp, logp, adv, mask, kl_coef=0.1, ref_logp=bad)
+
+
+# clip-higher is asymmetric: eps_high bounds a rising ratio (A > 0), eps_low a falling one (A < 0); the
+# defaults are R1's symmetric eps = 0.2. Each side alone: summed, (1.28, 0.8) and swapped (1.2, 0.72) agree.
+def test_each_clip_bound_uses_its_own_eps_and_the_defaults_are_symmetric():
+    old, mask = torch.log(torch.full((1, 1), 0.5)), torch.ones(1, 1)
+    up, down = torch.log(torch.tensor([[0.9]])), torch.log(torch.tensor([[0.1]]))  # ratios 1.8 and 0.2
+    good, bad = torch.tensor([1.0]), torch.tensor([-1.0])
+    dapo = dict(clip_eps_low=0.2, clip_eps_high=0.28)
+    assert grpo_loss(up, old, good, mask, **dapo).loss.item() == pytest.approx(-1.28)  # -min(1.8, 1.28)
+    assert grpo_loss(down, old, bad, mask, **dapo).loss.item() == pytest.approx(0.8)  # -min(-0.2, -0.8)
+    assert grpo_loss(up, old, good, mask).loss.item() == pytest.approx(-1.2)
+    assert grpo_loss(down, old, bad, mask).loss.item() == pytest.approx(0.8)
+
+
+# the default aggregation is R1's: each output's token mean, then the mean over outputs
+def test_grpo_loss_default_is_the_mean_over_outputs_of_their_token_means():
+    logp = torch.log(torch.full((2, 3), 0.5))
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    adv = torch.tensor([1.0, -0.5])
+    # ratio 1: -A on every token; (-1 + 0.5) / 2, where a token mean would give (-1 + 3 * 0.5) / 4 = 0.125
+    assert grpo_loss(logp, logp.clone(), adv, mask).loss.item() == pytest.approx(-0.25)
+
+
+# a group of two samples is scaled by its std like any other (only a group of one has none)
+def test_a_group_of_two_is_divided_by_its_std():
+    a = group_advantages(torch.tensor([[1.0, 0.0], [3.0, 1.0]]))
+    s0, s1 = math.sqrt(0.5) + 1e-4, math.sqrt(2.0) + 1e-4  # unbiased std of (1, 0) and (3, 1), + eps
+    torch.testing.assert_close(a, torch.tensor([[0.5 / s0, -0.5 / s0], [1.0 / s1, -1.0 / s1]]))
+
+
+# k3 is exact while |log r| <= 20, held at the bound beyond it (finite, no gradient), as verl clamps
+def test_kl_k3_is_exact_inside_the_clamp_and_held_at_its_bound_beyond():
+    logp = torch.tensor([-15.0, 0.0, -30.0, -200.0], requires_grad=True)
+    ref = torch.tensor([0.0, -15.0, 0.0, 0.0])  # log r = 15, -15, 30, 200
+    kl = kl_k3(logp, ref)
+    at_bound = math.exp(20) - 20 - 1
+    torch.testing.assert_close(kl, torch.tensor([math.exp(15) - 16, math.exp(-15) + 14, at_bound, at_bound]))
+    kl.sum().backward()
+    assert logp.grad[2:].tolist() == [0.0, 0.0]
+
+
+# SFT averages over response tokens (a long answer weighs by its length), not over sequences
+def test_sft_loss_is_the_mean_over_all_response_tokens():
+    logits = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[math.log(3.0), 0.0], [math.log(3.0), 0.0]]])
+    labels = torch.tensor([[1, 1], [0, 0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # 1 token of row 0 (p = 1/2), 2 of row 1 (p = 3/4 each)
+    expected = (math.log(2.0) - 2 * math.log(0.75)) / 3  # per sequence: (log 2 - log 0.75) / 2
+    assert sft_loss(logits, labels, mask).item() == pytest.approx(expected)
+
+
+# Bradley-Terry: the mean over pairs, not the sum
+def test_bradley_terry_loss_is_the_mean_over_pairs():
+    loss = bradley_terry_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0]))
+    assert loss.item() == pytest.approx((math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2)
+
+
+# bf16 logits at T = 1 skip the float32 copy, but the log-probs still come out float32 (ratios of
+# bf16 log-probs would carry ~3 significant digits)
+def test_bf16_logits_give_float32_logprobs_and_entropy():
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]]).bfloat16()
+    tokens = torch.tensor([[1, 0]])
+    out = token_logprobs(logits, tokens)
+    assert out.dtype == torch.float32 and entropy(logits).dtype == torch.float32
+    assert torch.equal(out, token_logprobs(logits.float(), tokens))
