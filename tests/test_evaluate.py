@@ -622,6 +622,13 @@ def _recording_checker(equal_pairs: set[tuple[str, str]], asked: list[tuple[str,
     (["3", "a", "b", "3", "c"], [True, False, False, True, False], {("c", "b")}, 0),
     # the same tie with a wrong answer first: it wins the tie
     (["b", "a", "3", "3", "c"], [False, False, True, True, False], {("c", "b")}, 0),
+    # merged, a and b only tie the right answer's 2 votes, but a came first: the tie goes to it
+    (["a", "3", "b", "3"], [False, True, False, True], {("b", "a")}, 0),
+    # two wrong groups are merged too: a and b (2 votes) outvote the right 3 (1 vote), which came first
+    (["3", "a", "b"], [True, False, False], {("b", "a")}, 1),
+    # c equals both a and b (the checker need not be transitive): it joins the earliest, a, which wins
+    # 3 to 2; joined to b it would make a three-way tie of 2, won by the first, right, answer
+    (["3", "a", "b", "a", "3", "c"], [True, False, False, False, True, False], {("c", "a"), ("c", "b")}, 1),
 ])
 def test_the_vote_merges_equal_wrong_answers_by_hand(answers, correct, equal, winner):
     assert majority_vote(answers, correct, _recording_checker(equal, [])) == winner
