@@ -315,9 +315,36 @@ def test_bradley_terry_loss_is_the_mean_over_pairs():
 
 # bf16 logits at T = 1 skip the float32 copy, but the log-probs still come out float32 (ratios of
 # bf16 log-probs would carry ~3 significant digits)
-def test_bf16_logits_give_float32_logprobs_and_entropy():
+def test_bf16_logits_give_float32_logprobs_entropy_and_sft_loss():
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]]).bfloat16()
     tokens = torch.tensor([[1, 0]])
     out = token_logprobs(logits, tokens)
     assert out.dtype == torch.float32 and entropy(logits).dtype == torch.float32
     assert torch.equal(out, token_logprobs(logits.float(), tokens))
+    mask = torch.ones(1, 2)  # the SFT loss too is a float32 cross-entropy of the bf16 values
+    assert sft_loss(logits, tokens, mask).dtype == torch.float32
+    assert torch.equal(sft_loss(logits, tokens, mask), sft_loss(logits.float(), tokens, mask))
+
+
+# The gradient by hand: d/dlogp of -min(rho A, clip(rho) A) is -rho A where the min takes a term that
+# moves with rho (inside the clip range, or the unclipped side), 0 where the clip holds it; the KL adds
+# kl_coef * (1 - pi_ref / pi_theta). seq_mean: / 3 tokens / 2 rows.
+def test_grpo_loss_gradient_by_hand():
+    old, ref = torch.log(torch.full((2, 3), 0.5)), torch.log(torch.full((2, 3), 0.5))
+    p = torch.tensor([[0.55, 0.9, 0.25], [0.45, 0.1, 0.75]])  # ratios 1.1, 1.8, 0.5 and 0.9, 0.2, 1.5
+    adv = torch.tensor([1.0, -1.0])
+    logp = p.log().requires_grad_(True)
+    grpo_loss(logp, old, adv, torch.ones(2, 3), kl_coef=0.1, ref_logp=ref).loss.backward()
+    rho = p / 0.5
+    moves = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]])  # 1.8 (A > 0) and 0.2 (A < 0) are clipped
+    expected = (-rho * adv[:, None] * moves + 0.1 * (1 - 0.5 / p)) / 6
+    torch.testing.assert_close(logp.grad, expected)
+
+
+# equal rewards are compared exactly: rewards float32 units apart are a (tiny) signal, not an equal group
+def test_rewards_a_few_rounding_units_apart_are_not_an_equal_group():
+    d = 2**-22  # two float32 units at 1 (one unit's mean would round), far inside torch.isclose's tolerance
+    r = torch.tensor([[1.0, 1.0 + d]])
+    assert equal_groups(r).tolist() == [False]
+    a = group_advantages(r)  # centered -+d / 2, unbiased std d / sqrt(2)
+    torch.testing.assert_close(a, torch.tensor([[-d / 2, d / 2]]) / (d / math.sqrt(2) + 1e-4))
