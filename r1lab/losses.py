@@ -158,4 +158,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """Reward-model loss on preference pairs: -log sigmoid(r_chosen - r_rejected), mean over pairs
     (R1 §2.3.4's helpfulness reward model is trained on such pairs)."""
+    if chosen.shape != rejected.shape:  # (N,) against a reward head's (N, 1) broadcast into N x N pairs
+        raise ValueError(f"bradley_terry_loss: chosen and rejected must have the same shape (one reward per pair), "
+                         f"got {tuple(chosen.shape)} and {tuple(rejected.shape)}")
     return -F.logsigmoid(chosen - rejected).mean()

@@ -313,6 +313,17 @@ def test_bradley_terry_loss_is_the_mean_over_pairs():
     assert loss.item() == pytest.approx((math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2)
 
 
+# rewards of another shape are refused: (2,) chosen against a reward head's (2, 1) column broadcast into
+# 4 pairs, (2 - 0, 0 - 0, 2 - 1, 0 - 1), and gave their mean with no error
+def test_bradley_terry_loss_refuses_rewards_of_another_shape():
+    chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])
+    pair_mean = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(1.0))) / 2  # pairs (2, 0) and (0, 1)
+    assert bradley_terry_loss(chosen, rejected).item() == pytest.approx(pair_mean)
+    assert bradley_terry_loss(chosen[:, None], rejected[:, None]).item() == pytest.approx(pair_mean)
+    with pytest.raises(ValueError, match=r"same shape \(one reward per pair\), got \(2,\) and \(2, 1\)"):
+        bradley_terry_loss(chosen, rejected[:, None])
+
+
 # bf16 logits at T = 1 skip the float32 copy, but the log-probs still come out float32 (ratios of
 # bf16 log-probs would carry ~3 significant digits)
 def test_bf16_logits_give_float32_logprobs_entropy_and_sft_loss():
