@@ -314,3 +314,51 @@ def test_a_format_reward_logs_why_it_scored_0(reward, why, caplog):
     with caplog.at_level(logging.DEBUG, logger="r1lab.rewards.format"):
         assert reward(good) == 1.0
     assert caplog.text == ""
+
+
+# The strict R1-Zero format (R1 Table 1) allows only whitespace around and between its two blocks;
+# the lenient one pays all of these.
+@pytest.mark.parametrize("completion, expected", [
+    ("\n <think> 3+4=7 </think>\n<answer> 7 </answer> \n", 1.0),
+    ("Sure. <think> 3+4=7 </think> <answer> 7 </answer>", 0.0),  # text before the think block
+    ("<think> 3+4=7 </think> <answer> 7 </answer> Done.", 0.0),  # text after the answer block
+    ("<think> 3+4=7 </think> so <answer> 7 </answer>", 0.0),  # text between the blocks
+    ("<think> 3+4=7 </think> <answer> 7 </answer> <answer> 8 </answer>", 0.0),  # a second answer
+])
+def test_strict_format_allows_only_whitespace_around_the_blocks(completion, expected):
+    assert strict_format_reward(completion) == expected and lenient_format_reward(completion) == 1.0
+
+
+# R1's output format after the cold start (R1 §2.3.1): one think block first, then a summary with no tags.
+@pytest.mark.parametrize("completion, expected", [
+    ("\n<think> 3+4=7 </think> It is 7.", 1.0),
+    ("Sure. <think> 3+4=7 </think> It is 7.", 0.0),  # text before the think block
+    ("<think> 3+4=7 </think> <answer> 7 </answer>", 0.0),  # the R1-Zero answer tags are no summary
+    ("<think> 3+4=7 </think> It is 7. </think>", 0.0),  # a second close tag
+    ("<think> 3+4=7 </think> It is 7. <think> or 8", 0.0),  # a reopened think block
+])
+def test_r1_format_wants_one_leading_think_block_and_a_summary_without_tags(completion, expected):
+    assert r1_format_reward(completion) == expected
+
+
+def test_format_and_rubric_doctests():
+    import r1lab.rewards.format as format_module
+    import r1lab.rewards.rubric as rubric_module
+
+    assert doctest.testmod(format_module).failed == 0 and doctest.testmod(rubric_module).failed == 0
+
+
+def test_a_rubric_refuses_completions_and_examples_of_different_lengths():
+    """Unchecked, zip dropped the completion without an example and the weighted sum failed with an IndexError."""
+    rubric = Rubric([RewardTerm("format", strict_format_reward)])
+    with pytest.raises(ValueError, match="completions and examples must have the same length"):
+        rubric(["<think> a </think> <answer> 1 </answer>", "2"], [None])
+
+
+# Word splitting by script (r1lab.rewards.language), counted against a Chinese target.
+@pytest.mark.parametrize("cot, expected", [
+    ("因为 de\u0301ja\u0300", 2 / 3),  # a decomposed accent stays in its word: one Latin word, not "de" and "ja"
+    ("因为 ½xy 加 ⅓ab", 1.0),  # a token with a non-decimal numeral (½, ⅓) is maths, as one with a digit
+])
+def test_word_counts_against_a_chinese_target(cot, expected):
+    assert script_language_reward(f"<think> {cot} </think>", target="zh") == pytest.approx(expected)
