@@ -552,3 +552,20 @@ def test_math500_golds_with_latex_thousands_commas_in_other_forms():
     wrong = [f"n = {int(v) + 1}" for v in values] + [f"{int(v) + 1} \\text{{ ways}}" for v in values]
     assert check_answers(right + wrong, golds * 5) == [True] * 9 + [False] * 6
     assert check_answers(["10,\\!080 \\text{ ways}"], ["10080"]) == [True]  # the same spacing in a prediction
+
+
+# Extraction details (r1lab.rewards.math): the last #### line, escaped braces inside a box, a gold of 0.
+@pytest.mark.parametrize("completion, expected", [
+    ("Try 3.\n#### 3\nNo, recount: 4.\n#### 4", "4"),  # the last #### line, as for boxes and tags
+    (r"\boxed{f(x) = \left\{ \begin{array}{ll} x & x > 0 \\ 0 & x \le 0 \end{array} \right.}",  # a piecewise
+     r"f(x) = \left\{ \begin{array}{ll} x & x > 0 \\ 0 & x \le 0 \end{array} \right."),  # `\{` is no brace
+])
+def test_extraction_of_hashes_and_escaped_braces(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+@pytest.mark.parametrize("gold", [0, "0", 0.0])
+def test_a_gold_answer_of_zero_is_a_gold_answer(gold):
+    """A gold of 0 is an answer, not a missing one: the accuracy reward compares with it."""
+    assert accuracy_reward("<think>\n3-3=0\n</think>\n\n$\\boxed{0}$", {"answer": gold}) == 1.0
+    assert accuracy_rewards(["\\boxed{1}"], [Problem(id="0", prompt="3-3?", answer=gold, source="test")]) == [0.0]
