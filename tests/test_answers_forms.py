@@ -151,3 +151,34 @@ def test_forms_of_random_numbers_merge_only_when_equal():
 @pytest.mark.parametrize("pred, gold", [("1, 234%", "1234"), ("1234", "1, 234%"), ("1, 234\\%", "12.34")])
 def test_a_list_before_a_percent_sign_is_no_percentage(pred, gold):
     assert not answers_equal(pred, gold)
+
+
+def test_answer_forms_doctests():
+    import doctest
+
+    import r1lab.rewards.answer_forms as forms
+
+    assert doctest.testmod(forms).failed == 0
+
+
+# The normal form (canonical_answer, which majority voting groups by): what it removes, and what it keeps.
+@pytest.mark.parametrize("answer, form", [
+    ("\\(\\frac{1}{2}\\)", "\\frac{1}{2}"), ("\\[ 5 \\]", "5"), ("$x+1$", "x+1"),  # math delimiters go
+    ("\\frac{1}{2}.", "\\frac{1}{2}"), ("x+1.", "x+1"),  # a trailing period goes, number or not
+    ("12 3456", "12 3456"), ("1 2345", "1 2345"),  # a gap before 4 digits is no thousands separator
+    ("\\leftarrow", "\\leftarrow"), ("\\rightarrow", "\\rightarrow"),  # commands, not \left / \right
+])
+def test_the_normal_form_of_an_answer(answer, form):
+    assert canonical_answer(answer) == form
+
+
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("12 3456", "123456", False),  # two numbers, not one
+    ("8", "3 5", False),  # a gold listing two numbers equals no one number, as a prediction does not
+    ("\u22121,000 \\text{ dollars}", "-1000", True),  # U+2212 before a number with its unit
+    ("\u22121,000 \\text{ dollars}", "1000", False),
+    ("AB = BC = 1,000", "1000", True),  # the last side of a chain of equations is the value
+    ("AB = BC = 1,000", "100", False),
+])
+def test_answers_equal_at_the_edges_of_the_fast_path(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
