@@ -653,3 +653,42 @@ def test_an_int_seed_draws_the_same_stream_as_before_the_check() -> None:
 def test_chat_tasks_refuses_a_count_that_is_not_an_int(n) -> None:
     with pytest.raises(TypeError, match=f"chat_tasks: n must be an int, got {re.escape(repr(n))}"):
         world.chat_tasks(n)
+
+
+# The world's rule (r1lab.world.answers) at its edges.
+def test_a_reply_of_exactly_read_chars_is_read_to_its_end() -> None:
+    from r1lab.world.answers import READ_CHARS
+
+    tail = "</think> <answer> 7 </answer>"
+    exact = "<think>" + "a" * (READ_CHARS - len("<think>") - len(tail)) + tail
+    assert len(exact) == READ_CHARS
+    assert world.extract_final_answer(exact) == 7 and world.follows_r1_zero_format(exact)
+    assert world.extract_final_answer(exact + " ") is None  # one character more: its end was not read
+
+
+def test_the_longest_number_read_is_max_digits_long() -> None:
+    from r1lab.world.answers import _MAX_DIGITS
+
+    assert world.extract_final_answer(f"<answer>{'9' * _MAX_DIGITS}</answer>") == 10**_MAX_DIGITS - 1
+    assert world.extract_final_answer(f"<answer>{'9' * (_MAX_DIGITS + 1)}</answer>") is None
+
+
+@pytest.mark.parametrize(("completion", "expected"), [
+    (" <think> 40+2=42 </think> <answer> 42 </answer> checked 2 times", 42),  # the answer block, not a later number
+    (" <think> 2+3=5 </think> 5 </think> no idea", None),  # after the last </think> there is no number
+])
+def test_the_answer_block_and_the_last_close_tag_bound_the_final_answer(completion: str, expected: int | None) -> None:
+    assert world.extract_final_answer(completion) == expected
+
+
+def test_the_r1_zero_format_refuses_text_after_the_answer_block() -> None:
+    assert world.follows_r1_zero_format(" <think> a </think> <answer> 3 </answer> \n")
+    assert not world.follows_r1_zero_format(" <think> a </think> <answer> 3 </answer> Done.")
+
+
+def test_a_countdown_expression_followed_by_its_value_is_judged() -> None:
+    """A bare number after the expression ("= 13") is no expression: the expression before it is the answer."""
+    plus = countdown_problem((3, 10), 13, Chain(operands=(3, 10), ops=("+",)))
+    assert world.extract_final_expression("<answer>3+10 = 13</answer>") == "3+10"
+    assert world.check_completion(plus, "<answer>3+10 = 13</answer>")
+    assert not world.check_completion(plus, "<answer>3*10 = 13</answer>")
