@@ -182,3 +182,14 @@ def test_the_normal_form_of_an_answer(answer, form):
 ])
 def test_answers_equal_at_the_edges_of_the_fast_path(pred, gold, expected):
     assert answers_equal(pred, gold) is expected
+
+
+# Words set in text between two numbers refuse only a one-number gold ("5 \text{ hours } 30 \text{ minutes}"
+# is not 5); against a gold listing both numbers math-verify decides.
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("2 \\text{ and } 3", "2, 3", True),
+    ("2 \\text{ and } 3", "2, 4", False),
+    ("2 \\text{ and } 3", "2", False),
+])
+def test_words_between_two_numbers_against_a_list_gold(pred, gold, expected):
+    assert answers_equal(pred, gold) is expected
