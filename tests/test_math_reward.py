@@ -569,3 +569,8 @@ def test_a_gold_answer_of_zero_is_a_gold_answer(gold):
     """A gold of 0 is an answer, not a missing one: the accuracy reward compares with it."""
     assert accuracy_reward("<think>\n3-3=0\n</think>\n\n$\\boxed{0}$", {"answer": gold}) == 1.0
     assert accuracy_rewards(["\\boxed{1}"], [Problem(id="0", prompt="3-3?", answer=gold, source="test")]) == [0.0]
+
+
+def test_check_answers_reads_gold_numbers_as_their_text():
+    """Golds stored as numbers (an int from a JSON file) are compared as their text, on both paths."""
+    assert check_answers(["5", "\\frac{10}{2}", "6", "0"], [5, 5, 5, 0]) == [True, True, False, True]
