@@ -351,7 +351,7 @@ def test_format_and_rubric_doctests():
 def test_a_rubric_refuses_completions_and_examples_of_different_lengths():
     """Unchecked, zip dropped the completion without an example and the weighted sum failed with an IndexError."""
     rubric = Rubric([RewardTerm("format", strict_format_reward)])
-    with pytest.raises(ValueError, match="completions and examples must have the same length"):
+    with pytest.raises(ValueError, match="must have the same length, got 2 completions and 1 examples"):
         rubric(["<think> a </think> <answer> 1 </answer>", "2"], [None])
 
 

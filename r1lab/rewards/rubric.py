@@ -87,7 +87,8 @@ class Rubric:
 
     def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
         if len(completions) != len(examples):
-            raise ValueError("completions and examples must have the same length")
+            raise ValueError(f"completions and examples must have the same length, got {len(completions)} "
+                             f"completions and {len(examples)} examples")
         per_term: dict[str, list[float]] = {}
         for term in self.terms:
             per_term[term.name] = _finite(term.name, _term_scores(term, completions, examples), completions)
