@@ -137,3 +137,32 @@ def test_masked_logits_give_the_entropy_of_the_unmasked_tokens(temperature: floa
     p = torch.softmax(torch.tensor([1.0, 0.0]) / T, -1)  # row 0: two live tokens; row 1: one, entropy 0
     torch.testing.assert_close(entropy, torch.tensor([float(-(p * p.log()).sum()), 0.0]))
     assert tokens[1] == 2 and logprobs[1] == 0.0 and tokens[0] in (1, 2)
+
+
+# top-p beyond the partial top-64 that _truncate looks at first: p = 0.5 on token 0 and q = 0.5 / 199
+# on each of 199 others, so the top 64 hold 0.5 + 63 q = 0.658. The nucleus: token 0, then token i
+# while the mass before it, 0.5 + (i - 1) q, is below p. top_p = 0.6: i - 1 < 39.8, tokens 0..40 (41);
+# top_p = 0.9: i - 1 < 159.2, tokens 0..160 (161), more than the top 64 hold.
+@pytest.mark.parametrize("top_p,kept", [(0.6, 41), (0.9, 161)])
+def test_top_p_over_a_vocabulary_of_200_keeps_the_nucleus_by_hand(top_p: float, kept: int) -> None:
+    probs = torch.tensor([0.5] + [0.5 / 199] * 199)
+    logits = probs.log().expand(4000, -1).contiguous()
+    tokens, _, _ = sample(logits, SamplingParams(top_p=top_p), torch.Generator().manual_seed(0))
+    counts = torch.bincount(tokens, minlength=200)
+    assert counts[0] > 0.5 / (0.5 + (kept - 1) * 0.5 / 199) * 4000 - 200  # 0.83 (top_p 0.6) or 0.55 of the draws
+    assert int((counts > 0).sum()) <= kept  # nothing outside the nucleus is drawn
+    from r1lab.engine import _truncate
+    values, _ = _truncate(probs[None], 0, top_p)  # measured on the full distribution, not the top 64's
+    assert int((values > 0).sum()) == kept
+
+
+def test_a_uniform_draw_picks_the_token_whose_cdf_interval_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inverse-CDF sampling: u in [0, 0.5) is token 0, [0.5, 0.8) token 1, [0.8, 1) token 2 for
+    probs 0.5, 0.3, 0.2; under top_p = 0.75 (tokens 0 and 1, mass 0.8) u is scaled by 0.8 first:
+    0.79 -> 0.632, token 1. Which token a uniform gives is the sampling stream a seed reproduces."""
+    u = torch.tensor([0.1, 0.49, 0.51, 0.79, 0.81, 0.99, 0.6, 0.7])
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: u[:shape[0], None].clone())
+    logits = torch.tensor([0.5, 0.3, 0.2]).log().expand(8, -1).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    assert sample(logits, SamplingParams(), gen)[0].tolist() == [0, 0, 1, 1, 2, 2, 1, 1]
+    assert sample(logits, SamplingParams(top_p=0.75), gen)[0].tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
