@@ -559,3 +559,85 @@ def test_a_stop_string_split_by_tokens_that_decode_to_nothing_still_stops(model,
     force_tokens(monkeypatch, tok.encode("a") + [0] * 5 + tok.encode("b") + tok.encode("x") * 20)
     out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=12, stop_strings=("ab",)))[0][0]
     assert (out.finish_reason, out.token_ids, out.text) == ("stop", tok.encode("a") + [0] * 5 + tok.encode("b"), "ab")
+
+
+# finish_reason: a stop on the last allowed token is still "stop", not "length".
+@pytest.mark.parametrize("max_new_tokens", [1, 3])
+def test_a_stop_token_or_string_on_the_last_allowed_token_finishes_with_stop(model, monkeypatch, max_new_tokens):
+    tok = CharTokenizer()
+    ids = tok.encode("xyz")[3 - max_new_tokens:] + tok.encode("w") * 5  # the stop ("z") at step max_new_tokens
+    for stops in (dict(stop_token_ids=(tok.encode("z")[0],)), dict(stop_strings=("z",))):
+        monkeypatch.undo()  # a fresh forced stream for each
+        force_tokens(monkeypatch, ids)
+        out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=max_new_tokens, **stops))[0][0]
+        assert (out.finish_reason, out.text) == ("stop", "xyz"[3 - max_new_tokens:]), stops
+
+
+# Stop strings: the text is cut after the stop string that ends first, at its first occurrence.
+class WordTokenizer:
+    """Pieces of any length, ids 2...; ids 0 and 1 decode to nothing."""
+
+    PIECES = ["ab", "cxyxy", "cd", "efghijklmn", "x"]
+
+    def encode(self, text):
+        return [2 + self.PIECES.index(text)]
+
+    def decode(self, ids):
+        return "".join(self.PIECES[i - 2] for i in ids if i >= 2)
+
+
+def test_text_is_cut_after_the_earliest_ending_first_occurrence_of_a_stop_string(model, monkeypatch):
+    """"cxyxy" completes both stop strings of "abcxyxy": "xy" first ends at 5, "yx" at 6; "xy"'s
+    last occurrence would end at 7. The text is "abcxy"; token_ids keep the whole last piece."""
+    tok = WordTokenizer()
+    force_tokens(monkeypatch, [2, 3] + [6] * 10)
+    out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=8, stop_strings=("yx", "xy")))[0][0]
+    assert (out.finish_reason, out.token_ids, out.text) == ("stop", [2, 3], "abcxy")
+
+
+def test_a_stop_string_before_a_long_newest_piece_and_empty_tokens_is_found(model, monkeypatch):
+    """The tail decoded must hold the stop string's length before the newest piece: "ab" "cd", 7
+    empty tokens, "efghijklmn". The first tail of 8 tokens is 10 characters long, all of them the
+    newest piece's, so it grows until it reaches "abcd"."""
+    tok = WordTokenizer()
+    force_tokens(monkeypatch, [2, 4] + [0] * 7 + [5] + [6] * 10)
+    out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=14, stop_strings=("abcdef",)))[0][0]
+    assert (out.finish_reason, len(out.token_ids), out.text) == ("stop", 10, "abcdef")
+
+
+def test_a_stop_string_whose_first_character_is_cut_from_the_tail_is_found(model, monkeypatch):
+    """Byte tokens: "答" (3 bytes), 3 empty tokens, "案" (3 bytes). The first tail (6 + 2 tokens)
+    starts inside "答": it decodes to 2 U+FFFD and "案", which must not count as the stop string's
+    characters before the newest token (_GARBLED_CHARS)."""
+    tok = ByteTokenizer()
+    force_tokens(monkeypatch, tok.encode("ok 答") + [0] * 3 + tok.encode("案") + tok.encode("x") * 20)
+    out = Engine(model, tok).generate([[5, 6]], SamplingParams(max_new_tokens=20, stop_strings=("答案",)))[0][0]
+    assert (out.finish_reason, out.text, len(out.token_ids)) == ("stop", "ok 答案", 12)
+
+
+# SamplingParams: values outside their range are refused, naming the field and the value.
+@pytest.mark.parametrize("name,value", [("top_p", 1.5), ("temperature", -0.5), ("temperature", float("nan")),
+                                        ("temperature", float("inf")), ("seed", 2**63)])
+def test_out_of_range_sampling_params_are_refused_naming_the_value(name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must .*, got {re.escape(str(value))}$"):
+        SamplingParams(**{name: value})
+
+
+def test_stop_strings_without_a_tokenizer_are_refused(engine):
+    with pytest.raises(ValueError, match="stop_strings need a tokenizer"):
+        engine.generate([[5, 6]], SamplingParams(max_new_tokens=2, stop_strings=("x",)))
+
+
+def test_generate_samples_in_eval_mode_and_gives_the_model_back_in_its_mode(engine):
+    """GRPO alternates sampling and training on the same model: generate leaves its mode as it was."""
+    modes = []
+    hook = engine.model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    try:
+        for training in (True, False):
+            engine.model.train(training)
+            engine.generate([[5, 6]], SamplingParams(temperature=0, max_new_tokens=2))
+            assert engine.model.training is training
+    finally:
+        hook.remove()
+        engine.model.eval()
+    assert modes == [False, False]  # the prefills (decode steps run packed weights, not the module)
