@@ -641,3 +641,40 @@ def test_generate_samples_in_eval_mode_and_gives_the_model_back_in_its_mode(engi
         hook.remove()
         engine.model.eval()
     assert modes == [False, False]  # the prefills (decode steps run packed weights, not the module)
+
+
+def test_a_stop_token_ends_the_row_when_stop_strings_are_given_too(model, monkeypatch):
+    tok = CharTokenizer()
+    force_tokens(monkeypatch, tok.encode("abcdefgh"))
+    params = SamplingParams(max_new_tokens=8, stop_token_ids=tuple(tok.encode("b")), stop_strings=("zz",))
+    out = Engine(model, tok).generate([[5, 6]], params)[0][0]
+    assert (out.finish_reason, out.text) == ("stop", "ab")
+
+
+def test_autocast_dtype_runs_prefill_and_decode_steps_in_bf16(model, monkeypatch):
+    """The first token's log-prob is the model's own forward under bf16 autocast (the prefill is that
+    forward); the decode steps run packed bf16 weights, within bf16 error of it, not float32 numbers."""
+    from r1lab.model.decode import DecodeWeights
+
+    dtypes = []
+
+    class Recording(DecodeWeights):
+        def step(self, *args):
+            dtypes.append(self.dtype)
+            return super().step(*args)
+
+    monkeypatch.setattr(engine_module, "DecodeWeights", Recording)
+    prompt = [5, 6, 7, 8, 9, 10, 11, 12]  # 8 tokens: no left padding
+    out = Engine(model, autocast_dtype=torch.bfloat16).generate([prompt], SamplingParams(temperature=0,
+                                                                                        max_new_tokens=6))[0][0]
+    assert dtypes == [torch.bfloat16] * 5
+    ids = torch.tensor([prompt + out.token_ids], device=DEVICE)
+    tokens = torch.tensor(out.token_ids, device=DEVICE)[:, None]
+    with torch.no_grad():
+        f32 = model(ids)[0, 7:-1].float().log_softmax(-1).gather(1, tokens)[:, 0].cpu()
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
+            bf16 = model(ids)[0, 7:-1].float().log_softmax(-1).gather(1, tokens)[:, 0].cpu()
+    got = torch.tensor(out.logprobs)
+    torch.testing.assert_close(got[0], bf16[0], atol=1e-5, rtol=0)
+    assert (got - bf16).abs().max() < 0.1
+    assert (got[1:] - f32[1:]).abs().max() > 1e-3  # a float32 engine agrees with the f32 forward to ~1e-6
