@@ -678,3 +678,14 @@ def test_autocast_dtype_runs_prefill_and_decode_steps_in_bf16(model, monkeypatch
     torch.testing.assert_close(got[0], bf16[0], atol=1e-5, rtol=0)
     assert (got - bf16).abs().max() < 0.1
     assert (got[1:] - f32[1:]).abs().max() > 1e-3  # a float32 engine agrees with the f32 forward to ~1e-6
+
+
+def test_decode_attention_runs_in_float32_on_a_cpu_even_with_bf16_weights():
+    """decode.py's doc: the cache (and attention over it) is float32 on a CPU, where those small
+    batched matmuls are faster in float32; elsewhere it is the matmul dtype."""
+    from r1lab.model.decode import DecodeWeights
+
+    model = Transformer(preset("tiny").replace(vocab_size=50, num_hidden_layers=2)).eval()
+    bf16 = DecodeWeights(model, torch.bfloat16)
+    assert (bf16.dtype, bf16.cache_dtype, bf16.attn[0].w_uk.dtype) == (torch.bfloat16, torch.float32, torch.float32)
+    assert bf16.attn[0].w_o.dtype == torch.bfloat16
