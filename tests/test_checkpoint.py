@@ -31,6 +31,8 @@ CONFIGS = {
     # raw gate weights (no renormalisation), scaled, one group of four allowed
     "no-norm-topk+scaling+1-of-4-groups": dict(norm_topk_prob=False, routed_scaling_factor=1.7, n_group=4,
                                                topk_group=1),
+    # shared experts' width is moe_intermediate_size * n_shared_experts (V2-Lite has 2)
+    "two-shared-experts+3-of-4-groups": dict(n_shared_experts=2, n_group=4, topk_group=3, num_experts_per_tok=3),
 }
 
 

@@ -61,6 +61,26 @@ def test_bias_changes_choice_not_weights():
     torch.testing.assert_close(biased.weights, logits.sigmoid().gather(1, biased.indices))
 
 
+# balancing drives biases negative: experts of a group left out must lose to allowed experts whose
+# biased affinity s + b is below 0, and the gates stay the unbiased affinities (0.5 / (0.5 + 0.5) * 2)
+def test_left_out_groups_lose_to_negative_biased_affinities():
+    bias = torch.tensor([-1.0, -1.0, -2.0, -2.0])  # s = 0.5 everywhere: s + b = -0.5, -0.5 | -1.5, -1.5
+    r = route(torch.zeros(3, 4), bias, top_k=2, n_group=2, topk_group=1, scaling=2.0)
+    assert r.indices.sort(-1).values.tolist() == [[0, 1]] * 3  # group 0 (top-2 sum -1 > -3), both experts
+    torch.testing.assert_close(r.weights, torch.ones(3, 2))
+
+
+# softmax gating (V2's scoring_func): affinities over all experts sum to 1, the chosen ones renormalised
+def test_softmax_scoring_routes_on_softmax_affinities():
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0]])
+    r = route(logits, torch.zeros(4), top_k=2, n_group=1, topk_group=1, scoring_func="softmax",
+              norm_topk_prob=False, scaling=1.5)
+    e = torch.exp(logits[0])
+    torch.testing.assert_close(r.scores[0], e / e.sum())
+    assert r.indices[0].tolist() == [0, 2]
+    torch.testing.assert_close(r.weights[0], torch.stack([e[0], e[2]]) / e.sum() * 1.5)
+
+
 def test_bias_moves_toward_balance_on_skewed_batch():
     config = small_config(n_group=1, topk_group=1, bias_update_speed=0.01)
     model = Transformer(config)
