@@ -176,6 +176,18 @@ def test_a_full_cache_is_a_value_error_naming_it(first, second):
     assert cache.length == first
 
 
+# GRPO prefills a batch of prompts once and samples n completions per prompt: row r * n + j is prompt r's
+def test_cache_repeat_interleave_gives_each_prompt_n_consecutive_rows():
+    model = Transformer(small_config()).eval()
+    x = torch.randint(0, 64, (2, 6))
+    with torch.no_grad():
+        full = model(x.repeat_interleave(3, dim=0))  # (6, 6, V): rows 0-2 prompt 0, rows 3-5 prompt 1
+        cache = model.make_cache(2, 6)
+        model(x[:, :5], cache=cache)
+        step = model(x[:, 5:].repeat_interleave(3, dim=0), cache=cache.repeat_interleave(3))
+    torch.testing.assert_close(step[:, 0], full[:, 5], atol=1e-5, rtol=1e-5)
+
+
 def test_cache_is_latent_only():
     config = preset("deepseek-v3-671b")
     cache = KVCache(config.replace(num_hidden_layers=1), 1, 1, device="meta", dtype=torch.bfloat16)
@@ -318,11 +330,17 @@ def test_attention_in_batch_chunks_equals_one_go(padded, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_fused_attention_path_equals_split_path(monkeypatch):
+# YaRN: the softmax scale is 1/sqrt(d_qk) * mscale^2, not SDPA's default 1/sqrt(d_qk)
+@pytest.mark.parametrize("rope", [dict(), dict(rope_factor=40.0, original_max_position_embeddings=8)])
+def test_fused_attention_path_equals_split_path(monkeypatch, rope):
     """Above `SPLIT_ATTENTION_MAX(_FLOAT32)` pairs CPU attention runs PyTorch's fused kernel (v
     zero-padded to the query width): the same logits and gradients as the two-matmul path."""
     torch.manual_seed(0)
-    model = Transformer(small_config())
+    model = Transformer(small_config(**rope))
+    with torch.no_grad():  # sharper attention than at init, where a wrong scale barely shows
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "kv_b_proj.weight")):
+                p.mul_(8.0)
     ids = torch.randint(0, 64, (3, 10))
     valid = torch.ones(3, 10, dtype=torch.bool)
     valid[1, :3] = False  # left padding
