@@ -434,6 +434,24 @@ def test_padding_counts_neither_in_expert_load_nor_in_balance_loss():
     torch.testing.assert_close(sequence_balance_loss(r, 1, 12, 2, valid), sequence_balance_loss(real, 1, 7, 2))
 
 
+# GRPO's completion forward attends to a PrefixCache of its prompts with a 2-D mask over prompt and
+# completion: the completion's own slice of that mask (not the prompt's) says which tokens are real
+def test_expert_load_after_a_prefix_cache_counts_the_completions_real_tokens():
+    from r1lab.model import PrefixCache
+
+    config = small_config()
+    model = Transformer(config).train()
+    prompt_mask = torch.tensor([[False] + [True] * 5, [True] * 6])  # row 0: one left pad
+    comp_valid = torch.tensor([[True, False, False, False], [True] * 4])  # row 0: finished after 1 token
+    prefix = PrefixCache()
+    model.hidden_states(torch.randint(2, 64, (2, 6)), attention_mask=prompt_mask,
+                        position_ids=(prompt_mask.long().cumsum(-1) - 1).clamp(min=0), cache=prefix)
+    model.hidden_states(torch.randint(2, 64, (2, 4)), attention_mask=torch.cat([prompt_mask, comp_valid], 1),
+                        position_ids=prompt_mask.sum(-1, keepdim=True) + torch.arange(4), cache=prefix)
+    real = int(prompt_mask.sum() + comp_valid.sum())  # 11 + 5
+    assert [load.sum().item() for load in model.expert_load()] == [real * config.num_experts_per_tok] * 2 + [0]
+
+
 def test_moe_mtp_block_of_an_all_dense_model_is_validated():
     # first_k_dense_replace == num_hidden_layers: main layers dense, the MTP block (layer 3) MoE
     with pytest.raises(ValueError, match="topk_group"):
@@ -568,6 +586,9 @@ def test_mtp_depths_read_the_states_after_the_final_norm():
     with torch.no_grad():  # non-uniform norm weights: with ones, RMSNorm(RMSNorm(h)) == RMSNorm(h)
         model.model.norm.weight.uniform_(0.2, 3.0)
         model.mtp[0].norm.weight.uniform_(0.2, 3.0)
+        for m in model.mtp:  # and distinct enorm / hnorm weights: with ones, swapping them changes nothing
+            m.enorm.weight.uniform_(0.2, 3.0)
+            m.hnorm.weight.uniform_(0.2, 3.0)
     x = torch.randint(0, 64, (2, 9))
     labels = torch.roll(x, -1, 1)
     h, _ = model.hidden_states(x)
