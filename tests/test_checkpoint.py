@@ -33,6 +33,8 @@ CONFIGS = {
                                                topk_group=1),
     # shared experts' width is moe_intermediate_size * n_shared_experts (V2-Lite has 2)
     "two-shared-experts+3-of-4-groups": dict(n_shared_experts=2, n_group=4, topk_group=3, num_experts_per_tok=3),
+    # a cos/sin amplitude without context extension is still YaRN in config.json (rope_factor 1)
+    "attention-factor-without-extension": dict(attention_factor=0.8),
 }
 
 
@@ -207,6 +209,7 @@ def test_a_size_changed_in_config_json_is_a_one_line_error_naming_the_tensor(tmp
     dict(mscale=0.707),  # mscale_all_dim absent
     dict(mscale_all_dim=1.0),  # mscale absent
     dict(mscale=1.0, mscale_all_dim=0.8, attention_factor=1.3),
+    dict(beta_fast=None, beta_slow=None),  # absent: transformers' 32 and 1
 ])
 def test_yarn_frequencies_amplitude_and_scale_match_transformers(rope):
     """r1lab reads a YaRN config.json as transformers' `_compute_yarn_parameters` and
@@ -218,8 +221,9 @@ def test_yarn_frequencies_amplitude_and_scale_match_transformers(rope):
     from r1lab.model.rope import rope_frequencies
 
     d = to_hf_config(preset("deepseek-v3-671b").replace(num_hidden_layers=1, rope_factor=1.0))
-    d["rope_parameters"] = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, beta_fast=32, beta_slow=1,
-                                original_max_position_embeddings=4096, **rope)
+    params = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, beta_fast=32, beta_slow=1,
+                  original_max_position_embeddings=4096) | rope
+    d["rope_parameters"] = {k: v for k, v in params.items() if v is not None}
     hf = DeepseekV3Config(**{k: v for k, v in d.items() if k not in ("architectures", "model_type", "r1lab", "dtype")})
     hf_inv_freq, hf_amplitude = ROPE_INIT_FUNCTIONS["yarn"](hf)
     config = from_hf_config(d)
@@ -475,3 +479,32 @@ def test_a_checkpoint_with_only_its_mtp_weights_names_the_missing_file(tmp_path)
     (tmp_path / "ck" / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"no model\.safetensors in .*ck: only the MTP weights"):
         from_pretrained(tmp_path / "ck")
+
+
+# every field r1lab writes to config.json reads back as written (token ids, init, YaRN's ramp, r1lab's own)
+def test_config_round_trips_through_config_json(tmp_path):
+    from r1lab.model.checkpoint import load_config
+
+    config = make_config(pad_token_id=3, bos_token_id=2, eos_token_id=5, initializer_range=0.01, rms_norm_eps=1e-5,
+                         rope_factor=4.0, original_max_position_embeddings=16, beta_fast=16.0, beta_slow=2.0,
+                         mscale=0.9, mscale_all_dim=0.8, mtp_loss_weight=0.1, bias_update_speed=0.002,
+                         seq_aux_loss_alpha=1e-4, num_nextn_predict_layers=2)
+    save_pretrained(Transformer(config), tmp_path / "ck")
+    assert load_config(tmp_path / "ck") == config
+    d = to_hf_config(config)
+    d["eos_token_id"] = [5, 7]  # transformers allows several; the first is r1lab's
+    assert from_hf_config(d).eos_token_id == 5
+
+
+# the published checkpoint stores copies of the embedding and output head in each MTP layer: skipped
+def test_mtp_copies_of_embedding_and_head_are_skipped_on_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model = Transformer(make_config()).eval()  # 3 layers: the MTP module is layer 3 on disk
+    path = save_pretrained(model, tmp_path / "ck")
+    sd = load_file(path / "mtp.safetensors")
+    sd["model.layers.3.embed_tokens.weight"] = model.model.embed_tokens.weight.detach().clone()
+    sd["model.layers.3.shared_head.head.weight"] = model.lm_head.weight.detach().clone()
+    save_file(sd, path / "mtp.safetensors")
+    again = from_pretrained(path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
