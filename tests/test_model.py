@@ -452,6 +452,18 @@ def test_expert_load_after_a_prefix_cache_counts_the_completions_real_tokens():
     assert [load.sum().item() for load in model.expert_load()] == [real * config.num_experts_per_tok] * 2 + [0]
 
 
+# SFT batches are right-padded: an MTP row whose state is real but whose t_{i+k} is a pad is no row either
+def test_right_padding_counts_in_no_mtp_expert_load():
+    config = small_config(num_nextn_predict_layers=1)
+    model = Transformer(config).train()
+    ids = torch.cat([torch.randint(2, 64, (1, 10)), torch.zeros(1, 4, dtype=torch.long)], 1)  # 10 real, 4 pads
+    valid = torch.arange(14)[None] < 10
+    labels = torch.roll(ids, -1, 1).masked_fill(~torch.roll(valid, -1, 1), -100)
+    model.loss(ids, labels, attention_mask=valid)
+    K = config.num_experts_per_tok
+    assert [load.sum().item() for load in model.expert_load()] == [10 * K, 10 * K, 9 * K]
+
+
 def test_moe_mtp_block_of_an_all_dense_model_is_validated():
     # first_k_dense_replace == num_hidden_layers: main layers dense, the MTP block (layer 3) MoE
     with pytest.raises(ValueError, match="topk_group"):
