@@ -508,3 +508,21 @@ def test_mtp_copies_of_embedding_and_head_are_skipped_on_load(tmp_path):
     save_file(sd, path / "mtp.safetensors")
     again = from_pretrained(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+# config.json may hold a field both at the top level and in rope_parameters: read as transformers reads
+# it (original_max_position_embeddings: the top level's; rope_theta: rope_parameters')
+def test_fields_given_twice_are_read_as_transformers_reads_them():
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from r1lab.model.rope import rope_frequencies
+
+    d = to_hf_config(preset("deepseek-v3-671b").replace(num_hidden_layers=1, rope_factor=1.0))
+    d.update(original_max_position_embeddings=1024, rope_theta=5000.0)
+    d["rope_parameters"] = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, beta_fast=32, beta_slow=1,
+                                mscale=1.0, mscale_all_dim=1.0, original_max_position_embeddings=4096)
+    config = from_hf_config(d)  # first: transformers' yarn init writes the top-level value into d's rope dict
+    hf = DeepseekV3Config(**{k: v for k, v in d.items() if k not in ("architectures", "model_type", "r1lab", "dtype")})
+    hf_inv_freq, _ = ROPE_INIT_FUNCTIONS["yarn"](hf)
+    assert (config.original_max_position_embeddings, config.rope_theta) == (1024, 10000.0)
+    torch.testing.assert_close(rope_frequencies(config)[0], hf_inv_freq, rtol=1e-6, atol=0)
