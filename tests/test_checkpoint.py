@@ -526,3 +526,20 @@ def test_fields_given_twice_are_read_as_transformers_reads_them():
     hf_inv_freq, _ = ROPE_INIT_FUNCTIONS["yarn"](hf)
     assert (config.original_max_position_embeddings, config.rope_theta) == (1024, 10000.0)
     torch.testing.assert_close(rope_frequencies(config)[0], hf_inv_freq, rtol=1e-6, atol=0)
+
+
+# a tied checkpoint that also stores lm_head.weight (as some writers do) loads: the head is the embedding
+def test_a_tied_checkpoint_with_a_stored_head_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    model = Transformer(make_config(tie_word_embeddings=True, num_nextn_predict_layers=0)).eval()
+    path = save_pretrained(model, tmp_path / "ck")
+    sd = load_file(path / "model.safetensors")
+    assert "lm_head.weight" not in sd
+    sd["lm_head.weight"] = sd["model.embed_tokens.weight"].clone()
+    save_file(sd, path / "model.safetensors")
+    again = from_pretrained(path).eval()
+    assert again.lm_head.weight is again.model.embed_tokens.weight
+    x = torch.randint(0, 96, (1, 8))
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
