@@ -390,3 +390,28 @@ def test_a_step_folder_with_a_non_ascii_digit_is_not_a_checkpoint(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "trainer_state.pt").write_bytes(b"")
     assert [p.name for p in training._complete_checkpoints(tmp_path)] == ["step_2"]
+
+
+# AdamW's decoupled decay on a zero gradient is p <- p * (1 - lr * wd) exactly (Adam's own step is 0):
+# matrices (embeddings and head too) shrink by it, norm weights not at all; set_lr reaches both groups
+def test_weight_decay_shrinks_matrices_not_norms_at_the_lr_set_on_every_group():
+    import torch
+
+    from r1lab.model import Transformer, preset
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0))
+    optimizer = training.make_optimizer(model, 1.0, 0.1)
+    training.set_lr(optimizer, 0.5)  # each step sets the schedule's LR: the norms' group kept the peak
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5, 0.5]
+    held = sorted(id(p) for g in optimizer.param_groups for p in g["params"])  # every parameter, once
+    assert held == sorted(id(p) for p in model.parameters())
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    names = [name for name, _ in model.named_parameters()]
+    assert "lm_head.weight" in names and "model.embed_tokens.weight" in names and "model.norm.weight" in names
+    for name, p in model.named_parameters():
+        factor = 1.0 if name.endswith("norm.weight") else 1 - 0.5 * 0.1
+        torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0, msg=name)
