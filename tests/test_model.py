@@ -713,3 +713,16 @@ def test_model_info_prints_counts_in_a_unit_that_reads(capsys):
     assert "total:         1,679,744 (1.68M)" in capsys.readouterr().out  # was (0.00B)
     info.main(argparse.Namespace(preset="deepseek-v3-671b", json=False))
     assert "(671.03B)" in capsys.readouterr().out
+
+
+# V3 §2.1.2 by hand: b_i += gamma * sign(mean load - load_i), each update on the load counted since the last
+def test_bias_update_by_hand_reads_only_the_load_since_the_last_update():
+    moe = Transformer(small_config(bias_update_speed=0.01)).moe_layers()[0]
+    gate = moe.gate
+    gate.expert_load.copy_(torch.tensor([3.0, 1, 0, 0, 1, 1, 1, 1]))  # mean 1
+    moe.update_bias()
+    assert gate.expert_load.tolist() == [0.0] * 8  # the counter starts again
+    torch.testing.assert_close(gate.e_score_correction_bias, 0.01 * torch.tensor([-1.0, 0, 1, 1, 0, 0, 0, 0]))
+    gate.expert_load.copy_(torch.tensor([0.0, 0, 0, 8, 0, 0, 0, 0]))  # mean 1; with 3, 1, 0, 8, ... left: mean 2
+    moe.update_bias()
+    torch.testing.assert_close(gate.e_score_correction_bias, 0.01 * torch.tensor([0.0, 1, 2, 0, 1, 1, 1, 1]))
