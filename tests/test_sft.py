@@ -455,3 +455,36 @@ def test_writing_no_examples_is_refused(tmp_path):
         write_sft_jsonl(data, iter([]))
     assert read_sft_jsonl(data) == [SFTExample(prompt="old", response="kept")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
+
+
+# an example that fills what is left of a row exactly still joins it (5 + 3 = 8 = seq_len)
+def test_an_example_that_exactly_fills_the_row_joins_it():
+    assert sft.pack_rows([5, 3, 4, 4, 1], order=[0, 1, 2, 3, 4], seq_len=8) == [[0, 1], [2, 3], [4]]
+    assert sft.pack_rows([8, 1], order=[0, 1], seq_len=8) == [[0], [1]]
+
+
+# a step's update is clipped to grad_clip: with SGD at lr 1 it is minus the clipped gradient, of norm 1e-3
+def test_a_training_step_clips_the_gradient_to_grad_clip(tokenizer):
+    samples = [sft.tokenize(tokenizer, SFTExample(prompt="What is 2 + 3?", response=ANSWER), 128, "x")]
+    batch = sft.collate(samples, [[0]], tokenizer.pad_id)
+    torch.manual_seed(0)
+    model = from_pretrained(BASE).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    record = sft.train_step(model, torch.optim.SGD(model.parameters(), lr=1.0), batch,
+                            sft.SFTConfig(data="x", bf16=False, grad_clip=1e-3))
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)]).norm()
+    assert record["grad_norm"] > 0.1  # the norm before clipping is logged: far above the clip
+    assert moved.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+# the optimizer trains at the schedule's LR, not only logs it: warmup 2 then cosine to 0.1 over 4 steps
+def test_each_step_trains_at_the_scheduled_learning_rate(tmp_path, monkeypatch):
+    seen = []
+    step = sft.train_step
+    monkeypatch.setattr(sft, "train_step", lambda model, optimizer, batch, cfg: seen.append(
+        [g["lr"] for g in optimizer.param_groups]) or step(model, optimizer, batch, cfg))
+    sft.run(config(tmp_path, write_jsonl(tmp_path / "d.jsonl", n=8), max_steps=4, lr=1e-3, min_lr_ratio=0.1))
+    # by hand: (0 + 1) / 2, (1 + 1) / 2, the peak again, then 0.1 + 0.9 * (1 + cos(pi / 2)) / 2 = 0.55
+    assert seen == [[pytest.approx(v * 1e-3)] * 2 for v in (0.5, 1.0, 1.0, 0.55)]
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([v * 1e-3 for v in (0.5, 1.0, 1.0, 0.55)])
