@@ -592,3 +592,22 @@ def test_a_grpo_run_that_is_all_warmup_is_warned_about(base, tmp_path, capsys):
     assert "warmup_steps 5 >= the run's 2 steps" in capsys.readouterr().out
     rows = [json.loads(l) for l in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in rows] == pytest.approx([2e-5 / 5, 2 * 2e-5 / 5])
+
+
+# the KL reference is reset to the policy after every `ref_reset_every`-th step (R1-Zero: every 400
+# updates), and never with 0; each update here nudges the policy so that it differs from a stale reference
+@pytest.mark.parametrize("every, same", [(2, [True, False, True, False, True]), (0, [True, False, False, False, False])])
+def test_the_reference_is_reset_to_the_policy_every_n_steps(base, tmp_path, monkeypatch, every, same):
+    seen = []
+
+    def update(model, ref, optimizer, batch, config, step):
+        seen.append(all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values())))
+        with torch.no_grad():
+            model.lm_head.weight.add_(1e-2)
+        return {}
+
+    monkeypatch.setattr(grpo, "policy_update", lambda *a: update(*a) or {"train_tokens": 0})
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
+                             group_size=2, max_new_tokens=2, max_steps=5, kl_coef=0.05, ref_reset_every=every,
+                             save_every=100, bf16=False))
+    assert seen == same
