@@ -161,3 +161,35 @@ def test_rollout_metrics_by_hand():
         "length_mean": (3 + 1 + 2 + 6) / 4, "length_max": 6.0, "truncation_rate": 2 / 4,
         "zero_variance_groups": 1 / 2,  # the second group's rewards (1, 1) are equal
         "entropy": (3 * 0.5 + 2.0 + 2 * 1.0) / 12})  # a mean over all 12 sampled tokens, not per completion
+
+
+# Each minibatch trains its own rows' advantages against the reference's log-probs. With lr 0 the ratio
+# stays ~1 (only the router bias moves), so a minibatch's loss is -(mean of its rows' advantages) +
+# beta * KL: over two minibatches, -(1 + 2 + 3 + 4) / 4 whatever the split, plus beta times the k3 KL
+# of the policy to a reference whose head was nudged, mean over tokens (seq_mean of equal-length rows).
+def test_policy_update_trains_each_rows_advantage_against_the_reference():
+    import copy
+
+    model, batch = _model_and_batch(["stop"] * 4)
+    batch.advantages = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    ref = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        ref.lm_head.weight.mul_(1.5)
+        model.eval()
+        d = completion_logprobs(ref, batch, torch.arange(4), 1.0) - completion_logprobs(model, batch, torch.arange(4), 1.0)
+    kl = (d.exp() - d - 1).mean().item()  # k3, mean over the 12 tokens
+    assert kl > 1e-3
+    config = grpo.GRPOConfig(minibatches=2, kl_coef=0.1, group_size=2)
+    stats = grpo.policy_update(model.train(), ref, Counting(model.parameters(), lr=0.0), batch, config)
+    assert stats["kl"] == pytest.approx(kl, rel=0.05)
+    assert stats["loss"] == pytest.approx(-2.5 + 0.1 * kl, abs=0.02)
+
+
+# an update moves the weights by at most grad_clip: with SGD at lr 1, by exactly it when the gradient is larger
+def test_policy_update_clips_the_gradient_to_grad_clip():
+    model, batch = _model_and_batch(["stop"] * 4)
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = grpo.policy_update(model, None, torch.optim.SGD(model.parameters(), lr=1.0), batch,
+                               grpo.GRPOConfig(kl_coef=0.0, group_size=2, grad_clip=1e-3))
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)]).norm()
+    assert stats["grad_norm"] > 0.01 and moved.item() == pytest.approx(1e-3, rel=1e-3)
