@@ -415,3 +415,11 @@ def test_weight_decay_shrinks_matrices_not_norms_at_the_lr_set_on_every_group():
     for name, p in model.named_parameters():
         factor = 1.0 if name.endswith("norm.weight") else 1 - 0.5 * 0.1
         torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0, msg=name)
+
+
+# a checkpoint at exactly the run's last step resumes (to nothing left to do); one step past it is refused
+def test_resume_from_the_last_step_is_allowed_and_one_past_it_refused(tmp_path):
+    training.check_resume_step(tmp_path / "step_000004", 4)
+    training.check_resume_step(None, 0)
+    with pytest.raises(ValueError, match=r"step_000004: past this run's 3 steps"):
+        training.check_resume_step(tmp_path / "step_000004", 3)
