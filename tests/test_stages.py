@@ -611,3 +611,25 @@ def test_the_reference_is_reset_to_the_policy_every_n_steps(base, tmp_path, monk
                              group_size=2, max_new_tokens=2, max_steps=5, kl_coef=0.05, ref_reset_every=every,
                              save_every=100, bf16=False))
     assert seen == same
+
+
+# --dynamic-sampling drops equal-reward groups and --mask-truncated masks cut completions: each flag
+# reaches its own argument of build_batch
+@pytest.mark.parametrize("dynamic, masked", [(True, False), (False, True)])
+def test_grpo_passes_dynamic_sampling_and_truncation_masking_to_the_batch(base, tmp_path, monkeypatch, dynamic, masked):
+    import inspect
+
+    from r1lab.stages import rollout
+
+    seen = []
+
+    def build(*a, **k):
+        args = inspect.signature(rollout.build_batch).bind(*a, **k).arguments
+        seen.append((args["drop_equal_groups"], args["mask_truncated"]))
+        return rollout.build_batch(*a, **k)
+
+    monkeypatch.setattr(grpo, "build_batch", build)
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
+                             group_size=2, max_new_tokens=2, max_steps=1, dynamic_sampling=dynamic,
+                             mask_truncated=masked, bf16=False))
+    assert seen == [(dynamic, masked)]
