@@ -193,3 +193,13 @@ def test_policy_update_clips_the_gradient_to_grad_clip():
                                grpo.GRPOConfig(kl_coef=0.0, group_size=2, grad_clip=1e-3))
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)]).norm()
     assert stats["grad_norm"] > 0.01 and moved.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+# Dr. GRPO's constant normaliser is the generation budget max_new_tokens, not the batch's longest row:
+# 4 rows of 3 tokens at ratio 1, -(3 * (1 + 2 + 3 + 4)) / (4 * 6) with max_new_tokens 6
+def test_the_constant_aggregation_divides_by_max_new_tokens():
+    model, batch = _model_and_batch(["stop"] * 4)
+    batch.advantages = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    config = grpo.GRPOConfig(kl_coef=0.0, group_size=2, loss_aggregation="constant", max_new_tokens=6)
+    stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch, config)
+    assert stats["loss"] == pytest.approx(-30 / 24, rel=1e-4)
