@@ -176,7 +176,8 @@ def test_policy_update_trains_each_rows_advantage_against_the_reference():
     with torch.no_grad():
         ref.lm_head.weight.mul_(1.5)
         model.eval()
-        d = completion_logprobs(ref, batch, torch.arange(4), 1.0) - completion_logprobs(model, batch, torch.arange(4), 1.0)
+        rows = torch.arange(4)
+        d = completion_logprobs(ref, batch, rows, 1.0) - completion_logprobs(model, batch, rows, 1.0)
     kl = (d.exp() - d - 1).mean().item()  # k3, mean over the 12 tokens
     assert kl > 1e-3
     config = grpo.GRPOConfig(minibatches=2, kl_coef=0.1, group_size=2)
@@ -203,3 +204,17 @@ def test_the_constant_aggregation_divides_by_max_new_tokens():
     config = grpo.GRPOConfig(kl_coef=0.0, group_size=2, loss_aggregation="constant", max_new_tokens=6)
     stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch, config)
     assert stats["loss"] == pytest.approx(-30 / 24, rel=1e-4)
+
+
+# each of ppo_epochs passes draws a fresh split from the step's stream: not the first pass's split again
+def test_each_ppo_epoch_reshuffles_the_minibatches(monkeypatch):
+    model, batch = _model_and_batch(["stop"] * 4)
+    seen = []
+    logprobs = grpo.completion_logprobs
+    monkeypatch.setattr(grpo, "completion_logprobs",
+                        lambda m, b, rows, t: seen.append(rows.tolist()) or logprobs(m, b, rows, t))
+    config = grpo.GRPOConfig(kl_coef=0.0, group_size=2, minibatches=2, ppo_epochs=3, seed=1)
+    grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch, config, step=7)
+    g = torch.Generator().manual_seed(1 * 1_000_003 + 7)  # shuffle_generator's stream for step 7
+    expected = [rows.tolist() for _ in range(3) for rows in torch.randperm(4, generator=g).tensor_split(2)]
+    assert seen == expected and seen[:2] != seen[2:4]  # the seeded passes' splits differ
