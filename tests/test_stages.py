@@ -633,3 +633,15 @@ def test_grpo_passes_dynamic_sampling_and_truncation_masking_to_the_batch(base, 
                              group_size=2, max_new_tokens=2, max_steps=1, dynamic_sampling=dynamic,
                              mask_truncated=masked, bf16=False))
     assert seen == [(dynamic, masked)]
+
+
+# the policy trains at the schedule's LR, not only logs it: warmup 2, then cosine to 0.1 of it over 4 steps
+def test_grpo_updates_at_the_scheduled_learning_rate(base, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(grpo, "policy_update", lambda model, ref, optimizer, *a: seen.append(
+        [g["lr"] for g in optimizer.param_groups]) or {"train_tokens": 0})
+    grpo.run(grpo.GRPOConfig(init=str(base), out_dir=str(tmp_path / "zero"), n_prompts=4, prompts_per_step=2,
+                             group_size=2, max_new_tokens=2, max_steps=4, lr=1e-3, warmup_steps=2, min_lr_ratio=0.1,
+                             save_every=100, bf16=False))
+    # by hand: (0 + 1) / 2, (1 + 1) / 2, the peak again, then 0.1 + 0.9 * (1 + cos(pi / 2)) / 2 = 0.55
+    assert seen == [[pytest.approx(v * 1e-3)] * 2 for v in (0.5, 1.0, 1.0, 0.55)]
