@@ -218,3 +218,11 @@ def test_each_ppo_epoch_reshuffles_the_minibatches(monkeypatch):
     g = torch.Generator().manual_seed(1 * 1_000_003 + 7)  # shuffle_generator's stream for step 7
     expected = [rows.tolist() for _ in range(3) for rows in torch.randperm(4, generator=g).tensor_split(2)]
     assert seen == expected and seen[:2] != seen[2:4]  # the seeded passes' splits differ
+
+
+# train_tokens counts what was forwarded and backpropagated: a masked truncated row of a trained minibatch too
+def test_train_tokens_count_a_masked_row_of_a_trained_minibatch():
+    model, batch = _model_and_batch(["length", "stop", "stop", "stop"])
+    stats = grpo.policy_update(model, None, Counting(model.parameters(), lr=0.0), batch,
+                               grpo.GRPOConfig(kl_coef=0.0, group_size=2, ppo_epochs=2))
+    assert stats["train_tokens"] == 2 * 4 * 3  # 2 passes x 4 rows x 3 tokens, not 2 x 3 x 3 loss tokens
