@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import types
@@ -79,6 +80,54 @@ def test_ctrl_c_while_the_command_imports_its_module(monkeypatch, capsys):
     assert cli.main(["zero", "--max-steps", "3"]) == 130
     assert capsys.readouterr().err.strip() == "r1lab zero: interrupted; run again with: r1lab zero --max-steps 3"
 
+
+
+def test_ctrl_c_after_resume_names_resume_once(tmp_path, monkeypatch, capsys):
+    # given --resume, the command is repeated as it was; after --resume --no-resume (the last wins) it is added
+    (tmp_path / "run" / "checkpoints" / "step_000050").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step_000050" / "trainer_state.pt").write_text("s")
+    _fake_stage(monkeypatch, out_dir=str(tmp_path / "run"))
+    assert cli.main(["fake", "--resume"]) == 130
+    assert capsys.readouterr().err.strip().endswith("resume with: r1lab fake --resume")
+    assert cli.main(["fake", "--resume", "--no-resume"]) == 130
+    assert capsys.readouterr().err.strip().endswith("resume with: r1lab fake --resume --no-resume --resume")
+
+
+def test_an_os_error_in_a_command_is_one_line_and_exit_2(monkeypatch, capsys):
+    # a path that cannot be written (no permission, disk full) is bad input, not a traceback
+    _fake_stage(monkeypatch, out_dir=None)
+    monkeypatch.setattr(sys.modules["fake_stage"], "main",
+                        lambda args: (_ for _ in ()).throw(PermissionError(13, "Permission denied", "runs/x")))
+    assert cli.main(["fake"]) == 2
+    assert capsys.readouterr().err == "r1lab fake: error: Permission denied: runs/x\n"
+
+
+def test_a_config_field_without_a_flag_type_is_refused():
+    # a field of a type argparse cannot convert would silently keep its default on every command line
+    @dataclasses.dataclass
+    class Config:
+        seed: int = 0
+        layers: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match=r"^Config\.layers: no command-line flag for type list\[int\]$"):
+        cli.add_config_arguments(argparse.ArgumentParser(), Config)
+
+
+def test_config_flags_convert_to_their_field_types():
+    # a float given as "1e-3" stays a float, an int as int; a bool flag turns off as well as on
+    @dataclasses.dataclass
+    class Config:
+        lr: float = 1.0
+        steps: int = 2
+        bf16: bool = True
+        name: str = "x"
+
+    parser = argparse.ArgumentParser()
+    cli.add_config_arguments(parser, Config)
+    config = cli.config_from_args(Config, parser.parse_args(["--lr", "3", "--steps", "7", "--no-bf16", "--name", "7"]))
+    assert config == Config(lr=3.0, steps=7, bf16=False, name="7")
+    assert type(config.lr) is float and type(config.name) is str
+    assert cli.config_from_args(Config, parser.parse_args(["--bf16"])).bf16 is True
 
 # `r1lab demo` as a user meets it .
 @pytest.mark.parametrize("out", ["", "  "])
