@@ -144,3 +144,26 @@ def test_a_repeated_step_is_drawn_once_from_its_last_record(monkeypatch, tmp_pat
     assert list(accuracy.get_xdata()) == [1, 2, 3, 4]
     assert list(accuracy.get_ydata()) == [0.1, 0.5, 0.6, 0.7]  # window 1: the smoothed line is the raw one
     assert "plots: 2 record(s) of" in capsys.readouterr().out
+
+
+# The smoothed curve is a trailing mean over a twentieth of the run: 40 steps, the mean of the last 2.
+def test_the_smoothed_curve_averages_a_twentieth_of_the_run(monkeypatch, tmp_path):
+    fig = _figure(monkeypatch, tmp_path, [{"step": s, "accuracy": s / 100} for s in range(1, 41)])
+    accuracy = next(line for line in fig.axes[0].get_lines() if line.get_label() == "accuracy")
+    expected = [0.01] + [(s - 0.5) / 100 for s in range(2, 41)]  # (s + s - 1) / 2
+    assert list(accuracy.get_ydata()) == pytest.approx(expected)
+
+
+# A JSON true/false where a number belongs is a gap, not an accuracy of 1 or 0.
+def test_a_boolean_metric_is_a_gap(monkeypatch, tmp_path):
+    fig = _figure(monkeypatch, tmp_path, [{"step": 1, "accuracy": 0.5}, {"step": 2, "accuracy": True},
+                                          {"step": 3, "accuracy": 0.25}])
+    raw = fig.axes[0].get_lines()[0]
+    assert raw.get_ydata()[0] == 0.5 and math.isnan(raw.get_ydata()[1]) and raw.get_ydata()[2] == 0.25
+
+
+# The figure is written in the format its name says (an .svg is SVG), though saved under a temporary name.
+def test_the_figure_has_the_format_of_its_name(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "accuracy": 0.5}\n')
+    assert b"<svg" in plot_rl_curves(log, tmp_path / "curves.svg").read_bytes()[:1000]
