@@ -3,6 +3,7 @@ leaves its outputs in the run directory, and a rerun reuses what is finished."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -608,3 +609,114 @@ def test_a_rebuild_names_only_the_inputs_that_changed(tmp_path, capsys):
     os.utime(data, ns=(0, 2 * 10**9))
     reuse.reuse_or_run(done, build, inputs=[data, base], checkpoints=checkpoints)
     assert f"{checkpoints}: left by a build from an earlier version of {data}; removing" in capsys.readouterr().out
+
+
+# The chain of stages with fake stages (seconds, not minutes): each writes what the real one leaves
+# (its output, its config as saved), advances a fake clock by its own time and records its call.
+STAGE_SECONDS = {"zero": 1.0, "cold_start_data": 2.0, "cold_start_sft": 4.0, "reasoning_rl": 8.0, "rejection": 16.0,
+                 "final_sft": 32.0}
+
+
+def _saved(config) -> str:
+    return json.dumps(dataclasses.asdict(config), default=str)
+
+
+def _fake_chain(monkeypatch, tmp_path):
+    """Fake stages and evaluation; returns the list of stages run (by config name) and the eval settings."""
+    calls, evaluated, clock = [], [], [0.0]
+
+    def ran(name, weights):
+        calls.append(name)
+        clock[0] += STAGE_SECONDS[name]
+        weights.write_text(f"{name} {len(calls)}")
+
+    def model(config, subdir, name):
+        out = Path(config.out_dir) / subdir
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "r1lab_config.json").write_text(_saved(config))
+        ran(name, out / "model.safetensors")
+        return out
+
+    def grpo_run(config):
+        return model(config, "policy", "zero" if Path(config.out_dir).name == "zero" else "reasoning_rl")
+
+    def sft_run(config):
+        return model(config, "model", "cold_start_sft" if Path(config.out_dir).name == "cold_start" else "final_sft")
+
+    def cold_start_run(config):
+        out = Path(config.out)
+        ran("cold_start_data", out)
+        out.with_name("data.stats.json").write_text(json.dumps({"config": json.loads(_saved(config))}))
+        return out
+
+    def rejection_run(config):
+        out = Path(config.out_dir) / "data.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ran("rejection", out)
+        (out.parent / "stats.json").write_text(json.dumps({"config": json.loads(_saved(config))}))
+        return out
+
+    monkeypatch.setattr(pipeline.grpo, "run", grpo_run)
+    monkeypatch.setattr(pipeline.sft, "run", sft_run)
+    monkeypatch.setattr(pipeline.cold_start, "run", cold_start_run)
+    monkeypatch.setattr(pipeline.rejection_sampling, "run", rejection_run)
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", lambda settings: evaluated.append(settings) or
+                        _fake_evaluate(settings))
+    monkeypatch.setattr(reuse, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    return calls, evaluated
+
+
+def _touch(path: Path, second: int) -> None:
+    """What rebuilding a stage does to its output's file: a new modification time."""
+    os.utime(path, ns=(second * 10**9, second * 10**9))
+
+
+@pytest.mark.parametrize("stop_after, stages", [
+    ("zero", ["zero"]),
+    ("cold_start", ["zero", "cold_start_data", "cold_start_sft"]),
+    ("reasoning_rl", ["zero", "cold_start_data", "cold_start_sft", "reasoning_rl"]),
+    ("", list(STAGE_SECONDS))])
+def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, stages, tmp_path, monkeypatch):
+    calls, evaluated = _fake_chain(monkeypatch, tmp_path)
+    config = toy_config(tmp_path)
+    config.stop_after, config.seed = stop_after, 3
+    rows = pipeline.run(config)
+    assert calls == stages
+    # a row's time is its stage's: the cold start's and the final SFT's include building their data
+    seconds = {"base": 0.0, "R1-Zero": 1.0, "cold start (SFT)": 2.0 + 4.0, "cold start + reasoning RL": 8.0,
+               "rejection-sampled SFT": 16.0 + 32.0}
+    assert [(r.stage, r.seconds) for r in rows] == [(s, seconds[s]) for s in list(seconds)[:len(rows)]]
+    assert {s.seed for s in evaluated} == {4}  # evaluations sample with seed + 1, apart from training's
+    assert pipeline.run(config) == rows and calls == stages  # all reused, none built again
+
+
+# A rebuilt stage's output (a new weights or data file) rebuilds exactly the stages built from it.
+@pytest.mark.parametrize("rebuilt, again", [
+    ("zero/policy/model.safetensors", list(STAGE_SECONDS)[1:]),
+    ("cold_start/data.jsonl", ["cold_start_sft", "reasoning_rl", "rejection", "final_sft"]),
+    ("cold_start/model/model.safetensors", ["reasoning_rl", "rejection", "final_sft"]),
+    ("reasoning_rl/policy/model.safetensors", ["rejection", "final_sft"]),
+    ("rejection/data.jsonl", ["final_sft"])])
+def test_a_changed_output_rebuilds_every_stage_built_from_it(rebuilt, again, tmp_path, monkeypatch):
+    calls, _ = _fake_chain(monkeypatch, tmp_path)
+    config = toy_config(tmp_path)
+    pipeline.run(config)
+    _touch(tmp_path / rebuilt, 1)
+    calls.clear()
+    pipeline.run(config)
+    assert calls == again
+
+
+# A finished stage of other settings than now is refused (not reused as this configuration's), at every stage.
+@pytest.mark.parametrize("stage, field, value", [
+    ("zero", "max_steps", 3), ("cold_start_data", "n_prompts", 5), ("cold_start_sft", "epochs", 2),
+    ("reasoning_rl", "lr", 1e-4), ("rejection", "n_prompts", 5), ("final_sft", "epochs", 2)])
+def test_every_finished_stage_of_other_settings_is_refused(stage, field, value, tmp_path, monkeypatch):
+    calls, _ = _fake_chain(monkeypatch, tmp_path)
+    config = toy_config(tmp_path)
+    pipeline.run(config)
+    before = getattr(getattr(config, stage), field)
+    setattr(getattr(config, stage), field, value)
+    with pytest.raises(ValueError, match=rf"was built with other settings \({field} {before!r} -> {value!r}\)"):
+        pipeline.run(config)
+    assert calls == list(STAGE_SECONDS)  # nothing built again
