@@ -720,3 +720,68 @@ def test_every_finished_stage_of_other_settings_is_refused(stage, field, value, 
     with pytest.raises(ValueError, match=rf"was built with other settings \({field} {before!r} -> {value!r}\)"):
         pipeline.run(config)
     assert calls == list(STAGE_SECONDS)  # nothing built again
+
+
+# A rebuild killed after writing its output, before its stats: the stats on disk are the old build's,
+# so the output is built again, not finished with them.
+def test_a_rebuild_killed_before_its_new_stats_is_built_again(tmp_path):
+    source, done, stats = tmp_path / "source.txt", tmp_path / "data.jsonl", tmp_path / "data.stats.json"
+    source.write_text("v1")
+    builds = []
+
+    def build():
+        builds.append(source.read_text())
+        done.write_text(f"from {source.read_text()}")
+        stats.write_text(json.dumps({"config": {"seed": 0}}))
+        return done
+
+    reuse.reuse_or_run(done, build, stats, [source], seed=0)
+    old = stats.stat().st_mtime_ns
+    source.write_text("v2")
+
+    def killed_after_the_output():
+        done.write_text("from v2")
+        os.utime(reuse.stamp_path(done), ns=(old + 1, old + 1))  # the build started after the old stats,
+        os.utime(done, ns=(old + 10**9, old + 10**9))  # and wrote its output a second later
+        raise Killed()
+
+    with pytest.raises(Killed):
+        reuse.reuse_or_run(done, killed_after_the_output, stats, [source], seed=0)
+    reuse.reuse_or_run(done, build, stats, [source], seed=0)
+    assert builds == ["v1", "v2"]
+
+
+# A record of inputs cut short (unreadable) says nothing of what the output was built from: built again.
+def test_an_unreadable_record_of_inputs_rebuilds_the_output(tmp_path):
+    source, done = tmp_path / "source.txt", tmp_path / "output.txt"
+    source.write_text("v1")
+    builds = []
+
+    def build():
+        builds.append(1)
+        done.write_text("out")
+        return done
+
+    reuse.reuse_or_run(done, build, inputs=[source])
+    stamp = reuse.stamp_path(done)
+    stamp.write_text(stamp.read_text()[:10])
+    reuse.reuse_or_run(done, build, inputs=[source])
+    assert len(builds) == 2 and json.loads(stamp.read_text())["inputs"] == reuse._stamp([source])
+
+
+# Each column of the table holds its own number, in percent with one decimal.
+def test_each_table_column_holds_its_own_number():
+    row = pipeline.StageRow(stage="s", checkpoint="x", pass_at_1=0.125, pass_at_k=0.75, cons_at_k=0.3125,
+                            format_rate=0.875, length_mean=41.25, reasoning_share=0.625, accuracy_reasoning=0.4,
+                            accuracy_bare=0.2, language_consistency=0.9375, seconds=61.6)
+    line = pipeline.markdown_table([row], 8).splitlines()[2]
+    assert line == "| s | 12.5 | 31.2 | 75.0 | 93.8 | 41.2 | 87.5 | 62% | 40.0 | 20.0 | 62 s |"
+
+
+# A row cached before "no sample reasoned" was None holds 0.0 accuracy and 1.0 language there: shown as "–".
+def test_a_cached_row_of_no_reasoning_shows_no_reasoning_numbers():
+    row = pipeline.StageRow(stage="s", checkpoint="x", pass_at_1=0.5, pass_at_k=0.5, cons_at_k=0.5, format_rate=1.0,
+                            length_mean=5.0, reasoning_share=0.0, accuracy_reasoning=0.0, accuracy_bare=0.5,
+                            language_consistency=1.0, seconds=1.0)
+    assert pipeline.markdown_table([row], 2).splitlines()[2] == \
+        "| s | 50.0 | 50.0 | 50.0 | – | 5.0 | 100.0 | 0% | – | 50.0 | 1 s |"
