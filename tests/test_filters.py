@@ -218,6 +218,21 @@ def test_dataset_stats_round_trip_as_json(tmp_path):
                                    "filters": [{"name": "a", "reached": 1, "kept": 1, "kept_fraction": 1.0}]}
 
 
+def test_dataset_stats_are_written_atomically(tmp_path, monkeypatch):
+    """A crash before the rename leaves the earlier stats file whole, and no stray temporary file."""
+    path = DatasetStats(data="d.jsonl", examples=1, sources=[], config={}).write(tmp_path / "stats.json")
+    before = path.read_text()
+
+    def crash(src, dst):
+        raise OSError("power cut")
+
+    monkeypatch.setattr("r1lab.data.os.replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        DatasetStats(data="d.jsonl", examples=2, sources=[], config={}).write(path)
+    assert path.read_text() == before and json.loads(before)["examples"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
+
+
 def test_a_funnel_given_too_few_checks_says_which_is_missing():
     """A bare StopIteration escaped (a RuntimeError without the cause inside a generator, PEP 479)."""
     funnel = Funnel.of("demo", ["correct", "short"])
