@@ -207,6 +207,27 @@ def test_dedupe_normalises_spacing_and_case_but_not_content():
     assert [deduper.add(p, r) for p, r in [("q", "a"), ("Q", "A "), ("q", "b"), ("q2", "a")]] == [True, False, True, True]
 
 
+def test_deduper_membership_normalises_like_add_and_records_nothing():
+    """Rejection sampling asks `(prompt, response) not in dedupe` before it adds the pair."""
+    deduper = Deduper()
+    assert ("q", "a") not in deduper
+    assert deduper.add("Compute 2+3", "It is  5.")
+    assert ("compute 2+3 ", "It is 5.") in deduper and ("Compute 2+3", "It is 6.") not in deduper
+    assert len(deduper.seen) == 1  # membership records nothing
+
+
+def test_a_think_tag_with_no_space_around_it_still_separates_words():
+    """'so</think>It' is two words; read as 'soIt', one unknown word, the share fell from 3/4 to 1/3."""
+    # words: Pori (Velari), so, It, is (English); "2+3=5," and "5." hold no letters
+    assert language_share("<think>Pori 2+3=5, so</think>It is 5.") == 3 / 4
+
+
+def test_an_indented_tilde_fence_is_a_code_block():
+    """CommonMark allows a fence indented by up to three spaces."""
+    assert has_code_block("<think>\nLet me compute.\n  ~~~\nprint(5)\n  ~~~\n</think>\n5")
+    assert has_code_block("<think>\nLet me compute.\n\t~~~python\nprint(5)\n</think>\n5")
+
+
 def test_dataset_stats_round_trip_as_json(tmp_path):
     funnel = Funnel.of("src", ["a"])
     funnel.admit([("a", True)])
@@ -302,6 +323,7 @@ def test_every_filter_reads_the_reply_and_a_made_up_turn_fails_the_format():
     ({"max_paragraph_chars": "100"}, r"^ReadabilityConfig\.max_paragraph_chars must be an integer, got '100'$"),
     ({"max_paragraph_chars": True}, r"^ReadabilityConfig\.max_paragraph_chars must be an integer, got True$"),
     ({"min_language_share": "0.8"}, r"^ReadabilityConfig\.min_language_share must be a number, got '0\.8'$"),
+    ({"min_language_share": True}, r"^ReadabilityConfig\.min_language_share must be a number, got True$"),
 ])
 def test_readability_config_errors_name_the_field_and_value(bad, message):
     with pytest.raises(ValueError, match=message):
