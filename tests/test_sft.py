@@ -447,6 +447,32 @@ def test_a_lone_surrogate_in_another_field_is_refused_when_read(tmp_path, extra)
     assert not (tmp_path / "g.jsonl").exists()
 
 
+# a dataset written and read back is the same examples: system text, meta fields and order kept
+def test_write_then_read_keeps_system_and_meta(tmp_path):
+    examples = [SFTExample(prompt="Hi", response="Hello!", system="Be kind.", meta={"source": "chat", "id": 7}),
+                SFTExample(prompt="2+3?", response="<think>2+3=5</think>It is 5.")]
+    path = write_sft_jsonl(tmp_path / "d.jsonl", examples)
+    assert read_sft_jsonl(path) == examples
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[0]) == {
+        "prompt": "Hi", "response": "Hello!", "system": "Be kind.", "source": "chat", "id": 7}
+
+
+# a system field that is not text is named with its line, not a traceback from the tokenizer
+def test_a_system_of_the_wrong_type_names_the_line(tmp_path):
+    data = tmp_path / "f.jsonl"
+    data.write_text('{"prompt": "a", "response": "b", "system": null}\n{"prompt": "a", "response": "b", "system": 5}\n')
+    with pytest.raises(ValueError, match=r"f\.jsonl:2: field 'system' must be text or absent, got int$"):
+        read_sft_jsonl(data)
+
+
+# a directory given as the output file is refused before anything is written (a stage checks it before its slow part)
+def test_writing_to_a_directory_is_refused_naming_it(tmp_path):
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(ValueError, match=r"cannot write .*d\.jsonl: it is a directory, not a file$"):
+        write_sft_jsonl(tmp_path / "d.jsonl", [SFTExample(prompt="a", response="b")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"] and not any((tmp_path / "d.jsonl").iterdir())
+
+
 # no example at all is refused when written (the reader refuses an empty file); an earlier file stays
 def test_writing_no_examples_is_refused(tmp_path):
     data = tmp_path / "d.jsonl"
