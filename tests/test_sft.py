@@ -457,6 +457,14 @@ def test_write_then_read_keeps_system_and_meta(tmp_path):
         "prompt": "Hi", "response": "Hello!", "system": "Be kind.", "source": "chat", "id": 7}
 
 
+# a file of blank lines only holds no examples: refused, naming the file, not read as an empty dataset
+def test_a_file_of_blank_lines_is_refused(tmp_path):
+    data = tmp_path / "f.jsonl"
+    data.write_text("\n  \n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"f\.jsonl: no examples$"):
+        read_sft_jsonl(data)
+
+
 # a system field that is not text is named with its line, not a traceback from the tokenizer
 def test_a_system_of_the_wrong_type_names_the_line(tmp_path):
     data = tmp_path / "f.jsonl"
