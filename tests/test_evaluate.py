@@ -259,6 +259,8 @@ def test_read_completions_errors_name_the_line(tmp_path):
         '{"completion": "a"}\n': "c3.jsonl:1: 'index' must be an integer",
         '{"index": 0, "completion": 5}\n': "c4.jsonl:1: 'completion' must be a string",
         '[1, 2]\n': "c5.jsonl:1: expected a JSON object",
+        '{"index": 2, "completion": "a"}\n': r"c6.jsonl:1: index 2 out of range: the data has 2 problems$",  # 0-based
+        '{"index": true, "completion": "a"}\n': r"c7.jsonl:1: 'index' must be an integer, got True$",  # not index 1
     }
     for number, (text, message) in enumerate(cases.items(), start=1):
         (tmp_path / f"c{number}.jsonl").write_text(text)
