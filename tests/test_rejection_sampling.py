@@ -512,3 +512,37 @@ def test_an_r1_zero_checkpoint_is_refused_as_sampled_model_and_as_judge(tmp_path
     assert capsys.readouterr().err.count("\n") == 1
     (zero / "r1lab_config.json").write_text(json.dumps({"template": "chat"}))  # a reasoning-RL policy: sampled
     rs.check_chat_trained(str(zero), "--checkpoint")
+
+
+# Mutation review: settings reach the sampler and the judge, chunk by chunk.
+def test_each_chunk_is_sampled_with_the_configured_settings_and_its_own_seed(tokenizer):
+    """Kills a shared seed across chunks (5 * 1_000_003 + start: start 0 then 1), a dropped EOS stop,
+    and a temperature or max_new_tokens not taken from the config; and a countdown's reference is
+    its expression (`final_answer_text`), not the target number."""
+    p0 = world.rl_prompts(1)[0]
+    countdown = world.rl_prompts(1, kinds=("countdown",))[0]  # "Use 6, 5, 2 once each to make 60"
+    seen = []
+
+    def judge(items):
+        seen.extend(items)
+        return [False] * len(items)
+
+    engine = FakeEngine(reply="x<|eos|>")
+    config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=2, temperature=0.7,
+                                     max_new_tokens=50, batch_problems=1, seed=5)
+    rs.reasoning_examples(engine, tokenizer, [p0, countdown], judge, config, Deduper())
+    assert [(p.n, p.temperature, p.max_new_tokens, p.stop_token_ids, p.seed) for _, p in engine.calls] == [
+        (2, 0.7, 50, (tokenizer.eos_id,), 5_000_015), (2, 0.7, 50, (tokenizer.eos_id,), 5_000_016)]
+    assert [i.reference for i in seen] == ["16", "16", "2*5*6", "2*5*6"]
+
+
+def test_chat_cot_off_gives_bare_replies_and_ids_hash_the_prompt():
+    import hashlib
+
+    config = RejectionSamplingConfig(checkpoint="x", n_chat=30, seed=2, chat_cot=False)
+    examples, _ = rs.chat_examples(config, Deduper())
+    tasks = {t.prompt: t for t in world.chat_tasks(30, seed=2)}
+    assert any(e.meta["kind"] in ("translate", "fact") for e in examples)
+    assert all(e.response == tasks[e.prompt].response and "<think>" not in e.response for e in examples)
+    first = examples[0]
+    assert first.meta["prompt_id"] == f"{first.meta['kind']}-{hashlib.sha256(first.prompt.encode()).hexdigest()[:10]}"
