@@ -99,3 +99,53 @@ def test_the_world_rule_refuses_an_item_without_its_problem():
     with pytest.raises(ValueError, match=r"JudgeItem\.example"):
         RuleJudge()([item])
     assert RuleJudge(lambda example, prediction: prediction.endswith("5."))([item]) == [True]
+
+
+# Judges (r1lab.judges): mutation review; boundaries and settings checked by hand.
+class RecordingYesEngine(YesEngine):
+    """A `YesEngine` that also records its sampling params and has a model of `positions` positions."""
+
+    def __init__(self, positions: int) -> None:
+        super().__init__()
+        self.params: list = []
+        self.model = type("M", (), {"config": type("C", (), {"max_position_embeddings": positions})()})()
+
+    def generate(self, prompts, params):
+        self.params.append(params)
+        return super().generate(prompts, params)
+
+
+def test_a_judging_prompt_filling_its_room_exactly_is_judged_and_the_reply_length_is_the_configured_one():
+    """Kills `len(ids) < limit` (a prompt of exactly positions - max_new_tokens tokens runs in the
+    engine) and a SamplingParams that ignores max_new_tokens."""
+    from r1lab.prompts import CHAT, prompt_ids
+
+    tokenizer = Tokenizer.load(BASE)
+    item = JudgeItem(question="Compute 3+4.", reference="7", prediction="<think>\n3+4=7\n</think>\nIt is 7.")
+    length = len(prompt_ids(tokenizer, GenerativeJudge(YesEngine(), tokenizer).prompt(item), CHAT))
+    engine = RecordingYesEngine(positions=length + 80)
+    assert GenerativeJudge(engine, tokenizer, max_new_tokens=80)([item]) == [True]
+    assert engine.params[0].max_new_tokens == 80
+    assert GenerativeJudge(RecordingYesEngine(positions=length + 79), tokenizer, max_new_tokens=80)([item]) == [False]
+
+
+def test_the_no_room_error_names_the_largest_reply_length_that_fits():
+    """The empty judging prompt is 80 tokens in base-tiny's chat template: with 512 positions a reply of
+    432 tokens fits exactly (not refused), 433 is refused naming 432 as the most."""
+    tokenizer = Tokenizer.load(BASE)
+    GenerativeJudge(RecordingYesEngine(positions=512), tokenizer, max_new_tokens=432)  # limit == shortest: fits
+    with pytest.raises(ValueError, match=r"\(--judge-max-new-tokens must be at most 432\)"):
+        GenerativeJudge(RecordingYesEngine(positions=512), tokenizer, max_new_tokens=433)
+
+
+def test_the_judge_is_shown_the_last_500_characters_of_a_long_final_answer():
+    """An R1 summary states its answer last: of a 600-character summary the judge sees the end."""
+    from r1lab.judges import final_answer
+
+    summary = "a" * 100 + "b" * 491 + " It is 7."  # 600 characters
+    assert final_answer(f"<think>\n3+4=7\n</think>\n{summary}") == "b" * 491 + " It is 7."
+
+
+def test_a_numbered_yes_is_a_yes():
+    """Words are letters only (`_WORD`): a list number before the verdict is no first word."""
+    assert [parse_verdict(r) for r in ("1. Yes", "1) yes, 7 = 7", "2. No")] == [True, True, False]
