@@ -396,3 +396,26 @@ def test_a_bad_readability_flag_is_one_line_and_exit_2(capsys):
     assert cli_main(["rejection-sample", "--checkpoint", "ckpt", "--max-paragraph-chars", "0"]) == 2
     assert capsys.readouterr().err == ("r1lab rejection-sample: error: RejectionSamplingConfig.max_paragraph_chars "
                                        "must be >= 1, got 0\n")
+
+
+# Mutation review: settings reach the R1-Zero sampling and the rewrite, chunk by chunk.
+def test_each_chunk_has_its_own_seed_and_the_rewrite_is_in_the_configured_language(tokenizer):
+    """Kills a seed shared across chunks (3 * 1_000_003 + start: start 0 then 1), a rewrite that
+    ignores --language, and a countdown summary of the reference expression, not the model's."""
+    from r1lab.world.arithmetic import Chain
+    from r1lab.world.problems import countdown_problem
+
+    p0 = world.rl_prompts(1)[0]  # Compute 20-8+4 = 16
+    countdown = countdown_problem((7, 11, 12), 8, Chain(operands=(12, 11, 7), ops=("-", "+")))
+    groups = [[done(zero(p0))], [done("<think> Try 7+12=19, 19-11=8. </think> <answer> 7+12-11 </answer>")]]
+    engine = FakeEngine(groups)
+    config = ColdStartConfig(zero_checkpoint="zero/policy", n_prompts=2, samples_per_prompt=1, batch_problems=1,
+                             seed=3, language="vl", min_language_share=0.0)
+    examples, _ = cold_start.zero_examples(engine, tokenizer, [p0, countdown], config, Deduper())
+    assert [params.seed for _, params in engine.calls] == [3_000_009, 3_000_010]
+    assert [e.response.splitlines()[-1] for e in examples] == ["Keta 20-8+4 ve 16.", "Ema risu ve 7+12-11."]
+
+
+def test_a_zero_checkpoint_with_no_prompts_and_no_long_cot_is_nothing_to_build():
+    with pytest.raises(ValueError, match="nothing to build"):
+        ColdStartConfig(zero_checkpoint="zero/policy", n_prompts=0, n_long_cot=0)
