@@ -29,9 +29,9 @@ def check_int_fields(config: object) -> None:
                 raise ValueError(f"{type(config).__name__}.{field.name} must be an integer, got {value!r}")
 
 
-def check_seed(function: str, seed: object) -> None:
-    """TypeError naming ``function`` unless ``seed`` is an int (a numpy int too), not a bool: the world's
-    generators seed their stream by the seed's text, so 0.0 ("0.0") and True ("True") drew another
-    stream than 0 and 1, in silence."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{function}: seed must be an int, got {seed!r}")
+def check_int_arg(function: str, name: str, value: object) -> None:
+    """TypeError naming ``function`` and its argument ``name`` unless ``value`` is an int (a numpy int
+    too), not a bool: the world's generators seed their stream by the seed's text, so 0.0 ("0.0") and
+    True ("True") drew another stream than 0 and 1, in silence, and a count of True drew one item."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{function}: {name} must be an int, got {value!r}")

@@ -9,12 +9,11 @@ to answer questions about what it already read, as in the paper.
 
 from __future__ import annotations
 
-import numbers
 import random
 from dataclasses import dataclass
 from functools import cache
 
-from r1lab.fields import check_seed
+from r1lab.fields import check_int_arg
 from r1lab.world.language import ENGLISH, GLOSSARY, VELARI, register_words
 
 WORLD_SEED = 20250122  # the facts of the world are fixed: every corpus and task agrees on them
@@ -135,9 +134,8 @@ CHAT_WEIGHTS: tuple[float, ...] = (0.15, 0.05, 0.25, 0.2, 0.35)
 
 def chat_tasks(n: int, seed: int = 0) -> list[ChatExample]:
     """``n`` non-reasoning SFT pairs (R1 §2.3.3's non-reasoning data), deterministic in ``seed``."""
-    check_seed("chat_tasks", seed)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):  # range() took True as 1, in silence
-        raise TypeError(f"chat_tasks: n must be an int, got {n!r}")
+    check_int_arg("chat_tasks", "seed", seed)
+    check_int_arg("chat_tasks", "n", n)  # range() took True as 1, in silence
     rng = random.Random(f"chat:{seed}")
     return [chat_example(rng, rng.choices(CHAT_KINDS, weights=CHAT_WEIGHTS)[0]) for _ in range(n)]
 

@@ -20,7 +20,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from r1lab.fields import check_seed
+from r1lab.fields import check_int_arg
 from r1lab.world.arithmetic import ArithmeticConfig, random_step
 from r1lab.world.chat import CHAT_KINDS, CHAT_WEIGHTS, chat_example, countries, fact_statements, random_fact
 from r1lab.world.countdown import CountdownConfig
@@ -169,7 +169,7 @@ def world_document(rng: random.Random, kind: str) -> Document:
 
 def iter_documents(seed: int, config: CorpusConfig = CorpusConfig()) -> Iterator[Document]:
     """An endless, deterministic stream of documents; the first n are ``pretraining_documents(seed, n)``."""
-    check_seed("iter_documents", seed)  # here, not in the generator: there it ran only at the first document
+    check_int_arg("iter_documents", "seed", seed)  # here, not in the generator: there it ran only at the first document
     return _documents(random.Random(f"corpus:{seed}"), config)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from r1lab.fields import check_seed
+from r1lab.fields import check_int_arg
 from r1lab.world.arithmetic import Chain
 from r1lab.world.countdown import CountdownConfig, missed_attempts
 from r1lab.world.language import ENGLISH, LANGUAGES, PHRASES, VELARI, register_words
@@ -151,7 +151,7 @@ def long_cot(problem: WorldProblem, language: str = ENGLISH, seed: int = 0) -> s
     """
     if language not in LANGUAGES:  # else a bare KeyError from the phrasebook
         raise ValueError(f"long_cot: unknown language {language!r}; the world has {LANGUAGES}")
-    check_seed("long_cot", seed)
+    check_int_arg("long_cot", "seed", seed)
     rng = random.Random(f"long-cot:{seed}:{problem.id}")
     book = PHRASES[language]
     lines = worked_lines(rng, problem, language)[:-1]

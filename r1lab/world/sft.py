@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from r1lab.fields import check_seed
+from r1lab.fields import check_int_arg
 from r1lab.world.chat import ChatExample, chat_tasks
 from r1lab.world.corpus import pretraining_corpus
 from r1lab.world.language import ENGLISH, LANGUAGES, VELARI
@@ -44,7 +44,7 @@ def tokenizer_training_texts(seed: int = 0, n_docs: int = 20_000) -> list[str]:
     The corpus sample dominates; the template, long CoTs in both languages and chat pairs are
     added so their recurring phrases get merged into few tokens.
     """
-    check_seed("tokenizer_training_texts", seed)  # else problem_set's error, after the whole corpus was drawn
+    check_int_arg("tokenizer_training_texts", "seed", seed)  # else problem_set's error, after the whole corpus was drawn
     rng = random.Random(f"tokenizer-texts:{seed}")
     texts = pretraining_corpus(seed, n_docs)
     texts += [R1_ZERO_TEMPLATE] * max(1, n_docs // 100)

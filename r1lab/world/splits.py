@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 import random
 
-from r1lab.fields import check_seed
+from r1lab.fields import check_int_arg
 from r1lab.world.arithmetic import ArithmeticConfig, random_chain
 from r1lab.world.countdown import CountdownConfig, random_countdown
 from r1lab.world.problems import ARITHMETIC, COUNTDOWN, HELDOUT, KINDS, RL, SPLIT_PERCENT, WorldProblem, arithmetic_problem
@@ -56,9 +56,8 @@ def problem_set(
     Deterministic in (split, n, seed, kinds, difficulties, configs); a larger ``n`` extends a
     smaller one (same prefix).
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):  # else 2.5 drew 3 problems and True 1, in silence
-        raise TypeError(f"problem_set: n must be an int, got {n!r}")
-    check_seed("problem_set", seed)  # the stream is seeded by its text: 0.0 drew other problems than 0
+    check_int_arg("problem_set", "n", n)  # else 2.5 drew 3 problems and True 1, in silence
+    check_int_arg("problem_set", "seed", seed)  # the stream is seeded by its text: 0.0 drew other problems than 0
     _check_difficulties(difficulties or {})
     difficulties = {**DEFAULT_DIFFICULTY, **(difficulties or {})}
     if isinstance(kinds, str):  # else each letter is read as a kind: "unknown problem kind 'c'"
