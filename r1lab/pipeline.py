@@ -7,6 +7,8 @@
     -> reasoning RL: GRPO from the cold-start model + language consistency   R1 §2.3.2
     -> rejection sampling from the RL model + chat data                       R1 §2.3.3
     -> SFT of the base on the rejection-sampled set                           R1 §2.3.3
+    -> distillation: a smaller dense student fine-tuned on that set, against  R1 §2.4, §4.1
+       the same student trained by R1-Zero's RL alone
 
 Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
 form one table. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
@@ -41,8 +43,9 @@ from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
 SET_HERE = "(set by the pipeline)"  # a path the pipeline fills in from the run directory
-STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection")
-STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft")
+STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection", "distill")
+STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft", "student",
+                 "student_zero", "distill_sft")
 
 
 def _sft_defaults(**overrides: object) -> sft.SFTConfig:
@@ -58,7 +61,7 @@ class PipelineConfig:
     pretrain: bool = False  # pretrain the base model here even if a shipped one exists
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
-    stop_after: str = ""  # "" = every stage; else the last stage to run: zero | cold_start | reasoning_rl | rejection
+    stop_after: str = ""  # "" = all; else the last stage run: zero | cold_start | reasoning_rl | rejection | distill
     device: str = "cpu"  # cpu | cuda | cuda:N: every stage's (training, sampling, evaluation)
     zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
     cold_start_data: cold_start.ColdStartConfig = field(default_factory=lambda: cold_start.ColdStartConfig(
@@ -69,6 +72,10 @@ class PipelineConfig:
     rejection: rejection_sampling.RejectionSamplingConfig = field(
         default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE, n_prompts=1024))
     final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
+    # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained here on the same corpus (~1.5 min)
+    student: pretrain.PretrainConfig = field(default_factory=lambda: pretrain.PretrainConfig(model="student"))
+    student_zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # RL alone on the student: R1-Zero's
+    distill_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))  # the student on the RS set
 
     def __post_init__(self) -> None:
         if self.stop_after not in STOP_POINTS:
@@ -180,9 +187,9 @@ def markdown_table(rows: list[StageRow], k: int) -> str:
         f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
         f"majority vote; pass@{k} = share of problems with a right sample among the {k}; language = English share "
         "of the reasoning's words (language consistency, R1 §2.3.2); length in tokens; format = the stage's own "
-        "output format (R1-Zero tags for base and R1-Zero, <think> + summary after the cold start); reasons = share "
-        "of samples that work step by step; acc. reasoning / acc. bare = accuracy of the samples that do / do not "
-        "(– where there are none); time = the stage's training (and data) wall time.\n")
+        "output format (R1-Zero tags for the base models and R1-Zero, <think> + summary after an SFT on readable "
+        "CoTs); reasons = share of samples that work step by step; acc. reasoning / acc. bare = accuracy of the "
+        "samples that do / do not (– where there are none); time = the stage's training (and data) wall time.\n")
 
 
 def _percent(rate: float | None, over_some_sample: bool) -> str:
@@ -295,7 +302,36 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
                              out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed,
                              **_settings(config.final_sft))
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
+    if config.stop_after == "rejection":
+        return finish()
+    rows += _distillation(config, rs_data)
     return finish()
+
+
+def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:
+    """R1 §2.4 and §4.1 (Table 6): a smaller dense student fine-tuned on the rejection-sampled set
+    (the paper's students are fine-tuned on the same ~800k samples, SFT only), against the same
+    student trained by R1-Zero's RL alone from its base."""
+    out, seed = Path(config.out_dir), config.seed
+    student, s = reuse_or_run(out / "student" / "base", lambda: _drop_resume_checkpoints(
+        out / "student", pretrain.run(dataclasses.replace(config.student, out_dir=str(out / "student"), seed=seed,
+                                                          resume=_should_resume(out / "student", False)))),
+        out / "student" / "base" / "r1lab_config.json", [], out / "student" / "checkpoints", seed=seed,
+        **_settings(config.student))
+    rows = [evaluate("student base", student, config, s)]
+    zero, s = reuse_or_run(out / "student_zero" / "policy", lambda: _rl(config.student_zero, student,
+                                                                        out / "student_zero", seed),
+                           out / "student_zero" / "policy" / "r1lab_config.json", [student],
+                           out / "student_zero" / "checkpoints", init=str(student), seed=seed,
+                           **_settings(config.student_zero))
+    rows.append(evaluate("student R1-Zero (RL only)", zero, config, s))
+    distilled, s = reuse_or_run(out / "distill" / "model", lambda: _sft(config.distill_sft, rs_data, student,
+                                                                       out / "distill", seed),
+                                out / "distill" / "model" / "r1lab_config.json", [rs_data, student],
+                                out / "distill" / "checkpoints", data=str(rs_data), init=str(student), seed=seed,
+                                **_settings(config.distill_sft))
+    rows.append(evaluate("distilled student (SFT on the RS set)", distilled, config, s))
+    return rows
 
 
 # a stage's fields the pipeline sets per run (passed to reuse_or_run by name), or that leave its result as it is

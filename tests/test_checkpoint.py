@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCa
 
 from r1lab.model import Transformer, from_pretrained, preset, save_pretrained
 from r1lab.model.hf_config import from_hf_config, to_hf_config
+from r1lab.model.info import count_parameters
 
 CONFIGS = {
     "full-rank-q+moe+groups": dict(q_lora_rank=0, n_group=4, topk_group=2),
@@ -78,6 +79,21 @@ def test_r1lab_checkpoint_loads_in_transformers(name, tmp_path):
     with torch.no_grad():
         diff = (model(x) - hf(x).logits).abs().max().item()
     assert diff <= PARITY_ATOL
+
+
+def test_the_student_preset_is_dense_and_loads_in_transformers(tmp_path):
+    """Distillation's student (R1 §2.4 distils into dense models): no expert, no MTP module, and an
+    ordinary transformers checkpoint with the same logits."""
+    config = preset("student")
+    model = Transformer(config).eval()
+    assert not any("expert" in name or "mtp" in name for name, _ in model.named_parameters())
+    assert count_parameters(config) == {"total": sum(p.numel() for p in model.parameters()),
+                                        "active": sum(p.numel() for p in model.parameters()), "mtp": 0}
+    save_pretrained(model, tmp_path / "ck")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ck").eval()
+    x = torch.randint(0, config.vocab_size, (2, 24))
+    with torch.no_grad():
+        assert (model(x) - hf(x).logits).abs().max().item() <= PARITY_ATOL
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -14,7 +14,7 @@ import pytest
 
 from r1lab import pipeline, reuse
 from r1lab.prompts import CHAT
-from r1lab.stages import cold_start, grpo, rejection_sampling, sft
+from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
 
 
 def toy_config(out) -> pipeline.PipelineConfig:
@@ -27,23 +27,36 @@ def toy_config(out) -> pipeline.PipelineConfig:
         reasoning_rl=grpo.GRPOConfig(**rl, template=CHAT, language_weight=1.0),
         rejection=rejection_sampling.RejectionSamplingConfig(checkpoint=pipeline.SET_HERE, n_prompts=4,
                                                              samples_per_prompt=2, max_new_tokens=24, n_chat=8),
-        final_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256))
+        final_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256),
+        student=pretrain.PretrainConfig(model="student", n_docs=300, seq_len=64, batch_size=4, max_steps=2,
+                                        warmup_steps=1, eval_every=2, save_every=1),
+        student_zero=grpo.GRPOConfig(**rl), distill_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256))
 
 
 def test_pipeline_runs_every_stage_and_reuses_finished_ones(tmp_path):
     config = toy_config(tmp_path)
     rows = pipeline.run(config)
     assert [r.stage for r in rows] == ["base", "R1-Zero", "cold start (SFT)", "cold start + reasoning RL",
-                                       "rejection-sampled SFT"]
-    assert all(0.0 <= r.pass_at_1 <= 1.0 and 0.0 <= r.language_consistency <= 1.0 for r in rows)
+                                       "rejection-sampled SFT", "student base", "student R1-Zero (RL only)",
+                                       "distilled student (SFT on the RS set)"]
+    assert all(0.0 <= r.pass_at_1 <= 1.0 for r in rows)
+    # None: no sample reasoned (the toy student's, after two steps)
+    assert all(r.language_consistency is None or 0.0 <= r.language_consistency <= 1.0 for r in rows)
     for path in ("zero/curves.png", "cold_start/data.jsonl", "cold_start/model/config.json",
                  "reasoning_rl/curves.png", "reasoning_rl/policy/config.json", "rejection/data.jsonl",
-                 "rejection/stats.json", "rejection/model/config.json", "results.md"):
+                 "rejection/stats.json", "rejection/model/config.json", "student/base/config.json",
+                 "student_zero/policy/config.json", "distill/model/config.json", "results.md"):
         assert (tmp_path / path).stat().st_size > 0, path
     rl_config = json.loads((tmp_path / "reasoning_rl" / "policy" / "r1lab_config.json").read_text())
     assert rl_config["init"].endswith("cold_start/model") and rl_config["template"] == "chat"
     final_config = json.loads((tmp_path / "rejection" / "model" / "r1lab_config.json").read_text())
     assert final_config["init"] == str(pipeline.SHIPPED_BASE)  # the base model is fine-tuned, as in R1 §2.3.3
+    # the student: pretrained here, dense, then RL alone from its base, or SFT of its base on the RS set (R1 §2.4)
+    student = json.loads((tmp_path / "student" / "base" / "config.json").read_text())
+    assert student["first_k_dense_replace"] == student["num_hidden_layers"] and student["hidden_size"] == 64
+    for stage, data in (("student_zero/policy", None), ("distill/model", str(tmp_path / "rejection" / "data.jsonl"))):
+        saved_config = json.loads((tmp_path / stage / "r1lab_config.json").read_text())
+        assert saved_config["init"] == str(tmp_path / "student" / "base") and saved_config.get("data") == data
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["stage"] for r in saved] == [r.stage for r in rows]
     mtime = (tmp_path / "reasoning_rl" / "policy" / "model.safetensors").stat().st_mtime
@@ -136,6 +149,38 @@ def test_an_interrupted_pretraining_continues_from_its_checkpoint(tmp_path, monk
     (step / "trainer_state.pt").write_text("")
     pipeline.base_checkpoint(config)
     assert seen == [False, True]
+
+
+def test_an_interrupted_student_pretraining_continues_and_leaves_no_checkpoint(tmp_path, monkeypatch):
+    """Distillation's student (R1 §2.4) is pretrained in the run: killed after a checkpoint, the rerun
+    resumes it, and once finished only its model is left, not its resume checkpoints."""
+    _fake_chain(monkeypatch, tmp_path)
+    resumed = []
+
+    def killed_after_a_checkpoint(config):
+        resumed.append(config.resume)
+        step = Path(config.out_dir) / "checkpoints" / "step_000500"
+        step.mkdir(parents=True)
+        (step / "trainer_state.pt").write_text("")
+        (step / "r1lab_config.json").write_text(_saved(config))
+        raise Killed()
+
+    def finished(config):
+        resumed.append(config.resume)
+        out = Path(config.out_dir) / "base"
+        out.mkdir()
+        (out / "r1lab_config.json").write_text(_saved(config))
+        (out / "model.safetensors").write_text("weights")
+        return out
+
+    config = toy_config(tmp_path)
+    monkeypatch.setattr(pipeline.pretrain, "run", killed_after_a_checkpoint)
+    with pytest.raises(Killed):
+        pipeline.run(config)
+    monkeypatch.setattr(pipeline.pretrain, "run", finished)
+    rows = pipeline.run(config)
+    assert resumed == [False, True] and rows[-3].stage == "student base"
+    assert not (tmp_path / "student" / "checkpoints").exists()
 
 
 def _fake_evaluate(settings):
@@ -614,7 +659,9 @@ def test_a_rebuild_names_only_the_inputs_that_changed(tmp_path, capsys):
 # The chain of stages with fake stages (seconds, not minutes): each writes what the real one leaves
 # (its output, its config as saved), advances a fake clock by its own time and records its call.
 STAGE_SECONDS = {"zero": 1.0, "cold_start_data": 2.0, "cold_start_sft": 4.0, "reasoning_rl": 8.0, "rejection": 16.0,
-                 "final_sft": 32.0}
+                 "final_sft": 32.0, "student": 64.0, "student_zero": 128.0, "distill_sft": 256.0}
+RL_STAGES = {"zero": "zero", "reasoning_rl": "reasoning_rl", "student_zero": "student_zero"}
+SFT_STAGES = {"cold_start": "cold_start_sft", "rejection": "final_sft", "distill": "distill_sft"}
 
 
 def _saved(config) -> str:
@@ -638,10 +685,13 @@ def _fake_chain(monkeypatch, tmp_path):
         return out
 
     def grpo_run(config):
-        return model(config, "policy", "zero" if Path(config.out_dir).name == "zero" else "reasoning_rl")
+        return model(config, "policy", RL_STAGES[Path(config.out_dir).name])
 
     def sft_run(config):
-        return model(config, "model", "cold_start_sft" if Path(config.out_dir).name == "cold_start" else "final_sft")
+        return model(config, "model", SFT_STAGES[Path(config.out_dir).name])
+
+    def pretrain_run(config):
+        return model(config, "base", "student")
 
     def cold_start_run(config):
         out = Path(config.out)
@@ -658,6 +708,7 @@ def _fake_chain(monkeypatch, tmp_path):
 
     monkeypatch.setattr(pipeline.grpo, "run", grpo_run)
     monkeypatch.setattr(pipeline.sft, "run", sft_run)
+    monkeypatch.setattr(pipeline.pretrain, "run", pretrain_run)
     monkeypatch.setattr(pipeline.cold_start, "run", cold_start_run)
     monkeypatch.setattr(pipeline.rejection_sampling, "run", rejection_run)
     monkeypatch.setattr(pipeline, "evaluate_checkpoint", lambda settings: evaluated.append(settings) or
@@ -675,6 +726,8 @@ def _touch(path: Path, second: int) -> None:
     ("zero", ["zero"]),
     ("cold_start", ["zero", "cold_start_data", "cold_start_sft"]),
     ("reasoning_rl", ["zero", "cold_start_data", "cold_start_sft", "reasoning_rl"]),
+    ("rejection", list(STAGE_SECONDS)[:6]),
+    ("distill", list(STAGE_SECONDS)),
     ("", list(STAGE_SECONDS))])
 def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, stages, tmp_path, monkeypatch):
     calls, evaluated = _fake_chain(monkeypatch, tmp_path)
@@ -684,7 +737,8 @@ def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, st
     assert calls == stages
     # a row's time is its stage's: the cold start's and the final SFT's include building their data
     seconds = {"base": 0.0, "R1-Zero": 1.0, "cold start (SFT)": 2.0 + 4.0, "cold start + reasoning RL": 8.0,
-               "rejection-sampled SFT": 16.0 + 32.0}
+               "rejection-sampled SFT": 16.0 + 32.0, "student base": 64.0, "student R1-Zero (RL only)": 128.0,
+               "distilled student (SFT on the RS set)": 256.0}
     assert [(r.stage, r.seconds) for r in rows] == [(s, seconds[s]) for s in list(seconds)[:len(rows)]]
     assert {s.seed for s in evaluated} == {4}  # evaluations sample with seed + 1, apart from training's
     assert pipeline.run(config) == rows and calls == stages  # all reused, none built again
@@ -692,11 +746,13 @@ def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, st
 
 # A rebuilt stage's output (a new weights or data file) rebuilds exactly the stages built from it.
 @pytest.mark.parametrize("rebuilt, again", [
-    ("zero/policy/model.safetensors", list(STAGE_SECONDS)[1:]),
-    ("cold_start/data.jsonl", ["cold_start_sft", "reasoning_rl", "rejection", "final_sft"]),
-    ("cold_start/model/model.safetensors", ["reasoning_rl", "rejection", "final_sft"]),
-    ("reasoning_rl/policy/model.safetensors", ["rejection", "final_sft"]),
-    ("rejection/data.jsonl", ["final_sft"])])
+    ("zero/policy/model.safetensors", list(STAGE_SECONDS)[1:6] + ["distill_sft"]),
+    ("cold_start/data.jsonl", ["cold_start_sft", "reasoning_rl", "rejection", "final_sft", "distill_sft"]),
+    ("cold_start/model/model.safetensors", ["reasoning_rl", "rejection", "final_sft", "distill_sft"]),
+    ("reasoning_rl/policy/model.safetensors", ["rejection", "final_sft", "distill_sft"]),
+    ("rejection/data.jsonl", ["final_sft", "distill_sft"]),
+    ("student/base/model.safetensors", ["student_zero", "distill_sft"]),
+    ("student_zero/policy/model.safetensors", [])])
 def test_a_changed_output_rebuilds_every_stage_built_from_it(rebuilt, again, tmp_path, monkeypatch):
     calls, _ = _fake_chain(monkeypatch, tmp_path)
     config = toy_config(tmp_path)
@@ -710,7 +766,8 @@ def test_a_changed_output_rebuilds_every_stage_built_from_it(rebuilt, again, tmp
 # A finished stage of other settings than now is refused (not reused as this configuration's), at every stage.
 @pytest.mark.parametrize("stage, field, value", [
     ("zero", "max_steps", 3), ("cold_start_data", "n_prompts", 5), ("cold_start_sft", "epochs", 2),
-    ("reasoning_rl", "lr", 1e-4), ("rejection", "n_prompts", 5), ("final_sft", "epochs", 2)])
+    ("reasoning_rl", "lr", 1e-4), ("rejection", "n_prompts", 5), ("final_sft", "epochs", 2),
+    ("student", "max_steps", 3), ("student_zero", "lr", 1e-4), ("distill_sft", "epochs", 2)])
 def test_every_finished_stage_of_other_settings_is_refused(stage, field, value, tmp_path, monkeypatch):
     calls, _ = _fake_chain(monkeypatch, tmp_path)
     config = toy_config(tmp_path)

@@ -199,11 +199,26 @@ def tiny() -> ModelConfig:
     )
 
 
+def student() -> ModelConfig:
+    """A small dense student for distillation (R1 §2.4 distils into dense Qwen / Llama models; here
+    the same architecture with every layer dense and no MTP): 3 layers of width 64, 0.28M parameters
+    (`tiny`: 1.68M). At this size the world's student learns to reason from the teacher's samples
+    but not by RL alone; at 3 x 96 RL catches up (README, "Distillation")."""
+    return ModelConfig(
+        vocab_size=1024, hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=2,
+        q_lora_rank=0, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=16,
+        first_k_dense_replace=3, n_shared_experts=0, n_routed_experts=0, num_experts_per_tok=1, n_group=1,
+        topk_group=1, routed_scaling_factor=1.0, max_position_embeddings=512, rope_factor=1.0,
+        num_nextn_predict_layers=0,
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "deepseek-v3-671b": deepseek_v3_671b,
     "v2-lite": v2_lite,
     "small": small,
     "tiny": tiny,
+    "student": student,
 }
 
 
