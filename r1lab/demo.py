@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
     parser.add_argument("--out", default=d["out_dir"], help=f"run directory (default: {d['out_dir']})")
     parser.add_argument("--seed", type=int, default=d["seed"], help=f"seed of every stage (default: {d['seed']})")
-    parser.add_argument("--pretrain", action="store_true", help="pretrain the base model even if one is shipped")
+    parser.add_argument("--pretrain", action="store_true", help="pretrain the base models (teacher and student) even if shipped")
     parser.add_argument("--eval-problems", type=int, default=d["eval_problems"],
                         help=f"held-out problems per evaluation (default: {d['eval_problems']})")
     parser.add_argument("--eval-samples", type=int, default=d["eval_samples"],

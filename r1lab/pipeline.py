@@ -42,6 +42,7 @@ from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
+SHIPPED_STUDENT = Path(__file__).resolve().parent / "assets" / "base-student"  # distillation's student base
 SET_HERE = "(set by the pipeline)"  # a path the pipeline fills in from the run directory
 STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection", "distill")
 STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft", "student",
@@ -58,7 +59,7 @@ def _sft_defaults(**overrides: object) -> sft.SFTConfig:
 class PipelineConfig:
     out_dir: str = "runs/demo"  # run directory holding every stage
     seed: int = 0  # seed of every stage
-    pretrain: bool = False  # pretrain the base model here even if a shipped one exists
+    pretrain: bool = False  # pretrain the base models (teacher's and student's) here even if shipped ones exist
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
     stop_after: str = ""  # "" = all; else the last stage run: zero | cold_start | reasoning_rl | rejection | distill
@@ -72,7 +73,7 @@ class PipelineConfig:
     rejection: rejection_sampling.RejectionSamplingConfig = field(
         default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE, n_prompts=1024))
     final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
-    # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained here on the same corpus (~1.5 min)
+    # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained on the same corpus (shipped; ~2 min here)
     student: pretrain.PretrainConfig = field(default_factory=lambda: pretrain.PretrainConfig(model="student"))
     student_zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # RL alone on the student: R1-Zero's
     distill_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))  # the student on the RS set
@@ -313,11 +314,7 @@ def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:
     (the paper's students are fine-tuned on the same ~800k samples, SFT only), against the same
     student trained by R1-Zero's RL alone from its base."""
     out, seed = Path(config.out_dir), config.seed
-    student, s = reuse_or_run(out / "student" / "base", lambda: _drop_resume_checkpoints(
-        out / "student", pretrain.run(dataclasses.replace(config.student, out_dir=str(out / "student"), seed=seed,
-                                                          resume=_should_resume(out / "student", False)))),
-        out / "student" / "base" / "r1lab_config.json", [], out / "student" / "checkpoints", seed=seed,
-        **_settings(config.student))
+    student, s = _student_base(config)
     rows = [evaluate("student base", student, config, s)]
     zero, s = reuse_or_run(out / "student_zero" / "policy", lambda: _rl(config.student_zero, student,
                                                                         out / "student_zero", seed),
@@ -332,6 +329,24 @@ def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:
                                 **_settings(config.distill_sft))
     rows.append(evaluate("distilled student (SFT on the RS set)", distilled, config, s))
     return rows
+
+
+def _student_base(config: PipelineConfig) -> tuple[Path, float]:
+    """The shipped student base if it was pretrained with these settings and seed (and none was
+    pretrained in this run directory, nor started there), else the student pretrained here."""
+    out, seed = Path(config.out_dir) / "student", config.seed
+    try:
+        shipped = json.loads((SHIPPED_STUDENT / "r1lab_config.json").read_text())
+    except (OSError, ValueError):
+        shipped = None
+    if (not config.pretrain and shipped is not None and shipped.get("seed") == seed
+            and _settings(config.student) == {k: v for k, v in shipped.items() if k not in _NOT_SETTINGS}
+            and not (out / "base").exists() and training.latest_checkpoint(out / "checkpoints") is None):
+        print(f"using the shipped student base {SHIPPED_STUDENT} (pass --pretrain to train it here)")
+        return SHIPPED_STUDENT, 0.0
+    return reuse_or_run(out / "base", lambda: _drop_resume_checkpoints(out, pretrain.run(dataclasses.replace(
+        config.student, out_dir=str(out), seed=seed, resume=_should_resume(out, False)))),
+        out / "base" / "r1lab_config.json", [], out / "checkpoints", seed=seed, **_settings(config.student))
 
 
 # a stage's fields the pipeline sets per run (passed to reuse_or_run by name), or that leave its result as it is

@@ -183,6 +183,32 @@ def test_an_interrupted_student_pretraining_continues_and_leaves_no_checkpoint(t
     assert not (tmp_path / "student" / "checkpoints").exists()
 
 
+def test_the_shipped_student_base_is_used_only_for_the_settings_it_was_trained_with(tmp_path, monkeypatch):
+    """The student's base ships pretrained with the demo's settings and seed 0; `--pretrain`, another
+    seed or other pretraining settings pretrain it here, and one pretrained here is kept."""
+    pretrained = []
+
+    def fake_pretrain(config):
+        pretrained.append(config.out_dir)
+        out = Path(config.out_dir) / "base"
+        out.mkdir(parents=True)
+        (out / "r1lab_config.json").write_text(_saved(config))
+        (out / "model.safetensors").write_text("weights")
+        return out
+
+    monkeypatch.setattr(pipeline.pretrain, "run", fake_pretrain)
+    demo = pipeline.PipelineConfig(out_dir=str(tmp_path / "shipped"))
+    assert pipeline._student_base(demo) == (pipeline.SHIPPED_STUDENT, 0.0) and not pretrained
+    for name, change in (("pretrain", dict(pretrain=True)), ("seed", dict(seed=1)),
+                         ("steps", dict(student=dataclasses.replace(demo.student, max_steps=800)))):
+        config = dataclasses.replace(demo, out_dir=str(tmp_path / name), **change)
+        assert pipeline._student_base(config)[0] == tmp_path / name / "student" / "base"
+        assert pretrained[-1] == str(tmp_path / name / "student")
+    # pretrained here once: kept by a later run without --pretrain, not swapped for the shipped one
+    again = dataclasses.replace(demo, out_dir=str(tmp_path / "pretrain"))
+    assert pipeline._student_base(again)[0] == tmp_path / "pretrain" / "student" / "base" and len(pretrained) == 3
+
+
 def _fake_evaluate(settings):
     return SimpleNamespace(summary=lambda: dict.fromkeys(
         ("pass@1", "pass@k", "cons@k", "format_rate", "length_mean", "reasoning_share", "accuracy_reasoning",
