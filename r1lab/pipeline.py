@@ -76,7 +76,8 @@ class PipelineConfig:
     # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained on the same corpus (shipped; ~2 min here)
     student: pretrain.PretrainConfig = field(default_factory=lambda: pretrain.PretrainConfig(model="student"))
     student_zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # RL alone on the student: R1-Zero's
-    distill_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))  # the student on the RS set
+    # the student on the RS set with the final SFT's settings (the paper: 2-3 epochs over its 800k samples)
+    distill_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
 
     def __post_init__(self) -> None:
         if self.stop_after not in STOP_POINTS:
