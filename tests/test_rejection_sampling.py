@@ -182,6 +182,23 @@ def test_only_correct_readable_distinct_samples_are_kept_up_to_the_cap(tokenizer
     assert (params.n, params.temperature, params.seed) == (8, 1.0, 5 * 1_000_003)
 
 
+def test_the_configured_language_and_paragraph_limit_reach_the_filters(tokenizer):
+    """The language and paragraph-length filters read the run's settings, not their defaults."""
+    p0, p1 = world.rl_prompts(2)
+
+    def kept(**change):
+        config = RejectionSamplingConfig(checkpoint="rl/policy", n_prompts=2, samples_per_prompt=8, keep_per_prompt=2,
+                                         seed=5, **change)
+        _, funnel = rs.reasoning_examples(FakeEngine(scripted_groups(p0, p1)), tokenizer, [p0, p1], RuleJudge(),
+                                          config, Deduper())
+        return {f.name: f.kept for f in funnel.filters}
+
+    default = kept()
+    assert (default["language"], default["paragraph_length"]) == (8, 6)
+    assert kept(language="vl")["language"] == 0  # the scripted chains of thought are English
+    assert kept(max_paragraph_chars=10)["paragraph_length"] == 0  # every reasoning line is longer
+
+
 def test_a_correct_sample_whose_reasoning_ends_at_another_number_is_not_kept(tokenizer):
     """A verified answer after reasoning that ended elsewhere ("12+4=17", then "The value ... is 16.")
     was kept: its summary contradicts its reasoning. The last worked step must give the answer."""
