@@ -162,6 +162,15 @@ def test_run_writes_data_and_stats_deterministically(tmp_path, monkeypatch, toke
     assert again.read_bytes().decode().splitlines() == first.decode().splitlines()[2:]  # same seed, same long CoT
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_run_draws_the_long_cot_from_the_pretrain_split_with_its_seed(tmp_path, seed):
+    """The world's long CoT stands for few-shot prompting on pretraining-split problems (R1 §2.3.1):
+    `run` draws them from that split with the run's seed."""
+    config = ColdStartConfig(out=str(tmp_path / "data.jsonl"), n_long_cot=6, seed=seed)
+    ids = [e.meta["prompt_id"] for e in read_sft_jsonl(cold_start.run(config))]
+    assert ids == [p.id for p in world.problem_set(world.PRETRAIN, 6, seed=seed, kinds=config.kind_tuple())]
+
+
 def test_run_with_the_shipped_base_model(tmp_path):
     """A real (tiny) run: the base model rarely writes R1-Zero's format; the files are well-formed anyway."""
     config = ColdStartConfig(zero_checkpoint=str(BASE), out=str(tmp_path / "data.jsonl"), n_prompts=3,
