@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 
@@ -423,3 +424,27 @@ def test_resume_from_the_last_step_is_allowed_and_one_past_it_refused(tmp_path):
     training.check_resume_step(None, 0)
     with pytest.raises(ValueError, match=r"step_000004: past this run's 3 steps"):
         training.check_resume_step(tmp_path / "step_000004", 3)
+
+
+# Each training stage's resume refuses a change of any setting that decides its data or their order
+# (the step count would index another plan). Hand-listed per stage, so a field dropped from a stage's
+# list is caught.
+@pytest.mark.parametrize("stage, field, value", [
+    ("pretrain", "model", "student"), ("pretrain", "seed", 1), ("pretrain", "n_docs", 999),
+    ("pretrain", "vocab_size", 512), ("pretrain", "seq_len", 128), ("pretrain", "batch_size", 8),
+    ("grpo", "init", "other/policy"), ("grpo", "seed", 1), ("grpo", "n_prompts", 99),
+    ("grpo", "prompts_per_step", 4), ("grpo", "group_size", 4), ("grpo", "template", "chat"),
+    ("sft", "data", "other.jsonl"), ("sft", "init", "other/base"), ("sft", "seed", 1), ("sft", "seq_len", 128),
+    ("sft", "batch_size", 2), ("sft", "packing", False)])
+def test_a_resume_with_a_setting_of_the_data_plan_changed_is_refused(stage, field, value, tmp_path):
+    from r1lab.stages import grpo, pretrain, sft
+
+    make, load = {"pretrain": (pretrain.PretrainConfig, pretrain.run),
+                  "grpo": (grpo.GRPOConfig, grpo._load),
+                  "sft": (lambda **kw: sft.SFTConfig(data="train.jsonl", **kw), lambda c: sft._load(c, "digest"))}[stage]
+    config = make(out_dir=str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    step = _named_checkpoint(tmp_path / "checkpoints", "step_000001")
+    (step / "r1lab_config.json").write_text(json.dumps(dataclasses.asdict(config), default=str))
+    with pytest.raises(ValueError, match=rf"changed since it was saved: {field} "):
+        load(dataclasses.replace(config, resume=True, **{field: value}))
