@@ -37,15 +37,7 @@ def load_problems(path: str | Path) -> list[Problem]:
     Raises FileNotFoundError for a missing file, ValueError for a directory and, naming the file and
     line, for a line that is not UTF-8, not a JSON object or has no known format.
     """
-    path = Path(path)
-    if path.is_dir():  # a benchmark's folder (shared/data/aime24) given for its file: "not found" misled
-        files = sorted(p.name for p in path.glob("*.jsonl*"))
-        raise ValueError(f"{path} is a directory, not a JSONL file" + (f"; it holds {', '.join(files)}" if files else ""))
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    with path.open("rb") as head:
-        if head.read(2) == b"\x1f\x8b":  # else: "not valid UTF-8 (byte 0x8b ...)", which hides why
-            _refuse_gzip(path)
+    path = check_jsonl_file(path, "data file")
     source = f"{path.resolve().parent.name}/{path.stem}"
     problems: list[Problem] = []
     for line_no, record in jsonl_objects(path):
@@ -53,6 +45,22 @@ def load_problems(path: str | Path) -> list[Problem]:
     if not problems:
         raise ValueError(f"{path}: no records")
     return problems
+
+
+def check_jsonl_file(path: str | Path, what: str) -> Path:
+    """`path` as a Path if it is a plain JSONL file, else FileNotFoundError ("`what` not found") or a
+    ValueError for a directory or a gzip file, which would otherwise read as "not found" or "not valid
+    UTF-8 (byte 0x8b ...)", hiding why."""
+    path = Path(path)
+    if path.is_dir():  # a benchmark's folder (shared/data/aime24) given for its file: "not found" misled
+        files = sorted(p.name for p in path.glob("*.jsonl*"))
+        raise ValueError(f"{path} is a directory, not a JSONL file" + (f"; it holds {', '.join(files)}" if files else ""))
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with path.open("rb") as head:
+        if head.read(2) == b"\x1f\x8b":
+            _refuse_gzip(path)
+    return path
 
 
 def _refuse_gzip(path: Path) -> None:

@@ -273,6 +273,22 @@ def test_read_completions_errors_name_the_line(tmp_path):
     assert read_completions(tmp_path / "bom.jsonl", 2) == {0: ["a"]}
 
 
+def test_read_completions_names_a_directory_a_gzip_file_and_a_missing_file(tmp_path):
+    """Each said as what it is (a directory read as "not found", a gzip file as "not valid UTF-8"
+    before), with the same messages as the benchmark loader's."""
+    import gzip
+
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match=r"runs is a directory, not a JSONL file"):
+        read_completions(tmp_path / "runs", 2)
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt") as f:
+        f.write('{"index": 0, "completion": "a"}\n')
+    with pytest.raises(ValueError, match=r"c\.jsonl\.gz: gzip-compressed; give the decompressed JSONL file"):
+        read_completions(tmp_path / "c.jsonl.gz", 2)
+    with pytest.raises(FileNotFoundError, match=r"completions file not found: .*absent\.jsonl"):
+        read_completions(tmp_path / "absent.jsonl", 2)
+
+
 # --- the `r1lab eval` command ----------------------------------------------------------------
 @pytest.fixture
 def hand_files(tmp_path):

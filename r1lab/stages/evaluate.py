@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from r1lab.benchmarks import Problem, jsonl_objects, load_problems
+from r1lab.benchmarks import Problem, check_jsonl_file, jsonl_objects, load_problems
 from r1lab.cli import check_output_path
 from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.fields import is_int
@@ -299,9 +299,7 @@ def read_completions(path: str | Path, n_problems: int) -> dict[int, list[str]]:
     Several lines may share an index (k samples), kept in file order. Bad lines raise
     ValueError naming the file and line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"completions file not found: {path}")
+    path = check_jsonl_file(path, "completions file")  # a directory or gzip file named as such
     by_index: dict[int, list[str]] = {}
     for line_no, record in jsonl_objects(path):
         index, text = record.get("index"), record.get("completion")
