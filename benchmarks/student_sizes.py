@@ -22,9 +22,8 @@ from pathlib import Path
 
 from r1lab.model import config as model_config
 from r1lab.model.info import count_parameters
-from r1lab.pipeline import PipelineConfig
+from r1lab.pipeline import PipelineConfig, evaluate
 from r1lab.stages import grpo, pretrain, sft
-from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 
 def register(size: str) -> str:
@@ -37,13 +36,14 @@ def register(size: str) -> str:
     return name
 
 
-def scores(checkpoint: Path) -> dict[str, float | None]:
-    s = evaluate_checkpoint(SampleEvalConfig(checkpoint=str(checkpoint), n_problems=200, k=8, seed=1,
-                                             max_new_tokens=192)).summary()
-    return {k: round(100 * s[k], 1) if s[k] is not None else None
-            for k in ("pass@1", "cons@k", "format_rate", "reasoning_share", "accuracy_reasoning", "accuracy_bare",
-                      "language_consistency")} | {
-        "length_mean": round(s["length_mean"], 1)}
+def scores(name: str, checkpoint: Path, demo: PipelineConfig) -> dict[str, float | None]:
+    """The demo's evaluation of `checkpoint` (`pipeline.evaluate`, cached in the size's directory)."""
+    row = evaluate(name, checkpoint, demo, 0.0)
+    rates = {"pass@1": row.pass_at_1, "cons@k": row.cons_at_k, "format_rate": row.format_rate,
+             "reasoning_share": row.reasoning_share, "accuracy_reasoning": row.accuracy_reasoning,
+             "accuracy_bare": row.accuracy_bare, "language_consistency": row.language_consistency}
+    return {k: None if v is None else round(100 * v, 1) for k, v in rates.items()} | {
+        "length_mean": round(row.length_mean, 1)}
 
 
 def main() -> None:
@@ -57,16 +57,17 @@ def main() -> None:
     sizes = args.sizes.split(",")
     if not all(len(p := s.split("x")) == 2 and all(x.isdigit() and int(x) > 0 for x in p) for s in sizes):
         parser.error(f"--sizes {args.sizes!r}: each size must be WIDTHxLAYERS, e.g. 64x3")
-    demo = PipelineConfig()
     result: dict = {"benchmark": "student_sizes", "data": args.data, "sizes": {}}
     for size in sizes:
         name, out = register(size), Path(args.out) / size
+        demo = PipelineConfig(out_dir=str(out))  # the demo's stage and evaluation settings
         base = pretrain.run(dataclasses.replace(demo.student, model=name, out_dir=str(out / "student")))
         rl = grpo.run(dataclasses.replace(demo.student_zero, init=str(base), out_dir=str(out / "student_zero")))
         distilled = sft.run(dataclasses.replace(demo.distill_sft, data=args.data, init=str(base),
                                                 out_dir=str(out / "distill")))
-        row = {"params": count_parameters(model_config.preset(name))["total"], "base": scores(base),
-               "rl_only": scores(rl), "distilled": scores(distilled)}
+        row = {"params": count_parameters(model_config.preset(name))["total"],
+               **{key: scores(key, checkpoint, demo) for key, checkpoint in
+                  (("base", base), ("rl_only", rl), ("distilled", distilled))}}
         result["sizes"][size] = row
         print(f"{size}: {row}", file=sys.stderr)
     print(json.dumps(result))

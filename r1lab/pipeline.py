@@ -221,6 +221,21 @@ def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) 
     return _drop_resume_checkpoints(out, model)
 
 
+def _rl_stage(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int) -> tuple[Path, float]:
+    """A GRPO stage's policy (`out/policy`) and its seconds: reused when finished from this `init`
+    with these settings, else trained (continued from an interrupted run's checkpoints)."""
+    return reuse_or_run(out / "policy", lambda: _rl(settings, init, out, seed),
+                        out / "policy" / "r1lab_config.json", [init], out / "checkpoints", init=str(init), seed=seed,
+                        **_settings(settings))
+
+
+def _sft_stage(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> tuple[Path, float]:
+    """An SFT stage's model (`out/model`) and its seconds, reused or trained as `_rl_stage`'s."""
+    return reuse_or_run(out / "model", lambda: _sft(settings, data, init, out, seed),
+                        out / "model" / "r1lab_config.json", [data, init], out / "checkpoints", data=str(data),
+                        init=str(init), seed=seed, **_settings(settings))
+
+
 def _drop_resume_checkpoints(out: Path, final: Path) -> Path:
     """A finished stage's checkpoints only served to resume it: left behind, a rebuild of the
     stage (its output deleted, or an input rebuilt) would continue from them instead."""
@@ -266,9 +281,7 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
         _write_results(rows, config)
         return rows
 
-    zero, s = reuse_or_run(out / "zero" / "policy", lambda: _rl(config.zero, base, out / "zero", seed),
-                           out / "zero" / "policy" / "r1lab_config.json", [base], out / "zero" / "checkpoints",
-                           init=str(base), seed=seed, **_settings(config.zero))
+    zero, s = _rl_stage(config.zero, base, out / "zero", seed)
     rows.append(evaluate("R1-Zero", zero, config, s))
     if config.stop_after == "zero":
         return finish()
@@ -277,20 +290,12 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
         config.cold_start_data, zero_checkpoint=str(zero), out=str(out / "cold_start" / "data.jsonl"), seed=seed)),
         out / "cold_start" / "data.stats.json", [zero], zero_checkpoint=str(zero), seed=seed,
         **_settings(config.cold_start_data))
-    cold, s2 = reuse_or_run(out / "cold_start" / "model", lambda: _sft(config.cold_start_sft, data, base,
-                                                                       out / "cold_start", seed),
-                            out / "cold_start" / "model" / "r1lab_config.json", [data, base],
-                            out / "cold_start" / "checkpoints", data=str(data), init=str(base), seed=seed,
-                            **_settings(config.cold_start_sft))
+    cold, s2 = _sft_stage(config.cold_start_sft, data, base, out / "cold_start", seed)
     rows.append(evaluate("cold start (SFT)", cold, config, s1 + s2))
     if config.stop_after == "cold_start":
         return finish()
 
-    rl, s = reuse_or_run(out / "reasoning_rl" / "policy", lambda: _rl(config.reasoning_rl, cold,
-                                                                      out / "reasoning_rl", seed),
-                         out / "reasoning_rl" / "policy" / "r1lab_config.json", [cold],
-                         out / "reasoning_rl" / "checkpoints", init=str(cold), seed=seed,
-                         **_settings(config.reasoning_rl))
+    rl, s = _rl_stage(config.reasoning_rl, cold, out / "reasoning_rl", seed)
     rows.append(evaluate("cold start + reasoning RL", rl, config, s))
     if config.stop_after == "reasoning_rl":
         return finish()
@@ -298,11 +303,7 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     rs_data, s1 = reuse_or_run(out / "rejection" / "data.jsonl", lambda: rejection_sampling.run(dataclasses.replace(
         config.rejection, checkpoint=str(rl), out_dir=str(out / "rejection"), seed=seed)),
         out / "rejection" / "stats.json", [rl], checkpoint=str(rl), seed=seed, **_settings(config.rejection))
-    final, s2 = reuse_or_run(out / "rejection" / "model", lambda: _sft(config.final_sft, rs_data, base,
-                                                                       out / "rejection", seed),
-                             out / "rejection" / "model" / "r1lab_config.json", [rs_data, base],
-                             out / "rejection" / "checkpoints", data=str(rs_data), init=str(base), seed=seed,
-                             **_settings(config.final_sft))
+    final, s2 = _sft_stage(config.final_sft, rs_data, base, out / "rejection", seed)
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     if config.stop_after == "rejection":
         return finish()
@@ -317,17 +318,9 @@ def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:
     out, seed = Path(config.out_dir), config.seed
     student, s = _student_base(config)
     rows = [evaluate("student base", student, config, s)]
-    zero, s = reuse_or_run(out / "student_zero" / "policy", lambda: _rl(config.student_zero, student,
-                                                                        out / "student_zero", seed),
-                           out / "student_zero" / "policy" / "r1lab_config.json", [student],
-                           out / "student_zero" / "checkpoints", init=str(student), seed=seed,
-                           **_settings(config.student_zero))
+    zero, s = _rl_stage(config.student_zero, student, out / "student_zero", seed)
     rows.append(evaluate("student R1-Zero (RL only)", zero, config, s))
-    distilled, s = reuse_or_run(out / "distill" / "model", lambda: _sft(config.distill_sft, rs_data, student,
-                                                                       out / "distill", seed),
-                                out / "distill" / "model" / "r1lab_config.json", [rs_data, student],
-                                out / "distill" / "checkpoints", data=str(rs_data), init=str(student), seed=seed,
-                                **_settings(config.distill_sft))
+    distilled, s = _sft_stage(config.distill_sft, rs_data, student, out / "distill", seed)
     rows.append(evaluate("distilled student (SFT on the RS set)", distilled, config, s))
     return rows
 
@@ -341,7 +334,7 @@ def _student_base(config: PipelineConfig) -> tuple[Path, float]:
     except (OSError, ValueError):
         shipped = None
     if (not config.pretrain and shipped is not None and shipped.get("seed") == seed
-            and _settings(config.student) == {k: v for k, v in shipped.items() if k not in _NOT_SETTINGS}
+            and _settings(config.student) == _without_run_fields(shipped)
             and not (out / "base").exists() and training.latest_checkpoint(out / "checkpoints") is None):
         print(f"using the shipped student base {SHIPPED_STUDENT} (pass --pretrain to train it here)")
         return SHIPPED_STUDENT, 0.0
@@ -359,7 +352,11 @@ def _settings(stage: object) -> dict[str, object]:
     """A stage's settings as its saved config holds them (through JSON: tuples as lists): a finished
     stage, or an interrupted one's checkpoints, of other settings (more steps, another lr) is
     refused by reuse_or_run, not taken for this configuration's."""
-    saved = json.loads(json.dumps(asdict(stage), default=str))
+    return _without_run_fields(json.loads(json.dumps(asdict(stage), default=str)))
+
+
+def _without_run_fields(saved: dict[str, object]) -> dict[str, object]:
+    """A saved stage config less the fields in `_NOT_SETTINGS`."""
     return {k: v for k, v in saved.items() if k not in _NOT_SETTINGS}
 
 
