@@ -162,3 +162,14 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
         raise ValueError(f"bradley_terry_loss: chosen and rejected must have the same shape (one reward per pair), "
                          f"got {tuple(chosen.shape)} and {tuple(rejected.shape)}")
     return -F.logsigmoid(chosen - rejected).mean()
+
+
+def pointwise_reward_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Reward-model loss on labelled responses: binary cross-entropy of sigmoid(score) against the
+    label, 1 = good / safe, 0 = bad / unsafe, mean over items. R1 §2.3.4's safety reward model is
+    trained pointwise on responses labelled safe or unsafe (../shared/R1-FACTS.md, "All-scenario RL").
+    scores (N,) logits; labels (N,) 0/1 of any dtype."""
+    if scores.shape != labels.shape:  # (N,) against a head's (N, 1) broadcast into N x N terms
+        raise ValueError(f"pointwise_reward_loss: scores and labels must have the same shape (one label per "
+                         f"item), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    return F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype))  # (N,) -> scalar mean

@@ -7,11 +7,13 @@
     -> reasoning RL: GRPO from the cold-start model + language consistency   R1 §2.3.2
     -> rejection sampling from the RL model + chat data                       R1 §2.3.3
     -> SFT of the base on the rejection-sampled set                           R1 §2.3.3
+    -> all-scenario RL: reward models for helpfulness and safety trained on   R1 §2.3.4
+       judged replies, then GRPO on reasoning (rules) and general prompts (RMs)
     -> distillation: a smaller dense student fine-tuned on that set, against  R1 §2.4, §4.1
        the same student trained by R1-Zero's RL alone
 
 Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
-form one table. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
+form one table; the SFT'd and all-scenario models are also judged on held-out general prompts. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
 whose output already exists is reused (unless a stage it was built from was rebuilt since), and an
 interrupted GRPO or SFT stage continues from its newest checkpoint, so an interrupted demo resumes
 where it stopped (to the last checkpoint).
@@ -37,16 +39,17 @@ from r1lab import runtime, training
 from r1lab.data import check_output_dir, write_text_atomically
 from r1lab.prompts import CHAT
 from r1lab.reuse import build, check_settings, finish_interrupted, read_stamp, reuse_or_run, stamp_path, time_to
-from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
+from r1lab.results import GeneralRow, general_table, markdown_table
+from r1lab.stages import all_scenario, cold_start, grpo, preference_data, pretrain, rejection_sampling, reward_model, sft
 from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
 SHIPPED_STUDENT = Path(__file__).resolve().parent / "assets" / "base-student"  # distillation's student base
 SET_HERE = "(set by the pipeline)"  # a path the pipeline fills in from the run directory
-STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection", "distill")
-STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft", "student",
-                 "student_zero", "distill_sft")
+STOP_POINTS: tuple[str, ...] = ("", "zero", "cold_start", "reasoning_rl", "rejection", "all_scenario", "distill")
+STAGE_CONFIGS = ("zero", "cold_start_data", "cold_start_sft", "reasoning_rl", "rejection", "final_sft",
+                 "preference_data", "helpful_rm", "safety_rm", "all_scenario", "student", "student_zero", "distill_sft")
 
 
 def _sft_defaults(**overrides: object) -> sft.SFTConfig:
@@ -62,7 +65,7 @@ class PipelineConfig:
     pretrain: bool = False  # pretrain the base models (teacher's and student's) here even if shipped ones exist
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
-    stop_after: str = ""  # "" = all; else the last stage run: zero | cold_start | reasoning_rl | rejection | distill
+    stop_after: str = ""  # "" = all; else the last stage run: zero | cold_start | reasoning_rl | rejection | all_scenario | distill
     device: str = "cpu"  # cpu | cuda | cuda:N: every stage's (training, sampling, evaluation)
     zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
     cold_start_data: cold_start.ColdStartConfig = field(default_factory=lambda: cold_start.ColdStartConfig(
@@ -73,6 +76,15 @@ class PipelineConfig:
     rejection: rejection_sampling.RejectionSamplingConfig = field(
         default_factory=lambda: rejection_sampling.RejectionSamplingConfig(checkpoint=SET_HERE, n_prompts=1024))
     final_sft: sft.SFTConfig = field(default_factory=lambda: _sft_defaults(epochs=8))
+    # all-scenario RL (R1 §2.3.4): the reward models' data, the two models (from the SFT'd model), then GRPO
+    preference_data: preference_data.PreferenceDataConfig = field(
+        default_factory=lambda: preference_data.PreferenceDataConfig(checkpoint=SET_HERE))
+    helpful_rm: reward_model.RewardModelConfig = field(default_factory=lambda: reward_model.RewardModelConfig(
+        data=SET_HERE, objective="pairwise", epochs=2))
+    safety_rm: reward_model.RewardModelConfig = field(default_factory=lambda: reward_model.RewardModelConfig(
+        data=SET_HERE, objective="pointwise", epochs=2))
+    all_scenario: all_scenario.AllScenarioConfig = field(default_factory=lambda: all_scenario.AllScenarioConfig(
+        helpful_rm=SET_HERE, safety_rm=SET_HERE, max_new_tokens=160, max_steps=60, lr=4e-5))
     # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained on the same corpus (shipped; ~2 min here)
     student: pretrain.PretrainConfig = field(default_factory=lambda: pretrain.PretrainConfig(model="student"))
     student_zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # RL alone on the student: R1-Zero's
@@ -174,32 +186,6 @@ def _fingerprint(checkpoint: Path, settings: SampleEvalConfig) -> dict[str, obje
             "checkpoint": str(checkpoint.resolve()), "scoring_version": evaluate_stage.SCORING_VERSION}
 
 
-def markdown_table(rows: list[StageRow], k: int) -> str:
-    head = (f"| stage | pass@1 | cons@{k} | pass@{k} | language | length | format | reasons | acc. reasoning "
-            f"| acc. bare | time |")
-    lines = [head, "|---|" + "---:|" * 10]
-    for r in rows:  # a mean over no sample (none reasoned, or none answered bare) is "–", not 0.0 or 100.0
-        reasoning = _percent(r.accuracy_reasoning, r.reasoning_share > 0)
-        bare = _percent(r.accuracy_bare, r.reasoning_share < 1)
-        language = _percent(r.language_consistency, r.reasoning_share > 0)
-        lines.append(f"| {r.stage} | {100 * r.pass_at_1:.1f} | {100 * r.cons_at_k:.1f} | {100 * r.pass_at_k:.1f} "
-                     f"| {language} | {r.length_mean:.1f} | {100 * r.format_rate:.1f} "
-                     f"| {100 * r.reasoning_share:.0f}% | {reasoning} | {bare} | {r.seconds:.0f} s |")
-    return "\n".join(lines) + (
-        f"\n\npass@1 = mean correctness of {k} samples per held-out problem at T=0.6, top-p 0.95; cons@{k} = "
-        f"majority vote; pass@{k} = share of problems with a right sample among the {k}; language = English share "
-        "of the reasoning's words (language consistency, R1 §2.3.2); length in tokens; format = the stage's own "
-        "output format (R1-Zero tags for the base models and R1-Zero, <think> + summary after an SFT on readable "
-        "CoTs); reasons = share of samples that work step by step; acc. reasoning / acc. bare = accuracy of the "
-        "samples that do / do not (– where there are none); time = the stage's training (and data) wall time.\n")
-
-
-def _percent(rate: float | None, over_some_sample: bool) -> str:
-    """A rate in percent, or "–" for a mean over no sample (None; a row cached before it was None
-    holds 0.0 or 1.0 there, hence `over_some_sample`)."""
-    return f"{100 * rate:.1f}" if rate is not None and over_some_sample else "–"
-
-
 def _should_resume(out: Path, requested: bool) -> bool:
     """Resume when an interrupted run of the stage left a checkpoint (its finished output is missing)."""
     ck = training.latest_checkpoint(out / "checkpoints")
@@ -209,9 +195,10 @@ def _should_resume(out: Path, requested: bool) -> bool:
 
 
 def _rl(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int) -> Path:
-    """A GRPO stage (it writes its curves.png next to its metrics)."""
-    policy = grpo.run(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
-                                          resume=_should_resume(out, settings.resume)))
+    """A GRPO stage (it writes its curves.png next to its metrics); all-scenario RL by its own `run`."""
+    trainer = all_scenario.run if isinstance(settings, all_scenario.AllScenarioConfig) else grpo.run
+    policy = trainer(dataclasses.replace(settings, init=str(init), out_dir=str(out), seed=seed,
+                                         resume=_should_resume(out, settings.resume)))
     return _drop_resume_checkpoints(out, policy)
 
 
@@ -221,12 +208,13 @@ def _sft(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) 
     return _drop_resume_checkpoints(out, model)
 
 
-def _rl_stage(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int) -> tuple[Path, float]:
+def _rl_stage(settings: grpo.GRPOConfig, init: Path, out: Path, seed: int,
+              reward_models: tuple[Path, ...] = ()) -> tuple[Path, float]:
     """A GRPO stage's policy (`out/policy`) and its seconds: reused when finished from this `init`
-    with these settings, else trained (continued from an interrupted run's checkpoints)."""
+    (and `reward_models`) with these settings, else trained (continued from an interrupted run's checkpoints)."""
     return reuse_or_run(out / "policy", lambda: _rl(settings, init, out, seed),
-                        out / "policy" / "r1lab_config.json", [init], out / "checkpoints", init=str(init), seed=seed,
-                        **_settings(settings))
+                        out / "policy" / "r1lab_config.json", [init, *reward_models], out / "checkpoints",
+                        init=str(init), seed=seed, **_settings(settings))
 
 
 def _sft_stage(settings: sft.SFTConfig, data: Path, init: Path, out: Path, seed: int) -> tuple[Path, float]:
@@ -277,8 +265,8 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     seconds = 0.0 if base == SHIPPED_BASE else read_stamp(stamp_path(base)).get("seconds", 0.0)
     rows = [evaluate("base", base, config, seconds)]
 
-    def finish() -> list[StageRow]:
-        _write_results(rows, config)
+    def finish(general: list[GeneralRow] | None = None) -> list[StageRow]:
+        _write_results(rows, config, general or [])
         return rows
 
     zero, s = _rl_stage(config.zero, base, out / "zero", seed)
@@ -307,8 +295,42 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     if config.stop_after == "rejection":
         return finish()
+    policy, s = _all_scenario(config, final)
+    rows.append(evaluate("all-scenario RL", policy, config, s))
+    general = [_general_row("rejection-sampled SFT", final, config), _general_row("all-scenario RL", policy, config)]
+    if config.stop_after == "all_scenario":
+        return finish(general)
     rows += _distillation(config, rs_data)
-    return finish()
+    return finish(general)
+
+
+def _all_scenario(config: PipelineConfig, init: Path) -> tuple[Path, float]:
+    """R1 §2.3.4: the reward models' data (written by the world, and `init`'s own replies judged),
+    a helpfulness and a safety model from `init`, then GRPO on reasoning and general prompts."""
+    out, seed = Path(config.out_dir) / "all_scenario", config.seed
+    data, seconds = reuse_or_run(out / "data", lambda: preference_data.run(dataclasses.replace(
+        config.preference_data, checkpoint=str(init), out_dir=str(out / "data"), seed=seed)),
+        out / "data" / preference_data.STATS_FILE, [init], checkpoint=str(init), seed=seed,
+        **_settings(config.preference_data))
+    models = []
+    for name, file in (("helpful_rm", preference_data.HELPFUL_FILE), ("safety_rm", preference_data.SAFETY_FILE)):
+        settings, rm_out = getattr(config, name), out / name
+        model, s = reuse_or_run(rm_out / "model", lambda: reward_model.run(dataclasses.replace(
+            settings, data=str(data / file), init=str(init), out_dir=str(rm_out), seed=seed)),
+            rm_out / "model" / "r1lab_config.json", [data / file, init], data=str(data / file), init=str(init),
+            seed=seed, **_settings(settings))
+        models.append(model)
+        seconds += s
+    rl_settings = dataclasses.replace(config.all_scenario, helpful_rm=str(models[0]), safety_rm=str(models[1]))
+    policy, s = _rl_stage(rl_settings, init, out, seed, tuple(models))
+    return policy, seconds + s
+
+
+def _general_row(stage: str, checkpoint: Path, config: PipelineConfig) -> GeneralRow:
+    """A model on held-out general prompts, judged by the world (the paper's sampling: k at T = 0.6)."""
+    result = all_scenario.evaluate_general(checkpoint, n_prompts=config.eval_problems, k=config.eval_samples,
+                                           seed=config.seed + 1, device=config.device)
+    return GeneralRow(stage=stage, **dataclasses.asdict(result))
 
 
 def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:
@@ -345,7 +367,7 @@ def _student_base(config: PipelineConfig) -> tuple[Path, float]:
 
 # a stage's fields the pipeline sets per run (passed to reuse_or_run by name), or that leave its result as it is
 _NOT_SETTINGS = ("init", "data", "zero_checkpoint", "checkpoint", "out_dir", "out", "seed", "resume", "device",
-                 "threads", "save_every", "keep_checkpoints", "log_every", "log_samples_every")
+                 "helpful_rm", "safety_rm", "threads", "save_every", "keep_checkpoints", "log_every", "log_samples_every")
 
 
 def _settings(stage: object) -> dict[str, object]:
@@ -360,10 +382,12 @@ def _without_run_fields(saved: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in saved.items() if k not in _NOT_SETTINGS}
 
 
-def _write_results(rows: list[StageRow], config: PipelineConfig) -> None:
+def _write_results(rows: list[StageRow], config: PipelineConfig, general: list[GeneralRow]) -> None:
     out = Path(config.out_dir)
-    table = markdown_table(rows, config.eval_samples)
+    table = markdown_table(rows, config.eval_samples) + (general_table(general, config.eval_samples) if general else "")
     (out / "results.md").write_text(table)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    if general:
+        (out / "results_general.json").write_text(json.dumps([asdict(r) for r in general], indent=1) + "\n")
     print("\n" + table)
     print(f"run directory: {out}  (results.md; per stage: metrics.jsonl, curves.png, data.jsonl + stats, checkpoints)")

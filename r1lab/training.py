@@ -118,7 +118,7 @@ class MetricsLog:
 
 
 # training stages (the name of their `<name>_config.json`): each owns its run directory's metrics.jsonl and checkpoints/
-TRAINING_RUNS = ("pretrain", "grpo", "sft")
+TRAINING_RUNS = ("pretrain", "grpo", "sft", "reward_model")
 
 
 def check_run_dir(out_dir: str | Path, name: str) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from r1lab import pipeline, reuse
 from r1lab.prompts import CHAT
-from r1lab.stages import cold_start, grpo, pretrain, rejection_sampling, sft
+from r1lab.stages import (all_scenario, cold_start, grpo, preference_data, pretrain, rejection_sampling, reward_model,
+                          sft)
 
 
 def toy_config(out) -> pipeline.PipelineConfig:
@@ -30,6 +31,12 @@ def toy_config(out) -> pipeline.PipelineConfig:
         final_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256),
         student=pretrain.PretrainConfig(model="student", n_docs=300, seq_len=64, batch_size=4, max_steps=2,
                                         warmup_steps=1, eval_every=2, save_every=1),
+        preference_data=preference_data.PreferenceDataConfig(checkpoint=pipeline.SET_HERE, n_written=8, n_sampled=4,
+                                                             samples_per_prompt=2, max_new_tokens=16),
+        helpful_rm=reward_model.RewardModelConfig(data=pipeline.SET_HERE, objective="pairwise", batch_size=4),
+        safety_rm=reward_model.RewardModelConfig(data=pipeline.SET_HERE, objective="pointwise", batch_size=4),
+        all_scenario=all_scenario.AllScenarioConfig(**rl, helpful_rm=pipeline.SET_HERE, safety_rm=pipeline.SET_HERE,
+                                                    n_general=8),
         student_zero=grpo.GRPOConfig(**rl), distill_sft=pipeline._sft_defaults(epochs=1, batch_size=4, seq_len=256))
 
 
@@ -37,7 +44,7 @@ def test_pipeline_runs_every_stage_and_reuses_finished_ones(tmp_path):
     config = toy_config(tmp_path)
     rows = pipeline.run(config)
     assert [r.stage for r in rows] == ["base", "R1-Zero", "cold start (SFT)", "cold start + reasoning RL",
-                                       "rejection-sampled SFT", "student base", "student R1-Zero (RL only)",
+                                       "rejection-sampled SFT", "all-scenario RL", "student base", "student R1-Zero (RL only)",
                                        "distilled student (SFT on the RS set)"]
     assert all(0.0 <= r.pass_at_1 <= 1.0 for r in rows)
     # None: no sample reasoned (the toy student's, after two steps)

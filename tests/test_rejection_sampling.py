@@ -284,7 +284,7 @@ def test_trivial_chat_gets_no_cot_and_the_rest_a_short_one():
 
 
 def test_chat_examples_are_deduplicated_with_provenance():
-    config = RejectionSamplingConfig(checkpoint="x", n_chat=120, seed=2)
+    config = RejectionSamplingConfig(checkpoint="x", n_chat=120, seed=2, n_refusals=0)
     examples, funnel = rs.chat_examples(config, Deduper())
     tasks = world.chat_tasks(120, seed=2)
     distinct = {(t.prompt, chat_response(t)) for t in tasks}
@@ -305,7 +305,7 @@ def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
     assert sources[:3] == ["rejection-sampling"] * 3 and set(sources[3:]) == {"world-chat"}
     stats = json.loads((tmp_path / "rs" / "stats.json").read_text())
     reasoning, chat = stats["sources"]
-    assert (reasoning["candidates"], reasoning["kept"], chat["candidates"]) == (16, 3, 10)
+    assert (reasoning["candidates"], reasoning["kept"], chat["candidates"]) == (16, 3, 14)  # 10 chat tasks + the default 4 refusals
     assert stats["examples"] == len(examples) == 3 + chat["kept"]
     assert json.loads((tmp_path / "rs" / "rejection_sampling_config.json").read_text())["checkpoint"] == "fake/rl"
 
@@ -449,8 +449,8 @@ def no_sample_kept(monkeypatch):
 def test_no_sample_and_no_chat_is_a_clear_error_not_an_empty_dataset(tmp_path, no_sample_kept):
     """It wrote an empty data.jsonl (no word said), and the SFT that followed failed with "no examples"."""
     config = rs.RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path), n_prompts=2,
-                                        samples_per_prompt=2, n_chat=0)
-    with pytest.raises(ValueError, match=r"kept no sample and --n-chat is 0.*stats\.json"):
+                                        samples_per_prompt=2, n_chat=0, n_refusals=0)
+    with pytest.raises(ValueError, match=r"kept no sample and --n-chat and --n-refusals are 0.*stats\.json"):
         rs.run(config)
     assert not (tmp_path / "data.jsonl").exists()  # nothing a rerun of the pipeline would take for a dataset
     assert (tmp_path / "stats.json").exists()  # the funnel says which filter dropped them
@@ -492,7 +492,7 @@ def test_a_mistyped_judge_is_refused_before_the_sampled_model_loads(tmp_path, mo
 # A --max-new-tokens past the model's positions is refused before the run directory exists
 def test_max_new_tokens_past_the_models_positions_fails_before_the_run_directory_exists(tmp_path):
     out = tmp_path / "rs"
-    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, max_new_tokens=512, n_chat=0)
+    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, max_new_tokens=512, n_chat=0, n_refusals=0)
     with pytest.raises(ValueError, match=r"--max-new-tokens 512 leaves no room .* 512 positions; at most \d+"):
         rs.run(config)
     assert not out.exists()
@@ -556,10 +556,25 @@ def test_each_chunk_is_sampled_with_the_configured_settings_and_its_own_seed(tok
 def test_chat_cot_off_gives_bare_replies_and_ids_hash_the_prompt():
     import hashlib
 
-    config = RejectionSamplingConfig(checkpoint="x", n_chat=30, seed=2, chat_cot=False)
+    config = RejectionSamplingConfig(checkpoint="x", n_chat=30, seed=2, chat_cot=False, n_refusals=0)
     examples, _ = rs.chat_examples(config, Deduper())
     tasks = {t.prompt: t for t in world.chat_tasks(30, seed=2)}
     assert any(e.meta["kind"] in ("translate", "fact") for e in examples)
     assert all(e.response == tasks[e.prompt].response and "<think>" not in e.response for e in examples)
     first = examples[0]
     assert first.meta["prompt_id"] == f"{first.meta['kind']}-{hashlib.sha256(first.prompt.encode()).hexdigest()[:10]}"
+
+
+def test_refusals_follow_the_chat_tasks_with_a_short_cot():
+    from r1lab.world.general import REFUSAL, declines
+
+    config = RejectionSamplingConfig(checkpoint="x", n_chat=20, seed=2, n_refusals=3)
+    examples, funnel = rs.chat_examples(config, Deduper())
+    without, _ = rs.chat_examples(dataclasses.replace(config, n_refusals=0), Deduper())
+    assert examples[:len(without)] == without and funnel.candidates == 23  # the chat tasks are unchanged
+    refusals = examples[len(without):]
+    assert len(refusals) == 3 and {e.meta["kind"] for e in refusals} == {"harmful"}
+    assert all(e.response.startswith("<think>\nThis asks for help to cause harm.") and e.response.endswith(REFUSAL)
+               and declines(e.response) for e in refusals)
+    with pytest.raises(ValueError, match="n_refusals"):
+        RejectionSamplingConfig(checkpoint="x", n_refusals=-1)

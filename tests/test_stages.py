@@ -125,7 +125,7 @@ def test_grpo_runs_logs_and_resumes(base, tmp_path, capsys):
     ck = tmp_path / "zero" / "checkpoints" / "step_000002"
     assert (ck / "trainer_state.pt").exists() and (ck / "reference" / "model.safetensors").exists()
     # the reference of step 2 is loaded on resume: the start policy (no reset yet), not the trained one
-    _, ref, _, _, state = grpo._load(grpo.GRPOConfig(**cfg, max_steps=4, resume=True))
+    _, ref, _, _, state = grpo._load(grpo.GRPOConfig(**cfg, max_steps=4, resume=True), grpo.SAME_RUN_FIELDS)
     start, trained = from_pretrained(base).state_dict(), from_pretrained(ck).state_dict()
     assert state["step"] == 2 and all(torch.equal(v, start[k]) for k, v in ref.state_dict().items() if k in start)
     assert not torch.equal(start["lm_head.weight"], trained["lm_head.weight"])

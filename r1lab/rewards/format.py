@@ -60,6 +60,16 @@ def reply_body(completion: Any) -> str:
     return _REPLY_END.split(turn_body(completion), maxsplit=1)[0]
 
 
+def summary_text(completion: Any) -> str:
+    """The reply's final summary, stripped: the text after its last ``</think>`` (all of the reply
+    without one). R1's helpfulness reward model reads only this (R1 §2.3.4).
+
+    >>> summary_text("<think>\\nI remember: 7.\\n</think>\\nIt is 7.<|eos|>")
+    'It is 7.'
+    """
+    return reply_body(completion).rsplit("</think>", 1)[-1].strip()
+
+
 def last_answer_block(text: str) -> str | None:
     """The last of the ``<answer>...</answer>`` bodies, each ``<answer>`` closed by the first
     ``</answer>`` after it: ``re.findall(r"<answer>(.*?)</answer>")[-1]`` in linear time (the

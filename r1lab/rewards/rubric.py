@@ -7,7 +7,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,18 @@ class RewardTerm:
 @dataclass
 class RubricResult:
     total: list[float]  # weighted sum per completion
-    per_term: dict[str, list[float]] = field(default_factory=dict)  # unweighted score of each term
+    # unweighted score of each term; None where the term does not apply (`ScenarioRubric`: a reward
+    # model's term on a reasoning prompt), left out of its mean
+    per_term: dict[str, list[float | None]] = field(default_factory=dict)
 
     def means(self) -> dict[str, float]:
-        out = {f"reward/{k}": sum(v) / max(len(v), 1) for k, v in self.per_term.items()}
-        out["reward/total"] = sum(self.total) / max(len(self.total), 1)
+        out = {f"reward/{k}": _mean([x for x in v if x is not None]) for k, v in self.per_term.items()}
+        out["reward/total"] = _mean(self.total)
         return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / max(len(values), 1)
 
 
 class RewardConfigError(ValueError):
@@ -122,3 +128,48 @@ def _finite(name: str, scores: list[float], completions: Sequence[str]) -> list[
         raise ValueError(f"reward {name!r} is {scores[bad]} for completion {bad} "
                          f"({completions[bad][:80]!r}); rewards must be finite numbers")
     return scores
+
+
+class ScenarioRubric:
+    """One rubric per kind of prompt (R1 §2.3.4, all-scenario RL: rule rewards for reasoning
+    prompts, reward models for general ones). `scenario(example)` names the rubric that scores an
+    example; a term of another scenario's rubric is None for it and left out of that term's mean.
+
+    >>> from r1lab.rewards import Rubric, RewardTerm, strict_format_reward
+    >>> fmt = Rubric([RewardTerm("format", strict_format_reward)])
+    >>> short = Rubric([RewardTerm("short", lambda c, e: float(len(c) < 5))])
+    >>> r = ScenarioRubric({"math": fmt, "chat": short}, lambda e: e)
+    >>> result = r(["<think>a</think> <answer>1</answer>", "hi"], ["math", "chat"])
+    >>> result.total, result.per_term["short"]
+    ([1.0, 1.0], [None, 1.0])
+    """
+
+    def __init__(self, rubrics: dict[str, Rubric], scenario: Callable[[Any], str]) -> None:
+        if not rubrics:
+            raise ValueError("a scenario rubric needs at least one rubric")
+        self.rubrics, self.scenario = dict(rubrics), scenario
+        self.terms = [term for rubric in self.rubrics.values() for term in rubric.terms]
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):  # per_term is keyed by name: two scenarios' terms would mix
+            raise ValueError(f"reward term names must be unique across scenarios, got {names}")
+
+    def __call__(self, completions: Sequence[str], examples: Sequence[Any]) -> RubricResult:
+        if len(completions) != len(examples):
+            raise ValueError(f"completions and examples must have the same length, got {len(completions)} "
+                             f"completions and {len(examples)} examples")
+        keys = [self.scenario(e) for e in examples]
+        unknown = sorted(set(keys) - set(self.rubrics))
+        if unknown:
+            raise ValueError(f"no rubric for scenario(s) {unknown}; have {sorted(self.rubrics)}")
+        total = [0.0] * len(completions)
+        per_term: dict[str, list[float | None]] = {t.name: [None] * len(completions) for t in self.terms}
+        for key, rubric in self.rubrics.items():
+            rows = [i for i, k in enumerate(keys) if k == key]
+            if not rows:
+                continue
+            part = rubric([completions[i] for i in rows], [examples[i] for i in rows])
+            for j, i in enumerate(rows):
+                total[i] = part.total[j]
+                for name, values in part.per_term.items():
+                    per_term[name][i] = values[j]
+        return RubricResult(total=total, per_term=per_term)

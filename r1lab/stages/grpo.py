@@ -16,7 +16,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,13 +187,16 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     return {**means, "train_tokens": tokens}
 
 
-def _load(config: GRPOConfig) -> tuple[Transformer, Transformer | None, Tokenizer, torch.optim.Optimizer,
-                                       dict[str, Any]]:
+# the prompts and their order must be the stopped run's (more steps may follow)
+SAME_RUN_FIELDS = ("init", "seed", "n_prompts", "prompts_per_step", "group_size", "template")
+
+
+def _load(config: GRPOConfig, same_run: tuple[str, ...]) -> tuple[Transformer, Transformer | None, Tokenizer,
+                                                                  torch.optim.Optimizer, dict[str, Any]]:
     """Policy, KL reference, tokenizer, optimizer and the trainer state ({} on a fresh start): from
-    the newest checkpoint with --resume, else from `init`. The RNG states are not restored here."""
-    # the prompts and their order must be the stopped run's (more steps may follow)
-    ck = training.resume_checkpoint(config, ("init", "seed", "n_prompts", "prompts_per_step", "group_size",
-                                             "template"), config.max_steps)
+    the newest checkpoint with --resume (made with the same `same_run` settings), else from `init`.
+    The RNG states are not restored here."""
+    ck = training.resume_checkpoint(config, same_run, config.max_steps)
     model = from_pretrained(ck or config.init, device=config.device).train()
     if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
         print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
@@ -222,12 +225,19 @@ def _reference(model: Transformer, config: GRPOConfig, ck: Path | None) -> Trans
 
 
 def run(config: GRPOConfig) -> Path:
-    """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
+    """Trains on the world's RL prompts with its rule rewards; returns the final policy directory
+    (`out_dir/policy`)."""
     from r1lab.world import rl_prompts  # the default task; other tasks plug in here
 
     # first: a bad --init or more prompts than the split holds leave no run directory
-    pool = rl_prompts(config.n_prompts, seed=config.seed)
-    model, ref, tokenizer, optimizer, state = _load(config)
+    return train(config, rl_prompts(config.n_prompts, seed=config.seed), world_rubric(config))
+
+
+def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
+          same_run: tuple[str, ...] = SAME_RUN_FIELDS, title: str | None = None) -> Path:
+    """GRPO over a prompt `pool` (records with a `.question`) scored by `rubric`: R1-Zero and
+    reasoning RL (`run`), and all-scenario RL (`all_scenario.py`: reasoning and general prompts)."""
+    model, ref, tokenizer, optimizer, state = _load(config, same_run)
     check_prompt_room([p.question for p in pool], tokenizer, config.template, config.max_new_tokens,
                       model.config.max_position_embeddings, "GRPOConfig.max_new_tokens")
     start = state.get("step", 0)
@@ -236,7 +246,6 @@ def run(config: GRPOConfig) -> Path:
     if state:
         training.restore_rng(state)  # after start_run, which seeds the RNGs afresh
     metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
-    rubric = world_rubric(config)
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
     bar = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="grpo", dynamic_ncols=True)
     for step in bar:
@@ -276,17 +285,17 @@ def run(config: GRPOConfig) -> Path:
                 samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
             _save(model, ref, optimizer, tokenizer, config, step + 1)
-    _plot_curves(out, config, rubric)  # first: a saved policy then means a finished run (the demo's reuse)
+    _plot_curves(out, config, rubric, title)  # first: a saved policy then means a finished run (the demo's reuse)
     final = training.save_checkpoint(model, out / "policy", step=config.max_steps, config=config, tokenizer=tokenizer)
     print(f"policy saved to {final}")
     return final
 
 
-def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric) -> None:
+def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric, title: str | None) -> None:
     """accuracy / format, reward and length against step, next to metrics.jsonl (R1 Figures 2-3)."""
     from r1lab.plots import plot_rl_curves
 
-    stage = "R1-Zero" if config.template == R1_ZERO else "GRPO after the cold start"
+    stage = title or ("R1-Zero" if config.template == R1_ZERO else "GRPO after the cold start")
     rewards = " + ".join(term.name for term in rubric.terms)
     try:
         print(f"curves saved to {plot_rl_curves(out / 'metrics.jsonl', out / 'curves.png', f'{stage} ({rewards})')}")

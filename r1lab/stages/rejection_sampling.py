@@ -50,6 +50,7 @@ from r1lab.stages.sample_eval import is_reasoning
 from r1lab.world import ChatExample, WorldProblem, chat_tasks, completion_body, rl_prompts
 from r1lab.world.answers import read_to_end
 from r1lab.world.chat import FACT_THOUGHT, TRANSLATE_THOUGHT
+from r1lab.world.general import HARM_THOUGHT, HARMFUL, refusal_examples
 from r1lab.world.render import final_answer_text
 
 REASONING_SOURCE, CHAT_SOURCE = "rejection-sampling", "world-chat"
@@ -71,6 +72,9 @@ class RejectionSamplingConfig:
     keep_per_prompt: int = 2  # distinct correct samples kept per prompt at most
     n_chat: int = 256  # non-reasoning chat tasks mixed in (before dedupe); paper: ~200k beside ~600k reasoning
     chat_cot: bool = True  # a short CoT for non-trivial chat tasks (translate, fact); trivial ones never
+    # harmful requests declined, after the chat tasks (R1's non-reasoning data is DeepSeek-V3's SFT data, which
+    # teaches refusals); few: 16 made the SFT model decline every held-out one, leaving all-scenario RL nothing
+    n_refusals: int = 4
     kinds: str = "arithmetic"  # problem kinds, comma-separated: arithmetic,countdown
     language: str = "en"  # target language of the reasoning and the summary ("en" or "vl")
     min_language_share: float = 1.0  # share of words in the target language needed; 1.0 = none foreign
@@ -94,8 +98,9 @@ class RejectionSamplingConfig:
                      "judge_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RejectionSamplingConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_chat < 0:
-            raise ValueError(f"RejectionSamplingConfig.n_chat must be >= 0, got {self.n_chat}")
+        for name in ("n_chat", "n_refusals"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RejectionSamplingConfig.{name} must be >= 0, got {getattr(self, name)}")
         # NaN too; 0 < T < MIN_TEMPERATURE overflows logits / T (SamplingParams refuses it after the model loads)
         if not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature < float("inf")):
             raise ValueError(f"RejectionSamplingConfig.temperature must be finite and >= 0, got {self.temperature} "
@@ -254,15 +259,18 @@ def chat_response(example: ChatExample, with_cot: bool = True) -> str:
         thought = TRANSLATE_THOUGHT.format(source=source, target=target, word=word, answer=example.response)
     elif example.kind == "fact":
         thought = FACT_THOUGHT.format(answer=example.response)
+    elif example.kind == HARMFUL:
+        thought = HARM_THOUGHT
     else:
         return example.response
     return f"<think>\n{thought}\n</think>\n{example.response}"
 
 
 def chat_examples(config: RejectionSamplingConfig, dedupe: Deduper) -> tuple[list[SFTExample], Funnel]:
-    """The non-reasoning part of the mix: the world's chat tasks, deduplicated."""
+    """The non-reasoning part of the mix: the world's chat tasks, then `n_refusals` harmful requests
+    declined (`r1lab.world.general`), deduplicated."""
     funnel, examples = Funnel.of(CHAT_SOURCE, CHAT_FILTERS), []
-    for example in chat_tasks(config.n_chat, seed=config.seed):
+    for example in chat_tasks(config.n_chat, seed=config.seed) + refusal_examples(config.n_refusals, config.seed):
         response = chat_response(example, config.chat_cot)
         if funnel.admit([("dedupe", dedupe.add(example.prompt, response))]):
             prompt_id = f"{example.kind}-{hashlib.sha256(example.prompt.encode()).hexdigest()[:10]}"
@@ -298,8 +306,8 @@ def run(config: RejectionSamplingConfig) -> Path:
     for funnel in funnels:
         print(funnel.describe())
     if not reasoning + chat:  # an empty data.jsonl would only fail later, in the SFT, as "no examples"
-        raise ValueError(f"rejection sampling kept no sample and --n-chat is 0: no data to fine-tune on (see "
-                         f"{out / 'stats.json'}); sample more (--n-prompts, --samples-per-prompt) or a better checkpoint")
+        raise ValueError(f"rejection sampling kept no sample and --n-chat and --n-refusals are 0: no data to "
+                         f"fine-tune on (see {out / 'stats.json'}); sample more (--n-prompts, --samples-per-prompt) or a better checkpoint")
     if not reasoning:
         print(f"warning: no reasoning sample passed the filters (see {out / 'stats.json'}); the SFT set is chat only")
     write_sft_jsonl(data, reasoning + chat)

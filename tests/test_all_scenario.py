@@ -1,0 +1,114 @@
+"""All-scenario RL (R1 §2.3.4): the world's general prompts, the reward-model term, the scenario rubric."""
+
+import math
+
+import pytest
+
+from r1lab.rewards import RewardTerm, Rubric, ScenarioRubric
+from r1lab.rewards.format import summary_text
+from r1lab.rewards.model_reward import ModelReward
+from r1lab.stages.all_scenario import AllScenarioConfig, scenario
+from r1lab.world import rl_prompts
+from r1lab.world.general import (HARMFUL_REQUESTS, HELDOUT, REFUSAL, TRAIN, GeneralPrompt, declines, general_prompts, general_split,
+                                 general_verdict, helpfulness_pairs, refusal_examples, safety_examples)
+
+
+def test_general_prompts_are_split_by_text_and_deterministic():
+    train, held = general_prompts(400, TRAIN, seed=0), general_prompts(200, HELDOUT, seed=0)
+    assert train == general_prompts(400, TRAIN, seed=0) and train != general_prompts(400, TRAIN, seed=1)
+    assert {general_split(p.question) for p in train} == {TRAIN} and {general_split(p.question) for p in held} == {HELDOUT}
+    assert not {p.question for p in train} & {p.question for p in held}
+    assert {p.kind for p in train} == {"fact", "translate", "copy", "harmful"}
+    share = sum(p.harmful for p in general_prompts(2000, TRAIN, seed=0, harmful_share=0.3)) / 2000
+    assert 0.25 < share < 0.35
+    assert not any(p.harmful for p in general_prompts(50, TRAIN, harmful_share=0.0))
+    with pytest.raises(ValueError, match="split"):
+        general_prompts(1, "rl")
+    with pytest.raises(ValueError, match="harmful_share"):
+        general_prompts(1, TRAIN, harmful_share=1.5)
+
+
+def test_reward_model_data_is_from_the_train_split_and_labelled_by_the_rule():
+    held = {p.question for p in general_prompts(300, HELDOUT, seed=0)}
+    pairs, safety = helpfulness_pairs(300, seed=0), safety_examples(300, seed=0)
+    assert not {p.prompt for p in pairs} & held and not {s.prompt for s in safety} & held
+    assert all(p.chosen != p.rejected for p in pairs)
+
+    def harmful(question):
+        return any(question.startswith(t.split("{")[0]) for t in HARMFUL_REQUESTS)
+
+    assert all(p.chosen == REFUSAL for p in pairs if harmful(p.prompt))
+    assert any(p.rejected == REFUSAL for p in pairs if not harmful(p.prompt))  # over-refusal is not helpful
+    for s in safety:  # unsafe exactly when a harmful request is not declined; the CoT does not decide it
+        assert s.label == int(not harmful(s.prompt) or summary_text(s.response) == REFUSAL), s
+    assert {s.label for s in safety} == {0, 1} and any("<think>" in s.response for s in safety)
+    assert all(general_verdict(GeneralPrompt(question=e.prompt, reference=REFUSAL, kind="harmful"), e.response)
+               for e in refusal_examples(5))
+
+
+def test_general_verdict_reads_the_summary_only():
+    fact = GeneralPrompt(question="What is the capital of X?", reference="The capital of X is Y.", kind="fact")
+    harm = GeneralPrompt(question="Help me burn down Y.", reference=REFUSAL, kind="harmful")
+    assert general_verdict(fact, "<think>\nI remember: The capital of X is Z.\n</think>\nthe capital of X is Y<|eos|>")
+    assert not general_verdict(fact, "<think>\nThe capital of X is Y.\n</think>\nThe capital of X is Z.")
+    assert not general_verdict(fact, "The capital of X is Y. And more.")
+    assert general_verdict(harm, f"<think>\nno\n</think>\n{REFUSAL}<|eos|>ignored")
+    assert not general_verdict(harm, f"<think>\n{REFUSAL}\n</think>\nSure, here is how.")
+    assert declines(f"{REFUSAL}") and not declines("I can help with that.")
+
+
+class _FakeRM:
+    """Scores the length of the response it is given; records what it saw."""
+
+    def __init__(self):
+        self.seen = []
+
+    def score_texts(self, tokenizer, prompts, responses, *, batch_size=64, bf16=False):
+        self.seen += list(zip(prompts, responses))
+        return [float(len(r)) - 3.0 for r in responses]
+
+
+def test_model_reward_reads_the_summary_or_the_whole_reply():
+    prompt = GeneralPrompt(question="Q?", reference="A", kind="fact")
+    text = "<think>\nlong reasoning\n</think>\nabc<|eos|>junk"
+    rm = _FakeRM()
+    assert ModelReward(rm, None, part="summary")(text, prompt) == 0.0  # "abc"
+    assert rm.seen[-1] == ("Q?", "abc")
+    whole = ModelReward(rm, None, part="whole", squash=True).batch([text, "x" * 2000], [prompt, prompt])
+    assert rm.seen[-2] == ("Q?", "<think>\nlong reasoning\n</think>\nabc")
+    assert whole[0] == pytest.approx(1 / (1 + math.exp(-(len(rm.seen[-2][1]) - 3))))
+    assert whole[1] == 1.0  # a huge logit squashes to 1, no overflow
+    with pytest.raises(ValueError, match="part"):
+        ModelReward(rm, None, part="thought")
+
+
+def test_scenario_rubric_scores_each_prompt_with_its_kind_of_reward():
+    general = GeneralPrompt(question="Q?", reference="A", kind="fact")
+    reasoning = rl_prompts(1)[0]
+    rules = Rubric([RewardTerm("length", lambda c, e: float(len(c)), 2.0)])
+    models = Rubric([RewardTerm("helpful", ModelReward(_FakeRM(), None), 1.0),
+                     RewardTerm("verdict", lambda c, e: 1.0, 0.0)])
+    rubric = ScenarioRubric({"reasoning": rules, "general": models}, scenario)
+    result = rubric(["abcd", "abcdef", "ab"], [reasoning, general, reasoning])
+    assert result.total == [8.0, 3.0, 4.0]
+    assert result.per_term == {"length": [4.0, None, 2.0], "helpful": [None, 3.0, None], "verdict": [None, 1.0, None]}
+    assert result.means() == {"reward/length": 3.0, "reward/helpful": 3.0, "reward/verdict": 1.0,
+                              "reward/total": 5.0}
+    with pytest.raises(ValueError, match="no rubric"):
+        ScenarioRubric({"reasoning": rules}, scenario)(["a"], [general])
+    with pytest.raises(ValueError, match="unique"):
+        ScenarioRubric({"a": rules, "b": rules}, scenario)
+
+
+def test_all_scenario_config_refuses_missing_reward_models_and_bad_values():
+    with pytest.raises(ValueError, match="--helpful-rm"):
+        AllScenarioConfig(safety_rm="s")
+    with pytest.raises(ValueError, match="--safety-rm"):
+        AllScenarioConfig(helpful_rm="h")
+    AllScenarioConfig(helpful_rm="h", safety_weight=0.0)  # a weight-0 model is not needed
+    with pytest.raises(ValueError, match="template"):
+        AllScenarioConfig(helpful_rm="h", safety_rm="s", template="r1_zero")
+    with pytest.raises(ValueError, match="harmful_share"):
+        AllScenarioConfig(helpful_rm="h", safety_rm="s", harmful_share=-0.1)
+    with pytest.raises(ValueError, match="helpful_weight"):
+        AllScenarioConfig(helpful_rm="h", safety_rm="s", helpful_weight=math.nan)
