@@ -13,7 +13,8 @@
        the same student trained by R1-Zero's RL alone
 
 Every model is evaluated on the held-out split (pass@1 over k samples, cons@k) and the results
-form one table; the SFT'd and all-scenario models are also judged on held-out general prompts. Each stage leaves its checkpoint, data and metrics in one run directory; a stage
+form one table; the SFT'd and all-scenario models are also judged on held-out general prompts.
+Each stage leaves its checkpoint, data and metrics in one run directory; a stage
 whose output already exists is reused (unless a stage it was built from was rebuilt since), and an
 interrupted GRPO or SFT stage continues from its newest checkpoint, so an interrupted demo resumes
 where it stopped (to the last checkpoint).
@@ -65,7 +66,7 @@ class PipelineConfig:
     pretrain: bool = False  # pretrain the base models (teacher's and student's) here even if shipped ones exist
     eval_problems: int = 200  # held-out problems per evaluation
     eval_samples: int = 8  # k samples per problem (pass@1 averaged over k, cons@k)
-    stop_after: str = ""  # "" = all; else the last stage run: zero | cold_start | reasoning_rl | rejection | all_scenario | distill
+    stop_after: str = ""  # "" = all; else the last stage run: one of STOP_POINTS (zero ... all_scenario | distill)
     device: str = "cpu"  # cpu | cuda | cuda:N: every stage's (training, sampling, evaluation)
     zero: grpo.GRPOConfig = field(default_factory=grpo.GRPOConfig)  # R1-Zero (init/out_dir/seed set here)
     cold_start_data: cold_start.ColdStartConfig = field(default_factory=lambda: cold_start.ColdStartConfig(
@@ -266,7 +267,7 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     rows = [evaluate("base", base, config, seconds)]
 
     def finish(general: list[GeneralRow] | None = None) -> list[StageRow]:
-        _write_results(rows, config, general or [])
+        _write_results(rows, config, general)
         return rows
 
     zero, s = _rl_stage(config.zero, base, out / "zero", seed)
@@ -382,7 +383,8 @@ def _without_run_fields(saved: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in saved.items() if k not in _NOT_SETTINGS}
 
 
-def _write_results(rows: list[StageRow], config: PipelineConfig, general: list[GeneralRow]) -> None:
+def _write_results(rows: list[StageRow], config: PipelineConfig, general: list[GeneralRow] | None = None) -> None:
+    general = general or []
     out = Path(config.out_dir)
     table = markdown_table(rows, config.eval_samples) + (general_table(general, config.eval_samples) if general else "")
     (out / "results.md").write_text(table)

@@ -89,6 +89,9 @@ def plot_rl_curves(metrics_path: str | Path, out_path: str | Path, title: str = 
     panels = [("accuracy / format", [("accuracy", "accuracy"), ("format_rate", "format rate")]),
               ("reward", [("reward/total", "total reward")]),
               ("completion length (tokens)", [("length_mean", "mean length")])]
+    if any("reward/verdict" in r for r in rows):  # all-scenario RL: the general prompts' scores and the truth
+        panels[0][1].extend([("reward/verdict", "general: right (world)"), ("reward/safety", "general: P(safe), RM")])
+        panels[1][1].append(("reward/helpful", "general: helpfulness RM"))
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for ax, (label, series) in zip(axes, panels):
         for key, name in series:

@@ -9,8 +9,8 @@ from r1lab.rewards.format import summary_text
 from r1lab.rewards.model_reward import ModelReward
 from r1lab.stages.all_scenario import AllScenarioConfig, scenario
 from r1lab.world import rl_prompts
-from r1lab.world.general import (HARMFUL_REQUESTS, HELDOUT, REFUSAL, TRAIN, GeneralPrompt, declines, general_prompts, general_split,
-                                 general_verdict, helpfulness_pairs, refusal_examples, safety_examples)
+from r1lab.world.general import (HARMFUL_REQUESTS, HELDOUT, REFUSAL, TRAIN, GeneralPrompt, declines, general_prompts,
+                                 general_split, general_verdict, helpfulness_pairs, refusal_examples, safety_examples)
 
 
 def test_general_prompts_are_split_by_text_and_deterministic():
@@ -94,6 +94,8 @@ def test_scenario_rubric_scores_each_prompt_with_its_kind_of_reward():
     assert result.per_term == {"length": [4.0, None, 2.0], "helpful": [None, 3.0, None], "verdict": [None, 1.0, None]}
     assert result.means() == {"reward/length": 3.0, "reward/helpful": 3.0, "reward/verdict": 1.0,
                               "reward/total": 5.0}
+    only_reasoning = rubric(["abcd"], [reasoning])
+    assert only_reasoning.means() == {"reward/length": 4.0, "reward/total": 8.0}  # no mean over no general prompt
     with pytest.raises(ValueError, match="no rubric"):
         ScenarioRubric({"reasoning": rules}, scenario)(["a"], [general])
     with pytest.raises(ValueError, match="unique"):
@@ -112,3 +114,41 @@ def test_all_scenario_config_refuses_missing_reward_models_and_bad_values():
         AllScenarioConfig(helpful_rm="h", safety_rm="s", harmful_share=-0.1)
     with pytest.raises(ValueError, match="helpful_weight"):
         AllScenarioConfig(helpful_rm="h", safety_rm="s", helpful_weight=math.nan)
+
+
+def test_judged_pairs_put_each_wrong_reply_below_a_right_one_or_the_reference():
+    from r1lab.stages.preference_data import judged_labels, judged_pairs
+
+    fact = GeneralPrompt(question="What is the capital of X?", reference="The capital of X is Y.", kind="fact")
+    harm = GeneralPrompt(question="Help me burn down Y.", reference=REFUSAL, kind="harmful")
+    replies = [(fact, ["<think>\nhm\n</think>\nThe capital of X is Y.", "The capital of X is Z.", "", "The capital of X is Y."]),
+               (harm, ["Sure, here is how.", f"<think>\nno\n</think>\n{REFUSAL}"]),
+               (GeneralPrompt(question="Say back: a 1", reference="a 1", kind="copy"), ["b 2", "a 2"])]
+    pairs = judged_pairs(replies, seed=0)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
+        (fact.question, "The capital of X is Y.", "The capital of X is Z."),
+        (fact.question, "The capital of X is Y.", ""),  # an empty reply is a wrong one
+        (harm.question, REFUSAL, "Sure, here is how."),
+        ("Say back: a 1", "a 1", "b 2"), ("Say back: a 1", "a 1", "a 2")]  # none right: below the reference
+    labels = judged_labels(replies)
+    assert [x.label for x in labels] == [1, 1, 1, 1, 0, 1, 1, 1]  # only the harmful request answered is unsafe
+    assert labels[1].response == "The capital of X is Z." and labels[4].prompt == harm.question
+
+
+def test_general_table_names_what_each_column_counts():
+    from r1lab.results import GeneralRow, general_table
+
+    table = general_table([GeneralRow(stage="a", helpful=10.25, harmless=61.7, over_refusal=0.0, n_prompts=200, k=8)], 8)
+    assert "| a | 10.2 | 61.7 | 0.0 |" in table and "200 held-out requests" in table and "8 samples" in table
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("n_written", -1, "n_written"), ("samples_per_prompt", 0, "samples_per_prompt"), ("harmful_share", 2.0, "harmful"),
+    ("temperature", 0.0, "temperature"), ("n_sampled", 2.5, "n_sampled")])
+def test_preference_data_config_refuses_bad_values(field, value, match):
+    from r1lab.stages.preference_data import PreferenceDataConfig
+
+    with pytest.raises((ValueError, TypeError), match=match):
+        PreferenceDataConfig(**{field: value})
+    with pytest.raises(ValueError, match="no data"):
+        PreferenceDataConfig(n_written=0, n_sampled=0)

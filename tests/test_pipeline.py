@@ -44,8 +44,8 @@ def test_pipeline_runs_every_stage_and_reuses_finished_ones(tmp_path):
     config = toy_config(tmp_path)
     rows = pipeline.run(config)
     assert [r.stage for r in rows] == ["base", "R1-Zero", "cold start (SFT)", "cold start + reasoning RL",
-                                       "rejection-sampled SFT", "all-scenario RL", "student base", "student R1-Zero (RL only)",
-                                       "distilled student (SFT on the RS set)"]
+                                       "rejection-sampled SFT", "all-scenario RL", "student base",
+                                       "student R1-Zero (RL only)", "distilled student (SFT on the RS set)"]
     assert all(0.0 <= r.pass_at_1 <= 1.0 for r in rows)
     # None: no sample reasoned (the toy student's, after two steps)
     assert all(r.language_consistency is None or 0.0 <= r.language_consistency <= 1.0 for r in rows)
@@ -64,6 +64,20 @@ def test_pipeline_runs_every_stage_and_reuses_finished_ones(tmp_path):
     for stage, data in (("student_zero/policy", None), ("distill/model", str(tmp_path / "rejection" / "data.jsonl"))):
         saved_config = json.loads((tmp_path / stage / "r1lab_config.json").read_text())
         assert saved_config["init"] == str(tmp_path / "student" / "base") and saved_config.get("data") == data
+    # all-scenario RL (R1 §2.3.4): reward models from the RS-SFT model, GRPO from it with both models' scores
+    rejection_model = str(tmp_path / "rejection" / "model")
+    for name, objective in (("helpful_rm", "pairwise"), ("safety_rm", "pointwise")):
+        rm = json.loads((tmp_path / "all_scenario" / name / "model" / "r1lab_config.json").read_text())
+        assert rm["init"] == rejection_model and rm["objective"] == objective
+        assert json.loads((tmp_path / "all_scenario" / name / "model" / "config.json").read_text())["architectures"] == [
+            "DeepseekV3ForSequenceClassification"]
+    policy = json.loads((tmp_path / "all_scenario" / "policy" / "r1lab_config.json").read_text())
+    assert policy["init"] == rejection_model and policy["helpful_rm"] == str(tmp_path / "all_scenario" / "helpful_rm" / "model")
+    steps = [json.loads(line) for line in (tmp_path / "all_scenario" / "metrics.jsonl").read_text().splitlines()]
+    assert any({"reward/accuracy", "reward/helpful", "reward/safety", "reward/verdict"} <= set(s) for s in steps)
+    general = json.loads((tmp_path / "results_general.json").read_text())
+    assert [g["stage"] for g in general] == ["rejection-sampled SFT", "all-scenario RL"]
+    assert all(0 <= g[k] <= 100 for g in general for k in ("helpful", "harmless", "over_refusal"))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["stage"] for r in saved] == [r.stage for r in rows]
     mtime = (tmp_path / "reasoning_rl" / "policy" / "model.safetensors").stat().st_mtime
@@ -692,8 +706,11 @@ def test_a_rebuild_names_only_the_inputs_that_changed(tmp_path, capsys):
 # The chain of stages with fake stages (seconds, not minutes): each writes what the real one leaves
 # (its output, its config as saved), advances a fake clock by its own time and records its call.
 STAGE_SECONDS = {"zero": 1.0, "cold_start_data": 2.0, "cold_start_sft": 4.0, "reasoning_rl": 8.0, "rejection": 16.0,
-                 "final_sft": 32.0, "student": 64.0, "student_zero": 128.0, "distill_sft": 256.0}
-RL_STAGES = {"zero": "zero", "reasoning_rl": "reasoning_rl", "student_zero": "student_zero"}
+                 "final_sft": 32.0, "preference_data": 64.0, "helpful_rm": 128.0, "safety_rm": 256.0,
+                 "all_scenario": 512.0, "student": 1024.0, "student_zero": 2048.0, "distill_sft": 4096.0}
+ALL_SCENARIO = ["preference_data", "helpful_rm", "safety_rm", "all_scenario"]  # built from the RS-SFT model
+RL_STAGES = {"zero": "zero", "reasoning_rl": "reasoning_rl", "student_zero": "student_zero",
+             "all_scenario": "all_scenario"}
 SFT_STAGES = {"cold_start": "cold_start_sft", "rejection": "final_sft", "distill": "distill_sft"}
 
 
@@ -739,7 +756,23 @@ def _fake_chain(monkeypatch, tmp_path):
         (out.parent / "stats.json").write_text(json.dumps({"config": json.loads(_saved(config))}))
         return out
 
+    def preference_data_run(config):
+        out = Path(config.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "safety.jsonl").write_text(f"safety {len(calls)}")
+        ran("preference_data", out / "helpful.jsonl")
+        (out / "stats.json").write_text(json.dumps({"config": json.loads(_saved(config))}))
+        return out
+
+    def reward_model_run(config):
+        return model(config, "model", Path(config.out_dir).name)
+
     monkeypatch.setattr(pipeline.grpo, "run", grpo_run)
+    monkeypatch.setattr(pipeline.all_scenario, "run", grpo_run)
+    monkeypatch.setattr(pipeline.preference_data, "run", preference_data_run)
+    monkeypatch.setattr(pipeline.reward_model, "run", reward_model_run)
+    monkeypatch.setattr(pipeline.all_scenario, "evaluate_general", lambda checkpoint, **kw: all_scenario.GeneralEval(
+        helpful=10.0, harmless=50.0, over_refusal=1.0, n_prompts=kw["n_prompts"], k=kw["k"]))
     monkeypatch.setattr(pipeline.sft, "run", sft_run)
     monkeypatch.setattr(pipeline.pretrain, "run", pretrain_run)
     monkeypatch.setattr(pipeline.cold_start, "run", cold_start_run)
@@ -760,6 +793,7 @@ def _touch(path: Path, second: int) -> None:
     ("cold_start", ["zero", "cold_start_data", "cold_start_sft"]),
     ("reasoning_rl", ["zero", "cold_start_data", "cold_start_sft", "reasoning_rl"]),
     ("rejection", list(STAGE_SECONDS)[:6]),
+    ("all_scenario", list(STAGE_SECONDS)[:10]),
     ("distill", list(STAGE_SECONDS)),
     ("", list(STAGE_SECONDS))])
 def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, stages, tmp_path, monkeypatch):
@@ -770,20 +804,31 @@ def test_the_chain_stops_after_the_stage_asked_and_times_each_row(stop_after, st
     assert calls == stages
     # a row's time is its stage's: the cold start's and the final SFT's include building their data
     seconds = {"base": 0.0, "R1-Zero": 1.0, "cold start (SFT)": 2.0 + 4.0, "cold start + reasoning RL": 8.0,
-               "rejection-sampled SFT": 16.0 + 32.0, "student base": 64.0, "student R1-Zero (RL only)": 128.0,
-               "distilled student (SFT on the RS set)": 256.0}
+               "rejection-sampled SFT": 16.0 + 32.0, "all-scenario RL": 64.0 + 128.0 + 256.0 + 512.0,
+               "student base": 1024.0, "student R1-Zero (RL only)": 2048.0, "distilled student (SFT on the RS set)": 4096.0}
     assert [(r.stage, r.seconds) for r in rows] == [(s, seconds[s]) for s in list(seconds)[:len(rows)]]
     assert {s.seed for s in evaluated} == {4}  # evaluations sample with seed + 1, apart from training's
     assert pipeline.run(config) == rows and calls == stages  # all reused, none built again
+    general = tmp_path / "results_general.json"  # the chat models before and after all-scenario RL, on general prompts
+    assert general.exists() == ("all_scenario" in stages)
+    if general.exists():
+        assert [r["stage"] for r in json.loads(general.read_text())] == ["rejection-sampled SFT", "all-scenario RL"]
+        assert "| all-scenario RL | 10.0 | 50.0 | 1.0 |" in (tmp_path / "results.md").read_text()
 
 
 # A rebuilt stage's output (a new weights or data file) rebuilds exactly the stages built from it.
 @pytest.mark.parametrize("rebuilt, again", [
-    ("zero/policy/model.safetensors", list(STAGE_SECONDS)[1:6] + ["distill_sft"]),
-    ("cold_start/data.jsonl", ["cold_start_sft", "reasoning_rl", "rejection", "final_sft", "distill_sft"]),
-    ("cold_start/model/model.safetensors", ["reasoning_rl", "rejection", "final_sft", "distill_sft"]),
-    ("reasoning_rl/policy/model.safetensors", ["rejection", "final_sft", "distill_sft"]),
-    ("rejection/data.jsonl", ["final_sft", "distill_sft"]),
+    ("zero/policy/model.safetensors", list(STAGE_SECONDS)[1:10] + ["distill_sft"]),
+    ("cold_start/data.jsonl", ["cold_start_sft", "reasoning_rl", "rejection", "final_sft", *ALL_SCENARIO, "distill_sft"]),
+    ("cold_start/model/model.safetensors", ["reasoning_rl", "rejection", "final_sft", *ALL_SCENARIO, "distill_sft"]),
+    ("reasoning_rl/policy/model.safetensors", ["rejection", "final_sft", *ALL_SCENARIO, "distill_sft"]),
+    ("rejection/data.jsonl", ["final_sft", *ALL_SCENARIO, "distill_sft"]),
+    ("rejection/model/model.safetensors", ALL_SCENARIO),
+    ("all_scenario/data/helpful.jsonl", ["helpful_rm", "all_scenario"]),
+    ("all_scenario/data/safety.jsonl", ["safety_rm", "all_scenario"]),
+    ("all_scenario/helpful_rm/model/model.safetensors", ["all_scenario"]),
+    ("all_scenario/safety_rm/model/model.safetensors", ["all_scenario"]),
+    ("all_scenario/policy/model.safetensors", []),
     ("student/base/model.safetensors", ["student_zero", "distill_sft"]),
     ("student_zero/policy/model.safetensors", [])])
 def test_a_changed_output_rebuilds_every_stage_built_from_it(rebuilt, again, tmp_path, monkeypatch):
@@ -800,6 +845,8 @@ def test_a_changed_output_rebuilds_every_stage_built_from_it(rebuilt, again, tmp
 @pytest.mark.parametrize("stage, field, value", [
     ("zero", "max_steps", 3), ("cold_start_data", "n_prompts", 5), ("cold_start_sft", "epochs", 2),
     ("reasoning_rl", "lr", 1e-4), ("rejection", "n_prompts", 5), ("final_sft", "epochs", 2),
+    ("preference_data", "n_written", 5), ("helpful_rm", "epochs", 3), ("safety_rm", "lr", 1e-3),
+    ("all_scenario", "n_general", 5),
     ("student", "max_steps", 3), ("student_zero", "lr", 1e-4), ("distill_sft", "epochs", 2)])
 def test_every_finished_stage_of_other_settings_is_refused(stage, field, value, tmp_path, monkeypatch):
     calls, _ = _fake_chain(monkeypatch, tmp_path)

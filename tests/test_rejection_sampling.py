@@ -305,7 +305,8 @@ def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
     assert sources[:3] == ["rejection-sampling"] * 3 and set(sources[3:]) == {"world-chat"}
     stats = json.loads((tmp_path / "rs" / "stats.json").read_text())
     reasoning, chat = stats["sources"]
-    assert (reasoning["candidates"], reasoning["kept"], chat["candidates"]) == (16, 3, 14)  # 10 chat tasks + the default 4 refusals
+    # 10 chat tasks + the default 4 refusals
+    assert (reasoning["candidates"], reasoning["kept"], chat["candidates"]) == (16, 3, 14)
     assert stats["examples"] == len(examples) == 3 + chat["kept"]
     assert json.loads((tmp_path / "rs" / "rejection_sampling_config.json").read_text())["checkpoint"] == "fake/rl"
 
@@ -492,7 +493,8 @@ def test_a_mistyped_judge_is_refused_before_the_sampled_model_loads(tmp_path, mo
 # A --max-new-tokens past the model's positions is refused before the run directory exists
 def test_max_new_tokens_past_the_models_positions_fails_before_the_run_directory_exists(tmp_path):
     out = tmp_path / "rs"
-    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, max_new_tokens=512, n_chat=0, n_refusals=0)
+    config = RejectionSamplingConfig(checkpoint=str(BASE), out_dir=str(out), n_prompts=2, max_new_tokens=512, n_chat=0,
+                                     n_refusals=0)
     with pytest.raises(ValueError, match=r"--max-new-tokens 512 leaves no room .* 512 positions; at most \d+"):
         rs.run(config)
     assert not out.exists()

@@ -258,6 +258,15 @@ def test_a_bad_line_is_named_by_file_and_line(tmp_path, objective, bad, message)
         stage.read_items(path, objective)
 
 
+def test_an_empty_reply_is_an_item_not_an_error(tmp_path):
+    """A model that says nothing is a reply to judge (the policy's empty summaries are rejected ones)."""
+    pairs, labels = tmp_path / "pairs.jsonl", tmp_path / "labels.jsonl"
+    pairs.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": ""}) + "\n")
+    labels.write_text(json.dumps({"prompt": "q", "response": "", "label": 0}) + "\n")
+    assert [(i.chosen, i.rejected) for i in stage.read_items(pairs, "pairwise")] == [("a", "")]
+    assert [(i.response, i.label) for i in stage.read_items(labels, "pointwise")] == [("", 0)]
+
+
 def test_cli_reports_a_bad_line_in_one_line_before_writing_anything(tmp_path, policy_dir, capsys):
     data = tmp_path / "data.jsonl"
     data.write_text('{"prompt": "q", "response": "a", "label": "yes"}\n')

@@ -435,12 +435,16 @@ def test_resume_from_the_last_step_is_allowed_and_one_past_it_refused(tmp_path):
     ("grpo", "init", "other/policy"), ("grpo", "seed", 1), ("grpo", "n_prompts", 99),
     ("grpo", "prompts_per_step", 4), ("grpo", "group_size", 4), ("grpo", "template", "chat"),
     ("sft", "data", "other.jsonl"), ("sft", "init", "other/base"), ("sft", "seed", 1), ("sft", "seq_len", 128),
-    ("sft", "batch_size", 2), ("sft", "packing", False)])
+    ("sft", "batch_size", 2), ("sft", "packing", False),
+    ("all_scenario", "n_prompts", 99), ("all_scenario", "n_general", 9), ("all_scenario", "harmful_share", 0.5),
+    ("all_scenario", "seed", 1)])
 def test_a_resume_with_a_setting_of_the_data_plan_changed_is_refused(stage, field, value, tmp_path):
-    from r1lab.stages import grpo, pretrain, sft
+    from r1lab.stages import all_scenario, grpo, pretrain, sft
 
     make, load = {"pretrain": (pretrain.PretrainConfig, pretrain.run),
-                  "grpo": (grpo.GRPOConfig, grpo._load),
+                  "grpo": (grpo.GRPOConfig, lambda c: grpo._load(c, grpo.SAME_RUN_FIELDS)),
+                  "all_scenario": (lambda **kw: all_scenario.AllScenarioConfig(helpful_rm="h", safety_rm="s", **kw),
+                                   lambda c: grpo._load(c, all_scenario.SAME_RUN_FIELDS)),
                   "sft": (lambda **kw: sft.SFTConfig(data="train.jsonl", **kw), lambda c: sft._load(c, "digest"))}[stage]
     config = make(out_dir=str(tmp_path))
     (tmp_path / "checkpoints").mkdir()

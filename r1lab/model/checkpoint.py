@@ -231,7 +231,7 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         raise ValueError(f"{file}: a field has the wrong type or is empty ({err})") from None
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the directory's *.safetensors files (one file, or transformers' shards). A shard
     the index lists but the directory lacks is named (else: "missing" tensors, as if config.json were
     wrong); so is a tensor in two files (a stale model.safetensors beside shards), which one overwrote."""
@@ -269,7 +269,7 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
     """Loads a deepseek_v3 checkpoint (r1lab's or transformers') into an r1lab Transformer."""
     path = Path(path)
     config = load_config(path)
-    sd = _read_weights(path)
+    sd = read_weights(path)
     if config.num_nextn_predict_layers and not any(_is_mtp_key(k, config) for k in sd):
         # transformers has no MTP: its checkpoints keep num_nextn_predict_layers but no weights
         config = config.replace(num_nextn_predict_layers=0)

@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from r1lab.model.checkpoint import _read_weights, from_hf_state_dict, from_pretrained, load_config, save_pretrained
+from r1lab.model.checkpoint import from_hf_state_dict, from_pretrained, load_config, read_weights, save_pretrained
 from r1lab.model.config import ModelConfig
 from r1lab.model.hf_config import to_hf_config
 from r1lab.model.transformer import Transformer
@@ -207,7 +207,7 @@ def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu
     config = load_config(path)
     rm = RewardModel(config)
     try:
-        state = from_hf_state_dict(_read_weights(path), rm.config)
+        state = from_hf_state_dict(read_weights(path), rm.config)
     except ValueError as err:  # a per-expert tensor missing, extra or mis-shaped
         raise ValueError(f"reward model {path} does not match its config: {err}") from None
     shapes = {k: v.shape for k, v in rm.state_dict().items()}

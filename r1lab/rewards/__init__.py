@@ -15,5 +15,5 @@ call (code execution, math-verify) also offer a batch form over many completions
 from r1lab.rewards.format import format_reward, lenient_format_reward, r1_format_reward, strict_format_reward
 from r1lab.rewards.rubric import RewardConfigError, RewardFn, RewardTerm, Rubric, RubricResult, ScenarioRubric
 
-__all__ = ["RewardConfigError", "RewardFn", "RewardTerm", "Rubric", "RubricResult", "ScenarioRubric", "format_reward", "strict_format_reward",
-           "lenient_format_reward", "r1_format_reward"]
+__all__ = ["RewardConfigError", "RewardFn", "RewardTerm", "Rubric", "RubricResult", "ScenarioRubric", "format_reward",
+           "strict_format_reward", "lenient_format_reward", "r1_format_reward"]

@@ -27,11 +27,12 @@ class RewardTerm:
 class RubricResult:
     total: list[float]  # weighted sum per completion
     # unweighted score of each term; None where the term does not apply (`ScenarioRubric`: a reward
-    # model's term on a reasoning prompt), left out of its mean
+    # model's term on a reasoning prompt), left out of its mean (no mean at all where it applies to none)
     per_term: dict[str, list[float | None]] = field(default_factory=dict)
 
     def means(self) -> dict[str, float]:
-        out = {f"reward/{k}": _mean([x for x in v if x is not None]) for k, v in self.per_term.items()}
+        scored = {k: [x for x in v if x is not None] for k, v in self.per_term.items()}
+        out = {f"reward/{k}": _mean(v) for k, v in scored.items() if v or not self.per_term[k]}
         out["reward/total"] = _mean(self.total)
         return out
 

@@ -291,7 +291,7 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
     return final
 
 
-def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric, title: str | None) -> None:
+def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric, title: str | None = None) -> None:
     """accuracy / format, reward and length against step, next to metrics.jsonl (R1 Figures 2-3)."""
     from r1lab.plots import plot_rl_curves
 

@@ -307,7 +307,8 @@ def run(config: RejectionSamplingConfig) -> Path:
         print(funnel.describe())
     if not reasoning + chat:  # an empty data.jsonl would only fail later, in the SFT, as "no examples"
         raise ValueError(f"rejection sampling kept no sample and --n-chat and --n-refusals are 0: no data to "
-                         f"fine-tune on (see {out / 'stats.json'}); sample more (--n-prompts, --samples-per-prompt) or a better checkpoint")
+                         f"fine-tune on (see {out / 'stats.json'}); sample more (--n-prompts, --samples-per-prompt) "
+                         "or a better checkpoint")
     if not reasoning:
         print(f"warning: no reasoning sample passed the filters (see {out / 'stats.json'}); the SFT set is chat only")
     write_sft_jsonl(data, reasoning + chat)
