@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -264,6 +265,22 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def check_state(state: dict[str, torch.Tensor], shapes: dict[str, torch.Size], what: str,
+                name: Callable[[str], str] = str, hint: str = "") -> None:
+    """ValueError "`what` does not match its config" if `state` lacks a tensor of `shapes` (what the
+    config builds), has another, or one of another size (one line naming the tensors as `name`
+    gives them, not load_state_dict's RuntimeError); `hint` is added when a tensor is missing."""
+    missing = sorted(name(k) for k in set(shapes) - set(state))
+    unexpected = sorted(name(k) for k in set(state) - set(shapes))
+    if missing or unexpected:
+        raise ValueError(f"{what} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                         f"{hint if missing else ''}")
+    wrong = [f"{name(k)} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
+             if state[k].shape != shapes[k]]
+    if wrong:
+        raise ValueError(f"{what} does not match its config: shapes of {', '.join(wrong[:3])}")
+
+
 def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32) -> Transformer:
     """Loads a deepseek_v3 checkpoint (r1lab's or transformers') into an r1lab Transformer."""
@@ -280,18 +297,10 @@ def from_pretrained(path: str | os.PathLike, *, device: str | torch.device = "cp
     except ValueError as err:  # a per-expert tensor missing, extra or mis-shaped
         raise ValueError(f"checkpoint {path} does not match its config: {err}") from None
     shapes = {k: v.shape for k, v in model.state_dict().items()}  # what the config builds (meta tensors)
-    expected = set(shapes) - ({"lm_head.weight"} if config.tie_word_embeddings else set())
+    if config.tie_word_embeddings:
+        del shapes["lm_head.weight"]
     # named as in the checkpoint's files (an MTP module's `mtp.0.*` is `model.layers.{n}.*` there)
-    missing = sorted(_hf_name(k, config) for k in expected - set(state))
-    unexpected = sorted(_hf_name(k, config) for k in set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match its config: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    # a size changed in config.json: one line naming the tensor, not load_state_dict's RuntimeError
-    wrong = [f"{_hf_name(k, config)} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
-             if state[k].shape != shapes[k]]
-    if wrong:
-        raise ValueError(f"checkpoint {path} does not match its config: shapes of {', '.join(wrong[:3])}")
+    check_state(state, shapes, f"checkpoint {path}", lambda k: _hf_name(k, config))
     # the router stays float32 in any dtype, as transformers loads it (see _keeps_float32)
     state = {k: v.to(torch.float32 if _keeps_float32(k) else dtype) if v.is_floating_point() else v
              for k, v in state.items()}

@@ -24,7 +24,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from r1lab.model.checkpoint import from_hf_state_dict, from_pretrained, load_config, read_weights, save_pretrained
+from r1lab.model.checkpoint import (check_state, from_hf_state_dict, from_pretrained, load_config, read_weights,
+                                    save_pretrained)
 from r1lab.model.config import ModelConfig
 from r1lab.model.hf_config import to_hf_config
 from r1lab.model.transformer import Transformer
@@ -210,16 +211,7 @@ def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu
         state = from_hf_state_dict(read_weights(path), rm.config)
     except ValueError as err:  # a per-expert tensor missing, extra or mis-shaped
         raise ValueError(f"reward model {path} does not match its config: {err}") from None
-    shapes = {k: v.shape for k, v in rm.state_dict().items()}
-    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
-    if missing or unexpected:
-        hint = " (a policy checkpoint? start a reward model with RewardModel.from_policy)" \
-            if "score.weight" in missing else ""
-        raise ValueError(f"reward model {path} does not match its config: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}{hint}")
-    wrong = [f"{k} {list(state[k].shape)} (config: {list(shapes[k])})" for k in sorted(state)
-             if state[k].shape != shapes[k]]
-    if wrong:
-        raise ValueError(f"reward model {path} does not match its config: shapes of {', '.join(wrong[:3])}")
+    hint = " (a policy checkpoint? start a reward model with RewardModel.from_policy)" if "score.weight" not in state else ""
+    check_state(state, {k: v.shape for k, v in rm.state_dict().items()}, f"reward model {path}", hint=hint)
     rm.load_state_dict(state)  # copied into float32 (the router's float32 tensors stay so)
     return rm.to(device)

@@ -97,7 +97,7 @@ class RewardModelConfig:
 
 
 @dataclass(frozen=True)
-class PreferencePair:
+class PairItem:
     """A helpfulness pair: the same prompt, a preferred and a dispreferred response."""
 
     prompt: str
@@ -107,7 +107,7 @@ class PreferencePair:
 
 
 @dataclass(frozen=True)
-class LabelledResponse:
+class LabelItem:
     """A safety example: a response labelled 1 (safe / good) or 0 (unsafe / bad)."""
 
     prompt: str
@@ -143,7 +143,7 @@ def _label(record: dict[str, Any], where: str) -> int:
     return label
 
 
-def read_items(path: str | Path, objective: str) -> list[PreferencePair] | list[LabelledResponse]:
+def read_items(path: str | Path, objective: str) -> list[PairItem] | list[LabelItem]:
     """Every item of a reward-model JSONL file, in order; blank lines skipped. FileNotFoundError for a
     missing file, ValueError for a directory or naming the file and line of a malformed one. A
     written-out control token (``<|eos|>``) is allowed: it is encoded as text, in training as in scoring."""
@@ -157,9 +157,9 @@ def read_items(path: str | Path, objective: str) -> list[PreferencePair] | list[
             chosen, rejected = _text(record, "chosen", where, empty_ok=True), _text(record, "rejected", where, empty_ok=True)
             if chosen == rejected:  # a preference between equal texts teaches nothing and scores as wrong
                 raise ValueError(f"{where}: 'chosen' and 'rejected' are the same text")
-            items.append(PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, line=line))
+            items.append(PairItem(prompt=prompt, chosen=chosen, rejected=rejected, line=line))
         else:
-            items.append(LabelledResponse(prompt=prompt, response=_text(record, "response", where, empty_ok=True),
+            items.append(LabelItem(prompt=prompt, response=_text(record, "response", where, empty_ok=True),
                                           label=_label(record, where), line=line))
     if not items:
         raise ValueError(f"{path}: no examples")
@@ -190,8 +190,8 @@ class Example:
     label: int  # pointwise: 1 safe / good, 0 unsafe / bad; pairwise: 1 (the first sequence is preferred)
 
 
-def encode(tokenizer: Tokenizer, item: PreferencePair | LabelledResponse) -> Example:
-    if isinstance(item, PreferencePair):
+def encode(tokenizer: Tokenizer, item: PairItem | LabelItem) -> Example:
+    if isinstance(item, PairItem):
         return Example((render(tokenizer, item.prompt, item.chosen), render(tokenizer, item.prompt, item.rejected)), 1)
     return Example((render(tokenizer, item.prompt, item.response),), item.label)
 
