@@ -14,7 +14,8 @@ The world is deterministic and seeded. It provides
 Modules: ``arithmetic`` and ``countdown`` (the tasks), ``problems`` (the record and the split
 rule), ``splits`` (problem sets per stage), ``language`` (English/Velari), ``render`` (answers as
 text), ``corpus`` (pretraining documents), ``chat`` (non-reasoning world), ``answers`` (checking),
-``sft`` (cold-start chains of thought and the tokenizer's training texts).
+``sft`` (cold-start chains of thought and the tokenizer's training texts), ``general`` (general and
+harmful prompts for all-scenario RL, the reward models' data).
 """
 
 from r1lab.world.answers import (
@@ -35,6 +36,7 @@ from r1lab.world.corpus import (
     pretraining_documents,
 )
 from r1lab.world.countdown import CountdownConfig, is_solution
+from r1lab.world.general import GeneralPrompt, general_prompts, general_verdict  # registers its words: one lexicon
 from r1lab.world.language import ENGLISH, LANGUAGES, VELARI, language_consistency, word_language, words
 from r1lab.world.problems import ARITHMETIC, COUNTDOWN, HELDOUT, PRETRAIN, RL, WorldProblem, split_of
 from r1lab.world.render import R1_ZERO_TEMPLATE, format_r1_zero, long_cot
@@ -44,9 +46,10 @@ from r1lab.world.sft import cold_start_examples, tokenizer_training_texts
 __all__ = [
     "ARITHMETIC", "COUNTDOWN", "ENGLISH", "HELDOUT", "LANGUAGES", "PRETRAIN", "R1_ZERO_TEMPLATE", "RL", "VELARI",
     "ArithmeticConfig", "Chain", "ChatExample", "CorpusConfig", "CountdownConfig", "Country", "Document", "Step",
-    "WorldProblem", "chat_tasks", "check_completion", "cold_start_examples", "completion_body", "corpus_statistics",
+    "GeneralPrompt", "WorldProblem", "chat_tasks", "check_completion", "cold_start_examples", "completion_body", "corpus_statistics",
     "countries",
-    "extract_final_answer", "extract_final_expression", "follows_r1_zero_format", "format_r1_zero",
+    "extract_final_answer", "extract_final_expression", "follows_r1_zero_format", "format_r1_zero", "general_prompts",
+    "general_verdict",
     "heldout_problems", "is_solution", "iter_documents", "language_consistency", "long_cot", "pretraining_corpus",
     "pretraining_documents", "problem_set", "rl_prompts", "sample_problem", "split_of",
     "tokenizer_training_texts", "word_language", "words",
