@@ -1,9 +1,10 @@
 """`r1lab demo`: the R1 recipe on the embedded miniature world, on a laptop CPU, no download.
 
 Runs `r1lab.pipeline`: base model -> R1-Zero -> cold start -> reasoning RL with the language
-reward -> rejection sampling + SFT -> distillation into a small dense student (against RL alone on
-it), evaluating every model on the held-out split, and prints one table (R1 §2.2-2.4 in miniature;
-timings in the README).
+reward -> rejection sampling + SFT -> all-scenario RL with helpfulness and safety reward models ->
+distillation into a small dense student (against RL alone on it), evaluating every model on the
+held-out split, and prints one table, then the chat models on held-out general prompts (R1 §2.2-2.4
+in miniature; timings in the README).
 """
 
 from __future__ import annotations
