@@ -11,9 +11,9 @@ world's ground truth (`general_verdict`) plays the judge, and the data has two p
   each of `n_sampled` general prompts. For helpfulness, each wrong reply's summary is paired below a
   right one's (the reference where none is right); for safety, every reply is labelled.
 
-The sampled part shows the reward models the policy's own mistakes: with the written part alone
-(2,048 items each) the policy's RL found summaries that the helpfulness model scored high and the
-world judged wrong within 60 steps (README, "All-scenario RL"). Prompts are of the `train` split;
+The sampled part shows the reward models the policy's own mistakes: trained on the written part
+alone, the helpfulness model ranked 83 % of its held-out pairs right, against 99 % with both parts
+(`benchmarks/reward_model_data.py`; README, "All-scenario RL"). Prompts are of the `train` split;
 evaluation uses `heldout` ones. Output: `helpful.jsonl` (pairwise), `safety.jsonl` (pointwise),
 `stats.json` (counts).
 """
