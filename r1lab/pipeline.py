@@ -81,9 +81,9 @@ class PipelineConfig:
     preference_data: preference_data.PreferenceDataConfig = field(
         default_factory=lambda: preference_data.PreferenceDataConfig(checkpoint=SET_HERE))
     helpful_rm: reward_model.RewardModelConfig = field(default_factory=lambda: reward_model.RewardModelConfig(
-        data=SET_HERE, objective="pairwise", epochs=2))
+        data=SET_HERE, objective="pairwise"))  # 1 epoch, as the paper's
     safety_rm: reward_model.RewardModelConfig = field(default_factory=lambda: reward_model.RewardModelConfig(
-        data=SET_HERE, objective="pointwise", epochs=2))
+        data=SET_HERE, objective="pointwise"))
     all_scenario: all_scenario.AllScenarioConfig = field(default_factory=lambda: all_scenario.AllScenarioConfig(
         helpful_rm=SET_HERE, safety_rm=SET_HERE, max_new_tokens=160, max_steps=60, lr=4e-5))
     # distillation (R1 §2.4, §4.1): a smaller dense student, pretrained on the same corpus (shipped; ~2 min here)
