@@ -12,7 +12,7 @@ world's ground truth (`general_verdict`) plays the judge, and the data has two p
   right one's (the reference where none is right); for safety, every reply is labelled.
 
 The sampled part shows the reward models the policy's own mistakes: trained on the written part
-alone, the helpfulness model ranked 83 % of its held-out pairs right, against 99 % with both parts
+alone, the helpfulness model ranked 79 % of its held-out pairs right, against 95 % with both parts
 (`benchmarks/reward_model_data.py`; README, "All-scenario RL"). Prompts are of the `train` split;
 evaluation uses `heldout` ones. Output: `helpful.jsonl` (pairwise), `safety.jsonl` (pointwise),
 `stats.json` (counts).
