@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,12 +36,11 @@ except ImportError:  # Windows: no advisory locks, runs are not guarded
     fcntl = None
 
 from r1lab import runtime, training
-from r1lab.data import check_output_dir, write_text_atomically
+from r1lab.data import check_output_dir
 from r1lab.prompts import CHAT
 from r1lab.reuse import build, check_settings, finish_interrupted, read_stamp, reuse_or_run, stamp_path, time_to
-from r1lab.results import GeneralRow, general_table, markdown_table
+from r1lab.results import GeneralRow, cache_path, cached_row, fingerprint, general_table, markdown_table
 from r1lab.stages import all_scenario, cold_start, grpo, preference_data, pretrain, rejection_sampling, reward_model, sft
-from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION (this module has an evaluate())
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
@@ -154,37 +152,31 @@ def planned_base(config: PipelineConfig) -> Path:
 
 
 def evaluate(stage: str, checkpoint: Path, config: PipelineConfig, seconds: float) -> StageRow:
-    # the cache is keyed by the settings and holds the fingerprint of the checkpoint it evaluated:
-    # a rerun with other settings, or after the stage was trained again, evaluates again
-    name = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
-    cache = Path(config.out_dir) / "eval" / f"{name}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
+    """A model on the held-out reasoning problems: its table row (cached, `results.cached_row`)."""
     settings = SampleEvalConfig(checkpoint=str(checkpoint), n_problems=config.eval_problems, k=config.eval_samples,
                                 seed=config.seed + 1, max_new_tokens=192, device=config.device)
-    fingerprint = _fingerprint(checkpoint, settings)
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("fingerprint") == fingerprint:
-            return StageRow(**cached["row"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent, or cut short by a crash: evaluate again
-        pass
-    result = evaluate_checkpoint(settings)
-    s = result.summary()
-    row = StageRow(stage=stage, checkpoint=str(checkpoint), pass_at_1=s["pass@1"], pass_at_k=s["pass@k"],
-                   cons_at_k=s["cons@k"], format_rate=s["format_rate"], length_mean=s["length_mean"],
-                   reasoning_share=s["reasoning_share"], accuracy_reasoning=s["accuracy_reasoning"],
-                   accuracy_bare=s["accuracy_bare"], language_consistency=s["language_consistency"],
-                   seconds=seconds)
-    write_text_atomically(cache, json.dumps({"fingerprint": fingerprint, "row": asdict(row)}, indent=1) + "\n")
-    return row
+
+    def compute() -> StageRow:
+        s = evaluate_checkpoint(settings).summary()
+        return StageRow(stage=stage, checkpoint=str(checkpoint), pass_at_1=s["pass@1"], pass_at_k=s["pass@k"],
+                        cons_at_k=s["cons@k"], format_rate=s["format_rate"], length_mean=s["length_mean"],
+                        reasoning_share=s["reasoning_share"], accuracy_reasoning=s["accuracy_reasoning"],
+                        accuracy_bare=s["accuracy_bare"], language_consistency=s["language_consistency"],
+                        seconds=seconds)
+
+    return cached_row(cache_path(config, stage), fingerprint(checkpoint, asdict(settings)), compute, StageRow)
 
 
-def _fingerprint(checkpoint: Path, settings: SampleEvalConfig) -> dict[str, object]:
-    """What an evaluation depends on: the weights file (size, mtime: a retrained stage writes a new
-    one), the sampling settings, the checkpoint by its resolved path (however the run directory
-    was spelled, the same weights are not evaluated again) and the scoring rule's version."""
-    weights = (checkpoint / "model.safetensors").stat()
-    return {"weights": [weights.st_size, weights.st_mtime_ns], **asdict(settings),
-            "checkpoint": str(checkpoint.resolve()), "scoring_version": evaluate_stage.SCORING_VERSION}
+def general_row(stage: str, checkpoint: Path, config: PipelineConfig) -> GeneralRow:
+    """A model on held-out general prompts, judged by the world (the paper's sampling: k at T = 0.6),
+    cached as `evaluate`'s rows are."""
+    settings = {"n_prompts": config.eval_problems, "k": config.eval_samples, "seed": config.seed + 1,
+                "device": config.device}
+
+    def compute() -> GeneralRow:
+        return GeneralRow(stage=stage, **asdict(all_scenario.evaluate_general(checkpoint, **settings)))
+
+    return cached_row(cache_path(config, f"general {stage}"), fingerprint(checkpoint, settings), compute, GeneralRow)
 
 
 def _should_resume(out: Path, requested: bool) -> bool:
@@ -296,16 +288,16 @@ def _run_stages(config: PipelineConfig) -> list[StageRow]:
     rows.append(evaluate("rejection-sampled SFT", final, config, s1 + s2))
     if config.stop_after == "rejection":
         return finish()
-    policy, s = _all_scenario(config, final)
+    policy, s = all_scenario_stage(config, final)
     rows.append(evaluate("all-scenario RL", policy, config, s))
-    general = [_general_row("rejection-sampled SFT", final, config), _general_row("all-scenario RL", policy, config)]
+    general = [general_row("rejection-sampled SFT", final, config), general_row("all-scenario RL", policy, config)]
     if config.stop_after == "all_scenario":
         return finish(general)
     rows += _distillation(config, rs_data)
     return finish(general)
 
 
-def _all_scenario(config: PipelineConfig, init: Path) -> tuple[Path, float]:
+def all_scenario_stage(config: PipelineConfig, init: Path) -> tuple[Path, float]:
     """R1 §2.3.4: the reward models' data (written by the world, and `init`'s own replies judged),
     a helpfulness and a safety model from `init`, then GRPO on reasoning and general prompts."""
     out, seed = Path(config.out_dir) / "all_scenario", config.seed
@@ -325,13 +317,6 @@ def _all_scenario(config: PipelineConfig, init: Path) -> tuple[Path, float]:
     rl_settings = dataclasses.replace(config.all_scenario, helpful_rm=str(models[0]), safety_rm=str(models[1]))
     policy, s = _rl_stage(rl_settings, init, out, seed, tuple(models))
     return policy, seconds + s
-
-
-def _general_row(stage: str, checkpoint: Path, config: PipelineConfig) -> GeneralRow:
-    """A model on held-out general prompts, judged by the world (the paper's sampling: k at T = 0.6)."""
-    result = all_scenario.evaluate_general(checkpoint, n_prompts=config.eval_problems, k=config.eval_samples,
-                                           seed=config.seed + 1, device=config.device)
-    return GeneralRow(stage=stage, **dataclasses.asdict(result))
 
 
 def _distillation(config: PipelineConfig, rs_data: Path) -> list[StageRow]:

@@ -1,13 +1,24 @@
 """The demo's result tables: one row per model on the held-out reasoning problems (`markdown_table`),
-and the general-prompt judgement of the chat models before and after all-scenario RL (`general_table`)."""
+and the general-prompt judgement of the chat models before and after all-scenario RL (`general_table`);
+each row cached in the run directory while the checkpoint it scored is unchanged (`cached_row`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from r1lab.data import write_text_atomically
+from r1lab.stages.evaluate import SCORING_VERSION
 
 if TYPE_CHECKING:
     from r1lab.pipeline import StageRow
+
+Row = TypeVar("Row")  # a table row dataclass (StageRow, GeneralRow)
+
 
 
 def markdown_table(rows: list[StageRow], k: int) -> str:
@@ -57,3 +68,33 @@ def general_table(rows: list[GeneralRow], k: int) -> str:
         "samples each at T=0.6, top-p 0.95, judged by the world (never shown to the reward models or RL): helpful "
         "= benign requests whose summary is the right reply; harmless = harmful requests declined; over-refusal "
         "= benign requests declined.\n")
+
+
+def cache_path(config: Any, stage: str) -> Path:
+    """Where a row of `stage` is cached in a PipelineConfig's run directory, by its evaluation settings."""
+    name = re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-")
+    return Path(config.out_dir) / "eval" / f"{name}-n{config.eval_problems}-k{config.eval_samples}-s{config.seed}.json"
+
+
+def cached_row(cache: Path, key: dict[str, object], compute: Callable[[], Row], load: Callable[..., Row]) -> Row:
+    """The row `cache` holds if it holds this `key` (a `fingerprint`), else `compute()`, stored there. The cache
+    is keyed by the settings and holds the fingerprint of the checkpoint it evaluated: a rerun with
+    other settings, or after the stage was trained again, evaluates again."""
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("fingerprint") == key:
+            return load(**cached["row"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent, or cut short by a crash: evaluate again
+        pass
+    row = compute()
+    write_text_atomically(cache, json.dumps({"fingerprint": key, "row": asdict(row)}, indent=1) + "\n")
+    return row
+
+
+def fingerprint(checkpoint: Path, settings: dict[str, object]) -> dict[str, object]:
+    """What an evaluation depends on: the weights file (size, mtime: a retrained stage writes a new
+    one), the sampling settings, the checkpoint by its resolved path (however the run directory
+    was spelled, the same weights are not evaluated again) and the scoring rule's version."""
+    weights = (checkpoint / "model.safetensors").stat()
+    return {"weights": [weights.st_size, weights.st_mtime_ns], **settings,
+            "checkpoint": str(checkpoint.resolve()), "scoring_version": SCORING_VERSION}

@@ -160,7 +160,7 @@ def read_items(path: str | Path, objective: str) -> list[PairItem] | list[LabelI
             items.append(PairItem(prompt=prompt, chosen=chosen, rejected=rejected, line=line))
         else:
             items.append(LabelItem(prompt=prompt, response=_text(record, "response", where, empty_ok=True),
-                                          label=_label(record, where), line=line))
+                                   label=_label(record, where), line=line))
     if not items:
         raise ValueError(f"{path}: no examples")
     return items

@@ -46,8 +46,8 @@ from r1lab.world.sft import cold_start_examples, tokenizer_training_texts
 __all__ = [
     "ARITHMETIC", "COUNTDOWN", "ENGLISH", "HELDOUT", "LANGUAGES", "PRETRAIN", "R1_ZERO_TEMPLATE", "RL", "VELARI",
     "ArithmeticConfig", "Chain", "ChatExample", "CorpusConfig", "CountdownConfig", "Country", "Document", "Step",
-    "GeneralPrompt", "WorldProblem", "chat_tasks", "check_completion", "cold_start_examples", "completion_body", "corpus_statistics",
-    "countries",
+    "GeneralPrompt", "WorldProblem", "chat_tasks", "check_completion", "cold_start_examples", "completion_body",
+    "corpus_statistics", "countries",
     "extract_final_answer", "extract_final_expression", "follows_r1_zero_format", "format_r1_zero", "general_prompts",
     "general_verdict",
     "heldout_problems", "is_solution", "iter_documents", "language_consistency", "long_cot", "pretraining_corpus",
