@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from r1lab.data import write_text_atomically
-from r1lab.stages.evaluate import SCORING_VERSION
+from r1lab.stages import evaluate as evaluate_stage  # its SCORING_VERSION, read when a row is fingerprinted
 
 if TYPE_CHECKING:
     from r1lab.pipeline import StageRow
@@ -97,4 +97,4 @@ def fingerprint(checkpoint: Path, settings: dict[str, object]) -> dict[str, obje
     was spelled, the same weights are not evaluated again) and the scoring rule's version."""
     weights = (checkpoint / "model.safetensors").stat()
     return {"weights": [weights.st_size, weights.st_mtime_ns], **settings,
-            "checkpoint": str(checkpoint.resolve()), "scoring_version": SCORING_VERSION}
+            "checkpoint": str(checkpoint.resolve()), "scoring_version": evaluate_stage.SCORING_VERSION}
