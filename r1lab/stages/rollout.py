@@ -176,7 +176,11 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
     tokens = batch.tokens[rows]  # (n, T)
     if tokens.shape[1] > 1:  # completion token j predicts token j + 1
         pos = prompt_mask[of].sum(-1, keepdim=True) + torch.arange(tokens.shape[1] - 1, device=tokens.device)
-        keys = torch.cat([prompt_mask[of], batch.token_valid[rows][:, :-1]], dim=1)  # (n, L + T - 1)
+        # input j counts as real where token j + 1 is (the token it predicts): a row's last token
+        # predicts nothing, and counting it only where the row is shorter than the batch's longest
+        # made the MoE load, hence the router biases, depend on the padding (and on how a batch
+        # is split across data-parallel processes)
+        keys = torch.cat([prompt_mask[of], batch.token_valid[rows][:, 1:]], dim=1)  # (n, L + T - 1)
         h_comp, _ = model.hidden_states(tokens[:, :-1], position_ids=pos, attention_mask=keys,
                                         cache=prefix.select(of))
         h = torch.cat([h, h_comp], dim=1)  # (n, T, D)
