@@ -81,6 +81,19 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_len: in
     raise ValueError(f"loss aggregation must be one of {LOSS_AGGREGATIONS}, got {how!r}")
 
 
+def aggregation_count(mask: torch.Tensor, how: str) -> torch.Tensor:
+    """What `aggregate` divides by, as a count of items: sequences with a loss token (seq_mean),
+    loss tokens (token_mean) or rows (constant). Data-parallel processes weigh their losses by it,
+    so that their averaged gradients are those of `aggregate` over the union of their rows."""
+    if how == "seq_mean":
+        return (mask.sum(-1) > 0).sum()
+    if how == "token_mean":
+        return mask.sum()
+    if how == "constant":
+        return torch.tensor(mask.shape[0])
+    raise ValueError(f"loss aggregation must be one of {LOSS_AGGREGATIONS}, got {how!r}")
+
+
 @dataclass
 class PolicyLoss:
     loss: torch.Tensor  # scalar to minimise

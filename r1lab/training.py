@@ -7,7 +7,6 @@ here knows about parallelism either: a distributed launcher wraps the model (FSD
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,14 +15,14 @@ import numbers
 import os
 import random
 import shutil
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from r1lab import parallel
 from r1lab.data import check_output_dir, fsync
+from r1lab.metrics import MetricsLog, Throughput  # noqa: F401 (stages and tests reach them here)
 from r1lab.model import Transformer, save_pretrained
 from r1lab.runtime import keep_freed_memory, seed_everything, set_threads
 
@@ -69,54 +68,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-class MetricsLog:
-    """Appends one JSON object per line; flushed at every write so a crash loses nothing."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        """The records. A last line that does not parse is what a crash mid-write leaves: skipped
-        with a warning (the step is redone on resume); any other bad line names file and line."""
-        if not self.path.exists():
-            return []
-        lines = [(i, line) for i, line in enumerate(self.path.read_text().splitlines(), 1) if line.strip()]
-        records = []
-        for i, line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                if i != lines[-1][0]:
-                    raise ValueError(f"{self.path}:{i}: not a JSON record ({err})") from None
-                print(f"warning: {self.path}:{i}: skipping an unreadable last line (cut off by a crash?)")
-                continue
-            if not isinstance(record, dict):  # no crash leaves one: every record is written as an object
-                raise ValueError(f"{self.path}:{i}: not a JSON record (a JSON {type(record).__name__}, not an object)")
-            records.append(record)
-        return records
-
-    def truncate_after(self, step: int) -> None:
-        """On resume: drop records of steps after the checkpoint (they will be redone). Written to a
-        temporary file and renamed over the log, so a crash here leaves the old log whole."""
-        records = self.read()
-        for r in records:  # a null or text step cannot be placed before or after the checkpoint
-            at = r.get("step", 0)
-            if isinstance(at, bool) or not isinstance(at, (int, float)):
-                raise ValueError(f"{self.path}: the record {json.dumps(r)[:80]} has step {at!r}, not a "
-                                 "number; fix or remove that line, or start afresh without --resume")
-        keep = [r for r in records if r.get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        fsync(tmp)  # else a power cut after the rename can leave an empty log: the kept rows lost
-        os.replace(tmp, self.path)
-        fsync(self.path.parent)
-
-
 # training stages (the name of their `<name>_config.json`): each owns its run directory's metrics.jsonl and checkpoints/
 TRAINING_RUNS = ("pretrain", "grpo", "sft", "reward_model")
 
@@ -131,17 +82,22 @@ def check_run_dir(out_dir: str | Path, name: str) -> None:
             raise ValueError(f"--out-dir {out_dir} holds another stage's run ({saved}); give another --out-dir")
 
 
-def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ...] = ("checkpoints",)) -> Path:
+def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ...] = ("checkpoints",),
+              world: parallel.World = parallel.World()) -> Path:
     """Common start of every stage: threads, allocator, seeds, the run directory and `<name>_config.json`.
 
     `fresh` (a training run that is not resuming): the stage's own directories `own` left by an
     earlier run in this out_dir are removed, as its metrics log is emptied: old checkpoints would
-    otherwise be pruned against the new ones by name and picked up by a later --resume."""
+    otherwise be pruned against the new ones by name and picked up by a later --resume. In a
+    distributed run rank 0 alone touches the directory; the others wait for it."""
     set_threads(getattr(config, "threads", 0))
     keep_freed_memory()
     seed_everything(config.seed)
     # an --out-dir that is (or lies under) a file: this message, not mkdir's bare "File exists: X"
     out = check_output_dir(config.out_dir)
+    if not world.main:
+        parallel.barrier(world)
+        return out
     if fresh:
         stale_dirs = [out / d for d in own if (out / d).exists()]
         init = getattr(config, "init", None)
@@ -154,12 +110,16 @@ def start_run(config: Any, name: str, *, fresh: bool = False, own: tuple[str, ..
             shutil.rmtree(stale)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / f"{name}_config.json")
+    parallel.barrier(world)
     return out
 
 
-def open_log(path: str | Path, resume_step: int) -> MetricsLog:
-    """A metrics log for a run starting at `resume_step`: kept up to it when resuming, else emptied."""
-    log = MetricsLog(path)
+def open_log(path: str | Path, resume_step: int, world: parallel.World = parallel.World()) -> MetricsLog:
+    """A metrics log for a run starting at `resume_step`: kept up to it when resuming, else emptied.
+    Rank 0's alone in a distributed run."""
+    log = MetricsLog(path, enabled=world.main)
+    if not world.main:
+        return log
     if resume_step:
         log.truncate_after(resume_step)
     else:
@@ -175,26 +135,37 @@ def save_checkpoint(model: Transformer, directory: str | Path, *, step: int, con
                     optimizer: torch.optim.Optimizer | None = None, tokenizer: Any = None,
                     extra_state: dict[str, Any] | None = None,
                     extra_models: dict[str, Transformer] | None = None,
-                    extra_files: dict[str, str] | None = None) -> Path:
+                    extra_files: dict[str, str] | None = None,
+                    world: parallel.World = parallel.World()) -> Path:
     """A Hugging Face checkpoint (+ tokenizer, + the stage's resolved config as `r1lab_config.json`)
     and, for resuming, `trainer_state.pt` with the optimizer and RNG states.
+
+    A sharded model (and its optimizer state) is gathered first, a collective every process
+    calls; rank 0 writes the one-process format, and all return once it is on disk.
 
     The tokenizer files go into the same atomic save as the weights: the directory never exists
     without them. `extra_models` (name -> model, e.g. GRPO's KL reference) are saved as
     subdirectories before `trainer_state.pt`, which marks a resumable checkpoint complete;
     `extra_files` (name -> text) go into the checkpoint beside its config."""
     directory = Path(directory)
+    optimizer_state = parallel.optimizer_state(model, optimizer, world) if optimizer is not None else None
+    whole = parallel.unsharded(model, world)
+    extra_models = {name: parallel.unsharded(sub, world) for name, sub in (extra_models or {}).items()}
+    if not world.main:
+        parallel.barrier(world)
+        return directory
     extra = {"r1lab_config.json": json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n",
              **(tokenizer.files() if tokenizer is not None else {}), **(extra_files or {})}
-    path = save_pretrained(model, directory, extra_files=extra)
-    for name, sub in (extra_models or {}).items():
+    path = save_pretrained(whole, directory, extra_files=extra)
+    for name, sub in extra_models.items():
         save_pretrained(sub, path / name)
-    if optimizer is not None:
-        state = {"step": step, "optimizer": optimizer.state_dict(), **_rng_states(), **(extra_state or {})}
+    if optimizer_state is not None:
+        state = {"step": step, "optimizer": optimizer_state, **_rng_states(), **(extra_state or {})}
         tmp = path / "trainer_state.pt.tmp"
         _write_state(state, tmp)  # on disk before the rename marks the checkpoint complete for --resume
         os.replace(tmp, path / "trainer_state.pt")
         fsync(path)
+    parallel.barrier(world)
     return path
 
 
@@ -316,7 +287,8 @@ def same_setting(saved: object, now: object) -> bool:
     return isinstance(saved, str) and isinstance(now, str) and Path(saved).resolve() == Path(now).resolve()
 
 
-def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bool = True) -> dict[str, Any]:
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bool = True,
+                        model: torch.nn.Module | None = None) -> dict[str, Any]:
     """The optimizer state (and, with `rng`, the RNG states) of a checkpoint; returns the whole state.
 
     rng=False where the run is not started yet: `start_run` seeds the RNGs, so the caller restores
@@ -327,7 +299,10 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer, *, rng: bo
     # --weight-decay trained on with the old one in silence (lr is set every step). This run's
     # settings are kept; only the moments and step counts come from the checkpoint.
     settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(state["optimizer"])
+    if model is None:
+        optimizer.load_state_dict(state["optimizer"])
+    else:  # by parameter name where the model is sharded or the state was saved sharded
+        parallel.load_optimizer_state(model, optimizer, state["optimizer"])
     for group, setting in zip(optimizer.param_groups, settings):
         group.update(setting)
     if rng:
@@ -370,30 +345,3 @@ def prune_checkpoints(checkpoint_dir: str | Path, keep: int) -> None:
     for tmp in Path(checkpoint_dir).glob(".step_*"):  # `.step_N.XXXXXXXX`: a save killed outright left it
         if tmp.is_dir() and 0 <= _step_of(Path(tmp.name[1:].split(".")[0])) < oldest_kept:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-class Throughput:
-    """Tokens per second over the last interval, the time spent `paused` left out."""
-
-    def __init__(self) -> None:
-        self.start, self.tokens = time.perf_counter(), 0
-
-    def add(self, tokens: int) -> None:
-        self.tokens += tokens
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Time inside is no training (a held-out evaluation, a checkpoint save): without this, the
-        interval after one read its tokens over that time too, a training speed shown too low."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.start += time.perf_counter() - t0
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
-        rate = self.tokens / elapsed if elapsed > 0 else 0.0
-        self.start, self.tokens = time.perf_counter(), 0
-        return rate
-

@@ -515,7 +515,7 @@ def test_a_training_step_clips_the_gradient_to_grad_clip(tokenizer):
 def test_each_step_trains_at_the_scheduled_learning_rate(tmp_path, monkeypatch):
     seen = []
     step = sft.train_step
-    monkeypatch.setattr(sft, "train_step", lambda model, optimizer, batch, cfg: seen.append(
+    monkeypatch.setattr(sft, "train_step", lambda model, optimizer, batch, cfg, world: seen.append(
         [g["lr"] for g in optimizer.param_groups]) or step(model, optimizer, batch, cfg))
     sft.run(config(tmp_path, write_jsonl(tmp_path / "d.jsonl", n=8), max_steps=4, lr=1e-3, min_lr_ratio=0.1))
     # by hand: (0 + 1) / 2, (1 + 1) / 2, the peak again, then 0.1 + 0.9 * (1 + cos(pi / 2)) / 2 = 0.55

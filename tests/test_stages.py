@@ -410,7 +410,9 @@ def test_completion_logprobs_forwards_only_the_prompts_of_its_rows():
     logp = completion_logprobs(model, batch, torch.tensor([3, 2]), temperature=1.0)  # prompt 2 only
     torch.testing.assert_close(logp, everything[[3, 2]])
     K = model.config.num_experts_per_tok
-    counted = 4 + 2 + 2  # prompt 2, then completion tokens 0..T-2 of its rows (T = 3; padding is not counted)
+    # prompt 2, then each row's completion tokens that predict a real one: 2 of the 3-token row, 1 of the
+    # 2-token row (its last token predicts nothing; counting it, as padding-dependent code did, gave 2)
+    counted = 4 + 2 + 1
     assert [float(load.sum()) for load in model.expert_load()] == [K * counted] * len(model.moe_layers())
 
 
@@ -600,7 +602,7 @@ def test_a_grpo_run_that_is_all_warmup_is_warned_about(base, tmp_path, capsys):
 def test_the_reference_is_reset_to_the_policy_every_n_steps(base, tmp_path, monkeypatch, every, same):
     seen = []
 
-    def update(model, ref, optimizer, batch, config, step):
+    def update(model, ref, optimizer, batch, config, step, world):
         seen.append(all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values())))
         with torch.no_grad():
             model.lm_head.weight.add_(1e-2)

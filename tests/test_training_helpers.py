@@ -333,14 +333,14 @@ def test_pretrain_throughput_leaves_out_evaluation_and_checkpoint_time(tmp_path,
     import json
     import types
 
-    from r1lab import training
+    from r1lab import metrics, training
     from r1lab.stages import pretrain
 
     clock = [0.0]  # a fake clock: each training step takes 1 s, each evaluation and each save 100 s
-    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(metrics, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     balance = pretrain.max_mean_load_ratio
     monkeypatch.setattr(pretrain, "max_mean_load_ratio", lambda load: clock.__setitem__(0, clock[0] + 1) or balance(load))
-    monkeypatch.setattr(pretrain, "heldout_loss", lambda *a: clock.__setitem__(0, clock[0] + 100) or 0.0)
+    monkeypatch.setattr(pretrain, "heldout_loss", lambda *a, **k: clock.__setitem__(0, clock[0] + 100) or 0.0)
     save = training.save_checkpoint
     monkeypatch.setattr(training, "save_checkpoint",
                         lambda *a, **k: clock.__setitem__(0, clock[0] + 100) or save(*a, **k))

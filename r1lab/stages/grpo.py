@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from r1lab import runtime, training
+from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
-from r1lab.losses import LOSS_AGGREGATIONS, group_advantages, grpo_loss
+from r1lab.losses import LOSS_AGGREGATIONS, aggregation_count, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template
 from r1lab.rewards import Rubric
@@ -136,14 +136,17 @@ def shuffle_generator(config: GRPOConfig, step: int) -> torch.Generator:
 
 
 def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer,
-                  batch: TrainBatch, config: GRPOConfig, step: int = 0) -> dict[str, float]:
+                  batch: TrainBatch, config: GRPOConfig, step: int = 0,
+                  world: parallel.World = parallel.World()) -> dict[str, float]:
     """`ppo_epochs` passes over the batch in `minibatches` steps (shuffled by `step`, the training
     step); returns mean statistics and `train_tokens`, the completion tokens forwarded and
     backpropagated in all. A minibatch without a loss token takes no step; a batch without
     one (no row left, or all masked) returns `expert_load_max_mean` 1 and no token. The router
     biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over
-    those steps of the load each saw)."""
-    if not batch.mask.any():
+    those steps of the load each saw). In a distributed run `batch` is this process's groups, its
+    minibatches its share of the global ones: the skip decisions are global, the losses weighed
+    so that the averaged gradients are those of one process holding every row."""
+    if not parallel.all_sum([batch.mask.sum()], world)[0]:
         # every group dropped (dynamic sampling: no row, which the reference's forward cannot take)
         # or every row masked (overlong filtering): no update, no load to balance, no token trained
         return {"expert_load_max_mean": 1.0, "train_tokens": 0}
@@ -158,7 +161,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     for _ in range(config.ppo_epochs):
         for rows in minibatch_rows(n, config.minibatches, g):
             rows = rows.to(batch.tokens.device)
-            if not batch.mask[rows].any():
+            if not parallel.all_sum([batch.mask[rows].sum()], world)[0]:
                 # no loss token (overlong filtering masked every row): AdamW's momentum would still
                 # move the weights, and ratio / clip stats of 0 would enter the step's means
                 continue
@@ -174,43 +177,62 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
                             clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high,
                             kl_coef=config.kl_coef, ref_logp=None if ref_logp is None else ref_logp[rows],
                             aggregation=config.loss_aggregation, max_len=config.max_new_tokens)
-            out.loss.backward()
+            (out.loss * parallel.loss_weight(aggregation_count(mask, config.loss_aggregation), world)).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            parallel.sync_expert_load(model, world)  # the global minibatch's load, the same biases everywhere
             stats.setdefault("expert_load_max_mean", []).append(max_mean_load_ratio(model.expert_load()))
             model.update_router_bias()  # aux-loss-free balancing after every optimizer step (V3 §2.1.2)
             for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
                          ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
-                stats.setdefault(k, []).append(float(v.detach()))
+                stats.setdefault(k, []).append(parallel.scalar(v.detach()))
     means = {k: sum(v) / len(v) for k, v in stats.items()}  # some minibatch had a loss token
     return {**means, "train_tokens": tokens}
+
+
+# a process's sampling seed is the step's plus rank times this: rank 0 draws what one process would
+RANK_SEED_STRIDE = 1_000_000_007
+
+
+def check_world(config: GRPOConfig, world: parallel.World) -> None:
+    """Under torchrun every process takes an equal share of a step's groups, so that the same
+    minibatch splits and skips happen everywhere (a sharded model's forward is a collective)."""
+    if not world.distributed:
+        return
+    if config.prompts_per_step % world.size:
+        raise ValueError(f"GRPOConfig.prompts_per_step ({config.prompts_per_step}) must be a multiple of the "
+                         f"{world.size} processes: each samples an equal share of the groups")
+    if config.dynamic_sampling:  # processes would keep different numbers of groups, hence of minibatch rows
+        raise ValueError("GRPOConfig.dynamic_sampling is not supported under torchrun yet; run it in one process")
 
 
 # the prompts and their order must be the stopped run's (more steps may follow)
 SAME_RUN_FIELDS = ("init", "seed", "n_prompts", "prompts_per_step", "group_size", "template")
 
 
-def _load(config: GRPOConfig, same_run: tuple[str, ...]) -> tuple[Transformer, Transformer | None, Tokenizer,
-                                                                  torch.optim.Optimizer, dict[str, Any]]:
+def _load(config: GRPOConfig, same_run: tuple[str, ...], world: parallel.World = parallel.World()) -> tuple[
+        Transformer, Transformer | None, Tokenizer, torch.optim.Optimizer, dict[str, Any]]:
     """Policy, KL reference, tokenizer, optimizer and the trainer state ({} on a fresh start): from
     the newest checkpoint with --resume (made with the same `same_run` settings), else from `init`.
-    The RNG states are not restored here."""
+    The RNG states are not restored here. Policy and reference are sharded in a distributed world."""
     ck = training.resume_checkpoint(config, same_run, config.max_steps)
-    model = from_pretrained(ck or config.init, device=config.device).train()
+    model = from_pretrained(ck or config.init, device=world.device).train()
     if model.config.seq_aux_loss_alpha > 0:  # see completion_logprobs
         print(f"note: the checkpoint's seq_aux_loss_alpha {model.config.seq_aux_loss_alpha} is not applied in RL "
               "(bias balancing still runs)")
     tokenizer = Tokenizer.load(ck or config.init)
-    ref = _reference(model, config, ck)
+    ref = _reference(model, config, ck, world.device)
+    model = parallel.parallelize(model, world)  # alike, so that a reset loads the policy's shards as they are
+    ref = parallel.parallelize(ref, world) if ref is not None else None
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
-    state = training.load_training_state(ck, optimizer, rng=False) if ck else {}
+    state = training.load_training_state(ck, optimizer, rng=False, model=model) if ck else {}
     if ck:
         print(f"resumed from {ck} at step {state['step']}")
     return model, ref, tokenizer, optimizer, state
 
 
-def _reference(model: Transformer, config: GRPOConfig, ck: Path | None) -> Transformer | None:
+def _reference(model: Transformer, config: GRPOConfig, ck: Path | None, device: str) -> Transformer | None:
     """The frozen KL reference: the policy at the start, or the one saved with the resumed
     checkpoint (it was last reset to the policy at some step before it, `ref_reset_every`)."""
     if config.kl_coef == 0:
@@ -218,7 +240,7 @@ def _reference(model: Transformer, config: GRPOConfig, ck: Path | None) -> Trans
     if ck is not None and not (ck / "reference" / "config.json").exists():
         raise ValueError(f"{ck} has no reference/ (the KL reference of its step), which kl_coef "
                          f"{config.kl_coef} > 0 needs to resume; start afresh without --resume")
-    ref = (from_pretrained(ck / "reference", device=config.device) if ck else copy.deepcopy(model)).eval()
+    ref = (from_pretrained(ck / "reference", device=device) if ck else copy.deepcopy(model)).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
@@ -236,35 +258,42 @@ def run(config: GRPOConfig) -> Path:
 def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
           same_run: tuple[str, ...] = SAME_RUN_FIELDS, title: str | None = None) -> Path:
     """GRPO over a prompt `pool` (records with a `.question`) scored by `rubric`: R1-Zero and
-    reasoning RL (`run`), and all-scenario RL (`all_scenario.py`: reasoning and general prompts)."""
-    model, ref, tokenizer, optimizer, state = _load(config, same_run)
+    reasoning RL (`run`), and all-scenario RL (`all_scenario.py`: reasoning and general prompts).
+    Under torchrun each process samples and trains on its share of every step's groups (`r1lab.parallel`)."""
+    world = parallel.init(config.device)
+    check_world(config, world)
+    model, ref, tokenizer, optimizer, state = _load(config, same_run, world)
     check_prompt_room([p.question for p in pool], tokenizer, config.template, config.max_new_tokens,
                       model.config.max_position_embeddings, "GRPOConfig.max_new_tokens")
     start = state.get("step", 0)
-    out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"))
+    out = training.start_run(config, "grpo", fresh=not start, own=("checkpoints", "reference"), world=world)
     training.warn_if_all_warmup(config.warmup_steps, config.max_steps)  # as pretrain and sft say it
     if state:
         training.restore_rng(state)  # after start_run, which seeds the RNGs afresh
-    metrics, samples = training.open_log(out / "metrics.jsonl", start), training.open_log(out / "samples.jsonl", start)
-    engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
-    bar = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="grpo", dynamic_ncols=True)
+    metrics, samples = (training.open_log(out / name, start, world) for name in ("metrics.jsonl", "samples.jsonl"))
+    sampler = parallel.sampling_copy(model, world)  # the policy itself in one process
+    engine = Engine(sampler, tokenizer, autocast_dtype=torch.bfloat16 if config.bf16 else None)
+    bar = tqdm(range(start, config.max_steps), initial=start, total=config.max_steps, desc="grpo", dynamic_ncols=True,
+               disable=not world.main)
     for step in bar:
         t_step = time.perf_counter()
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
-        problems = random.Random(config.seed * 7919 + step).sample(pool, config.prompts_per_step)
+        problems = parallel.shard(random.Random(config.seed * 7919 + step).sample(pool, config.prompts_per_step), world)
         t0 = time.perf_counter()
+        parallel.sync_weights(sampler, model)  # the engine samples from the policy as it is now
         rollout = Rollout.collect(engine, tokenizer, problems, rubric, SamplingParams(
             n=config.group_size, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 100_003 + step), config.template)
+            stop_token_ids=(tokenizer.eos_id,), seed=config.seed * 100_003 + step + world.rank * RANK_SEED_STRIDE),
+            config.template)
         t_rollout = time.perf_counter() - t0
         rewards = torch.tensor(rollout.rewards.total).view(len(problems), config.group_size)  # (P, G)
         advantages = group_advantages(rewards, scale_by_std=config.scale_by_std)
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
-                            config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(config.device)
+                            config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(world.device)
         t1 = time.perf_counter()
-        stats = policy_update(model, ref, optimizer, batch, config, step)  # no update without a loss token
+        stats = policy_update(model, ref, optimizer, batch, config, step, world)  # no update without a loss token
         t_train, train_tokens = time.perf_counter() - t1, stats.pop("train_tokens")
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: every 400 updates (25 rollouts)
@@ -277,6 +306,8 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
                   "rollout_tokens_per_s": rollout.n_tokens / max(rollout.generate_s, 1e-9),
                   # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
                   "train_tokens_per_s": train_tokens / max(t_train, 1e-9)}
+        record = parallel.reduce_record(record, world, sums=("rollout_tokens_per_s", "train_tokens_per_s"),
+                                        maxima=("length_max", "rollout_s", "generate_s", "reward_s", "train_s", "step_s"))
         metrics.write(record)
         bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                         len=f"{record['length_mean']:.0f}")
@@ -284,9 +315,11 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
             for item in rollout.show(k=4):
                 samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
-            _save(model, ref, optimizer, tokenizer, config, step + 1)
-    _plot_curves(out, config, rubric, title)  # first: a saved policy then means a finished run (the demo's reuse)
-    final = training.save_checkpoint(model, out / "policy", step=config.max_steps, config=config, tokenizer=tokenizer)
+            _save(model, ref, optimizer, tokenizer, config, step + 1, world)
+    if world.main:
+        _plot_curves(out, config, rubric, title)  # first: a saved policy then means a finished run (the demo's reuse)
+    final = training.save_checkpoint(model, out / "policy", step=config.max_steps, config=config, tokenizer=tokenizer,
+                                     world=world)
     print(f"policy saved to {final}")
     return final
 
@@ -304,14 +337,15 @@ def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric, title: str | Non
 
 
 def _save(model: Transformer, ref: Transformer | None, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer,
-          config: GRPOConfig, step: int) -> None:
+          config: GRPOConfig, step: int, world: parallel.World = parallel.World()) -> None:
     """A resumable checkpoint with the reference of this step inside it (`step_N/reference/`),
     written before trainer_state.pt: a checkpoint that counts as complete has it."""
     out = Path(config.out_dir)
     training.save_checkpoint(model, out / "checkpoints" / f"step_{step:06d}", step=step, config=config,
                              optimizer=optimizer, tokenizer=tokenizer,
-                             extra_models={"reference": ref} if ref is not None else None)
-    training.prune_checkpoints(out / "checkpoints", 2)
+                             extra_models={"reference": ref} if ref is not None else None, world=world)
+    if world.main:
+        training.prune_checkpoints(out / "checkpoints", 2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

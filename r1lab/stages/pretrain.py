@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from r1lab import runtime, training
+from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio, preset
 from r1lab.tokenizer import RESERVED_TOKENS, Tokenizer, world_tokenizer
@@ -73,25 +73,31 @@ def pack(tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(stream, dtype=torch.long)
 
 
-def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig,
+             world: parallel.World = parallel.World()) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows, a pure function of (seed, step): a resumed run sees the same batches; on
-    `config.device` (the stream stays in host memory, the window draw on the CPU generator)."""
+    the world's device (the stream stays in host memory, the window draw on the CPU generator).
+    In a distributed run, this process's share of them (every size-th row from its rank)."""
     g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     # Starts are drawn from [0, len - seq_len - 1): one short of the last window, so the stream's
     # final token (1 of ~7.3M) is never a label. Kept on purpose: the shipped base model
     # (r1lab/assets/base-tiny) was trained with these draws; allowing the last start changes every
     # draw, hence the base `r1lab pretrain --seed 0` gives (see the asset's README for figures)
     starts = torch.randint(0, len(stream) - config.seq_len - 1, (config.batch_size,), generator=g)
-    rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts.tolist()]).to(config.device)  # (B, T+1)
+    starts = parallel.shard(starts.tolist(), world)
+    rows = torch.stack([stream[s:s + config.seq_len + 1] for s in starts]).to(world.device)  # (B, T+1)
     return rows[:, :-1], rows[:, 1:]
 
 
 @torch.no_grad()
-def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfig, n_batches: int = 4) -> float:
+def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfig, n_batches: int = 4,
+                 world: parallel.World = parallel.World()) -> float:
+    """Mean loss on `n_batches` fixed held-out batches (every process forwards them all: a sharded
+    model's forward is a collective)."""
     model.eval()
     losses = []
     for i in range(n_batches):
-        x, y = batch_at(stream, -1 - i, config)
+        x, y = batch_at(stream, -1 - i, config, parallel.World(device=world.device))
         with runtime.autocast(config.bf16, config.device):
             losses.append(model.loss(x, y).ce.item())
     model.train()
@@ -125,62 +131,71 @@ def corpora(config: PretrainConfig) -> tuple[Tokenizer, torch.Tensor, torch.Tens
 
 
 def run(config: PretrainConfig) -> Path:
-    """Pretrains and returns the final checkpoint directory (`out_dir/base`)."""
+    """Pretrains and returns the final checkpoint directory (`out_dir/base`); under torchrun, data
+    parallel over the processes (`r1lab.parallel`), each drawing its rows of every step's windows."""
+    world = parallel.init(config.device)
+    if config.batch_size < world.size:
+        raise ValueError(f"--batch-size {config.batch_size} is fewer rows than the {world.size} processes")
     # the corpus and the batches must be the stopped run's (more steps may follow)
     ck = training.resume_checkpoint(config, ("model", "seed", "n_docs", "vocab_size", "seq_len", "batch_size"),
                                     config.max_steps)
     tokenizer, stream, val_stream = corpora(config)
-    out = training.start_run(config, "pretrain", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
+    out = training.start_run(config, "pretrain", fresh=ck is None, world=world)  # a fresh run drops an earlier run's checkpoints/
     print(f"corpus: {len(stream):,} tokens; {config.max_steps * config.batch_size * config.seq_len:,} will be trained")
     training.warn_if_all_warmup(config.warmup_steps, config.max_steps)
 
     model_config = preset(config.model).replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
-    model = Transformer(model_config).to(config.device).train()  # initialised on the CPU: the same weights anywhere
+    # initialised on the CPU (the same weights anywhere, in every process), or the checkpoint's
+    model = Transformer(model_config) if ck is None else from_pretrained(ck)
+    model = parallel.parallelize(model.to(world.device).train(), world)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
     if ck is not None:
-        model = from_pretrained(ck, device=config.device).train()
-        optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
-        start_step = training.load_training_state(ck, optimizer)["step"]
+        start_step = training.load_training_state(ck, optimizer, model=model)["step"]
         print(f"resumed from {ck} at step {start_step}")
-    metrics = training.open_log(out / "metrics.jsonl", start_step)
+    metrics = training.open_log(out / "metrics.jsonl", start_step, world)
 
     speed = training.Throughput()
     bar = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,
-               desc="pretrain", dynamic_ncols=True)
+               desc="pretrain", dynamic_ncols=True, disable=not world.main)
     for step in bar:
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
-        x, y = batch_at(stream, step, config)
+        x, y = batch_at(stream, step, config, world)
         with runtime.autocast(config.bf16, config.device):
             out_loss = model.loss(x, y)
-        out_loss.loss.backward()
+        (out_loss.loss * parallel.loss_weight(x.numel(), world)).backward()  # the global batch's mean
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        parallel.sync_expert_load(model, world)  # the global batch's load, the same biases everywhere
         balance = max_mean_load_ratio(model.expert_load())
         model.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
-        speed.add(x.numel())
-        record = {"step": step + 1, "loss": out_loss.ce.item(), "lr": lr, "grad_norm": float(grad_norm),
+        ce, mtp, n = parallel.all_sum([out_loss.ce.item() * x.numel(), 0.0 if out_loss.mtp is None
+                                       else out_loss.mtp.item() * x.numel(), x.numel()], world)
+        speed.add(int(n))
+        record = {"step": step + 1, "loss": ce / n, "lr": lr, "grad_norm": parallel.scalar(grad_norm),
                   "expert_load_max_mean": balance}
         if out_loss.mtp is not None:
-            record["mtp_loss"] = out_loss.mtp.item()
+            record["mtp_loss"] = mtp / n
         if (step + 1) % 10 == 0 or step + 1 == config.max_steps:  # a run under 10 steps logs one too, as SFT's
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         if (step + 1) % config.eval_every == 0 or step + 1 == config.max_steps:
             with speed.paused():
-                record["heldout_loss"] = heldout_loss(model, val_stream, config)
+                record["heldout_loss"] = heldout_loss(model, val_stream, config, world=world)
             bar.write(f"step {step + 1}: loss {record['loss']:.3f}, held-out loss {record['heldout_loss']:.3f}")
         metrics.write(record)
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
             with speed.paused():
                 training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
-                                         config=config, optimizer=optimizer, tokenizer=tokenizer)
-                training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
-    final = training.save_checkpoint(model, out / "base", step=config.max_steps, config=config, tokenizer=tokenizer)
+                                         config=config, optimizer=optimizer, tokenizer=tokenizer, world=world)
+                if world.main:
+                    training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+    final = training.save_checkpoint(model, out / "base", step=config.max_steps, config=config, tokenizer=tokenizer,
+                                     world=world)
     print(f"base model saved to {final}")
     return final
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from r1lab import runtime, training
+from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import SFTExample, read_sft_jsonl_lines
 from r1lab.model import Transformer, document_mask, from_pretrained, max_mean_load_ratio
@@ -197,22 +197,38 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
 # ----------------------------------------------------------------------------- training
 
 
-def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batch,
-               config: SFTConfig) -> dict[str, float]:
-    """One optimizer step on the response tokens of `batch`; returns its statistics."""
+def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batch, config: SFTConfig,
+               world: parallel.World = parallel.World()) -> dict[str, float]:
+    """One optimizer step on the response tokens of `batch` (this process's share of the step's
+    rows in a distributed run); returns the whole step's statistics."""
     with runtime.autocast(config.bf16, config.device):
         out = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
                          position_ids=batch.position_ids, token_valid=batch.token_valid)  # pads leave MoE balancing out
-    out.loss.backward()
+    targets = int((batch.labels != IGNORE).sum())
+    mtp = out.mtp.item() if out.mtp is not None else 0.0
+    total, ce_sum, mtp_sum = parallel.all_sum([targets, out.ce.item() * targets, mtp * targets], world)
+    # the mean over every process's response tokens: exact for the cross-entropy; the MTP depths and
+    # the balance loss, whose counts differ a little, are weighted alike
+    (out.loss * parallel.loss_weight(targets, world, total=total)).backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    parallel.sync_expert_load(model, world)  # the global batch's load, the same biases everywhere
     balance = max_mean_load_ratio(model.expert_load())
     model.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
-    record = {"loss": out.ce.item(), "grad_norm": float(grad_norm), "expert_load_max_mean": balance}
+    record = {"loss": ce_sum / max(total, 1), "grad_norm": parallel.scalar(grad_norm), "expert_load_max_mean": balance}
     if out.mtp is not None:
-        record["mtp_loss"] = out.mtp.item()
+        record["mtp_loss"] = mtp_sum / max(total, 1)
     return record
+
+
+def empty_batch(pad_id: int) -> Batch:
+    """Two padding tokens that take no loss: the share of a process left without a row by a short
+    last batch (it must still run the forward and backward, whose collectives every process joins;
+    two tokens, so that the MTP depth runs too)."""
+    ids = torch.full((1, 2), pad_id, dtype=torch.long)
+    return Batch(ids, torch.full_like(ids, IGNORE), torch.zeros_like(ids), torch.arange(2).view(1, 2),
+                 torch.zeros_like(ids, dtype=torch.bool), 0)
 
 
 # what a resumed SFT run must share with the one that stopped: what decides its plan of batches
@@ -225,12 +241,13 @@ SAME_RUN_FIELDS = ("data", "init", "seed", "seq_len", "batch_size", "packing")
 DATA_DIGEST = "data.sha256"
 
 
-def _load(config: SFTConfig, data_digest: str) -> tuple[Transformer, Tokenizer, Path | None]:
+def _load(config: SFTConfig, data_digest: str, device: str | None = None) -> tuple[Transformer, Tokenizer, Path | None]:
+    """The model (on `device`, default config.device), its tokenizer and the checkpoint resumed from."""
     ck = training.resume_checkpoint(config, SAME_RUN_FIELDS)
     if ck is not None and (ck / DATA_DIGEST).is_file() and (ck / DATA_DIGEST).read_text().strip() != data_digest:
         raise ValueError(f"--resume from {ck}: {config.data} has changed since it was saved; resume with "
                          "the run's data, or start afresh without --resume")
-    model = from_pretrained(ck or config.init, device=config.device).train()
+    model = from_pretrained(ck or config.init, device=device or config.device).train()
     tokenizer = Tokenizer.load(ck or config.init)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"{ck or config.init}: tokenizer has {tokenizer.vocab_size} tokens, the model "
@@ -274,36 +291,44 @@ def describe(examples: Sequence[SFTExample], samples: Sequence[Sample], n_steps:
 
 
 def run(config: SFTConfig) -> Path:
-    """Fine-tunes `init` on `data` and returns the final checkpoint directory (`out_dir/model`)."""
+    """Fine-tunes `init` on `data` and returns the final checkpoint directory (`out_dir/model`).
+    Under torchrun, data parallel over the processes (`r1lab.parallel`): each trains on its share
+    of every step's rows, with the numbers of one process training on them all."""
     numbered = read_sft_jsonl_lines(config.data)  # first: bad data or a bad --init leaves no run directory
     lines, examples = [line for line, _ in numbered], [example for _, example in numbered]
     digest = training.file_digest(config.data)
-    model, tokenizer, ck = _load(config, digest)
+    world = parallel.init(config.device)
+    model, tokenizer, ck = _load(config, digest, world.device)
     # errors name the file and line, as the reader's do: with blank lines, "example 3" is not line 3
     samples = [tokenize(tokenizer, example, config.seq_len, f"{config.data}:{line}")
                for line, example in numbered]
     check_positions(samples, model.config.max_position_embeddings, config, lines)
     steps = plan([len(s.ids) for s in samples], config)
     training.check_resume_step(ck, len(steps))
-    out = training.start_run(config, "sft", fresh=ck is None)  # a fresh run drops an earlier run's checkpoints/
+    # a fresh run drops an earlier run's checkpoints/
+    out = training.start_run(config, "sft", fresh=ck is None, world=world)
     describe(examples, samples, len(steps), config)
+    model = parallel.parallelize(model, world)  # before the optimizer: it holds the shards
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
-    start = training.load_training_state(ck, optimizer)["step"] if ck else 0
+    start = training.load_training_state(ck, optimizer, model=model)["step"] if ck else 0
     if ck:
         print(f"resumed from {ck} at step {start}")
-    metrics = training.open_log(out / "metrics.jsonl", start)
+    metrics = training.open_log(out / "metrics.jsonl", start, world)
 
     total, speed = len(steps), training.Throughput()
-    bar = tqdm(range(start, total), initial=start, total=total, desc="sft", dynamic_ncols=True)
+    bar = tqdm(range(start, total), initial=start, total=total, desc="sft", dynamic_ncols=True, disable=not world.main)
     for step in bar:
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=total,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
         epoch, rows = steps[step]
-        batch = collate(samples, rows, tokenizer.pad_id).to(config.device)
-        record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr, **train_step(model, optimizer, batch, config),
-                  "response_tokens": int((batch.labels != IGNORE).sum()), "tokens": batch.tokens}
-        speed.add(batch.tokens)
+        mine = parallel.shard(rows, world)
+        batch = (collate(samples, mine, tokenizer.pad_id) if mine else empty_batch(tokenizer.pad_id)).to(world.device)
+        tokens, response_tokens = parallel.all_sum([batch.tokens, (batch.labels != IGNORE).sum()], world)
+        record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr,
+                  **train_step(model, optimizer, batch, config, world),
+                  "response_tokens": int(response_tokens), "tokens": int(tokens)}
+        speed.add(int(tokens))
         if (step + 1) % config.log_every == 0 or step + 1 == total:
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
@@ -312,9 +337,11 @@ def run(config: SFTConfig) -> Path:
             with speed.paused():
                 training.save_checkpoint(model, out / "checkpoints" / f"step_{step + 1:06d}", step=step + 1,
                                          config=config, optimizer=optimizer, tokenizer=tokenizer,
-                                         extra_files={DATA_DIGEST: digest + "\n"})
-                training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
-    final = training.save_checkpoint(model, out / "model", step=total, config=config, tokenizer=tokenizer)
+                                         extra_files={DATA_DIGEST: digest + "\n"}, world=world)
+                if world.main:
+                    training.prune_checkpoints(out / "checkpoints", config.keep_checkpoints)
+    final = training.save_checkpoint(model, out / "model", step=total, config=config, tokenizer=tokenizer,
+                                     world=world)
     print(f"fine-tuned model saved to {final}")
     return final
 

@@ -1,0 +1,189 @@
+"""Data parallelism (r1lab.parallel): FSDP2 over gloo on this machine's CPU, two processes.
+
+The claim under test is the one the module makes: N processes each training on their share of a
+step's rows compute the update one process computes on all of them, and their checkpoints are the
+one-process format (resumable by any number of processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from r1lab import parallel, training
+from r1lab.losses import aggregate, aggregation_count
+from r1lab.model import Transformer, from_pretrained, preset
+from r1lab.stages import grpo
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "r1lab" / "assets" / "base-tiny"
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def launch(args: list[str], cwd: Path, processes: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N ARGS` (1: plain python), one thread a process."""
+    runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *runner, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+# ----------------------------------------------------------------------------- one process: no-ops
+
+
+def test_a_plain_process_is_a_world_of_one_and_every_helper_leaves_things_as_they_are(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    world = parallel.init("cpu")
+    assert world == parallel.World() and world.main and not world.distributed
+    model = Transformer(preset("tiny").replace(vocab_size=64))
+    assert parallel.parallelize(model, world) is model and not parallel.is_sharded(model)
+    assert parallel.unsharded(model, world) is model and parallel.sampling_copy(model, world) is model
+    assert parallel.shard([1, 2, 3], world) == [1, 2, 3] and parallel.all_sum([2, 3.5], world) == [2.0, 3.5]
+    assert parallel.loss_weight(7, world) == 1.0
+    record = {"step": 3, "loss": 0.5, "length_max": 9}
+    assert parallel.reduce_record(record, world, maxima=("length_max",)) is record
+
+
+def test_shares_of_a_batch_cover_it_once_with_sizes_within_one():
+    items = list(range(7))
+    shares = [parallel.shard(items, parallel.World(rank=r, size=3)) for r in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def test_the_loss_weight_turns_local_means_into_the_global_mean():
+    # two processes, 3 and 1 items with local mean losses 2.0 and 6.0: the global mean is
+    # (3 * 2 + 1 * 6) / 4 = 3; FSDP averages the two weighted losses: (w0 * 2 + w1 * 6) / 2
+    w0 = parallel.loss_weight(3, parallel.World(rank=0, size=2), total=4)
+    w1 = parallel.loss_weight(1, parallel.World(rank=1, size=2), total=4)
+    assert (w0, w1) == (1.5, 0.5) and (w0 * 2.0 + w1 * 6.0) / 2 == 3.0
+    assert parallel.loss_weight(0, parallel.World(rank=1, size=2), total=0) == 0.0
+
+
+@pytest.mark.parametrize("how", ["seq_mean", "token_mean", "constant"])
+def test_aggregation_count_splits_every_aggregation_exactly(how):
+    """aggregate over all rows == the count-weighted mean of aggregate over two halves."""
+    torch.manual_seed(0)
+    per_token = torch.randn(6, 5)
+    mask = (torch.rand(6, 5) > 0.3).float()
+    mask[1] = 0  # a fully masked row (overlong filtering): left out of seq_mean's count
+    halves = [slice(0, 2), slice(2, 6)]
+    counts = [aggregation_count(mask[h], how) for h in halves]
+    assert aggregation_count(mask, how) == sum(counts)
+    assert aggregation_count(mask, "seq_mean") == 5 and aggregation_count(mask, "constant") == 6
+    split = sum(c * aggregate(per_token[h], mask[h], how, 5) for c, h in zip(counts, halves)) / sum(counts)
+    torch.testing.assert_close(split, aggregate(per_token, mask, how, 5))
+
+
+def test_an_optimizer_state_keyed_by_name_loads_like_one_keyed_by_position():
+    """A distributed run saves the optimizer state by parameter name; one process resumes it."""
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64))
+    optimizer = training.make_optimizer(model, 1e-3, 0.1)
+    model.loss(torch.randint(3, 64, (2, 8)), torch.randint(3, 64, (2, 8))).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # as on resume: no gradient yet
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    named = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+    assert all(isinstance(k, str) for k in named["state"])
+    for state in (named, optimizer.state_dict()):
+        fresh = training.make_optimizer(model, 1e-3, 0.1)
+        parallel.load_optimizer_state(model, fresh, state)
+        for p in model.parameters():
+            torch.testing.assert_close(fresh.state[p]["exp_avg"], optimizer.state[p]["exp_avg"])
+
+
+def test_grpo_refuses_shares_that_would_differ_between_processes():
+    two = parallel.World(rank=0, size=2)
+    with pytest.raises(ValueError, match="multiple of the 2 processes"):
+        grpo.check_world(grpo.GRPOConfig(prompts_per_step=3, n_prompts=8), two)
+    with pytest.raises(ValueError, match="dynamic_sampling is not supported under torchrun"):
+        grpo.check_world(grpo.GRPOConfig(prompts_per_step=4, n_prompts=8, dynamic_sampling=True), two)
+    grpo.check_world(grpo.GRPOConfig(prompts_per_step=3, n_prompts=8, dynamic_sampling=True), parallel.World())
+
+
+# ----------------------------------------------------------------------------- two processes
+
+
+@pytest.mark.parametrize("how", ["seq_mean", "token_mean", "constant"])
+def test_a_grpo_update_in_two_processes_is_the_one_process_update(tmp_path, how):
+    """Two epochs over a batch with masked truncated rows and rows of unequal lengths, a KL term,
+    MoE balancing: each process holds two of the four groups (tests/distributed_worker.py)."""
+    launch([str(WORKER), str(tmp_path / "one"), how], tmp_path, processes=1)
+    launch([str(WORKER), str(tmp_path / "two"), how], tmp_path, processes=2)
+    one, two = (torch.load(tmp_path / d / "weights.pt") for d in ("one", "two"))
+    start = Transformer(preset("tiny").replace(vocab_size=64)).state_dict()  # not the initial weights: a
+    moved = max((one[k] - start[k]).abs().max().item() for k in one)  # different draw; checks only the scale
+    assert moved > 0.01
+    for k in one:  # the router biases (counts of routed tokens) included
+        torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5, msg=k)
+    report = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert report["world"] == 2 and report["sampler_is_policy"] and report["reset_is_policy"]
+    solo = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert report["stats"]["grad_norm"] == pytest.approx(solo["stats"]["grad_norm"], rel=1e-5)  # the global norm
+
+
+def _sft_args(data: Path, out: str, steps: int, resume: bool = False) -> list[str]:
+    return ["-m", "r1lab", "sft", "--data", str(data), "--init", str(BASE), "--out-dir", out, "--seq-len", "128",
+            "--batch-size", "3", "--lr", "3e-3", "--warmup-steps", "2", "--no-bf16", "--max-steps", str(steps),
+            "--save-every", "2", *(["--resume"] if resume else [])]
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_in_two_processes_trains_as_one_and_its_checkpoints_resume_in_either(tmp_path):
+    """`torchrun -m r1lab sft`: the same losses, token counts and weights as one process (MTP and
+    packing on; batches of 3 rows split 2 + 1, the last batch's 1 row leaving a process none), and a
+    checkpoint of either resumed by the other continues alike."""
+    from tests.test_sft import write_jsonl
+
+    data = write_jsonl(tmp_path / "train.jsonl", n=24)
+    launch(_sft_args(data, "one", 5), tmp_path, processes=1)
+    launch(_sft_args(data, "two", 5), tmp_path, processes=2)
+    rows = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("one", "two")]
+    assert [r["tokens"] for r in rows[0]] == [r["tokens"] for r in rows[1]]
+    for a, b in zip(*rows):
+        for key in ("loss", "mtp_loss", "grad_norm", "expert_load_max_mean"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert len(json.loads((tmp_path / "one" / "sft_config.json").read_text())) > 5
+    one, two = (from_pretrained(tmp_path / d / "model").state_dict() for d in ("one", "two"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=2e-4, rtol=1e-3, msg=k)
+    assert not (tmp_path / "two" / "checkpoints" / "step_000004" / "trainer_state.pt.tmp").exists()
+    # each run's step-4 checkpoint, continued to 7 steps by the other world
+    launch(_sft_args(data, "two", 7, resume=True), tmp_path, processes=1)
+    launch(_sft_args(data, "one", 7, resume=True), tmp_path, processes=2)
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)
+    assert len(_losses(tmp_path / "one")) == 7
+
+
+def test_grpo_runs_in_two_processes_and_saves_a_resumable_policy(tmp_path):
+    """`torchrun -m r1lab zero`: every metric of the step over both processes' groups, one metrics
+    log, a checkpoint with its reference that a single process resumes."""
+    args = ["-m", "r1lab", "zero", "--init", str(BASE), "--out-dir", "zero", "--n-prompts", "32",
+            "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--kl-coef", "0.01",
+            "--save-every", "2", "--no-bf16"]
+    done = launch([*args, "--max-steps", "3"], tmp_path, processes=2)
+    assert done.stdout.count("policy saved to") == 1  # rank 1 prints nothing
+    rows = [json.loads(line) for line in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    # 4 prompts x 4 samples over the two processes: a share of 16 completions is a multiple of 1/16
+    assert all((r["accuracy"] * 16) == pytest.approx(round(r["accuracy"] * 16)) for r in rows)
+    assert all(r["length_max"] >= r["length_mean"] for r in rows)
+    ck = tmp_path / "zero" / "checkpoints" / "step_000002"
+    assert (ck / "reference" / "model.safetensors").exists() and (ck / "trainer_state.pt").exists()
+    launch([*args, "--max-steps", "4", "--resume"], tmp_path, processes=1)
+    rows = [json.loads(line) for line in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert from_pretrained(tmp_path / "zero" / "policy").config.vocab_size > 0
