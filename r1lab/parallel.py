@@ -231,21 +231,13 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
                              options=StateDictOptions(full_state_dict=True, strict=False))
 
 
-def reduce_record(record: dict[str, Any], world: World, *, sums: Sequence[str] = (),
-                  maxima: Sequence[str] = ()) -> dict[str, Any]:
-    """A metrics record of the whole step from each process's own: numbers are averaged over the
-    processes (they hold equal shares), those in `sums` added (throughputs) and those in `maxima`
-    maxed (the longest completion, the slowest process's seconds). The record itself in one process."""
+def gather(obj: T, world: World) -> list[T] | None:
+    """Every process's `obj` in rank order, on rank 0 (None on the others); [obj] in one process.
+    Pickled over the process group: for records and rollouts, not for tensors of a model's size."""
     if not world.distributed:
-        return record
-    keys = [k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"]
-    values = torch.tensor([float(record[k]) for k in keys], dtype=torch.float64, device=_comm_device(world))
-    top = values.clone()
-    dist.all_reduce(values)
-    dist.all_reduce(top, op=dist.ReduceOp.MAX)
-    out = dict(record)
-    for i, k in enumerate(keys):
-        out[k] = top[i].item() if k in maxima else values[i].item() / (1 if k in sums else world.size)
+        return [obj]
+    out: list[Any] | None = [None] * world.size if world.main else None
+    dist.gather_object(obj, out, dst=0)
     return out
 
 

@@ -47,9 +47,7 @@ def test_a_plain_process_is_a_world_of_one_and_every_helper_leaves_things_as_the
     assert parallel.parallelize(model, world) is model and not parallel.is_sharded(model)
     assert parallel.unsharded(model, world) is model and parallel.sampling_copy(model, world) is model
     assert parallel.shard([1, 2, 3], world) == [1, 2, 3] and parallel.all_sum([2, 3.5], world) == [2.0, 3.5]
-    assert parallel.loss_weight(7, world) == 1.0
-    record = {"step": 3, "loss": 0.5, "length_max": 9}
-    assert parallel.reduce_record(record, world, maxima=("length_max",)) is record
+    assert parallel.loss_weight(7, world) == 1.0 and parallel.gather({"a": 1}, world) == [{"a": 1}]
 
 
 def test_shares_of_a_batch_cover_it_once_with_sizes_within_one():
@@ -187,3 +185,42 @@ def test_grpo_runs_in_two_processes_and_saves_a_resumable_policy(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert from_pretrained(tmp_path / "zero" / "policy").config.vocab_size > 0
+
+
+def test_pretraining_in_two_processes_takes_the_one_process_steps(tmp_path):
+    """`torchrun -m r1lab pretrain`: each process draws its rows of the step's windows; the logged
+    losses (the global batch's) and the held-out loss are one process's."""
+    args = ["-m", "r1lab", "pretrain", "--n-docs", "500", "--max-steps", "3", "--batch-size", "3", "--seq-len", "32",
+            "--eval-every", "3", "--warmup-steps", "1", "--no-bf16"]
+    launch([*args, "--out-dir", "one"], tmp_path, processes=1)
+    launch([*args, "--out-dir", "two"], tmp_path, processes=2)
+    one, two = ([json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                for d in ("one", "two"))
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "grad_norm", "mtp_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+    assert two[-1]["heldout_loss"] == pytest.approx(one[-1]["heldout_loss"], rel=1e-4)
+
+
+def test_rollout_parts_merge_into_the_step_s_rollout():
+    """The step's metrics come from every process's groups: prompt indices shift past the earlier
+    parts' prompts, and a reward term no prompt of a part had (a reward model's, on reasoning
+    prompts only) is None there, left out of its mean."""
+    from r1lab.engine import Completion
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout
+
+    def part(n_prompts: int, per_term: dict, seconds: float) -> Rollout:
+        comps = [Completion(prompt_index=i // 2, token_ids=[3] * (i + 1), logprobs=[0.0] * (i + 1), finish_reason="stop")
+                 for i in range(2 * n_prompts)]
+        return Rollout(prompts=[[1]] * n_prompts, completions=comps, examples=list(range(2 * n_prompts)),
+                       rewards=RubricResult(total=[1.0] * len(comps), per_term=per_term), group_size=2,
+                       generate_s=seconds)
+
+    a = part(1, {"accuracy": [1.0, 0.0]}, 2.0)
+    b = part(2, {"accuracy": [None] * 4, "helpful": [0.5, 0.7, 0.1, 0.3]}, 3.0)
+    whole = Rollout.merge([a, b])
+    assert [c.prompt_index for c in whole.completions] == [0, 0, 1, 1, 2, 2]
+    assert whole.rewards.per_term["helpful"] == [None, None, 0.5, 0.7, 0.1, 0.3]
+    assert whole.rewards.means()["reward/accuracy"] == 0.5 and whole.rewards.means()["reward/helpful"] == pytest.approx(0.4)
+    assert whole.generate_s == 3.0 and whole.examples == [0, 1, 0, 1, 2, 3] and Rollout.merge([a]) is a

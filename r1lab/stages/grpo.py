@@ -294,26 +294,18 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
                             config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(world.device)
         t1 = time.perf_counter()
         stats = policy_update(model, ref, optimizer, batch, config, step, world)  # no update without a loss token
-        t_train, train_tokens = time.perf_counter() - t1, stats.pop("train_tokens")
+        t_train = time.perf_counter() - t1
         if ref is not None and config.ref_reset_every and (step + 1) % config.ref_reset_every == 0:
             ref.load_state_dict(model.state_dict())  # R1-Zero: every 400 updates (25 rollouts)
-        record = {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
-                  "rollout_s": t_rollout,  # sampling and scoring: generate_s + reward_s
-                  "generate_s": rollout.generate_s, "reward_s": rollout.reward_s, "train_s": t_train,
-                  "step_s": time.perf_counter() - t_step,  # the whole step: rollout, batch, update, bookkeeping
-                  # the engine's speed: over sampling time only (the rubric's scoring, a code sandbox's
-                  # seconds, is reward_s)
-                  "rollout_tokens_per_s": rollout.n_tokens / max(rollout.generate_s, 1e-9),
-                  # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
-                  "train_tokens_per_s": train_tokens / max(t_train, 1e-9)}
-        record = parallel.reduce_record(record, world, sums=("rollout_tokens_per_s", "train_tokens_per_s"),
-                                        maxima=("length_max", "rollout_s", "generate_s", "reward_s", "train_s", "step_s"))
-        metrics.write(record)
-        bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
-                        len=f"{record['length_mean']:.0f}")
-        if (step + 1) % config.log_samples_every == 0 or step == 0:  # and a fresh run's first step
-            for item in rollout.show(k=4):
-                samples.write({"step": step + 1, **item})
+        parts = parallel.gather(StepPart(rollout, stats, t_rollout, t_train), world)  # every process's, on rank 0
+        if world.main:
+            record = step_record(step, lr, parts, time.perf_counter() - t_step)
+            metrics.write(record)
+            bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
+                            len=f"{record['length_mean']:.0f}")
+            if (step + 1) % config.log_samples_every == 0 or step == 0:  # and a fresh run's first step
+                for item in Rollout.merge([p.rollout for p in parts]).show(k=4):
+                    samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
             _save(model, ref, optimizer, tokenizer, config, step + 1, world)
     if world.main:
@@ -322,6 +314,34 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
                                      world=world)
     print(f"policy saved to {final}")
     return final
+
+
+@dataclass
+class StepPart:
+    """What one process did in a step: its groups' rollout, its update's statistics and seconds."""
+
+    rollout: Rollout
+    stats: dict[str, float]  # policy_update's (train_tokens included)
+    rollout_s: float  # sampling and scoring: generate_s + reward_s
+    train_s: float
+
+
+def step_record(step: int, lr: float, parts: Sequence[StepPart], step_s: float) -> dict[str, Any]:
+    """The metrics record of a step, over every process's groups (one part in one process); the
+    update statistics averaged over the processes, the seconds the slowest's."""
+    rollout = Rollout.merge([p.rollout for p in parts])
+    rewards = torch.tensor(rollout.rewards.total).view(-1, rollout.group_size)  # (P, G)
+    stats = {k: sum(p.stats[k] for p in parts) / len(parts) for k in parts[0].stats if k != "train_tokens"}
+    train_s = max(p.train_s for p in parts)
+    return {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
+            "rollout_s": max(p.rollout_s for p in parts),
+            "generate_s": rollout.generate_s, "reward_s": rollout.reward_s, "train_s": train_s,
+            "step_s": step_s,  # the whole step: rollout, batch, update, bookkeeping
+            # the engine's speed: over sampling time only (the rubric's scoring, a code sandbox's
+            # seconds, is reward_s)
+            "rollout_tokens_per_s": rollout.n_tokens / max(rollout.generate_s, 1e-9),
+            # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
+            "train_tokens_per_s": sum(p.stats["train_tokens"] for p in parts) / max(train_s, 1e-9)}
 
 
 def _plot_curves(out: Path, config: GRPOConfig, rubric: Rubric, title: str | None = None) -> None:

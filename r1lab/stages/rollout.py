@@ -7,6 +7,7 @@ completion positions only, the G completions of a prompt sharing one forward ove
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -78,6 +79,28 @@ class Rollout:
         rewards = rubric([c.text for c in completions], examples)
         return cls(prompts=prompts, completions=completions, examples=examples, rewards=rewards,
                    group_size=params.n, generate_s=t1 - t0, reward_s=time.perf_counter() - t1)
+
+    @classmethod
+    def merge(cls, parts: Sequence["Rollout"]) -> "Rollout":
+        """One rollout of the data-parallel processes' parts, in rank order (the step's metrics and
+        samples are the whole step's). A reward term missing from a part (none of its prompts had
+        one) is None there; the seconds are the slowest part's."""
+        if len(parts) == 1:
+            return parts[0]
+        from r1lab.rewards import RubricResult
+
+        completions, offset = [], 0
+        for part in parts:
+            completions += [dataclasses.replace(c, prompt_index=c.prompt_index + offset) for c in part.completions]
+            offset += len(part.prompts)
+        terms = list(dict.fromkeys(k for part in parts for k in part.rewards.per_term))
+        rewards = RubricResult(total=[x for part in parts for x in part.rewards.total],
+                               per_term={k: [x for part in parts for x in part.rewards.per_term.get(
+                                   k, [None] * len(part.completions))] for k in terms})
+        return cls(prompts=[p for part in parts for p in part.prompts], completions=completions,
+                   examples=[e for part in parts for e in part.examples], rewards=rewards,
+                   group_size=parts[0].group_size, generate_s=max(part.generate_s for part in parts),
+                   reward_s=max(part.reward_s for part in parts))
 
     @property
     def n_tokens(self) -> int:
