@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import shlex
 import sys
 import typing
@@ -41,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "sample N answers per prompt, keep verified readable ones, add chat data"),
     "eval": ("r1lab.stages.evaluate", "score completions (or sample a checkpoint) with pass@1, pass@k and cons@k"),
 }
+
+# the commands that run under torchrun as data-parallel processes (r1lab/parallel.py); the others
+# would each do the whole job in every process, writing the same files
+DISTRIBUTED_COMMANDS = ("pretrain", "sft", "zero", "all-scenario")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints usage / error and exits
         return 2
     name, rest = argv[0], argv[1:]
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and name not in DISTRIBUTED_COMMANDS:
+        print(f"r1lab {name}: error: runs in one process, not under torchrun (WORLD_SIZE "
+              f"{os.environ['WORLD_SIZE']}); these do: {', '.join(DISTRIBUTED_COMMANDS)}", file=sys.stderr)
+        return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])  # torch's import takes seconds: Ctrl-C lands here too
     except KeyboardInterrupt:

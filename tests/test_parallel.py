@@ -224,3 +224,12 @@ def test_rollout_parts_merge_into_the_step_s_rollout():
     assert whole.rewards.per_term["helpful"] == [None, None, 0.5, 0.7, 0.1, 0.3]
     assert whole.rewards.means()["reward/accuracy"] == 0.5 and whole.rewards.means()["reward/helpful"] == pytest.approx(0.4)
     assert whole.generate_s == 3.0 and whole.examples == [0, 1, 0, 1, 2, 3] and Rollout.merge([a]) is a
+
+
+def test_commands_that_cannot_split_their_work_refuse_torchrun(monkeypatch, capsys):
+    from r1lab import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["eval", "--data", "world"]) == 2
+    err = capsys.readouterr().err
+    assert "not under torchrun" in err and "pretrain, sft, zero, all-scenario" in err and err.count("\n") == 1
