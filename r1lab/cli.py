@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # the commands that run under torchrun as data-parallel processes (r1lab/parallel.py); the others
 # would each do the whole job in every process, writing the same files
-DISTRIBUTED_COMMANDS = ("pretrain", "sft", "zero", "all-scenario")
+DISTRIBUTED_COMMANDS = ("pretrain", "sft", "zero", "all-scenario", "reward-model")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:

@@ -72,23 +72,26 @@ def init(device: str = "cpu") -> World:
 
 
 def parallelize(model: torch.nn.Module, world: World) -> torch.nn.Module:
-    """Shards `model` (an r1lab Transformer) over the world's processes with FSDP2; unchanged in a
-    one-process world. Units are modules that are always entered through their `__call__`
-    (blocks, the final norm, the untied head): FSDP2 gathers a unit's weights in its forward hook,
-    so a unit whose submodules were called directly would see shards. The root's methods that
-    stages call instead of `forward` are registered to gather the root's weights too."""
+    """Shards `model` (an r1lab Transformer, or a RewardModel: both keep their decoder in `.model`)
+    over the world's processes with FSDP2; unchanged in a one-process world. Units are modules that
+    are always entered through their `__call__` (blocks, the final norm, the untied head): FSDP2
+    gathers a unit's weights in its forward hook, so a unit whose submodules were called directly
+    would see shards. The root's methods that stages call instead of `forward` are registered to
+    gather the root's weights too."""
     if not world.distributed:
         return model
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
-    units = [*model.model.layers, *(m.block for m in model.mtp), model.model.norm]
-    if not model.config.tie_word_embeddings:  # tied: the head's weight is the embedding's, in the root
-        units.append(model.lm_head)
+    units = [*model.model.layers, *(m.block for m in getattr(model, "mtp", ())), model.model.norm]
+    head = getattr(model, "lm_head", None)
+    if head is not None and not model.config.tie_word_embeddings:  # tied: the embedding's weight, in the root
+        units.append(head)
     for unit in units:
         fully_shard(unit)
     fully_shard(model)
     for method in ("loss", "hidden_states"):
-        register_fsdp_forward_method(model, method)
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
     return model
 
 
@@ -140,7 +143,9 @@ def sync_expert_load(model: torch.nn.Module, world: World) -> None:
     """Sums every MoE layer's load counter over the processes (before `update_router_bias`)."""
     if not world.distributed:
         return
-    for moe in model.moe_layers():
+    from r1lab.model.moe import MoE
+
+    for moe in (m for m in model.modules() if isinstance(m, MoE)):
         dist.all_reduce(moe.gate.expert_load)
 
 

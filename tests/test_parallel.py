@@ -232,4 +232,26 @@ def test_commands_that_cannot_split_their_work_refuse_torchrun(monkeypatch, caps
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli.main(["eval", "--data", "world"]) == 2
     err = capsys.readouterr().err
-    assert "not under torchrun" in err and "pretrain, sft, zero, all-scenario" in err and err.count("\n") == 1
+    assert "not under torchrun" in err and "pretrain, sft, zero, all-scenario, reward-model" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("objective", ["pairwise", "pointwise"])
+def test_a_reward_model_in_two_processes_trains_as_one(tmp_path, objective):
+    """`torchrun -m r1lab reward-model`: 33 training items in batches of 16, so each epoch ends with one
+    item that leaves a process a stand-in; the same losses, accuracies and held-out result."""
+    from tests.test_reward_model import _write
+
+    data = _write(tmp_path / "data.jsonl", objective, 44)
+    args = ["-m", "r1lab", "reward-model", "--data", str(data), "--objective", objective, "--init", str(BASE),
+            "--batch-size", "16", "--lr", "3e-3", "--warmup-steps", "2", "--epochs", "2", "--eval-share", "0.25",
+            "--no-bf16"]
+    launch([*args, "--out-dir", "one"], tmp_path, processes=1)
+    launch([*args, "--out-dir", "two"], tmp_path, processes=2)
+    one, two = ([json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                for d in ("one", "two"))
+    assert [r["items"] for r in two] == [16, 16, 1] * 2
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "accuracy", "grad_norm", *(["margin"] * (objective == "pairwise"))):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+    assert json.loads((tmp_path / "two" / "eval.json").read_text()) == json.loads((tmp_path / "one" / "eval.json").read_text())
+    assert (tmp_path / "two" / "model" / "model.safetensors").is_file()

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from r1lab import runtime, training
+from r1lab import parallel, runtime, training
 from r1lab.benchmarks import check_jsonl_file, jsonl_objects
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.data import check_output_dir, write_text_atomically
@@ -216,26 +216,35 @@ def item_scores(rm: RewardModel, examples: Sequence[Example], device: str) -> to
 
 
 def train_step(rm: RewardModel, optimizer: torch.optim.Optimizer, examples: Sequence[Example],
-               config: RewardModelConfig) -> dict[str, float]:
-    """One optimizer step on a batch of items; returns its statistics."""
-    labels = torch.tensor([e.label for e in examples], device=config.device)  # (B,)
+               config: RewardModelConfig, world: parallel.World = parallel.World(),
+               items: int | None = None) -> dict[str, float]:
+    """One optimizer step on a batch of items (this process's share of the step's in a distributed
+    run); returns the whole step's statistics. `items`: how many of `examples` are this process's
+    own (default all); a share left empty by a short last batch passes one stand-in item, forwarded
+    (the forward is a collective) with weight 0: only its tokens' routing counts toward the MoE load."""
+    items = len(examples) if items is None else items
+    labels = torch.tensor([e.label for e in examples], device=world.device)  # (B,)
     with runtime.autocast(config.bf16, config.device):
-        scores = item_scores(rm, examples, config.device)  # (K, B), float32
+        scores = item_scores(rm, examples, world.device)  # (K, B), float32
     if config.objective == "pairwise":
         loss = bradley_terry_loss(scores[0], scores[1])  # R1 §2.3.4 helpfulness
     else:
         loss = pointwise_reward_loss(scores[0], labels)  # R1 §2.3.4 safety
-    loss.backward()
+    own = scores.detach()[:, :items]
+    right = correct(own, labels[:items], config.objective).float().sum().item()
+    margin = (own[0] - own[1]).sum().item() if config.objective == "pairwise" else 0.0  # sum of r_chosen - r_rejected
+    total, loss_sum, right, margin = parallel.all_sum([items, loss.item() * items, right, margin], world)
+    (loss * parallel.loss_weight(items, world, total=total)).backward()  # the mean over every process's items
     grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), config.grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    parallel.sync_expert_load(rm, world)  # the global batch's load, the same biases everywhere
     balance = max_mean_load_ratio(rm.expert_load())
     rm.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
-    scores = scores.detach()
-    record = {"loss": loss.item(), "accuracy": correct(scores, labels, config.objective).float().mean().item(),
-              "grad_norm": float(grad_norm), "expert_load_max_mean": balance}
+    record = {"loss": loss_sum / total, "accuracy": right / total, "grad_norm": parallel.scalar(grad_norm),
+              "expert_load_max_mean": balance}
     if config.objective == "pairwise":
-        record["margin"] = (scores[0] - scores[1]).mean().item()  # mean r_chosen - r_rejected
+        record["margin"] = margin / total  # mean r_chosen - r_rejected
     return record
 
 
@@ -262,9 +271,9 @@ def accuracy(rm: RewardModel, examples: Sequence[Example], config: RewardModelCo
     return correct(torch.tensor(flat).view(k, len(examples)), labels, config.objective).float().mean().item()
 
 
-def _load(config: RewardModelConfig) -> tuple[RewardModel, Tokenizer]:
-    """The reward model started from `init` (trunk copied, head seeded), on the config's device, and
-    `init`'s tokenizer."""
+def _load(config: RewardModelConfig, device: str | None = None) -> tuple[RewardModel, Tokenizer]:
+    """The reward model started from `init` (trunk copied, head seeded), on `device` (default the
+    config's), and `init`'s tokenizer."""
     policy = from_pretrained(config.init)
     try:
         rm = RewardModel.from_policy(policy, seed=config.seed)
@@ -278,7 +287,7 @@ def _load(config: RewardModelConfig) -> tuple[RewardModel, Tokenizer]:
     if rm.config.seq_aux_loss_alpha > 0:
         print(f"note: the checkpoint's seq_aux_loss_alpha {rm.config.seq_aux_loss_alpha} is not applied to the "
               "reward model (bias balancing still runs)")
-    return rm.to(config.device).train(), tokenizer
+    return rm.to(device or config.device).train(), tokenizer
 
 
 def describe(examples: Sequence[Example], n_eval: int, n_steps: int, max_positions: int,
@@ -296,38 +305,50 @@ def describe(examples: Sequence[Example], n_eval: int, n_steps: int, max_positio
 
 
 def run(config: RewardModelConfig) -> Path:
-    """Trains a reward model from `init` on `data` and returns its directory (`out_dir/model`)."""
+    """Trains a reward model from `init` on `data` and returns its directory (`out_dir/model`).
+    Under torchrun, data parallel over the processes (`r1lab.parallel`)."""
     items = read_items(config.data, config.objective)  # first: bad data or a bad --init leaves no run directory
     train_ids, eval_ids = split(len(items), config.eval_share, config.seed)
     check_output_dir(config.out_dir)  # an --out-dir that is a file: before the model is loaded
-    rm, tokenizer = _load(config)
+    world = parallel.init(config.device)
+    rm, tokenizer = _load(config, world.device)
     examples = [encode(tokenizer, item) for item in items]
     train, held_out = [examples[i] for i in train_ids], [examples[i] for i in eval_ids]
     steps = plan(len(train), config)
-    out = training.start_run(config, "reward_model", fresh=True, own=("model",))  # an earlier run's model goes
-    (out / EVAL_FILE).unlink(missing_ok=True)
+    # an earlier run's model goes
+    out = training.start_run(config, "reward_model", fresh=True, own=("model",), world=world)
+    if world.main:
+        (out / EVAL_FILE).unlink(missing_ok=True)
     describe(examples, len(held_out), len(steps), rm.config.max_position_embeddings, config)
+    rm = parallel.parallelize(rm, world)  # before the optimizer: it holds the shards
     optimizer = training.make_optimizer(rm, config.lr, config.weight_decay)
-    metrics = training.open_log(out / "metrics.jsonl", 0)
-    bar = tqdm(steps, desc="reward-model", dynamic_ncols=True)
+    metrics = training.open_log(out / "metrics.jsonl", 0, world)
+    bar = tqdm(steps, desc="reward-model", dynamic_ncols=True, disable=not world.main)
     for step, (epoch, rows) in enumerate(bar):
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=len(steps),
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
+        mine = parallel.shard(rows, world)
+        batch = [train[i] for i in mine] or [train[rows[0]]]  # a stand-in (weight 0) for an empty share
         record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr,
-                  **train_step(rm, optimizer, [train[i] for i in rows], config), "items": len(rows)}
+                  **train_step(rm, optimizer, batch, config, world, items=len(mine)), "items": len(rows)}
         metrics.write(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.2f}")
     result = {"objective": config.objective, "steps": len(steps),
               "held_out": {"items": len(held_out), "accuracy": accuracy(rm, held_out, config)},
               "train": {"items": len(train), "accuracy": accuracy(rm, train, config)}}
-    write_text_atomically(out / EVAL_FILE, json.dumps(result, indent=2) + "\n")
+    if world.main:
+        write_text_atomically(out / EVAL_FILE, json.dumps(result, indent=2) + "\n")
     held = result["held_out"]["accuracy"]
     print(f"accuracy: held out {'-' if held is None else f'{held:.1%}'} ({len(held_out)} items), "
           f"training share {result['train']['accuracy']:.1%} ({len(train)} items)")
     # last, atomically: a crash before this line leaves no model/ (start_run removed an earlier one)
     resolved = json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n"
-    final = save_reward_model(rm, out / "model", tokenizer, extra_files={"r1lab_config.json": resolved})
+    whole = parallel.unsharded(rm, world)  # gathered on rank 0 (a collective), which alone writes
+    final = out / "model"
+    if world.main:
+        final = save_reward_model(whole, final, tokenizer, extra_files={"r1lab_config.json": resolved})
+    parallel.barrier(world)
     print(f"reward model saved to {final}")
     return final
 
