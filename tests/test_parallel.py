@@ -181,9 +181,12 @@ def test_grpo_runs_in_two_processes_and_saves_a_resumable_policy(tmp_path):
     assert all(r["length_max"] >= r["length_mean"] for r in rows)
     ck = tmp_path / "zero" / "checkpoints" / "step_000002"
     assert (ck / "reference" / "model.safetensors").exists() and (ck / "trainer_state.pt").exists()
-    launch([*args, "--max-steps", "4", "--resume"], tmp_path, processes=1)
+    # resumed by two processes (two minibatches, bf16: shapes padded), then by one
+    launch([*args, "--max-steps", "5", "--resume", "--minibatches", "2", "--bf16"], tmp_path, processes=2)
+    assert (tmp_path / "zero" / "checkpoints" / "step_000004" / "trainer_state.pt").exists()
+    launch([*args, "--max-steps", "6", "--resume"], tmp_path, processes=1)
     rows = [json.loads(line) for line in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert from_pretrained(tmp_path / "zero" / "policy").config.vocab_size > 0
 
 
