@@ -27,9 +27,13 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
 def launch(args: list[str], cwd: Path, processes: int = 2) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node N ARGS` (1: plain python), one thread a process."""
+    """`torchrun --standalone --nproc_per_node N ARGS` (1: plain python), one thread a process. gloo
+    talks over the loopback device where there is one: a host name that resolves to an address
+    other processes cannot reach would otherwise fail the rendezvous."""
     runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if Path("/sys/class/net/lo").exists():
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     done = subprocess.run([sys.executable, *runner, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

@@ -89,6 +89,29 @@ def batch_at(stream: torch.Tensor, step: int, config: PretrainConfig,
     return rows[:, :-1], rows[:, 1:]
 
 
+def train_step(model: Transformer, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               config: PretrainConfig, world: parallel.World = parallel.World()) -> dict[str, float]:
+    """One optimizer step on windows x, y (B, T) (this process's rows of the step's in a distributed
+    run); returns the whole step's loss and MTP loss (means over every process's tokens), gradient
+    norm, expert balance and `tokens`, the number of tokens trained."""
+    with runtime.autocast(config.bf16, config.device):
+        out = model.loss(x, y)
+    (out.loss * parallel.loss_weight(x.numel(), world)).backward()  # the global batch's mean
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    parallel.sync_expert_load(model, world)  # the global batch's load, the same biases everywhere
+    balance = max_mean_load_ratio(model.expert_load())
+    model.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
+    mtp = 0.0 if out.mtp is None else out.mtp.item()
+    ce, mtp, n = parallel.all_sum([out.ce.item() * x.numel(), mtp * x.numel(), x.numel()], world)
+    record = {"loss": ce / n, "grad_norm": parallel.scalar(grad_norm), "expert_load_max_mean": balance,
+              "tokens": int(n)}
+    if out.mtp is not None:
+        record["mtp_loss"] = mtp / n
+    return record
+
+
 @torch.no_grad()
 def heldout_loss(model: Transformer, stream: torch.Tensor, config: PretrainConfig, n_batches: int = 4,
                  world: parallel.World = parallel.World()) -> float:
@@ -163,23 +186,9 @@ def run(config: PretrainConfig) -> Path:
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
-        x, y = batch_at(stream, step, config, world)
-        with runtime.autocast(config.bf16, config.device):
-            out_loss = model.loss(x, y)
-        (out_loss.loss * parallel.loss_weight(x.numel(), world)).backward()  # the global batch's mean
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        parallel.sync_expert_load(model, world)  # the global batch's load, the same biases everywhere
-        balance = max_mean_load_ratio(model.expert_load())
-        model.update_router_bias()  # aux-loss-free balancing, after every optimizer step (V3 §2.1.2)
-        ce, mtp, n = parallel.all_sum([out_loss.ce.item() * x.numel(), 0.0 if out_loss.mtp is None
-                                       else out_loss.mtp.item() * x.numel(), x.numel()], world)
-        speed.add(int(n))
-        record = {"step": step + 1, "loss": ce / n, "lr": lr, "grad_norm": parallel.scalar(grad_norm),
-                  "expert_load_max_mean": balance}
-        if out_loss.mtp is not None:
-            record["mtp_loss"] = mtp / n
+        stats = train_step(model, optimizer, *batch_at(stream, step, config, world), config, world)
+        speed.add(stats.pop("tokens"))
+        record = {"step": step + 1, "lr": lr, **stats}
         if (step + 1) % 10 == 0 or step + 1 == config.max_steps:  # a run under 10 steps logs one too, as SFT's
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
