@@ -262,3 +262,22 @@ def test_a_reward_model_in_two_processes_trains_as_one(tmp_path, objective):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
     assert json.loads((tmp_path / "two" / "eval.json").read_text()) == json.loads((tmp_path / "one" / "eval.json").read_text())
     assert (tmp_path / "two" / "model" / "model.safetensors").is_file()
+
+
+def test_all_scenario_rl_runs_in_two_processes_with_reward_terms_from_either(tmp_path):
+    """`torchrun -m r1lab all-scenario`: reasoning and general prompts land on different processes,
+    and a reward model's term applies to general ones only; the step's record holds every term
+    (averaging per-process records mismatched when one process had no general prompt)."""
+    from r1lab.model.reward import RewardModel, save_reward_model
+    from r1lab.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(BASE)
+    for name, seed in (("helpful", 0), ("safety", 1)):
+        save_reward_model(RewardModel.from_policy(BASE, seed=seed), tmp_path / name, tokenizer)
+    launch(["-m", "r1lab", "all-scenario", "--init", str(BASE), "--helpful-rm", "helpful", "--safety-rm", "safety",
+            "--out-dir", "all", "--n-prompts", "32", "--n-general", "32", "--prompts-per-step", "4", "--group-size", "2",
+            "--max-new-tokens", "16", "--max-steps", "3", "--no-bf16"], tmp_path, processes=2)
+    rows = [json.loads(line) for line in (tmp_path / "all" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert any("reward/helpful" in r and "reward/accuracy" in r for r in rows)  # both kinds in one step
+    assert (tmp_path / "all" / "policy" / "model.safetensors").is_file()
