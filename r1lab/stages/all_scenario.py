@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from r1lab import runtime, training
+from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import Engine, SamplingParams
 from r1lab.model import from_pretrained
@@ -106,6 +106,7 @@ def prompt_pool(config: AllScenarioConfig) -> list[Any]:
 def run(config: AllScenarioConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     pool = prompt_pool(config)  # first: errors here leave no run directory
+    parallel.init(config.device)  # under torchrun: "cuda" is this process's GPU before the reward models load
     rubric = ScenarioRubric({REASONING: world_rubric(config), GENERAL: general_rubric(config)}, scenario)
     return grpo.train(config, pool, rubric, SAME_RUN_FIELDS, title="all-scenario RL")
 
