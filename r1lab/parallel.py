@@ -21,7 +21,6 @@ over NCCL.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -67,17 +66,9 @@ def init(device: str = "cpu") -> World:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-        # torch asks for an explicit shutdown: left to the interpreter's teardown, the backend's
-        # connections close in no set order (a local call, no collective: a failed rank still exits)
-        atexit.register(_shutdown)
         if rank != 0:  # one copy of every report: rank 0's (errors and warnings still reach stderr)
             sys.stdout = open(os.devnull, "w")
     return World(rank=rank, size=size, device=device)
-
-
-def _shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def parallelize(model: torch.nn.Module, world: World) -> torch.nn.Module:
