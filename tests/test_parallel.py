@@ -40,9 +40,10 @@ def launch(args: list[str], cwd: Path, processes: int = 2) -> subprocess.Complet
                           timeout=300)
     errors = "\n".join(line for line in done.stderr.splitlines() if "it/s" not in line)  # no progress bars
     if done.returncode != 0 and TEARDOWN_CRASH in errors:
-        # seen 2 times in ~15 runs of this file: a rank aborts in torch's C++ teardown after its work
-        # and its barrier are done; what each test then reads (weights, metrics, checkpoints) is
-        # checked as always, so a wrong result still fails
+        # about 1 launch in 30 under pytest (none in 60 launched by hand): a rank aborts in torch's C++
+        # teardown after its work and its barrier are done, with or without destroy_process_group at
+        # exit; what each test then reads (weights, metrics, checkpoints) is checked as always, so a
+        # wrong result still fails
         warnings.warn(f"a torchrun process aborted at exit ({TEARDOWN_CRASH!r}); checking its outputs")
         return done
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-2000:]}\n{errors[-6000:]}"
