@@ -299,12 +299,13 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
             ref.load_state_dict(model.state_dict())  # R1-Zero: every 400 updates (25 rollouts)
         parts = parallel.gather(StepPart(rollout, stats, t_rollout, t_train), world)  # every process's, on rank 0
         if world.main:
-            record = step_record(step, lr, parts, time.perf_counter() - t_step)
+            whole = Rollout.merge([p.rollout for p in parts])  # the step's groups, every process's
+            record = step_record(step, lr, whole, parts, time.perf_counter() - t_step)
             metrics.write(record)
             bar.set_postfix(acc=f"{record['accuracy']:.2f}", fmt=f"{record['format_rate']:.2f}",
                             len=f"{record['length_mean']:.0f}")
             if (step + 1) % config.log_samples_every == 0 or step == 0:  # and a fresh run's first step
-                for item in Rollout.merge([p.rollout for p in parts]).show(k=4):
+                for item in whole.show(k=4):
                     samples.write({"step": step + 1, **item})
         if (step + 1) % config.save_every == 0 and step + 1 < config.max_steps:
             _save(model, ref, optimizer, tokenizer, config, step + 1, world)
@@ -326,10 +327,10 @@ class StepPart:
     train_s: float
 
 
-def step_record(step: int, lr: float, parts: Sequence[StepPart], step_s: float) -> dict[str, Any]:
+def step_record(step: int, lr: float, rollout: Rollout, parts: Sequence[StepPart], step_s: float) -> dict[str, Any]:
     """The metrics record of a step, over every process's groups (one part in one process); the
-    update statistics averaged over the processes, the seconds the slowest's."""
-    rollout = Rollout.merge([p.rollout for p in parts])
+    update statistics averaged over the processes, the seconds the slowest's. `rollout`: the parts'
+    rollouts merged."""
     rewards = torch.tensor(rollout.rewards.total).view(-1, rollout.group_size)  # (P, G)
     stats = {k: sum(p.stats[k] for p in parts) / len(parts) for k in parts[0].stats if k != "train_tokens"}
     train_s = max(p.train_s for p in parts)
