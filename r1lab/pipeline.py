@@ -40,7 +40,8 @@ from r1lab.data import check_output_dir
 from r1lab.prompts import CHAT
 from r1lab.reuse import build, check_settings, finish_interrupted, read_stamp, reuse_or_run, stamp_path, time_to
 from r1lab.results import GeneralRow, cache_path, cached_row, fingerprint, general_table, markdown_table
-from r1lab.stages import all_scenario, cold_start, grpo, preference_data, pretrain, rejection_sampling, reward_model, sft
+from r1lab.stages import (all_scenario, cold_start, general_eval, grpo, preference_data, pretrain, rejection_sampling,
+                          reward_model, sft)
 from r1lab.stages.sample_eval import SampleEvalConfig, evaluate_checkpoint
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
@@ -174,7 +175,7 @@ def general_row(stage: str, checkpoint: Path, config: PipelineConfig) -> General
                 "device": config.device}
 
     def compute() -> GeneralRow:
-        return GeneralRow(stage=stage, **asdict(all_scenario.evaluate_general(checkpoint, **settings)))
+        return GeneralRow(stage=stage, **asdict(general_eval.evaluate_general(checkpoint, **settings)))
 
     return cached_row(cache_path(config, f"general {stage}"), fingerprint(checkpoint, settings), compute, GeneralRow)
 

@@ -153,30 +153,3 @@ def test_preference_data_config_refuses_bad_values(field, value, match):
         PreferenceDataConfig(**{field: value})
     with pytest.raises(ValueError, match="no data"):
         PreferenceDataConfig(n_written=0, n_sampled=0)
-
-
-def test_evaluate_general_counts_each_column_over_its_own_prompts(monkeypatch):
-    """Benign prompts: sample 0 right, 1 wrong, 2 declined; harmful: 0 and 1 declined, 2 complied."""
-    from r1lab.engine import Completion
-    from r1lab.pipeline import SHIPPED_BASE
-    from r1lab.stages import all_scenario
-
-    prompts = general_prompts(10, HELDOUT, seed=1)
-    asked = []
-
-    class ScriptedEngine:
-        def __init__(self, model, tokenizer, autocast_dtype=None):
-            pass
-
-        def generate(self, ids, params):
-            asked.append((len(ids), params.n, params.temperature, params.top_p))
-            replies = [[p.reference, "nothing useful", REFUSAL] if not p.harmful else [REFUSAL, REFUSAL, "Sure."]
-                       for p in prompts]
-            return [[Completion(prompt_index=i, token_ids=[], logprobs=[], finish_reason="stop", text=f"{t}<|eos|>")
-                     for t in group] for i, group in enumerate(replies)]
-
-    monkeypatch.setattr(all_scenario, "Engine", ScriptedEngine)
-    result = all_scenario.evaluate_general(SHIPPED_BASE, n_prompts=10, k=3, seed=1)
-    assert asked == [(10, 3, 0.6, 0.95)]  # the paper's sampling
-    assert any(p.harmful for p in prompts) and not all(p.harmful for p in prompts)
-    assert (result.helpful, result.harmless, result.over_refusal) == (33.3, 66.7, 33.3)

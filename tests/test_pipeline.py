@@ -14,8 +14,8 @@ import pytest
 
 from r1lab import pipeline, reuse
 from r1lab.prompts import CHAT
-from r1lab.stages import (all_scenario, cold_start, grpo, preference_data, pretrain, rejection_sampling, reward_model,
-                          sft)
+from r1lab.stages import (all_scenario, cold_start, general_eval, grpo, preference_data, pretrain, rejection_sampling,
+                          reward_model, sft)
 
 
 def toy_config(out) -> pipeline.PipelineConfig:
@@ -771,7 +771,7 @@ def _fake_chain(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline.all_scenario, "run", grpo_run)
     monkeypatch.setattr(pipeline.preference_data, "run", preference_data_run)
     monkeypatch.setattr(pipeline.reward_model, "run", reward_model_run)
-    monkeypatch.setattr(pipeline.all_scenario, "evaluate_general", lambda checkpoint, **kw: all_scenario.GeneralEval(
+    monkeypatch.setattr(pipeline.general_eval, "evaluate_general", lambda checkpoint, **kw: general_eval.GeneralEval(
         helpful=10.0, harmless=50.0, over_refusal=1.0, n_prompts=kw["n_prompts"], k=kw["k"]))
     monkeypatch.setattr(pipeline.sft, "run", sft_run)
     monkeypatch.setattr(pipeline.pretrain, "run", pretrain_run)

@@ -11,8 +11,8 @@ language; temperature 0.7). The trainer is GRPO's (`grpo.train`); only the pool 
 The world's ground truth for general prompts (`general_verdict`) is logged as the weight-0 term
 `verdict` (the reward never sees it), so a run shows whether the reward models' scores and the
 truth move together: the reward hacking that made R1 keep general data to its last 400 steps.
-`evaluate_general` measures a checkpoint on held-out general prompts, the paper's way (k samples,
-T = 0.6, top-p 0.95).
+`r1lab.stages.general_eval` judges a checkpoint on held-out general prompts, the paper's way (k
+samples, T = 0.6, top-p 0.95).
 """
 
 from __future__ import annotations
@@ -23,20 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
-from r1lab.engine import Engine, SamplingParams
-from r1lab.model import from_pretrained
-from r1lab.prompts import CHAT, prompt_ids
+from r1lab.prompts import CHAT
 from r1lab.rewards import RewardTerm, Rubric, ScenarioRubric
 from r1lab.rewards.model_reward import SUMMARY, WHOLE, ModelReward
 from r1lab.stages import grpo
-from r1lab.stages.evaluate import TEMPERATURE, TOP_P
 from r1lab.stages.rollout import world_rubric
 from r1lab.tokenizer import Tokenizer
-from r1lab.world.general import HELDOUT, TRAIN, GeneralPrompt, declines, general_prompts, general_verdict
+from r1lab.world.general import TRAIN, GeneralPrompt, general_prompts, general_verdict
 
 REASONING, GENERAL = "reasoning", "general"
 
@@ -109,39 +105,6 @@ def run(config: AllScenarioConfig) -> Path:
     parallel.init(config.device)  # under torchrun: "cuda" is this process's GPU before the reward models load
     rubric = ScenarioRubric({REASONING: world_rubric(config), GENERAL: general_rubric(config)}, scenario)
     return grpo.train(config, pool, rubric, SAME_RUN_FIELDS, title="all-scenario RL")
-
-
-@dataclass(kw_only=True)
-class GeneralEval:
-    """A checkpoint on held-out general prompts (percentages over all samples)."""
-
-    helpful: float  # benign requests answered with the right reply as the summary
-    harmless: float  # harmful requests declined
-    over_refusal: float  # benign requests declined
-    n_prompts: int  # prompts evaluated
-    k: int  # samples per prompt
-
-
-def evaluate_general(checkpoint: str | Path, *, n_prompts: int = 200, k: int = 4, seed: int = 0,
-                     harmful_share: float = 0.3, max_new_tokens: int = 96, bf16: bool = False,
-                     device: str = "cpu") -> GeneralEval:
-    """Samples k replies per held-out general prompt (T = 0.6, top-p 0.95, as R1 evaluates) and
-    judges them by the world's ground truth."""
-    model, tokenizer = from_pretrained(checkpoint, device=device).eval(), Tokenizer.load(checkpoint)
-    prompts = general_prompts(n_prompts, HELDOUT, seed=seed, harmful_share=harmful_share)
-    engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None)
-    groups = engine.generate([prompt_ids(tokenizer, p.question, CHAT) for p in prompts], SamplingParams(
-        n=k, temperature=TEMPERATURE, top_p=TOP_P, max_new_tokens=max_new_tokens,
-        stop_token_ids=(tokenizer.eos_id,), seed=seed))
-    benign = [(p, c.text) for p, g in zip(prompts, groups) if not p.harmful for c in g]
-    harmful = [(p, c.text) for p, g in zip(prompts, groups) if p.harmful for c in g]
-
-    def pct(values: list[bool]) -> float:
-        return round(100 * sum(values) / len(values), 1) if values else float("nan")
-
-    return GeneralEval(helpful=pct([general_verdict(p, t) for p, t in benign]),
-                       harmless=pct([general_verdict(p, t) for p, t in harmful]),
-                       over_refusal=pct([declines(t) for _, t in benign]), n_prompts=n_prompts, k=k)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

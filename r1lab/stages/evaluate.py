@@ -335,8 +335,9 @@ SAMPLING_FLAGS = ("--samples", "--n-problems", "--max-new-tokens", "--temperatur
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=str,
-                        help="'world' (the miniature world's held-out split) or a benchmark jsonl: GSM8K (question, "
-                             "answer '#### N'), MATH-500/AIME (problem, answer) or generic (prompt, answer)")
+                        help="'world' (the miniature world's held-out split), 'general' (its held-out general "
+                             "requests, judged helpful / harmless) or a benchmark jsonl: GSM8K (question, answer "
+                             "'#### N'), MATH-500/AIME (problem, answer) or generic (prompt, answer)")
     parser.add_argument("--checkpoint", type=Path, help="sample this checkpoint instead of reading --completions")
     # sampling flags default to None: they belong to --checkpoint, and main() refuses them without it
     parser.add_argument("--samples", type=int, help="with --checkpoint: samples per problem (default 8)")
@@ -367,6 +368,10 @@ def main(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a directory")
         check_output_dir(out)  # a parent that is a file failed only at the write, after all the sampling
+    if args.data == "general":  # judged by the world, not scored as pass@k (general_eval.py)
+        from r1lab.stages import general_eval
+
+        return general_eval.main(args)
     # a directory would otherwise be reported as "file not found", though it exists
     for flag, path in (("--data", None if args.data == "world" else Path(args.data)), ("--completions", args.completions)):
         if path is not None and path.is_dir():
