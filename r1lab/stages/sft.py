@@ -200,13 +200,15 @@ def collate(samples: Sequence[Sample], rows: Sequence[Sequence[int]], pad_id: in
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batch, config: SFTConfig,
                world: parallel.World = parallel.World()) -> dict[str, float]:
     """One optimizer step on the response tokens of `batch` (this process's share of the step's
-    rows in a distributed run); returns the whole step's statistics."""
+    rows in a distributed run); returns the whole step's statistics, its token counts included."""
     with runtime.autocast(config.bf16, config.device):
         out = model.loss(batch.input_ids, batch.labels, attention_mask=batch.attention_mask(),
                          position_ids=batch.position_ids, token_valid=batch.token_valid)  # pads leave MoE balancing out
     targets = int((batch.labels != IGNORE).sum())
     mtp = out.mtp.item() if out.mtp is not None else 0.0
-    total, ce_sum, mtp_sum = parallel.all_sum([targets, out.ce.item() * targets, mtp * targets], world)
+    # one collective for every count and sum of the step
+    total, ce_sum, mtp_sum, tokens = parallel.all_sum([targets, out.ce.item() * targets, mtp * targets, batch.tokens],
+                                                      world)
     # the mean over every process's response tokens: exact for the cross-entropy; the MTP depths and
     # the balance loss, whose counts differ a little, are weighted alike
     (out.loss * parallel.loss_weight(targets, world, total=total)).backward()
@@ -219,7 +221,7 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: Batc
     record = {"loss": ce_sum / max(total, 1), "grad_norm": parallel.scalar(grad_norm), "expert_load_max_mean": balance}
     if out.mtp is not None:
         record["mtp_loss"] = mtp_sum / max(total, 1)
-    return record
+    return {**record, "response_tokens": int(total), "tokens": int(tokens)}
 
 
 def empty_batch(pad_id: int) -> Batch:
@@ -324,11 +326,8 @@ def run(config: SFTConfig) -> Path:
         epoch, rows = steps[step]
         mine = parallel.shard(rows, world)
         batch = (collate(samples, mine, tokenizer.pad_id) if mine else empty_batch(tokenizer.pad_id)).to(world.device)
-        tokens, response_tokens = parallel.all_sum([batch.tokens, (batch.labels != IGNORE).sum()], world)
-        record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr,
-                  **train_step(model, optimizer, batch, config, world),
-                  "response_tokens": int(response_tokens), "tokens": int(tokens)}
-        speed.add(int(tokens))
+        record = {"step": step + 1, "epoch": round(epoch, 4), "lr": lr, **train_step(model, optimizer, batch, config, world)}
+        speed.add(record["tokens"])
         if (step + 1) % config.log_every == 0 or step + 1 == total:
             record["tokens_per_s"] = speed.rate()
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
