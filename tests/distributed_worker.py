@@ -1,7 +1,11 @@
 """One GRPO update on a fixed batch, in one process or as one of `torchrun`'s (tests/test_parallel.py).
 
-    python tests/distributed_worker.py OUT AGGREGATION            # the whole batch in one process
+    python tests/distributed_worker.py OUT AGGREGATION [DROP]     # the whole batch in one process
     torchrun --nproc_per_node 2 tests/distributed_worker.py ...   # each process its share of the groups
+
+DROP (dynamic sampling): "odd" gives prompts 1 and 3 equal rewards, so that rank 1 of two keeps no
+group; "last" gives prompt 3 equal rewards and trains in 3 minibatches, so that rank 1's rows (one
+group) leave one of its minibatches empty.
 
 Writes OUT/weights.pt (the updated policy, whole) and OUT/report.json (the update's statistics, and
 checks that need the sharded model: the engine's copy and a reference reset hold the policy's weights).
@@ -25,8 +29,9 @@ from r1lab.stages.rollout import Rollout, build_batch
 PROMPTS, G = 4, 2
 
 
-def rollout(groups: list[int]) -> Rollout:
-    """The completions of prompts `groups`: lengths 2-7, one cut by the length limit per prompt."""
+def rollout(groups: list[int], equal: tuple[int, ...] = ()) -> Rollout:
+    """The completions of prompts `groups`: lengths 2-7, one cut by the length limit per prompt;
+    prompts `equal` get the same reward for every completion (a group dynamic sampling drops)."""
     prompts, comps, rewards = [], [], []
     for j, p in enumerate(groups):
         prompts.append([1, 5 + p, 7 + p][:2 + p % 2])
@@ -36,23 +41,24 @@ def rollout(groups: list[int]) -> Rollout:
             logp = [-4.16 + 0.05 * ((t + p + g) % 4 - 1.5) for t in range(n)]  # near the model's: ratios near 1
             comps.append(Completion(prompt_index=j, token_ids=ids, logprobs=logp, text="",
                                     finish_reason="length" if g == 0 and p % 2 else "stop"))
-            rewards.append(float((p + g) % 3))
+            rewards.append(1.0 if p in equal else float((p + g) % 3))
     return Rollout(prompts=prompts, completions=comps, examples=[None] * len(comps),
                    rewards=RubricResult(total=rewards, per_term={}), group_size=G)
 
 
-def main(out: Path, aggregation: str) -> None:
+def main(out: Path, aggregation: str, drop: str = "") -> None:
     world = parallel.init("cpu")
     torch.manual_seed(0)
     model = Transformer(preset("tiny").replace(vocab_size=64)).train()  # MTP kept: a unit RL never runs
     ref = Transformer(preset("tiny").replace(vocab_size=64)).eval()  # another draw: a KL term that matters
     model, ref = parallel.parallelize(model, world), parallel.parallelize(ref, world)
-    config = grpo.GRPOConfig(group_size=G, minibatches=1, ppo_epochs=2, kl_coef=0.05, lr=1.0, clip_eps_low=0.1,
-                             clip_eps_high=0.1, loss_aggregation=aggregation, mask_truncated=True, max_new_tokens=8)
-    roll = rollout(parallel.shard(list(range(PROMPTS)), world))
+    config = grpo.GRPOConfig(group_size=G, minibatches=3 if drop == "last" else 1, ppo_epochs=2, kl_coef=0.05, lr=1.0,
+                             clip_eps_low=0.1, clip_eps_high=0.1, loss_aggregation=aggregation, mask_truncated=True,
+                             max_new_tokens=8, dynamic_sampling=bool(drop))
+    roll = rollout(parallel.shard(list(range(PROMPTS)), world), equal={"": (), "odd": (1, 3), "last": (3,)}[drop])
     rewards = torch.tensor(roll.rewards.total).view(-1, G)
     advantages = (rewards - rewards.mean(1, keepdim=True)).flatten()
-    batch = build_batch(roll, advantages, pad_id=0, drop_equal_groups=False, mask_truncated=True)
+    batch = build_batch(roll, advantages, pad_id=0, drop_equal_groups=config.dynamic_sampling, mask_truncated=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)  # Adam would magnify rounding-level gradients
     stats = grpo.policy_update(model, ref, optimizer, batch, config, step=0, world=world)
     whole = parallel.unsharded(model, world)
@@ -61,7 +67,7 @@ def main(out: Path, aggregation: str) -> None:
     ref_whole = parallel.unsharded(ref, world)
     if world.main:
         weights = whole.state_dict()
-        report = {"world": world.size, "stats": stats,
+        report = {"world": world.size, "stats": stats, "rows": int(batch.tokens.shape[0]),
                   "sampler_is_policy": all(torch.equal(v, weights[k]) for k, v in sampler.state_dict().items()),
                   "reset_is_policy": all(torch.equal(v, weights[k]) for k, v in ref_whole.state_dict().items())}
         out.mkdir(parents=True, exist_ok=True)
@@ -71,4 +77,4 @@ def main(out: Path, aggregation: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), *sys.argv[2:])

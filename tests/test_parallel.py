@@ -8,6 +8,7 @@ one-process format (resumable by any number of processes).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from r1lab.stages import grpo
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "r1lab" / "assets" / "base-tiny"
 WORKER = Path(__file__).with_name("distributed_worker.py")
+G_WORKER = 2  # its group size
 TEARDOWN_CRASH = "terminate called without an active exception"  # std::terminate from a C++ destructor at exit
 
 
@@ -117,9 +119,36 @@ def test_grpo_refuses_shares_that_would_differ_between_processes():
     two = parallel.World(rank=0, size=2)
     with pytest.raises(ValueError, match="multiple of the 2 processes"):
         grpo.check_world(grpo.GRPOConfig(prompts_per_step=3, n_prompts=8), two)
-    with pytest.raises(ValueError, match="dynamic_sampling is not supported under torchrun"):
-        grpo.check_world(grpo.GRPOConfig(prompts_per_step=4, n_prompts=8, dynamic_sampling=True), two)
+    grpo.check_world(grpo.GRPOConfig(prompts_per_step=4, n_prompts=8, dynamic_sampling=True), two)
     grpo.check_world(grpo.GRPOConfig(prompts_per_step=3, n_prompts=8, dynamic_sampling=True), parallel.World())
+
+
+def test_a_process_keeps_every_minibatch_step_even_an_empty_one():
+    """Dynamic sampling leaves processes unequal rows: each still takes `minibatches` steps (a
+    sharded model's forward and backward are collectives), one process alone skips empty pieces."""
+    def sizes(n, keep_empty):
+        return [len(r) for r in grpo.minibatch_rows(n, 3, torch.Generator().manual_seed(0), keep_empty)]
+
+    assert sizes(2, keep_empty=True) == [1, 1, 0] and sizes(2, keep_empty=False) == [1, 1]
+    assert sizes(0, keep_empty=True) == [0, 0, 0] and sizes(0, keep_empty=False) == []
+    assert sizes(7, keep_empty=True) == sizes(7, keep_empty=False) == [3, 2, 2]
+
+
+def test_the_filler_row_trains_nothing_and_counts_no_load():
+    """A process without rows forwards `TrainBatch.filler`: finite log-probs (its queries see
+    themselves), a zero loss and gradient at any weight, and no MoE load."""
+    from r1lab.losses import grpo_loss
+    from r1lab.stages.rollout import TrainBatch, completion_logprobs
+
+    torch.manual_seed(0)
+    model = Transformer(preset("tiny").replace(vocab_size=64)).train()
+    filler = TrainBatch.filler("cpu")
+    logp = completion_logprobs(model, filler, torch.zeros(1, dtype=torch.long), 1.0)
+    assert logp.shape == (1, 2) and torch.isfinite(logp).all()
+    loss = grpo_loss(logp, filler.old_logp, filler.advantages, filler.mask, kl_coef=0.1, ref_logp=logp.detach() - 1).loss
+    (loss * 5.0).backward()
+    assert loss.item() == 0.0 and all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert all(not load.any() for load in model.expert_load())
 
 
 # ----------------------------------------------------------------------------- two processes
@@ -141,6 +170,32 @@ def test_a_grpo_update_in_two_processes_is_the_one_process_update(tmp_path, how)
     assert report["world"] == 2 and report["sampler_is_policy"] and report["reset_is_policy"]
     solo = json.loads((tmp_path / "one" / "report.json").read_text())
     assert report["stats"]["grad_norm"] == pytest.approx(solo["stats"]["grad_norm"], rel=1e-5)  # the global norm
+
+
+@pytest.mark.parametrize("how", ["seq_mean", "constant"])
+def test_dynamic_sampling_in_two_processes_is_the_one_process_update_when_a_process_keeps_no_group(tmp_path, how):
+    """Prompts 1 and 3 have equal rewards: one process drops them and trains on groups 0 and 2;
+    in two, rank 1 keeps nothing and forwards the filler through the reference and each of the
+    two epochs' updates, weighed 0 (also under Dr. GRPO's constant, which counts rows)."""
+    launch([str(WORKER), str(tmp_path / "one"), how, "odd"], tmp_path, processes=1)
+    launch([str(WORKER), str(tmp_path / "two"), how, "odd"], tmp_path, processes=2)
+    one, two = (torch.load(tmp_path / d / "weights.pt") for d in ("one", "two"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5, msg=k)
+    solo, report = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("one", "two"))
+    assert solo["rows"] == 2 * G_WORKER and report["rows"] == 2 * G_WORKER  # rank 0's: both kept groups
+    assert report["stats"]["grad_norm"] == pytest.approx(solo["stats"]["grad_norm"], rel=1e-5)
+    assert report["sampler_is_policy"] and report["reset_is_policy"]
+
+
+def test_dynamic_sampling_in_two_processes_with_an_empty_minibatch_on_one(tmp_path):
+    """Three minibatches: rank 0 keeps groups 0 and 2 (4 rows: pieces of 2, 1, 1), rank 1 group 1
+    alone (2 rows: 1, 1, 0). Rank 1's third step is the filler's; the run ends, with finite
+    statistics and every process's weights the same."""
+    launch([str(WORKER), str(tmp_path / "two"), "seq_mean", "last"], tmp_path, processes=2)
+    report = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert report["rows"] == 2 * G_WORKER and report["sampler_is_policy"] and report["reset_is_policy"]
+    assert all(math.isfinite(v) for v in report["stats"].values()) and report["stats"]["grad_norm"] > 0
 
 
 def _sft_args(data: Path, out: str, steps: int, resume: bool = False) -> list[str]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.engine import MIN_TEMPERATURE, Engine, SamplingParams
-from r1lab.losses import LOSS_AGGREGATIONS, aggregation_count, group_advantages, grpo_loss
+from r1lab.losses import LOSS_AGGREGATIONS, PolicyLoss, aggregation_count, group_advantages, grpo_loss
 from r1lab.model import Transformer, from_pretrained, max_mean_load_ratio
 from r1lab.prompts import CHAT, R1_ZERO, check_prompt_room, check_template
 from r1lab.rewards import Rubric
@@ -121,11 +121,13 @@ def check_language(language: str) -> None:
         raise ValueError(f"GRPOConfig.language must be one of the world's languages {LANGUAGES}, got {language!r}")
 
 
-def minibatch_rows(n: int, minibatches: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+def minibatch_rows(n: int, minibatches: int, generator: torch.Generator,
+                   keep_empty: bool = False) -> Iterator[torch.Tensor]:
     """A shuffled split of rows 0..n-1 into `minibatches` pieces whose sizes differ by at most one
     (n=6, 4 -> 2, 2, 1, 1: four steps; `chunk` would give 3, 3). Fewer when n < minibatches
-    (dynamic sampling drops groups): an empty piece is no step."""
-    return (rows for rows in torch.randperm(n, generator=generator).tensor_split(minibatches) if len(rows))
+    (dynamic sampling drops groups): an empty piece is no step, unless `keep_empty` (a
+    data-parallel process takes every minibatch step that the others may take)."""
+    return (rows for rows in torch.randperm(n, generator=generator).tensor_split(minibatches) if keep_empty or len(rows))
 
 
 def shuffle_generator(config: GRPOConfig, step: int) -> torch.Generator:
@@ -145,50 +147,78 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     biases move after each optimizer step, as in pretraining (`expert_load_max_mean`: the mean over
     those steps of the load each saw). In a distributed run `batch` is this process's groups, its
     minibatches its share of the global ones: the skip decisions are global, the losses weighed
-    so that the averaged gradients are those of one process holding every row."""
+    so that the averaged gradients are those of one process holding every row, and a process
+    without rows where others have some forwards a filler (`TrainBatch.filler`) of weight 0."""
     if not parallel.all_sum([batch.mask.sum()], world)[0]:
         # every group dropped (dynamic sampling: no row, which the reference's forward cannot take)
         # or every row masked (overlong filtering): no update, no load to balance, no token trained
         return {"expert_load_max_mean": 1.0, "train_tokens": 0}
-    n = batch.tokens.shape[0]
+    n, device = batch.tokens.shape[0], batch.tokens.device
+    filler = TrainBatch.filler(device)
     ref_logp = None
-    if ref is not None:
+    if ref is not None:  # a process without rows forwards the filler: the sharded reference's collectives
         with torch.no_grad(), runtime.autocast(config.bf16, config.device):
-            ref_logp = completion_logprobs(ref, batch, torch.arange(n, device=batch.tokens.device), config.temperature)
+            ref_logp = completion_logprobs(ref, batch if n else filler, torch.arange(max(n, 1), device=device),
+                                           config.temperature)
     stats: dict[str, list[float]] = {}
     tokens = 0
     g = shuffle_generator(config, step)
     for _ in range(config.ppo_epochs):
-        for rows in minibatch_rows(n, config.minibatches, g):
-            rows = rows.to(batch.tokens.device)
+        for rows in minibatch_rows(n, config.minibatches, g, keep_empty=world.distributed):
+            rows = rows.to(device)
             if not parallel.all_sum([batch.mask[rows].sum()], world)[0]:
                 # no loss token (overlong filtering masked every row): AdamW's momentum would still
                 # move the weights, and ratio / clip stats of 0 would enter the step's means
                 continue
             tokens += int(batch.token_valid[rows].sum())  # masked truncated rows of the minibatch too
-            with runtime.autocast(config.bf16, config.device):
-                logp = completion_logprobs(model, batch, rows, config.temperature)
-            mask = batch.mask[rows]
-            # old_logp are the engine's, the distribution that sampled the tokens: equal to this
-            # forward's up to rounding in float32; under bf16 the two differ (up to ~0.05 nats on
-            # tiny), so a first update's ratio is near, not exactly, 1: the importance weight of
-            # the sampler's tokens, not a recomputed pi_old (which would cost one more forward)
-            out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,
-                            clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high,
-                            kl_coef=config.kl_coef, ref_logp=None if ref_logp is None else ref_logp[rows],
-                            aggregation=config.loss_aggregation, max_len=config.max_new_tokens)
-            (out.loss * parallel.loss_weight(aggregation_count(mask, config.loss_aggregation), world)).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            parallel.sync_expert_load(model, world)  # the global minibatch's load, the same biases everywhere
+            if len(rows):
+                out = _minibatch_step(model, optimizer, batch, rows, ref_logp, config, world)
+            else:  # others have rows in this minibatch: the filler's forward and backward, no loss statistics
+                out = _minibatch_step(model, optimizer, filler, torch.zeros(1, dtype=torch.long, device=device), None,
+                                      config, world, is_filler=True)
             stats.setdefault("expert_load_max_mean", []).append(max_mean_load_ratio(model.expert_load()))
             model.update_router_bias()  # aux-loss-free balancing after every optimizer step (V3 §2.1.2)
-            for k, v in (("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction),
-                         ("ratio", out.ratio_mean), ("grad_norm", grad_norm)):
-                stats.setdefault(k, []).append(parallel.scalar(v.detach()))
+            # read on every process (a sharded model's gradient norm is a DTensor: reading it is a
+            # collective), kept where the rows were real
+            values = {k: parallel.scalar(v.detach()) for k, v in (
+                ("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction), ("ratio", out.ratio_mean),
+                ("grad_norm", out.grad_norm))}
+            for k, v in values.items() if len(rows) else ():
+                stats.setdefault(k, []).append(v)
     means = {k: sum(v) / len(v) for k, v in stats.items()}  # some minibatch had a loss token
     return {**means, "train_tokens": tokens}
+
+
+@dataclass
+class MinibatchLoss(PolicyLoss):
+    grad_norm: torch.Tensor  # the gradient's norm before clipping (global under torchrun)
+
+
+def _minibatch_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: TrainBatch, rows: torch.Tensor,
+                    ref_logp: torch.Tensor | None, config: GRPOConfig, world: parallel.World,
+                    is_filler: bool = False) -> MinibatchLoss:
+    """One optimizer step on `rows` of the batch (`is_filler`: the filler's, weighed 0); the MoE
+    loads are summed over the processes, ready for the bias update."""
+    with runtime.autocast(config.bf16, config.device):
+        logp = completion_logprobs(model, batch, rows, config.temperature)
+    mask = batch.mask[rows]
+    # old_logp are the engine's, the distribution that sampled the tokens: equal to this
+    # forward's up to rounding in float32; under bf16 the two differ (up to ~0.05 nats on
+    # tiny), so a first update's ratio is near, not exactly, 1: the importance weight of
+    # the sampler's tokens, not a recomputed pi_old (which would cost one more forward)
+    out = grpo_loss(logp, batch.old_logp[rows], batch.advantages[rows], mask,
+                    clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high,
+                    kl_coef=config.kl_coef, ref_logp=None if ref_logp is None else ref_logp[rows],
+                    aggregation=config.loss_aggregation, max_len=config.max_new_tokens)
+    # the filler counts no item (a constant aggregation counts rows, masked or not: its row would
+    # lower the others' weights)
+    count = torch.zeros(()) if is_filler else aggregation_count(mask, config.loss_aggregation)
+    (out.loss * parallel.loss_weight(count, world)).backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    parallel.sync_expert_load(model, world)  # the global minibatch's load, the same biases everywhere
+    return MinibatchLoss(**vars(out), grad_norm=grad_norm)
 
 
 # a process's sampling seed is the step's plus rank times this: rank 0 draws what one process would
@@ -196,15 +226,13 @@ RANK_SEED_STRIDE = 1_000_000_007
 
 
 def check_world(config: GRPOConfig, world: parallel.World) -> None:
-    """Under torchrun every process takes an equal share of a step's groups, so that the same
-    minibatch splits and skips happen everywhere (a sharded model's forward is a collective)."""
+    """Under torchrun every process samples an equal share of a step's groups (dynamic sampling may
+    then keep unequal numbers: `policy_update` gives a process without rows a filler)."""
     if not world.distributed:
         return
     if config.prompts_per_step % world.size:
         raise ValueError(f"GRPOConfig.prompts_per_step ({config.prompts_per_step}) must be a multiple of the "
                          f"{world.size} processes: each samples an equal share of the groups")
-    if config.dynamic_sampling:  # processes would keep different numbers of groups, hence of minibatch rows
-        raise ValueError("GRPOConfig.dynamic_sampling is not supported under torchrun yet; run it in one process")
 
 
 # the prompts and their order must be the stopped run's (more steps may follow)
@@ -332,7 +360,9 @@ def step_record(step: int, lr: float, rollout: Rollout, parts: Sequence[StepPart
     update statistics averaged over the processes, the seconds the slowest's. `rollout`: the parts'
     rollouts merged."""
     rewards = torch.tensor(rollout.rewards.total).view(-1, rollout.group_size)  # (P, G)
-    stats = {k: sum(p.stats[k] for p in parts) / len(parts) for k in parts[0].stats if k != "train_tokens"}
+    # a process whose groups dynamic sampling dropped, or whose minibatches were fillers, has no loss statistics
+    keys = dict.fromkeys(k for p in parts for k in p.stats if k != "train_tokens")
+    stats = {k: sum(v) / len(v) for k in keys if (v := [p.stats[k] for p in parts if k in p.stats])}
     train_s = max(p.train_s for p in parts)
     return {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
             "rollout_s": max(p.rollout_s for p in parts),

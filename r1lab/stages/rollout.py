@@ -138,6 +138,22 @@ class TrainBatch:
     def to(self, device: torch.device | str) -> "TrainBatch":
         return TrainBatch(**{k: v.to(device) for k, v in vars(self).items()})
 
+    @classmethod
+    def filler(cls, device: torch.device | str) -> "TrainBatch":
+        """One row that trains nothing, for a data-parallel process left without rows in a step or
+        a minibatch (dynamic sampling keeps unequal numbers of groups): it must still run the
+        forward and backward whose collectives every process joins. Its one prompt token and two
+        completion tokens are padding (no MoE load; each query sees itself, so no NaN) under a
+        loss mask of 0; `policy_update` weighs it 0. Two tokens, so that the completion forward
+        runs as on real rows."""
+        def full(shape: tuple[int, ...], value: object, dtype: torch.dtype) -> torch.Tensor:
+            return torch.full(shape, value, dtype=dtype, device=device)
+
+        return cls(prompt_ids=full((1, 1), 0, torch.long), prompt_mask=full((1, 1), False, torch.bool),
+                   prompt_of=full((1,), 0, torch.long), tokens=full((1, 2), 0, torch.long),
+                   token_valid=full((1, 2), False, torch.bool), mask=full((1, 2), 0.0, torch.float32),
+                   old_logp=full((1, 2), 0.0, torch.float32), advantages=full((1,), 0.0, torch.float32))
+
 
 def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_equal_groups: bool,
                 mask_truncated: bool, shape_multiple: int = 1) -> TrainBatch:
