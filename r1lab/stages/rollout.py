@@ -2,7 +2,8 @@
 
 Shared by R1-Zero and reasoning RL (both `grpo.py`). The batch keeps each prompt
 once (left-padded) and the completions right-padded; the policy's log-probs are read at the
-completion positions only, the G completions of a prompt sharing one forward over it.
+completion positions only, the G completions of a prompt sharing one forward over it. A step's
+metrics record (`step_record`) is built from the rollouts and update statistics of every process.
 """
 
 from __future__ import annotations
@@ -254,3 +255,33 @@ def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]
            "zero_variance_groups": equal_groups(rewards).float().mean().item(),
            "entropy": sum(sum(c.entropies) for c in rollout.completions) / max(lengths.sum().item(), 1)}
     return out
+
+
+@dataclass
+class StepPart:
+    """What one process did in a step: its groups' rollout, its update's statistics and seconds."""
+
+    rollout: Rollout
+    stats: dict[str, float]  # policy_update's (train_tokens included)
+    rollout_s: float  # sampling and scoring: generate_s + reward_s
+    train_s: float
+
+
+def step_record(step: int, lr: float, rollout: Rollout, parts: Sequence[StepPart], step_s: float) -> dict[str, Any]:
+    """The metrics record of a step, over every process's groups (one part in one process); the
+    update statistics averaged over the processes, the seconds the slowest's. `rollout`: the parts'
+    rollouts merged."""
+    rewards = torch.tensor(rollout.rewards.total).view(-1, rollout.group_size)  # (P, G)
+    # a process whose groups dynamic sampling dropped, or whose minibatches were fillers, has no loss statistics
+    keys = dict.fromkeys(k for p in parts for k in p.stats if k != "train_tokens")
+    stats = {k: sum(v) / len(v) for k in keys if (v := [p.stats[k] for p in parts if k in p.stats])}
+    train_s = max(p.train_s for p in parts)
+    return {"step": step + 1, "lr": lr, **rollout_metrics(rollout, rewards), **stats,
+            "rollout_s": max(p.rollout_s for p in parts),
+            "generate_s": rollout.generate_s, "reward_s": rollout.reward_s, "train_s": train_s,
+            "step_s": step_s,  # the whole step: rollout, batch, update, bookkeeping
+            # the engine's speed: over sampling time only (the rubric's scoring, a code sandbox's
+            # seconds, is reward_s)
+            "rollout_tokens_per_s": rollout.n_tokens / max(rollout.generate_s, 1e-9),
+            # tokens forwarded and backpropagated (masked truncated rows of a trained minibatch too)
+            "train_tokens_per_s": sum(p.stats["train_tokens"] for p in parts) / max(train_s, 1e-9)}
