@@ -114,6 +114,46 @@ def test_all_scenario_config_refuses_missing_reward_models_and_bad_values():
         AllScenarioConfig(helpful_rm="h", safety_rm="s", harmful_share=-0.1)
     with pytest.raises(ValueError, match="helpful_weight"):
         AllScenarioConfig(helpful_rm="h", safety_rm="s", helpful_weight=math.nan)
+    for last in (-1, 61):
+        with pytest.raises(ValueError, match="general_last_steps"):
+            AllScenarioConfig(helpful_rm="h", safety_rm="s", max_steps=60, general_last_steps=last)
+
+
+def test_general_prompts_join_the_pool_for_the_last_steps_only():
+    """R1 §2.3.4: general data and preference rewards only in the last 400 of 1,700 steps."""
+    from r1lab.stages.all_scenario import REASONING, pool_schedule, prompt_pool
+
+    config = AllScenarioConfig(helpful_rm="h", safety_rm="s", n_prompts=20, n_general=10, max_steps=10)
+    pool = prompt_pool(config)
+    assert pool_schedule(config, pool) is None  # 0: the whole pool at every step
+    at = pool_schedule(AllScenarioConfig(helpful_rm="h", safety_rm="s", n_prompts=20, n_general=10, max_steps=10,
+                                         general_last_steps=3), pool)
+    for step in range(7):  # steps 1-7 of 10: reasoning prompts alone
+        assert len(at(step)) == 20 and all(scenario(p) == REASONING for p in at(step))
+    assert [at(step) for step in (7, 8, 9)] == [pool] * 3  # the last three: reasoning and general
+
+
+def test_an_all_scenario_run_draws_general_prompts_only_in_its_last_steps(tmp_path):
+    """A real run (random-head reward models): no step before the last two scores a general prompt."""
+    import json
+
+    from r1lab.model.reward import RewardModel, save_reward_model
+    from r1lab.pipeline import SHIPPED_BASE
+    from r1lab.stages import all_scenario
+    from r1lab.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(SHIPPED_BASE)
+    for name, seed in (("helpful", 0), ("safety", 1)):
+        save_reward_model(RewardModel.from_policy(SHIPPED_BASE, seed=seed), tmp_path / name, tokenizer)
+    config = AllScenarioConfig(init=str(SHIPPED_BASE), helpful_rm=str(tmp_path / "helpful"),
+                               safety_rm=str(tmp_path / "safety"), out_dir=str(tmp_path / "all"), n_prompts=16,
+                               n_general=48, prompts_per_step=4, group_size=2, max_new_tokens=8, max_steps=4,
+                               general_last_steps=2, bf16=False, save_every=100)
+    all_scenario.run(config)
+    rows = [json.loads(line) for line in (tmp_path / "all" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert not any("reward/helpful" in r for r in rows[:2]) and all("reward/accuracy" in r for r in rows[:2])
+    assert any("reward/helpful" in r for r in rows[2:])  # 3 in 4 prompts of the whole pool are general ones
 
 
 def test_judged_pairs_put_each_wrong_reply_below_a_right_one_or_the_reference():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class AllScenarioConfig(grpo.GRPOConfig):
     safety_weight: float = 1.0  # weight of P(safe) from the safety model
     n_general: int = 512  # general prompts in the pool, beside n_prompts reasoning ones (train split)
     harmful_share: float = 0.3  # share of the general prompts that are harmful requests
+    # general prompts (hence the reward models' rewards) only in the last N of max_steps; before, reasoning
+    # prompts alone; 0 = general prompts at every step. Paper: the last 400 of 1,700 (longer led to reward hacking)
+    general_last_steps: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +64,9 @@ class AllScenarioConfig(grpo.GRPOConfig):
             raise ValueError(f"AllScenarioConfig.n_general must be >= 1, got {self.n_general}")
         if not 0 <= self.harmful_share <= 1:
             raise ValueError(f"AllScenarioConfig.harmful_share must be in [0, 1], got {self.harmful_share}")
+        if not 0 <= self.general_last_steps <= self.max_steps:
+            raise ValueError(f"AllScenarioConfig.general_last_steps must be in [0, max_steps = {self.max_steps}] "
+                             f"(0 = general prompts at every step), got {self.general_last_steps}")
         for name in ("helpful", "safety"):
             weight, path = getattr(self, f"{name}_weight"), getattr(self, f"{name}_rm")
             if not 0 <= weight < math.inf:
@@ -99,12 +106,23 @@ def prompt_pool(config: AllScenarioConfig) -> list[Any]:
     return list(rl_prompts(config.n_prompts, seed=config.seed)) + general
 
 
+def pool_schedule(config: AllScenarioConfig, pool: list[Any]) -> Callable[[int], list[Any]] | None:
+    """What training step `step` draws from: with `general_last_steps` = N, the reasoning prompts
+    alone until the last N steps, then the whole pool (R1 §2.3.4: general data and preference
+    rewards only in the last 400 of 1,700 steps); None (the whole pool throughout) when N = 0."""
+    if not config.general_last_steps:
+        return None
+    reasoning, first = [p for p in pool if scenario(p) == REASONING], config.max_steps - config.general_last_steps
+    return lambda step: pool if step >= first else reasoning
+
+
 def run(config: AllScenarioConfig) -> Path:
     """Trains and returns the final policy checkpoint directory (`out_dir/policy`)."""
     pool = prompt_pool(config)  # first: errors here leave no run directory
     parallel.init(config.device)  # under torchrun: "cuda" is this process's GPU before the reward models load
     rubric = ScenarioRubric({REASONING: world_rubric(config), GENERAL: general_rubric(config)}, scenario)
-    return grpo.train(config, pool, rubric, SAME_RUN_FIELDS, title="all-scenario RL")
+    return grpo.train(config, pool, rubric, SAME_RUN_FIELDS, title="all-scenario RL",
+                      pool_at=pool_schedule(config, pool))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

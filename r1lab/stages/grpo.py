@@ -16,7 +16,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,9 +284,11 @@ def run(config: GRPOConfig) -> Path:
 
 
 def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
-          same_run: tuple[str, ...] = SAME_RUN_FIELDS, title: str | None = None) -> Path:
+          same_run: tuple[str, ...] = SAME_RUN_FIELDS, title: str | None = None,
+          pool_at: Callable[[int], Sequence[Any]] | None = None) -> Path:
     """GRPO over a prompt `pool` (records with a `.question`) scored by `rubric`: R1-Zero and
     reasoning RL (`run`), and all-scenario RL (`all_scenario.py`: reasoning and general prompts).
+    `pool_at(step)`, if given, is the part of `pool` that training step `step` (0-based) draws from.
     Under torchrun each process samples and trains on its share of every step's groups (`r1lab.parallel`)."""
     world = parallel.init(config.device)
     check_world(config, world)
@@ -308,7 +310,8 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
         lr = training.lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, total_steps=config.max_steps,
                             min_lr_ratio=config.min_lr_ratio)
         training.set_lr(optimizer, lr)
-        problems = parallel.shard(random.Random(config.seed * 7919 + step).sample(pool, config.prompts_per_step), world)
+        drawn = random.Random(config.seed * 7919 + step).sample(pool_at(step) if pool_at else pool, config.prompts_per_step)
+        problems = parallel.shard(drawn, world)
         t0 = time.perf_counter()
         parallel.sync_weights(sampler, model)  # the engine samples from the policy as it is now
         rollout = Rollout.collect(engine, tokenizer, problems, rubric, SamplingParams(
