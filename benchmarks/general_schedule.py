@@ -5,10 +5,12 @@ prints what each gives.
 
 Each variant trains the demo's all-scenario RL (its settings and seed) from the demo's
 rejection-sampled SFT model with the demo's two reward models, changing `general_last_steps` only,
-then judges the policy as the demo does (`pipeline.general_row`, `pipeline.evaluate`). It also
-reads the run's curves: the helpfulness model's mean score and the world's weight-0 verdict on the
-general prompts of the first and last 10 steps that had any (reward hacking: the first rising
-while the second falls). N = 0 is the demo's own stage: it gives the demo's rows again (same seed).
+then judges the policy as the demo does (`pipeline.evaluate` for reasoning; general prompts as
+`pipeline.general_row`, on the held-out draws of `--eval-seeds`, the first being the demo's, and
+their means; the SFT model alike, as the starting point). It also reads the run's curves: the
+helpfulness model's mean score and the world's weight-0 verdict on the general prompts of the first
+and last 10 steps that had any (reward hacking: the first rising while the second falls). N = 0 is
+the demo's own stage: it gives the demo's rows again (same seed). One training run per variant.
 Ends with one JSON line.
 
     .venv/bin/python benchmarks/general_schedule.py --demo runs/demo --out runs/general_schedule --last 0 14 30
@@ -22,11 +24,20 @@ import json
 import time
 from pathlib import Path
 
-from r1lab.pipeline import PipelineConfig, evaluate, general_row
+from r1lab.pipeline import PipelineConfig, evaluate
 from r1lab.stages import all_scenario
+from r1lab.stages.general_eval import evaluate_general
 
 
-def variant(last: int, demo_dir: Path, out: Path, demo: PipelineConfig) -> dict[str, object]:
+def judged(checkpoint: Path, seeds: list[int], demo: PipelineConfig) -> dict[str, object]:
+    """Held-out general prompts of each seed's draw (the demo's k and count), and the means over them."""
+    runs = [evaluate_general(checkpoint, n_prompts=demo.eval_problems, k=demo.eval_samples, seed=seed) for seed in seeds]
+    columns = ("helpful", "harmless", "over_refusal")
+    return {"seeds": seeds, **{c: [getattr(r, c) for r in runs] for c in columns},
+            **{f"{c}_mean": round(sum(getattr(r, c) for r in runs) / len(runs), 1) for c in columns}}
+
+
+def variant(last: int, demo_dir: Path, out: Path, demo: PipelineConfig, seeds: list[int]) -> dict[str, object]:
     """The demo's all-scenario RL with `general_last_steps` = last, in out/last_N, judged as the demo judges."""
     t0 = time.perf_counter()
     config = dataclasses.replace(demo, out_dir=str(out / f"last_{last}"))  # where the judged rows are cached
@@ -36,10 +47,8 @@ def variant(last: int, demo_dir: Path, out: Path, demo: PipelineConfig) -> dict[
                                    out_dir=str(out / f"last_{last}" / "all_scenario"), seed=demo.seed,
                                    general_last_steps=last)
     policy = all_scenario.run(settings)
-    general = general_row(f"last {last}", policy, config)
     row = evaluate(f"all-scenario RL (last {last})", policy, config, 0.0)
-    return {"general_last_steps": last, "helpful": general.helpful, "harmless": general.harmless,
-            "over_refusal": general.over_refusal, "pass_at_1": row.pass_at_1,
+    return {"general_last_steps": last, "general": judged(policy, seeds, demo), "pass_at_1": row.pass_at_1,
             "curves": _curves(Path(settings.out_dir) / "metrics.jsonl"), "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -63,14 +72,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/general_schedule"))
     parser.add_argument("--last", type=int, nargs="+", default=[0, 14, 30],
                         help="general_last_steps of each variant (0: every step, the demo's; 14 of 60: the paper's share)")
+    parser.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                        help="held-out general draws judged (the demo's: 1)")
     args = parser.parse_args()
     for name in ("rejection/model", "all_scenario/helpful_rm/model", "all_scenario/safety_rm/model"):
         if not (args.demo / name).is_dir():
             parser.error(f"{args.demo / name} is missing: run `r1lab demo` first (or --demo its run directory)")
     demo = PipelineConfig()
-    variants = [variant(last, args.demo, args.out, demo) for last in args.last]
+    start = judged(args.demo / "rejection" / "model", args.eval_seeds, demo)  # the SFT model RL starts from
+    variants = [variant(last, args.demo, args.out, demo, args.eval_seeds) for last in args.last]
     print(json.dumps({"benchmark": "general_schedule", "max_steps": demo.all_scenario.max_steps, "seed": demo.seed,
-                      "variants": variants}))
+                      "sft": start, "variants": variants}))
 
 
 if __name__ == "__main__":
