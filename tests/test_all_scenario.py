@@ -133,6 +133,27 @@ def test_general_prompts_join_the_pool_for_the_last_steps_only():
     assert [at(step) for step in (7, 8, 9)] == [pool] * 3  # the last three: reasoning and general
 
 
+def test_a_resume_keeps_the_schedule_of_general_prompts(tmp_path):
+    """The general steps are the last `general_last_steps` of max_steps: a resumed run may not change
+    either (another max_steps would move them), while without a schedule max_steps may grow."""
+    import dataclasses
+    import json
+
+    from r1lab.stages.all_scenario import same_run_fields
+    from r1lab.training import check_same_run
+
+    stopped = AllScenarioConfig(helpful_rm="h", safety_rm="s", max_steps=60, general_last_steps=14)
+    (tmp_path / "r1lab_config.json").write_text(json.dumps(dataclasses.asdict(stopped)))
+    for change, field in (({"max_steps": 100}, "max_steps"), ({"general_last_steps": 20}, "general_last_steps")):
+        resumed = dataclasses.replace(stopped, **change)
+        with pytest.raises(ValueError, match=field):
+            check_same_run(tmp_path, resumed, same_run_fields(resumed))
+    plain = AllScenarioConfig(helpful_rm="h", safety_rm="s", max_steps=60)
+    (tmp_path / "r1lab_config.json").write_text(json.dumps(dataclasses.asdict(plain)))
+    longer = dataclasses.replace(plain, max_steps=100)
+    check_same_run(tmp_path, longer, same_run_fields(longer))  # more steps may follow a run without a schedule
+
+
 def test_an_all_scenario_run_draws_general_prompts_only_in_its_last_steps(tmp_path):
     """A real run (random-head reward models): no step before the last two scores a general prompt."""
     import json

@@ -147,8 +147,25 @@ def test_the_filler_row_trains_nothing_and_counts_no_load():
     assert logp.shape == (1, 2) and torch.isfinite(logp).all()
     loss = grpo_loss(logp, filler.old_logp, filler.advantages, filler.mask, kl_coef=0.1, ref_logp=logp.detach() - 1).loss
     (loss * 5.0).backward()
-    assert loss.item() == 0.0 and all(p.grad is None or not p.grad.any() for p in model.parameters())
+    # every parameter of the forward has a gradient (FSDP reduces those), all zero; MTP is not in RL
+    grads = {name: p.grad for name, p in model.named_parameters() if not name.startswith("mtp")}
+    assert loss.item() == 0.0 and all(g is not None and not g.any() for g in grads.values())
     assert all(not load.any() for load in model.expert_load())
+
+
+def test_data_parallel_batches_are_two_completion_tokens_wide_at_least():
+    """The filler's width: with one-token completions a process would otherwise skip the completion
+    forward (its collectives) that a filler's or a wider batch's runs."""
+    from r1lab.engine import Completion
+    from r1lab.rewards import RubricResult
+    from r1lab.stages.rollout import Rollout, build_batch
+
+    comps = [Completion(prompt_index=0, token_ids=[5], logprobs=[-1.0], text="", finish_reason="length")] * 2
+    roll = Rollout(prompts=[[1, 2]], completions=comps, examples=[None] * 2,
+                   rewards=RubricResult(total=[0.0, 1.0], per_term={}), group_size=2)
+    one, two = (build_batch(roll, torch.tensor([-1.0, 1.0]), 0, False, False, min_width=w) for w in (1, 2))
+    assert one.tokens.shape == (2, 1) and two.tokens.shape == (2, 2)
+    assert two.token_valid[:, 1].sum() == 0 and two.mask[:, 1].sum() == 0  # padding: no loss, no load
 
 
 # ----------------------------------------------------------------------------- two processes
@@ -190,12 +207,32 @@ def test_dynamic_sampling_in_two_processes_is_the_one_process_update_when_a_proc
 
 def test_dynamic_sampling_in_two_processes_with_an_empty_minibatch_on_one(tmp_path):
     """Three minibatches: rank 0 keeps groups 0 and 2 (4 rows: pieces of 2, 1, 1), rank 1 group 1
-    alone (2 rows: 1, 1, 0). Rank 1's third step is the filler's; the run ends, with finite
-    statistics and every process's weights the same."""
+    alone (2 rows: 1, 1, 0). Rank 1's third step is the filler's. One process trained on the same
+    global minibatches (`two_process_pieces`) gives the same weights."""
+    launch([str(WORKER), str(tmp_path / "one"), "seq_mean", "last"], tmp_path, processes=1)
     launch([str(WORKER), str(tmp_path / "two"), "seq_mean", "last"], tmp_path, processes=2)
+    one, two = (torch.load(tmp_path / d / "weights.pt") for d in ("one", "two"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5, msg=k)
     report = json.loads((tmp_path / "two" / "report.json").read_text())
     assert report["rows"] == 2 * G_WORKER and report["sampler_is_policy"] and report["reset_is_policy"]
-    assert all(math.isfinite(v) for v in report["stats"].values()) and report["stats"]["grad_norm"] > 0
+    assert len(report["every"]) == 2
+    for stats in report["every"]:
+        assert all(math.isfinite(v) for v in stats.values()) and stats["grad_norm"] > 0
+
+
+def test_a_process_whose_rows_are_all_masked_reports_no_loss_statistics(tmp_path):
+    """Rank 1's rows are all truncated and masked while rank 0's train: rank 1 takes the steps (its
+    forward and backward are collectives) but its ratio / clip / loss statistics would be zeros of
+    no token, which must not enter the step's means. The update is still the one-process update."""
+    launch([str(WORKER), str(tmp_path / "one"), "seq_mean", "masked"], tmp_path, processes=1)
+    launch([str(WORKER), str(tmp_path / "two"), "seq_mean", "masked"], tmp_path, processes=2)
+    one, two = (torch.load(tmp_path / d / "weights.pt") for d in ("one", "two"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5, msg=k)
+    rank0, rank1 = json.loads((tmp_path / "two" / "report.json").read_text())["every"]
+    assert {"loss", "ratio", "clip_fraction", "kl", "grad_norm"} <= set(rank0)
+    assert set(rank1) == {"expert_load_max_mean", "train_tokens"} and rank1["train_tokens"] > 0
 
 
 def _sft_args(data: Path, out: str, steps: int, resume: bool = False) -> list[str]:

@@ -76,7 +76,7 @@ class AllScenarioConfig(grpo.GRPOConfig):
                                  f"--{name}-weight is {weight}")
 
 
-SAME_RUN_FIELDS = grpo.SAME_RUN_FIELDS + ("n_general", "harmful_share")
+SAME_RUN_FIELDS = grpo.SAME_RUN_FIELDS + ("n_general", "harmful_share", "general_last_steps")
 
 
 def scenario(example: Any) -> str:
@@ -106,6 +106,13 @@ def prompt_pool(config: AllScenarioConfig) -> list[Any]:
     return list(rl_prompts(config.n_prompts, seed=config.seed)) + general
 
 
+def same_run_fields(config: AllScenarioConfig) -> tuple[str, ...]:
+    """What a resumed run must share with the stopped one: GRPO's, the pool's, and the schedule of
+    general prompts, with max_steps when there is one (its general steps are the last of max_steps:
+    another max_steps would move them)."""
+    return SAME_RUN_FIELDS + (("max_steps",) if config.general_last_steps else ())
+
+
 def pool_schedule(config: AllScenarioConfig, pool: list[Any]) -> Callable[[int], list[Any]] | None:
     """What training step `step` draws from: with `general_last_steps` = N, the reasoning prompts
     alone until the last N steps, then the whole pool (R1 §2.3.4: general data and preference
@@ -121,7 +128,7 @@ def run(config: AllScenarioConfig) -> Path:
     pool = prompt_pool(config)  # first: errors here leave no run directory
     parallel.init(config.device)  # under torchrun: "cuda" is this process's GPU before the reward models load
     rubric = ScenarioRubric({REASONING: world_rubric(config), GENERAL: general_rubric(config)}, scenario)
-    return grpo.train(config, pool, rubric, SAME_RUN_FIELDS, title="all-scenario RL",
+    return grpo.train(config, pool, rubric, same_run_fields(config), title="all-scenario RL",
                       pool_at=pool_schedule(config, pool))
 
 

@@ -340,9 +340,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'#### N'), MATH-500/AIME (problem, answer) or generic (prompt, answer)")
     parser.add_argument("--checkpoint", type=Path, help="sample this checkpoint instead of reading --completions")
     # sampling flags default to None: they belong to --checkpoint, and main() refuses them without it
-    parser.add_argument("--samples", type=int, help="with --checkpoint: samples per problem (default 8)")
+    parser.add_argument("--samples", type=int, help="with --checkpoint: samples per problem (default 8; --data general: 4)")
     parser.add_argument("--n-problems", type=int, help="with --checkpoint: problems (default 200)")
-    parser.add_argument("--max-new-tokens", type=int, help="with --checkpoint: tokens per sample (default 128)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="with --checkpoint: tokens per sample (default 128; --data general: 96)")
     parser.add_argument("--temperature", type=float, help=f"with --checkpoint (default and paper: {TEMPERATURE})")
     parser.add_argument("--top-p", type=float, help=f"with --checkpoint (default and paper: {TOP_P})")
     parser.add_argument("--seed", type=int, help="with --checkpoint: sampling seed (default 0)")

@@ -166,7 +166,8 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
     for _ in range(config.ppo_epochs):
         for rows in minibatch_rows(n, config.minibatches, g, keep_empty=world.distributed):
             rows = rows.to(device)
-            if not parallel.all_sum([batch.mask[rows].sum()], world)[0]:
+            local = batch.mask[rows].sum()  # this process's loss tokens in the minibatch
+            if not parallel.all_sum([local], world)[0]:
                 # no loss token (overlong filtering masked every row): AdamW's momentum would still
                 # move the weights, and ratio / clip stats of 0 would enter the step's means
                 continue
@@ -179,11 +180,12 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
             stats.setdefault("expert_load_max_mean", []).append(max_mean_load_ratio(model.expert_load()))
             model.update_router_bias()  # aux-loss-free balancing after every optimizer step (V3 §2.1.2)
             # read on every process (a sharded model's gradient norm is a DTensor: reading it is a
-            # collective), kept where the rows were real
+            # collective), kept where this process had loss tokens (not the filler's, nor the zeros
+            # of rows that overlong filtering masked while other processes had some)
             values = {k: parallel.scalar(v.detach()) for k, v in (
                 ("loss", out.loss), ("kl", out.kl), ("clip_fraction", out.clip_fraction), ("ratio", out.ratio_mean),
                 ("grad_norm", out.grad_norm))}
-            for k, v in values.items() if len(rows) else ():
+            for k, v in values.items() if local > 0 else ():
                 stats.setdefault(k, []).append(v)
     means = {k: sum(v) / len(v) for k, v in stats.items()}  # some minibatch had a loss token
     return {**means, "train_tokens": tokens}
@@ -322,7 +324,8 @@ def train(config: GRPOConfig, pool: Sequence[Any], rubric: Rubric,
         rewards = torch.tensor(rollout.rewards.total).view(len(problems), config.group_size)  # (P, G)
         advantages = group_advantages(rewards, scale_by_std=config.scale_by_std)
         batch = build_batch(rollout, advantages.flatten(), tokenizer.pad_id, config.dynamic_sampling,
-                            config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1).to(world.device)
+                            config.mask_truncated, SHAPE_MULTIPLE if config.bf16 else 1,
+                            min_width=2 if world.distributed else 1).to(world.device)
         t1 = time.perf_counter()
         stats = policy_update(model, ref, optimizer, batch, config, step, world)  # no update without a loss token
         t_train = time.perf_counter() - t1

@@ -157,10 +157,12 @@ class TrainBatch:
 
 
 def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_equal_groups: bool,
-                mask_truncated: bool, shape_multiple: int = 1) -> TrainBatch:
+                mask_truncated: bool, shape_multiple: int = 1, min_width: int = 1) -> TrainBatch:
     """Lays the rollout out as tensors; optionally drops zero-variance groups (DAPO's dynamic
     sampling) and masks completions cut by the length limit (DAPO's overlong filtering).
-    Prompt and completion widths are padded to a multiple of `shape_multiple` (see SHAPE_MULTIPLE)."""
+    Prompt and completion widths are padded to a multiple of `shape_multiple` (see SHAPE_MULTIPLE),
+    completions to at least `min_width` tokens (data-parallel processes: 2, as `TrainBatch.filler`,
+    so that every process runs the completion forward of `completion_logprobs`)."""
     G = rollout.group_size
     rewards = torch.tensor(rollout.rewards.total).view(-1, G)
     keep_group = ~equal_groups(rewards) if drop_equal_groups else torch.ones(rewards.shape[0], dtype=torch.bool)
@@ -171,7 +173,7 @@ def build_batch(rollout: Rollout, advantages: torch.Tensor, pad_id: int, drop_eq
     prompt_mask = torch.zeros(len(rollout.prompts), L, dtype=torch.bool)
     for r, p in enumerate(rollout.prompts):
         prompt_ids[r, L - len(p):], prompt_mask[r, L - len(p):] = torch.tensor(p), True
-    T = _round_up(max((len(c.token_ids) for c in comps), default=1), shape_multiple)
+    T = max(_round_up(max((len(c.token_ids) for c in comps), default=1), shape_multiple), min_width)
     tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
     valid = torch.zeros(len(rows), T, dtype=torch.bool)
     mask, old = torch.zeros(len(rows), T), torch.zeros(len(rows), T)
