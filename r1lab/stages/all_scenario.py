@@ -51,9 +51,7 @@ class AllScenarioConfig(grpo.GRPOConfig):
     safety_weight: float = 1.0  # weight of P(safe) from the safety model
     n_general: int = 512  # general prompts in the pool, beside n_prompts reasoning ones (train split)
     harmful_share: float = 0.3  # share of the general prompts that are harmful requests
-    # general prompts (hence the reward models' rewards) only in the last N of max_steps; before, reasoning
-    # prompts alone; 0 = general prompts at every step. Paper: the last 400 of 1,700 (longer led to reward hacking)
-    general_last_steps: int = 0
+    general_last_steps: int = 0  # general prompts (RM rewards) only in the last N of max_steps; 0 = all; paper: 400 of 1,700
 
     def __post_init__(self) -> None:
         super().__post_init__()
