@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from r1lab import parallel, runtime, training
 from r1lab.cli import add_config_arguments, config_from_args
 from r1lab.prompts import CHAT

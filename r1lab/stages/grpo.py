@@ -154,7 +154,7 @@ def policy_update(model: Transformer, ref: Transformer | None, optimizer: torch.
         # or every row masked (overlong filtering): no update, no load to balance, no token trained
         return {"expert_load_max_mean": 1.0, "train_tokens": 0}
     n, device = batch.tokens.shape[0], batch.tokens.device
-    filler = TrainBatch.filler(device)
+    filler = TrainBatch.filler(device) if world.distributed else None  # one process never lacks rows here
     ref_logp = None
     if ref is not None:  # a process without rows forwards the filler: the sharded reference's collectives
         with torch.no_grad(), runtime.autocast(config.bf16, config.device):
