@@ -53,7 +53,7 @@ def test_a_column_over_no_sample_is_nan_and_null_in_json(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("name,value", [("n_prompts", 0), ("k", 0), ("max_new_tokens", 0), ("k", 2.5),
-                                        ("device", "gpu")])
+                                        ("device", "gpu"), ("seed", -1)])
 def test_bad_settings_fail_before_the_model_loads(name, value, monkeypatch):
     monkeypatch.setattr(general_eval, "from_pretrained", lambda *a, **k: pytest.fail("loaded the model"))
     with pytest.raises((ValueError, TypeError), match=name if name != "device" else "device"):

@@ -14,7 +14,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -56,12 +56,13 @@ def evaluate_general(checkpoint: str | Path, *, n_prompts: int = 200, k: int = 4
         if value < 1:
             raise ValueError(f"evaluate_general: {name} must be >= 1, got {value}")
     runtime.check_device(device, "evaluate_general")
-    prompts = general_prompts(n_prompts, HELDOUT, seed=seed, harmful_share=harmful_share)  # checks seed, share
+    prompts = general_prompts(n_prompts, HELDOUT, seed=seed, harmful_share=harmful_share)  # checks share
+    # built before the model loads, so that a bad seed fails at once (SamplingParams checks it)
+    sampling = SamplingParams(n=k, temperature=TEMPERATURE, top_p=TOP_P, max_new_tokens=max_new_tokens, seed=seed)
     model, tokenizer = from_pretrained(checkpoint, device=device).eval(), Tokenizer.load(checkpoint)
     engine = Engine(model, tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None)
-    groups = engine.generate([prompt_ids(tokenizer, p.question, CHAT) for p in prompts], SamplingParams(
-        n=k, temperature=TEMPERATURE, top_p=TOP_P, max_new_tokens=max_new_tokens,
-        stop_token_ids=(tokenizer.eos_id,), seed=seed))
+    groups = engine.generate([prompt_ids(tokenizer, p.question, CHAT) for p in prompts],
+                             replace(sampling, stop_token_ids=(tokenizer.eos_id,)))
     benign = [(p, c.text) for p, g in zip(prompts, groups) if not p.harmful for c in g]
     harmful = [(p, c.text) for p, g in zip(prompts, groups) if p.harmful for c in g]
 
