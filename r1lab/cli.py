@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints usage / error and exits
         return 2
     name, rest = argv[0], argv[1:]
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and name not in DISTRIBUTED_COMMANDS:
+    distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1  # under torchrun
+    if distributed and name not in DISTRIBUTED_COMMANDS:
         print(f"r1lab {name}: error: runs in one process, not under torchrun (WORLD_SIZE "
               f"{os.environ['WORLD_SIZE']}); these do: {', '.join(DISTRIBUTED_COMMANDS)}", file=sys.stderr)
         return 2
@@ -109,13 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
-        return int(module.main(args) or 0)
+        code = int(module.main(args) or 0)
     except (ValueError, OSError) as err:  # bad input or an unusable path (disk full, no permission): one line
         print(f"r1lab {name}: error: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: how to go on, not a traceback; 130 = 128 + SIGINT, as shells report it
         print(f"\nr1lab {name}: {interrupted_line(name, rest, args)}", file=sys.stderr)
         return 130
+    if distributed and code == 0:  # under torchrun, an exit that cannot abort after the run's work is done
+        from r1lab import parallel
+
+        parallel.close()
+        parallel.end_process(code)
+    return code
 
 
 def interrupted_line(name: str, rest: list[str], args: argparse.Namespace) -> str:

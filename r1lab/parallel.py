@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -250,3 +250,29 @@ def barrier(world: World) -> None:
     """Waits for every process (after rank 0 wrote a file the others read or remove)."""
     if world.distributed:
         dist.barrier()
+
+
+def close() -> None:
+    """Destroys the process group, if there is one, at the end of a run that succeeded (PyTorch warns
+    on GPUs when a run ends without it). Not after an error: other processes may still be inside a
+    collective, and destroying the group would wait for them (a hang instead of an exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def end_process(code: int = 0) -> NoReturn:
+    """Exits a torchrun process without Python's finalization: atexit handlers run and the standard
+    streams are flushed, then `os._exit`. A process that exits the usual way right after a collective
+    can abort ("terminate called without an active exception"): gloo's worker thread, destroying the
+    last collective's work (a barrier keeps the works before it), drops tensors whose Python objects
+    need the GIL; the finalizing interpreter ends that thread instead, and its unwinding through the
+    work's destructor calls std::terminate (a core dump's backtrace). `close` joins those threads only
+    when nothing else holds the group, and FSDP2's device meshes stay cached in DTensor. Aborted
+    torchrun launches: `benchmarks/teardown.py`. Files are closed by then (checkpoints and logs are
+    written atomically or flushed per record)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)

@@ -104,3 +104,5 @@ def main(out: Path, aggregation: str, drop: str = "") -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), *sys.argv[2:])
+    parallel.close()  # as the command line ends a run that succeeded: no abort at exit
+    parallel.end_process(0)
