@@ -21,6 +21,7 @@ over NCCL.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -270,8 +271,6 @@ def end_process(code: int = 0) -> NoReturn:
     when nothing else holds the group, and FSDP2's device meshes stay cached in DTensor. Aborted
     torchrun launches: `benchmarks/teardown.py`. Files are closed by then (checkpoints and logs are
     written atomically or flushed per record)."""
-    import atexit
-
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
