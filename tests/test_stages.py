@@ -330,7 +330,7 @@ def test_grpo_rejects_group_of_one():
 def test_shared_prompt_logprobs_equal_full_rows(logits_chunk, monkeypatch):
     """completion_logprobs runs each prompt once and lets its completions attend to the recorded
     latents; log-probs and gradients must equal those of full [prompt | completion] rows, also
-    when the log-probs are taken one row at a time (`LOGITS_CHUNK`, for long completions)."""
+    when the log-probs are taken one token at a time (`LOGITS_CHUNK`: chunks across batch rows)."""
     from r1lab.engine import Completion
     from r1lab.losses import token_logprobs
     from r1lab.model import Transformer, preset
@@ -339,6 +339,7 @@ def test_shared_prompt_logprobs_equal_full_rows(logits_chunk, monkeypatch):
     from r1lab.stages.rollout import Rollout, build_batch, completion_logprobs
 
     monkeypatch.setattr(rollout_module, "LOGITS_CHUNK", logits_chunk)
+    monkeypatch.setattr(rollout_module, "LOGITS_CHUNK_MIN_ROWS", 1)
 
     torch.manual_seed(0)
     model = Transformer(preset("tiny").replace(vocab_size=64, num_nextn_predict_layers=0)).train()

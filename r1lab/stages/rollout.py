@@ -229,19 +229,25 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
     return _head_logprobs(model, h, tokens, temperature)
 
 
-# Log-probs per chunk of rows in `_head_logprobs` (16 MiB in float32). The (n, T, vocab) float32
-# log-probs of long completions pass glibc's 32 MiB mmap threshold, and every such tensor then
-# page-faults in (the head's log-probs over 64 x 256 tokens, forward and backward in bf16, are
-# faster chunked: benchmarks/design_choices.py, key `logits_chunk`).
-LOGITS_CHUNK = 1 << 22
+# Log-probs per chunk of token rows in `_head_logprobs`: this many logits (2 MiB in float32, 512
+# tokens of the world's 1,024-word vocabulary), at least `LOGITS_CHUNK_MIN_ROWS` tokens. Whole
+# (n, T, vocab) float32 log-probs are fresh tensors of many MiB that page-fault in among the
+# policy's saved activations: a tiny GRPO update in bf16 (8 x 8 samples; reference forward, policy
+# forward and backward, AdamW) was 1.08x as fast at 64 tokens and 1.23x at 256 with these chunks as
+# with 16 MiB ones, the same in float32 (benchmarks/logits_chunk.py). Values and gradients are
+# bit for bit those of one chunk.
+LOGITS_CHUNK = 1 << 19
+LOGITS_CHUNK_MIN_ROWS = 64  # a large vocabulary (V3's 129,280) is not split into a few tokens a chunk
 
 
 def _head_logprobs(model: Transformer, h: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Output head over hidden states h (n, T, D), then log-probs a few rows at a time. Rows are
-    independent, so the values and gradients are those of one go."""
+    """Output head over hidden states h (n, T, D), then log-probs a chunk of tokens at a time.
+    Tokens are independent, so the values and gradients are those of one go."""
     logits = model.lm_head(model.model.norm(h))  # (n, T, V)
-    rows = max(1, LOGITS_CHUNK // logits[0].numel())
-    return torch.cat([token_logprobs(z, t, temperature) for z, t in zip(logits.split(rows), tokens.split(rows))])
+    n, T, V = logits.shape
+    rows = max(LOGITS_CHUNK_MIN_ROWS, LOGITS_CHUNK // V)
+    flat, targets = logits.view(n * T, V), tokens.reshape(n * T)  # (n T, V), (n T,)
+    return torch.cat([token_logprobs(z, t, temperature) for z, t in zip(flat.split(rows), targets.split(rows))]).view(n, T)
 
 
 def rollout_metrics(rollout: Rollout, rewards: torch.Tensor) -> dict[str, float]:

@@ -1,0 +1,75 @@
+"""How large a chunk of tokens should the GRPO update take its log-probs in? Measured in a real run.
+
+`rollout._head_logprobs` turns the output head's logits into token log-probs `LOGITS_CHUNK`
+logits at a time (float32 log-softmax, then a gather). The head alone, timed apart, hardly cares
+(design_choices.py, key `logits_chunk`); inside an update, among the policy's saved activations, it
+does: large float32 chunks are fresh memory that page-faults in. So this runs `grpo_vs_trl.py`'s
+r1lab side (8 prompts x 8 samples x up to `--max-tokens` tokens, the tiny model, beta 0.04) for
+`--steps` steps and gives every update one of the `--chunks` values in turn (interleaved, so that
+the machine's drift hits all alike). Ends with one JSON line: the median seconds of an update
+(`grpo.policy_update`: the reference's forward, the policy's forward and backward, AdamW) for each
+chunk size, each one's first update left out (warm-up), and the first's time over each one's.
+
+    .venv/bin/python benchmarks/logits_chunk.py [--chunks 4194304 524288] [--max-tokens 64] [--steps 24] [--fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from r1lab.runtime import keep_freed_memory
+from r1lab.stages import grpo, rollout
+
+sys.path.insert(0, str(Path(__file__).parent))  # the checkpoint and work of grpo_vs_trl.py
+from grpo_vs_trl import GROUP, PROMPTS_PER_STEP, make_checkpoint  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[1 << 22, rollout.LOGITS_CHUNK],
+                        help="LOGITS_CHUNK values (logits a chunk), the first is the baseline")
+    parser.add_argument("--max-tokens", type=int, default=64, help="maximum completion length")
+    parser.add_argument("--steps", type=int, default=24, help="GRPO steps in all (each size's first not timed)")
+    parser.add_argument("--fp32", action="store_true", help="float32 instead of bf16 autocast")
+    args = parser.parse_args()
+    if args.steps < 3 * len(args.chunks) or min(args.chunks) < 1:
+        parser.error("--steps must give every chunk size two timed updates; --chunks must be >= 1")
+    keep_freed_memory()  # as the stages run
+    times: dict[int, list[float]] = {c: [] for c in args.chunks}
+    update = grpo.policy_update
+
+    def timed(*a: Any, **k: Any) -> dict[str, float]:
+        n = sum(len(t) for t in times.values())
+        chunk = args.chunks[n % len(args.chunks)]
+        rollout.LOGITS_CHUNK = chunk
+        start = time.perf_counter()
+        out = update(*a, **k)
+        times[chunk].append(time.perf_counter() - start)
+        return out
+
+    grpo.policy_update = timed
+    with tempfile.TemporaryDirectory() as tmp:
+        init, _ = make_checkpoint(Path(tmp))
+        grpo.run(grpo.GRPOConfig(init=str(init), out_dir=f"{tmp}/run", prompts_per_step=PROMPTS_PER_STEP,
+                                 group_size=GROUP, max_steps=args.steps, max_new_tokens=args.max_tokens,
+                                 temperature=1.0, lr=1e-5, kl_coef=0.04, bf16=not args.fp32, save_every=10_000,
+                                 log_samples_every=10_000))
+    median = {c: statistics.median(t[1:]) for c, t in times.items()}  # each size's first update: warm-up
+    base = median[args.chunks[0]]
+    print(json.dumps({"benchmark": "logits_chunk", "precision": "float32" if args.fp32 else "bf16",
+                      "max_tokens": args.max_tokens, "threads": torch.get_num_threads(),
+                      "update_s": {str(c): round(m, 4) for c, m in median.items()},
+                      "ratio_to_first": {str(c): round(base / m, 3) for c, m in median.items()}}))
+
+
+if __name__ == "__main__":
+    main()
