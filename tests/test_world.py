@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -534,6 +535,26 @@ def test_format_and_accuracy_judge_the_same_reply() -> None:
 ])
 def test_an_unclosed_last_answer_block_is_the_final_answer(completion: str, expected: int | None) -> None:
     assert world.extract_final_answer(completion) == expected
+
+
+# The final answer follows the thinking; an <answer> block inside it is a draft (as rewards.math reads
+# benchmark samples). Before, the block in the reasoning won over what the reply said after it.
+@pytest.mark.parametrize(("completion", "expected"), [
+    (" <think> maybe <answer> 6 </answer> no </think> so 5", 5),
+    (" <think> maybe <answer> 6 </answer> no </think> <answer> 5 </answer>", 5),
+    (" <think> it is <answer> 5 </answer> </think>", None),  # thought, then said nothing
+    (" <think> 2+3 </think> <think> <answer> 5 </answer> </think> 5", 5),
+    (" <answer> 5 </answer>", 5),  # no thinking at all: the whole reply is read
+])
+def test_an_answer_inside_the_thinking_is_not_the_final_answer(completion: str, expected: int | None) -> None:
+    assert world.extract_final_answer(completion) == expected
+    problem = dataclasses.replace(world.heldout_problems(1, seed=0, kinds=("arithmetic",))[0], answer=5)
+    assert world.check_completion(problem, completion) == (expected == 5)
+
+
+def test_a_countdown_expression_inside_the_thinking_is_not_the_final_one() -> None:
+    assert world.extract_final_expression(" <think> try <answer> 9-4 </answer> </think> <answer> 2+3 </answer>") == "2+3"
+    assert world.extract_final_expression(" <think> <answer> 9-4 </answer> </think> no idea") is None
 
 
 # A long chain of thought is written in one of the world's languages; another is named in the error.

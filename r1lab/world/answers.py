@@ -65,26 +65,26 @@ def _judged_body(completion: str) -> str | None:
 
 
 def final_answer_span(completion: str) -> str:
-    """The text that holds the final answer: last ``<answer>`` body, else after the last ``</think>``;
-    nothing when the last ``<think>`` is never closed: a completion cut off while thinking has no
-    final answer yet (as benchmark samples, `rewards.math`), only the last number of a draft.
-    A last ``<answer>`` never closed (cut off, or the turn ended) is read to the end: what it says
-    is the final answer (a missing tag costs the format reward), not an earlier block's. Nothing
-    either when the reply runs past `READ_CHARS` (the world did not read its end)."""
+    """The text that holds the final answer, read after the last ``</think>`` (all of the reply
+    without one): its last ``<answer>`` body, else all of it. The reasoning may hold drafts, an
+    ``<answer>`` block among them, which a reply that ends its thinking without an answer does not
+    make final (as benchmark samples, `rewards.math`). Nothing when the last ``<think>`` is never
+    closed: a completion cut off while thinking has no final answer yet, only the last number of a
+    draft. A last ``<answer>`` never closed (cut off, or the turn ended) is read to the end: what it
+    says is the final answer (a missing tag costs the format reward), not an earlier block's.
+    Nothing either when the reply runs past `READ_CHARS` (the world did not read its end)."""
     body = _judged_body(completion)
     if body is None:
         return ""
     if body.rfind("<think>") > body.rfind("</think>"):
         return ""
+    if "</think>" in body:
+        body = body.rsplit("</think>", 1)[1]
     opened = body.rfind("<answer>")
     if opened > body.rfind("</answer>"):  # "<answer>1</answer> <answer>2": the answer was revised to 2
         return body[opened + len("<answer>"):]
     answer = last_answer_block(body)
-    if answer is not None:
-        return answer
-    if "</think>" in body:
-        return body.rsplit("</think>", 1)[1]
-    return body
+    return body if answer is None else answer
 
 
 def extract_final_answer(completion: str) -> int | None:
