@@ -2,9 +2,9 @@
 
 R1 uses rule-based rewards (R1 §2.2.2): an accuracy reward from a deterministic check of the final
 answer, and a format reward for putting the reasoning between ``<think>`` and ``</think>``. The
-answer is read from ``<answer>...</answer>`` when present, otherwise from what follows the last
-``</think>``, otherwise from the whole completion, so a base model that answers in plain text
-("So the answer is 151.") is scored on its merits before RL has taught it the tags. Nothing here
+answer is read from what follows the last ``</think>`` (the whole completion without one): from its
+``<answer>...</answer>`` when present, else from all of it, so a base model that answers in plain
+text ("So the answer is 151.") is scored on its merits before RL has taught it the tags. Nothing here
 raises on malformed text: a completion with no answer simply scores as wrong.
 
 The world reads at most `READ_CHARS` characters of a completion, for every rule here (the accuracy
