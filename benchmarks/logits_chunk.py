@@ -8,7 +8,8 @@ r1lab side (8 prompts x 8 samples x up to `--max-tokens` tokens, the tiny model,
 `--steps` steps and gives every update one of the `--chunks` values in turn (interleaved, so that
 the machine's drift hits all alike). Ends with one JSON line: the median seconds of an update
 (`grpo.policy_update`: the reference's forward, the policy's forward and backward, AdamW) for each
-chunk size, each one's first update left out (warm-up), and the first's time over each one's.
+chunk size, each one's first update left out (warm-up), the first's time over each one's, and
+the median count of minor page faults in an update (`getrusage`: memory touched for the first time).
 
     .venv/bin/python benchmarks/logits_chunk.py [--chunks 4194304 524288] [--max-tokens 64] [--steps 24] [--fp32]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -45,15 +47,17 @@ def main() -> None:
         parser.error("--steps must give every chunk size two timed updates; --chunks must be >= 1")
     keep_freed_memory()  # as the stages run
     times: dict[int, list[float]] = {c: [] for c in args.chunks}
+    faults: dict[int, list[int]] = {c: [] for c in args.chunks}  # minor page faults of each update
     update = grpo.policy_update
 
     def timed(*a: Any, **k: Any) -> dict[str, float]:
         n = sum(len(t) for t in times.values())
         chunk = args.chunks[n % len(args.chunks)]
         rollout.LOGITS_CHUNK = chunk
-        start = time.perf_counter()
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
         out = update(*a, **k)
         times[chunk].append(time.perf_counter() - start)
+        faults[chunk].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         return out
 
     grpo.policy_update = timed
@@ -68,7 +72,8 @@ def main() -> None:
     print(json.dumps({"benchmark": "logits_chunk", "precision": "float32" if args.fp32 else "bf16",
                       "max_tokens": args.max_tokens, "threads": torch.get_num_threads(),
                       "update_s": {str(c): round(m, 4) for c, m in median.items()},
-                      "ratio_to_first": {str(c): round(base / m, 3) for c, m in median.items()}}))
+                      "ratio_to_first": {str(c): round(base / m, 3) for c, m in median.items()},
+                      "page_faults": {str(c): int(statistics.median(f[1:])) for c, f in faults.items()}}))
 
 
 if __name__ == "__main__":
