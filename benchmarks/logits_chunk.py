@@ -1,9 +1,9 @@
 """How large a chunk of tokens should the GRPO update take its log-probs in? Measured in a real run.
 
 `rollout._head_logprobs` turns the output head's logits into token log-probs `LOGITS_CHUNK`
-logits at a time (float32 log-softmax, then a gather). The head alone, timed apart, hardly cares
-(design_choices.py, key `logits_chunk`); inside an update, among the policy's saved activations, it
-does: large float32 chunks are fresh memory that page-faults in. So this runs `grpo_vs_trl.py`'s
+logits at a time (float32 log-softmax, then a gather). design_choices.py (key `logits_chunk`) times
+the head alone; what counts is a whole update, where the head's tensors are allocated among the
+policy's saved activations and large ones page-fault in fresh memory. So this runs `grpo_vs_trl.py`'s
 r1lab side (8 prompts x 8 samples x up to `--max-tokens` tokens, the tiny model, beta 0.04) for
 `--steps` steps and gives every update one of the `--chunks` values in turn (interleaved, so that
 the machine's drift hits all alike). Ends with one JSON line: the median seconds of an update
