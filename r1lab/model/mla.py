@@ -35,6 +35,11 @@ SPLIT_ATTENTION_MAX_FLOAT32 = 160 * 160
 # allocation. Measured, 64 rows x 4 heads x 255 x 303 (a 256-token GRPO batch), fwd+bwd: 171 ->
 # 58 ms in bf16, 182 -> 104 ms in float32 (the fused kernel: 116 / 108 ms); smaller batches unchanged.
 SPLIT_ATTENTION_CHUNK = 4_000_000
+# The split path's softmax in bf16 scores' own dtype (the kernel accumulates in float32), not a float32
+# softmax cast back: bf16 GRPO updates of the tiny model were 1.24x as fast at 256 tokens and 1.03x
+# at 64, an SFT step at 8 x 512 tokens 1.07x (benchmarks/attention_softmax.py). Probabilities differ
+# from the cast ones by at most an ulp. True restores the float32 softmax (the benchmark's baseline).
+FLOAT32_SOFTMAX = False
 
 
 class KVCache:
@@ -208,9 +213,8 @@ class MLA(nn.Module):
         scores = torch.baddbmm(bias, q_rope.reshape(B, H * T, -1), k_rope.transpose(1, 2), alpha=self.scale)
         scores = torch.baddbmm(scores.view(B * H, T, S), q_nope.reshape(B * H, T, -1),
                                k_nope.reshape(B * H, S, -1).transpose(1, 2), alpha=self.scale)  # (B*H, T, S)
-        # float32 softmax, probabilities back in the scores' dtype: for bf16 scores ~2x faster on a
-        # CPU than the bf16 softmax kernel (0.83 vs 1.64 ms for 256 x 63 x 111); 1-ulp differences
-        probs = scores.softmax(dim=-1, dtype=torch.float32).to(scores.dtype)
+        # the scores' dtype (see FLOAT32_SOFTMAX); float32 scores are float32 either way
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(scores.dtype) if FLOAT32_SOFTMAX else scores.softmax(dim=-1)
         return torch.bmm(probs, v.reshape(B * H, S, -1)).view(B, H, T, -1)  # (B, H, T, d_v)
 
 
