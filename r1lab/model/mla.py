@@ -35,10 +35,10 @@ SPLIT_ATTENTION_MAX_FLOAT32 = 160 * 160
 # allocation. Measured, 64 rows x 4 heads x 255 x 303 (a 256-token GRPO batch), fwd+bwd: 171 ->
 # 58 ms in bf16, 182 -> 104 ms in float32 (the fused kernel: 116 / 108 ms); smaller batches unchanged.
 SPLIT_ATTENTION_CHUNK = 4_000_000
-# The split path's softmax in bf16 scores' own dtype (the kernel accumulates in float32), not a float32
-# softmax cast back: bf16 GRPO updates of the tiny model were 1.08-1.09x as fast at 256 tokens and
-# 1.005x at 64, an SFT step at 8 x 512 tokens 1.11x (benchmarks/attention_softmax.py). Probabilities
-# differ from the cast ones by at most an ulp. True restores the float32 softmax (the benchmark's baseline).
+# The split path takes the softmax in the scores' own dtype, not in float32 cast back to bf16: bf16
+# GRPO updates of the tiny model were 1.08-1.09x as fast at 256 tokens and 1.005x at 64, an SFT step
+# at 8 x 512 tokens 1.11x (benchmarks/attention_softmax.py). bf16 probabilities differ from the cast
+# ones by at most an ulp. True restores the float32 softmax (the benchmark's baseline).
 FLOAT32_SOFTMAX = False
 
 

@@ -232,7 +232,7 @@ def completion_logprobs(model: Transformer, batch: TrainBatch, rows: torch.Tenso
 # Log-probs per chunk of token rows in `_head_logprobs`: this many logits (2 MiB in float32, 512
 # tokens of the world's 1,024-word vocabulary), at least `LOGITS_CHUNK_MIN_ROWS` tokens. A tiny
 # GRPO update in bf16 (8 x 8 samples; reference forward, policy forward and backward, AdamW) was
-# 1.08x as fast at 64 tokens and 1.23x at 256 with these chunks as with 16 MiB ones, the same in
+# 1.01-1.08x as fast at 64 tokens and 1.21-1.23x at 256 with these chunks as with 16 MiB ones, the same in
 # float32 (benchmarks/logits_chunk.py): with 16 MiB chunks an update page-faulted fresh memory in
 # 5,000-63,000 times, with these 40-400 (a fault costs ~4 us on the 2-core VM). The head alone, forward
 # and backward in bf16 on 64 x 256 tokens, is 2.1x as fast as in one go (design_choices.py, key
