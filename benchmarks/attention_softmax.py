@@ -19,29 +19,15 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
 
 from r1lab.model import mla
 from r1lab.runtime import keep_freed_memory
 
-sys.path.insert(0, str(Path(__file__).parent))  # the checkpoint and work of grpo_vs_trl.py
-from grpo_vs_trl import GROUP, PROMPTS_PER_STEP, make_checkpoint  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the interleaving and GRPO work of logits_chunk.py
+from logits_chunk import interleaved, run_grpo  # noqa: E402
 
 SHIPPED_BASE = Path(__file__).resolve().parent.parent / "r1lab" / "assets" / "base-tiny"
-
-
-def alternating(fn: Callable[..., Any], times: dict[bool, list[float]]) -> Callable[..., Any]:
-    """fn, timed, with mla.FLOAT32_SOFTMAX switched on every other call."""
-    def step(*a: Any, **k: Any) -> Any:
-        float32 = sum(len(t) for t in times.values()) % 2 == 0
-        mla.FLOAT32_SOFTMAX = float32
-        start = time.perf_counter()
-        out = fn(*a, **k)
-        times[float32].append(time.perf_counter() - start)
-        return out
-    return step
 
 
 def main() -> None:
@@ -53,25 +39,25 @@ def main() -> None:
     if args.steps < 6 or args.max_tokens < 1:
         parser.error("--steps must be >= 6 and --max-tokens >= 1")
     keep_freed_memory()  # as the stages run
-    times: dict[bool, list[float]] = {True: [], False: []}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.stage == "grpo":
-            from r1lab.stages import grpo
+    float32_first = [True, False]  # the old setting on the first call, as before
 
-            grpo.policy_update = alternating(grpo.policy_update, times)
-            init, _ = make_checkpoint(Path(tmp))
-            grpo.run(grpo.GRPOConfig(init=str(init), out_dir=f"{tmp}/run", prompts_per_step=PROMPTS_PER_STEP,
-                                     group_size=GROUP, max_steps=args.steps, max_new_tokens=args.max_tokens,
-                                     temperature=1.0, lr=1e-5, kl_coef=0.04, bf16=True, save_every=10_000,
-                                     log_samples_every=10_000))
-        else:
-            from r1lab.stages import sft
-            from r1lab.world import cold_start_examples
+    def use(float32: bool) -> None:
+        mla.FLOAT32_SOFTMAX = float32
 
+    if args.stage == "grpo":
+        from r1lab.stages import grpo
+
+        grpo.policy_update, times, _ = interleaved(grpo.policy_update, float32_first, use)
+        run_grpo(args.steps, args.max_tokens, bf16=True)
+    else:
+        from r1lab.stages import sft
+        from r1lab.world import cold_start_examples
+
+        sft.train_step, times, _ = interleaved(sft.train_step, float32_first, use)
+        with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data.jsonl"
             data.write_text("".join(json.dumps({"prompt": e.prompt, "response": e.response}) + "\n"
                                     for e in cold_start_examples(1500, seed=0)))
-            sft.train_step = alternating(sft.train_step, times)
             sft.run(sft.SFTConfig(data=str(data), init=str(SHIPPED_BASE), out_dir=f"{tmp}/run", max_steps=args.steps,
                                   seq_len=512, batch_size=8, lr=1e-3, warmup_steps=10, bf16=True, save_every=10_000))
     median = {k: statistics.median(t[1:]) for k, t in times.items()}

@@ -23,8 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -32,7 +33,34 @@ from r1lab.runtime import keep_freed_memory
 from r1lab.stages import grpo, rollout
 
 sys.path.insert(0, str(Path(__file__).parent))  # the checkpoint and work of grpo_vs_trl.py
-from grpo_vs_trl import GROUP, PROMPTS_PER_STEP, make_checkpoint  # noqa: E402
+from grpo_vs_trl import make_checkpoint, run_r1lab  # noqa: E402
+
+S = TypeVar("S")
+
+
+def interleaved(fn: Callable[..., Any], settings: Sequence[S], apply: Callable[[S], None]
+                ) -> tuple[Callable[..., Any], dict[S, list[float]], dict[S, list[int]]]:
+    """fn, with the settings applied in turn before each call (so that the machine's drift hits
+    all alike), and per setting the seconds and minor page faults (`getrusage`) of each call."""
+    times: dict[S, list[float]] = {s: [] for s in settings}
+    faults: dict[S, list[int]] = {s: [] for s in settings}
+
+    def call(*a: Any, **k: Any) -> Any:
+        setting = settings[sum(len(t) for t in times.values()) % len(settings)]
+        apply(setting)
+        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+        out = fn(*a, **k)
+        times[setting].append(time.perf_counter() - start)
+        faults[setting].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return out
+    return call, times, faults
+
+
+def run_grpo(steps: int, max_tokens: int, bf16: bool) -> None:
+    """`steps` GRPO steps of `grpo_vs_trl.py`'s r1lab side (beta 0.04), in a temporary directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        init, _ = make_checkpoint(Path(tmp))
+        run_r1lab(init, argparse.Namespace(steps=steps - 1, max_tokens=max_tokens, beta=0.04), bf16, Path(tmp) / "run")
 
 
 def main() -> None:
@@ -46,27 +74,9 @@ def main() -> None:
     if args.steps < 3 * len(args.chunks) or min(args.chunks) < 1:
         parser.error("--steps must give every chunk size two timed updates; --chunks must be >= 1")
     keep_freed_memory()  # as the stages run
-    times: dict[int, list[float]] = {c: [] for c in args.chunks}
-    faults: dict[int, list[int]] = {c: [] for c in args.chunks}  # minor page faults of each update
-    update = grpo.policy_update
-
-    def timed(*a: Any, **k: Any) -> dict[str, float]:
-        n = sum(len(t) for t in times.values())
-        chunk = args.chunks[n % len(args.chunks)]
-        rollout.LOGITS_CHUNK = chunk
-        before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-        out = update(*a, **k)
-        times[chunk].append(time.perf_counter() - start)
-        faults[chunk].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-        return out
-
-    grpo.policy_update = timed
-    with tempfile.TemporaryDirectory() as tmp:
-        init, _ = make_checkpoint(Path(tmp))
-        grpo.run(grpo.GRPOConfig(init=str(init), out_dir=f"{tmp}/run", prompts_per_step=PROMPTS_PER_STEP,
-                                 group_size=GROUP, max_steps=args.steps, max_new_tokens=args.max_tokens,
-                                 temperature=1.0, lr=1e-5, kl_coef=0.04, bf16=not args.fp32, save_every=10_000,
-                                 log_samples_every=10_000))
+    grpo.policy_update, times, faults = interleaved(grpo.policy_update, args.chunks,
+                                                    lambda chunk: setattr(rollout, "LOGITS_CHUNK", chunk))
+    run_grpo(args.steps, args.max_tokens, bf16=not args.fp32)
     median = {c: statistics.median(t[1:]) for c, t in times.items()}  # each size's first update: warm-up
     base = median[args.chunks[0]]
     print(json.dumps({"benchmark": "logits_chunk", "precision": "float32" if args.fp32 else "bf16",
