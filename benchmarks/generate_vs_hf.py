@@ -80,7 +80,8 @@ def main() -> None:
     t_ours, t_hf = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
 
     result = {"benchmark": "generate_vs_hf", "preset": args.preset, "device": args.device,
-              "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "sequences": args.sequences, "new_tokens": args.new_tokens, "rounds": args.rounds,
+              "dtype": str(dtype).removeprefix("torch."), "threads": args.threads, "sequences": args.sequences,
+              "new_tokens": args.new_tokens, "rounds": args.rounds,
               "r1lab_tok_s": round(work / t_ours, 1), "hf_tok_s": round(work / t_hf, 1),
               "r1lab_s": round(t_ours, 3), "hf_s": round(t_hf, 3), "ratio": round(t_hf / t_ours, 3)}
     print(f"r1lab {result['r1lab_tok_s']} tok/s, transformers {result['hf_tok_s']} tok/s", file=sys.stderr)

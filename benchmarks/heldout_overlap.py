@@ -40,7 +40,8 @@ def main() -> None:
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint) or {"base": "r1lab/assets/base-tiny"}
     text = "\n".join(d.text for d in pretraining_documents(args.corpus_seed, args.corpus_docs))
     problems = heldout_problems(args.n_problems, seed=args.seed)
-    group = [f"{p.difficulty}-operand, {'in corpus' if occurs_as_whole_expression(p.chain.expression(), text) else 'not in corpus'}"
+    group = [f"{p.difficulty}-operand, "
+             f"{'in corpus' if occurs_as_whole_expression(p.chain.expression(), text) else 'not in corpus'}"
              for p in problems]
     result: dict = {"benchmark": "heldout_overlap", "corpus_docs": args.corpus_docs, "n_problems": len(problems),
                     "groups": {g: group.count(g) for g in sorted(set(group))},

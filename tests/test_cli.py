@@ -157,7 +157,8 @@ def test_eval_with_a_blank_out_writes_nothing_in_the_working_directory(out, tmp_
     assert list(work.iterdir()) == []
 
 
-# A training command given another training stage's run directory : it used to overwrite that run's metrics.jsonl and delete its checkpoints/.
+# A training command given another training stage's run directory : it used to overwrite that run's
+# metrics.jsonl and delete its checkpoints/.
 BASE = str(Path(__file__).resolve().parents[1] / "r1lab" / "assets" / "base-tiny")
 
 
@@ -220,7 +221,8 @@ def test_out_under_a_file_fails_before_scoring(tmp_path, capsys, monkeypatch):
     argv = ["eval", "--data", str(data), "--completions", str(completions), "--out", str(tmp_path / "afile" / "report")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == f"r1lab eval: error: cannot write {tmp_path / 'afile' / 'report'}: {tmp_path / 'afile'} is a file, not a directory\n"
+    afile = tmp_path / "afile"
+    assert err == f"r1lab eval: error: cannot write {afile / 'report'}: {afile} is a file, not a directory\n"
 
 
 # `r1lab demo --help` shows each flag's default, and the defaults are PipelineConfig's.

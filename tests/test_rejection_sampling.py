@@ -295,7 +295,8 @@ def test_chat_examples_are_deduplicated_with_provenance():
 # --- the stage --------------------------------------------------------------------------------
 def test_run_writes_data_stats_and_config(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
-    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    monkeypatch.setattr(rs, "load_engine",
+                        lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
     config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2, samples_per_prompt=8,
                                      n_chat=10)
     data = rs.run(config)
@@ -381,7 +382,8 @@ def test_a_generative_judge_checkpoint_gets_the_configured_reply_length(tmp_path
 
 def test_an_interrupted_rerun_leaves_no_data_of_other_settings_next_to_its_config(tmp_path, monkeypatch, tokenizer):
     p0, p1 = world.rl_prompts(2)
-    monkeypatch.setattr(rs, "load_engine", lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
+    monkeypatch.setattr(rs, "load_engine",
+                        lambda checkpoint, bf16=False, device="cpu": (FakeEngine(scripted_groups(p0, p1)), tokenizer))
     config = RejectionSamplingConfig(checkpoint="fake/rl", out_dir=str(tmp_path / "rs"), n_prompts=2,
                                      samples_per_prompt=8, n_chat=4)
     rs.run(config)

@@ -34,7 +34,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from r1lab.rewards.answer_forms import canonical_answer, fast_verdict, for_math_verify  # canonical_answer: re-exported
+from r1lab.rewards.answer_forms import canonical_answer as canonical_answer  # re-exported
+from r1lab.rewards.answer_forms import fast_verdict, for_math_verify
 from r1lab.rewards.format import reply_body
 from r1lab.rewards.rubric import RewardConfigError
 

@@ -69,7 +69,8 @@ class GRPOConfig:
     language: str = "en"  # target language of the chain of thought: a language of the world (en | vl)
     template: str = "r1_zero"  # prompt: r1_zero (R1 Table 1, from a base model) | chat (after the cold start)
     device: str = "cpu"  # cpu | cuda (rollouts and updates; a launcher may wrap the model beforehand)
-    bf16: bool = False  # bf16 autocast in rollouts and updates; tiny's updates 1.3-1.8x as fast (EPYC), 0.9-1.3x (Xeon): benchmarks/results
+    # bf16 autocast in rollouts and updates; tiny's updates 1.3-1.8x as fast (EPYC), 0.9-1.3x (Xeon): benchmarks/results
+    bf16: bool = False
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
     threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
