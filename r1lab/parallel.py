@@ -6,7 +6,8 @@ helper here is a no-op, so a stage reads the same either way. With N > 1 process
 - the model is sharded with `fully_shard` (FSDP2): each decoder block, each MTP block, the final
   norm and an untied output head are units of their own, the rest (embedding, MTP projections)
   belongs to the root. Parameters become DTensors; forwards all-gather them a unit at a time and
-  backwards reduce-scatter (average) the gradients;
+  backwards reduce-scatter (average) the gradients. A stage's `bf16` makes them gather bf16
+  copies of the float32 shards (the MoE gates excepted) and reduce in float32;
 - each process trains on its share of every global batch (`shard`), and `loss_weight` rescales its
   mean loss so that the averaged gradient is the one of the global batch's mean, exactly as one
   process would compute it (R1's losses are token or sequence means over the whole batch);
@@ -72,24 +73,43 @@ def init(device: str = "cpu") -> World:
     return World(rank=rank, size=size, device=device)
 
 
-def parallelize(model: torch.nn.Module, world: World) -> torch.nn.Module:
+def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False) -> torch.nn.Module:
     """Shards `model` (an r1lab Transformer, or a RewardModel: both keep their decoder in `.model`)
     over the world's processes with FSDP2; unchanged in a one-process world. Units are modules that
     are always entered through their `__call__` (blocks, the final norm, the untied head): FSDP2
     gathers a unit's weights in its forward hook, so a unit whose submodules were called directly
     would see shards. The root's methods that stages call instead of `forward` are registered to
-    gather the root's weights too."""
+    gather the root's weights too.
+
+    With `bf16` (a stage's `bf16`) the units gather and compute with bf16 weights, FSDP2's
+    `MixedPrecisionPolicy` as torchtitan trains: the shards, the optimizer and the gradients'
+    reduction stay float32, and the all-gathers and gathered weights take half the bytes of float32
+    weights under autocast. Two kinds of weight stay float32, as units of their own: the MoE gates
+    (V3 §3.3.1 keeps the gating in higher precision) and a reward model's score head
+    (model/reward.py). Forward inputs are not cast: the RoPE tables stay float32."""
     if not world.distributed:
         return model
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+    def policy(dtype: torch.dtype | None) -> MixedPrecisionPolicy:
+        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype and torch.float32, cast_forward_inputs=False)
 
     units = [*model.model.layers, *(m.block for m in getattr(model, "mtp", ())), model.model.norm]
     head = getattr(model, "lm_head", None)
     if head is not None and not model.config.tie_word_embeddings:  # tied: the embedding's weight, in the root
         units.append(head)
+    param_dtype = torch.bfloat16 if bf16 else None  # None: as the weights are (float32)
+    if bf16:  # inner units first: FSDP2 shards bottom-up
+        from r1lab.model.moe import Router
+
+        float32_units = [m for m in model.modules() if isinstance(m, Router)]
+        if hasattr(model, "score"):
+            float32_units.append(model.score)
+        for unit in float32_units:
+            fully_shard(unit, mp_policy=policy(torch.float32))
     for unit in units:
-        fully_shard(unit)
-    fully_shard(model)
+        fully_shard(unit, mp_policy=policy(param_dtype))
+    fully_shard(model, mp_policy=policy(param_dtype))
     for method in ("loss", "hidden_states"):
         if hasattr(model, method):
             register_fsdp_forward_method(model, method)

@@ -254,8 +254,8 @@ def _load(config: GRPOConfig, same_run: tuple[str, ...], world: parallel.World =
               "(bias balancing still runs)")
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck, world.device)
-    model = parallel.parallelize(model, world)  # alike, so that a reset loads the policy's shards as they are
-    ref = parallel.parallelize(ref, world) if ref is not None else None
+    model = parallel.parallelize(model, world, bf16=config.bf16)  # alike, so that a reset loads the policy's shards as they are
+    ref = parallel.parallelize(ref, world, bf16=config.bf16) if ref is not None else None
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     state = training.load_training_state(ck, optimizer, rng=False, model=model) if ck else {}
     if ck:

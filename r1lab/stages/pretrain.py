@@ -171,7 +171,7 @@ def run(config: PretrainConfig) -> Path:
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
     # initialised on the CPU (the same weights anywhere, in every process), or the checkpoint's
     model = Transformer(model_config) if ck is None else from_pretrained(ck)
-    model = parallel.parallelize(model.to(world.device).train(), world)
+    model = parallel.parallelize(model.to(world.device).train(), world, bf16=config.bf16)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
     if ck is not None:

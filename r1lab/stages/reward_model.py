@@ -320,7 +320,7 @@ def run(config: RewardModelConfig) -> Path:
     if world.main:
         (out / EVAL_FILE).unlink(missing_ok=True)
     describe(examples, len(held_out), len(steps), rm.config.max_position_embeddings, config)
-    rm = parallel.parallelize(rm, world)  # before the optimizer: it holds the shards
+    rm = parallel.parallelize(rm, world, bf16=config.bf16)  # before the optimizer: it holds the shards
     optimizer = training.make_optimizer(rm, config.lr, config.weight_decay)
     metrics = training.open_log(out / "metrics.jsonl", 0, world)
     bar = tqdm(steps, desc="reward-model", dynamic_ncols=True, disable=not world.main)

@@ -310,7 +310,7 @@ def run(config: SFTConfig) -> Path:
     # a fresh run drops an earlier run's checkpoints/
     out = training.start_run(config, "sft", fresh=ck is None, world=world)
     describe(examples, samples, len(steps), config)
-    model = parallel.parallelize(model, world)  # before the optimizer: it holds the shards
+    model = parallel.parallelize(model, world, bf16=config.bf16)  # before the optimizer: it holds the shards
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start = training.load_training_state(ck, optimizer, model=model)["step"] if ck else 0
     if ck:
