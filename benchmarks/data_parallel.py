@@ -8,7 +8,12 @@ Runs the same work in one process (torch's threads, all cores) and in `--process
 Each setting runs `--rounds` times, interleaved. Prints one JSON line whose `speedup`s are the one
 process's time over the processes' (above 1: data parallelism helps on this machine).
 
+`--baseline-rev REV` also runs the processes with r1lab as it was at git revision REV (its `r1lab/`
+extracted to a temporary directory, first on PYTHONPATH), interleaved with the rest, and reports
+`over_baseline`: the baseline's time over the current code's (above 1: the change made it faster).
+
     .venv/bin/python benchmarks/data_parallel.py [--steps 6] [--rounds 2] [--processes 2] [--bf16]
+                                                 [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -26,13 +31,24 @@ from pathlib import Path
 from grpo_vs_trl import make_checkpoint
 
 
-def run(args: list[str], processes: int, threads: int, cwd: Path) -> None:
+def run(args: list[str], processes: int, threads: int, cwd: Path, code: Path | None = None) -> None:
+    """`r1lab ARGS` in `processes` processes; `code`: a directory holding another `r1lab/` to run."""
     runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if processes > 1 else dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     done = subprocess.run([sys.executable, *runner, "-m", "r1lab", *args], cwd=cwd, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"r1lab {args[0]} failed ({processes} processes):\n{done.stderr[-3000:]}")
+
+
+def extract(rev: str, into: Path) -> Path:
+    """`r1lab/` as it was at git revision `rev`, written under `into`; returns `into`."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "r1lab"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -59,37 +75,48 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per process when there are several")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--baseline-rev", help="also run the processes with r1lab at this git revision")
     args = parser.parse_args()
     precision = ["--bf16" if args.bf16 else "--no-bf16"]
-    grpo = {1: [], args.processes: []}
-    sft = {1: [], args.processes: []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         init, params = make_checkpoint(tmp)
         data = chat_data(tmp / "chat.jsonl")
+        # (name, processes, code): None runs the r1lab this interpreter imports
+        settings = [("one_process", 1, None), ("processes", args.processes, None)]
+        if args.baseline_rev:
+            settings.append(("baseline_processes", args.processes, extract(args.baseline_rev, Path(tempfile.mkdtemp(dir=tmp)))))
+        grpo: dict[str, list[float]] = {name: [] for name, _, _ in settings}
+        sft: dict[str, list[float]] = {name: [] for name, _, _ in settings}
         for k in range(args.rounds):
-            for n in (1, args.processes):
-                out = tmp / f"grpo_{n}_{k}"
+            for name, n, code in settings if k % 2 == 0 else settings[::-1]:  # each order as often
+                out = tmp / f"grpo_{name}_{k}"
                 run(["zero", "--init", str(init), "--out-dir", str(out), "--prompts-per-step", "8", "--group-size", "8",
                      "--max-new-tokens", "64", "--kl-coef", "0.04", "--lr", "1e-5", "--max-steps", str(args.steps + 1),
-                     "--save-every", "10000", "--log-samples-every", "10000", *precision], n, args.threads, tmp)
-                grpo[n] += [r["step_s"] for r in metrics(out)[1:]]
-                out = tmp / f"sft_{n}_{k}"
+                     "--save-every", "10000", "--log-samples-every", "10000", *precision], n, args.threads, tmp, code)
+                grpo[name] += [r["step_s"] for r in metrics(out)[1:]]
+                out = tmp / f"sft_{name}_{k}"
                 run(["sft", "--data", str(data), "--init", str(init), "--out-dir", str(out), "--batch-size", "16",
                      "--seq-len", "256", "--max-steps", str(args.steps + 1), "--log-every", "1",
-                     "--save-every", "10000", *precision], n, args.threads, tmp)
-                sft[n] += [r["tokens_per_s"] for r in metrics(out)[1:]]
-                print(f"round {k}, {n} process(es): grpo {statistics.median(grpo[n]):.3f} s/step, "
-                      f"sft {statistics.median(sft[n]):.0f} tokens/s", file=sys.stderr)
-    one, many = 1, args.processes
-    print(json.dumps({"benchmark": "data_parallel", "params": params, "processes": many, "threads": args.threads,
-                      "bf16": args.bf16, "steps": args.steps, "rounds": args.rounds,
-                      "grpo": {"one_process_s": round(statistics.median(grpo[one]), 3),
-                               "processes_s": round(statistics.median(grpo[many]), 3),
-                               "speedup": round(statistics.median(grpo[one]) / statistics.median(grpo[many]), 2)},
-                      "sft": {"one_process_tokens_per_s": round(statistics.median(sft[one])),
-                              "processes_tokens_per_s": round(statistics.median(sft[many])),
-                              "speedup": round(statistics.median(sft[many]) / statistics.median(sft[one]), 2)}}))
+                     "--save-every", "10000", *precision], n, args.threads, tmp, code)
+                sft[name] += [r["tokens_per_s"] for r in metrics(out)[1:]]
+                print(f"round {k}, {name} ({n}): grpo {statistics.median(grpo[name]):.3f} s/step, "
+                      f"sft {statistics.median(sft[name]):.0f} tokens/s", file=sys.stderr)
+    step = {name: statistics.median(v) for name, v in grpo.items()}
+    rate = {name: statistics.median(v) for name, v in sft.items()}
+    result = {"grpo": {"one_process_s": round(step["one_process"], 3), "processes_s": round(step["processes"], 3),
+                       "speedup": round(step["one_process"] / step["processes"], 2)},
+              "sft": {"one_process_tokens_per_s": round(rate["one_process"]),
+                      "processes_tokens_per_s": round(rate["processes"]),
+                      "speedup": round(rate["processes"] / rate["one_process"], 2)}}
+    if args.baseline_rev:
+        result["grpo"] |= {"baseline_processes_s": round(step["baseline_processes"], 3),
+                           "over_baseline": round(step["baseline_processes"] / step["processes"], 3)}
+        result["sft"] |= {"baseline_processes_tokens_per_s": round(rate["baseline_processes"]),
+                          "over_baseline": round(rate["processes"] / rate["baseline_processes"], 3)}
+    print(json.dumps({"benchmark": "data_parallel", "params": params, "processes": args.processes,
+                      "threads": args.threads, "bf16": args.bf16, "steps": args.steps, "rounds": args.rounds,
+                      "baseline_rev": args.baseline_rev, **result}))
 
 
 if __name__ == "__main__":
