@@ -7,7 +7,7 @@ helper here is a no-op, so a stage reads the same either way. With N > 1 process
   norm and an untied output head are units of their own, the rest (embedding, MTP projections)
   belongs to the root. Parameters become DTensors; forwards all-gather them a unit at a time and
   backwards reduce-scatter (average) the gradients. A stage's `bf16` makes them gather bf16
-  copies of the float32 shards (the MoE gates excepted) and reduce in float32;
+  copies of the float32 shards (not the MoE gates, nor a reward model's head) and reduce in float32;
 - each process trains on its share of every global batch (`shard`), and `loss_weight` rescales its
   mean loss so that the averaged gradient is the one of the global batch's mean, exactly as one
   process would compute it (R1's losses are token or sequence means over the whole batch);
@@ -92,7 +92,8 @@ def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False) -> 
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     def policy(dtype: torch.dtype | None) -> MixedPrecisionPolicy:
-        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype and torch.float32, cast_forward_inputs=False)
+        reduce = torch.float32 if dtype is not None else None  # None: the gradients' own dtype
+        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=reduce, cast_forward_inputs=False)
 
     units = [*model.model.layers, *(m.block for m in getattr(model, "mtp", ())), model.model.norm]
     head = getattr(model, "lm_head", None)
