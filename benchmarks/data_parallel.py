@@ -46,8 +46,10 @@ def run(args: list[str], processes: int, threads: int, cwd: Path, code: Path | N
 def extract(rev: str, into: Path) -> Path:
     """`r1lab/` as it was at git revision `rev`, written under `into`; returns `into`."""
     root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "r1lab"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "r1lab"], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline-rev {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
 
