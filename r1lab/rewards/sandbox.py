@@ -14,7 +14,8 @@ protect against (memfd memory, a kernel exploit): docs/sandbox.md.
 
 The server side of all this (supervisors, namespaces, the read-only tree, dropping privileges,
 limits, running the source) lives in `_jail.py`; this module is the caller's side: it sends the
-requests, collects the output under the caps and the wall clock, and classifies the outcome.
+requests, has `_collect.py` read the output under the caps and the wall clock and judge it, and
+turns that into an `ExecutionResult`.
 
 `ExecutionResult.isolation` lists the layers a run actually got. `"passed"` means the program ran
 to its end (proven by a per-run secret the sandbox writes only after the program's code returned,
@@ -32,9 +33,7 @@ import marshal
 import math
 import os
 import secrets
-import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from typing import Literal, Sequence
 
 # Re-exported here; imported only in the caller's process (the server runs _jail.py as a script).
 from r1lab.fields import is_int
+from r1lab.rewards._collect import Collector, verdict
 from r1lab.rewards._jail import SANDBOX_UIDS as SANDBOX_UIDS
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
@@ -267,7 +267,7 @@ class Sandbox:
                 os.close(fd)
             remote.close()
         with chan:
-            run = _Collector(chan, out_r, err_r, job.limits, start).collect()
+            run = Collector(chan, out_r, err_r, job.limits, start).collect()
         return _classify(run, nonce, job.limits, time.monotonic() - start)
 
 
@@ -281,80 +281,7 @@ def _unlinked_file(text: str) -> int:
     return fd
 
 
-class _Collector:
-    """Reads a run's output under the caps and the wall clock; asks its supervisor to kill on a breach."""
-
-    def __init__(self, chan: socket.socket, out_r: int, err_r: int, limits: Limits, start: float):
-        self.chan, self.limits = chan, limits
-        self.buffers = {out_r: bytearray(), err_r: bytearray()}
-        self.stdout_fd = out_r
-        self.deadline = start + limits.timeout_s + 10.0  # until the program starts
-        self.wait_status: int | None = None
-        self.isolation: tuple[str, ...] = ()
-        self.breach = ""
-
-    def collect(self) -> _Collector:
-        sel = selectors.DefaultSelector()
-        for fd in self.buffers:
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(self.chan, selectors.EVENT_READ)
-        try:
-            while sel.get_map():
-                remaining = self.deadline - time.monotonic()
-                events = sel.select(max(remaining, 0)) if remaining > 0 else []
-                if not events and time.monotonic() >= self.deadline:
-                    if self.wait_status is not None or self.breach:
-                        break  # drained what there was, or gave up after a kill
-                    self._kill("timeout")
-                for key, _ in events:
-                    self._on_ready(sel, key.fileobj)
-        finally:
-            sel.close()
-            for fd in self.buffers:
-                os.close(fd)
-        return self
-
-    def _on_ready(self, sel: selectors.BaseSelector, source: object) -> None:
-        if source is self.chan:
-            try:
-                message = self.chan.recv(4096)
-            except ConnectionResetError:
-                return  # the error is now cleared; anything still queued is read next time
-            if not message:
-                sel.unregister(self.chan)
-                self.breach = self.breach or "the run's supervisor went away"
-                return
-            news = marshal.loads(message)
-            if "isolation" in news:  # the program starts now: the wall clock starts too
-                self.isolation = tuple(news["isolation"])
-                self.deadline = time.monotonic() + self.limits.timeout_s
-            if "wait" in news:
-                self.wait_status = news["wait"]
-                sel.unregister(self.chan)
-                self.deadline = min(self.deadline, time.monotonic() + 1.0)  # drain the pipes
-            return
-        chunk = os.read(source, 1 << 16)
-        buffer = self.buffers[source]
-        if not chunk:
-            sel.unregister(source)
-        elif len(buffer) + len(chunk) > self.limits.max_output_bytes + 64:  # 64: room for the secret
-            buffer += chunk[: max(0, self.limits.max_output_bytes - len(buffer))]
-            sel.unregister(source)
-            self._kill(f"{'stdout' if source == self.stdout_fd else 'stderr'} exceeded "
-                       f"{self.limits.max_output_bytes} bytes")
-        else:
-            buffer += chunk
-
-    def _kill(self, why: str) -> None:
-        self.breach = self.breach or why
-        self.deadline = time.monotonic() + 5.0  # wait this long for the supervisor to confirm
-        try:
-            self.chan.send(b"kill")
-        except OSError:
-            pass
-
-
-def _classify(run: _Collector, nonce: bytes, limits: Limits, duration: float) -> ExecutionResult:
+def _classify(run: Collector, nonce: bytes, limits: Limits, duration: float) -> ExecutionResult:
     """Turn what the collector saw into a status; only a clean, complete run is "passed"."""
     out = bytes(run.buffers[run.stdout_fd])
     err = bytes(next(b for fd, b in run.buffers.items() if fd != run.stdout_fd))
@@ -363,34 +290,10 @@ def _classify(run: _Collector, nonce: bytes, limits: Limits, duration: float) ->
     for name, data in (("stdout", out), ("stderr", err)):
         if len(data) > limits.max_output_bytes and not run.breach:  # within the secret's slack
             run.breach = f"{name} exceeded {limits.max_output_bytes} bytes"
-    status, detail, code = _verdict(run, reached_end, err, limits)
+    status, detail, code = verdict(run, reached_end, err, limits)
     decode = lambda b: b[: limits.max_output_bytes].decode("utf-8", "replace")  # noqa: E731
     return ExecutionResult(status=status, exit_code=code, stdout=decode(out), stderr=decode(err),
                            duration_s=duration, detail=detail, isolation=run.isolation)
-
-
-def _verdict(run: _Collector, reached_end: bool, err: bytes, limits: Limits
-             ) -> tuple[Status, str, int | None]:
-    st = run.wait_status
-    code = None if st is None else (-os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))
-    if not run.isolation:
-        why = run.breach if run.breach != "timeout" else "no supervisor answered in time"
-        tail = err.decode("utf-8", "replace")[-300:]
-        return "error", f"the sandbox did not start the program ({why}) {tail}", code
-    if run.breach == "timeout":
-        return "timeout", f"wall clock exceeded {limits.timeout_s} s", code
-    if run.breach or st is None:
-        return "error", run.breach or "no exit status", code
-    if code in (-signal.SIGXCPU, -signal.SIGKILL):  # as pid 1 only the kernel can do this
-        return "timeout", "killed by the kernel: CPU time limit", code
-    if code != 0:
-        last = err.rstrip().rsplit(b"\n", 1)[-1]
-        if last.startswith(b"MemoryError"):
-            return "memory", f"address space limit ({limits.memory_mb} MB)", code
-        return "failed", f"exit code {code}", code
-    if not reached_end:
-        return "failed", "exited 0 before reaching the end of the program", code
-    return "passed", "", code
 
 
 # ---------------------------------------------------------------- module-level convenience API
