@@ -44,11 +44,12 @@ def run(args: list[str], processes: int, threads: int, cwd: Path, code: Path | N
 
 
 def extract(rev: str, into: Path) -> Path:
-    """`r1lab/` as it was at git revision `rev`, written under `into`; returns `into`."""
+    """`r1lab/` as it was at git revision `rev`, written under `into` (made here); returns `into`."""
     root = Path(__file__).resolve().parents[1]
     archive = subprocess.run(["git", "-C", str(root), "archive", rev, "r1lab"], capture_output=True)
     if archive.returncode != 0:
         raise SystemExit(f"--baseline-rev {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    into.mkdir()
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
 
@@ -79,15 +80,17 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--baseline-rev", help="also run the processes with r1lab at this git revision")
     args = parser.parse_args()
+    if min(args.steps, args.rounds, args.threads) < 1 or args.processes < 2:
+        parser.error("--steps, --rounds and --threads must be >= 1, --processes >= 2")
     precision = ["--bf16" if args.bf16 else "--no-bf16"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        init, params = make_checkpoint(tmp)
-        data = chat_data(tmp / "chat.jsonl")
         # (name, processes, code): None runs the r1lab this interpreter imports
         settings = [("one_process", 1, None), ("processes", args.processes, None)]
-        if args.baseline_rev:
-            settings.append(("baseline_processes", args.processes, extract(args.baseline_rev, Path(tempfile.mkdtemp(dir=tmp)))))
+        if args.baseline_rev:  # first: a bad revision fails before any work
+            settings.append(("baseline_processes", args.processes, extract(args.baseline_rev, tmp / "baseline")))
+        init, params = make_checkpoint(tmp)
+        data = chat_data(tmp / "chat.jsonl")
         grpo: dict[str, list[float]] = {name: [] for name, _, _ in settings}
         sft: dict[str, list[float]] = {name: [] for name, _, _ in settings}
         for k in range(args.rounds):
