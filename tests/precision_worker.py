@@ -61,16 +61,16 @@ def main(out: Path) -> None:
     loss.backward()  # FSDP2 averages the gradients over the processes: the whole batch's mean
     grad = torch.cat([whole(p.grad).flatten() for p in policy.parameters() if p.grad is not None])
     optimizer.step()
+    scored = parallel.gather(list(zip(rows, scores.tolist())), world) or []  # (row, score) of every process
     report = {
         "world": world.size, "seen": seen,
         "parameters": sorted({str(p.dtype) for p in policy.parameters()}),
         "optimizer_state": sorted({str(v.dtype) for s in optimizer.state.values() for v in s.values() if v.dim()}),
-        "loss": sum(parallel.all_sum([loss.item() * len(rows)], world)) / ROWS,
+        "loss": parallel.all_sum([loss.item() * len(rows)], world)[0] / ROWS,
         "grad": grad.tolist(),
         # bf16 gradients averaged in float32 fall between bf16 values; averaged in bf16, none would
         "grad_off_bf16": (grad.bfloat16().float() != grad).float().mean().item(),
-        "scores": [s for _, s in sorted(pair for part in parallel.gather(list(zip(rows, scores.tolist())), world) or []
-                                        for pair in part)],
+        "scores": [score for _, score in sorted(pair for part in scored for pair in part)],  # in row order
     }
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
