@@ -44,9 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
 
-# Re-exported here; imported only in the caller's process (the server runs _jail.py as a script).
 from r1lab.fields import is_int
 from r1lab.rewards._collect import Collector, verdict
+# Re-exported here; imported only in the caller's process (the server runs _jail.py as a script).
 from r1lab.rewards._jail import SANDBOX_UIDS as SANDBOX_UIDS
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
