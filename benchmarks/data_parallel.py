@@ -11,9 +11,12 @@ process's time over the processes' (above 1: data parallelism helps on this mach
 `--baseline-rev REV` also runs the processes with r1lab as it was at git revision REV (its `r1lab/`
 extracted to a temporary directory, first on PYTHONPATH), interleaved with the rest, and reports
 `over_baseline`: the baseline's time over the current code's (above 1: the change made it faster).
+`--expert-parallel` also runs the processes with the routed experts split by expert and the tokens
+exchanged (`r1lab.expert_parallel`), and reports `expert_parallel_over_fsdp`: FSDP2's time over
+expert parallelism's (above 1: expert parallelism is faster here).
 
     .venv/bin/python benchmarks/data_parallel.py [--steps 6] [--rounds 2] [--processes 2] [--bf16]
-                                                 [--baseline-rev REV]
+                                                 [--baseline-rev REV] [--expert-parallel]
 """
 
 from __future__ import annotations
@@ -79,31 +82,34 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads per process when there are several")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--baseline-rev", help="also run the processes with r1lab at this git revision")
+    parser.add_argument("--expert-parallel", action="store_true", help="also run the processes with expert parallelism")
     args = parser.parse_args()
     if min(args.steps, args.rounds, args.threads) < 1 or args.processes < 2:
         parser.error("--steps, --rounds and --threads must be >= 1, --processes >= 2")
     precision = ["--bf16" if args.bf16 else "--no-bf16"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # (name, processes, code): None runs the r1lab this interpreter imports
-        settings = [("one_process", 1, None), ("processes", args.processes, None)]
+        # (name, processes, code, flags): code None runs the r1lab this interpreter imports
+        settings = [("one_process", 1, None, []), ("processes", args.processes, None, [])]
         if args.baseline_rev:  # first: a bad revision fails before any work
-            settings.append(("baseline_processes", args.processes, extract(args.baseline_rev, tmp / "baseline")))
+            settings.append(("baseline_processes", args.processes, extract(args.baseline_rev, tmp / "baseline"), []))
+        if args.expert_parallel:
+            settings.append(("expert_parallel", args.processes, None, ["--expert-parallel"]))
         init, params = make_checkpoint(tmp)
         data = chat_data(tmp / "chat.jsonl")
-        grpo: dict[str, list[float]] = {name: [] for name, _, _ in settings}
-        sft: dict[str, list[float]] = {name: [] for name, _, _ in settings}
+        grpo: dict[str, list[float]] = {name: [] for name, *_ in settings}
+        sft: dict[str, list[float]] = {name: [] for name, *_ in settings}
         for k in range(args.rounds):
-            for name, n, code in settings if k % 2 == 0 else settings[::-1]:  # each order as often
+            for name, n, code, flags in settings if k % 2 == 0 else settings[::-1]:  # each order as often
                 out = tmp / f"grpo_{name}_{k}"
                 run(["zero", "--init", str(init), "--out-dir", str(out), "--prompts-per-step", "8", "--group-size", "8",
                      "--max-new-tokens", "64", "--kl-coef", "0.04", "--lr", "1e-5", "--max-steps", str(args.steps + 1),
-                     "--save-every", "10000", "--log-samples-every", "10000", *precision], n, args.threads, tmp, code)
+                     "--save-every", "10000", "--log-samples-every", "10000", *precision, *flags], n, args.threads, tmp, code)
                 grpo[name] += [r["step_s"] for r in metrics(out)[1:]]
                 out = tmp / f"sft_{name}_{k}"
                 run(["sft", "--data", str(data), "--init", str(init), "--out-dir", str(out), "--batch-size", "16",
                      "--seq-len", "256", "--max-steps", str(args.steps + 1), "--log-every", "1",
-                     "--save-every", "10000", *precision], n, args.threads, tmp, code)
+                     "--save-every", "10000", *precision, *flags], n, args.threads, tmp, code)
                 sft[name] += [r["tokens_per_s"] for r in metrics(out)[1:]]
                 print(f"round {k}, {name} ({n}): grpo {statistics.median(grpo[name]):.3f} s/step, "
                       f"sft {statistics.median(sft[name]):.0f} tokens/s", file=sys.stderr)
@@ -119,9 +125,14 @@ def main() -> None:
                            "over_baseline": round(step["baseline_processes"] / step["processes"], 3)}
         result["sft"] |= {"baseline_processes_tokens_per_s": round(rate["baseline_processes"]),
                           "over_baseline": round(rate["processes"] / rate["baseline_processes"], 3)}
+    if args.expert_parallel:
+        result["grpo"] |= {"expert_parallel_s": round(step["expert_parallel"], 3),
+                           "expert_parallel_over_fsdp": round(step["processes"] / step["expert_parallel"], 3)}
+        result["sft"] |= {"expert_parallel_tokens_per_s": round(rate["expert_parallel"]),
+                          "expert_parallel_over_fsdp": round(rate["expert_parallel"] / rate["processes"], 3)}
     print(json.dumps({"benchmark": "data_parallel", "params": params, "processes": args.processes,
                       "threads": args.threads, "bf16": args.bf16, "steps": args.steps, "rounds": args.rounds,
-                      "baseline_rev": args.baseline_rev, **result}))
+                      "baseline_rev": args.baseline_rev, "expert_parallel": args.expert_parallel, **result}))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Each key reproduces one comparison a comment quotes, on the project's own code paths where there is
 one, with the code's choice timed against what it replaced:
 
-- `moe_dense`: `Experts._dispatch` vs `Experts._dense` on 32 decode rows, no grad, float32 (also their aten op counts)
+- `moe_dense`: `moe.dispatch` vs `moe.dense` on 32 decode rows, no grad, float32 (also their aten op counts)
 - `matmul_float32_vs_bf16`: a (1024 x 128) @ (128 x 192) expert matmul in float32 vs bf16
 - `bf16_new_shape`: a bf16 1000 x 128 x 192 matmul's first call at a new row count vs a repeated shape
 - `moe_bmm_vs_loop`: the tiny preset's MoE layer (router, experts, shared expert), forward and
@@ -110,7 +110,9 @@ def moe_comparisons(model: Transformer) -> list[Comparison]:
     layer.train()  # the update's MoE layer: its router counts the load
 
     def decode(path: Callable) -> Callable[[], object]:
-        return lambda: torch.no_grad()(path)(x_dec, routing)
+        return lambda: torch.no_grad()(path)(x_dec, routing, experts.gate_up_proj, experts.down_proj)
+
+    dense, dispatch = moe.dense, moe.dispatch
 
     x = torch.randn(64, 63, layer.config.hidden_size, requires_grad=True)  # a GRPO update's tokens
 
@@ -125,9 +127,9 @@ def moe_comparisons(model: Transformer) -> list[Comparison]:
 
     rows = torch.randn(4096 * 2, 256).bfloat16().view(4096, 2, 256)
     return [
-        Comparison("moe_dense", {"dispatch_ms": decode(experts._dispatch), "dense_ms": decode(experts._dense)}, 100,
-                   {"rows": 32, "experts": E, "dispatch_ops": count_ops(decode(experts._dispatch)),
-                    "dense_ops": count_ops(decode(experts._dense))}),
+        Comparison("moe_dense", {"dispatch_ms": decode(dispatch), "dense_ms": decode(dense)}, 100,
+                   {"rows": 32, "experts": E, "dispatch_ops": count_ops(decode(dispatch)),
+                    "dense_ops": count_ops(decode(dense))}),
         Comparison("moe_bmm_vs_loop", {"loop_ms": train(-1), "bmm_ms": train(2**40)}, 5, {"tokens": 64 * 63}),
         Comparison("combine_sum", {"sum_ms": lambda: rows.sum(1), "slices_ms": lambda: rows[:, 0] + rows[:, 1]}, 50),
     ]

@@ -11,6 +11,8 @@ helper here is a no-op, so a stage reads the same either way. With N > 1 process
 - each process trains on its share of every global batch (`shard`), and `loss_weight` rescales its
   mean loss so that the averaged gradient is the one of the global batch's mean, exactly as one
   process would compute it (R1's losses are token or sequence means over the whole batch);
+- with `expert_parallel`, the routed experts are split by expert instead, whole, and tokens travel
+  to them (r1lab/expert_parallel.py, V3 §3.2);
 - the MoE load counters are summed over processes before the aux-loss-free bias update
   (`sync_expert_load`), so every process moves the same biases by the global batch's load (V3 §2.1.2);
 - checkpoints stay the one-process format: the weights and the optimizer state are gathered
@@ -73,7 +75,8 @@ def init(device: str = "cpu") -> World:
     return World(rank=rank, size=size, device=device)
 
 
-def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False) -> torch.nn.Module:
+def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False,
+                expert_parallel: bool = False) -> torch.nn.Module:
     """Shards `model` (an r1lab Transformer, or a RewardModel: both keep their decoder in `.model`)
     over the world's processes with FSDP2; unchanged in a one-process world. Units are modules that
     are always entered through their `__call__` (blocks, the final norm, the untied head): FSDP2
@@ -86,14 +89,26 @@ def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False) -> 
     reduction stay float32, and the all-gathers and gathered weights take half the bytes of float32
     weights under autocast. Two kinds of weight stay float32, as units of their own: the MoE gates
     (V3 §3.3.1 keeps the gating in higher precision) and a reward model's score head
-    (model/reward.py). Forward inputs are not cast: the RoPE tables stay float32."""
+    (model/reward.py). Forward inputs are not cast: the RoPE tables stay float32.
+
+    With `expert_parallel` the routed experts are not FSDP2's: each process keeps its share of them
+    whole and the tokens travel to them (r1lab/expert_parallel.py)."""
     if not world.distributed:
         return model
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
-    def policy(dtype: torch.dtype | None) -> MixedPrecisionPolicy:
+    mesh = init_device_mesh(_comm_device(world).split(":")[0], (world.size,))
+    ignored: set[torch.nn.Parameter] = set()
+    if expert_parallel:
+        from r1lab.expert_parallel import shard_experts
+
+        ignored = shard_experts(model, mesh)
+
+    def wrap(module: torch.nn.Module, dtype: torch.dtype | None) -> None:
         reduce = torch.float32 if dtype is not None else None  # None: the gradients' own dtype
-        return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=reduce, cast_forward_inputs=False)
+        policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=reduce, cast_forward_inputs=False)
+        fully_shard(module, mesh=mesh, mp_policy=policy, ignored_params=ignored or None)
 
     units = [*model.model.layers, *(m.block for m in getattr(model, "mtp", ())), model.model.norm]
     head = getattr(model, "lm_head", None)
@@ -107,10 +122,10 @@ def parallelize(model: torch.nn.Module, world: World, *, bf16: bool = False) -> 
         if hasattr(model, "score"):
             float32_units.append(model.score)
         for unit in float32_units:
-            fully_shard(unit, mp_policy=policy(torch.float32))
+            wrap(unit, torch.float32)
     for unit in units:
-        fully_shard(unit, mp_policy=policy(param_dtype))
-    fully_shard(model, mp_policy=policy(param_dtype))
+        wrap(unit, param_dtype)
+    wrap(model, param_dtype)
     for method in ("loss", "hidden_states"):
         if hasattr(model, method):
             register_fsdp_forward_method(model, method)

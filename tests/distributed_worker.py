@@ -3,6 +3,8 @@
     python tests/distributed_worker.py OUT AGGREGATION [DROP]     # the whole batch in one process
     torchrun --nproc_per_node 2 tests/distributed_worker.py ...   # each process its share of the groups
 
+`--expert-parallel` (anywhere) shards the routed experts by expert instead (r1lab/expert_parallel.py).
+
 DROP (dynamic sampling): "odd" gives prompts 1 and 3 equal rewards, so that rank 1 of two keeps no
 group; "last" gives prompt 3 equal rewards and trains in 3 minibatches, so that rank 1's rows (one
 group) leave one of its minibatches empty. One process then trains on the same global minibatches
@@ -68,12 +70,12 @@ def two_process_pieces() -> Callable[..., Iterator[torch.Tensor]]:
     return pieces
 
 
-def main(out: Path, aggregation: str, drop: str = "") -> None:
+def main(out: Path, aggregation: str, drop: str = "", expert_parallel: bool = False) -> None:
     world = parallel.init("cpu")
     torch.manual_seed(0)
     model = Transformer(preset("tiny").replace(vocab_size=64)).train()  # MTP kept: a unit RL never runs
     ref = Transformer(preset("tiny").replace(vocab_size=64)).eval()  # another draw: a KL term that matters
-    model, ref = parallel.parallelize(model, world), parallel.parallelize(ref, world)
+    model, ref = (parallel.parallelize(m, world, expert_parallel=expert_parallel) for m in (model, ref))
     config = grpo.GRPOConfig(group_size=G, minibatches=3 if drop == "last" else 1, ppo_epochs=2, kl_coef=0.05, lr=1.0,
                              clip_eps_low=0.1, clip_eps_high=0.1, loss_aggregation=aggregation, mask_truncated=True,
                              max_new_tokens=8, dynamic_sampling=bool(drop))
@@ -95,7 +97,8 @@ def main(out: Path, aggregation: str, drop: str = "") -> None:
         weights = whole.state_dict()
         report = {"world": world.size, "stats": stats, "every": every, "rows": int(batch.tokens.shape[0]),
                   "sampler_is_policy": all(torch.equal(v, weights[k]) for k, v in sampler.state_dict().items()),
-                  "reset_is_policy": all(torch.equal(v, weights[k]) for k, v in ref_whole.state_dict().items())}
+                  "reset_is_policy": all(torch.equal(v, weights[k]) for k, v in ref_whole.state_dict().items()),
+                  "experts": type(model.model.layers[1].mlp.experts).__name__}
         out.mkdir(parents=True, exist_ok=True)
         torch.save(weights, out / "weights.pt")
         (out / "report.json").write_text(json.dumps(report))
@@ -103,6 +106,7 @@ def main(out: Path, aggregation: str, drop: str = "") -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), *sys.argv[2:])
+    args = [a for a in sys.argv[1:] if a != "--expert-parallel"]
+    main(Path(args[0]), *args[1:], expert_parallel="--expert-parallel" in sys.argv)
     parallel.close()  # as the command line ends a run that succeeded: no abort at exit
     parallel.end_process(0)

@@ -231,6 +231,7 @@ def test_invalid_config_is_rejected_with_field_name():
 
 
 def test_dense_decode_path_equals_dispatch():
+    from r1lab.model import moe
     from r1lab.model.moe import Experts, route
 
     config = small_config()
@@ -240,7 +241,8 @@ def test_dense_decode_path_equals_dispatch():
     x = torch.randn(10, config.hidden_size)
     r = route(torch.randn(10, 8), torch.zeros(8), top_k=2, n_group=4, topk_group=2)
     with torch.no_grad():
-        torch.testing.assert_close(experts._dense(x, r), experts._dispatch(x, r), atol=1e-5, rtol=1e-5)
+        weights = experts.gate_up_proj, experts.down_proj
+        torch.testing.assert_close(moe.dense(x, r, *weights), moe.dispatch(x, r, *weights), atol=1e-5, rtol=1e-5)
 
 
 def test_packed_documents_match_separate_forwards():
@@ -682,6 +684,7 @@ def test_sequence_balance_loss_counts_the_unbiased_top_k_not_the_biased_choice()
 # In float64 the expert dispatch equals the per-token definition to float64 precision, K > 2 included.
 @pytest.mark.parametrize("top_k", [2, 3])
 def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):
+    from r1lab.model import moe
     from r1lab.model.moe import Experts, route
 
     torch.manual_seed(0)
@@ -701,8 +704,9 @@ def test_float64_dispatch_equals_a_per_token_loop_to_float64_precision(top_k):
         return out
 
     expected = torch.stack([one_token(n) for n in range(8)])
-    torch.testing.assert_close(experts._dispatch(x, r), expected, atol=1e-12, rtol=1e-12)
-    assert torch.autograd.gradcheck(lambda v: experts._dispatch(v, r), (x,))
+    weights = experts.gate_up_proj, experts.down_proj
+    torch.testing.assert_close(moe.dispatch(x, r, *weights), expected, atol=1e-12, rtol=1e-12)
+    assert torch.autograd.gradcheck(lambda v: moe.dispatch(v, r, *weights), (x,))
 
 
 def test_model_info_prints_counts_in_a_unit_that_reads(capsys):

@@ -169,6 +169,19 @@ def test_a_process_keeps_every_minibatch_step_even_an_empty_one():
     assert sizes(7, keep_empty=True) == sizes(7, keep_empty=False) == [3, 2, 2]
 
 
+def test_expert_parallelism_refuses_experts_that_do_not_split_evenly_and_leaves_the_model_as_it_was():
+    """8 routed experts over 3 processes: refused before any weight is touched, naming both counts."""
+    from r1lab.expert_parallel import shard_experts
+    from r1lab.model.moe import Experts
+
+    model = Transformer(preset("tiny").replace(vocab_size=64))
+    mesh = types.SimpleNamespace(size=lambda: 3)
+    with pytest.raises(ValueError, match="multiple of 3 routed experts per layer; this model has 8"):
+        shard_experts(model, mesh)
+    assert all(type(m) is Experts and not hasattr(m.gate_up_proj, "device_mesh")
+               for m in model.modules() if isinstance(m, Experts))
+
+
 def test_the_filler_row_trains_nothing_and_counts_no_load():
     """A process without rows forwards `TrainBatch.filler`: finite log-probs (its queries see
     themselves), a zero loss and gradient at any weight, and no MoE load."""
@@ -206,12 +219,16 @@ def test_data_parallel_batches_are_two_completion_tokens_wide_at_least():
 # ----------------------------------------------------------------------------- two processes
 
 
-@pytest.mark.parametrize("how", ["seq_mean", "token_mean", "constant"])
-def test_a_grpo_update_in_two_processes_is_the_one_process_update(tmp_path, how):
+@pytest.mark.parametrize("how,experts", [("seq_mean", "fsdp"), ("token_mean", "fsdp"), ("constant", "fsdp"),
+                                         ("seq_mean", "expert_parallel")])
+def test_a_grpo_update_in_two_processes_is_the_one_process_update(tmp_path, how, experts):
     """Two epochs over a batch with masked truncated rows and rows of unequal lengths, a KL term,
-    MoE balancing: each process holds two of the four groups (tests/distributed_worker.py)."""
+    MoE balancing: each process holds two of the four groups (tests/distributed_worker.py). With
+    expert parallelism each process also holds four of every layer's eight routed experts, and the
+    tokens are exchanged (policy and reference); an expert's gradient gathers both processes' tokens."""
+    ep = ["--expert-parallel"] if experts == "expert_parallel" else []
     launch([str(WORKER), str(tmp_path / "one"), how], tmp_path, processes=1)
-    launch([str(WORKER), str(tmp_path / "two"), how], tmp_path, processes=2)
+    launch([str(WORKER), str(tmp_path / "two"), how, *ep], tmp_path, processes=2)
     one, two = (torch.load(tmp_path / d / "weights.pt") for d in ("one", "two"))
     start = Transformer(preset("tiny").replace(vocab_size=64)).state_dict()  # not the initial weights: a
     moved = max((one[k] - start[k]).abs().max().item() for k in one)  # different draw; checks only the scale
@@ -220,6 +237,7 @@ def test_a_grpo_update_in_two_processes_is_the_one_process_update(tmp_path, how)
         torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5, msg=k)
     report = json.loads((tmp_path / "two" / "report.json").read_text())
     assert report["world"] == 2 and report["sampler_is_policy"] and report["reset_is_policy"]
+    assert report["experts"] == ("ExpertParallelExperts" if ep else "Experts")
     solo = json.loads((tmp_path / "one" / "report.json").read_text())
     assert report["stats"]["grad_norm"] == pytest.approx(solo["stats"]["grad_norm"], rel=1e-5)  # the global norm
 
@@ -270,10 +288,10 @@ def test_a_process_whose_rows_are_all_masked_reports_no_loss_statistics(tmp_path
     assert set(rank1) == {"expert_load_max_mean", "train_tokens"} and rank1["train_tokens"] > 0
 
 
-def _sft_args(data: Path, out: str, steps: int, resume: bool = False) -> list[str]:
+def _sft_args(data: Path, out: str, steps: int, resume: bool = False, *extra: str) -> list[str]:
     return ["-m", "r1lab", "sft", "--data", str(data), "--init", str(BASE), "--out-dir", out, "--seq-len", "128",
             "--batch-size", "3", "--lr", "3e-3", "--warmup-steps", "2", "--no-bf16", "--max-steps", str(steps),
-            "--save-every", "2", *(["--resume"] if resume else [])]
+            "--save-every", "2", *(["--resume"] if resume else []), *extra]
 
 
 def _losses(run: Path) -> list[float]:
@@ -283,7 +301,8 @@ def _losses(run: Path) -> list[float]:
 def test_sft_in_two_processes_trains_as_one_and_its_checkpoints_resume_in_either(tmp_path):
     """`torchrun -m r1lab sft`: the same losses, token counts and weights as one process (MTP and
     packing on; batches of 3 rows split 2 + 1, the last batch's 1 row leaving a process none), and a
-    checkpoint of either resumed by the other continues alike."""
+    checkpoint of either resumed by the other continues alike, the two processes then with expert
+    parallelism (the checkpoint's whole experts split between them, tokens exchanged)."""
     from tests.test_sft import write_jsonl
 
     data = write_jsonl(tmp_path / "train.jsonl", n=24)
@@ -302,7 +321,7 @@ def test_sft_in_two_processes_trains_as_one_and_its_checkpoints_resume_in_either
     assert not (tmp_path / "two" / "checkpoints" / "step_000004" / "trainer_state.pt.tmp").exists()
     # each run's step-4 checkpoint, continued to 7 steps by the other world
     launch(_sft_args(data, "two", 7, resume=True), tmp_path, processes=1)
-    launch(_sft_args(data, "one", 7, resume=True), tmp_path, processes=2)
+    launch(_sft_args(data, "one", 7, True, "--expert-parallel"), tmp_path, processes=2)
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-4)
     assert len(_losses(tmp_path / "one")) == 7
 
@@ -322,8 +341,9 @@ def test_grpo_runs_in_two_processes_and_saves_a_resumable_policy(tmp_path):
     assert all(r["length_max"] >= r["length_mean"] for r in rows)
     ck = tmp_path / "zero" / "checkpoints" / "step_000002"
     assert (ck / "reference" / "model.safetensors").exists() and (ck / "trainer_state.pt").exists()
-    # resumed by two processes (two minibatches, bf16: shapes padded), then by one
-    launch([*args, "--max-steps", "5", "--resume", "--minibatches", "2", "--bf16"], tmp_path, processes=2)
+    # resumed by two processes (two minibatches, bf16: shapes padded; experts split by expert), then by one
+    launch([*args, "--max-steps", "5", "--resume", "--minibatches", "2", "--bf16", "--expert-parallel"], tmp_path,
+           processes=2)
     assert (tmp_path / "zero" / "checkpoints" / "step_000004" / "trainer_state.pt").exists()
     launch([*args, "--max-steps", "6", "--resume"], tmp_path, processes=1)
     rows = [json.loads(line) for line in (tmp_path / "zero" / "metrics.jsonl").read_text().splitlines()]

@@ -106,64 +106,74 @@ class Experts(nn.Module):
         self.grouped_mm: bool | None = None
 
     def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        E, K = self.gate_up_proj.shape[0], routing.indices.shape[1]
+        return self.compute(x, routing, self.gate_up_proj, self.down_proj)
+
+    def compute(self, x: torch.Tensor, routing: Routing, gate_up_proj: torch.Tensor,
+                down_proj: torch.Tensor) -> torch.Tensor:
+        """x (N, D) through the experts `routing.indices` name, weighted by `routing.weights`, with
+        the experts' weights given: these modules' own, or one process's share of them under
+        expert parallelism (r1lab/expert_parallel.py)."""
+        E, K = gate_up_proj.shape[0], routing.indices.shape[1]
         if not torch.is_grad_enabled() and x.shape[0] * E <= DENSE_DECODE_BUDGET * K:
-            return self._dense(x, routing)
+            return dense(x, routing, gate_up_proj, down_proj)
         if self.grouped_mm if self.grouped_mm is not None else fast_grouped_mm(x):
-            return self._grouped(x, routing)
-        return self._dispatch(x, routing)
+            return grouped(x, routing, gate_up_proj, down_proj)
+        return dispatch(x, routing, gate_up_proj, down_proj)
 
-    def _dense(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """Few tokens (decoding): run every expert on every token in three batched matmuls and
-        weight the outputs by the gates (0 for experts not chosen). More FLOPs than dispatching,
-        but a third of the operations (15 vs 45 aten ops in float32), and per-op overhead is what
-        a decode step costs (benchmarks/design_choices.py, key `moe_dense`)."""
-        E, two_i, D = self.gate_up_proj.shape
-        N = x.shape[0]
-        gate, up = F.linear(x, self.gate_up_proj.reshape(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
-        gates = torch.zeros(N, E, dtype=x.dtype, device=x.device)
-        gates.scatter_(1, routing.indices, routing.weights.to(x.dtype))  # (N, E), 0 for unchosen experts
-        h = F.silu(gate) * up * gates[:, :, None]  # (N, E, I)
-        return torch.bmm(h.transpose(0, 1), self.down_proj.transpose(1, 2)).sum(0)  # (E, N, D) -> (N, D)
 
-    def _dispatch(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        E, two_i, D = self.gate_up_proj.shape
-        macs = PER_EXPERT_OVERHEAD_MACS
-        if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
-            # float32 matmuls: fewer FLOP/s than bf16 (3.3x fewer on an AMX Xeon, 2.1x on an AVX-512
-            # BF16 EPYC: train_precision.py's matmul_ms_4032_rows; design_choices.py, key
-            # `matmul_float32_vs_bf16`), so each padding multiply-add is counted 4x dearer
-            macs //= 4
-        slots = ExpertSlots.build(routing.indices, E, max_waste_rows=E * macs // (D * two_i // 2))
-        xs = _Slots.apply(x, slots)  # (P, D): each expert's tokens in a block of rows
-        if slots.equal_blocks:  # one batched matmul per projection for all experts
-            gate, up = torch.bmm(xs.view(E, -1, D), self.gate_up_proj.transpose(1, 2)).chunk(2, dim=-1)  # (E, M, I)
-            ys = torch.bmm(swiglu(gate, up), self.down_proj.transpose(1, 2)).view(-1, D)  # (P, D)
-            return _combine(ys, routing, slots)
-        # unbind once: indexing the stacked weight per expert would make autograd build a full
-        # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
-        gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
-        outs = []
-        for e, chunk in enumerate(xs.split(slots.sizes)):
-            if chunk.shape[0] == 0:
-                continue
-            gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
-            outs.append(F.linear(swiglu(gate, up), down[e]))
-        return _combine(torch.cat(outs), routing, slots)
+def dense(x: torch.Tensor, routing: Routing, gate_up_proj: torch.Tensor, down_proj: torch.Tensor) -> torch.Tensor:
+    """Few tokens (decoding): run every expert on every token in three batched matmuls and
+    weight the outputs by the gates (0 for experts not chosen). More FLOPs than dispatching,
+    but a third of the operations (15 vs 45 aten ops in float32), and per-op overhead is what
+    a decode step costs (benchmarks/design_choices.py, key `moe_dense`)."""
+    E, two_i, D = gate_up_proj.shape
+    N = x.shape[0]
+    gate, up = F.linear(x, gate_up_proj.reshape(E * two_i, D)).view(N, E, two_i).chunk(2, dim=-1)
+    gates = torch.zeros(N, E, dtype=x.dtype, device=x.device)
+    gates.scatter_(1, routing.indices, routing.weights.to(x.dtype))  # (N, E), 0 for unchosen experts
+    h = F.silu(gate) * up * gates[:, :, None]  # (N, E, I)
+    return torch.bmm(h.transpose(0, 1), down_proj.transpose(1, 2)).sum(0)  # (E, N, D) -> (N, D)
 
-    def _grouped(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """Tokens grouped by expert as in `_dispatch`, then each projection is one grouped GEMM
-        over the blocks (`offs` = where each expert's rows end), as torchtitan's MoE on GPUs:
-        two kernels per direction instead of two per expert, no padding to equal blocks."""
-        E = self.gate_up_proj.shape[0]
-        slots = ExpertSlots.build(routing.indices, E)
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        xs = _Slots.apply(x, slots).to(dtype)  # (P, D)
-        offs = slots.ends.to(torch.int32)  # (E,)
-        # weights as (E, D, 2I) and (E, I, D) views of the stored (E, out, in) tensors
-        gate, up = torch._grouped_mm(xs, self.gate_up_proj.to(dtype).transpose(1, 2), offs=offs).chunk(2, dim=-1)
-        ys = torch._grouped_mm(swiglu(gate, up), self.down_proj.to(dtype).transpose(1, 2), offs=offs)  # (P, D)
+
+def dispatch(x: torch.Tensor, routing: Routing, gate_up_proj: torch.Tensor, down_proj: torch.Tensor) -> torch.Tensor:
+    E, two_i, D = gate_up_proj.shape
+    macs = PER_EXPERT_OVERHEAD_MACS
+    if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+        # float32 matmuls: fewer FLOP/s than bf16 (3.3x fewer on an AMX Xeon, 2.1x on an AVX-512
+        # BF16 EPYC: train_precision.py's matmul_ms_4032_rows; design_choices.py, key
+        # `matmul_float32_vs_bf16`), so each padding multiply-add is counted 4x dearer
+        macs //= 4
+    slots = ExpertSlots.build(routing.indices, E, max_waste_rows=E * macs // (D * two_i // 2))
+    xs = _Slots.apply(x, slots)  # (P, D): each expert's tokens in a block of rows
+    if slots.equal_blocks:  # one batched matmul per projection for all experts
+        gate, up = torch.bmm(xs.view(E, -1, D), gate_up_proj.transpose(1, 2)).chunk(2, dim=-1)  # (E, M, I)
+        ys = torch.bmm(swiglu(gate, up), down_proj.transpose(1, 2)).view(-1, D)  # (P, D)
         return _combine(ys, routing, slots)
+    # unbind once: indexing the stacked weight per expert would make autograd build a full
+    # (E, ...) zero gradient for every expert (O(E^2) memory traffic); unbind's backward is one stack
+    gate_up, down = gate_up_proj.unbind(0), down_proj.unbind(0)
+    outs = []
+    for e, chunk in enumerate(xs.split(slots.sizes)):
+        if chunk.shape[0] == 0:
+            continue
+        gate, up = F.linear(chunk, gate_up[e]).chunk(2, dim=-1)
+        outs.append(F.linear(swiglu(gate, up), down[e]))
+    return _combine(torch.cat(outs), routing, slots)
+
+
+def grouped(x: torch.Tensor, routing: Routing, gate_up_proj: torch.Tensor, down_proj: torch.Tensor) -> torch.Tensor:
+    """Tokens grouped by expert as in `dispatch`, then each projection is one grouped GEMM
+    over the blocks (`offs` = where each expert's rows end), as torchtitan's MoE on GPUs:
+    two kernels per direction instead of two per expert, no padding to equal blocks."""
+    E = gate_up_proj.shape[0]
+    slots = ExpertSlots.build(routing.indices, E)
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    xs = _Slots.apply(x, slots).to(dtype)  # (P, D)
+    offs = slots.ends.to(torch.int32)  # (E,)
+    # weights as (E, D, 2I) and (E, I, D) views of the stored (E, out, in) tensors
+    gate, up = torch._grouped_mm(xs, gate_up_proj.to(dtype).transpose(1, 2), offs=offs).chunk(2, dim=-1)
+    ys = torch._grouped_mm(swiglu(gate, up), down_proj.to(dtype).transpose(1, 2), offs=offs)  # (P, D)
+    return _combine(ys, routing, slots)
 
 
 def _combine(ys: torch.Tensor, routing: Routing, slots: "ExpertSlots") -> torch.Tensor:

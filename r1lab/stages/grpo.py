@@ -71,6 +71,9 @@ class GRPOConfig:
     device: str = "cpu"  # cpu | cuda (rollouts and updates; a launcher may wrap the model beforehand)
     # bf16 autocast in rollouts and updates; tiny's updates 1.3-1.8x as fast (EPYC), 0.9-1.3x (Xeon): benchmarks/results
     bf16: bool = False
+    # under torchrun: each process keeps 1/N of every MoE layer's routed experts, whole, and tokens go to them
+    # by all-to-all (expert parallelism, V3 §3.2; r1lab/expert_parallel.py); off: FSDP2 shards them as the rest
+    expert_parallel: bool = False
     log_samples_every: int = 10  # write a few sampled completions every N steps
     save_every: int = 50  # steps between resumable checkpoints
     threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
@@ -254,8 +257,9 @@ def _load(config: GRPOConfig, same_run: tuple[str, ...], world: parallel.World =
               "(bias balancing still runs)")
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck, world.device)
-    model = parallel.parallelize(model, world, bf16=config.bf16)  # alike, so that a reset loads the policy's shards as they are
-    ref = parallel.parallelize(ref, world, bf16=config.bf16) if ref is not None else None
+    shard = dict(bf16=config.bf16, expert_parallel=config.expert_parallel)
+    model = parallel.parallelize(model, world, **shard)  # alike, so that a reset loads the policy's shards as they are
+    ref = parallel.parallelize(ref, world, **shard) if ref is not None else None
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     state = training.load_training_state(ck, optimizer, rng=False, model=model) if ck else {}
     if ck:

@@ -39,6 +39,9 @@ class PretrainConfig:
     weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
     bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+    # under torchrun: each process keeps 1/N of every MoE layer's routed experts, whole, and tokens go to them
+    # by all-to-all (expert parallelism, V3 §3.2; r1lab/expert_parallel.py); off: FSDP2 shards them as the rest
+    expert_parallel: bool = False
     device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains (a launcher may wrap it beforehand)
     eval_every: int = 250  # steps between held-out loss evaluations
     save_every: int = 500  # steps between resumable checkpoints
@@ -171,7 +174,8 @@ def run(config: PretrainConfig) -> Path:
                                                eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
     # initialised on the CPU (the same weights anywhere, in every process), or the checkpoint's
     model = Transformer(model_config) if ck is None else from_pretrained(ck)
-    model = parallel.parallelize(model.to(world.device).train(), world, bf16=config.bf16)
+    model = parallel.parallelize(model.to(world.device).train(), world, bf16=config.bf16,
+                                 expert_parallel=config.expert_parallel)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start_step = 0
     if ck is not None:

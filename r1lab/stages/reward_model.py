@@ -72,6 +72,9 @@ class RewardModelConfig:
     grad_clip: float = 1.0  # max global gradient norm
     eval_share: float = 0.1  # share of the file held out for accuracy (split by seed); 0 = none
     bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs); the head stays float32
+    # under torchrun: each process keeps 1/N of every MoE layer's routed experts, whole, and tokens go to them
+    # by all-to-all (expert parallelism, V3 §3.2; r1lab/expert_parallel.py); off: FSDP2 shards them as the rest
+    expert_parallel: bool = False
     device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains
     threads: int = 0  # torch threads; 0 = keep the process's count (torch's default unless set)
 
@@ -320,7 +323,8 @@ def run(config: RewardModelConfig) -> Path:
     if world.main:
         (out / EVAL_FILE).unlink(missing_ok=True)
     describe(examples, len(held_out), len(steps), rm.config.max_position_embeddings, config)
-    rm = parallel.parallelize(rm, world, bf16=config.bf16)  # before the optimizer: it holds the shards
+    # before the optimizer: it holds the shards
+    rm = parallel.parallelize(rm, world, bf16=config.bf16, expert_parallel=config.expert_parallel)
     optimizer = training.make_optimizer(rm, config.lr, config.weight_decay)
     metrics = training.open_log(out / "metrics.jsonl", 0, world)
     bar = tqdm(steps, desc="reward-model", dynamic_ncols=True, disable=not world.main)

@@ -55,6 +55,9 @@ class SFTConfig:
     weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
     bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+    # under torchrun: each process keeps 1/N of every MoE layer's routed experts, whole, and tokens go to them
+    # by all-to-all (expert parallelism, V3 §3.2; r1lab/expert_parallel.py); off: FSDP2 shards them as the rest
+    expert_parallel: bool = False
     device: str = "cpu"  # cpu | cuda | cuda:N: where the model trains (a launcher may wrap it beforehand)
     log_every: int = 10  # steps between tokens/s readings (progress bar and metrics.jsonl)
     save_every: int = 100  # steps between resumable checkpoints
@@ -310,7 +313,8 @@ def run(config: SFTConfig) -> Path:
     # a fresh run drops an earlier run's checkpoints/
     out = training.start_run(config, "sft", fresh=ck is None, world=world)
     describe(examples, samples, len(steps), config)
-    model = parallel.parallelize(model, world, bf16=config.bf16)  # before the optimizer: it holds the shards
+    # before the optimizer: it holds the shards
+    model = parallel.parallelize(model, world, bf16=config.bf16, expert_parallel=config.expert_parallel)
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     start = training.load_training_state(ck, optimizer, model=model)["step"] if ck else 0
     if ck:
