@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_to_all_single
+from torch.distributed._functional_collectives import all_to_all_single_autograd
 from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
 
 from r1lab.model.moe import Experts, Routing
@@ -80,11 +80,12 @@ class ExpertParallelExperts(Experts):
 def _exchange(t: torch.Tensor, out_sizes: list[int], in_sizes: list[int], group: dist.ProcessGroup) -> torch.Tensor:
     """All-to-all of t's rows: in_sizes[r] rows go to process r, out_sizes[r] come from it.
     Differentiable (its backward is the reverse exchange)."""
-    out = t.new_empty((sum(out_sizes), *t.shape[1:]))
     if not torch.is_grad_enabled() or not t.requires_grad:
+        out = t.new_empty((sum(out_sizes), *t.shape[1:]))
         dist.all_to_all_single(out, t.contiguous(), out_sizes, in_sizes, group=group)
         return out
-    return all_to_all_single(out, t.contiguous(), out_sizes, in_sizes, group=group)
+    # torch's functional collective with a backward, as torchtitan's MoE dispatch uses it
+    return all_to_all_single_autograd(t.contiguous(), out_sizes, in_sizes, group)
 
 
 def shard_experts(model: nn.Module, mesh: DeviceMesh) -> set[nn.Parameter]:

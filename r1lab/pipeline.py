@@ -354,7 +354,8 @@ def _student_base(config: PipelineConfig) -> tuple[Path, float]:
 
 # a stage's fields the pipeline sets per run (passed to reuse_or_run by name), or that leave its result as it is
 _NOT_SETTINGS = ("init", "data", "zero_checkpoint", "checkpoint", "out_dir", "out", "seed", "resume", "device",
-                 "helpful_rm", "safety_rm", "threads", "save_every", "keep_checkpoints", "log_every", "log_samples_every")
+                 "helpful_rm", "safety_rm", "threads", "save_every", "keep_checkpoints", "log_every", "log_samples_every",
+                 "expert_parallel")
 
 
 def _settings(stage: object) -> dict[str, object]:
