@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 
 import torch
 
@@ -73,7 +74,32 @@ def check_device(device: str, owner: str = "config") -> None:
         raise ValueError(f"{owner}.device is {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
 
 
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU that supports bf16, or an
+    x86 CPU with AVX-512 BF16 or AMX. Other CPUs emulate bf16 (oneDNN): on a 2-core AMD EPYC with
+    AVX2 only (Zen 3), SFT steps of the tiny model took 14x as long in bf16 as in float32 (285 against
+    4,000 tokens/s) and a GRPO update 10x (benchmarks/results/cpu-2026-12-01.jsonl)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def default_bf16() -> bool:
+    """The default of a stage's `bf16` where bf16 is the faster choice: on where this machine computes
+    bf16 in hardware (its GPU if it has one, else its CPU); a run may always ask for either."""
+    return native_bf16("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def autocast(enabled: bool, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
-    """bf16 autocast (AMX on recent CPUs, tensor cores on GPUs); a no-op when disabled."""
+    """bf16 autocast (AMX or AVX-512 BF16 on CPUs, tensor cores on GPUs); a no-op when disabled.
+    Warns (once per place) when the device only emulates bf16: it runs, many times slower."""
     device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    if not enabled:
+        return contextlib.nullcontext()
+    if device_type == "cpu" and not native_bf16("cpu"):
+        warnings.warn("bf16 on a CPU without AVX-512 BF16 or AMX is emulated and many times slower than "
+                      "float32 here (pass --no-bf16)", stacklevel=2)
+    return torch.autocast(device_type, dtype=torch.bfloat16)

@@ -220,6 +220,10 @@ def test_the_shipped_student_base_is_used_only_for_the_settings_it_was_trained_w
     monkeypatch.setattr(pipeline.pretrain, "run", fake_pretrain)
     demo = pipeline.PipelineConfig(out_dir=str(tmp_path / "shipped"))
     assert pipeline._student_base(demo) == (pipeline.SHIPPED_STUDENT, 0.0) and not pretrained
+    # on a CPU without bf16 in hardware the default is float32: the shipped (bf16) base is still these settings'
+    for flag in (False, True):
+        config = dataclasses.replace(demo, student=dataclasses.replace(demo.student, bf16=flag))
+        assert pipeline._student_base(config) == (pipeline.SHIPPED_STUDENT, 0.0) and not pretrained
     for name, change in (("pretrain", dict(pretrain=True)), ("seed", dict(seed=1)),
                          ("steps", dict(student=dataclasses.replace(demo.student, max_steps=800)))):
         config = dataclasses.replace(demo, out_dir=str(tmp_path / name), **change)

@@ -452,3 +452,34 @@ def test_a_resume_with_a_setting_of_the_data_plan_changed_is_refused(stage, fiel
     (step / "r1lab_config.json").write_text(json.dumps(dataclasses.asdict(config), default=str))
     with pytest.raises(ValueError, match=rf"changed since it was saved: {field} "):
         load(dataclasses.replace(config, resume=True, **{field: value}))
+
+
+@pytest.mark.parametrize("avx512_bf16,amx", [(False, False), (True, False), (False, True)])
+def test_stages_default_to_bf16_only_where_the_cpu_computes_it_in_hardware(monkeypatch, avx512_bf16, amx):
+    """On a CPU that emulates bf16 (AVX2 only) bf16 training was 10-14x slower than float32: the stages
+    whose default was bf16 now default to it only on AVX-512 BF16 or AMX CPUs (or a GPU)."""
+    import warnings
+
+    import torch
+
+    from r1lab.stages import preference_data, pretrain, reward_model, sft
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    native = avx512_bf16 or amx
+    assert runtime.native_bf16("cpu") is native and runtime.default_bf16() is native
+    for config in (pretrain.PretrainConfig, sft.SFTConfig, reward_model.RewardModelConfig,
+                   preference_data.PreferenceDataConfig):
+        bf16 = {f.name: f for f in dataclasses.fields(config)}["bf16"]
+        assert bf16.default_factory() is native, config.__name__
+        parser = argparse.ArgumentParser()
+        cli.add_config_arguments(parser, config)
+        assert parser.parse_args([]).bf16 is native  # what `--help` shows and a run takes
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with runtime.autocast(True, "cpu"):
+            pass
+    assert [str(w.message) for w in seen] == ([] if native else [
+        "bf16 on a CPU without AVX-512 BF16 or AMX is emulated and many times slower than float32 here "
+        "(pass --no-bf16)"])

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,7 +55,7 @@ class PreferenceDataConfig:
     temperature: float = 1.0  # sampling temperature (RL's: the replies RL will start from, and more varied)
     max_new_tokens: int = 96  # per reply
     seed: int = 0  # prompt draw and sampling
-    bf16: bool = True  # bf16 autocast while sampling
+    bf16: bool = field(default_factory=runtime.default_bf16)  # bf16 autocast while sampling; default: where the machine has bf16
     device: str = "cpu"  # cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:

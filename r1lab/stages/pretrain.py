@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ class PretrainConfig:
     warmup_steps: int = 50  # linear warmup steps
     weight_decay: float = 0.1  # AdamW decoupled weight decay on matrices
     grad_clip: float = 1.0  # max global gradient norm
-    bf16: bool = True  # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+    bf16: bool = field(default_factory=runtime.default_bf16)  # bf16 autocast; default: where the machine has it in hardware
     # under torchrun: each process keeps 1/N of every MoE layer's routed experts, whole, and tokens go to them
     # by all-to-all (expert parallelism, V3 §3.2; r1lab/expert_parallel.py); off: FSDP2 shards them as the rest
     expert_parallel: bool = False
