@@ -75,13 +75,13 @@ def check_device(device: str, owner: str = "config") -> None:
 
 
 def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU that supports bf16, or an
-    x86 CPU with AVX-512 BF16 or AMX. Other CPUs emulate bf16 (oneDNN): on a 2-core AMD EPYC with
+    """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU, or an x86 CPU with
+    AVX-512 BF16 or AMX. Other CPUs emulate bf16 (oneDNN): on a 2-core AMD EPYC with
     AVX2 only (Zen 3), SFT steps of the tiny model took 14x as long in bf16 as in float32 (285 against
     4,000 tokens/s) and a GRPO update 10x (benchmarks/results/cpu-2026-12-01.jsonl)."""
     kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind == "cuda":  # not torch.cuda.is_bf16_supported(): it would start CUDA on GPU 0 in every torchrun process
+        return torch.cuda.is_available()
     if kind == "cpu":
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return False

@@ -483,3 +483,19 @@ def test_stages_default_to_bf16_only_where_the_cpu_computes_it_in_hardware(monke
     assert [str(w.message) for w in seen] == ([] if native else [
         "bf16 on a CPU without AVX-512 BF16 or AMX is emulated and many times slower than float32 here "
         "(pass --no-bf16)"])
+
+
+def test_bf16_is_the_default_beside_a_gpu_without_starting_cuda(monkeypatch):
+    """With a GPU, bf16 stays the default, decided without asking the device (which would start a CUDA
+    context on GPU 0 in every torchrun process, before each sets its own)."""
+    import torch
+
+    def refuse() -> bool:
+        raise AssertionError("asked the GPU")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", refuse)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", refuse)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert runtime.default_bf16() is True and runtime.native_bf16("cpu") is False
