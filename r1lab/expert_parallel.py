@@ -62,11 +62,12 @@ class ExpertParallelExperts(Experts):
         N, K = routing.indices.shape
         flat = routing.indices.flatten()  # (N*K,) slot n*K + k: token n's k-th expert
         order = flat.argsort(stable=True)  # slots grouped by expert, hence by owner
+        token = order // K  # (N*K,) the token of each grouped slot
         send = torch.bincount(flat // local, minlength=size)  # (S,) slots for each process
         recv = torch.empty_like(send)
         dist.all_to_all_single(recv, send, group=group)  # (S,) slots from each process
         send_sizes, recv_sizes = send.tolist(), recv.tolist()  # the one host sync: shapes follow the routing
-        rows = _exchange(x.index_select(0, order // K), recv_sizes, send_sizes, group)  # (M, D) dispatch
+        rows = _exchange(x.index_select(0, token), recv_sizes, send_sizes, group)  # (M, D) dispatch
         with torch.no_grad():
             experts = _exchange(flat[order] % local, recv_sizes, send_sizes, group)  # (M,) local expert of each row
         ones = torch.ones(experts.shape[0], 1, device=x.device)
@@ -74,7 +75,7 @@ class ExpertParallelExperts(Experts):
         back = _exchange(ys, send_sizes, recv_sizes, group)  # (N*K, D) combine, in `order`
         gates = routing.weights.flatten()[order].to(back.dtype)  # (N*K,)
         out = torch.zeros(N, back.shape[1], dtype=back.dtype, device=back.device)
-        return out.index_add(0, order // K, back * gates[:, None])  # (N, D): each token's K outputs summed
+        return out.index_add(0, token, back * gates[:, None])  # (N, D): each token's K outputs summed
 
 
 def _exchange(t: torch.Tensor, out_sizes: list[int], in_sizes: list[int], group: dist.ProcessGroup) -> torch.Tensor:

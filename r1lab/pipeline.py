@@ -345,9 +345,9 @@ def _student_base(config: PipelineConfig) -> tuple[Path, float]:
         shipped = None
     # precision aside: bf16 is the default only where the hardware has it (runtime.default_bf16), and the
     # shipped base, pretrained in bf16, is what these settings give on such a machine
-    same = {k: v for k, v in _settings(config.student).items() if k != "bf16"} == \
-        {k: v for k, v in _without_run_fields(shipped or {}).items() if k != "bf16"}
-    if (not config.pretrain and shipped is not None and shipped.get("seed") == seed and same
+    aside = {"bf16": None}
+    if (not config.pretrain and shipped is not None and shipped.get("seed") == seed
+            and {**_settings(config.student), **aside} == {**_without_run_fields(shipped), **aside}
             and not (out / "base").exists() and training.latest_checkpoint(out / "checkpoints") is None):
         print(f"using the shipped student base {SHIPPED_STUDENT} (pass --pretrain to train it here)")
         return SHIPPED_STUDENT, 0.0

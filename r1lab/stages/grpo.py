@@ -257,9 +257,9 @@ def _load(config: GRPOConfig, same_run: tuple[str, ...], world: parallel.World =
               "(bias balancing still runs)")
     tokenizer = Tokenizer.load(ck or config.init)
     ref = _reference(model, config, ck, world.device)
-    shard = dict(bf16=config.bf16, expert_parallel=config.expert_parallel)
-    model = parallel.parallelize(model, world, **shard)  # alike, so that a reset loads the policy's shards as they are
-    ref = parallel.parallelize(ref, world, **shard) if ref is not None else None
+    sharding = dict(bf16=config.bf16, expert_parallel=config.expert_parallel)
+    model = parallel.parallelize(model, world, **sharding)  # alike, so that a reset loads the policy's shards as they are
+    ref = parallel.parallelize(ref, world, **sharding) if ref is not None else None
     optimizer = training.make_optimizer(model, config.lr, config.weight_decay)
     state = training.load_training_state(ck, optimizer, rng=False, model=model) if ck else {}
     if ck:
